@@ -1,0 +1,521 @@
+//! The fast L3 book: an order pool, price levels with intrusive FIFO queues, and a sorted
+//! ladder of levels per side.
+//!
+//! - Orders live in a slab (`Vec<OrderNode>` + free list) and are found by id through one
+//!   hash map (`FxHashMap<u64, u32>`), which also remembers every id ever used (duplicate
+//!   rejection): cancel by id is a hash lookup and an O(1) unlink.
+//! - Each price level is a doubly linked FIFO of pool indices with its total quantity.
+//! - Each side keeps its non-empty levels in a `Vec` sorted from worst to best price, so the
+//!   best level is the last element (O(1)). A level is found by binary search; a level that
+//!   empties is removed with a memmove of the levels better than it, which is short in
+//!   practice because activity clusters at the top of the book.
+//!
+//! Once the vectors and the map have grown to the working size, nothing here allocates.
+
+use crate::command::NewOrder;
+use crate::types::{
+    AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
+    Side, TimeInForce, Timestamp,
+};
+use rustc_hash::FxHashMap;
+
+/// No index.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// One resting order in the pool.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OrderNode {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub price: Price,
+    pub qty: Qty,
+    pub expiry: Timestamp,
+    pub accept_seq: u64,
+    pub instrument: InstrumentId,
+    pub alloc_group: AllocGroupId,
+    pub prev: u32,
+    pub next: u32,
+    pub level: u32,
+    pub side: Side,
+    pub tif: TimeInForce,
+    pub stp: SelfTradePrevention,
+    pub post_only: bool,
+    pub live: bool,
+}
+
+impl OrderNode {
+    /// A node for a new order that will rest with `qty` open.
+    pub fn from_new(o: &NewOrder, qty: Qty, accept_seq: u64) -> Self {
+        OrderNode {
+            id: o.order_id,
+            account: o.account,
+            price: o.price,
+            qty,
+            expiry: o.expiry,
+            accept_seq,
+            instrument: o.instrument,
+            alloc_group: o.alloc_group,
+            prev: NIL,
+            next: NIL,
+            level: NIL,
+            side: o.side,
+            tif: o.tif,
+            stp: o.stp,
+            post_only: o.post_only,
+            live: true,
+        }
+    }
+
+    /// The order as a [`NewOrder`] with its current price and open quantity.
+    pub fn as_new_order(&self) -> NewOrder {
+        NewOrder {
+            instrument: self.instrument,
+            account: self.account,
+            order_id: self.id,
+            side: self.side,
+            order_type: OrderType::Limit,
+            tif: self.tif,
+            expiry: self.expiry,
+            price: self.price,
+            qty: self.qty,
+            post_only: self.post_only,
+            stp: self.stp,
+            alloc_group: self.alloc_group,
+        }
+    }
+}
+
+/// One price level: a FIFO of orders.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Level {
+    pub price: Price,
+    pub head: u32,
+    pub tail: u32,
+    /// Total open lots (u128: many orders of up to `u64::MAX` lots never overflow).
+    pub qty: u128,
+    pub count: u32,
+}
+
+/// The levels of one side, worst first, best last. The key orders prices so that a larger
+/// key is a better price: the price for bids, its bitwise complement for asks.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ladder {
+    pub entries: Vec<(i64, u32)>,
+}
+
+#[inline]
+fn key(side: Side, price: Price) -> i64 {
+    match side {
+        Side::Buy => price.0,
+        Side::Sell => !price.0,
+    }
+}
+
+/// The book of one instrument.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InstrumentBook {
+    pub bids: Ladder,
+    pub asks: Ladder,
+    pub halted: bool,
+}
+
+impl InstrumentBook {
+    #[inline]
+    pub fn side(&self, side: Side) -> &Ladder {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    #[inline]
+    pub fn side_mut(&mut self, side: Side) -> &mut Ladder {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+}
+
+/// A resting order as seen from outside: enough to compare books exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RestingOrder {
+    /// Bid or ask.
+    pub side: Side,
+    /// Its price.
+    pub price: Price,
+    /// Its id.
+    pub order_id: OrderId,
+    /// Its owner.
+    pub account: AccountId,
+    /// Its open quantity.
+    pub qty: Qty,
+}
+
+/// What the id map knows about an order id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdState {
+    /// Never seen.
+    Unknown,
+    /// Used before; no longer resting.
+    Dead,
+    /// Resting at this pool index.
+    Live(u32),
+}
+
+/// Every instrument's book, sharing one order pool and one level pool.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OrderBooks {
+    pub books: Vec<Option<InstrumentBook>>,
+    pub orders: Vec<OrderNode>,
+    free_orders: Vec<u32>,
+    pub levels: Vec<Level>,
+    free_levels: Vec<u32>,
+    ids: FxHashMap<u64, u32>,
+    live: usize,
+}
+
+impl OrderBooks {
+    /// Room for `orders` resting orders and `ids` order ids before anything grows.
+    pub fn with_capacity(orders: usize, ids: usize) -> Self {
+        OrderBooks {
+            books: Vec::new(),
+            orders: Vec::with_capacity(orders),
+            free_orders: Vec::with_capacity(orders),
+            levels: Vec::with_capacity(orders.min(1 << 20)),
+            free_levels: Vec::with_capacity(orders.min(1 << 20)),
+            ids: FxHashMap::with_capacity_and_hasher(ids, Default::default()),
+            live: 0,
+        }
+    }
+
+    /// Opens a book; false if it exists already.
+    pub fn add_instrument(&mut self, id: InstrumentId) -> bool {
+        let i = id.0 as usize;
+        if self.books.len() <= i {
+            self.books.resize_with(i + 1, || None);
+        }
+        if self.books[i].is_some() {
+            return false;
+        }
+        self.books[i] = Some(InstrumentBook::default());
+        true
+    }
+
+    #[inline]
+    pub fn book(&self, id: InstrumentId) -> Option<&InstrumentBook> {
+        self.books.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    #[inline]
+    pub fn book_mut(&mut self, id: InstrumentId) -> Option<&mut InstrumentBook> {
+        self.books.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+
+    /// Instruments with a book, in id order.
+    pub fn instruments(&self) -> impl Iterator<Item = InstrumentId> + '_ {
+        self.books
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_some())
+            .map(|(i, _)| InstrumentId(i as u32))
+    }
+
+    #[inline]
+    pub fn id_state(&self, id: OrderId) -> IdState {
+        match self.ids.get(&id.0) {
+            None => IdState::Unknown,
+            Some(&NIL) => IdState::Dead,
+            Some(&i) => IdState::Live(i),
+        }
+    }
+
+    /// Records an id that was used but never rested (or no longer rests).
+    #[inline]
+    pub fn mark_dead(&mut self, id: OrderId) {
+        self.ids.insert(id.0, NIL);
+    }
+
+    #[inline]
+    pub fn best(&self, book: &InstrumentBook, side: Side) -> Option<u32> {
+        book.side(side).entries.last().map(|&(_, l)| l)
+    }
+
+    fn alloc_level(&mut self, price: Price) -> u32 {
+        let level = Level {
+            price,
+            head: NIL,
+            tail: NIL,
+            qty: 0,
+            count: 0,
+        };
+        match self.free_levels.pop() {
+            Some(i) => {
+                self.levels[i as usize] = level;
+                i
+            }
+            None => {
+                self.levels.push(level);
+                (self.levels.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds a node at the back of its price level; returns its pool index. The instrument
+    /// must have a book.
+    pub fn insert(&mut self, node: OrderNode) -> u32 {
+        let idx = match self.free_orders.pop() {
+            Some(i) => {
+                self.orders[i as usize] = node;
+                i
+            }
+            None => {
+                self.orders.push(node);
+                (self.orders.len() - 1) as u32
+            }
+        };
+        self.ids.insert(node.id.0, idx);
+        self.live += 1;
+        self.link_back(idx);
+        idx
+    }
+
+    /// Links a pool node at the back of the level of its price.
+    fn link_back(&mut self, idx: u32) {
+        let OrderNode {
+            instrument,
+            side,
+            price,
+            qty,
+            ..
+        } = self.orders[idx as usize];
+        let k = key(side, price);
+        let Some(book) = self
+            .books
+            .get(instrument.0 as usize)
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
+        let entries = &book.side(side).entries;
+        // Fast paths: the best level, then binary search.
+        let found = match entries.last() {
+            Some(&(bk, l)) if bk == k => Ok(l),
+            Some(&(bk, _)) if bk < k => Err(entries.len()),
+            _ => match entries.binary_search_by_key(&k, |&(bk, _)| bk) {
+                Ok(p) => Ok(entries[p].1),
+                Err(p) => Err(p),
+            },
+        };
+        let level = match found {
+            Ok(l) => l,
+            Err(pos) => {
+                let l = self.alloc_level(price);
+                if let Some(b) = self.books[instrument.0 as usize].as_mut() {
+                    b.side_mut(side).entries.insert(pos, (k, l));
+                }
+                l
+            }
+        };
+        let lv = &mut self.levels[level as usize];
+        let tail = lv.tail;
+        lv.tail = idx;
+        if tail == NIL {
+            lv.head = idx;
+        }
+        lv.qty += qty.0 as u128;
+        lv.count += 1;
+        if tail != NIL {
+            self.orders[tail as usize].next = idx;
+        }
+        let n = &mut self.orders[idx as usize];
+        n.prev = tail;
+        n.next = NIL;
+        n.level = level;
+    }
+
+    /// Unlinks a node from its level, removing the level when it empties.
+    fn unlink(&mut self, idx: u32) {
+        let OrderNode {
+            prev,
+            next,
+            level,
+            qty,
+            instrument,
+            side,
+            price,
+            ..
+        } = self.orders[idx as usize];
+        if prev != NIL {
+            self.orders[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.orders[next as usize].prev = prev;
+        }
+        let lv = &mut self.levels[level as usize];
+        if lv.head == idx {
+            lv.head = next;
+        }
+        if lv.tail == idx {
+            lv.tail = prev;
+        }
+        lv.qty -= qty.0 as u128;
+        lv.count -= 1;
+        if lv.count == 0 {
+            let k = key(side, price);
+            if let Some(b) = self.books[instrument.0 as usize].as_mut() {
+                let entries = &mut b.side_mut(side).entries;
+                if entries.last().map(|e| e.0) == Some(k) {
+                    entries.pop();
+                } else if let Ok(p) = entries.binary_search_by_key(&k, |&(bk, _)| bk) {
+                    entries.remove(p);
+                }
+            }
+            self.free_levels.push(level);
+        }
+        let n = &mut self.orders[idx as usize];
+        n.level = NIL;
+        n.prev = NIL;
+        n.next = NIL;
+    }
+
+    /// Removes a resting order; its id stays known (never reused).
+    pub fn remove(&mut self, idx: u32) {
+        self.unlink(idx);
+        let n = &mut self.orders[idx as usize];
+        n.live = false;
+        self.live -= 1;
+        let id = n.id;
+        self.ids.insert(id.0, NIL);
+        self.free_orders.push(idx);
+    }
+
+    /// Sets a resting order's open quantity in place (keeps its queue position).
+    #[inline]
+    pub fn set_qty(&mut self, idx: u32, qty: Qty) {
+        let n = &mut self.orders[idx as usize];
+        let old = n.qty;
+        n.qty = qty;
+        let lv = &mut self.levels[n.level as usize];
+        lv.qty = lv.qty - old.0 as u128 + qty.0 as u128;
+    }
+
+    /// Moves a resting order to the back of the level at `price` with `qty` open.
+    pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) {
+        self.unlink(idx);
+        let n = &mut self.orders[idx as usize];
+        n.price = price;
+        n.qty = qty;
+        self.link_back(idx);
+    }
+
+    /// The resting orders of an instrument: bids best first, then asks best first, each
+    /// level in queue order.
+    pub fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder> {
+        let mut out = Vec::new();
+        let Some(book) = self.book(instrument) else {
+            return out;
+        };
+        for side in [Side::Buy, Side::Sell] {
+            for &(_, l) in book.side(side).entries.iter().rev() {
+                let mut i = self.levels[l as usize].head;
+                while i != NIL {
+                    let n = &self.orders[i as usize];
+                    out.push(RestingOrder {
+                        side,
+                        price: n.price,
+                        order_id: n.id,
+                        account: n.account,
+                        qty: n.qty,
+                    });
+                    i = n.next;
+                }
+            }
+        }
+        out
+    }
+
+    /// Aggregated depth of one side, best first: (price, total lots, order count).
+    pub fn depth(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+    ) -> impl Iterator<Item = (Price, u128, u32)> + '_ {
+        self.book(instrument)
+            .into_iter()
+            .flat_map(move |b| b.side(side).entries.iter().rev())
+            .map(move |&(_, l)| {
+                let lv = &self.levels[l as usize];
+                (lv.price, lv.qty, lv.count)
+            })
+    }
+
+    /// The number of resting orders.
+    #[inline]
+    pub fn live_count(&self) -> usize {
+        self.live
+    }
+
+    /// Every live order, in pool order.
+    pub fn live_orders(&self) -> impl Iterator<Item = (u32, &OrderNode)> + '_ {
+        self.orders
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.live)
+            .map(|(i, n)| (i as u32, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64, side: Side, price: i64, qty: u64, seq: u64) -> OrderNode {
+        let o = NewOrder::limit(
+            InstrumentId(0),
+            AccountId(1),
+            OrderId(id),
+            side,
+            Price(price),
+            Qty(qty),
+        );
+        OrderNode::from_new(&o, Qty(qty), seq)
+    }
+
+    #[test]
+    fn levels_keep_price_then_fifo_order() {
+        let mut b = OrderBooks::with_capacity(16, 16);
+        assert!(b.add_instrument(InstrumentId(0)));
+        assert!(!b.add_instrument(InstrumentId(0)));
+        let a = b.insert(node(1, Side::Buy, 100, 5, 1));
+        b.insert(node(2, Side::Buy, 101, 1, 2));
+        b.insert(node(3, Side::Buy, 100, 2, 3));
+        b.insert(node(4, Side::Sell, 103, 7, 4));
+        b.insert(node(5, Side::Sell, 102, 7, 5));
+        let ids: Vec<u64> = b
+            .resting_orders(InstrumentId(0))
+            .iter()
+            .map(|o| o.order_id.0)
+            .collect();
+        assert_eq!(ids, vec![2, 1, 3, 5, 4]);
+        let depth: Vec<_> = b.depth(InstrumentId(0), Side::Buy).collect();
+        assert_eq!(depth, vec![(Price(101), 1, 1), (Price(100), 7, 2)]);
+        b.remove(a);
+        assert_eq!(b.id_state(OrderId(1)), IdState::Dead);
+        assert_eq!(b.id_state(OrderId(9)), IdState::Unknown);
+        let depth: Vec<_> = b.depth(InstrumentId(0), Side::Buy).collect();
+        assert_eq!(depth, vec![(Price(101), 1, 1), (Price(100), 2, 1)]);
+        let IdState::Live(i2) = b.id_state(OrderId(2)) else {
+            panic!("order 2 rests")
+        };
+        b.move_to_back(i2, Price(100), Qty(4));
+        let depth: Vec<_> = b.depth(InstrumentId(0), Side::Buy).collect();
+        assert_eq!(depth, vec![(Price(100), 6, 2)]);
+        let ids: Vec<u64> = b
+            .resting_orders(InstrumentId(0))
+            .iter()
+            .map(|o| o.order_id.0)
+            .collect();
+        assert_eq!(ids, vec![3, 2, 5, 4]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Books: the fast L3 book the matcher uses, the naive reference, and the replica that
+//! rebuilds books from events.
+
+pub(crate) mod fast;
+pub mod naive;
+pub mod replica;
+
+pub use fast::RestingOrder;

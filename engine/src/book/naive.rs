@@ -1,0 +1,508 @@
+//! [`NaiveMatcher`]: the reference. Obviously correct and slow: every resting order sits in
+//! one `Vec`, and each step of a match scans and sorts. It shares no book code with the fast
+//! [`crate::Matcher`]; the proptest differential tests run both on the same random command
+//! streams and require identical events and identical books.
+
+use crate::book::fast::RestingOrder;
+use crate::command::{Command, CommandKind, NewOrder};
+use crate::event::{CancelReason, Event, EventKind, RejectCode};
+use crate::matcher::MatchingEngine;
+use crate::types::{
+    AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
+    TimeInForce,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug)]
+struct Resting {
+    order: NewOrder,
+    /// When it joined its price level (priority); renewed when a modify loses priority.
+    queue_time: u64,
+    /// When it was accepted (orders expiries and mass cancels).
+    accept_seq: u64,
+}
+
+/// The naive reference matcher.
+#[derive(Default)]
+pub struct NaiveMatcher {
+    halted: BTreeMap<u32, bool>,
+    resting: Vec<Resting>,
+    used_ids: BTreeSet<u64>,
+    blocked: BTreeSet<u64>,
+    clock: u64,
+    accept_seq: u64,
+}
+
+fn ev(seq: Sequence, kind: EventKind) -> Event {
+    Event::new(seq, kind)
+}
+
+impl NaiveMatcher {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn reject(
+        seq: Sequence,
+        instrument: Option<InstrumentId>,
+        order_id: Option<OrderId>,
+        account: AccountId,
+        code: RejectCode,
+        out: &mut Vec<Event>,
+    ) {
+        out.push(ev(
+            seq,
+            EventKind::Rejected {
+                instrument,
+                order_id,
+                account,
+                code,
+            },
+        ));
+    }
+
+    fn cancel_event(seq: Sequence, o: &NewOrder, qty: u64, reason: CancelReason) -> Event {
+        ev(
+            seq,
+            EventKind::Cancelled {
+                instrument: o.instrument,
+                order_id: o.order_id,
+                account: o.account,
+                qty: Qty(qty),
+                reason,
+            },
+        )
+    }
+
+    /// Opposite-side orders an incoming order may meet, in priority order.
+    fn queue(&self, instrument: InstrumentId, side: Side, limit: Option<Price>) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.resting.len())
+            .filter(|&i| {
+                let o = &self.resting[i].order;
+                o.instrument == instrument
+                    && o.side == side.opposite()
+                    && match (limit, side) {
+                        (None, _) => true,
+                        (Some(l), Side::Buy) => o.price <= l,
+                        (Some(l), Side::Sell) => o.price >= l,
+                    }
+            })
+            .collect();
+        v.sort_by_key(|&i| {
+            let r = &self.resting[i];
+            let p = match side {
+                Side::Buy => r.order.price.0 as i128,
+                Side::Sell => -(r.order.price.0 as i128),
+            };
+            (p, r.queue_time)
+        });
+        v
+    }
+
+    fn would_cross(&self, instrument: InstrumentId, side: Side, price: Price) -> bool {
+        !self.queue(instrument, side, Some(price)).is_empty()
+    }
+
+    /// Matches; returns (remaining, taker cancelled by STP).
+    #[allow(clippy::too_many_arguments)]
+    fn match_taker(
+        &mut self,
+        seq: Sequence,
+        taker: &NewOrder,
+        limit: Option<Price>,
+        mut remaining: u64,
+        out: &mut Vec<Event>,
+    ) -> (u64, bool) {
+        while remaining > 0 {
+            let q = self.queue(taker.instrument, taker.side, limit);
+            let Some(&i) = q.first() else {
+                break;
+            };
+            let maker = self.resting[i];
+            if maker.order.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                match taker.stp {
+                    SelfTradePrevention::CancelMaker => {
+                        out.push(Self::cancel_event(
+                            seq,
+                            &maker.order,
+                            maker.order.qty.0,
+                            CancelReason::SelfTrade,
+                        ));
+                        self.resting.remove(i);
+                        continue;
+                    }
+                    SelfTradePrevention::CancelBoth => {
+                        out.push(Self::cancel_event(
+                            seq,
+                            &maker.order,
+                            maker.order.qty.0,
+                            CancelReason::SelfTrade,
+                        ));
+                        self.resting.remove(i);
+                        out.push(Self::cancel_event(
+                            seq,
+                            taker,
+                            remaining,
+                            CancelReason::SelfTrade,
+                        ));
+                        return (remaining, true);
+                    }
+                    _ => {
+                        out.push(Self::cancel_event(
+                            seq,
+                            taker,
+                            remaining,
+                            CancelReason::SelfTrade,
+                        ));
+                        return (remaining, true);
+                    }
+                }
+            }
+            let fill = remaining.min(maker.order.qty.0);
+            out.push(ev(
+                seq,
+                EventKind::Fill {
+                    instrument: taker.instrument,
+                    taker: taker.order_id,
+                    maker: maker.order.order_id,
+                    taker_account: taker.account,
+                    maker_account: maker.order.account,
+                    price: maker.order.price,
+                    qty: Qty(fill),
+                    taker_side: taker.side,
+                },
+            ));
+            remaining -= fill;
+            if fill == maker.order.qty.0 {
+                self.resting.remove(i);
+            } else {
+                self.resting[i].order.qty.0 -= fill;
+            }
+        }
+        (remaining, false)
+    }
+
+    fn fok_fillable(&self, taker: &NewOrder, limit: Option<Price>) -> bool {
+        let mut avail: u128 = 0;
+        for i in self.queue(taker.instrument, taker.side, limit) {
+            let m = &self.resting[i].order;
+            if m.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                if taker.stp == SelfTradePrevention::CancelMaker {
+                    continue;
+                }
+                break;
+            }
+            avail += m.qty.0 as u128;
+        }
+        avail >= taker.qty.0 as u128
+    }
+
+    fn find(&self, id: OrderId) -> Option<usize> {
+        self.resting.iter().position(|r| r.order.order_id == id)
+    }
+
+    fn new_order(&mut self, seq: Sequence, cmd: &Command, o: &NewOrder, out: &mut Vec<Event>) {
+        let Some(&halted) = self.halted.get(&o.instrument.0) else {
+            return Self::reject(
+                seq,
+                None,
+                Some(o.order_id),
+                o.account,
+                RejectCode::UnknownInstrument,
+                out,
+            );
+        };
+        let limit = (o.order_type == OrderType::Limit).then_some(o.price);
+        let code = if o.qty.0 == 0 {
+            Some(RejectCode::ZeroQty)
+        } else if self.used_ids.contains(&o.order_id.0) {
+            Some(RejectCode::DuplicateOrderId)
+        } else if halted {
+            Some(RejectCode::Halted)
+        } else if self.blocked.contains(&o.account.0) {
+            Some(RejectCode::Blocked)
+        } else if o.tif == TimeInForce::Gtd && o.expiry <= cmd.ts {
+            Some(RejectCode::ExpiryInPast)
+        } else if o.post_only
+            && (limit.is_none() || self.would_cross(o.instrument, o.side, o.price))
+        {
+            Some(RejectCode::PostOnlyWouldTake)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return Self::reject(
+                seq,
+                Some(o.instrument),
+                Some(o.order_id),
+                o.account,
+                code,
+                out,
+            );
+        }
+        out.push(ev(seq, EventKind::Accepted(*o)));
+        self.used_ids.insert(o.order_id.0);
+        self.accept_seq += 1;
+        if o.tif == TimeInForce::Fok && !self.fok_fillable(o, limit) {
+            out.push(Self::cancel_event(seq, o, o.qty.0, CancelReason::Fok));
+            return;
+        }
+        let (remaining, stp_cancelled) = self.match_taker(seq, o, limit, o.qty.0, out);
+        if stp_cancelled || remaining == 0 {
+            return;
+        }
+        if o.order_type == OrderType::Market {
+            out.push(Self::cancel_event(seq, o, remaining, CancelReason::Market));
+        } else if o.tif == TimeInForce::Ioc {
+            out.push(Self::cancel_event(seq, o, remaining, CancelReason::Ioc));
+        } else if o.tif == TimeInForce::Fok {
+            out.push(Self::cancel_event(seq, o, remaining, CancelReason::Fok));
+        } else {
+            self.clock += 1;
+            let mut order = *o;
+            order.qty = Qty(remaining);
+            self.resting.push(Resting {
+                order,
+                queue_time: self.clock,
+                accept_seq: self.accept_seq,
+            });
+        }
+    }
+
+    /// The index of `id` if it rests in `instrument` and belongs to `account`.
+    fn owned(
+        &self,
+        instrument: InstrumentId,
+        account: AccountId,
+        id: OrderId,
+    ) -> Result<usize, (Option<InstrumentId>, RejectCode)> {
+        if !self.halted.contains_key(&instrument.0) {
+            return Err((None, RejectCode::UnknownInstrument));
+        }
+        match self.find(id) {
+            Some(i) if self.resting[i].order.instrument == instrument => {
+                if self.resting[i].order.account == account {
+                    Ok(i)
+                } else {
+                    Err((Some(instrument), RejectCode::NotOwner))
+                }
+            }
+            _ => Err((Some(instrument), RejectCode::UnknownOrder)),
+        }
+    }
+}
+
+impl MatchingEngine for NaiveMatcher {
+    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
+        let start = out.len();
+        // Expiries first, earliest expiry then earliest accepted.
+        let mut due: Vec<Resting> = self
+            .resting
+            .iter()
+            .filter(|r| r.order.tif == TimeInForce::Gtd && r.order.expiry <= cmd.ts)
+            .copied()
+            .collect();
+        due.sort_by_key(|r| (r.order.expiry, r.accept_seq));
+        for r in due {
+            out.push(ev(
+                seq,
+                EventKind::Expired {
+                    instrument: r.order.instrument,
+                    order_id: r.order.order_id,
+                    account: r.order.account,
+                    qty: r.order.qty,
+                },
+            ));
+            self.resting
+                .retain(|x| x.order.order_id != r.order.order_id);
+        }
+        match cmd.kind {
+            CommandKind::NewOrder(ref o) => self.new_order(seq, cmd, o, out),
+            CommandKind::Cancel {
+                instrument,
+                account,
+                order_id,
+            } => match self.owned(instrument, account, order_id) {
+                Err((inst, code)) => Self::reject(seq, inst, Some(order_id), account, code, out),
+                Ok(i) => {
+                    let r = self.resting.remove(i);
+                    out.push(Self::cancel_event(
+                        seq,
+                        &r.order,
+                        r.order.qty.0,
+                        CancelReason::User,
+                    ));
+                }
+            },
+            CommandKind::Modify {
+                instrument,
+                account,
+                order_id,
+                price,
+                qty,
+            } => match self.owned(instrument, account, order_id) {
+                Err((inst, code)) => Self::reject(seq, inst, Some(order_id), account, code, out),
+                Ok(i) => {
+                    let r = self.resting[i];
+                    let code = if self.halted[&instrument.0] {
+                        Some(RejectCode::Halted)
+                    } else if self.blocked.contains(&account.0) {
+                        Some(RejectCode::Blocked)
+                    } else if qty.0 == 0 {
+                        Some(RejectCode::ZeroQty)
+                    } else if r.order.post_only
+                        && price != r.order.price
+                        && self.would_cross(instrument, r.order.side, price)
+                    {
+                        Some(RejectCode::PostOnlyWouldTake)
+                    } else {
+                        None
+                    };
+                    if let Some(code) = code {
+                        Self::reject(seq, Some(instrument), Some(order_id), account, code, out);
+                        return finish(out, start);
+                    }
+                    let kept_priority = price == r.order.price && qty <= r.order.qty;
+                    out.push(ev(
+                        seq,
+                        EventKind::Modified {
+                            instrument,
+                            order_id,
+                            account,
+                            price,
+                            qty,
+                            kept_priority,
+                        },
+                    ));
+                    if kept_priority {
+                        self.resting[i].order.qty = qty;
+                    } else {
+                        let mut r = self.resting.remove(i);
+                        r.order.price = price;
+                        r.order.qty = qty;
+                        let (remaining, stp) =
+                            self.match_taker(seq, &r.order, Some(price), qty.0, out);
+                        if !stp && remaining > 0 {
+                            self.clock += 1;
+                            r.order.qty = Qty(remaining);
+                            r.queue_time = self.clock;
+                            self.resting.push(r);
+                        }
+                    }
+                }
+            },
+            CommandKind::MassCancel {
+                account,
+                instrument,
+            } => {
+                if instrument.is_some_and(|i| !self.halted.contains_key(&i.0)) {
+                    Self::reject(seq, None, None, account, RejectCode::UnknownInstrument, out);
+                } else {
+                    let mut mine: Vec<Resting> = self
+                        .resting
+                        .iter()
+                        .filter(|r| {
+                            r.order.account == account
+                                && instrument.is_none_or(|i| i == r.order.instrument)
+                        })
+                        .copied()
+                        .collect();
+                    mine.sort_by_key(|r| r.accept_seq);
+                    for r in mine {
+                        out.push(Self::cancel_event(
+                            seq,
+                            &r.order,
+                            r.order.qty.0,
+                            CancelReason::MassCancel,
+                        ));
+                        self.resting
+                            .retain(|x| x.order.order_id != r.order.order_id);
+                    }
+                }
+            }
+            CommandKind::Halt { instrument } | CommandKind::Resume { instrument } => {
+                let halted = matches!(cmd.kind, CommandKind::Halt { .. });
+                match self.halted.get_mut(&instrument.0) {
+                    None => Self::reject(
+                        seq,
+                        None,
+                        None,
+                        AccountId(0),
+                        RejectCode::UnknownInstrument,
+                        out,
+                    ),
+                    Some(h) => {
+                        *h = halted;
+                        out.push(ev(seq, EventKind::InstrumentStatus { instrument, halted }));
+                    }
+                }
+            }
+            CommandKind::Block { account } | CommandKind::Unblock { account } => {
+                let blocked = matches!(cmd.kind, CommandKind::Block { .. });
+                if blocked {
+                    self.blocked.insert(account.0);
+                } else {
+                    self.blocked.remove(&account.0);
+                }
+                out.push(ev(seq, EventKind::AccountStatus { account, blocked }));
+            }
+            CommandKind::Tick => {}
+            CommandKind::AddInstrument { instrument } => {
+                if self.halted.contains_key(&instrument.0) {
+                    Self::reject(
+                        seq,
+                        Some(instrument),
+                        None,
+                        AccountId(0),
+                        RejectCode::DuplicateInstrument,
+                        out,
+                    );
+                } else {
+                    self.halted.insert(instrument.0, false);
+                    out.push(ev(seq, EventKind::InstrumentAdded { instrument }));
+                }
+            }
+            CommandKind::Invalid {
+                instrument,
+                order_id,
+                account,
+                code,
+            } => Self::reject(seq, instrument, order_id, account, code, out),
+        }
+        finish(out, start);
+    }
+
+    fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder> {
+        let mut v: Vec<&Resting> = self
+            .resting
+            .iter()
+            .filter(|r| r.order.instrument == instrument)
+            .collect();
+        v.sort_by_key(|r| {
+            let p = r.order.price.0 as i128;
+            match r.order.side {
+                Side::Buy => (0, -p, r.queue_time),
+                Side::Sell => (1, p, r.queue_time),
+            }
+        });
+        v.iter()
+            .map(|r| RestingOrder {
+                side: r.order.side,
+                price: r.order.price,
+                order_id: r.order.order_id,
+                account: r.order.account,
+                qty: r.order.qty,
+            })
+            .collect()
+    }
+}
+
+/// Marks the last event of the command.
+fn finish(out: &mut [Event], start: usize) {
+    if out.len() > start {
+        if let Some(e) = out.last_mut() {
+            e.set_last_of_command(true);
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! [`Event`]: what the matcher emits into the output ring, and [`RejectCode`].
+//!
+//! One command makes zero or more events. Every event carries the input sequence of the
+//! command that caused it, and the last event of a command is marked, so that a consumer
+//! (the journal) can tell command boundaries apart.
+
+use crate::command::NewOrder;
+use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Sequence, Side};
+use std::fmt;
+
+/// Why a command was rejected. Grouped by the stage that finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    // -- edge: conversion of a user's decimal values --
+    /// The price is not a whole number of ticks.
+    OffTick,
+    /// The quantity is not a whole number of lots.
+    OffLot,
+    /// The quantity is negative.
+    NegativeQty,
+    /// More lots than fit in a `u64`.
+    QtyOverflow,
+    /// More ticks than fit in an `i64`.
+    PriceOverflow,
+    /// A limit order without a price.
+    MissingPrice,
+    // -- matcher: references --
+    /// The symbol or instrument is not known.
+    UnknownInstrument,
+    /// The order is not resting (never existed, already filled, cancelled or expired).
+    UnknownOrder,
+    /// The order belongs to another account.
+    NotOwner,
+    /// The order id was used before.
+    DuplicateOrderId,
+    /// The instrument already exists.
+    DuplicateInstrument,
+    // -- matcher: state --
+    /// The instrument is halted.
+    Halted,
+    /// The account is blocked.
+    Blocked,
+    // -- matcher: content --
+    /// A zero quantity.
+    ZeroQty,
+    /// A post-only order would take liquidity.
+    PostOnlyWouldTake,
+    /// A GTD order whose expiry is not after the command's time.
+    ExpiryInPast,
+}
+
+impl RejectCode {
+    /// The code as written in event logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::OffTick => "off_tick",
+            RejectCode::OffLot => "off_lot",
+            RejectCode::NegativeQty => "negative_qty",
+            RejectCode::QtyOverflow => "qty_overflow",
+            RejectCode::PriceOverflow => "price_overflow",
+            RejectCode::MissingPrice => "missing_price",
+            RejectCode::UnknownInstrument => "unknown_symbol",
+            RejectCode::UnknownOrder => "unknown_order",
+            RejectCode::NotOwner => "not_owner",
+            RejectCode::DuplicateOrderId => "duplicate_order_id",
+            RejectCode::DuplicateInstrument => "duplicate_instrument",
+            RejectCode::Halted => "halted",
+            RejectCode::Blocked => "blocked",
+            RejectCode::ZeroQty => "zero_qty",
+            RejectCode::PostOnlyWouldTake => "post_only_would_take",
+            RejectCode::ExpiryInPast => "expiry_in_past",
+        }
+    }
+
+    /// Every code, for tests and documentation.
+    pub const ALL: [RejectCode; 16] = [
+        RejectCode::OffTick,
+        RejectCode::OffLot,
+        RejectCode::NegativeQty,
+        RejectCode::QtyOverflow,
+        RejectCode::PriceOverflow,
+        RejectCode::MissingPrice,
+        RejectCode::UnknownInstrument,
+        RejectCode::UnknownOrder,
+        RejectCode::NotOwner,
+        RejectCode::DuplicateOrderId,
+        RejectCode::DuplicateInstrument,
+        RejectCode::Halted,
+        RejectCode::Blocked,
+        RejectCode::ZeroQty,
+        RejectCode::PostOnlyWouldTake,
+        RejectCode::ExpiryInPast,
+    ];
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an order left the book without trading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CancelReason {
+    /// A cancel command.
+    User,
+    /// A mass cancel command.
+    MassCancel,
+    /// The unfilled rest of an IOC order.
+    Ioc,
+    /// A FOK order that could not fill completely.
+    Fok,
+    /// The unfilled rest of a market order.
+    Market,
+    /// Self-trade prevention.
+    SelfTrade,
+}
+
+impl CancelReason {
+    /// The reason as written in event logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::User => "user",
+            CancelReason::MassCancel => "mass_cancel",
+            CancelReason::Ioc => "ioc",
+            CancelReason::Fok => "fok",
+            CancelReason::Market => "market",
+            CancelReason::SelfTrade => "self_trade",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new order was accepted (it may then trade, rest, or be cancelled).
+    Accepted(NewOrder),
+    /// A command was rejected; nothing changed.
+    Rejected {
+        /// The instrument, when known.
+        instrument: Option<InstrumentId>,
+        /// The order id the command named, if any.
+        order_id: Option<OrderId>,
+        /// The account the command named (0 when none).
+        account: AccountId,
+        /// Why.
+        code: RejectCode,
+    },
+    /// A trade at the maker's price.
+    Fill {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The incoming (aggressive) order.
+        taker: OrderId,
+        /// The resting order.
+        maker: OrderId,
+        /// The taker's account.
+        taker_account: AccountId,
+        /// The maker's account.
+        maker_account: AccountId,
+        /// The maker's price.
+        price: Price,
+        /// The traded lots.
+        qty: Qty,
+        /// The taker's side.
+        taker_side: Side,
+    },
+    /// An order (or the rest of one) was cancelled.
+    Cancelled {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// The open quantity that was cancelled.
+        qty: Qty,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// A resting order got a new price and open quantity.
+    Modified {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// The new price.
+        price: Price,
+        /// The new open quantity (before any trade the modify causes).
+        qty: Qty,
+        /// True when the order kept its place in the queue.
+        kept_priority: bool,
+    },
+    /// A GTD order expired.
+    Expired {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// The open quantity that expired.
+        qty: Qty,
+    },
+    /// An instrument was halted or resumed.
+    InstrumentStatus {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// True when halted.
+        halted: bool,
+    },
+    /// An account was blocked or unblocked. (Not part of the CSV event log.)
+    AccountStatus {
+        /// The account.
+        account: AccountId,
+        /// True when blocked.
+        blocked: bool,
+    },
+    /// An instrument's book was opened. (Not part of the CSV event log.)
+    InstrumentAdded {
+        /// The instrument.
+        instrument: InstrumentId,
+    },
+}
+
+/// One event in an output-ring slot: 64 bytes, `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Input sequence of the causing command, shifted left by one; bit 0 marks the last
+    /// event of that command.
+    meta: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// An event caused by the command at input sequence `cmd_seq`.
+    #[inline]
+    pub fn new(cmd_seq: Sequence, kind: EventKind) -> Self {
+        Event {
+            meta: cmd_seq.0 << 1,
+            kind,
+        }
+    }
+
+    /// The input sequence of the command that caused this event.
+    #[inline]
+    pub fn cmd_seq(&self) -> Sequence {
+        Sequence(self.meta >> 1)
+    }
+
+    /// True for the last event of its command: a durable prefix may end here.
+    #[inline]
+    pub fn is_last_of_command(&self) -> bool {
+        self.meta & 1 == 1
+    }
+
+    /// Marks this event as the last of its command.
+    #[inline]
+    pub fn set_last_of_command(&mut self, last: bool) {
+        self.meta = (self.meta & !1) | last as u64;
+    }
+
+    /// The instrument the event is about, if any.
+    pub fn instrument(&self) -> Option<InstrumentId> {
+        match self.kind {
+            EventKind::Accepted(o) => Some(o.instrument),
+            EventKind::Rejected { instrument, .. } => instrument,
+            EventKind::Fill { instrument, .. }
+            | EventKind::Cancelled { instrument, .. }
+            | EventKind::Modified { instrument, .. }
+            | EventKind::Expired { instrument, .. }
+            | EventKind::InstrumentStatus { instrument, .. }
+            | EventKind::InstrumentAdded { instrument } => Some(instrument),
+            EventKind::AccountStatus { .. } => None,
+        }
+    }
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new(
+            Sequence(0),
+            EventKind::InstrumentAdded {
+                instrument: InstrumentId(0),
+            },
+        )
+    }
+}

@@ -1,0 +1,247 @@
+//! [`InstrumentSpec`]: tick and lot sizes as decimals, and the conversions between a user's
+//! decimal prices and quantities and the engine's ticks and lots.
+//!
+//! Conversions never round: an off-tick price or an off-lot quantity is rejected.
+
+use crate::event::RejectCode;
+use crate::types::{InstrumentId, Price, Qty};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Why a decimal field could not be converted at the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeError {
+    /// Not a number at all: the line is malformed.
+    NotANumber,
+    /// A number, but a bad one for this field: the command is rejected with this code.
+    Reject(RejectCode),
+}
+
+/// The static description of an instrument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstrumentSpec {
+    /// The engine's id for it.
+    pub id: InstrumentId,
+    /// The symbol people use.
+    pub symbol: String,
+    /// Price increment: every price is a whole number of ticks.
+    pub tick_size: Decimal,
+    /// Quantity increment: every quantity is a whole number of lots.
+    pub lot_size: Decimal,
+}
+
+/// Why an instrument spec is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// The tick size must be a positive decimal such as `0.01`.
+    #[error("tick size {0} must be positive (e.g. 0.01)")]
+    TickSize(Decimal),
+    /// The lot size must be a positive decimal such as `1` or `0.001`.
+    #[error("lot size {0} must be positive (e.g. 1 or 0.001)")]
+    LotSize(Decimal),
+    /// Symbols are non-empty and contain no commas or whitespace.
+    #[error("symbol {0:?} must be non-empty, without commas or whitespace")]
+    Symbol(String),
+}
+
+/// Parses a decimal as a person writes it (`100.25`, `-3`, `0.5`). A string of digits that is
+/// too large for a `Decimal` is an overflow (`overflow`), not a malformed number; more
+/// fractional digits than a `Decimal` holds can be no whole number of ticks or lots
+/// (`too_fine`), since that would need rounding.
+pub fn parse_decimal(
+    s: &str,
+    overflow: RejectCode,
+    too_fine: RejectCode,
+) -> Result<Decimal, EdgeError> {
+    let t = s.trim();
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let all_digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if body.is_empty()
+        || (int.is_empty() && frac.is_empty())
+        || !all_digits(int)
+        || !all_digits(frac)
+    {
+        return Err(EdgeError::NotANumber);
+    }
+    if frac.trim_end_matches('0').len() > 28 {
+        return Err(EdgeError::Reject(too_fine));
+    }
+    let int_sig = int.trim_start_matches('0').len();
+    if int_sig > 28 {
+        return Err(EdgeError::Reject(overflow));
+    }
+    match Decimal::from_str(t) {
+        Ok(d) => Ok(d),
+        // Digits that fit the checks above but still exceed 96 bits.
+        Err(_) => Err(EdgeError::Reject(overflow)),
+    }
+}
+
+impl InstrumentSpec {
+    /// A validated spec.
+    pub fn new(
+        id: InstrumentId,
+        symbol: &str,
+        tick_size: Decimal,
+        lot_size: Decimal,
+    ) -> Result<Self, SpecError> {
+        if symbol.is_empty() || symbol.contains(|c: char| c == ',' || c.is_whitespace()) {
+            return Err(SpecError::Symbol(symbol.to_string()));
+        }
+        if tick_size <= Decimal::ZERO {
+            return Err(SpecError::TickSize(tick_size));
+        }
+        if lot_size <= Decimal::ZERO {
+            return Err(SpecError::LotSize(lot_size));
+        }
+        Ok(InstrumentSpec {
+            id,
+            symbol: symbol.to_string(),
+            tick_size,
+            lot_size,
+        })
+    }
+
+    /// A decimal price to whole ticks: `OffTick` unless exact, `PriceOverflow` past `i64`.
+    pub fn to_ticks(&self, price: Decimal) -> Result<Price, RejectCode> {
+        let q = price
+            .checked_div(self.tick_size)
+            .ok_or(RejectCode::PriceOverflow)?;
+        let whole = q.trunc();
+        if whole.checked_mul(self.tick_size) != Some(price) {
+            return Err(RejectCode::OffTick);
+        }
+        whole.to_i64().map(Price).ok_or(RejectCode::PriceOverflow)
+    }
+
+    /// A decimal quantity to whole lots: `ZeroQty`, `NegativeQty`, `OffLot`, `QtyOverflow`.
+    pub fn to_lots(&self, qty: Decimal) -> Result<Qty, RejectCode> {
+        if qty.is_sign_negative() && !qty.is_zero() {
+            return Err(RejectCode::NegativeQty);
+        }
+        if qty.is_zero() {
+            return Err(RejectCode::ZeroQty);
+        }
+        let q = qty
+            .checked_div(self.lot_size)
+            .ok_or(RejectCode::QtyOverflow)?;
+        let whole = q.trunc();
+        if whole.checked_mul(self.lot_size) != Some(qty) {
+            return Err(RejectCode::OffLot);
+        }
+        whole.to_u64().map(Qty).ok_or(RejectCode::QtyOverflow)
+    }
+
+    /// Parses and converts a price string.
+    pub fn parse_price(&self, s: &str) -> Result<Price, EdgeError> {
+        let d = parse_decimal(s, RejectCode::PriceOverflow, RejectCode::OffTick)?;
+        self.to_ticks(d).map_err(EdgeError::Reject)
+    }
+
+    /// Parses and converts a quantity string.
+    pub fn parse_qty(&self, s: &str) -> Result<Qty, EdgeError> {
+        let d = parse_decimal(s, RejectCode::QtyOverflow, RejectCode::OffLot)?;
+        self.to_lots(d).map_err(EdgeError::Reject)
+    }
+
+    /// Ticks back to a decimal price, normalized (`100.5`, not `100.50`).
+    pub fn price(&self, p: Price) -> Decimal {
+        (Decimal::from(p.0) * self.tick_size).normalize()
+    }
+
+    /// Lots back to a decimal quantity, normalized.
+    pub fn qty(&self, q: Qty) -> Decimal {
+        (Decimal::from(q.0) * self.lot_size).normalize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tick: &str, lot: &str) -> InstrumentSpec {
+        InstrumentSpec::new(
+            InstrumentId(1),
+            "X",
+            Decimal::from_str(tick).unwrap(),
+            Decimal::from_str(lot).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn prices_convert_exactly_or_are_rejected() {
+        let s = spec("0.25", "1");
+        assert_eq!(s.parse_price("100.25"), Ok(Price(401)));
+        assert_eq!(s.parse_price("-0.5"), Ok(Price(-2)));
+        assert_eq!(
+            s.parse_price("100.3"),
+            Err(EdgeError::Reject(RejectCode::OffTick))
+        );
+        assert_eq!(s.parse_price("100.250000"), Ok(Price(401)));
+        assert_eq!(s.parse_price("abc"), Err(EdgeError::NotANumber));
+        assert_eq!(s.parse_price("1e5"), Err(EdgeError::NotANumber));
+        assert_eq!(s.parse_price(""), Err(EdgeError::NotANumber));
+        assert_eq!(s.parse_price("."), Err(EdgeError::NotANumber));
+        // 2^63 ticks of 0.25 does not fit in an i64.
+        assert_eq!(
+            s.parse_price("2305843009213693952"),
+            Err(EdgeError::Reject(RejectCode::PriceOverflow))
+        );
+        assert_eq!(s.parse_price("2305843009213693951.75"), Ok(Price(i64::MAX)));
+        assert_eq!(
+            s.parse_price("99999999999999999999999999999999999"),
+            Err(EdgeError::Reject(RejectCode::PriceOverflow))
+        );
+        assert_eq!(
+            s.parse_price("1.00000000000000000000000000000001"),
+            Err(EdgeError::Reject(RejectCode::OffTick))
+        );
+    }
+
+    #[test]
+    fn quantities_convert_exactly_or_are_rejected() {
+        let s = spec("0.01", "0.5");
+        assert_eq!(s.parse_qty("2"), Ok(Qty(4)));
+        assert_eq!(s.parse_qty("2.5"), Ok(Qty(5)));
+        assert_eq!(
+            s.parse_qty("0.25"),
+            Err(EdgeError::Reject(RejectCode::OffLot))
+        );
+        assert_eq!(
+            s.parse_qty("0"),
+            Err(EdgeError::Reject(RejectCode::ZeroQty))
+        );
+        assert_eq!(
+            s.parse_qty("0.000"),
+            Err(EdgeError::Reject(RejectCode::ZeroQty))
+        );
+        assert_eq!(
+            s.parse_qty("-1"),
+            Err(EdgeError::Reject(RejectCode::NegativeQty))
+        );
+        assert_eq!(
+            s.parse_qty("9223372036854775808"), // 2^63 units = 2^64 lots of 0.5
+            Err(EdgeError::Reject(RejectCode::QtyOverflow))
+        );
+        assert_eq!(s.parse_qty("9223372036854775807.5"), Ok(Qty(u64::MAX)));
+    }
+
+    #[test]
+    fn decimals_print_normalized() {
+        let s = spec("0.01", "0.001");
+        assert_eq!(s.price(Price(10025)).to_string(), "100.25");
+        assert_eq!(s.price(Price(10000)).to_string(), "100");
+        assert_eq!(s.qty(Qty(1500)).to_string(), "1.5");
+    }
+
+    #[test]
+    fn specs_are_validated() {
+        let bad = InstrumentSpec::new(InstrumentId(0), "X", Decimal::ZERO, Decimal::ONE);
+        assert_eq!(bad, Err(SpecError::TickSize(Decimal::ZERO)));
+        let bad = InstrumentSpec::new(InstrumentId(0), "A,B", Decimal::ONE, Decimal::ONE);
+        assert!(matches!(bad, Err(SpecError::Symbol(_))));
+    }
+}

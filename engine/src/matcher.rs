@@ -1,0 +1,727 @@
+//! [`Matcher`]: owns the book of every instrument and turns each [`Command`] into events.
+//!
+//! The matcher is a pure function of the command sequence: it never reads a clock (time is
+//! [`Command::ts`]), uses no randomness, and never depends on hash-map iteration order, so
+//! the same commands always give the same events, byte for byte. Bad input never panics: it
+//! becomes a [`EventKind::Rejected`] event with a [`RejectCode`].
+//!
+//! Rules (FORMATS.md): price-time priority; fills at the maker's price; limit and market
+//! orders; GTC, IOC, FOK (all or nothing, across levels), GTD (expires before the first
+//! command whose time is at or past the expiry); post-only; self-trade prevention; cancel;
+//! modify (a same-price decrease keeps priority, anything else goes to the back and may
+//! trade); mass cancel; halt/resume; block/unblock; order ids are never reused.
+
+use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder, NIL};
+use crate::command::{Command, CommandKind, NewOrder};
+use crate::event::{CancelReason, Event, EventKind, RejectCode};
+use crate::types::{
+    AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
+    TimeInForce, Timestamp,
+};
+use rustc_hash::FxHashSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Anything that turns commands into events: the fast [`Matcher`] and the naive
+/// reference ([`crate::book::naive::NaiveMatcher`]) both do, and tests run them side by side.
+pub trait MatchingEngine {
+    /// Handles the command at input sequence `seq`, appending its events to `out` (the last
+    /// one marked with [`Event::is_last_of_command`]).
+    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>);
+    /// The resting orders of an instrument: bids best first, then asks best first, each
+    /// price level in queue order.
+    fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder>;
+}
+
+/// The incoming side of a match.
+#[derive(Clone, Copy)]
+struct Taker {
+    instrument: InstrumentId,
+    id: OrderId,
+    account: AccountId,
+    side: Side,
+    limit: Option<Price>,
+    stp: SelfTradePrevention,
+}
+
+impl Taker {
+    #[inline]
+    fn crosses(&self, maker_price: Price) -> bool {
+        match self.limit {
+            None => true,
+            Some(l) => match self.side {
+                Side::Buy => maker_price <= l,
+                Side::Sell => maker_price >= l,
+            },
+        }
+    }
+}
+
+/// How a match ended.
+struct MatchEnd {
+    remaining: u64,
+    /// The taker's rest was cancelled by self-trade prevention (event already emitted).
+    taker_cancelled: bool,
+}
+
+/// Sizes to reserve up front so that the hot path never allocates once warm.
+#[derive(Clone, Copy, Debug)]
+pub struct MatcherCapacity {
+    /// Resting orders across all books.
+    pub orders: usize,
+    /// Order ids ever used (the duplicate-id history grows with every accepted order).
+    pub ids: usize,
+    /// GTD orders waiting to expire.
+    pub gtd: usize,
+}
+
+impl Default for MatcherCapacity {
+    fn default() -> Self {
+        MatcherCapacity {
+            orders: 1 << 16,
+            ids: 1 << 20,
+            gtd: 1 << 12,
+        }
+    }
+}
+
+/// The matching engine: every book, the blocked accounts, the GTD expiry queue.
+#[derive(Clone)]
+pub struct Matcher {
+    books: OrderBooks,
+    blocked: FxHashSet<u64>,
+    /// (expiry, accept sequence, order id), earliest first; stale entries are skipped.
+    expiries: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    accept_seq: u64,
+    scratch: Vec<(u64, u32)>,
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Matcher::with_capacity(MatcherCapacity::default())
+    }
+}
+
+impl Matcher {
+    /// A matcher with room reserved for `cap`.
+    pub fn with_capacity(cap: MatcherCapacity) -> Self {
+        Matcher {
+            books: OrderBooks::with_capacity(cap.orders, cap.ids),
+            blocked: FxHashSet::default(),
+            expiries: BinaryHeap::with_capacity(cap.gtd),
+            accept_seq: 0,
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Handles one command, appending its events to `out`.
+    #[inline]
+    pub fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
+        let start = out.len();
+        if let Some(&Reverse((exp, _, _))) = self.expiries.peek() {
+            if exp <= cmd.ts.0 {
+                self.expire(seq, cmd.ts, out);
+            }
+        }
+        match cmd.kind {
+            CommandKind::NewOrder(ref o) => self.new_order(seq, cmd.ts, o, out),
+            CommandKind::Cancel {
+                instrument,
+                account,
+                order_id,
+            } => self.cancel(seq, instrument, account, order_id, out),
+            CommandKind::Modify {
+                instrument,
+                account,
+                order_id,
+                price,
+                qty,
+            } => self.modify(seq, instrument, account, order_id, price, qty, out),
+            CommandKind::MassCancel {
+                account,
+                instrument,
+            } => self.mass_cancel(seq, account, instrument, out),
+            CommandKind::Halt { instrument } => self.set_halted(seq, instrument, true, out),
+            CommandKind::Resume { instrument } => self.set_halted(seq, instrument, false, out),
+            CommandKind::Block { account } => {
+                self.blocked.insert(account.0);
+                out.push(Event::new(
+                    seq,
+                    EventKind::AccountStatus {
+                        account,
+                        blocked: true,
+                    },
+                ));
+            }
+            CommandKind::Unblock { account } => {
+                self.blocked.remove(&account.0);
+                out.push(Event::new(
+                    seq,
+                    EventKind::AccountStatus {
+                        account,
+                        blocked: false,
+                    },
+                ));
+            }
+            CommandKind::Tick => {}
+            CommandKind::AddInstrument { instrument } => {
+                if self.books.add_instrument(instrument) {
+                    out.push(Event::new(seq, EventKind::InstrumentAdded { instrument }));
+                } else {
+                    reject(
+                        seq,
+                        Some(instrument),
+                        None,
+                        AccountId(0),
+                        RejectCode::DuplicateInstrument,
+                        out,
+                    );
+                }
+            }
+            CommandKind::Invalid {
+                instrument,
+                order_id,
+                account,
+                code,
+            } => reject(seq, instrument, order_id, account, code, out),
+        }
+        if out.len() > start {
+            if let Some(last) = out.last_mut() {
+                last.set_last_of_command(true);
+            }
+        }
+    }
+
+    /// True when the instrument has a book.
+    pub fn has_instrument(&self, instrument: InstrumentId) -> bool {
+        self.books.book(instrument).is_some()
+    }
+
+    /// True when the instrument is halted.
+    pub fn is_halted(&self, instrument: InstrumentId) -> bool {
+        self.books.book(instrument).is_some_and(|b| b.halted)
+    }
+
+    /// True when the account is blocked.
+    pub fn is_blocked(&self, account: AccountId) -> bool {
+        self.blocked.contains(&account.0)
+    }
+
+    /// The resting orders of an instrument (see [`MatchingEngine::resting_orders`]).
+    pub fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder> {
+        self.books.resting_orders(instrument)
+    }
+
+    /// Aggregated depth of one side, best first: (price, total lots, order count).
+    pub fn depth(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+    ) -> impl Iterator<Item = (Price, u128, u32)> + '_ {
+        self.books.depth(instrument, side)
+    }
+
+    /// The number of resting orders.
+    pub fn resting_count(&self) -> usize {
+        self.books.live_count()
+    }
+
+    fn expire(&mut self, seq: Sequence, now: Timestamp, out: &mut Vec<Event>) {
+        while let Some(&Reverse((exp, _, id))) = self.expiries.peek() {
+            if exp > now.0 {
+                break;
+            }
+            self.expiries.pop();
+            if let IdState::Live(i) = self.books.id_state(OrderId(id)) {
+                let n = self.books.orders[i as usize];
+                out.push(Event::new(
+                    seq,
+                    EventKind::Expired {
+                        instrument: n.instrument,
+                        order_id: n.id,
+                        account: n.account,
+                        qty: n.qty,
+                    },
+                ));
+                self.books.remove(i);
+            }
+        }
+    }
+
+    fn best_crosses(&self, instrument: InstrumentId, side: Side, limit: Price) -> bool {
+        let Some(book) = self.books.book(instrument) else {
+            return false;
+        };
+        match self.books.best(book, side.opposite()) {
+            None => false,
+            Some(l) => {
+                let p = self.books.levels[l as usize].price;
+                match side {
+                    Side::Buy => p <= limit,
+                    Side::Sell => p >= limit,
+                }
+            }
+        }
+    }
+
+    fn new_order(&mut self, seq: Sequence, ts: Timestamp, o: &NewOrder, out: &mut Vec<Event>) {
+        let Some(book) = self.books.book(o.instrument) else {
+            return reject(
+                seq,
+                None,
+                Some(o.order_id),
+                o.account,
+                RejectCode::UnknownInstrument,
+                out,
+            );
+        };
+        let halted = book.halted;
+        let code = if o.qty.0 == 0 {
+            Some(RejectCode::ZeroQty)
+        } else if self.books.id_state(o.order_id) != IdState::Unknown {
+            Some(RejectCode::DuplicateOrderId)
+        } else if halted {
+            Some(RejectCode::Halted)
+        } else if self.blocked.contains(&o.account.0) {
+            Some(RejectCode::Blocked)
+        } else if o.tif == TimeInForce::Gtd && o.expiry <= ts {
+            Some(RejectCode::ExpiryInPast)
+        } else if o.post_only
+            && (o.order_type == OrderType::Market
+                || self.best_crosses(o.instrument, o.side, o.price))
+        {
+            Some(RejectCode::PostOnlyWouldTake)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return reject(
+                seq,
+                Some(o.instrument),
+                Some(o.order_id),
+                o.account,
+                code,
+                out,
+            );
+        }
+        out.push(Event::new(seq, EventKind::Accepted(*o)));
+        self.accept_seq += 1;
+        let taker = Taker {
+            instrument: o.instrument,
+            id: o.order_id,
+            account: o.account,
+            side: o.side,
+            limit: (o.order_type == OrderType::Limit).then_some(o.price),
+            stp: o.stp,
+        };
+        if o.tif == TimeInForce::Fok && !self.fok_fillable(&taker, o.qty.0) {
+            self.books.mark_dead(o.order_id);
+            return cancelled(
+                seq,
+                o.instrument,
+                o.order_id,
+                o.account,
+                o.qty.0,
+                CancelReason::Fok,
+                out,
+            );
+        }
+        let end = self.match_taker(seq, &taker, o.qty.0, out);
+        if end.taker_cancelled || end.remaining == 0 {
+            self.books.mark_dead(o.order_id);
+            return;
+        }
+        let reason = match (o.order_type, o.tif) {
+            (OrderType::Market, _) => Some(CancelReason::Market),
+            (_, TimeInForce::Ioc) => Some(CancelReason::Ioc),
+            (_, TimeInForce::Fok) => Some(CancelReason::Fok),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.books.mark_dead(o.order_id);
+            return cancelled(
+                seq,
+                o.instrument,
+                o.order_id,
+                o.account,
+                end.remaining,
+                reason,
+                out,
+            );
+        }
+        self.books
+            .insert(OrderNode::from_new(o, Qty(end.remaining), self.accept_seq));
+        if o.tif == TimeInForce::Gtd {
+            self.expiries
+                .push(Reverse((o.expiry.0, self.accept_seq, o.order_id.0)));
+        }
+    }
+
+    /// Whether a FOK order can fill completely now, walking the book as matching would
+    /// (self-trade prevention included).
+    fn fok_fillable(&self, taker: &Taker, qty: u64) -> bool {
+        let Some(book) = self.books.book(taker.instrument) else {
+            return false;
+        };
+        let mut avail: u128 = 0;
+        for &(_, l) in book.side(taker.side.opposite()).entries.iter().rev() {
+            let lv = &self.books.levels[l as usize];
+            if !taker.crosses(lv.price) {
+                break;
+            }
+            if taker.stp == SelfTradePrevention::Allow {
+                avail += lv.qty;
+            } else {
+                let mut i = lv.head;
+                while i != NIL {
+                    let n = &self.books.orders[i as usize];
+                    if n.account == taker.account {
+                        if taker.stp != SelfTradePrevention::CancelMaker {
+                            return avail >= qty as u128;
+                        }
+                    } else {
+                        avail += n.qty.0 as u128;
+                        if avail >= qty as u128 {
+                            return true;
+                        }
+                    }
+                    i = n.next;
+                }
+            }
+            if avail >= qty as u128 {
+                return true;
+            }
+        }
+        avail >= qty as u128
+    }
+
+    /// Matches an incoming order against the opposite side, best price first, FIFO within a
+    /// level. Emits fills and self-trade cancels.
+    fn match_taker(
+        &mut self,
+        seq: Sequence,
+        taker: &Taker,
+        mut remaining: u64,
+        out: &mut Vec<Event>,
+    ) -> MatchEnd {
+        let opp = taker.side.opposite();
+        while remaining > 0 {
+            let Some(book) = self.books.book(taker.instrument) else {
+                break;
+            };
+            let Some(l) = self.books.best(book, opp) else {
+                break;
+            };
+            let (price, mut i) = {
+                let lv = &self.books.levels[l as usize];
+                (lv.price, lv.head)
+            };
+            if !taker.crosses(price) {
+                break;
+            }
+            while i != NIL && remaining > 0 {
+                let n = self.books.orders[i as usize];
+                let next = n.next;
+                if n.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                    if taker.stp != SelfTradePrevention::CancelTaker {
+                        cancelled(
+                            seq,
+                            n.instrument,
+                            n.id,
+                            n.account,
+                            n.qty.0,
+                            CancelReason::SelfTrade,
+                            out,
+                        );
+                        self.books.remove(i);
+                    }
+                    if taker.stp != SelfTradePrevention::CancelMaker {
+                        cancelled(
+                            seq,
+                            taker.instrument,
+                            taker.id,
+                            taker.account,
+                            remaining,
+                            CancelReason::SelfTrade,
+                            out,
+                        );
+                        return MatchEnd {
+                            remaining,
+                            taker_cancelled: true,
+                        };
+                    }
+                } else {
+                    let q = remaining.min(n.qty.0);
+                    out.push(Event::new(
+                        seq,
+                        EventKind::Fill {
+                            instrument: taker.instrument,
+                            taker: taker.id,
+                            maker: n.id,
+                            taker_account: taker.account,
+                            maker_account: n.account,
+                            price,
+                            qty: Qty(q),
+                            taker_side: taker.side,
+                        },
+                    ));
+                    remaining -= q;
+                    if q == n.qty.0 {
+                        self.books.remove(i);
+                    } else {
+                        self.books.set_qty(i, Qty(n.qty.0 - q));
+                    }
+                }
+                i = next;
+            }
+        }
+        MatchEnd {
+            remaining,
+            taker_cancelled: false,
+        }
+    }
+
+    /// Looks up a live order of `account` in `instrument`, or says why not.
+    fn owned_order(
+        &self,
+        instrument: InstrumentId,
+        account: AccountId,
+        order_id: OrderId,
+    ) -> Result<u32, RejectCode> {
+        if self.books.book(instrument).is_none() {
+            return Err(RejectCode::UnknownInstrument);
+        }
+        let IdState::Live(i) = self.books.id_state(order_id) else {
+            return Err(RejectCode::UnknownOrder);
+        };
+        let n = &self.books.orders[i as usize];
+        if n.instrument != instrument {
+            Err(RejectCode::UnknownOrder)
+        } else if n.account != account {
+            Err(RejectCode::NotOwner)
+        } else {
+            Ok(i)
+        }
+    }
+
+    fn cancel(
+        &mut self,
+        seq: Sequence,
+        instrument: InstrumentId,
+        account: AccountId,
+        order_id: OrderId,
+        out: &mut Vec<Event>,
+    ) {
+        match self.owned_order(instrument, account, order_id) {
+            Err(code) => reject_ref(seq, instrument, order_id, account, code, out),
+            Ok(i) => {
+                let n = self.books.orders[i as usize];
+                cancelled(
+                    seq,
+                    instrument,
+                    order_id,
+                    account,
+                    n.qty.0,
+                    CancelReason::User,
+                    out,
+                );
+                self.books.remove(i);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn modify(
+        &mut self,
+        seq: Sequence,
+        instrument: InstrumentId,
+        account: AccountId,
+        order_id: OrderId,
+        price: Price,
+        qty: Qty,
+        out: &mut Vec<Event>,
+    ) {
+        let i = match self.owned_order(instrument, account, order_id) {
+            Err(code) => return reject_ref(seq, instrument, order_id, account, code, out),
+            Ok(i) => i,
+        };
+        let n = self.books.orders[i as usize];
+        let code = if self.is_halted(instrument) {
+            Some(RejectCode::Halted)
+        } else if self.blocked.contains(&account.0) {
+            Some(RejectCode::Blocked)
+        } else if qty.0 == 0 {
+            Some(RejectCode::ZeroQty)
+        } else if n.post_only && price != n.price && self.best_crosses(instrument, n.side, price) {
+            Some(RejectCode::PostOnlyWouldTake)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return reject(seq, Some(instrument), Some(order_id), account, code, out);
+        }
+        let kept_priority = price == n.price && qty <= n.qty;
+        out.push(Event::new(
+            seq,
+            EventKind::Modified {
+                instrument,
+                order_id,
+                account,
+                price,
+                qty,
+                kept_priority,
+            },
+        ));
+        if kept_priority {
+            self.books.set_qty(i, qty);
+            return;
+        }
+        self.books.move_to_back(i, price, qty);
+        let taker = Taker {
+            instrument,
+            id: order_id,
+            account,
+            side: n.side,
+            limit: Some(price),
+            stp: n.stp,
+        };
+        let end = self.match_taker(seq, &taker, qty.0, out);
+        if end.taker_cancelled || end.remaining == 0 {
+            self.books.remove(i);
+        } else if end.remaining != qty.0 {
+            self.books.set_qty(i, Qty(end.remaining));
+        }
+    }
+
+    fn mass_cancel(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        out: &mut Vec<Event>,
+    ) {
+        if let Some(inst) = instrument {
+            if self.books.book(inst).is_none() {
+                return reject(seq, None, None, account, RejectCode::UnknownInstrument, out);
+            }
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend(
+            self.books
+                .live_orders()
+                .filter(|(_, n)| {
+                    n.account == account && instrument.is_none_or(|x| x == n.instrument)
+                })
+                .map(|(i, n)| (n.accept_seq, i)),
+        );
+        scratch.sort_unstable();
+        for &(_, i) in &scratch {
+            let n = self.books.orders[i as usize];
+            cancelled(
+                seq,
+                n.instrument,
+                n.id,
+                n.account,
+                n.qty.0,
+                CancelReason::MassCancel,
+                out,
+            );
+            self.books.remove(i);
+        }
+        self.scratch = scratch;
+    }
+
+    fn set_halted(
+        &mut self,
+        seq: Sequence,
+        instrument: InstrumentId,
+        halted: bool,
+        out: &mut Vec<Event>,
+    ) {
+        match self.books.book_mut(instrument) {
+            None => reject(
+                seq,
+                None,
+                None,
+                AccountId(0),
+                RejectCode::UnknownInstrument,
+                out,
+            ),
+            Some(b) => {
+                b.halted = halted;
+                out.push(Event::new(
+                    seq,
+                    EventKind::InstrumentStatus { instrument, halted },
+                ));
+            }
+        }
+    }
+}
+
+impl MatchingEngine for Matcher {
+    #[inline]
+    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
+        Matcher::process(self, seq, cmd, out)
+    }
+
+    fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder> {
+        Matcher::resting_orders(self, instrument)
+    }
+}
+
+#[inline]
+fn reject(
+    seq: Sequence,
+    instrument: Option<InstrumentId>,
+    order_id: Option<OrderId>,
+    account: AccountId,
+    code: RejectCode,
+    out: &mut Vec<Event>,
+) {
+    out.push(Event::new(
+        seq,
+        EventKind::Rejected {
+            instrument,
+            order_id,
+            account,
+            code,
+        },
+    ));
+}
+
+/// A reject of a command that names an order: the instrument is left out when unknown.
+#[inline]
+fn reject_ref(
+    seq: Sequence,
+    instrument: InstrumentId,
+    order_id: OrderId,
+    account: AccountId,
+    code: RejectCode,
+    out: &mut Vec<Event>,
+) {
+    let inst = (code != RejectCode::UnknownInstrument).then_some(instrument);
+    reject(seq, inst, Some(order_id), account, code, out)
+}
+
+#[inline]
+fn cancelled(
+    seq: Sequence,
+    instrument: InstrumentId,
+    order_id: OrderId,
+    account: AccountId,
+    qty: u64,
+    reason: CancelReason,
+    out: &mut Vec<Event>,
+) {
+    out.push(Event::new(
+        seq,
+        EventKind::Cancelled {
+            instrument,
+            order_id,
+            account,
+            qty: Qty(qty),
+            reason,
+        },
+    ));
+}

@@ -1,0 +1,336 @@
+//! Seeded command-stream generators for benchmarks and tests.
+//!
+//! [`ExchangeCoreWorkload`] reproduces the mix of exchange-core's published order-book
+//! benchmark: one instrument, 1000 accounts, about 1000 resting orders over about 750 price
+//! slots, and commands split 9% GTC limit, 3% IOC, 6% cancel, 82% move (a modify of the
+//! price), with about 6% of commands trading. The stream is generated ahead of time by
+//! running a real [`Matcher`] and a [`BookReplica`] beside it, so every cancel and move names
+//! an order that is resting at that moment, exactly as exchange-core's generator does.
+//!
+//! Randomness is SplitMix64, written out here so that a seed gives the same stream on every
+//! platform and every version of any dependency.
+
+use crate::command::{Command, CommandKind, NewOrder};
+use crate::event::{Event, EventKind};
+use crate::matcher::{Matcher, MatcherCapacity};
+use crate::types::{
+    AccountId, InstrumentId, OrderId, OrderType, Price, Qty, Sequence, Side, TimeInForce, Timestamp,
+};
+use crate::BookReplica;
+
+/// SplitMix64: a tiny, fast, well-distributed 64-bit generator.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// The exchange-core benchmark mix. See the module docs.
+#[derive(Clone, Debug)]
+pub struct ExchangeCoreWorkload {
+    /// PRNG seed.
+    pub seed: u64,
+    /// Accounts placing orders.
+    pub accounts: u64,
+    /// Resting orders the book is kept near.
+    pub target_orders: usize,
+    /// Price slots around the mid price (half per side).
+    pub price_slots: i64,
+}
+
+impl Default for ExchangeCoreWorkload {
+    fn default() -> Self {
+        ExchangeCoreWorkload {
+            seed: 1,
+            accounts: 1000,
+            target_orders: 1000,
+            price_slots: 750,
+        }
+    }
+}
+
+/// What the generator made.
+#[derive(Clone, Debug, Default)]
+pub struct GeneratedWorkload {
+    /// Commands that build the starting book (instrument, then resting orders).
+    pub setup: Vec<Command>,
+    /// The measured command stream.
+    pub commands: Vec<Command>,
+    /// The measured mix.
+    pub stats: WorkloadStats,
+}
+
+/// The measured mix of a generated stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadStats {
+    /// GTC limit orders.
+    pub gtc: u64,
+    /// IOC orders.
+    pub ioc: u64,
+    /// Cancels.
+    pub cancel: u64,
+    /// Moves (modify of price).
+    pub moves: u64,
+    /// Commands that made at least one fill.
+    pub trading: u64,
+    /// Resting orders at the end.
+    pub resting_at_end: usize,
+}
+
+/// The instrument the exchange-core workload trades.
+pub const EXCHANGE_CORE_INSTRUMENT: InstrumentId = InstrumentId(0);
+const MID: i64 = 100_000;
+
+struct Gen {
+    rng: SplitMix64,
+    matcher: Matcher,
+    replica: BookReplica,
+    live: Vec<OrderId>,
+    accounts: u64,
+    next_id: u64,
+    seq: u64,
+    ts: u64,
+    events: Vec<Event>,
+}
+
+impl Gen {
+    /// Runs a command through the shadow matcher; returns true when it traded.
+    fn run(&mut self, cmd: Command) -> bool {
+        self.seq += 1;
+        self.events.clear();
+        self.matcher
+            .process(Sequence(self.seq), &cmd, &mut self.events);
+        let mut traded = false;
+        for e in &self.events {
+            self.replica.apply(e);
+            traded |= matches!(e.kind, EventKind::Fill { .. });
+        }
+        if let CommandKind::NewOrder(o) = cmd.kind {
+            if self.replica.order(o.order_id).is_some() {
+                self.live.push(o.order_id);
+            }
+        }
+        traded
+    }
+
+    /// A random resting order (dropping ids that no longer rest).
+    fn pick_live(&mut self) -> Option<NewOrder> {
+        while !self.live.is_empty() {
+            let i = self.rng.below(self.live.len() as u64) as usize;
+            match self.replica.order(self.live[i]) {
+                Some(o) => return Some(o),
+                None => {
+                    self.live.swap_remove(i);
+                }
+            }
+        }
+        None
+    }
+
+    fn cmd(&mut self, kind: CommandKind) -> Command {
+        self.ts += 1;
+        Command::new(Timestamp(self.ts), kind)
+    }
+
+    /// A passive price on `side`, inside the slots.
+    fn passive_price(&mut self, side: Side, half: i64) -> Price {
+        let off = 1 + self.rng.below(half as u64) as i64;
+        Price(match side {
+            Side::Buy => MID - off,
+            Side::Sell => MID + off,
+        })
+    }
+
+    fn new_order(&mut self, side: Side, price: Price, qty: u64, tif: TimeInForce) -> Command {
+        self.next_id += 1;
+        let account = AccountId(1 + self.rng.below(self.accounts));
+        let mut o = NewOrder::limit(
+            EXCHANGE_CORE_INSTRUMENT,
+            account,
+            OrderId(self.next_id),
+            side,
+            price,
+            Qty(qty),
+        );
+        o.order_type = OrderType::Limit;
+        o.tif = tif;
+        self.cmd(CommandKind::NewOrder(o))
+    }
+}
+
+impl ExchangeCoreWorkload {
+    /// Generates the setup and `n` measured commands.
+    pub fn generate(&self, n: usize) -> GeneratedWorkload {
+        let mut g = Gen {
+            rng: SplitMix64::new(self.seed),
+            matcher: Matcher::with_capacity(MatcherCapacity {
+                orders: self.target_orders * 4,
+                ids: n + self.target_orders * 2,
+                gtd: 16,
+            }),
+            replica: BookReplica::new(),
+            live: Vec::new(),
+            accounts: self.accounts.max(1),
+            next_id: 0,
+            seq: 0,
+            ts: 0,
+            events: Vec::new(),
+        };
+        let half = (self.price_slots / 2).max(1);
+        let mut out = GeneratedWorkload::default();
+        let add = g.cmd(CommandKind::AddInstrument {
+            instrument: EXCHANGE_CORE_INSTRUMENT,
+        });
+        g.run(add);
+        out.setup.push(add);
+        while g.replica.resting_count() < self.target_orders {
+            let side = if g.rng.below(2) == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let price = g.passive_price(side, half);
+            let qty = 1 + g.rng.below(100);
+            let c = g.new_order(side, price, qty, TimeInForce::Gtc);
+            g.run(c);
+            out.setup.push(c);
+        }
+        out.commands.reserve(n);
+        for _ in 0..n {
+            let r = g.rng.below(100);
+            let live = g.replica.resting_count();
+            // 9% GTC, 3% IOC, 6% cancel, 82% move; cancels and GTCs trade places when the book
+            // drifts more than 10% from its target size.
+            let kind = match r {
+                0..=8 if live > self.target_orders * 11 / 10 => 2,
+                0..=8 => 0,
+                9..=11 => 1,
+                12..=17 if live < self.target_orders * 9 / 10 => 0,
+                12..=17 => 2,
+                _ => 3,
+            };
+            let cmd = match kind {
+                0 => {
+                    out.stats.gtc += 1;
+                    let side = if g.rng.below(2) == 0 {
+                        Side::Buy
+                    } else {
+                        Side::Sell
+                    };
+                    // One GTC in three is priced at the opposite best.
+                    let (price, qty) = if g.rng.below(3) == 0 {
+                        (g.aggressive_price(side, 0), 1 + g.rng.below(50))
+                    } else {
+                        (g.passive_price(side, half), 1 + g.rng.below(100))
+                    };
+                    g.new_order(side, price, qty, TimeInForce::Gtc)
+                }
+                1 => {
+                    out.stats.ioc += 1;
+                    let side = if g.rng.below(2) == 0 {
+                        Side::Buy
+                    } else {
+                        Side::Sell
+                    };
+                    let price = g.aggressive_price(side, 2);
+                    let qty = 1 + g.rng.below(50);
+                    g.new_order(side, price, qty, TimeInForce::Ioc)
+                }
+                2 => match g.pick_live() {
+                    Some(o) => {
+                        out.stats.cancel += 1;
+                        g.cmd(CommandKind::Cancel {
+                            instrument: o.instrument,
+                            account: o.account,
+                            order_id: o.order_id,
+                        })
+                    }
+                    None => continue,
+                },
+                _ => match g.pick_live() {
+                    Some(o) => {
+                        out.stats.moves += 1;
+                        let price = g.passive_price(o.side, half);
+                        g.cmd(CommandKind::Modify {
+                            instrument: o.instrument,
+                            account: o.account,
+                            order_id: o.order_id,
+                            price,
+                            qty: o.qty,
+                        })
+                    }
+                    None => continue,
+                },
+            };
+            if g.run(cmd) {
+                out.stats.trading += 1;
+            }
+            out.commands.push(cmd);
+        }
+        out.stats.resting_at_end = g.matcher.resting_count();
+        out
+    }
+}
+
+impl Gen {
+    /// A price up to `ticks` past the opposite best (or the mid when that side is empty).
+    fn aggressive_price(&mut self, side: Side, ticks: u64) -> Price {
+        let best = self
+            .replica
+            .depth(EXCHANGE_CORE_INSTRUMENT, side.opposite())
+            .next()
+            .map(|(p, _, _)| p.0)
+            .unwrap_or(MID);
+        let off = self.rng.below(ticks + 1) as i64;
+        Price(match side {
+            Side::Buy => best + off,
+            Side::Sell => best - off,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_is_close_to_exchange_core() {
+        let w = ExchangeCoreWorkload::default().generate(100_000);
+        eprintln!("{:?}", w.stats);
+        let n = w.commands.len() as f64;
+        let pct = |x: u64| 100.0 * x as f64 / n;
+        assert!((pct(w.stats.gtc) - 9.0).abs() < 1.5, "{:?}", w.stats);
+        assert!((pct(w.stats.ioc) - 3.0).abs() < 0.5, "{:?}", w.stats);
+        assert!((pct(w.stats.cancel) - 6.0).abs() < 1.5, "{:?}", w.stats);
+        assert!((pct(w.stats.moves) - 82.0).abs() < 1.0, "{:?}", w.stats);
+        assert!((4.0..8.0).contains(&pct(w.stats.trading)), "{:?}", w.stats);
+        assert!(
+            (900..=1100).contains(&w.stats.resting_at_end),
+            "{:?}",
+            w.stats
+        );
+        // Same seed, same stream.
+        let again = ExchangeCoreWorkload::default().generate(1000);
+        assert_eq!(again.commands[..], w.commands[..1000]);
+    }
+}

@@ -154,10 +154,6 @@ pub enum EventKind {
         taker: OrderId,
         /// The resting order.
         maker: OrderId,
-        /// The taker's account.
-        taker_account: AccountId,
-        /// The maker's account.
-        maker_account: AccountId,
         /// The maker's price.
         price: Price,
         /// The traded lots.

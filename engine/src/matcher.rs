@@ -458,8 +458,6 @@ impl Matcher {
                             instrument: taker.instrument,
                             taker: taker.id,
                             maker: n.id,
-                            taker_account: taker.account,
-                            maker_account: n.account,
                             price,
                             qty: Qty(q),
                             taker_side: taker.side,

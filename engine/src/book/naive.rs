@@ -166,8 +166,6 @@ impl NaiveMatcher {
                     instrument: taker.instrument,
                     taker: taker.order_id,
                     maker: maker.order.order_id,
-                    taker_account: taker.account,
-                    maker_account: maker.order.account,
                     price: maker.order.price,
                     qty: Qty(fill),
                     taker_side: taker.side,
@@ -449,18 +447,14 @@ impl MatchingEngine for NaiveMatcher {
             }
             CommandKind::Tick => {}
             CommandKind::AddInstrument { instrument } => {
-                if self.halted.contains_key(&instrument.0) {
-                    Self::reject(
-                        seq,
-                        Some(instrument),
-                        None,
-                        AccountId(0),
-                        RejectCode::DuplicateInstrument,
-                        out,
-                    );
-                } else {
-                    self.halted.insert(instrument.0, false);
+                if let std::collections::btree_map::Entry::Vacant(v) =
+                    self.halted.entry(instrument.0)
+                {
+                    v.insert(false);
                     out.push(ev(seq, EventKind::InstrumentAdded { instrument }));
+                } else {
+                    let code = RejectCode::DuplicateInstrument;
+                    Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
                 }
             }
             CommandKind::Invalid {

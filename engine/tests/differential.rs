@@ -1,0 +1,100 @@
+//! The fast matcher against the naive reference, and the replica against the matcher, on
+//! random command streams covering every command kind and bad inputs.
+
+mod common;
+
+use common::{decode, raw_stream, INSTRUMENTS};
+use proptest::prelude::*;
+use ringex_engine::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn fast_and_naive_give_identical_events_and_books(raw in raw_stream(300)) {
+        let cmds = decode(&raw);
+        let mut fast = Matcher::default();
+        let mut naive = NaiveMatcher::new();
+        let (mut fe, mut ne) = (Vec::new(), Vec::new());
+        for (i, c) in cmds.iter().enumerate() {
+            let seq = Sequence(i as u64 + 1);
+            fe.clear();
+            ne.clear();
+            fast.process(seq, c, &mut fe);
+            naive.process(seq, c, &mut ne);
+            prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
+        }
+        for inst in INSTRUMENTS {
+            prop_assert_eq!(fast.resting_orders(inst), MatchingEngine::resting_orders(&naive, inst));
+        }
+    }
+
+    #[test]
+    fn replica_equals_matcher_after_every_command(raw in raw_stream(300)) {
+        let cmds = decode(&raw);
+        let mut fast = Matcher::default();
+        let mut replica = BookReplica::new();
+        let mut events = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            events.clear();
+            fast.process(Sequence(i as u64 + 1), c, &mut events);
+            for e in &events {
+                replica.apply(e);
+            }
+            for inst in INSTRUMENTS {
+                prop_assert_eq!(replica.resting_orders(inst), fast.resting_orders(inst), "after command {} = {:?}", i, c);
+                prop_assert_eq!(replica.is_halted(inst), fast.is_halted(inst));
+                prop_assert_eq!(
+                    replica.depth(inst, Side::Buy).collect::<Vec<_>>(),
+                    fast.depth(inst, Side::Buy).collect::<Vec<_>>()
+                );
+                prop_assert_eq!(
+                    replica.depth(inst, Side::Sell).collect::<Vec<_>>(),
+                    fast.depth(inst, Side::Sell).collect::<Vec<_>>()
+                );
+            }
+            for a in 1..=4 {
+                prop_assert_eq!(
+                    replica.blocked_accounts().any(|x| x == AccountId(a)),
+                    fast.is_blocked(AccountId(a))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_commands_give_the_same_events(raw in raw_stream(200)) {
+        let cmds = decode(&raw);
+        let run = || {
+            let mut m = Matcher::default();
+            let mut out = Vec::new();
+            for (i, c) in cmds.iter().enumerate() {
+                m.process(Sequence(i as u64 + 1), c, &mut out);
+            }
+            out
+        };
+        prop_assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn every_command_is_answered_and_last_events_are_marked(raw in raw_stream(200)) {
+        let cmds = decode(&raw);
+        let mut m = Matcher::default();
+        let mut out = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            out.clear();
+            let seq = Sequence(i as u64 + 1);
+            m.process(seq, c, &mut out);
+            prop_assert!(out.iter().all(|e| e.cmd_seq() == seq));
+            let lasts = out.iter().filter(|e| e.is_last_of_command()).count();
+            prop_assert_eq!(lasts, usize::from(!out.is_empty()));
+            if let Some(e) = out.last() {
+                prop_assert!(e.is_last_of_command());
+            }
+            let answers_needed = !matches!(c.kind, CommandKind::Tick);
+            if answers_needed {
+                prop_assert!(!out.is_empty() || matches!(c.kind, CommandKind::MassCancel { .. }), "{:?}", c);
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Proves the hot path allocates nothing once warm: a counting global allocator around
+//! 200k exchange-core commands after a warm-up pass, plus slot sizes.
+
+use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn ring_slots_are_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Command>(), 64);
+    assert_eq!(std::mem::size_of::<Event>(), 64);
+}
+
+#[test]
+fn matcher_makes_no_allocation_per_command_once_warm() {
+    const N: usize = 200_000;
+    // Twice the stream: the first half warms up, the second half is counted.
+    let w = ExchangeCoreWorkload::default().generate(2 * N);
+    let mut m = Matcher::with_capacity(MatcherCapacity {
+        orders: 8192,
+        ids: 4 * N + 8192,
+        gtd: 16,
+    });
+    let mut out = Vec::with_capacity(4096);
+    let mut seq = 0u64;
+    for c in w.setup.iter().chain(&w.commands[..N]) {
+        seq += 1;
+        out.clear();
+        m.process(Sequence(seq), c, &mut out);
+    }
+    let mut events = 0usize;
+    COUNTING.store(true, Ordering::SeqCst);
+    for c in &w.commands[N..] {
+        seq += 1;
+        out.clear();
+        m.process(Sequence(seq), c, &mut out);
+        events += out.len();
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(events >= N, "every command made at least one event");
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations in {N} warm commands"
+    );
+}

@@ -1,1 +1,10 @@
+//! # ringex bench
+//!
+//! The `ringex` command-line tool (`run`, and later `bench`, `recover`, `lobster`) and the
+//! latency harness. The library part holds the script format and the CSV writers so that
+//! tests and users can drive the engine from files.
+#![deny(missing_docs)]
 
+pub mod csv;
+pub mod run;
+pub mod script;

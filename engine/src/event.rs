@@ -24,6 +24,8 @@ pub enum RejectCode {
     PriceOverflow,
     /// A limit order without a price.
     MissingPrice,
+    /// The order names an allocation group that was never defined.
+    UnknownAllocGroup,
     // -- matcher: references --
     /// The symbol or instrument is not known.
     UnknownInstrument,
@@ -59,6 +61,7 @@ impl RejectCode {
             RejectCode::QtyOverflow => "qty_overflow",
             RejectCode::PriceOverflow => "price_overflow",
             RejectCode::MissingPrice => "missing_price",
+            RejectCode::UnknownAllocGroup => "unknown_alloc_group",
             RejectCode::UnknownInstrument => "unknown_symbol",
             RejectCode::UnknownOrder => "unknown_order",
             RejectCode::NotOwner => "not_owner",
@@ -73,13 +76,14 @@ impl RejectCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [RejectCode; 16] = [
+    pub const ALL: [RejectCode; 17] = [
         RejectCode::OffTick,
         RejectCode::OffLot,
         RejectCode::NegativeQty,
         RejectCode::QtyOverflow,
         RejectCode::PriceOverflow,
         RejectCode::MissingPrice,
+        RejectCode::UnknownAllocGroup,
         RejectCode::UnknownInstrument,
         RejectCode::UnknownOrder,
         RejectCode::NotOwner,

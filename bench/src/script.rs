@@ -1,0 +1,599 @@
+//! The command-script format of `ringex run` (FORMATS.md): parsing lines into engine
+//! [`Command`]s, and the symbol / allocation-group registry that the edge keeps.
+//!
+//! Decimal prices and quantities are converted here, at the edge, with the instrument's
+//! [`InstrumentSpec`]; a bad value becomes a [`CommandKind::Invalid`] command so that its
+//! rejection is sequenced by the matcher like any other event. A line that cannot be parsed
+//! at all is a [`ScriptError`] with its line number, and the run goes on.
+
+use ringex_engine::instrument::parse_decimal;
+use ringex_engine::{
+    AccountId, AllocGroupId, Command, CommandKind, EdgeError, InstrumentId, InstrumentSpec,
+    NewOrder, OrderId, OrderType, Price, RejectCode, SelfTradePrevention, Side, TimeInForce,
+    Timestamp,
+};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// A line that could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+/// A pro-rata allocation group: accounts and their weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocGroup {
+    /// The id written in the script.
+    pub script_id: u64,
+    /// (account, weight), in the order written.
+    pub members: Vec<(AccountId, Decimal)>,
+}
+
+/// What one script line became.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScriptItem {
+    /// A command for the engine. `number` counts command lines from 1 (the K of
+    /// `recovered through command K`); definitions are not numbered.
+    Command {
+        /// The command.
+        cmd: Command,
+        /// Its command-line number.
+        number: u64,
+    },
+    /// An `instrument` line: the command that opens its book.
+    Instrument(Command),
+    /// An `alloc_group` line.
+    AllocGroup(AllocGroupId),
+    /// A comment or a blank line.
+    Nothing,
+}
+
+/// The edge: symbols, specs and allocation groups seen so far, and the line counter.
+#[derive(Clone, Debug, Default)]
+pub struct Script {
+    symbols: HashMap<String, InstrumentId>,
+    specs: Vec<InstrumentSpec>,
+    group_ids: HashMap<u64, AllocGroupId>,
+    groups: Vec<AllocGroup>,
+    last_ts: u64,
+    line_no: usize,
+    command_no: u64,
+}
+
+fn bad(line: usize, reason: impl Into<String>) -> ScriptError {
+    ScriptError {
+        line,
+        reason: reason.into(),
+    }
+}
+
+impl Script {
+    /// An empty edge.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Instrument specs, indexed by [`InstrumentId`].
+    pub fn specs(&self) -> &[InstrumentSpec] {
+        &self.specs
+    }
+
+    /// The spec of an instrument.
+    pub fn spec(&self, id: InstrumentId) -> Option<&InstrumentSpec> {
+        self.specs.get(id.0 as usize)
+    }
+
+    /// An allocation group.
+    pub fn group(&self, id: AllocGroupId) -> Option<&AllocGroup> {
+        (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.groups.get(i))
+    }
+
+    /// Command lines read so far (also malformed ones).
+    pub fn commands_read(&self) -> u64 {
+        self.command_no
+    }
+
+    /// Parses the next line of the script.
+    pub fn parse_line(&mut self, text: &str) -> Result<ScriptItem, ScriptError> {
+        self.line_no += 1;
+        let line = self.line_no;
+        let body = text.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            return Ok(ScriptItem::Nothing);
+        }
+        let f: Vec<&str> = body.split(',').map(str::trim).collect();
+        match f[0] {
+            "instrument" => self.instrument(line, &f),
+            "alloc_group" => self.alloc_group(line, &f),
+            _ => {
+                self.command_no += 1;
+                let number = self.command_no;
+                let cmd = self.command(line, &f)?;
+                self.last_ts = cmd.ts.0;
+                Ok(ScriptItem::Command { cmd, number })
+            }
+        }
+    }
+
+    fn instrument(&mut self, line: usize, f: &[&str]) -> Result<ScriptItem, ScriptError> {
+        if f.len() != 4 {
+            return Err(bad(
+                line,
+                "expected instrument,<symbol>,<tick_size>,<lot_size>",
+            ));
+        }
+        let dec = |s: &str, what: &str| {
+            Decimal::from_str(s).map_err(|_| bad(line, format!("{what} {s:?} is not a decimal")))
+        };
+        let (tick, lot) = (dec(f[2], "tick size")?, dec(f[3], "lot size")?);
+        if self.symbols.contains_key(f[1]) {
+            return Err(bad(line, format!("instrument {} is already defined", f[1])));
+        }
+        let id = InstrumentId(self.specs.len() as u32);
+        let spec =
+            InstrumentSpec::new(id, f[1], tick, lot).map_err(|e| bad(line, e.to_string()))?;
+        self.symbols.insert(spec.symbol.clone(), id);
+        self.specs.push(spec);
+        Ok(ScriptItem::Instrument(Command::new(
+            Timestamp(self.last_ts),
+            CommandKind::AddInstrument { instrument: id },
+        )))
+    }
+
+    fn alloc_group(&mut self, line: usize, f: &[&str]) -> Result<ScriptItem, ScriptError> {
+        if f.len() != 3 {
+            return Err(bad(
+                line,
+                "expected alloc_group,<group_id>,<account>:<weight>[;...]",
+            ));
+        }
+        let script_id = uint(line, f[1], "group id")?;
+        if self.group_ids.contains_key(&script_id) {
+            return Err(bad(
+                line,
+                format!("allocation group {script_id} is already defined"),
+            ));
+        }
+        let mut members = Vec::new();
+        for m in f[2].split(';').map(str::trim).filter(|m| !m.is_empty()) {
+            let (a, w) = m
+                .split_once(':')
+                .ok_or_else(|| bad(line, format!("member {m:?} is not <account>:<weight>")))?;
+            let account = AccountId(uint(line, a.trim(), "account")?);
+            let weight = Decimal::from_str(w.trim())
+                .ok()
+                .filter(|w| *w > Decimal::ZERO)
+                .ok_or_else(|| bad(line, format!("weight {w:?} must be a positive decimal")))?;
+            if members.iter().any(|(x, _)| *x == account) {
+                return Err(bad(line, format!("account {account} appears twice")));
+            }
+            members.push((account, weight));
+        }
+        if members.is_empty() {
+            return Err(bad(line, "an allocation group needs at least one account"));
+        }
+        let id = AllocGroupId(self.groups.len() as u32 + 1);
+        self.groups.push(AllocGroup { script_id, members });
+        self.group_ids.insert(script_id, id);
+        Ok(ScriptItem::AllocGroup(id))
+    }
+
+    fn symbol(&self, s: &str) -> Option<InstrumentId> {
+        self.symbols.get(s).copied()
+    }
+
+    fn command(&self, line: usize, f: &[&str]) -> Result<Command, ScriptError> {
+        let arity = |lo: usize, hi: usize, usage: &str| {
+            if f.len() < lo || f.len() > hi {
+                Err(bad(line, format!("expected {usage}")))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = f[0];
+        const KINDS: [&str; 10] = [
+            "new",
+            "cancel",
+            "modify",
+            "mass_cancel",
+            "halt",
+            "resume",
+            "block",
+            "unblock",
+            "tick",
+            "instrument",
+        ];
+        if !KINDS.contains(&kind) {
+            return Err(bad(line, format!("unknown record type {kind:?}")));
+        }
+        let ts = Timestamp(match f.get(1) {
+            Some(t) => uint(line, t, "ts")?,
+            None => return Err(bad(line, format!("{kind}: missing ts"))),
+        });
+        let invalid = |instrument, order_id, account, code| CommandKind::Invalid {
+            instrument,
+            order_id,
+            account,
+            code,
+        };
+        let k = match kind {
+            "new" => {
+                arity(10, 13, "new,<ts>,<symbol>,<account>,<order_id>,<buy|sell>,<limit|market>,<tif>,<price|->,<qty>[,post_only][,stp=<mode>][,alloc=<group_id>]")?;
+                return self.new_order(line, ts, f);
+            }
+            "cancel" => {
+                arity(5, 5, "cancel,<ts>,<symbol>,<account>,<order_id>")?;
+                let account = AccountId(uint(line, f[3], "account")?);
+                let order_id = OrderId(uint(line, f[4], "order id")?);
+                match self.symbol(f[2]) {
+                    None => invalid(None, Some(order_id), account, RejectCode::UnknownInstrument),
+                    Some(instrument) => CommandKind::Cancel {
+                        instrument,
+                        account,
+                        order_id,
+                    },
+                }
+            }
+            "modify" => {
+                arity(
+                    7,
+                    7,
+                    "modify,<ts>,<symbol>,<account>,<order_id>,<new_price>,<new_qty>",
+                )?;
+                let account = AccountId(uint(line, f[3], "account")?);
+                let order_id = OrderId(uint(line, f[4], "order id")?);
+                let sym = self.symbol(f[2]);
+                let spec = sym.and_then(|i| self.spec(i));
+                let price = edge(line, spec.map(|s| s.parse_price(f[5])), f[5], "price")?;
+                let qty = edge(line, spec.map(|s| s.parse_qty(f[6])), f[6], "quantity")?;
+                match (sym, price, qty) {
+                    (None, ..) => {
+                        invalid(None, Some(order_id), account, RejectCode::UnknownInstrument)
+                    }
+                    (Some(i), Err(code), _) | (Some(i), _, Err(code)) => {
+                        invalid(Some(i), Some(order_id), account, code)
+                    }
+                    (Some(instrument), Ok(price), Ok(qty)) => CommandKind::Modify {
+                        instrument,
+                        account,
+                        order_id,
+                        price,
+                        qty,
+                    },
+                }
+            }
+            "mass_cancel" => {
+                arity(3, 4, "mass_cancel,<ts>,<account>[,<symbol>]")?;
+                let account = AccountId(uint(line, f[2], "account")?);
+                match f.get(3).filter(|s| !s.is_empty()) {
+                    None => CommandKind::MassCancel {
+                        account,
+                        instrument: None,
+                    },
+                    Some(s) => match self.symbol(s) {
+                        None => invalid(None, None, account, RejectCode::UnknownInstrument),
+                        Some(i) => CommandKind::MassCancel {
+                            account,
+                            instrument: Some(i),
+                        },
+                    },
+                }
+            }
+            "halt" | "resume" => {
+                arity(3, 3, &format!("{kind},<ts>,<symbol>"))?;
+                match (self.symbol(f[2]), kind) {
+                    (None, _) => invalid(None, None, AccountId(0), RejectCode::UnknownInstrument),
+                    (Some(instrument), "halt") => CommandKind::Halt { instrument },
+                    (Some(instrument), _) => CommandKind::Resume { instrument },
+                }
+            }
+            "block" | "unblock" => {
+                arity(3, 3, &format!("{kind},<ts>,<account>"))?;
+                let account = AccountId(uint(line, f[2], "account")?);
+                if kind == "block" {
+                    CommandKind::Block { account }
+                } else {
+                    CommandKind::Unblock { account }
+                }
+            }
+            "tick" => {
+                arity(2, 2, "tick,<ts>")?;
+                CommandKind::Tick
+            }
+            other => return Err(bad(line, format!("unknown record type {other:?}"))),
+        };
+        Ok(Command::new(ts, k))
+    }
+
+    fn new_order(&self, line: usize, ts: Timestamp, f: &[&str]) -> Result<Command, ScriptError> {
+        let account = AccountId(uint(line, f[3], "account")?);
+        let order_id = OrderId(uint(line, f[4], "order id")?);
+        let side = match f[5] {
+            "buy" => Side::Buy,
+            "sell" => Side::Sell,
+            s => return Err(bad(line, format!("side {s:?} is not buy or sell"))),
+        };
+        let order_type = match f[6] {
+            "limit" => OrderType::Limit,
+            "market" => OrderType::Market,
+            s => {
+                return Err(bad(
+                    line,
+                    format!("order type {s:?} is not limit or market"),
+                ))
+            }
+        };
+        let (tif, expiry) = match f[7] {
+            "gtc" => (TimeInForce::Gtc, Timestamp(0)),
+            "ioc" => (TimeInForce::Ioc, Timestamp(0)),
+            "fok" => (TimeInForce::Fok, Timestamp(0)),
+            s => match s.strip_prefix("gtd:") {
+                Some(e) => (TimeInForce::Gtd, Timestamp(uint(line, e, "expiry")?)),
+                None => {
+                    return Err(bad(
+                        line,
+                        format!("time in force {s:?} is not gtc, ioc, fok or gtd:<expiry_ts>"),
+                    ))
+                }
+            },
+        };
+        let mut post_only = false;
+        let mut stp = SelfTradePrevention::CancelTaker;
+        let mut group = None;
+        for opt in &f[10..] {
+            match opt.split_once('=') {
+                None if *opt == "post_only" => post_only = true,
+                Some(("stp", m)) => {
+                    stp = match m {
+                        "cancel_taker" => SelfTradePrevention::CancelTaker,
+                        "cancel_maker" => SelfTradePrevention::CancelMaker,
+                        "cancel_both" => SelfTradePrevention::CancelBoth,
+                        "allow" => SelfTradePrevention::Allow,
+                        _ => return Err(bad(line, format!("stp mode {m:?} is not cancel_taker, cancel_maker, cancel_both or allow"))),
+                    }
+                }
+                Some(("alloc", g)) => group = Some(uint(line, g, "allocation group")?),
+                _ => return Err(bad(line, format!("unknown option {opt:?}"))),
+            }
+        }
+        let sym = self.symbol(f[2]);
+        let spec = sym.and_then(|i| self.spec(i));
+        let price = match (order_type, f[8]) {
+            (OrderType::Market, _) => Ok(Price(0)),
+            (OrderType::Limit, "-") => Err(RejectCode::MissingPrice),
+            (OrderType::Limit, p) => edge(line, spec.map(|s| s.parse_price(p)), p, "price")?,
+        };
+        let qty = edge(line, spec.map(|s| s.parse_qty(f[9])), f[9], "quantity")?;
+        let alloc = match group {
+            None => Ok(AllocGroupId::NONE),
+            Some(g) => self
+                .group_ids
+                .get(&g)
+                .copied()
+                .ok_or(RejectCode::UnknownAllocGroup),
+        };
+        let kind = match (sym, price, qty, alloc) {
+            (None, ..) => CommandKind::Invalid {
+                instrument: None,
+                order_id: Some(order_id),
+                account,
+                code: RejectCode::UnknownInstrument,
+            },
+            (Some(i), Err(code), _, _)
+            | (Some(i), _, Err(code), _)
+            | (Some(i), _, _, Err(code)) => CommandKind::Invalid {
+                instrument: Some(i),
+                order_id: Some(order_id),
+                account,
+                code,
+            },
+            (Some(instrument), Ok(price), Ok(qty), Ok(alloc_group)) => {
+                CommandKind::NewOrder(NewOrder {
+                    instrument,
+                    account,
+                    order_id,
+                    side,
+                    order_type,
+                    tif,
+                    expiry,
+                    price,
+                    qty,
+                    post_only,
+                    stp,
+                    alloc_group,
+                })
+            }
+        };
+        Ok(Command::new(ts, kind))
+    }
+}
+
+fn uint(line: usize, s: &str, what: &str) -> Result<u64, ScriptError> {
+    s.parse::<u64>()
+        .map_err(|_| bad(line, format!("{what} {s:?} is not an unsigned integer")))
+}
+
+/// The outcome of a decimal conversion: `Ok(Err(code))` rejects the command, `Err` makes
+/// the line malformed. Without a spec (unknown symbol) the text must still be a number.
+fn edge<T: Default>(
+    line: usize,
+    r: Option<Result<T, EdgeError>>,
+    text: &str,
+    what: &str,
+) -> Result<Result<T, RejectCode>, ScriptError> {
+    let r = match r {
+        Some(r) => r,
+        None => {
+            parse_decimal(text, RejectCode::QtyOverflow, RejectCode::OffLot).map(|_| T::default())
+        }
+    };
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(EdgeError::Reject(code)) => Ok(Err(code)),
+        Err(EdgeError::NotANumber) => Err(bad(line, format!("{what} {text:?} is not a decimal"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script() -> Script {
+        let mut s = Script::new();
+        s.parse_line("instrument,ABC,0.01,1").unwrap();
+        s.parse_line("alloc_group,7,1:1;2:3").unwrap();
+        s
+    }
+
+    fn cmd(s: &mut Script, line: &str) -> CommandKind {
+        match s.parse_line(line).unwrap() {
+            ScriptItem::Command { cmd, .. } => cmd.kind,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_command() {
+        let mut s = script();
+        let CommandKind::NewOrder(o) = cmd(
+            &mut s,
+            "new,5,ABC,1,10,buy,limit,gtd:9,100.25,3,post_only,stp=allow,alloc=7",
+        ) else {
+            panic!()
+        };
+        assert_eq!(o.price, Price(10025));
+        assert_eq!(o.qty.0, 3);
+        assert_eq!((o.tif, o.expiry), (TimeInForce::Gtd, Timestamp(9)));
+        assert!(o.post_only);
+        assert_eq!(o.stp, SelfTradePrevention::Allow);
+        assert_eq!(o.alloc_group, AllocGroupId(1));
+        assert!(matches!(
+            cmd(&mut s, "cancel,6,ABC,1,10"),
+            CommandKind::Cancel { .. }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "modify,6,ABC,1,10,100,2"),
+            CommandKind::Modify { .. }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "mass_cancel,6,1"),
+            CommandKind::MassCancel {
+                instrument: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "mass_cancel,6,1,ABC"),
+            CommandKind::MassCancel {
+                instrument: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "halt,6,ABC"),
+            CommandKind::Halt { .. }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "resume,6,ABC"),
+            CommandKind::Resume { .. }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "block,6,1"),
+            CommandKind::Block { .. }
+        ));
+        assert!(matches!(
+            cmd(&mut s, "unblock,6,1"),
+            CommandKind::Unblock { .. }
+        ));
+        assert!(matches!(cmd(&mut s, "tick,7"), CommandKind::Tick));
+        assert_eq!(s.commands_read(), 10);
+        assert_eq!(s.parse_line("  # comment").unwrap(), ScriptItem::Nothing);
+        assert_eq!(s.parse_line("").unwrap(), ScriptItem::Nothing);
+    }
+
+    #[test]
+    fn bad_values_become_rejects_and_bad_lines_errors() {
+        let mut s = script();
+        let code = |k: CommandKind| match k {
+            CommandKind::Invalid { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code(cmd(&mut s, "new,1,XYZ,1,1,buy,limit,gtc,1,1")),
+            RejectCode::UnknownInstrument
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,1.001,1")),
+            RejectCode::OffTick
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,1,0.5")),
+            RejectCode::OffLot
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,1,0")),
+            RejectCode::ZeroQty
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,1,-2")),
+            RejectCode::NegativeQty
+        );
+        assert_eq!(
+            code(cmd(
+                &mut s,
+                "new,1,ABC,1,1,buy,limit,gtc,1,18446744073709551616"
+            )),
+            RejectCode::QtyOverflow
+        );
+        assert_eq!(
+            code(cmd(
+                &mut s,
+                "new,1,ABC,1,1,buy,limit,gtc,92233720368547758.08,1"
+            )),
+            RejectCode::PriceOverflow
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,-,1")),
+            RejectCode::MissingPrice
+        );
+        assert_eq!(
+            code(cmd(&mut s, "new,1,ABC,1,1,buy,limit,gtc,1,1,alloc=8")),
+            RejectCode::UnknownAllocGroup
+        );
+        assert_eq!(
+            code(cmd(&mut s, "modify,1,ABC,1,1,1,0")),
+            RejectCode::ZeroQty
+        );
+        for line in [
+            "new,1,ABC,1,1,hold,limit,gtc,1,1",
+            "new,x,ABC,1,1,buy,limit,gtc,1,1",
+            "new,1,ABC,-1,1,buy,limit,gtc,1,1",
+            "new,1,ABC,1,1,buy,limit,gtc,abc,1",
+            "new,1,ABC,1,1,buy,limit,day,1,1",
+            "new,1,ABC,1,1,buy,limit,gtc,1,1,stp=never",
+            "new,1,ABC,1,1,buy,limit",
+            "cancel,1,ABC,1",
+            "launch,1",
+            "instrument,ABC,0.01,1",
+        ] {
+            let e = s.parse_line(line).unwrap_err();
+            assert!(e.line > 0, "{line}");
+        }
+    }
+}

@@ -198,13 +198,15 @@ impl Matcher {
     }
 
     /// True when the instrument is halted.
+    #[inline]
     pub fn is_halted(&self, instrument: InstrumentId) -> bool {
         self.books.book(instrument).is_some_and(|b| b.halted)
     }
 
     /// True when the account is blocked.
+    #[inline]
     pub fn is_blocked(&self, account: AccountId) -> bool {
-        self.blocked.contains(&account.0)
+        !self.blocked.is_empty() && self.blocked.contains(&account.0)
     }
 
     /// The resting orders of an instrument (see [`MatchingEngine::resting_orders`]).
@@ -248,6 +250,7 @@ impl Matcher {
         }
     }
 
+    #[inline]
     fn best_crosses(&self, instrument: InstrumentId, side: Side, limit: Price) -> bool {
         let Some(book) = self.books.book(instrument) else {
             return false;
@@ -282,7 +285,7 @@ impl Matcher {
             Some(RejectCode::DuplicateOrderId)
         } else if halted {
             Some(RejectCode::Halted)
-        } else if self.blocked.contains(&o.account.0) {
+        } else if self.is_blocked(o.account) {
             Some(RejectCode::Blocked)
         } else if o.tif == TimeInForce::Gtd && o.expiry <= ts {
             Some(RejectCode::ExpiryInPast)
@@ -366,6 +369,9 @@ impl Matcher {
         let mut avail: u128 = 0;
         for &(_, l) in book.side(taker.side.opposite()).entries.iter().rev() {
             let lv = &self.books.levels[l as usize];
+            if lv.count == 0 {
+                continue;
+            }
             if !taker.crosses(lv.price) {
                 break;
             }
@@ -543,14 +549,15 @@ impl Matcher {
             Err(code) => return reject_ref(seq, instrument, order_id, account, code, out),
             Ok(i) => i,
         };
-        let n = self.books.orders[i as usize];
+        let n = &self.books.orders[i as usize];
+        let (old_price, old_qty, side, post_only, stp) = (n.price, n.qty, n.side, n.post_only, n.stp);
         let code = if self.is_halted(instrument) {
             Some(RejectCode::Halted)
-        } else if self.blocked.contains(&account.0) {
+        } else if self.is_blocked(account) {
             Some(RejectCode::Blocked)
         } else if qty.0 == 0 {
             Some(RejectCode::ZeroQty)
-        } else if n.post_only && price != n.price && self.best_crosses(instrument, n.side, price) {
+        } else if post_only && price != old_price && self.best_crosses(instrument, side, price) {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
             None
@@ -558,7 +565,7 @@ impl Matcher {
         if let Some(code) = code {
             return reject(seq, Some(instrument), Some(order_id), account, code, out);
         }
-        let kept_priority = price == n.price && qty <= n.qty;
+        let kept_priority = price == old_price && qty <= old_qty;
         out.push(Event::new(
             seq,
             EventKind::Modified {
@@ -575,13 +582,16 @@ impl Matcher {
             return;
         }
         self.books.move_to_back(i, price, qty);
+        if !self.best_crosses(instrument, side, price) {
+            return;
+        }
         let taker = Taker {
             instrument,
             id: order_id,
             account,
-            side: n.side,
+            side,
             limit: Some(price),
-            stp: n.stp,
+            stp,
         };
         let end = self.match_taker(seq, &taker, qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {

@@ -1,14 +1,17 @@
 //! The fast L3 book: an order pool, price levels with intrusive FIFO queues, and a sorted
 //! ladder of levels per side.
 //!
-//! - Orders live in a slab (`Vec<OrderNode>` + free list) and are found by id through one
-//!   hash map (`FxHashMap<u64, u32>`), which also remembers every id ever used (duplicate
-//!   rejection): cancel by id is a hash lookup and an O(1) unlink.
+//! - Orders live in a slab (`Vec<OrderNode>` + free list) and are found by id through a
+//!   small hash map of the live orders (`FxHashMap<u64, u32>`, cache-resident); ids that no
+//!   longer rest go to a second set that only duplicate checks of new orders read. Cancel by
+//!   id is a hash lookup and an O(1) unlink.
 //! - Each price level is a doubly linked FIFO of pool indices with its total quantity.
-//! - Each side keeps its non-empty levels in a `Vec` sorted from worst to best price, so the
-//!   best level is the last element (O(1)). A level is found by binary search; a level that
-//!   empties is removed with a memmove of the levels better than it, which is short in
-//!   practice because activity clusters at the top of the book.
+//! - Each side keeps its levels in a `Vec` sorted from worst to best price, so the best level
+//!   is the last element (O(1)); a level is found by binary search. A level that empties
+//!   below the top stays in place, empty, so that an order arriving at that price later
+//!   (the common case: orders move among nearby prices) needs no insert; empty levels at the
+//!   top are popped at once, so the last element is always the non-empty best. When empty
+//!   levels outnumber the live ones (and at least 64), the side is compacted in place.
 //!
 //! Once the vectors and the map have grown to the working size, nothing here allocates.
 
@@ -17,7 +20,7 @@ use crate::types::{
     AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
     Side, TimeInForce, Timestamp,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// No index.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -101,6 +104,13 @@ pub(crate) struct Level {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ladder {
     pub entries: Vec<(i64, u32)>,
+    /// How many entries are empty levels.
+    pub empties: usize,
+    /// Price of `slots[0]`.
+    slot_base: i64,
+    /// Direct-indexed cache: level index by price offset (NIL when none); it always agrees
+    /// with `entries` for the prices inside its window.
+    slots: Vec<u32>,
 }
 
 #[inline]
@@ -108,6 +118,57 @@ fn key(side: Side, price: Price) -> i64 {
     match side {
         Side::Buy => price.0,
         Side::Sell => !price.0,
+    }
+}
+
+/// Takes a level from the free list (or grows the pool).
+fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price) -> u32 {
+    let level = Level {
+        price,
+        head: NIL,
+        tail: NIL,
+        qty: 0,
+        count: 0,
+    };
+    match free_levels.pop() {
+        Some(i) => {
+            levels[i as usize] = level;
+            i
+        }
+        None => {
+            levels.push(level);
+            (levels.len() - 1) as u32
+        }
+    }
+}
+
+/// Price slots per side in the direct-indexed level cache.
+const SLOTS: usize = 4096;
+
+impl Ladder {
+    /// The level at `price` from the direct-indexed cache, or NIL (none, or outside the
+    /// cached window: then the sorted entries decide).
+    #[inline]
+    fn cached(&self, price: Price) -> u32 {
+        let off = price.0.wrapping_sub(self.slot_base) as u64;
+        if off < self.slots.len() as u64 {
+            self.slots[off as usize]
+        } else {
+            NIL
+        }
+    }
+
+    /// Records a level in the cache (the window is placed around the first price seen).
+    #[inline]
+    fn cache(&mut self, price: Price, level: u32) {
+        if self.slots.is_empty() {
+            self.slot_base = price.0.saturating_sub(SLOTS as i64 / 2);
+            self.slots = vec![NIL; SLOTS];
+        }
+        let off = price.0.wrapping_sub(self.slot_base) as u64;
+        if off < self.slots.len() as u64 {
+            self.slots[off as usize] = level;
+        }
     }
 }
 
@@ -171,8 +232,8 @@ pub(crate) struct OrderBooks {
     free_orders: Vec<u32>,
     pub levels: Vec<Level>,
     free_levels: Vec<u32>,
-    ids: FxHashMap<u64, u32>,
-    live: usize,
+    live_ids: FxHashMap<u64, u32>,
+    dead_ids: FxHashSet<u64>,
 }
 
 impl OrderBooks {
@@ -184,8 +245,8 @@ impl OrderBooks {
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
-            ids: FxHashMap::with_capacity_and_hasher(ids, Default::default()),
-            live: 0,
+            live_ids: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            dead_ids: FxHashSet::with_capacity_and_hasher(ids, Default::default()),
         }
     }
 
@@ -223,42 +284,22 @@ impl OrderBooks {
 
     #[inline]
     pub fn id_state(&self, id: OrderId) -> IdState {
-        match self.ids.get(&id.0) {
-            None => IdState::Unknown,
-            Some(&NIL) => IdState::Dead,
+        match self.live_ids.get(&id.0) {
             Some(&i) => IdState::Live(i),
+            None if self.dead_ids.contains(&id.0) => IdState::Dead,
+            None => IdState::Unknown,
         }
     }
 
     /// Records an id that was used but never rested (or no longer rests).
     #[inline]
     pub fn mark_dead(&mut self, id: OrderId) {
-        self.ids.insert(id.0, NIL);
+        self.dead_ids.insert(id.0);
     }
 
     #[inline]
     pub fn best(&self, book: &InstrumentBook, side: Side) -> Option<u32> {
         book.side(side).entries.last().map(|&(_, l)| l)
-    }
-
-    fn alloc_level(&mut self, price: Price) -> u32 {
-        let level = Level {
-            price,
-            head: NIL,
-            tail: NIL,
-            qty: 0,
-            count: 0,
-        };
-        match self.free_levels.pop() {
-            Some(i) => {
-                self.levels[i as usize] = level;
-                i
-            }
-            None => {
-                self.levels.push(level);
-                (self.levels.len() - 1) as u32
-            }
-        }
     }
 
     /// Adds a node at the back of its price level; returns its pool index. The instrument
@@ -274,50 +315,60 @@ impl OrderBooks {
                 (self.orders.len() - 1) as u32
             }
         };
-        self.ids.insert(node.id.0, idx);
-        self.live += 1;
+        self.live_ids.insert(node.id.0, idx);
         self.link_back(idx);
         idx
     }
 
     /// Links a pool node at the back of the level of its price.
+    #[inline]
     fn link_back(&mut self, idx: u32) {
+        let OrderBooks {
+            books,
+            orders,
+            levels,
+            free_levels,
+            ..
+        } = self;
         let OrderNode {
             instrument,
             side,
             price,
             qty,
             ..
-        } = self.orders[idx as usize];
-        let k = key(side, price);
-        let Some(book) = self
-            .books
-            .get(instrument.0 as usize)
-            .and_then(Option::as_ref)
-        else {
+        } = orders[idx as usize];
+        let Some(book) = books.get_mut(instrument.0 as usize).and_then(Option::as_mut) else {
             return;
         };
-        let entries = &book.side(side).entries;
-        // Fast paths: the best level, then binary search.
-        let found = match entries.last() {
-            Some(&(bk, l)) if bk == k => Ok(l),
-            Some(&(bk, _)) if bk < k => Err(entries.len()),
-            _ => match entries.binary_search_by_key(&k, |&(bk, _)| bk) {
-                Ok(p) => Ok(entries[p].1),
-                Err(p) => Err(p),
-            },
-        };
-        let level = match found {
-            Ok(l) => l,
-            Err(pos) => {
-                let l = self.alloc_level(price);
-                if let Some(b) = self.books[instrument.0 as usize].as_mut() {
-                    b.side_mut(side).entries.insert(pos, (k, l));
+        let ladder = book.side_mut(side);
+        let mut level = ladder.cached(price);
+        let mut created = false;
+        if level == NIL {
+            let k = key(side, price);
+            let found = match ladder.entries.last() {
+                Some(&(bk, l)) if bk == k => Ok(l),
+                Some(&(bk, _)) if bk < k => Err(ladder.entries.len()),
+                _ => match ladder.entries.binary_search_by_key(&k, |&(bk, _)| bk) {
+                    Ok(p) => Ok(ladder.entries[p].1),
+                    Err(p) => Err(p),
+                },
+            };
+            level = match found {
+                Ok(l) => l,
+                Err(pos) => {
+                    let l = alloc_level(levels, free_levels, price);
+                    ladder.entries.insert(pos, (k, l));
+                    ladder.cache(price, l);
+                    created = true;
+                    l
                 }
-                l
-            }
-        };
-        let lv = &mut self.levels[level as usize];
+            };
+        }
+        let lv = &mut levels[level as usize];
+        if lv.count == 0 && !created {
+            // An empty level kept in place comes back to life.
+            ladder.empties -= 1;
+        }
         let tail = lv.tail;
         lv.tail = idx;
         if tail == NIL {
@@ -326,15 +377,16 @@ impl OrderBooks {
         lv.qty += qty.0 as u128;
         lv.count += 1;
         if tail != NIL {
-            self.orders[tail as usize].next = idx;
+            orders[tail as usize].next = idx;
         }
-        let n = &mut self.orders[idx as usize];
+        let n = &mut orders[idx as usize];
         n.prev = tail;
         n.next = NIL;
         n.level = level;
     }
 
     /// Unlinks a node from its level, removing the level when it empties.
+    #[inline]
     fn unlink(&mut self, idx: u32) {
         let OrderNode {
             prev,
@@ -362,16 +414,7 @@ impl OrderBooks {
         lv.qty -= qty.0 as u128;
         lv.count -= 1;
         if lv.count == 0 {
-            let k = key(side, price);
-            if let Some(b) = self.books[instrument.0 as usize].as_mut() {
-                let entries = &mut b.side_mut(side).entries;
-                if entries.last().map(|e| e.0) == Some(k) {
-                    entries.pop();
-                } else if let Ok(p) = entries.binary_search_by_key(&k, |&(bk, _)| bk) {
-                    entries.remove(p);
-                }
-            }
-            self.free_levels.push(level);
+            self.level_emptied(instrument, side, price, level);
         }
         let n = &mut self.orders[idx as usize];
         n.level = NIL;
@@ -379,14 +422,64 @@ impl OrderBooks {
         n.next = NIL;
     }
 
+    /// A level just lost its last order: pop it (and any empty levels under it) when it is
+    /// the best, else leave it in place and compact the side when empties pile up.
+    fn level_emptied(&mut self, instrument: InstrumentId, side: Side, price: Price, level: u32) {
+        let OrderBooks {
+            books,
+            levels,
+            free_levels,
+            ..
+        } = self;
+        let Some(b) = books.get_mut(instrument.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let ladder = b.side_mut(side);
+        if ladder.entries.last().map(|e| e.1) == Some(level) {
+            ladder.entries.pop();
+            ladder.cache(price, NIL);
+            free_levels.push(level);
+            while let Some(&(_, l)) = ladder.entries.last() {
+                let lv = &levels[l as usize];
+                if lv.count != 0 {
+                    break;
+                }
+                ladder.entries.pop();
+                ladder.cache(lv.price, NIL);
+                ladder.empties -= 1;
+                free_levels.push(l);
+            }
+            return;
+        }
+        debug_assert!(ladder
+            .entries
+            .binary_search_by_key(&key(side, price), |e| e.0)
+            .is_ok());
+        ladder.empties += 1;
+        if ladder.empties >= 64 && ladder.empties * 2 > ladder.entries.len() {
+            let mut entries = std::mem::take(&mut ladder.entries);
+            entries.retain(|&(_, l)| {
+                let lv = &levels[l as usize];
+                let keep = lv.count != 0;
+                if !keep {
+                    ladder.cache(lv.price, NIL);
+                    free_levels.push(l);
+                }
+                keep
+            });
+            ladder.entries = entries;
+            ladder.empties = 0;
+        }
+    }
+
     /// Removes a resting order; its id stays known (never reused).
     pub fn remove(&mut self, idx: u32) {
         self.unlink(idx);
         let n = &mut self.orders[idx as usize];
         n.live = false;
-        self.live -= 1;
         let id = n.id;
-        self.ids.insert(id.0, NIL);
+        self.live_ids.remove(&id.0);
+        self.dead_ids.insert(id.0);
         self.free_orders.push(idx);
     }
 
@@ -418,6 +511,7 @@ impl OrderBooks {
         };
         for side in [Side::Buy, Side::Sell] {
             for &(_, l) in book.side(side).entries.iter().rev() {
+                // Empty levels have head == NIL and are skipped by the loop.
                 let mut i = self.levels[l as usize].head;
                 while i != NIL {
                     let n = &self.orders[i as usize];
@@ -444,16 +538,15 @@ impl OrderBooks {
         self.book(instrument)
             .into_iter()
             .flat_map(move |b| b.side(side).entries.iter().rev())
-            .map(move |&(_, l)| {
-                let lv = &self.levels[l as usize];
-                (lv.price, lv.qty, lv.count)
-            })
+            .map(move |&(_, l)| &self.levels[l as usize])
+            .filter(|lv| lv.count != 0)
+            .map(|lv| (lv.price, lv.qty, lv.count))
     }
 
     /// The number of resting orders.
     #[inline]
     pub fn live_count(&self) -> usize {
-        self.live
+        self.live_ids.len()
     }
 
     /// Every live order, in pool order.

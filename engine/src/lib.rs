@@ -19,9 +19,11 @@
 
 pub mod book;
 pub mod command;
+pub mod consumer;
 pub mod event;
 pub mod instrument;
 pub mod matcher;
+pub mod pipeline;
 pub mod types;
 pub mod workload;
 
@@ -29,7 +31,12 @@ pub use book::naive::NaiveMatcher;
 pub use book::replica::BookReplica;
 pub use book::RestingOrder;
 pub use command::{Command, CommandKind, NewOrder};
+pub use consumer::Consumer;
 pub use event::{CancelReason, Event, EventKind, RejectCode};
 pub use instrument::{EdgeError, InstrumentSpec};
 pub use matcher::{Matcher, MatcherCapacity, MatchingEngine};
+pub use pipeline::{
+    ConsumerId, ConsumerOptions, Gateway, IdleStrategy, Pipeline, PipelineBuilder, PipelineError,
+    SubmitError,
+};
 pub use types::*;

@@ -550,7 +550,8 @@ impl Matcher {
             Ok(i) => i,
         };
         let n = &self.books.orders[i as usize];
-        let (old_price, old_qty, side, post_only, stp) = (n.price, n.qty, n.side, n.post_only, n.stp);
+        let (old_price, old_qty, side, post_only, stp) =
+            (n.price, n.qty, n.side, n.post_only, n.stp);
         let code = if self.is_halted(instrument) {
             Some(RejectCode::Halted)
         } else if self.is_blocked(account) {

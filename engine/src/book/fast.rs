@@ -337,7 +337,10 @@ impl OrderBooks {
             qty,
             ..
         } = orders[idx as usize];
-        let Some(book) = books.get_mut(instrument.0 as usize).and_then(Option::as_mut) else {
+        let Some(book) = books
+            .get_mut(instrument.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let ladder = book.side_mut(side);
@@ -431,7 +434,10 @@ impl OrderBooks {
             free_levels,
             ..
         } = self;
-        let Some(b) = books.get_mut(instrument.0 as usize).and_then(Option::as_mut) else {
+        let Some(b) = books
+            .get_mut(instrument.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let ladder = b.side_mut(side);

@@ -1,0 +1,52 @@
+//! The plug-in consumer API.
+//!
+//! A consumer reads the matcher's events from the output ring on its own thread, in
+//! parallel with the other consumers. Implement [`Consumer`] and register it with
+//! [`crate::pipeline::PipelineBuilder::consumer`].
+//!
+//! # The contract
+//!
+//! - `on_start` runs once on the consumer's thread before the first event.
+//! - `on_event(event, sequence, end_of_batch)` runs for every event, in sequence order
+//!   (sequences count output events from 1). Events arrive in batches: whatever the matcher
+//!   published since the last poll. **Flush buffered I/O when `end_of_batch` is true**
+//!   (group commit); that is the moment the ring has nothing more for you right now.
+//! - **Never block forever** in `on_event`: a slow consumer back-pressures the matcher through
+//!   the ring (the matcher cannot reuse a slot until every consumer has read it), which is
+//!   the intended flow control, but a consumer that never returns stops the whole pipeline.
+//! - `on_shutdown` runs once after the last event, when the pipeline shuts down.
+//! - **A panic is isolated**: it is caught on the consumer's thread, logged with `tracing`,
+//!   recorded in [`crate::pipeline::ConsumerStatus`] (`failure`), and from then on the
+//!   consumer is skipped: its sequence keeps advancing over the events it no longer sees, so
+//!   the ring keeps moving and the matcher and the other consumers are unaffected.
+//! - Calls never overlap: a consumer is only ever called from its own thread, so it needs no
+//!   locks for its own state.
+//!
+//! The pipeline calls consumers through generics (one monomorphized loop per consumer type),
+//! never through `dyn`.
+
+use crate::event::Event;
+use crate::pipeline::ConsumerContext;
+use crate::types::Sequence;
+
+/// A plug-in reader of the event stream. See the module docs for the contract.
+pub trait Consumer: Send + 'static {
+    /// A short name: the thread name and the key in status reports.
+    fn name(&self) -> &str;
+
+    /// Called once on the consumer's thread before the first event.
+    fn on_start(&mut self) {}
+
+    /// Like [`Consumer::on_start`], with access to the pipeline (a gateway for consumers
+    /// that submit commands, such as a kill switch). The default calls `on_start`.
+    fn on_start_with(&mut self, ctx: &ConsumerContext) {
+        let _ = ctx;
+        self.on_start();
+    }
+
+    /// Called for every event in sequence order. Flush at `end_of_batch`.
+    fn on_event(&mut self, event: &Event, sequence: Sequence, end_of_batch: bool);
+
+    /// Called once after the last event.
+    fn on_shutdown(&mut self) {}
+}

@@ -1,0 +1,153 @@
+//! [`Gateway`]: the producer handle of the input ring. One clone per producer thread.
+
+use crate::command::{Command, CommandKind};
+use crate::pipeline::idle::{IdleStrategy, Idler};
+use crate::types::{Sequence, Timestamp};
+use crossbeam_utils::CachePadded;
+use disruptor::{MultiProducer, Producer, SingleConsumerBarrier};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a command was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The input ring is full right now (only from the `try_` forms): back off and retry,
+    /// or shed load.
+    #[error("the input ring is full: retry later or shed load")]
+    Busy,
+    /// The pipeline is shutting down or shut down: nothing more is taken.
+    #[error("the pipeline is shut down: no more commands are taken")]
+    Closed,
+}
+
+/// State shared by every gateway of one pipeline.
+pub(crate) struct GatewayShared {
+    pub closed: AtomicBool,
+    /// One flag per gateway clone, set while it is inside a submit.
+    pub busy: Mutex<Vec<Arc<CachePadded<AtomicU64>>>>,
+    pub epoch: Instant,
+}
+
+impl GatewayShared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(GatewayShared {
+            closed: AtomicBool::new(false),
+            busy: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn register(&self) -> Arc<CachePadded<AtomicU64>> {
+        let flag = Arc::new(CachePadded::new(AtomicU64::new(0)));
+        if let Ok(mut v) = self.busy.lock() {
+            v.retain(|f| Arc::strong_count(f) > 1);
+            v.push(Arc::clone(&flag));
+        }
+        flag
+    }
+
+    /// Stops intake and waits until no gateway is inside a submit: after this returns, every
+    /// command that any submit accepted is published in the ring.
+    pub fn close_and_quiesce(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let flags: Vec<_> = match self.busy.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        for f in flags {
+            let mut idle = IdleStrategy::SHARED.idler();
+            while f.load(Ordering::SeqCst) != 0 {
+                idle.idle();
+            }
+        }
+    }
+}
+
+/// A producer handle of the input ring. Cheap to clone; use one clone per thread.
+///
+/// [`Gateway::submit`] stamps the ingress time (nanoseconds since the pipeline started, from
+/// a monotonic clock) and waits for a free slot; [`Gateway::try_submit`] returns
+/// [`SubmitError::Busy`] at once when the ring is full. The `_at` forms keep the time the
+/// caller put in the command (replays, scripts). Each returns the command's input sequence.
+pub struct Gateway {
+    producer: MultiProducer<Command, SingleConsumerBarrier>,
+    shared: Arc<GatewayShared>,
+    busy: Arc<CachePadded<AtomicU64>>,
+    idle: IdleStrategy,
+}
+
+impl Clone for Gateway {
+    fn clone(&self) -> Self {
+        Gateway {
+            producer: self.producer.clone(),
+            shared: Arc::clone(&self.shared),
+            busy: self.shared.register(),
+            idle: self.idle,
+        }
+    }
+}
+
+impl Gateway {
+    pub(crate) fn new(
+        producer: MultiProducer<Command, SingleConsumerBarrier>,
+        shared: Arc<GatewayShared>,
+        idle: IdleStrategy,
+    ) -> Self {
+        let busy = shared.register();
+        Gateway {
+            producer,
+            shared,
+            busy,
+            idle,
+        }
+    }
+
+    /// Nanoseconds since the pipeline started (the ingress clock).
+    #[inline]
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.shared.epoch.elapsed().as_nanos() as u64)
+    }
+
+    /// Stamps the ingress time and submits, waiting while the ring is full.
+    #[inline]
+    pub fn submit(&mut self, kind: CommandKind) -> Result<Sequence, SubmitError> {
+        let cmd = Command::new(self.now(), kind);
+        self.submit_at(cmd)
+    }
+
+    /// Stamps the ingress time and submits, or returns [`SubmitError::Busy`] at once.
+    #[inline]
+    pub fn try_submit(&mut self, kind: CommandKind) -> Result<Sequence, SubmitError> {
+        let cmd = Command::new(self.now(), kind);
+        self.try_submit_at(cmd)
+    }
+
+    /// Submits a command with the time it carries, waiting while the ring is full.
+    pub fn submit_at(&mut self, cmd: Command) -> Result<Sequence, SubmitError> {
+        let mut idler: Option<Idler> = None;
+        loop {
+            match self.try_submit_at(cmd) {
+                Err(SubmitError::Busy) => idler.get_or_insert_with(|| self.idle.idler()).idle(),
+                other => return other,
+            }
+        }
+    }
+
+    /// Submits a command with the time it carries, or returns [`SubmitError::Busy`] at once.
+    #[inline]
+    pub fn try_submit_at(&mut self, cmd: Command) -> Result<Sequence, SubmitError> {
+        // Dekker-style handshake with `close_and_quiesce`: set busy, then check closed.
+        self.busy.store(1, Ordering::SeqCst);
+        let r = if self.shared.closed.load(Ordering::SeqCst) {
+            Err(SubmitError::Closed)
+        } else {
+            match self.producer.try_publish(|slot| *slot = cmd) {
+                Ok(s) => Ok(Sequence(s as u64 + 1)),
+                Err(_) => Err(SubmitError::Busy),
+            }
+        };
+        self.busy.store(0, Ordering::Release);
+        r
+    }
+}

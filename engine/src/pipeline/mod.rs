@@ -1,0 +1,704 @@
+//! The pipeline: wiring only. Gateways → input ring → matcher thread → output ring →
+//! consumer threads.
+//!
+//! ```text
+//!  Gateway::submit ──▶ input ring (disruptor, multi-producer, Command slots)
+//!                          │ EventPoller
+//!                          ▼
+//!                      matcher thread (pinned optionally; owns every book)
+//!                          │ try_batch_publish(events of one command)
+//!                          ▼
+//!                      output ring (disruptor, single producer, Event slots)
+//!                          │ one EventPoller per consumer, all reading in parallel;
+//!                          ▼ a consumer may be gated after others (a DAG)
+//!                      consumer threads (journal, risk, market data, plug-ins, …)
+//! ```
+//!
+//! Every stage runs on a thread the pipeline owns and polls its ring with the disruptor's
+//! `EventPoller`, so pinning (validated core ids), idle strategies, panic isolation and
+//! status are all under the pipeline's control. Everything is wired in
+//! [`PipelineBuilder::start`].
+
+mod gateway;
+mod idle;
+
+pub use gateway::{Gateway, SubmitError};
+pub use idle::{IdleStrategy, Idler};
+
+use crate::command::Command;
+use crate::consumer::Consumer;
+use crate::event::Event;
+use crate::matcher::Matcher;
+use crate::types::Sequence;
+use crossbeam_utils::CachePadded;
+use disruptor::{
+    EventPoller, MultiConsumerBarrier, MultiProducerBarrier, Polling, Producer, SingleProducer,
+    SingleProducerBarrier,
+};
+use gateway::GatewayShared;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Why a pipeline could not be built or started. Each variant says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A core id that this machine does not have.
+    #[error("core {core} does not exist on this machine (available cores: {available:?}); pick one of those or leave the stage unpinned")]
+    NoSuchCore {
+        /// The core asked for.
+        core: usize,
+        /// The cores this process may run on.
+        available: Vec<usize>,
+    },
+    /// Ring sizes must be powers of two, at least 2.
+    #[error("{ring} ring size {size} must be a power of two (e.g. 65536)")]
+    RingSize {
+        /// Which ring.
+        ring: &'static str,
+        /// The size asked for.
+        size: usize,
+    },
+    /// The output ring needs at least one consumer to free its slots.
+    #[error("add at least one consumer: the output ring needs a reader")]
+    NoConsumers,
+    /// A consumer was gated after an id that is not an earlier consumer.
+    #[error("consumer {consumer} is gated after {after:?}, which is not an earlier consumer of this builder")]
+    BadGate {
+        /// The consumer's name.
+        consumer: String,
+        /// The bad dependency.
+        after: ConsumerId,
+    },
+    /// A thread could not be spawned.
+    #[error("could not spawn thread {name}: {source}")]
+    Spawn {
+        /// The thread.
+        name: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Identifies a consumer registered with a [`PipelineBuilder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConsumerId(pub usize);
+
+/// How a consumer runs.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerOptions {
+    /// Pin the consumer's thread to this core.
+    pub core: Option<usize>,
+    /// How it waits for events (default: busy spin when pinned, back off otherwise).
+    pub idle: Option<IdleStrategy>,
+    /// Consumers that must have processed an event before this one sees it.
+    pub after: Vec<ConsumerId>,
+}
+
+impl ConsumerOptions {
+    /// Pinned to `core`.
+    pub fn pinned(mut self, core: usize) -> Self {
+        self.core = Some(core);
+        self
+    }
+
+    /// With this idle strategy.
+    pub fn idle(mut self, idle: IdleStrategy) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Gated after `other` (e.g. client acknowledgements after the journal).
+    pub fn after(mut self, other: ConsumerId) -> Self {
+        self.after.push(other);
+        self
+    }
+}
+
+/// What a consumer gets when it starts.
+pub struct ConsumerContext {
+    gateway: Gateway,
+}
+
+impl ConsumerContext {
+    /// A gateway into the input ring, for consumers that submit commands themselves (the
+    /// risk updater's kill switch). Submits after shutdown began return
+    /// [`SubmitError::Closed`].
+    pub fn gateway(&self) -> Gateway {
+        self.gateway.clone()
+    }
+}
+
+/// Live counters of one consumer.
+struct ConsumerCell {
+    name: String,
+    sequence: CachePadded<AtomicU64>,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl ConsumerCell {
+    fn fail(&self, what: &str, payload: Box<dyn Any + Send>) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic with a non-string payload".to_string());
+        tracing::error!(consumer = %self.name, "consumer panicked in {what}: {msg}; it is skipped from now on");
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(format!("panicked in {what}: {msg}"));
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// Counters shared between the stages and [`Pipeline::status`].
+struct Shared {
+    commands: CachePadded<AtomicU64>,
+    published: CachePadded<AtomicU64>,
+    drain: AtomicBool,
+    consumers: Vec<Arc<ConsumerCell>>,
+    input_capacity: usize,
+    output_capacity: usize,
+}
+
+/// One consumer's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerStatus {
+    /// Its name.
+    pub name: String,
+    /// The last output sequence it has processed (0: none yet).
+    pub sequence: u64,
+    /// Set once it panicked: what happened. It is skipped from then on.
+    pub failure: Option<String>,
+}
+
+/// A point-in-time view of the pipeline, read without stopping anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineStatus {
+    /// Commands the matcher has processed (the last input sequence).
+    pub commands_processed: u64,
+    /// Events the matcher has published (the last output sequence).
+    pub events_published: u64,
+    /// Slots of the input ring.
+    pub input_capacity: usize,
+    /// Slots of the output ring.
+    pub output_capacity: usize,
+    /// Every consumer, in registration order.
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+impl PipelineStatus {
+    /// How many published events a consumer has not processed yet.
+    pub fn lag(&self, id: ConsumerId) -> Option<u64> {
+        self.consumers
+            .get(id.0)
+            .map(|c| self.events_published.saturating_sub(c.sequence))
+    }
+}
+
+/// What a clean shutdown reports.
+pub struct ShutdownReport {
+    /// The matcher, with every book, after the last command.
+    pub matcher: Option<Matcher>,
+    /// Commands processed.
+    pub commands_processed: u64,
+    /// Events published.
+    pub events_published: u64,
+    /// Each consumer's final status.
+    pub consumers: Vec<ConsumerStatus>,
+    values: Vec<Option<Box<dyn Any + Send>>>,
+}
+
+impl ShutdownReport {
+    /// Takes back a consumer by its id and type (for its final state).
+    pub fn take_consumer<C: Consumer>(&mut self, id: ConsumerId) -> Option<C> {
+        let v = self.values.get_mut(id.0)?.take()?;
+        match v.downcast::<C>() {
+            Ok(c) => Some(*c),
+            Err(v) => {
+                self.values[id.0] = Some(v);
+                None
+            }
+        }
+    }
+}
+
+type OutPoller = EventPoller<Event, SingleProducerBarrier>;
+type Spawner =
+    Box<dyn FnOnce(ConsumerRun) -> Result<JoinHandle<Box<dyn Any + Send>>, PipelineError>>;
+
+struct ConsumerRun {
+    poller: OutPoller,
+    cell: Arc<ConsumerCell>,
+    deps: Vec<Arc<ConsumerCell>>,
+    core: Option<core_affinity::CoreId>,
+    idle: IdleStrategy,
+    ctx: ConsumerContext,
+}
+
+struct PendingConsumer {
+    name: String,
+    opts: ConsumerOptions,
+    spawn: Spawner,
+}
+
+/// Wires the whole pipeline in one place. See the module docs.
+pub struct PipelineBuilder {
+    input_size: usize,
+    output_size: usize,
+    matcher: Option<Matcher>,
+    matcher_core: Option<usize>,
+    matcher_idle: Option<IdleStrategy>,
+    gateway_idle: IdleStrategy,
+    consumers: Vec<PendingConsumer>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Checks a core id against the cores this process may use.
+pub fn validate_core(core: usize) -> Result<core_affinity::CoreId, PipelineError> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    ids.iter()
+        .copied()
+        .find(|c| c.id == core)
+        .ok_or_else(|| PipelineError::NoSuchCore {
+            core,
+            available: ids.iter().map(|c| c.id).collect(),
+        })
+}
+
+fn pin(core: Option<core_affinity::CoreId>, who: &str) {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(c) {
+            tracing::warn!("{who}: could not pin to core {}; running unpinned", c.id);
+        }
+    }
+}
+
+impl PipelineBuilder {
+    /// Defaults: 64Ki-slot rings, a default matcher, unpinned stages that back off when idle.
+    pub fn new() -> Self {
+        PipelineBuilder {
+            input_size: 1 << 16,
+            output_size: 1 << 16,
+            matcher: None,
+            matcher_core: None,
+            matcher_idle: None,
+            gateway_idle: IdleStrategy::SHARED,
+            consumers: Vec::new(),
+        }
+    }
+
+    /// Input ring slots (a power of two).
+    pub fn input_ring(mut self, size: usize) -> Self {
+        self.input_size = size;
+        self
+    }
+
+    /// Output ring slots (a power of two).
+    pub fn output_ring(mut self, size: usize) -> Self {
+        self.output_size = size;
+        self
+    }
+
+    /// The matcher to run (e.g. one restored from a snapshot); default: an empty one.
+    pub fn matcher(mut self, matcher: Matcher) -> Self {
+        self.matcher = Some(matcher);
+        self
+    }
+
+    /// Pins the matcher thread to a core.
+    pub fn matcher_core(mut self, core: usize) -> Self {
+        self.matcher_core = Some(core);
+        self
+    }
+
+    /// How the matcher waits for commands (default: busy spin when pinned, else back off).
+    pub fn matcher_idle(mut self, idle: IdleStrategy) -> Self {
+        self.matcher_idle = Some(idle);
+        self
+    }
+
+    /// How a gateway waits for a free slot in `submit` (default: back off).
+    pub fn gateway_idle(mut self, idle: IdleStrategy) -> Self {
+        self.gateway_idle = idle;
+        self
+    }
+
+    /// Registers a consumer; returns its id (for gating other consumers after it and for
+    /// status).
+    pub fn add_consumer<C: Consumer>(&mut self, consumer: C, opts: ConsumerOptions) -> ConsumerId {
+        let name = consumer.name().to_string();
+        let thread_name = format!("ringex-{name}");
+        let spawn: Spawner = Box::new(move |run: ConsumerRun| {
+            std::thread::Builder::new()
+                .name(thread_name.clone())
+                .spawn(move || Box::new(consumer_loop(consumer, run)) as Box<dyn Any + Send>)
+                .map_err(|source| PipelineError::Spawn {
+                    name: thread_name,
+                    source,
+                })
+        });
+        self.consumers.push(PendingConsumer { name, opts, spawn });
+        ConsumerId(self.consumers.len() - 1)
+    }
+
+    /// Registers a consumer with default options (chaining form).
+    pub fn consumer<C: Consumer>(mut self, consumer: C) -> Self {
+        self.add_consumer(consumer, ConsumerOptions::default());
+        self
+    }
+
+    /// Validates everything, builds both rings and starts every thread.
+    pub fn start(self) -> Result<Pipeline, PipelineError> {
+        for (ring, size) in [("input", self.input_size), ("output", self.output_size)] {
+            if size < 2 || !size.is_power_of_two() {
+                return Err(PipelineError::RingSize { ring, size });
+            }
+        }
+        if self.consumers.is_empty() {
+            return Err(PipelineError::NoConsumers);
+        }
+        let matcher_core = self.matcher_core.map(validate_core).transpose()?;
+        let mut cores = Vec::with_capacity(self.consumers.len());
+        for (i, c) in self.consumers.iter().enumerate() {
+            cores.push(c.opts.core.map(validate_core).transpose()?);
+            if let Some(&bad) = c.opts.after.iter().find(|d| d.0 >= i) {
+                return Err(PipelineError::BadGate {
+                    consumer: c.name.clone(),
+                    after: bad,
+                });
+            }
+        }
+
+        // 1. Input ring: many gateways, one reader (the matcher).
+        let (input_poller, input_builder) =
+            disruptor::build_multi_producer(self.input_size, Command::default, disruptor::BusySpin)
+                .new_event_poller();
+        let gateway_shared = GatewayShared::new();
+        let gateway = Gateway::new(
+            input_builder.build(),
+            Arc::clone(&gateway_shared),
+            self.gateway_idle,
+        );
+
+        // 2. Output ring: one writer (the matcher), one poller per consumer.
+        let mut out_builder =
+            disruptor::build_single_producer(self.output_size, Event::default, disruptor::BusySpin)
+                .with_multi_consumer();
+        let mut pollers = Vec::with_capacity(self.consumers.len());
+        for _ in &self.consumers {
+            let (p, b) = out_builder.new_event_poller();
+            pollers.push(p);
+            out_builder = b;
+        }
+        let output: SingleProducer<Event, MultiConsumerBarrier> = out_builder.build();
+
+        // 3. Status cells.
+        let cells: Vec<Arc<ConsumerCell>> = self
+            .consumers
+            .iter()
+            .map(|c| {
+                Arc::new(ConsumerCell {
+                    name: c.name.clone(),
+                    sequence: CachePadded::new(AtomicU64::new(0)),
+                    failed: AtomicBool::new(false),
+                    failure: Mutex::new(None),
+                })
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            commands: CachePadded::new(AtomicU64::new(0)),
+            published: CachePadded::new(AtomicU64::new(0)),
+            drain: AtomicBool::new(false),
+            consumers: cells.clone(),
+            input_capacity: self.input_size,
+            output_capacity: self.output_size,
+        });
+
+        // 4. Consumer threads.
+        let mut consumer_threads = Vec::with_capacity(self.consumers.len());
+        for ((pending, poller), (cell, core)) in self
+            .consumers
+            .into_iter()
+            .zip(pollers)
+            .zip(cells.iter().cloned().zip(cores))
+        {
+            let deps = pending
+                .opts
+                .after
+                .iter()
+                .map(|d| Arc::clone(&cells[d.0]))
+                .collect();
+            let idle = pending
+                .opts
+                .idle
+                .unwrap_or(IdleStrategy::default_for(core.is_some()));
+            let run = ConsumerRun {
+                poller,
+                cell,
+                deps,
+                core,
+                idle,
+                ctx: ConsumerContext {
+                    gateway: gateway.clone(),
+                },
+            };
+            consumer_threads.push((pending.spawn)(run)?);
+        }
+
+        // 5. The matcher thread.
+        let matcher = self.matcher.unwrap_or_default();
+        let idle = self
+            .matcher_idle
+            .unwrap_or(IdleStrategy::default_for(matcher_core.is_some()));
+        let sh = Arc::clone(&shared);
+        let matcher_thread = std::thread::Builder::new()
+            .name("ringex-matcher".into())
+            .spawn(move || matcher_loop(matcher, input_poller, output, sh, idle, matcher_core))
+            .map_err(|source| PipelineError::Spawn {
+                name: "ringex-matcher".into(),
+                source,
+            })?;
+
+        Ok(Pipeline {
+            gateway: Some(gateway),
+            gateway_shared,
+            shared,
+            matcher_thread: Some(matcher_thread),
+            consumer_threads,
+        })
+    }
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    gateway: Option<Gateway>,
+    gateway_shared: Arc<GatewayShared>,
+    shared: Arc<Shared>,
+    matcher_thread: Option<JoinHandle<Matcher>>,
+    consumer_threads: Vec<JoinHandle<Box<dyn Any + Send>>>,
+}
+
+impl Pipeline {
+    /// A builder with defaults.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::new()
+    }
+
+    /// A new gateway (one per producer thread).
+    pub fn gateway(&self) -> Gateway {
+        match &self.gateway {
+            Some(g) => g.clone(),
+            None => unreachable!("the gateway lives until shutdown, which consumes the pipeline"),
+        }
+    }
+
+    /// Live counters, readable from any thread at any time.
+    pub fn status(&self) -> PipelineStatus {
+        status_of(&self.shared)
+    }
+
+    /// Stops intake, drains both rings, calls every `on_shutdown`, joins every thread.
+    /// Nothing that a submit accepted is lost.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> ShutdownReport {
+        // Stop intake; after this every accepted command is in the input ring.
+        self.gateway_shared.close_and_quiesce();
+        self.shared.drain.store(true, Ordering::SeqCst);
+        self.gateway = None;
+        let matcher = self.matcher_thread.take().and_then(|t| match t.join() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                tracing::error!("the matcher thread panicked");
+                None
+            }
+        });
+        let values = self
+            .consumer_threads
+            .drain(..)
+            .map(|t| t.join().ok())
+            .collect();
+        let st = status_of(&self.shared);
+        ShutdownReport {
+            matcher,
+            commands_processed: st.commands_processed,
+            events_published: st.events_published,
+            consumers: st.consumers,
+            values,
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.matcher_thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+fn status_of(shared: &Shared) -> PipelineStatus {
+    PipelineStatus {
+        commands_processed: shared.commands.load(Ordering::Acquire),
+        events_published: shared.published.load(Ordering::Acquire),
+        input_capacity: shared.input_capacity,
+        output_capacity: shared.output_capacity,
+        consumers: shared
+            .consumers
+            .iter()
+            .map(|c| ConsumerStatus {
+                name: c.name.clone(),
+                sequence: c.sequence.load(Ordering::Acquire),
+                failure: if c.failed.load(Ordering::Acquire) {
+                    c.failure.lock().ok().and_then(|f| f.clone())
+                } else {
+                    None
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The matcher stage: commands in, each command's events out in one batch.
+fn matcher_loop(
+    mut matcher: Matcher,
+    mut input: EventPoller<Command, MultiProducerBarrier>,
+    mut output: SingleProducer<Event, MultiConsumerBarrier>,
+    shared: Arc<Shared>,
+    idle: IdleStrategy,
+    core: Option<core_affinity::CoreId>,
+) -> Matcher {
+    pin(core, "matcher");
+    let chunk = shared.output_capacity.min(1024);
+    let mut events: Vec<Event> = Vec::with_capacity(4096);
+    let mut idler = idle.idler();
+    let mut publish_idler = idle.idler();
+    let mut cmd_seq = shared.commands.load(Ordering::Relaxed);
+    let mut published = shared.published.load(Ordering::Relaxed);
+    let mut draining = false;
+    loop {
+        match input.poll() {
+            Ok(mut guard) => {
+                idler.reset();
+                for cmd in &mut guard {
+                    cmd_seq += 1;
+                    events.clear();
+                    matcher.process(Sequence(cmd_seq), cmd, &mut events);
+                    for part in events.chunks(chunk) {
+                        while output
+                            .try_batch_publish(part.len(), |slots| {
+                                for (slot, e) in slots.zip(part) {
+                                    *slot = *e;
+                                }
+                            })
+                            .is_err()
+                        {
+                            publish_idler.idle();
+                        }
+                        publish_idler.reset();
+                    }
+                    published += events.len() as u64;
+                }
+                drop(guard);
+                shared.commands.store(cmd_seq, Ordering::Release);
+                shared.published.store(published, Ordering::Release);
+            }
+            Err(Polling::NoEvents) => {
+                if draining {
+                    break;
+                }
+                // Once intake is closed every accepted command is published: poll once
+                // more after seeing the flag, then stop.
+                draining = shared.drain.load(Ordering::Acquire);
+                if !draining {
+                    idler.idle();
+                }
+            }
+            Err(Polling::Shutdown) => break,
+        }
+    }
+    // Dropping the output producer tells the consumers to finish after the last event.
+    drop(output);
+    matcher
+}
+
+/// A consumer stage: poll, gate, call, isolate panics, publish progress.
+fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
+    let ConsumerRun {
+        mut poller,
+        cell,
+        deps,
+        core,
+        idle,
+        ctx,
+    } = run;
+    pin(core, &cell.name);
+    let mut idler = idle.idler();
+    let mut failed = false;
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx))) {
+        cell.fail("on_start", p);
+        failed = true;
+    }
+    drop(ctx);
+    let mut seq = 0u64;
+    loop {
+        let limit = deps
+            .iter()
+            .map(|d| d.sequence.load(Ordering::Acquire))
+            .min()
+            .map_or(u64::MAX, |m| m.saturating_sub(seq));
+        if limit == 0 {
+            // Gated and caught up with what the consumers before us have done: only look
+            // for the end of the stream (take(0) consumes nothing).
+            if let Err(Polling::Shutdown) = poller.take(0) {
+                break;
+            }
+            idler.idle();
+            continue;
+        }
+        match poller.take(limit) {
+            Ok(mut guard) => {
+                idler.reset();
+                let n = {
+                    let it = &mut guard;
+                    it.len() as u64
+                };
+                if !failed {
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        let mut s = seq;
+                        for e in &mut guard {
+                            s += 1;
+                            consumer.on_event(e, Sequence(s), s == seq + n);
+                        }
+                    }));
+                    if let Err(p) = r {
+                        cell.fail("on_event", p);
+                        failed = true;
+                    }
+                }
+                drop(guard);
+                seq += n;
+                cell.sequence.store(seq, Ordering::Release);
+            }
+            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::Shutdown) => break,
+        }
+    }
+    if !failed {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| consumer.on_shutdown())) {
+            cell.fail("on_shutdown", p);
+        }
+    }
+    consumer
+}

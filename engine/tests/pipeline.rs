@@ -1,0 +1,437 @@
+//! The pipeline end to end: rings, matcher thread, consumers, failure isolation, back
+//! pressure, shutdown.
+
+mod common;
+
+use ringex_engine::pipeline::ConsumerStatus;
+use ringex_engine::workload::SplitMix64;
+use ringex_engine::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keeps every event it sees.
+struct Collect {
+    name: String,
+    events: Vec<(Sequence, Event)>,
+    ends: u64,
+}
+
+impl Collect {
+    fn new(name: &str) -> Self {
+        Collect {
+            name: name.into(),
+            events: Vec::new(),
+            ends: 0,
+        }
+    }
+}
+
+impl Consumer for Collect {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn on_event(&mut self, e: &Event, s: Sequence, end: bool) {
+        self.events.push((s, *e));
+        self.ends += end as u64;
+    }
+}
+
+/// Counts events, checks sequences are contiguous, hashes the stream.
+#[derive(Default)]
+struct Digest {
+    name: String,
+    count: u64,
+    gaps: u64,
+    hash: u64,
+    panic_at: Option<u64>,
+}
+
+impl Consumer for Digest {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn on_event(&mut self, e: &Event, s: Sequence, _end: bool) {
+        if Some(s.0) == self.panic_at {
+            panic!("deliberate failure at event {}", s.0);
+        }
+        if s.0 != self.count + 1 {
+            self.gaps += 1;
+        }
+        self.count += 1;
+        self.hash = fold(self.hash, e);
+    }
+}
+
+fn fold(h: u64, e: &Event) -> u64 {
+    let mut x = h ^ e.cmd_seq().0;
+    x = x.wrapping_mul(0x100_0000_01b3) ^ format!("{:?}", e.kind).len() as u64;
+    match e.kind {
+        EventKind::Fill { maker, qty, .. } => x ^ maker.0.wrapping_mul(31) ^ qty.0,
+        EventKind::Accepted(o) => x ^ o.order_id.0,
+        _ => x,
+    }
+}
+
+fn add_instruments(g: &mut Gateway) {
+    for i in [0, 1] {
+        g.submit_at(Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(i),
+            },
+        ))
+        .expect("open");
+    }
+}
+
+/// A random stream for one producer thread (no GTD, so time does not matter).
+fn stream(seed: u64, n: usize, id_base: u64) -> Vec<Command> {
+    let mut rng = SplitMix64::new(seed);
+    let raw: Vec<[u16; 8]> = (0..n)
+        .map(|_| {
+            let mut w = [0u16; 8];
+            for x in &mut w {
+                *x = rng.next_u64() as u16;
+            }
+            w[7] &= !3; // no time steps
+            w
+        })
+        .collect();
+    common::decode(&raw)
+        .into_iter()
+        .skip(2) // the instruments are added once, up front
+        .map(|mut c| {
+            c.ts = Timestamp(0);
+            match &mut c.kind {
+                CommandKind::NewOrder(o) => {
+                    o.order_id.0 += id_base;
+                    if o.tif == TimeInForce::Gtd {
+                        o.tif = TimeInForce::Gtc;
+                    }
+                }
+                CommandKind::Cancel { order_id, .. } | CommandKind::Modify { order_id, .. } => {
+                    order_id.0 += id_base
+                }
+                _ => {}
+            }
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thread_would() {
+    const PER_THREAD: usize = 250_000;
+    let mut b = Pipeline::builder().input_ring(1 << 12).output_ring(1 << 14);
+    let collect = b.add_consumer(Collect::new("collect"), ConsumerOptions::default());
+    let d1 = b.add_consumer(
+        Digest {
+            name: "digest-1".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default(),
+    );
+    let d2 = b.add_consumer(
+        Digest {
+            name: "digest-2".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default().after(collect),
+    );
+    let p = b.start().expect("start");
+    add_instruments(&mut p.gateway());
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let mut g = p.gateway();
+            std::thread::spawn(move || {
+                stream(100 + t, PER_THREAD, t * 1_000_000)
+                    .into_iter()
+                    .map(|c| (g.submit_at(c).expect("accepted"), c))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut sent: Vec<(Sequence, Command)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("producer"))
+        .collect();
+    let mut report = p.shutdown();
+    assert_eq!(report.commands_processed, 2 + 4 * PER_THREAD as u64);
+
+    // Replay the same order on one thread.
+    sent.sort_by_key(|(s, _)| *s);
+    let mut m = Matcher::default();
+    let mut want = Vec::new();
+    let mut seq = 0;
+    for i in [0, 1] {
+        seq += 1;
+        let c = Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(i),
+            },
+        );
+        m.process(Sequence(seq), &c, &mut want);
+    }
+    for (s, c) in &sent {
+        seq += 1;
+        assert_eq!(s.0, seq, "input sequences are dense");
+        m.process(*s, c, &mut want);
+    }
+    let c: Collect = report.take_consumer(collect).expect("collector");
+    let got: Vec<Event> = c.events.iter().map(|(_, e)| *e).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "pipeline events differ from the single-threaded run"
+    );
+    assert!(c
+        .events
+        .iter()
+        .enumerate()
+        .all(|(i, (s, _))| s.0 == i as u64 + 1));
+    let hash = want.iter().fold(0, fold);
+    for id in [d1, d2] {
+        let d: Digest = report.take_consumer(id).expect("digest");
+        assert_eq!((d.count, d.gaps, d.hash), (want.len() as u64, 0, hash));
+    }
+    assert!(report
+        .consumers
+        .iter()
+        .all(|c| c.sequence == want.len() as u64 && c.failure.is_none()));
+    for i in [0, 1] {
+        let inst = InstrumentId(i);
+        assert_eq!(
+            report
+                .matcher
+                .as_ref()
+                .expect("matcher")
+                .resting_orders(inst),
+            m.resting_orders(inst)
+        );
+    }
+}
+
+#[test]
+fn a_panicking_consumer_is_isolated_and_reported() {
+    let mut b = Pipeline::builder().input_ring(256).output_ring(256);
+    let bad = b.add_consumer(
+        Digest {
+            name: "bad".into(),
+            panic_at: Some(1000),
+            ..Default::default()
+        },
+        ConsumerOptions::default(),
+    );
+    let good = b.add_consumer(
+        Digest {
+            name: "good".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default(),
+    );
+    let after_bad = b.add_consumer(
+        Digest {
+            name: "after-bad".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default().after(bad),
+    );
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    add_instruments(&mut g);
+    let cmds = stream(7, 20_000, 0);
+    for c in &cmds {
+        g.submit_at(*c).expect("accepted");
+    }
+    // The matcher keeps going past the failure: wait until it has processed everything.
+    let total = cmds.len() as u64 + 2;
+    while p.status().commands_processed < total {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let st = p.status();
+    let failure = st.consumers[bad.0]
+        .failure
+        .clone()
+        .expect("failure is visible in status");
+    assert!(
+        failure.contains("deliberate failure at event 1000"),
+        "{failure}"
+    );
+    drop(g);
+    let mut report = p.shutdown();
+    let events = report.events_published;
+    let good: Digest = report.take_consumer(good).expect("good");
+    assert_eq!((good.count, good.gaps), (events, 0));
+    let after: Digest = report.take_consumer(after_bad).expect("after-bad");
+    assert_eq!((after.count, after.gaps), (events, 0));
+    let bad_status: &ConsumerStatus = &report.consumers[bad.0];
+    assert_eq!(
+        bad_status.sequence, events,
+        "a failed consumer's sequence keeps advancing"
+    );
+    assert!(bad_status.failure.is_some());
+}
+
+/// Blocks while `hold` is set.
+struct Held {
+    hold: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Consumer for Held {
+    fn name(&self) -> &str {
+        "held"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+        while self.hold.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        self.seen.store(s.0, Ordering::Release);
+    }
+}
+
+#[test]
+fn a_held_consumer_back_pressures_until_released_and_nothing_is_lost() {
+    let hold = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut b = Pipeline::builder().input_ring(64).output_ring(64);
+    b.add_consumer(
+        Held {
+            hold: hold.clone(),
+            seen: seen.clone(),
+        },
+        ConsumerOptions::default(),
+    );
+    let other = b.add_consumer(
+        Digest {
+            name: "other".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default(),
+    );
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    add_instruments(&mut g);
+    let cmds = stream(9, 5_000, 0);
+    let mut accepted = 0usize;
+    let mut busy = false;
+    for c in &cmds {
+        match g.try_submit_at(*c) {
+            Ok(_) => accepted += 1,
+            Err(SubmitError::Busy) => {
+                busy = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(busy, "try_submit must report Busy once both rings are full");
+    assert!(accepted < 64 * 3, "accepted {accepted} with 64-slot rings");
+    assert_eq!(g.try_submit_at(cmds[accepted]), Err(SubmitError::Busy));
+    hold.store(false, Ordering::Release);
+    for c in &cmds[accepted..] {
+        g.submit_at(*c).expect("accepted after release");
+    }
+    drop(g);
+    let mut report = p.shutdown();
+    assert_eq!(report.commands_processed, cmds.len() as u64 + 2);
+    let d: Digest = report.take_consumer(other).expect("other");
+    assert_eq!((d.count, d.gaps), (report.events_published, 0));
+    assert_eq!(seen.load(Ordering::Acquire), report.events_published);
+}
+
+#[test]
+fn shutdown_in_the_middle_of_a_burst_delivers_every_accepted_command() {
+    let mut b = Pipeline::builder().input_ring(1024).output_ring(1024);
+    let c1 = b.add_consumer(Collect::new("c1"), ConsumerOptions::default());
+    let c2 = b.add_consumer(Collect::new("c2"), ConsumerOptions::default().after(c1));
+    let p = b.start().expect("start");
+    add_instruments(&mut p.gateway());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let mut g = p.gateway();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                let mut id = t * 10_000_000;
+                loop {
+                    id += 1;
+                    let o = NewOrder::limit(
+                        InstrumentId(0),
+                        AccountId(t),
+                        OrderId(id),
+                        Side::Buy,
+                        Price(100),
+                        Qty(1),
+                    );
+                    match g.submit(CommandKind::NewOrder(o)) {
+                        Ok(s) => accepted.push(s.0),
+                        Err(SubmitError::Closed) => return accepted,
+                        Err(SubmitError::Busy) => unreachable!("submit waits"),
+                    }
+                    if stop.load(Ordering::Relaxed) && accepted.len() > 1_000_000 {
+                        return accepted;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut report = p.shutdown();
+    stop.store(true, Ordering::Relaxed);
+    let mut accepted: Vec<u64> = producers
+        .into_iter()
+        .flat_map(|h| h.join().expect("producer"))
+        .collect();
+    accepted.extend([1, 2]);
+    accepted.sort_unstable();
+    assert!(accepted.len() > 1000, "the burst was running");
+    for id in [c1, c2] {
+        let c: Collect = report.take_consumer(id).expect("collector");
+        let mut seen: Vec<u64> = c.events.iter().map(|(_, e)| e.cmd_seq().0).collect();
+        seen.dedup();
+        assert_eq!(
+            seen, accepted,
+            "every accepted command's events reached {}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn an_invalid_core_is_a_clear_error() {
+    let r = Pipeline::builder()
+        .matcher_core(10_000)
+        .consumer(Collect::new("c"))
+        .start();
+    match r {
+        Err(e @ PipelineError::NoSuchCore { core: 10_000, .. }) => {
+            assert!(e.to_string().contains("core 10000 does not exist"), "{e}")
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("a missing core must not start"),
+    }
+    let mut b = Pipeline::builder();
+    b.add_consumer(Collect::new("c"), ConsumerOptions::default().pinned(99_999));
+    assert!(matches!(
+        b.start(),
+        Err(PipelineError::NoSuchCore { core: 99_999, .. })
+    ));
+    assert!(matches!(
+        Pipeline::builder()
+            .input_ring(1000)
+            .consumer(Collect::new("c"))
+            .start(),
+        Err(PipelineError::RingSize {
+            ring: "input",
+            size: 1000
+        })
+    ));
+    assert!(matches!(
+        Pipeline::builder().start(),
+        Err(PipelineError::NoConsumers)
+    ));
+}

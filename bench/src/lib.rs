@@ -8,3 +8,4 @@
 pub mod csv;
 pub mod run;
 pub mod script;
+pub mod topology;

@@ -1,11 +1,14 @@
-//! `ringex run`: feeds a command script through the engine and writes what came out.
+//! `ringex run`: feeds a command script through the real pipeline (gateway → input ring →
+//! matcher → output ring → consumers) and writes what came out.
 
 use crate::csv::{write_book, EventCsv};
 use crate::script::{Script, ScriptError, ScriptItem};
-use ringex_engine::{Command, Event, Matcher, Sequence};
+use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::{Command, Consumer, Event, Pipeline, PipelineError, Sequence};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What to run and where to write.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +24,7 @@ pub struct RunOptions {
 /// What a run did.
 #[derive(Clone, Debug, Default)]
 pub struct RunReport {
-    /// Commands sent to the engine.
+    /// Commands sent to the engine (definitions included).
     pub commands: u64,
     /// Event lines written.
     pub events: u64,
@@ -48,6 +51,9 @@ pub enum RunError {
         /// The cause.
         source: io::Error,
     },
+    /// The pipeline did not start.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 fn out_file(path: &Path) -> Result<BufWriter<File>, RunError> {
@@ -59,66 +65,135 @@ fn out_file(path: &Path) -> Result<BufWriter<File>, RunError> {
         })
 }
 
-/// Runs a script through a matcher, writing events as they come.
-pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
+/// A consumer that writes the CSV event log, flushing at the end of every ring batch.
+pub struct CsvEventWriter<W: Write + Send + 'static> {
+    script: Arc<Script>,
+    csv: EventCsv,
+    out: W,
+    /// The first write error; later events are not written.
+    pub error: Option<io::Error>,
+}
+
+impl<W: Write + Send + 'static> CsvEventWriter<W> {
+    /// Writes to `out`, naming instruments from `script`.
+    pub fn new(script: Arc<Script>, out: W) -> Self {
+        CsvEventWriter {
+            script,
+            csv: EventCsv::new(),
+            out,
+            error: None,
+        }
+    }
+
+    /// Lines written.
+    pub fn lines(&self) -> u64 {
+        self.csv.last_seq()
+    }
+}
+
+impl<W: Write + Send + 'static> Consumer for CsvEventWriter<W> {
+    fn name(&self) -> &str {
+        "csv-events"
+    }
+
+    fn on_event(&mut self, e: &Event, _: Sequence, end_of_batch: bool) {
+        if self.error.is_some() {
+            return;
+        }
+        let r = self
+            .csv
+            .write(&self.script, e, &mut self.out)
+            .and_then(|_| {
+                if end_of_batch {
+                    self.out.flush()
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(err) = r {
+            self.error = Some(err);
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        if let Err(err) = self.out.flush() {
+            self.error.get_or_insert(err);
+        }
+    }
+}
+
+/// Reads and parses a whole script; malformed lines are reported on stderr and skipped.
+pub fn read_script(path: &Path) -> Result<(Script, Vec<Command>, Vec<ScriptError>), RunError> {
     let script_err = |source| RunError::Script {
-        path: opts.script.clone(),
+        path: path.to_path_buf(),
         source,
     };
-    let input = BufReader::new(File::open(&opts.script).map_err(script_err)?);
-    let mut events_out: Box<dyn Write> = match &opts.events_out {
-        Some(p) => Box::new(out_file(p)?),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
-    };
+    let input = BufReader::new(File::open(path).map_err(script_err)?);
+    let mut script = Script::new();
+    let mut cmds = Vec::new();
+    let mut malformed = Vec::new();
+    for line in input.lines() {
+        let line = line.map_err(script_err)?;
+        match script.parse_line(&line) {
+            Ok(ScriptItem::Command { cmd, .. }) | Ok(ScriptItem::Instrument(cmd)) => cmds.push(cmd),
+            Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
+            Err(e) => {
+                tracing::warn!("{e}");
+                eprintln!("{}: {e}: {line}", path.display());
+                malformed.push(e);
+            }
+        }
+    }
+    Ok((script, cmds, malformed))
+}
+
+/// Runs a script through the pipeline.
+pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
+    let (script, cmds, malformed) = read_script(&opts.script)?;
+    let script = Arc::new(script);
     let events_path = opts.events_out.clone().unwrap_or_else(|| "stdout".into());
     let out_err = |source| RunError::Output {
         path: events_path.clone(),
         source,
     };
-    let mut script = Script::new();
-    let mut matcher = Matcher::default();
-    let mut csv = EventCsv::new();
-    let mut report = RunReport::default();
-    let mut events: Vec<Event> = Vec::with_capacity(1024);
-    let mut seq = 0u64;
-    let mut send = |cmd: &Command,
-                    script: &Script,
-                    out: &mut dyn Write,
-                    report: &mut RunReport|
-     -> io::Result<()> {
-        seq += 1;
-        report.commands += 1;
-        events.clear();
-        matcher.process(Sequence(seq), cmd, &mut events);
-        for e in &events {
-            if csv.write(script, e, &mut *out)?.is_some() {
-                report.events += 1;
-            }
-        }
-        Ok(())
+    let sink: Box<dyn Write + Send> = match &opts.events_out {
+        Some(p) => Box::new(out_file(p)?),
+        None => Box::new(BufWriter::new(io::stdout())),
     };
-    for line in input.lines() {
-        let line = line.map_err(script_err)?;
-        match script.parse_line(&line) {
-            Ok(ScriptItem::Command { cmd, .. }) | Ok(ScriptItem::Instrument(cmd)) => {
-                send(&cmd, &script, &mut events_out, &mut report).map_err(out_err)?
-            }
-            Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
-            Err(e) => {
-                tracing::warn!("{e}");
-                eprintln!("{}: {e}: {line}", opts.script.display());
-                report.malformed.push(e);
-            }
+    let mut builder = Pipeline::builder();
+    let writer = builder.add_consumer(
+        CsvEventWriter::new(Arc::clone(&script), sink),
+        ConsumerOptions::default(),
+    );
+    let pipeline = builder.start()?;
+    let mut gateway = pipeline.gateway();
+    for cmd in &cmds {
+        if gateway.submit_at(*cmd).is_err() {
+            break;
         }
     }
-    events_out.flush().map_err(out_err)?;
+    drop(gateway);
+    let mut done = pipeline.shutdown();
+    let mut report = RunReport {
+        commands: done.commands_processed,
+        events: 0,
+        malformed,
+    };
+    if let Some(mut w) = done.take_consumer::<CsvEventWriter<Box<dyn Write + Send>>>(writer) {
+        report.events = w.lines();
+        if let Some(e) = w.error.take() {
+            return Err(out_err(e));
+        }
+    }
     if let Some(p) = &opts.book_out {
         let mut w = out_file(p)?;
         let err = |source| RunError::Output {
             path: p.clone(),
             source,
         };
-        write_book(&script, |i| matcher.resting_orders(i), &mut w).map_err(err)?;
+        if let Some(m) = &done.matcher {
+            write_book(&script, |i| m.resting_orders(i), &mut w).map_err(err)?;
+        }
         w.flush().map_err(err)?;
     }
     Ok(report)

@@ -19,6 +19,10 @@ pub enum IdleStrategy {
         /// Sleep between polls after the spin/yield phase (0 = keep yielding).
         park: Duration,
     },
+    /// `yield_now` between polls: gives the core to another runnable thread at once, and
+    /// comes back as soon as the scheduler allows. Good when threads outnumber cores and
+    /// latency matters.
+    Yield,
     /// Sleep this long between polls. For development and non-latency-sensitive consumers.
     Sleep(Duration),
 }
@@ -76,6 +80,7 @@ impl Idler {
                     self.backoff.snooze();
                 }
             }
+            IdleStrategy::Yield => std::thread::yield_now(),
             IdleStrategy::Sleep(d) => std::thread::sleep(d),
         }
     }

@@ -379,7 +379,7 @@ pub fn ring_one_to_four(
     for c in consumers {
         if let Ok((n, h)) = c.join() {
             count = n;
-            if let Some(h) = h.filter(|h| h.len() > 0) {
+            if let Some(h) = h.filter(|h| !h.is_empty()) {
                 match merged.as_mut() {
                     Some(m) => {
                         let _ = m.add(&h);

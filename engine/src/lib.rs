@@ -18,12 +18,14 @@
 #![deny(missing_docs)]
 
 pub mod book;
+pub mod codec;
 pub mod command;
 pub mod consumer;
 pub mod event;
 pub mod instrument;
 pub mod matcher;
 pub mod pipeline;
+pub mod state;
 pub mod types;
 pub mod workload;
 

@@ -114,6 +114,35 @@ impl Matcher {
         }
     }
 
+    /// A matcher that carries on from `state` (a snapshot or a recovered journal).
+    pub fn from_state(state: &crate::state::EngineState, cap: MatcherCapacity) -> Self {
+        let mut m = Matcher::with_capacity(MatcherCapacity {
+            orders: cap.orders.max(state.orders.len()),
+            ids: cap.ids.max(state.dead_ids.len() + state.orders.len()),
+            gtd: cap.gtd,
+        });
+        for &(i, halted) in &state.instruments {
+            m.books.add_instrument(i);
+            if let Some(b) = m.books.book_mut(i) {
+                b.halted = halted;
+            }
+        }
+        for r in &state.orders {
+            let o = &r.order;
+            m.books.insert(OrderNode::from_new(o, o.qty, r.accept_seq));
+            if o.tif == TimeInForce::Gtd {
+                m.expiries
+                    .push(Reverse((o.expiry.0, r.accept_seq, o.order_id.0)));
+            }
+        }
+        for id in &state.dead_ids {
+            m.books.mark_dead(*id);
+        }
+        m.blocked = state.blocked.iter().map(|a| a.0).collect();
+        m.accept_seq = state.accept_seq;
+        m
+    }
+
     /// Handles one command, appending its events to `out`.
     #[inline]
     pub fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {

@@ -98,3 +98,59 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn events_round_trip_through_the_codec(raw in raw_stream(200)) {
+        let cmds = decode(&raw);
+        let mut m = Matcher::default();
+        let mut out = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            m.process(Sequence(i as u64 + 1), c, &mut out);
+        }
+        let mut buf = [0u8; ringex_engine::codec::EVENT_BYTES];
+        for e in &out {
+            e.encode(&mut buf);
+            prop_assert_eq!(Event::decode(&buf), Some(*e));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// A matcher restored from the replica's state at any command boundary goes on exactly
+    /// as the original does.
+    #[test]
+    fn a_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
+        let cmds = decode(&raw);
+        let cut = cut.min(cmds.len());
+        let mut a = Matcher::default();
+        let mut replica = BookReplica::new();
+        let mut out = Vec::new();
+        for (i, c) in cmds[..cut].iter().enumerate() {
+            out.clear();
+            a.process(Sequence(i as u64 + 1), c, &mut out);
+            out.iter().for_each(|e| replica.apply(e));
+        }
+        let state = replica.state(cut as u64, 0);
+        let bytes = state.to_bytes();
+        let state = ringex_engine::state::EngineState::from_bytes(&bytes).expect("decodes");
+        let mut b = Matcher::from_state(&state, MatcherCapacity::default());
+        let mut r2 = BookReplica::from_state(&state);
+        let (mut ea, mut eb) = (Vec::new(), Vec::new());
+        for (i, c) in cmds[cut..].iter().enumerate() {
+            let seq = Sequence((cut + i) as u64 + 1);
+            a.process(seq, c, &mut ea);
+            b.process(seq, c, &mut eb);
+        }
+        prop_assert_eq!(&ea, &eb);
+        eb.iter().for_each(|e| r2.apply(e));
+        for inst in INSTRUMENTS {
+            prop_assert_eq!(a.resting_orders(inst), b.resting_orders(inst));
+            prop_assert_eq!(r2.resting_orders(inst), b.resting_orders(inst));
+        }
+    }
+}

@@ -535,6 +535,32 @@ impl OrderBooks {
         out
     }
 
+    /// The resting orders of an instrument as pool nodes, in the order of
+    /// [`OrderBooks::resting_orders`].
+    pub fn resting_nodes(&self, instrument: InstrumentId) -> Vec<&OrderNode> {
+        let mut out = Vec::new();
+        if let Some(book) = self.book(instrument) {
+            for side in [Side::Buy, Side::Sell] {
+                for &(_, l) in book.side(side).entries.iter().rev() {
+                    let mut i = self.levels[l as usize].head;
+                    while i != NIL {
+                        let n = &self.orders[i as usize];
+                        out.push(n);
+                        i = n.next;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Ids that were used and no longer rest, ascending.
+    pub fn dead_ids(&self) -> Vec<OrderId> {
+        let mut v: Vec<OrderId> = self.dead_ids.iter().map(|&i| OrderId(i)).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Aggregated depth of one side, best first: (price, total lots, order count).
     pub fn depth(
         &self,

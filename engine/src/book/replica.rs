@@ -7,6 +7,7 @@
 use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder};
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind};
+use crate::state::{EngineState, RestingState};
 use crate::types::{AccountId, InstrumentId, OrderId, OrderType, Price, Qty, Side};
 use std::collections::BTreeSet;
 
@@ -142,6 +143,57 @@ impl BookReplica {
             IdState::Live(i) => Some(self.books.orders[i as usize].as_new_order()),
             _ => None,
         }
+    }
+
+    /// Everything the matcher needs, as of the events applied so far (which must end on a
+    /// command boundary: `cmd_seq` and `event_seq` name the last ones).
+    pub fn state(&self, cmd_seq: u64, event_seq: u64) -> EngineState {
+        let instruments: Vec<_> = self
+            .books
+            .instruments()
+            .map(|i| (i, self.is_halted(i)))
+            .collect();
+        let orders = instruments
+            .iter()
+            .flat_map(|&(i, _)| self.books.resting_nodes(i))
+            .map(|n| RestingState {
+                order: n.as_new_order(),
+                accept_seq: n.accept_seq,
+            })
+            .collect();
+        EngineState {
+            cmd_seq,
+            event_seq,
+            accept_seq: self.accept_seq,
+            instruments,
+            orders,
+            dead_ids: self.books.dead_ids(),
+            blocked: self.blocked_accounts().collect(),
+        }
+    }
+
+    /// A replica holding `state`.
+    pub fn from_state(state: &EngineState) -> Self {
+        let mut r = BookReplica {
+            books: OrderBooks::with_capacity(state.orders.len(), state.dead_ids.len()),
+            blocked: state.blocked.iter().map(|a| a.0).collect(),
+            transient: None,
+            accept_seq: state.accept_seq,
+        };
+        for &(i, halted) in &state.instruments {
+            r.books.add_instrument(i);
+            if let Some(b) = r.books.book_mut(i) {
+                b.halted = halted;
+            }
+        }
+        for o in &state.orders {
+            r.books
+                .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));
+        }
+        for id in &state.dead_ids {
+            r.books.mark_dead(*id);
+        }
+        r
     }
 
     /// The number of resting orders.

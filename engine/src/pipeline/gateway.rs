@@ -27,14 +27,17 @@ pub(crate) struct GatewayShared {
     /// One flag per gateway clone, set while it is inside a submit.
     pub busy: Mutex<Vec<Arc<CachePadded<AtomicU64>>>>,
     pub epoch: Instant,
+    /// Input sequence of the ring's slot 0, minus one (after a recovery).
+    pub base: u64,
 }
 
 impl GatewayShared {
-    pub fn new() -> Arc<Self> {
+    pub fn new(base: u64) -> Arc<Self> {
         Arc::new(GatewayShared {
             closed: AtomicBool::new(false),
             busy: Mutex::new(Vec::new()),
             epoch: Instant::now(),
+            base,
         })
     }
 
@@ -143,7 +146,7 @@ impl Gateway {
             Err(SubmitError::Closed)
         } else {
             match self.producer.try_publish(|slot| *slot = cmd) {
-                Ok(s) => Ok(Sequence(s as u64 + 1)),
+                Ok(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
                 Err(_) => Err(SubmitError::Busy),
             }
         };

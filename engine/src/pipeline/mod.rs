@@ -254,6 +254,7 @@ pub struct PipelineBuilder {
     matcher_idle: Option<IdleStrategy>,
     gateway_idle: IdleStrategy,
     consumers: Vec<PendingConsumer>,
+    resume: (u64, u64),
 }
 
 impl Default for PipelineBuilder {
@@ -293,6 +294,7 @@ impl PipelineBuilder {
             matcher_idle: None,
             gateway_idle: IdleStrategy::SHARED,
             consumers: Vec::new(),
+            resume: (0, 0),
         }
     }
 
@@ -311,6 +313,13 @@ impl PipelineBuilder {
     /// The matcher to run (e.g. one restored from a snapshot); default: an empty one.
     pub fn matcher(mut self, matcher: Matcher) -> Self {
         self.matcher = Some(matcher);
+        self
+    }
+
+    /// Continues numbering after a recovered state: the next command gets input sequence
+    /// `cmd_seq + 1` and the next event output sequence `event_seq + 1`.
+    pub fn resume_after(mut self, cmd_seq: u64, event_seq: u64) -> Self {
+        self.resume = (cmd_seq, event_seq);
         self
     }
 
@@ -382,7 +391,7 @@ impl PipelineBuilder {
         let (input_poller, input_builder) =
             disruptor::build_multi_producer(self.input_size, Command::default, disruptor::BusySpin)
                 .new_event_poller();
-        let gateway_shared = GatewayShared::new();
+        let gateway_shared = GatewayShared::new(self.resume.0);
         let gateway = Gateway::new(
             input_builder.build(),
             Arc::clone(&gateway_shared),
@@ -408,15 +417,15 @@ impl PipelineBuilder {
             .map(|c| {
                 Arc::new(ConsumerCell {
                     name: c.name.clone(),
-                    sequence: CachePadded::new(AtomicU64::new(0)),
+                    sequence: CachePadded::new(AtomicU64::new(self.resume.1)),
                     failed: AtomicBool::new(false),
                     failure: Mutex::new(None),
                 })
             })
             .collect();
         let shared = Arc::new(Shared {
-            commands: CachePadded::new(AtomicU64::new(0)),
-            published: CachePadded::new(AtomicU64::new(0)),
+            commands: CachePadded::new(AtomicU64::new(self.resume.0)),
+            published: CachePadded::new(AtomicU64::new(self.resume.1)),
             drain: AtomicBool::new(false),
             consumers: cells.clone(),
             input_capacity: self.input_size,
@@ -651,7 +660,7 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         failed = true;
     }
     drop(ctx);
-    let mut seq = 0u64;
+    let mut seq = cell.sequence.load(Ordering::Acquire);
     loop {
         let limit = deps
             .iter()

@@ -1,0 +1,302 @@
+//! A stable binary encoding of [`Event`]s (64 bytes each, little-endian) for the journal
+//! and snapshots. The in-memory layout of `Event` is not a file format; this is.
+//!
+//! Byte 0 is the kind, byte 1 flags (bit 0: last event of its command), bytes 2..10 the
+//! command's input sequence; the rest depends on the kind (at most 54 bytes).
+
+use crate::command::NewOrder;
+use crate::event::{CancelReason, Event, EventKind, RejectCode};
+use crate::types::*;
+
+/// Bytes per encoded event.
+pub const EVENT_BYTES: usize = 64;
+
+pub(crate) struct W<'a> {
+    pub(crate) b: &'a mut [u8; EVENT_BYTES],
+    pub(crate) at: usize,
+}
+
+impl W<'_> {
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.b[self.at] = v;
+        self.at += 1;
+    }
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.b[self.at..self.at + 4].copy_from_slice(&v.to_le_bytes());
+        self.at += 4;
+    }
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.b[self.at..self.at + 8].copy_from_slice(&v.to_le_bytes());
+        self.at += 8;
+    }
+}
+
+pub(crate) struct R<'a> {
+    pub(crate) b: &'a [u8; EVENT_BYTES],
+    pub(crate) at: usize,
+}
+
+impl R<'_> {
+    pub(crate) fn u8(&mut self) -> u8 {
+        let v = self.b[self.at];
+        self.at += 1;
+        v
+    }
+    pub(crate) fn u32(&mut self) -> u32 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&self.b[self.at..self.at + 4]);
+        self.at += 4;
+        u32::from_le_bytes(a)
+    }
+    pub(crate) fn u64(&mut self) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.b[self.at..self.at + 8]);
+        self.at += 8;
+        u64::from_le_bytes(a)
+    }
+}
+
+fn side_u8(s: Side) -> u8 {
+    s as u8
+}
+fn side_of(v: u8) -> Option<Side> {
+    [Side::Buy, Side::Sell].get(v as usize).copied()
+}
+const TIFS: [TimeInForce; 4] = [
+    TimeInForce::Gtc,
+    TimeInForce::Ioc,
+    TimeInForce::Fok,
+    TimeInForce::Gtd,
+];
+const STPS: [SelfTradePrevention; 4] = [
+    SelfTradePrevention::CancelTaker,
+    SelfTradePrevention::CancelMaker,
+    SelfTradePrevention::CancelBoth,
+    SelfTradePrevention::Allow,
+];
+const REASONS: [CancelReason; 6] = [
+    CancelReason::User,
+    CancelReason::MassCancel,
+    CancelReason::Ioc,
+    CancelReason::Fok,
+    CancelReason::Market,
+    CancelReason::SelfTrade,
+];
+
+fn pos<T: PartialEq>(all: &[T], v: T) -> u8 {
+    all.iter().position(|x| *x == v).unwrap_or(0) as u8
+}
+
+/// Writes a [`NewOrder`] in 48 bytes.
+pub(crate) fn put_order(w: &mut W, o: &NewOrder) {
+    w.u32(o.instrument.0);
+    w.u64(o.account.0);
+    w.u64(o.order_id.0);
+    w.u64(o.expiry.0);
+    w.u64(o.price.0 as u64);
+    w.u64(o.qty.0);
+    w.u32(o.alloc_group.0);
+    w.u8(side_u8(o.side));
+    w.u8((o.order_type == OrderType::Market) as u8);
+    w.u8(pos(&TIFS, o.tif));
+    w.u8(o.post_only as u8 | pos(&STPS, o.stp) << 1);
+}
+
+pub(crate) fn get_order(r: &mut R) -> Option<NewOrder> {
+    let instrument = InstrumentId(r.u32());
+    let account = AccountId(r.u64());
+    let order_id = OrderId(r.u64());
+    let expiry = Timestamp(r.u64());
+    let price = Price(r.u64() as i64);
+    let qty = Qty(r.u64());
+    let alloc_group = AllocGroupId(r.u32());
+    let side = side_of(r.u8())?;
+    let order_type = match r.u8() {
+        0 => OrderType::Limit,
+        1 => OrderType::Market,
+        _ => return None,
+    };
+    let tif = *TIFS.get(r.u8() as usize)?;
+    let f = r.u8();
+    Some(NewOrder {
+        instrument,
+        account,
+        order_id,
+        side,
+        order_type,
+        tif,
+        expiry,
+        price,
+        qty,
+        post_only: f & 1 == 1,
+        stp: *STPS.get((f >> 1) as usize & 3)?,
+        alloc_group,
+    })
+}
+
+impl Event {
+    /// Encodes into 64 bytes.
+    pub fn encode(&self, out: &mut [u8; EVENT_BYTES]) {
+        *out = [0; EVENT_BYTES];
+        let mut w = W { b: out, at: 0 };
+        let kind: u8 = match self.kind {
+            EventKind::Accepted(_) => 1,
+            EventKind::Rejected { .. } => 2,
+            EventKind::Fill { .. } => 3,
+            EventKind::Cancelled { .. } => 4,
+            EventKind::Modified { .. } => 5,
+            EventKind::Expired { .. } => 6,
+            EventKind::InstrumentStatus { .. } => 7,
+            EventKind::AccountStatus { .. } => 8,
+            EventKind::InstrumentAdded { .. } => 9,
+        };
+        w.u8(kind);
+        w.u8(self.is_last_of_command() as u8);
+        w.u64(self.cmd_seq().0);
+        match self.kind {
+            EventKind::Accepted(o) => put_order(&mut w, &o),
+            EventKind::Rejected {
+                instrument,
+                order_id,
+                account,
+                code,
+            } => {
+                w.u8(instrument.is_some() as u8 | (order_id.is_some() as u8) << 1);
+                w.u8(pos(&RejectCode::ALL, code));
+                w.u32(instrument.map_or(0, |i| i.0));
+                w.u64(order_id.map_or(0, |i| i.0));
+                w.u64(account.0);
+            }
+            EventKind::Fill {
+                instrument,
+                taker,
+                maker,
+                price,
+                qty,
+                taker_side,
+            } => {
+                w.u32(instrument.0);
+                w.u64(taker.0);
+                w.u64(maker.0);
+                w.u64(price.0 as u64);
+                w.u64(qty.0);
+                w.u8(side_u8(taker_side));
+            }
+            EventKind::Cancelled {
+                instrument,
+                order_id,
+                account,
+                qty,
+                reason,
+            } => {
+                w.u32(instrument.0);
+                w.u64(order_id.0);
+                w.u64(account.0);
+                w.u64(qty.0);
+                w.u8(pos(&REASONS, reason));
+            }
+            EventKind::Modified {
+                instrument,
+                order_id,
+                account,
+                price,
+                qty,
+                kept_priority,
+            } => {
+                w.u32(instrument.0);
+                w.u64(order_id.0);
+                w.u64(account.0);
+                w.u64(price.0 as u64);
+                w.u64(qty.0);
+                w.u8(kept_priority as u8);
+            }
+            EventKind::Expired {
+                instrument,
+                order_id,
+                account,
+                qty,
+            } => {
+                w.u32(instrument.0);
+                w.u64(order_id.0);
+                w.u64(account.0);
+                w.u64(qty.0);
+            }
+            EventKind::InstrumentStatus { instrument, halted } => {
+                w.u32(instrument.0);
+                w.u8(halted as u8);
+            }
+            EventKind::AccountStatus { account, blocked } => {
+                w.u64(account.0);
+                w.u8(blocked as u8);
+            }
+            EventKind::InstrumentAdded { instrument } => w.u32(instrument.0),
+        }
+    }
+
+    /// Decodes 64 bytes written by [`Event::encode`]; `None` if they are not an event.
+    pub fn decode(b: &[u8; EVENT_BYTES]) -> Option<Event> {
+        let mut r = R { b, at: 0 };
+        let kind = r.u8();
+        let last = r.u8() & 1 == 1;
+        let cmd_seq = Sequence(r.u64());
+        let k = match kind {
+            1 => EventKind::Accepted(get_order(&mut r)?),
+            2 => {
+                let f = r.u8();
+                let code = *RejectCode::ALL.get(r.u8() as usize)?;
+                let i = InstrumentId(r.u32());
+                let o = OrderId(r.u64());
+                EventKind::Rejected {
+                    instrument: (f & 1 == 1).then_some(i),
+                    order_id: (f & 2 == 2).then_some(o),
+                    account: AccountId(r.u64()),
+                    code,
+                }
+            }
+            3 => EventKind::Fill {
+                instrument: InstrumentId(r.u32()),
+                taker: OrderId(r.u64()),
+                maker: OrderId(r.u64()),
+                price: Price(r.u64() as i64),
+                qty: Qty(r.u64()),
+                taker_side: side_of(r.u8())?,
+            },
+            4 => EventKind::Cancelled {
+                instrument: InstrumentId(r.u32()),
+                order_id: OrderId(r.u64()),
+                account: AccountId(r.u64()),
+                qty: Qty(r.u64()),
+                reason: *REASONS.get(r.u8() as usize)?,
+            },
+            5 => EventKind::Modified {
+                instrument: InstrumentId(r.u32()),
+                order_id: OrderId(r.u64()),
+                account: AccountId(r.u64()),
+                price: Price(r.u64() as i64),
+                qty: Qty(r.u64()),
+                kept_priority: r.u8() == 1,
+            },
+            6 => EventKind::Expired {
+                instrument: InstrumentId(r.u32()),
+                order_id: OrderId(r.u64()),
+                account: AccountId(r.u64()),
+                qty: Qty(r.u64()),
+            },
+            7 => EventKind::InstrumentStatus {
+                instrument: InstrumentId(r.u32()),
+                halted: r.u8() == 1,
+            },
+            8 => EventKind::AccountStatus {
+                account: AccountId(r.u64()),
+                blocked: r.u8() == 1,
+            },
+            9 => EventKind::InstrumentAdded {
+                instrument: InstrumentId(r.u32()),
+            },
+            _ => return None,
+        };
+        let mut e = Event::new(cmd_seq, k);
+        e.set_last_of_command(last);
+        Some(e)
+    }
+}

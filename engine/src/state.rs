@@ -1,0 +1,146 @@
+//! [`EngineState`]: everything the matcher needs to carry on, as plain data. Snapshots write
+//! it; recovery reads it back into a [`crate::Matcher`] and a [`crate::BookReplica`].
+//!
+//! Built from the replica (off the matcher's thread), never by stopping the matcher.
+
+use crate::codec::{get_order, put_order, EVENT_BYTES, R, W};
+use crate::command::NewOrder;
+use crate::types::{AccountId, InstrumentId, OrderId};
+
+/// One resting order with its acceptance number (orders expiries and mass cancels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestingState {
+    /// The order with its current price and open quantity.
+    pub order: NewOrder,
+    /// The global acceptance counter when it was accepted.
+    pub accept_seq: u64,
+}
+
+/// The engine's state after a given command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineState {
+    /// The last command (input sequence) whose events are included.
+    pub cmd_seq: u64,
+    /// The last event (output sequence) included.
+    pub event_seq: u64,
+    /// Orders accepted so far.
+    pub accept_seq: u64,
+    /// Instruments with a book, and whether each is halted.
+    pub instruments: Vec<(InstrumentId, bool)>,
+    /// Every resting order: per instrument, bids best first then asks best first, each
+    /// price level in queue order (re-inserting in this order restores time priority).
+    pub orders: Vec<RestingState>,
+    /// Order ids that were used and no longer rest (never reused), ascending.
+    pub dead_ids: Vec<OrderId>,
+    /// Blocked accounts, ascending.
+    pub blocked: Vec<AccountId>,
+}
+
+const MAGIC: &[u8; 8] = b"RGXSTAT1";
+
+/// Why bytes are not an engine state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a ringex engine state: {0}")]
+pub struct StateFormatError(pub &'static str);
+
+impl EngineState {
+    /// Encodes to bytes (no checksum: the file layer adds one).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v =
+            Vec::with_capacity(64 + self.orders.len() * EVENT_BYTES + self.dead_ids.len() * 8);
+        v.extend_from_slice(MAGIC);
+        for x in [
+            self.cmd_seq,
+            self.event_seq,
+            self.accept_seq,
+            self.instruments.len() as u64,
+            self.orders.len() as u64,
+            self.dead_ids.len() as u64,
+            self.blocked.len() as u64,
+        ] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        for (i, h) in &self.instruments {
+            v.extend_from_slice(&i.0.to_le_bytes());
+            v.push(*h as u8);
+        }
+        let mut block = [0u8; EVENT_BYTES];
+        for o in &self.orders {
+            block = [0; EVENT_BYTES];
+            let mut w = W {
+                b: &mut block,
+                at: 0,
+            };
+            put_order(&mut w, &o.order);
+            w.u64(o.accept_seq);
+            v.extend_from_slice(&block);
+        }
+        let _ = block;
+        for id in &self.dead_ids {
+            v.extend_from_slice(&id.0.to_le_bytes());
+        }
+        for a in &self.blocked {
+            v.extend_from_slice(&a.0.to_le_bytes());
+        }
+        v
+    }
+
+    /// Decodes bytes written by [`EngineState::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self, StateFormatError> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], StateFormatError> {
+            let s = b.get(at..at + n).ok_or(StateFormatError("truncated"))?;
+            at += n;
+            Ok(s)
+        };
+        if take(8)? != MAGIC {
+            return Err(StateFormatError("bad magic"));
+        }
+        let mut u64s = [0u64; 7];
+        for x in &mut u64s {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(take(8)?);
+            *x = u64::from_le_bytes(a);
+        }
+        let [cmd_seq, event_seq, accept_seq, ni, no, nd, nb] = u64s;
+        let cap = |n: u64| (n as usize).min(b.len());
+        let mut s = EngineState {
+            cmd_seq,
+            event_seq,
+            accept_seq,
+            instruments: Vec::with_capacity(cap(ni)),
+            orders: Vec::with_capacity(cap(no)),
+            dead_ids: Vec::with_capacity(cap(nd)),
+            blocked: Vec::with_capacity(cap(nb)),
+        };
+        for _ in 0..ni {
+            let x = take(5)?;
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&x[..4]);
+            s.instruments
+                .push((InstrumentId(u32::from_le_bytes(a)), x[4] == 1));
+        }
+        for _ in 0..no {
+            let mut block = [0u8; EVENT_BYTES];
+            block.copy_from_slice(take(EVENT_BYTES)?);
+            let mut r = R { b: &block, at: 0 };
+            let order = get_order(&mut r).ok_or(StateFormatError("bad order"))?;
+            let accept_seq = r.u64();
+            s.orders.push(RestingState { order, accept_seq });
+        }
+        for _ in 0..nd {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(take(8)?);
+            s.dead_ids.push(OrderId(u64::from_le_bytes(a)));
+        }
+        for _ in 0..nb {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(take(8)?);
+            s.blocked.push(AccountId(u64::from_le_bytes(a)));
+        }
+        if at != b.len() {
+            return Err(StateFormatError("trailing bytes"));
+        }
+        Ok(s)
+    }
+}

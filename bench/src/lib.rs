@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod csv;
+pub mod meta;
 pub mod run;
 pub mod script;
 pub mod topology;

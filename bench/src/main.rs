@@ -1,7 +1,8 @@
 //! `ringex`: run command scripts, benchmark the pipeline, recover journals, replay LOBSTER.
 
 use clap::{Parser, Subcommand};
-use ringex_bench::run::{run_script, RunOptions};
+use ringex_bench::run::{recover_to_book, run_script, RunOptions};
+use ringex_consumers::journal::FsyncPolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +29,27 @@ enum Cmd {
         /// Write the final book here.
         #[arg(long)]
         book_out: Option<PathBuf>,
+        /// Journal directory: recover from it first, then journal this run into it.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// When the journal syncs: batch (every ring batch), interval:<ms>, or none.
+        #[arg(long)]
+        fsync: Option<FsyncPolicy>,
+        /// Append `durable,<event_seq>,<cmd_seq>` to this file after every journal sync.
+        #[arg(long)]
+        acks_out: Option<PathBuf>,
+        /// Take a snapshot every N commands (with --journal); older segments are pruned.
+        #[arg(long)]
+        snapshot_every: Option<u64>,
+    },
+    /// Recover a journal directory, write its book, and print the last durable command.
+    Recover {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// Write the recovered book here.
+        #[arg(long)]
+        book_out: Option<PathBuf>,
     },
 }
 
@@ -45,10 +67,18 @@ fn main() -> ExitCode {
             script,
             events_out,
             book_out,
+            journal,
+            fsync,
+            acks_out,
+            snapshot_every,
         } => match run_script(&RunOptions {
             script,
             events_out,
             book_out,
+            journal,
+            fsync,
+            acks_out,
+            snapshot_every,
         }) {
             Ok(report) => {
                 if !report.malformed.is_empty() {
@@ -61,5 +91,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Recover { journal, book_out } => {
+            match recover_to_book(&journal, book_out.as_deref()) {
+                Ok((k, report)) => {
+                    if let Some(r) = report {
+                        eprintln!(
+                        "recovery: snapshot {:?}, {} records / {} events replayed, torn tail {:?}, {:.1} ms",
+                        r.snapshot,
+                        r.records,
+                        r.events,
+                        r.torn_tail,
+                        r.elapsed.as_secs_f64() * 1e3
+                    );
+                    }
+                    println!("recovered through command {k}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ringex recover: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

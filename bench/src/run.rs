@@ -2,9 +2,17 @@
 //! matcher → output ring → consumers) and writes what came out.
 
 use crate::csv::{write_book, EventCsv};
+use crate::meta::EdgeMeta;
 use crate::script::{Script, ScriptError, ScriptItem};
+use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_consumers::recovery::{recover, RecoveryError, RecoveryReport};
+use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
 use ringex_engine::pipeline::ConsumerOptions;
-use ringex_engine::{Command, Consumer, Event, Pipeline, PipelineError, Sequence};
+use ringex_engine::state::EngineState;
+use ringex_engine::{
+    BookReplica, Command, Consumer, Event, Matcher, MatcherCapacity, Pipeline, PipelineError,
+    Sequence,
+};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +27,14 @@ pub struct RunOptions {
     pub events_out: Option<PathBuf>,
     /// Where the final book goes (not written when `None`).
     pub book_out: Option<PathBuf>,
+    /// Journal directory: recover from it first, then journal the run into it.
+    pub journal: Option<PathBuf>,
+    /// When the journal syncs.
+    pub fsync: Option<FsyncPolicy>,
+    /// Append `durable,<event_seq>,<cmd_seq>` here after every journal sync (the ack hook).
+    pub acks_out: Option<PathBuf>,
+    /// Snapshot after this many commands (needs a journal).
+    pub snapshot_every: Option<u64>,
 }
 
 /// What a run did.
@@ -54,6 +70,20 @@ pub enum RunError {
     /// The pipeline did not start.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Recovery refused to go on.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    /// The journal directory's edge state could not be read or written.
+    #[error("journal directory {path}: {source}")]
+    Meta {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The journal failed while running (the events before the failure are durable).
+    #[error("journal failed: {0}")]
+    Journal(io::Error),
 }
 
 fn out_file(path: &Path) -> Result<BufWriter<File>, RunError> {
@@ -75,11 +105,12 @@ pub struct CsvEventWriter<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> CsvEventWriter<W> {
-    /// Writes to `out`, naming instruments from `script`.
-    pub fn new(script: Arc<Script>, out: W) -> Self {
+    /// Writes to `out`, naming instruments from `script`; the first line gets `seq`
+    /// `after + 1`.
+    pub fn new(script: Arc<Script>, out: W, after: u64) -> Self {
         CsvEventWriter {
             script,
-            csv: EventCsv::new(),
+            csv: EventCsv::continuing_after(after),
             out,
             error: None,
         }
@@ -122,20 +153,36 @@ impl<W: Write + Send + 'static> Consumer for CsvEventWriter<W> {
     }
 }
 
-/// Reads and parses a whole script; malformed lines are reported on stderr and skipped.
-pub fn read_script(path: &Path) -> Result<(Script, Vec<Command>, Vec<ScriptError>), RunError> {
+/// Reads and parses a whole script with `script` as the edge; malformed lines are reported
+/// on stderr and skipped. Input sequences continue after `cmd_seq`, and `meta` gets the
+/// anchors that map them back to command numbers.
+pub fn read_script(
+    path: &Path,
+    script: &mut Script,
+    cmd_seq: u64,
+    meta: &mut EdgeMeta,
+) -> Result<(Vec<Command>, Vec<ScriptError>), RunError> {
     let script_err = |source| RunError::Script {
         path: path.to_path_buf(),
         source,
     };
     let input = BufReader::new(File::open(path).map_err(script_err)?);
-    let mut script = Script::new();
     let mut cmds = Vec::new();
     let mut malformed = Vec::new();
+    let mut seq = cmd_seq;
     for line in input.lines() {
         let line = line.map_err(script_err)?;
         match script.parse_line(&line) {
-            Ok(ScriptItem::Command { cmd, .. }) | Ok(ScriptItem::Instrument(cmd)) => cmds.push(cmd),
+            Ok(ScriptItem::Command { cmd, number }) => {
+                seq += 1;
+                meta.anchor(seq, number);
+                cmds.push(cmd);
+            }
+            Ok(ScriptItem::Instrument(cmd)) => {
+                seq += 1;
+                meta.anchor(seq, script.commands_read());
+                cmds.push(cmd);
+            }
             Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
             Err(e) => {
                 tracing::warn!("{e}");
@@ -144,12 +191,65 @@ pub fn read_script(path: &Path) -> Result<(Script, Vec<Command>, Vec<ScriptError
             }
         }
     }
-    Ok((script, cmds, malformed))
+    Ok((cmds, malformed))
 }
 
-/// Runs a script through the pipeline.
+fn meta_err(dir: &Path) -> impl Fn(io::Error) -> RunError + '_ {
+    move |source| RunError::Meta {
+        path: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// The state in a journal directory: edge state, engine state, recovery report.
+pub fn recover_dir(
+    dir: &Path,
+) -> Result<(EdgeMeta, EngineState, Option<RecoveryReport>), RunError> {
+    let meta = EdgeMeta::read(dir).map_err(meta_err(dir))?;
+    let Some(mut meta) = meta else {
+        return Ok((EdgeMeta::default(), EngineState::default(), None));
+    };
+    let rec = recover(dir)?;
+    // Instruments whose definition never became durable are forgotten.
+    meta.specs
+        .retain(|s| rec.state.instruments.iter().any(|(i, _)| *i == s.id));
+    Ok((meta, rec.state, Some(rec.report)))
+}
+
+/// Appends ack lines to a file, one write per sync.
+struct AckFile(File);
+
+impl AckFile {
+    fn hook(mut self) -> impl FnMut(ringex_consumers::journal::DurableMark) + Send + 'static {
+        move |m| {
+            let _ = writeln!(self.0, "durable,{},{}", m.event_seq, m.cmd_seq);
+        }
+    }
+}
+
+/// Runs a script through the pipeline (recovering from and journaling into
+/// `opts.journal` when given).
 pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
-    let (script, cmds, malformed) = read_script(&opts.script)?;
+    let (mut meta, state, _report) = match &opts.journal {
+        Some(dir) => recover_dir(dir)?,
+        None => (EdgeMeta::default(), EngineState::default(), None),
+    };
+    let mut script = Script::restored(
+        meta.specs.clone(),
+        meta.groups.clone(),
+        meta.command_number(state.cmd_seq),
+    );
+    let (cmds, malformed) = read_script(&opts.script, &mut script, state.cmd_seq, &mut meta)?;
+    if let Some(dir) = &opts.journal {
+        meta.specs = script
+            .specs()
+            .iter()
+            .filter(|s| !s.symbol.is_empty())
+            .cloned()
+            .collect();
+        meta.groups = script.groups().to_vec();
+        meta.write(dir).map_err(meta_err(dir))?;
+    }
     let script = Arc::new(script);
     let events_path = opts.events_out.clone().unwrap_or_else(|| "stdout".into());
     let out_err = |source| RunError::Output {
@@ -160,11 +260,73 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         Some(p) => Box::new(out_file(p)?),
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let mut builder = Pipeline::builder();
+    let matcher = Matcher::from_state(
+        &state,
+        MatcherCapacity {
+            ids: (cmds.len() + state.dead_ids.len() + state.orders.len()).max(1 << 16),
+            ..MatcherCapacity::default()
+        },
+    );
+    let mut builder = Pipeline::builder()
+        .matcher(matcher)
+        .resume_after(state.cmd_seq, state.event_seq);
     let writer = builder.add_consumer(
-        CsvEventWriter::new(Arc::clone(&script), sink),
+        CsvEventWriter::new(
+            Arc::clone(&script),
+            sink,
+            state.event_seq - state.admin_events,
+        ),
         ConsumerOptions::default(),
     );
+    let mut journal_id = None;
+    if let Some(dir) = &opts.journal {
+        let mut cfg = JournalConfig::new(dir);
+        cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
+        let mark = ringex_consumers::journal::DurableMark {
+            event_seq: state.event_seq,
+            cmd_seq: state.cmd_seq,
+        };
+        let acks = match &opts.acks_out {
+            Some(p) => Some(AckFile(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| RunError::Output {
+                        path: p.clone(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        let (id, durable) = match acks {
+            Some(a) => {
+                let j = Journal::with_hook(cfg, a.hook()).resume_after(mark);
+                let d = j.durable();
+                (builder.add_consumer(j, ConsumerOptions::default()), d)
+            }
+            None => {
+                let j = Journal::new(cfg).resume_after(mark);
+                let d = j.durable();
+                (builder.add_consumer(j, ConsumerOptions::default()), d)
+            }
+        };
+        journal_id = Some((id, opts.acks_out.is_some()));
+        if let Some(every) = opts.snapshot_every {
+            let snap = Snapshotter::new(
+                SnapshotConfig {
+                    dir: dir.clone(),
+                    every_commands: every.max(1),
+                    prune: true,
+                },
+                BookReplica::from_state(&state),
+                durable,
+                state.cmd_seq,
+                state.event_seq,
+            );
+            builder.add_consumer(snap, ConsumerOptions::default().after(id));
+        }
+    }
     let pipeline = builder.start()?;
     let mut gateway = pipeline.gateway();
     for cmd in &cmds {
@@ -180,21 +342,51 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         malformed,
     };
     if let Some(mut w) = done.take_consumer::<CsvEventWriter<Box<dyn Write + Send>>>(writer) {
-        report.events = w.lines();
+        report.events = w.lines() - (state.event_seq - state.admin_events);
         if let Some(e) = w.error.take() {
             return Err(out_err(e));
         }
     }
-    if let Some(p) = &opts.book_out {
-        let mut w = out_file(p)?;
-        let err = |source| RunError::Output {
-            path: p.clone(),
-            source,
-        };
-        if let Some(m) = &done.matcher {
-            write_book(&script, |i| m.resting_orders(i), &mut w).map_err(err)?;
+    if let Some((id, _)) = journal_id {
+        let failed = done.consumers.get(id.0).and_then(|c| c.failure.clone());
+        if let Some(f) = failed {
+            return Err(RunError::Journal(io::Error::other(f)));
         }
-        w.flush().map_err(err)?;
+    }
+    if let Some(p) = &opts.book_out {
+        if let Some(m) = &done.matcher {
+            write_book_file(&script, p, |i| m.resting_orders(i))?;
+        }
     }
     Ok(report)
+}
+
+fn write_book_file(
+    script: &Script,
+    p: &Path,
+    orders: impl Fn(ringex_engine::InstrumentId) -> Vec<ringex_engine::RestingOrder>,
+) -> Result<(), RunError> {
+    let mut w = out_file(p)?;
+    let err = |source| RunError::Output {
+        path: p.to_path_buf(),
+        source,
+    };
+    write_book(script, orders, &mut w).map_err(err)?;
+    w.flush().map_err(err)
+}
+
+/// `ringex recover`: recovers the journal directory, writes the book, and returns the
+/// number K of the last script command whose events are all durable.
+pub fn recover_to_book(
+    dir: &Path,
+    book_out: Option<&Path>,
+) -> Result<(u64, Option<RecoveryReport>), RunError> {
+    let (meta, state, report) = recover_dir(dir)?;
+    let k = meta.command_number(state.cmd_seq);
+    if let Some(p) = book_out {
+        let script = Script::restored(meta.specs.clone(), meta.groups.clone(), k);
+        let replica = BookReplica::from_state(&state);
+        write_book_file(&script, p, |i| replica.resting_orders(i))?;
+    }
+    Ok((k, report))
 }

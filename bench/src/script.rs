@@ -87,6 +87,43 @@ impl Script {
         Self::default()
     }
 
+    /// An edge that carries on from earlier runs: these instruments and groups are defined,
+    /// and `commands_read` command lines were read before.
+    pub fn restored(
+        specs: Vec<InstrumentSpec>,
+        groups: Vec<AllocGroup>,
+        commands_read: u64,
+    ) -> Self {
+        let mut s = Script::new();
+        for spec in specs {
+            s.symbols.insert(spec.symbol.clone(), spec.id);
+            while s.specs.len() < spec.id.0 as usize {
+                // Ids are dense in practice; a hole (an instrument whose definition was not
+                // recovered) keeps its number unused.
+                let hole = InstrumentId(s.specs.len() as u32);
+                s.specs.push(InstrumentSpec {
+                    id: hole,
+                    symbol: String::new(),
+                    tick_size: Decimal::ONE,
+                    lot_size: Decimal::ONE,
+                });
+            }
+            s.specs.push(spec);
+        }
+        for g in groups {
+            s.group_ids
+                .insert(g.script_id, AllocGroupId(s.groups.len() as u32 + 1));
+            s.groups.push(g);
+        }
+        s.command_no = commands_read;
+        s
+    }
+
+    /// Allocation groups, in definition order (group `AllocGroupId(i + 1)` is `groups()[i]`).
+    pub fn groups(&self) -> &[AllocGroup] {
+        &self.groups
+    }
+
     /// Instrument specs, indexed by [`InstrumentId`].
     pub fn specs(&self) -> &[InstrumentSpec] {
         &self.specs

@@ -1,1 +1,12 @@
+//! # ringex consumers
+//!
+//! The consumers that ship with ringex, each a [`ringex_engine::Consumer`] on its own
+//! thread reading the output ring:
+//!
+//! - [`journal`]: the persistence batcher (group-committed, checksummed segments), with
+//!   [`snapshot`]s and [`recovery`].
+#![deny(missing_docs)]
 
+pub mod journal;
+pub mod recovery;
+pub mod snapshot;

@@ -25,6 +25,9 @@ pub struct EngineState {
     pub event_seq: u64,
     /// Orders accepted so far.
     pub accept_seq: u64,
+    /// Events so far that are administrative (account status, instrument added) rather than
+    /// order or instrument-status events; event logs that leave them out number the rest.
+    pub admin_events: u64,
     /// Instruments with a book, and whether each is halted.
     pub instruments: Vec<(InstrumentId, bool)>,
     /// Every resting order: per instrument, bids best first then asks best first, each
@@ -53,6 +56,7 @@ impl EngineState {
             self.cmd_seq,
             self.event_seq,
             self.accept_seq,
+            self.admin_events,
             self.instruments.len() as u64,
             self.orders.len() as u64,
             self.dead_ids.len() as u64,
@@ -96,18 +100,19 @@ impl EngineState {
         if take(8)? != MAGIC {
             return Err(StateFormatError("bad magic"));
         }
-        let mut u64s = [0u64; 7];
+        let mut u64s = [0u64; 8];
         for x in &mut u64s {
             let mut a = [0u8; 8];
             a.copy_from_slice(take(8)?);
             *x = u64::from_le_bytes(a);
         }
-        let [cmd_seq, event_seq, accept_seq, ni, no, nd, nb] = u64s;
+        let [cmd_seq, event_seq, accept_seq, admin_events, ni, no, nd, nb] = u64s;
         let cap = |n: u64| (n as usize).min(b.len());
         let mut s = EngineState {
             cmd_seq,
             event_seq,
             accept_seq,
+            admin_events,
             instruments: Vec::with_capacity(cap(ni)),
             orders: Vec::with_capacity(cap(no)),
             dead_ids: Vec::with_capacity(cap(nd)),

@@ -19,6 +19,7 @@ pub struct BookReplica {
     /// The incoming order of the current command when it cannot rest (IOC, FOK, market).
     transient: Option<OrderId>,
     accept_seq: u64,
+    admin_events: u64,
 }
 
 impl BookReplica {
@@ -75,6 +76,7 @@ impl BookReplica {
                 }
             }
             EventKind::AccountStatus { account, blocked } => {
+                self.admin_events += 1;
                 if blocked {
                     self.blocked.insert(account.0);
                 } else {
@@ -82,6 +84,7 @@ impl BookReplica {
                 }
             }
             EventKind::InstrumentAdded { instrument } => {
+                self.admin_events += 1;
                 self.books.add_instrument(instrument);
             }
             EventKind::Rejected { .. } => {}
@@ -165,6 +168,7 @@ impl BookReplica {
             cmd_seq,
             event_seq,
             accept_seq: self.accept_seq,
+            admin_events: self.admin_events,
             instruments,
             orders,
             dead_ids: self.books.dead_ids(),
@@ -179,6 +183,7 @@ impl BookReplica {
             blocked: state.blocked.iter().map(|a| a.0).collect(),
             transient: None,
             accept_seq: state.accept_seq,
+            admin_events: state.admin_events,
         };
         for &(i, halted) in &state.instruments {
             r.books.add_instrument(i);

@@ -1,0 +1,321 @@
+//! The persistence batcher: an append-only journal of the event stream, in group commits.
+//!
+//! - Segment files `<first_event_seq>.journal` (20 digits) in one directory, preallocated
+//!   to the segment size, rolled when full.
+//! - One record per ring batch: a 32-byte header (magic, payload length, CRC-32 of
+//!   everything after the CRC field, first event sequence, last command sequence, event
+//!   count) and the events, 64 bytes each ([`ringex_engine::codec`]).
+//! - **Command boundaries**: a record ends on the last event of a command. Events of a
+//!   command that is not complete at the end of a batch wait for the next batch, so the
+//!   durable prefix never ends between two events of one command.
+//! - **Group commit**: one `write` and (policy `batch`) one `fdatasync` per ring batch;
+//!   `interval:<ms>` syncs at most that often; `none` never syncs (benchmarks).
+//! - The highest durable sequence is published in a [`DurableSeq`] readable from any thread,
+//!   and an optional hook is called after every sync (client acknowledgements).
+
+use crossbeam_utils::CachePadded;
+use ringex_engine::codec::EVENT_BYTES;
+use ringex_engine::{Consumer, Event, Sequence};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Record magic: "RGJ1".
+pub const RECORD_MAGIC: u32 = 0x314A_4752;
+/// Bytes of a record header.
+pub const HEADER_BYTES: usize = 32;
+
+/// When the journal calls `fdatasync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every ring batch (group commit): durable before acknowledged.
+    Batch,
+    /// At most once per interval; an event is durable only after the next sync.
+    Interval(Duration),
+    /// Never (benchmarks): "durable" means written to the OS.
+    None,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(FsyncPolicy::Batch),
+            "none" => Ok(FsyncPolicy::None),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("fsync policy {s:?}: use batch, interval:<ms> or none")),
+        }
+    }
+}
+
+/// Journal settings.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// The directory of segment files.
+    pub dir: PathBuf,
+    /// When to sync.
+    pub fsync: FsyncPolicy,
+    /// Segment size (preallocated).
+    pub segment_bytes: u64,
+}
+
+impl JournalConfig {
+    /// Defaults: sync every batch, 16 MiB segments.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig {
+            dir: dir.into(),
+            fsync: FsyncPolicy::Batch,
+            segment_bytes: 16 << 20,
+        }
+    }
+}
+
+/// A durability mark: every event up to `event_seq`, i.e. every command up to `cmd_seq`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DurableMark {
+    /// The last durable event (output sequence).
+    pub event_seq: u64,
+    /// The last command whose events are all durable (input sequence).
+    pub cmd_seq: u64,
+}
+
+/// The highest durable sequences, readable from any thread.
+#[derive(Clone, Debug, Default)]
+pub struct DurableSeq {
+    event: Arc<CachePadded<AtomicU64>>,
+    cmd: Arc<CachePadded<AtomicU64>>,
+}
+
+impl DurableSeq {
+    /// The last durable event sequence.
+    pub fn event_seq(&self) -> u64 {
+        self.event.load(Ordering::Acquire)
+    }
+    /// The last command whose events are all durable.
+    pub fn cmd_seq(&self) -> u64 {
+        self.cmd.load(Ordering::Acquire)
+    }
+    fn publish(&self, m: DurableMark) {
+        self.cmd.store(m.cmd_seq, Ordering::Release);
+        self.event.store(m.event_seq, Ordering::Release);
+    }
+}
+
+/// The segment file name for a segment whose first event is `seq`.
+pub fn segment_name(seq: u64) -> String {
+    format!("{seq:020}.journal")
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn preallocate(f: &File, bytes: u64) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: fd is a valid open file descriptor owned by `f` for the duration of the call.
+    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, bytes as libc::off_t) };
+    if r != 0 {
+        // Not supported here (e.g. some file systems): appends will grow the file instead.
+        tracing::debug!("posix_fallocate failed ({r}); segment not preallocated");
+    }
+}
+
+struct Segment {
+    file: File,
+    pos: u64,
+}
+
+/// The journal consumer. `F` is the hook called after each sync with the new mark.
+pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark)> {
+    cfg: JournalConfig,
+    segment: Option<Segment>,
+    /// Encoded events not yet written.
+    pending: Vec<u8>,
+    pending_first: u64,
+    /// Bytes, event count and mark of the last complete command in `pending`.
+    boundary: (usize, u32, DurableMark),
+    record: Vec<u8>,
+    written: DurableMark,
+    durable: DurableSeq,
+    on_durable: F,
+    last_sync: Instant,
+    /// The first I/O error; the journal stops writing (and nothing more becomes durable).
+    pub error: Option<io::Error>,
+    /// Records written (for reports).
+    pub records: u64,
+    /// Syncs done.
+    pub syncs: u64,
+}
+
+fn no_hook(_: DurableMark) {}
+
+impl Journal {
+    /// A journal with no hook.
+    pub fn new(cfg: JournalConfig) -> Self {
+        Journal::with_hook(cfg, no_hook)
+    }
+}
+
+impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
+    /// A journal that calls `on_durable` after every sync (from the journal's thread).
+    pub fn with_hook(cfg: JournalConfig, on_durable: F) -> Self {
+        Journal {
+            cfg,
+            segment: None,
+            pending: Vec::with_capacity(1 << 20),
+            pending_first: 0,
+            boundary: (0, 0, DurableMark::default()),
+            record: Vec::with_capacity(1 << 20),
+            written: DurableMark::default(),
+            durable: DurableSeq::default(),
+            on_durable,
+            last_sync: Instant::now(),
+            error: None,
+            records: 0,
+            syncs: 0,
+        }
+    }
+
+    /// Continues after a recovered mark (sequence numbers and durable state).
+    pub fn resume_after(mut self, mark: DurableMark) -> Self {
+        self.written = mark;
+        self.durable.publish(mark);
+        self
+    }
+
+    /// A handle on the durable sequence, for other threads.
+    pub fn durable(&self) -> DurableSeq {
+        self.durable.clone()
+    }
+
+    fn open_segment(&mut self, first_seq: u64) -> io::Result<()> {
+        std::fs::create_dir_all(&self.cfg.dir)?;
+        let path = self.cfg.dir.join(segment_name(first_seq));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)?;
+        preallocate(&file, self.cfg.segment_bytes);
+        file.sync_all()?;
+        sync_dir(&self.cfg.dir)?;
+        self.segment = Some(Segment { file, pos: 0 });
+        Ok(())
+    }
+
+    /// Writes the complete commands buffered so far as one record, then syncs per policy.
+    fn commit(&mut self) -> io::Result<()> {
+        let (bytes, count, mark) = self.boundary;
+        if count == 0 {
+            return Ok(());
+        }
+        self.record.clear();
+        self.record.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
+        self.record.extend_from_slice(&(bytes as u32).to_le_bytes());
+        self.record.extend_from_slice(&[0; 4]);
+        self.record
+            .extend_from_slice(&self.pending_first.to_le_bytes());
+        self.record.extend_from_slice(&mark.cmd_seq.to_le_bytes());
+        self.record.extend_from_slice(&count.to_le_bytes());
+        self.record.extend_from_slice(&self.pending[..bytes]);
+        let mut h = crc32fast::Hasher::new();
+        h.update(&self.record[12..]);
+        let crc = h.finalize();
+        self.record[8..12].copy_from_slice(&crc.to_le_bytes());
+
+        let len = self.record.len() as u64;
+        let roll = match &self.segment {
+            None => true,
+            Some(s) => s.pos > 0 && s.pos + len > self.cfg.segment_bytes,
+        };
+        if roll {
+            self.open_segment(self.pending_first)?;
+        }
+        if let Some(seg) = self.segment.as_mut() {
+            seg.file.write_all(&self.record)?;
+            seg.pos += len;
+        }
+        self.records += 1;
+        self.written = mark;
+        // Keep the events of the incomplete command.
+        self.pending.drain(..bytes);
+        self.pending_first = mark.event_seq + 1;
+        self.boundary = (0, 0, mark);
+        match self.cfg.fsync {
+            FsyncPolicy::Batch => self.sync()?,
+            FsyncPolicy::Interval(d) if self.last_sync.elapsed() >= d => self.sync()?,
+            FsyncPolicy::Interval(_) => {}
+            FsyncPolicy::None => self.mark_durable(),
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(seg) = &self.segment {
+            seg.file.sync_data()?;
+        }
+        self.syncs += 1;
+        self.last_sync = Instant::now();
+        self.mark_durable();
+        Ok(())
+    }
+
+    fn mark_durable(&mut self) {
+        if self.written.event_seq > self.durable.event_seq() {
+            self.durable.publish(self.written);
+            (self.on_durable)(self.written);
+        }
+    }
+}
+
+impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
+    fn name(&self) -> &str {
+        "journal"
+    }
+
+    fn on_event(&mut self, e: &Event, seq: Sequence, end_of_batch: bool) {
+        if self.error.is_some() {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.pending_first = seq.0;
+        }
+        let mut buf = [0u8; EVENT_BYTES];
+        e.encode(&mut buf);
+        self.pending.extend_from_slice(&buf);
+        if e.is_last_of_command() {
+            let count = (self.pending.len() / EVENT_BYTES) as u32;
+            self.boundary = (
+                self.pending.len(),
+                count,
+                DurableMark {
+                    event_seq: seq.0,
+                    cmd_seq: e.cmd_seq().0,
+                },
+            );
+        }
+        if end_of_batch {
+            if let Err(err) = self.commit() {
+                tracing::error!("journal write failed: {err}; nothing more becomes durable");
+                self.error = Some(err);
+            }
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        if self.error.is_none() {
+            let r = self.commit().and_then(|_| match self.cfg.fsync {
+                FsyncPolicy::None => Ok(()),
+                _ => self.sync(),
+            });
+            if let Err(err) = r {
+                self.error = Some(err);
+            }
+        }
+    }
+}

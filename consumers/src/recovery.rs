@@ -1,0 +1,293 @@
+//! Recovery: the newest valid snapshot plus the journal tail, with torn-tail detection.
+//!
+//! A record that fails its checksum (or is cut short) with nothing valid after it anywhere
+//! is a torn tail: the journal is cut there (truncated) and the cut is reported. A bad record
+//! followed by any valid record, or a gap in the sequence numbers, is corruption in the
+//! middle of the journal: recovery stops with a clear error rather than build a wrong book.
+
+use crate::journal::{DurableMark, HEADER_BYTES, RECORD_MAGIC};
+use crate::snapshot::{list_snapshots, read_snapshot};
+use ringex_engine::codec::EVENT_BYTES;
+use ringex_engine::state::EngineState;
+use ringex_engine::{BookReplica, Event};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why recovery refused to go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// A file could not be read or written.
+    #[error("recovery I/O error on {0}: {1}")]
+    Io(PathBuf, io::Error),
+    /// A damaged record with valid records after it.
+    #[error("journal {segment} is corrupt at byte {offset} (valid records follow, so this is not a torn tail); refusing to recover a wrong book: restore the directory from a replica or backup")]
+    Corrupt {
+        /// The segment.
+        segment: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+    },
+    /// A record repeats events an earlier record already holds.
+    #[error("journal {segment} repeats events: a record starts at {first} after one that ended at {previous}")]
+    Overlap {
+        /// The segment.
+        segment: PathBuf,
+        /// First event of the repeating record.
+        first: u64,
+        /// Last event of the record before it.
+        previous: u64,
+    },
+    /// Events are missing between the snapshot or one record and the next.
+    #[error("journal has a gap: expected event {expected}, found {found} in {segment}")]
+    Gap {
+        /// The segment.
+        segment: PathBuf,
+        /// The event sequence expected next.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+}
+
+/// What recovery did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// The snapshot used, if any.
+    pub snapshot: Option<PathBuf>,
+    /// Snapshots skipped because they were damaged.
+    pub damaged_snapshots: Vec<PathBuf>,
+    /// Journal records replayed after the snapshot.
+    pub records: u64,
+    /// Events replayed after the snapshot.
+    pub events: u64,
+    /// A torn tail that was cut: (segment, offset, bytes cut).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Empty segments removed.
+    pub empty_segments_removed: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// The recovered engine.
+pub struct Recovered {
+    /// The state after the last durable command.
+    pub state: EngineState,
+    /// The replica holding that state.
+    pub replica: BookReplica,
+    /// The durable mark (last event, last command).
+    pub mark: DurableMark,
+    /// What happened.
+    pub report: RecoveryReport,
+}
+
+fn io_err(p: &Path) -> impl Fn(io::Error) -> RecoveryError + '_ {
+    move |e| RecoveryError::Io(p.to_path_buf(), e)
+}
+
+/// Journal segments in `dir`, in order: (first event sequence, path).
+pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut v = Vec::new();
+    if !dir.exists() {
+        return Ok(v);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if let Some(s) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".journal"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            v.push((s, p));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// A parsed record header.
+struct Header {
+    len: usize,
+    crc: u32,
+    first: u64,
+    last_cmd: u64,
+    count: u32,
+}
+
+fn header(b: &[u8]) -> Option<Header> {
+    let h = b.get(..HEADER_BYTES)?;
+    let u32at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let u64at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&h[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    if u32at(0) != RECORD_MAGIC {
+        return None;
+    }
+    Some(Header {
+        len: u32at(4) as usize,
+        crc: u32at(8),
+        first: u64at(12),
+        last_cmd: u64at(20),
+        count: u32at(28),
+    })
+}
+
+/// A whole valid record at `b[0..]`: its header and total length.
+fn valid_record(b: &[u8]) -> Option<(Header, usize)> {
+    let h = header(b)?;
+    if h.len != h.count as usize * EVENT_BYTES || h.count == 0 {
+        return None;
+    }
+    let total = HEADER_BYTES + h.len;
+    let rec = b.get(..total)?;
+    (crc32fast::hash(&rec[12..]) == h.crc).then_some((h, total))
+}
+
+/// True when a valid record starts anywhere at or after `from` (records start on 32-byte
+/// boundaries).
+fn any_valid_after(b: &[u8], from: usize) -> bool {
+    let mut at = from.next_multiple_of(32);
+    while at + HEADER_BYTES <= b.len() {
+        if valid_record(&b[at..]).is_some() {
+            return true;
+        }
+        at += 32;
+    }
+    false
+}
+
+/// Recovers the engine state from `dir`: newest valid snapshot plus the journal tail. Cuts
+/// a torn tail (the directory is modified) and removes empty segments.
+pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
+    let t = Instant::now();
+    let mut report = RecoveryReport::default();
+    let mut state = EngineState::default();
+    for (_, p) in list_snapshots(dir).map_err(io_err(dir))? {
+        match read_snapshot(&p) {
+            Ok(s) => {
+                state = s;
+                report.snapshot = Some(p);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("{e}; trying an older snapshot");
+                report.damaged_snapshots.push(p);
+            }
+        }
+    }
+    let mut replica = BookReplica::from_state(&state);
+    let mut mark = DurableMark {
+        event_seq: state.event_seq,
+        cmd_seq: state.cmd_seq,
+    };
+    let segments = list_segments(dir).map_err(io_err(dir))?;
+    let mut data: Vec<Vec<u8>> = Vec::with_capacity(segments.len());
+    for (_, p) in &segments {
+        let mut b = Vec::new();
+        File::open(p)
+            .and_then(|mut f| f.read_to_end(&mut b))
+            .map_err(io_err(p))?;
+        data.push(b);
+    }
+    let mut buf = [0u8; EVENT_BYTES];
+    // The last event that came from the journal itself (a record that repeats it is a
+    // duplicate, not a record the snapshot already covers).
+    let mut from_journal = 0u64;
+    for (i, ((_, path), b)) in segments.iter().zip(&data).enumerate() {
+        let mut at = 0usize;
+        let mut records_here = 0u64;
+        loop {
+            if at + HEADER_BYTES > b.len() || b[at..at + HEADER_BYTES].iter().all(|&x| x == 0) {
+                // End of this segment's data (preallocated zeros or end of file). Anything
+                // non-zero after zeros would be a record we cannot reach.
+                if at < b.len() && b[at..].iter().any(|&x| x != 0) && any_valid_after(b, at) {
+                    return Err(RecoveryError::Corrupt {
+                        segment: path.clone(),
+                        offset: at as u64,
+                    });
+                }
+                break;
+            }
+            let Some((h, total)) = valid_record(&b[at..]) else {
+                let later = any_valid_after(b, at + 32)
+                    || data[i + 1..].iter().any(|d| any_valid_after(d, 0));
+                if later {
+                    return Err(RecoveryError::Corrupt {
+                        segment: path.clone(),
+                        offset: at as u64,
+                    });
+                }
+                let cut = b.len() as u64 - at as u64;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                f.set_len(at as u64).map_err(io_err(path))?;
+                f.sync_all().map_err(io_err(path))?;
+                tracing::warn!(
+                    "journal {}: torn tail at byte {at} cut ({cut} bytes)",
+                    path.display()
+                );
+                report.torn_tail = Some((path.clone(), at as u64, cut));
+                break;
+            };
+            let last = h.first + h.count as u64 - 1;
+            if h.first <= from_journal {
+                return Err(RecoveryError::Overlap {
+                    segment: path.clone(),
+                    first: h.first,
+                    previous: from_journal,
+                });
+            }
+            from_journal = last;
+            if h.first > mark.event_seq + 1 {
+                return Err(RecoveryError::Gap {
+                    segment: path.clone(),
+                    expected: mark.event_seq + 1,
+                    found: h.first,
+                });
+            }
+            if last > mark.event_seq {
+                for k in 0..h.count as u64 {
+                    let seq = h.first + k;
+                    if seq <= mark.event_seq {
+                        continue;
+                    }
+                    let off = at + HEADER_BYTES + k as usize * EVENT_BYTES;
+                    buf.copy_from_slice(&b[off..off + EVENT_BYTES]);
+                    let Some(e) = Event::decode(&buf) else {
+                        return Err(RecoveryError::Corrupt {
+                            segment: path.clone(),
+                            offset: off as u64,
+                        });
+                    };
+                    replica.apply(&e);
+                    report.events += 1;
+                }
+                mark = DurableMark {
+                    event_seq: last,
+                    cmd_seq: h.last_cmd,
+                };
+                report.records += 1;
+            }
+            records_here += 1;
+            at += total;
+        }
+        if records_here == 0 {
+            std::fs::remove_file(path).map_err(io_err(path))?;
+            report.empty_segments_removed += 1;
+        }
+    }
+    let state = replica.state(mark.cmd_seq, mark.event_seq);
+    report.elapsed = t.elapsed();
+    Ok(Recovered {
+        state,
+        replica,
+        mark,
+        report,
+    })
+}

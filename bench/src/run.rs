@@ -216,6 +216,11 @@ pub fn recover_dir(
     Ok((meta, rec.state, Some(rec.report)))
 }
 
+/// The journal commits at least every 4096 events (records of at most 256 KiB).
+fn journal_opts() -> ConsumerOptions {
+    ConsumerOptions::default().max_batch(4096)
+}
+
 /// Appends ack lines to a file, one write per sync.
 struct AckFile(File);
 
@@ -303,12 +308,12 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             Some(a) => {
                 let j = Journal::with_hook(cfg, a.hook()).resume_after(mark);
                 let d = j.durable();
-                (builder.add_consumer(j, ConsumerOptions::default()), d)
+                (builder.add_consumer(j, journal_opts()), d)
             }
             None => {
                 let j = Journal::new(cfg).resume_after(mark);
                 let d = j.durable();
-                (builder.add_consumer(j, ConsumerOptions::default()), d)
+                (builder.add_consumer(j, journal_opts()), d)
             }
         };
         journal_id = Some((id, opts.acks_out.is_some()));

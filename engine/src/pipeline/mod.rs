@@ -95,6 +95,9 @@ pub struct ConsumerOptions {
     pub idle: Option<IdleStrategy>,
     /// Consumers that must have processed an event before this one sees it.
     pub after: Vec<ConsumerId>,
+    /// At most this many events per batch (`end_of_batch` comes at least this often);
+    /// default: everything available.
+    pub max_batch: Option<u64>,
 }
 
 impl ConsumerOptions {
@@ -107,6 +110,12 @@ impl ConsumerOptions {
     /// With this idle strategy.
     pub fn idle(mut self, idle: IdleStrategy) -> Self {
         self.idle = Some(idle);
+        self
+    }
+
+    /// Batches of at most `n` events (bounds the work between two flushes).
+    pub fn max_batch(mut self, n: u64) -> Self {
+        self.max_batch = Some(n.max(1));
         self
     }
 
@@ -236,6 +245,7 @@ struct ConsumerRun {
     deps: Vec<Arc<ConsumerCell>>,
     core: Option<core_affinity::CoreId>,
     idle: IdleStrategy,
+    max_batch: u64,
     ctx: ConsumerContext,
 }
 
@@ -456,6 +466,7 @@ impl PipelineBuilder {
                 deps,
                 core,
                 idle,
+                max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
                 ctx: ConsumerContext {
                     gateway: gateway.clone(),
                 },
@@ -650,6 +661,7 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         deps,
         core,
         idle,
+        max_batch,
         ctx,
     } = run;
     pin(core, &cell.name);
@@ -666,7 +678,8 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
             .iter()
             .map(|d| d.sequence.load(Ordering::Acquire))
             .min()
-            .map_or(u64::MAX, |m| m.saturating_sub(seq));
+            .map_or(u64::MAX, |m| m.saturating_sub(seq))
+            .min(max_batch);
         if limit == 0 {
             // Gated and caught up with what the consumers before us have done: only look
             // for the end of the stream (take(0) consumes nothing).

@@ -1,0 +1,380 @@
+//! Journal, snapshots and recovery through the `ringex` binary: round trip, continuation,
+//! kill -9 at random moments, corruption, snapshot + tail.
+
+use ringex_engine::workload::SplitMix64;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ringex() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringex"))
+}
+
+/// A script of `n` command lines over two instruments: orders, cancels, modifies, ticks,
+/// blocks, halts — and a few bad lines.
+fn script(seed: u64, n: usize) -> String {
+    let mut r = SplitMix64::new(seed);
+    let mut s = String::from("instrument,ABC,0.01,1\ninstrument,XYZ,0.5,10\n");
+    let mut ts = 1u64;
+    for i in 1..=n as u64 {
+        ts += r.below(3);
+        let sym = if r.below(4) == 0 { "XYZ" } else { "ABC" };
+        let (px, lot) = if sym == "ABC" {
+            (format!("{}.{:02}", 99 + r.below(3), r.below(100)), 1)
+        } else {
+            (format!("{}.{}", 20 + r.below(2), 5 * r.below(2)), 10)
+        };
+        let acct = 1 + r.below(5);
+        let line = match r.below(100) {
+            0..=49 => {
+                let side = if r.below(2) == 0 { "buy" } else { "sell" };
+                let tif = ["gtc", "gtc", "gtc", "ioc", "fok"][r.below(5) as usize];
+                let tif = if r.below(10) == 0 {
+                    format!("gtd:{}", ts + r.below(50))
+                } else {
+                    tif.to_string()
+                };
+                format!(
+                    "new,{ts},{sym},{acct},{i},{side},limit,{tif},{px},{}",
+                    lot * (1 + r.below(9))
+                )
+            }
+            50..=64 => format!("cancel,{ts},{sym},{acct},{}", i.saturating_sub(r.below(30))),
+            65..=84 => format!(
+                "modify,{ts},{sym},{acct},{},{px},{}",
+                i.saturating_sub(r.below(30)),
+                lot * (1 + r.below(9))
+            ),
+            85..=89 => format!(
+                "new,{ts},{sym},{acct},{i},buy,market,ioc,-,{}",
+                lot * (1 + r.below(5))
+            ),
+            90..=92 => format!("tick,{ts}"),
+            93 => format!("block,{ts},{acct}"),
+            94..=95 => format!("unblock,{ts},{acct}"),
+            96 => format!("mass_cancel,{ts},{acct}"),
+            97 => format!("halt,{ts},{sym}"),
+            98 => format!("resume,{ts},{sym}"),
+            _ => "this line is malformed".to_string(),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+/// The definitions plus the first `k` command lines of a script.
+fn prefix(script: &str, k: u64) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for line in script.lines() {
+        let is_def = line.starts_with("instrument,") || line.starts_with("alloc_group,");
+        if !is_def {
+            if n == k {
+                break;
+            }
+            n += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn run(dir: &Path, name: &str, script: &str, extra: &[&str]) -> (String, String) {
+    let path = dir.join(format!("{name}.csv"));
+    std::fs::write(&path, script).expect("write script");
+    let events = dir.join(format!("{name}.events"));
+    let book = dir.join(format!("{name}.book"));
+    let out = ringex()
+        .arg("run")
+        .arg(&path)
+        .arg("--events-out")
+        .arg(&events)
+        .arg("--book-out")
+        .arg(&book)
+        .args(extra)
+        .output()
+        .expect("ringex run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        std::fs::read_to_string(events).expect("events"),
+        std::fs::read_to_string(book).expect("book"),
+    )
+}
+
+fn recover(journal: &Path, book: &Path) -> (u64, String, String) {
+    let out = ringex()
+        .args(["recover", "--journal"])
+        .arg(journal)
+        .arg("--book-out")
+        .arg(book)
+        .output()
+        .expect("ringex recover");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "recover failed: {stderr}");
+    let k = stdout
+        .trim()
+        .strip_prefix("recovered through command ")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
+    (k, std::fs::read_to_string(book).expect("book"), stderr)
+}
+
+#[test]
+fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let j = tmp.path().join("journal");
+    let (s1, s2) = (script(1, 3000), script(2, 2000));
+    let s2_body: String = s2.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    let jarg = j.to_str().expect("utf8");
+    let (e1, b1) = run(
+        tmp.path(),
+        "one",
+        &s1,
+        &["--journal", jarg, "--fsync", "batch"],
+    );
+    let (k, rb, _) = recover(&j, &tmp.path().join("rec.book"));
+    assert_eq!(k, 3000);
+    assert_eq!(rb, b1, "recovered book equals the run's book");
+    let (e2, b2) = run(tmp.path(), "two", &s2_body, &["--journal", jarg]);
+    let (eall, ball) = run(tmp.path(), "all", &format!("{s1}{s2_body}"), &[]);
+    assert_eq!(
+        format!("{e1}{e2}"),
+        eall,
+        "events across the restart equal one run"
+    );
+    assert_eq!(b2, ball);
+    let (k, rb, _) = recover(&j, &tmp.path().join("rec2.book"));
+    assert_eq!((k, rb), (5000, ball));
+}
+
+#[test]
+fn snapshot_plus_tail_equals_full_replay() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let j = tmp.path().join("journal");
+    let s = script(3, 5000);
+    let (_, book) = run(
+        tmp.path(),
+        "s",
+        &s,
+        &[
+            "--journal",
+            j.to_str().expect("utf8"),
+            "--snapshot-every",
+            "700",
+        ],
+    );
+    let snaps = std::fs::read_dir(&j)
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+        })
+        .count();
+    assert!(snaps >= 1, "a snapshot was written");
+    let (k, rb, stderr) = recover(&j, &tmp.path().join("r.book"));
+    assert!(stderr.contains("snapshot Some("), "{stderr}");
+    // The last command lines may make no events (ticks, bad lines): K is the last with events.
+    assert!((4990..=5000).contains(&k), "{k}");
+    assert_eq!(rb, book);
+    // Without the snapshot (full journal replay in a fresh directory) the book is the same.
+    let j2 = tmp.path().join("journal2");
+    run(
+        tmp.path(),
+        "s2",
+        &s,
+        &["--journal", j2.to_str().expect("utf8")],
+    );
+    let (_, rb2, _) = recover(&j2, &tmp.path().join("r2.book"));
+    assert_eq!(rb2, book);
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Offsets of the records in a segment (walks the headers).
+fn record_offsets(seg: &Path) -> Vec<usize> {
+    let b = std::fs::read(seg).expect("segment");
+    let mut v = Vec::new();
+    let mut at = 0;
+    while at + 32 <= b.len() && b[at..at + 4] == 0x314A_4752u32.to_le_bytes() {
+        v.push(at);
+        let len = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]) as usize;
+        at += 32 + len;
+    }
+    v
+}
+
+fn flip(seg: &Path, at: usize) {
+    let mut b = std::fs::read(seg).expect("segment");
+    b[at] ^= 0x5a;
+    std::fs::write(seg, b).expect("write");
+}
+
+#[test]
+fn damaged_last_record_is_cut_and_reported_and_damage_in_the_middle_is_an_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = script(4, 20_000);
+    let j = tmp.path().join("j");
+    let jarg = j.to_str().expect("utf8");
+    run(tmp.path(), "a", &s, &["--journal", jarg]);
+    let seg = segments(&j).pop().expect("a segment");
+    let offs = record_offsets(&seg);
+    assert!(offs.len() >= 2, "several records");
+    let last = *offs.last().expect("last");
+    // Flip a byte inside the last record's events: detected by the CRC and cut.
+    flip(&seg, last + 40);
+    let (k1, book1, stderr) = recover(&j, &tmp.path().join("b1"));
+    assert!(stderr.contains("torn tail Some("), "{stderr}");
+    assert!(k1 < 20_000);
+    let expect = run(tmp.path(), "p1", &prefix(&s, k1), &[]).1;
+    assert_eq!(
+        book1, expect,
+        "recovered book equals the first K commands' book"
+    );
+    // The cut is permanent: recovering again finds nothing more to cut and the same state.
+    let (k1b, book1b, stderr) = recover(&j, &tmp.path().join("b1b"));
+    assert!(stderr.contains("torn tail None"), "{stderr}");
+    assert_eq!((k1b, book1b), (k1, book1));
+
+    // A truncated tail (a torn write) is cut the same way.
+    let j2 = tmp.path().join("j2");
+    run(
+        tmp.path(),
+        "b",
+        &s,
+        &["--journal", j2.to_str().expect("utf8")],
+    );
+    let seg2 = segments(&j2).pop().expect("segment");
+    let last2 = *record_offsets(&seg2).last().expect("last");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg2)
+        .expect("open");
+    f.set_len(last2 as u64 + 100).expect("truncate");
+    let (k2, book2, stderr) = recover(&j2, &tmp.path().join("b2"));
+    assert!(stderr.contains("torn tail Some("), "{stderr}");
+    assert_eq!(book2, run(tmp.path(), "p2", &prefix(&s, k2), &[]).1);
+
+    // A flipped byte in a record in the middle: a clear error, no book.
+    let j3 = tmp.path().join("j3");
+    run(
+        tmp.path(),
+        "c",
+        &s,
+        &["--journal", j3.to_str().expect("utf8")],
+    );
+    let seg3 = segments(&j3).pop().expect("segment");
+    let offs3 = record_offsets(&seg3);
+    flip(&seg3, offs3[offs3.len() / 2] + 50);
+    let out = ringex()
+        .args(["recover", "--journal"])
+        .arg(&j3)
+        .arg("--book-out")
+        .arg(tmp.path().join("b3"))
+        .output()
+        .expect("recover");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(
+        !tmp.path().join("b3").exists(),
+        "no book from a corrupt journal"
+    );
+}
+
+/// kill -9 at random moments: the recovered book is the book of exactly the first K
+/// commands, and every acknowledged event is there. `RINGEX_CRASH_TRIALS` sets the count
+/// (default 20; the long mode runs 100).
+#[test]
+fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
+    let trials: u64 = std::env::var("RINGEX_CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = script(5, 60_000);
+    let path = tmp.path().join("big.csv");
+    std::fs::write(&path, &s).expect("script");
+    let mut rng = SplitMix64::new(42);
+    let mut ks = Vec::new();
+    for trial in 0..trials {
+        let j = tmp.path().join(format!("j{trial}"));
+        let acks = tmp.path().join(format!("acks{trial}"));
+        let mut child = ringex()
+            .arg("run")
+            .arg(&path)
+            .arg("--events-out")
+            .arg("/dev/null")
+            .arg("--journal")
+            .arg(&j)
+            .args(["--fsync", "batch"])
+            .arg("--acks-out")
+            .arg(&acks)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Wait until the run is past parsing (its edge state is written), then kill it at a
+        // random moment while it journals.
+        for _ in 0..5000 {
+            if j.join("edge.meta").exists() || child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if !j.join("edge.meta").exists() {
+            continue; // killed before it wrote anything: nothing to recover
+        }
+        let (k, book, stderr) = recover(&j, &tmp.path().join(format!("b{trial}")));
+        let expect = run(tmp.path(), &format!("p{trial}"), &prefix(&s, k), &[]).1;
+        assert_eq!(
+            book, expect,
+            "trial {trial}: recovered book != book after the first {k} commands"
+        );
+        // Every acknowledged event is durable: the recovered mark is at or past every ack.
+        let acked = std::fs::read_to_string(&acks).unwrap_or_default();
+        let max_ack = acked
+            .lines()
+            .filter_map(|l| l.split(',').nth(1)?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let replayed: u64 = stderr
+            .split(" events replayed")
+            .next()
+            .and_then(|x| x.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            replayed >= max_ack,
+            "trial {trial}: acked {max_ack}, recovered {replayed} events"
+        );
+        ks.push(k);
+    }
+    assert!(
+        ks.len() as u64 >= trials / 2,
+        "most trials got far enough to journal"
+    );
+    eprintln!("recovered K per trial: {ks:?}");
+    let partial = ks.iter().filter(|&&k| k > 0 && k < 60_000).count();
+    assert!(
+        partial as u64 >= trials / 4,
+        "most kills landed mid-run: {ks:?}"
+    );
+}

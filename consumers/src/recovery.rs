@@ -74,8 +74,6 @@ pub struct RecoveryReport {
 pub struct Recovered {
     /// The state after the last durable command.
     pub state: EngineState,
-    /// The replica holding that state.
-    pub replica: BookReplica,
     /// The durable mark (last event, last command).
     pub mark: DurableMark,
     /// What happened.
@@ -179,7 +177,8 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
             }
         }
     }
-    let mut replica = BookReplica::from_state(&state);
+    // The replica is built only if the journal has events after the snapshot.
+    let mut replica: Option<BookReplica> = None;
     let mut mark = DurableMark {
         event_seq: state.event_seq,
         cmd_seq: state.cmd_seq,
@@ -265,7 +264,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
                             offset: off as u64,
                         });
                     };
-                    replica.apply(&e);
+                    replica
+                        .get_or_insert_with(|| BookReplica::from_state(&state))
+                        .apply(&e);
                     report.events += 1;
                 }
                 mark = DurableMark {
@@ -282,11 +283,13 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
             report.empty_segments_removed += 1;
         }
     }
-    let state = replica.state(mark.cmd_seq, mark.event_seq);
+    let state = match replica {
+        Some(r) => r.state(mark.cmd_seq, mark.event_seq),
+        None => state,
+    };
     report.elapsed = t.elapsed();
     Ok(Recovered {
         state,
-        replica,
         mark,
         report,
     })

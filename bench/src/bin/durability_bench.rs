@@ -1,0 +1,197 @@
+//! Issue-4 figures: journal throughput with `--fsync batch`, the whole pipeline with the
+//! journal on vs off, and recovery time for 1M resting orders.
+//!
+//! `durability_bench [--commands N] [--orders N] [--dir DIR]` (DIR: where journals go;
+//! default a temporary directory on the working disk).
+
+use ringex_bench::topology::CountingConsumer;
+use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_consumers::recovery::recover;
+use ringex_consumers::snapshot::write_snapshot;
+use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::*;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(
+    cmds: &[Command],
+    setup: &[Command],
+    journal: Option<(&Path, FsyncPolicy)>,
+    counters: usize,
+) -> (f64, u64, u64) {
+    let mut b = Pipeline::builder();
+    for k in 0..counters {
+        b.add_consumer(
+            CountingConsumer::new(format!("count-{k}")),
+            ConsumerOptions::default(),
+        );
+    }
+    let mut syncs_id = None;
+    if let Some((dir, fsync)) = journal {
+        let mut cfg = JournalConfig::new(dir);
+        cfg.fsync = fsync;
+        syncs_id = Some(b.add_consumer(
+            Journal::new(cfg),
+            ConsumerOptions::default().max_batch(4096),
+        ));
+    }
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    for c in setup {
+        let _ = g.submit_at(*c);
+    }
+    let t = Instant::now();
+    for c in cmds {
+        let _ = g.submit_at(*c);
+    }
+    drop(g);
+    let mut r = p.shutdown();
+    let secs = t.elapsed().as_secs_f64();
+    let syncs = syncs_id
+        .and_then(|id| r.take_consumer::<Journal>(id))
+        .map_or(0, |j| j.syncs);
+    (secs, r.events_published, syncs)
+}
+
+fn main() {
+    let n = arg("--commands", 1_000_000) as usize;
+    let orders = arg("--orders", 1_000_000);
+    let base: PathBuf = std::env::args()
+        .skip_while(|a| a != "--dir")
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ringex-durability-{}", std::process::id()))
+        });
+    let _ = std::fs::remove_dir_all(&base);
+    let w = ExchangeCoreWorkload::default().generate(n);
+    println!(
+        "exchange-core mix, {} commands; journals under {}",
+        w.commands.len(),
+        base.display()
+    );
+
+    let (s, ev, syncs) = run(
+        &w.commands,
+        &w.setup,
+        Some((&base.join("alone"), FsyncPolicy::Batch)),
+        0,
+    );
+    println!(
+        "journal alone, --fsync batch: {:.2}M events/s ({ev} events incl. setup, {syncs} fdatasyncs, {:.0} events per sync)",
+        ev as f64 / s / 1e6,
+        ev as f64 / syncs.max(1) as f64
+    );
+    let (off, _, _) = run(&w.commands, &w.setup, None, 4);
+    let (on, _, _) = run(
+        &w.commands,
+        &w.setup,
+        Some((&base.join("on"), FsyncPolicy::Batch)),
+        4,
+    );
+    println!(
+        "pipeline + 4 consumers: journal off {:.2}M commands/s, journal on (batch) {:.2}M commands/s, ratio on/off {:.2}",
+        n as f64 / off / 1e6,
+        n as f64 / on / 1e6,
+        off / on
+    );
+
+    // Recovery of `orders` resting orders: from a snapshot, and from the journal alone.
+    let dir = base.join("recovery");
+    let mut m = Matcher::with_capacity(MatcherCapacity {
+        orders: orders as usize + 16,
+        ids: orders as usize + 16,
+        gtd: 16,
+    });
+    let mut cfg = JournalConfig::new(&dir);
+    cfg.fsync = FsyncPolicy::None;
+    let mut j = Journal::new(cfg);
+    let mut replica = BookReplica::new();
+    let mut out = Vec::new();
+    let mut seq = 0u64;
+    let mut ev = 0u64;
+    let mut feed =
+        |m: &mut Matcher, c: Command, j: &mut Journal, replica: &mut BookReplica, last: bool| {
+            seq += 1;
+            out.clear();
+            m.process(Sequence(seq), &c, &mut out);
+            let n = out.len();
+            for (i, e) in out.iter().enumerate() {
+                ev += 1;
+                replica.apply(e);
+                j.on_event(
+                    e,
+                    Sequence(ev),
+                    last && i + 1 == n || (ev % 4096 == 0 && e.is_last_of_command()),
+                );
+            }
+        };
+    feed(
+        &mut m,
+        Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(0),
+            },
+        ),
+        &mut j,
+        &mut replica,
+        false,
+    );
+    for i in 0..orders {
+        let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+        let px = if side == Side::Buy {
+            100_000 - (i % 1000) as i64
+        } else {
+            100_001 + (i % 1000) as i64
+        };
+        let o = NewOrder::limit(
+            InstrumentId(0),
+            AccountId(i % 1000),
+            OrderId(i + 1),
+            side,
+            Price(px),
+            Qty(1 + i % 100),
+        );
+        feed(
+            &mut m,
+            Command::new(Timestamp(i), CommandKind::NewOrder(o)),
+            &mut j,
+            &mut replica,
+            i + 1 == orders,
+        );
+    }
+    j.on_shutdown();
+    let t = Instant::now();
+    let rec = recover(&dir).expect("recover journal");
+    let from_journal = t.elapsed();
+    assert_eq!(rec.state.orders.len() as u64, orders);
+    let state = replica.state(rec.mark.cmd_seq, rec.mark.event_seq);
+    let snap_dir = base.join("snapshot");
+    write_snapshot(&snap_dir, &state).expect("snapshot");
+    let t = Instant::now();
+    let rec = recover(&snap_dir).expect("recover snapshot");
+    let from_snapshot = t.elapsed();
+    let t2 = Instant::now();
+    let matcher = Matcher::from_state(&rec.state, MatcherCapacity::default());
+    let to_matcher = t2.elapsed();
+    assert_eq!(matcher.resting_count() as u64, orders);
+    println!(
+        "recovery of {orders} resting orders: from the snapshot {:.3} s (+ {:.3} s to rebuild the matcher), from the journal alone ({} events) {:.3} s",
+        from_snapshot.as_secs_f64(),
+        to_matcher.as_secs_f64(),
+        rec.state.event_seq.max(state.event_seq),
+        from_journal.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

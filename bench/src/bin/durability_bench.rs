@@ -132,7 +132,7 @@ fn main() {
                 j.on_event(
                     e,
                     Sequence(ev),
-                    last && i + 1 == n || (ev % 4096 == 0 && e.is_last_of_command()),
+                    last && i + 1 == n || (ev.is_multiple_of(4096) && e.is_last_of_command()),
                 );
             }
         };

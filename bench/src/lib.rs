@@ -5,8 +5,13 @@
 //! tests and users can drive the engine from files.
 #![deny(missing_docs)]
 
+pub mod bench_cmd;
 pub mod csv;
+pub mod harness;
+pub mod lobster;
+pub mod lobster_cmd;
 pub mod meta;
+pub mod report;
 pub mod run;
 pub mod script;
 pub mod topology;

@@ -42,6 +42,18 @@ enum Cmd {
         #[arg(long)]
         snapshot_every: Option<u64>,
     },
+    /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
+    Bench(ringex_bench::bench_cmd::BenchArgs),
+    /// Replay LOBSTER messages and check the book against LOBSTER's after every message.
+    Lobster {
+        /// The message file (CSV), or a LOBSTER sample zip.
+        message: PathBuf,
+        /// The orderbook file (default: the message file's name with `orderbook`).
+        orderbook: Option<PathBuf>,
+        /// Also measure replay throughput (matcher alone and full pipeline), checking off.
+        #[arg(long)]
+        throughput: bool,
+    },
     /// Recover a journal directory, write its book, and print the last durable command.
     Recover {
         /// The journal directory.
@@ -88,6 +100,34 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("ringex run: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Bench(args) => match ringex_bench::bench_cmd::bench(&args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringex bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Lobster {
+            message,
+            orderbook,
+            throughput,
+        } => match ringex_bench::lobster_cmd::run(&message, orderbook.as_deref(), throughput) {
+            Ok((text, failed)) => {
+                print!("{text}");
+                if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("ringex lobster: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -334,3 +334,214 @@ mod tests {
         assert_eq!(again.commands[..], w.commands[..1000]);
     }
 }
+
+/// Many instruments with Zipf-distributed activity: the most active instrument gets the
+/// most commands, the k-th most active about 1/k^s as many. Per command: 40% GTC (one in
+/// four at the opposite best), 10% IOC at the opposite best, 20% cancel, 30% move.
+#[derive(Clone, Debug)]
+pub struct MultiSymbolWorkload {
+    /// PRNG seed.
+    pub seed: u64,
+    /// Instruments.
+    pub instruments: u32,
+    /// Zipf exponent.
+    pub zipf_s: f64,
+    /// Accounts.
+    pub accounts: u64,
+    /// Resting orders placed per instrument in the setup.
+    pub orders_per_instrument: usize,
+}
+
+impl Default for MultiSymbolWorkload {
+    fn default() -> Self {
+        MultiSymbolWorkload {
+            seed: 7,
+            instruments: 1000,
+            zipf_s: 1.0,
+            accounts: 1000,
+            orders_per_instrument: 20,
+        }
+    }
+}
+
+impl MultiSymbolWorkload {
+    /// Generates the setup and `n` measured commands.
+    pub fn generate(&self, n: usize) -> GeneratedWorkload {
+        let k = self.instruments.max(1) as usize;
+        let mut cdf = Vec::with_capacity(k);
+        let mut acc = 0.0;
+        for r in 1..=k {
+            acc += 1.0 / (r as f64).powf(self.zipf_s);
+            cdf.push(acc);
+        }
+        let total = acc;
+        let mut rng = SplitMix64::new(self.seed);
+        let mut matcher = Matcher::with_capacity(MatcherCapacity {
+            orders: k * self.orders_per_instrument * 4,
+            ids: n + k * self.orders_per_instrument * 2,
+            gtd: 16,
+        });
+        let mut replica = BookReplica::new();
+        let mut live: Vec<Vec<OrderId>> = vec![Vec::new(); k];
+        let mut out = GeneratedWorkload::default();
+        let (mut seq, mut ts, mut next_id) = (0u64, 0u64, 0u64);
+        let mut events = Vec::new();
+        let mut run = |c: Command,
+                       live: &mut Vec<Vec<OrderId>>,
+                       matcher: &mut Matcher,
+                       replica: &mut BookReplica| {
+            seq += 1;
+            events.clear();
+            matcher.process(Sequence(seq), &c, &mut events);
+            let mut traded = false;
+            for e in &events {
+                replica.apply(e);
+                traded |= matches!(e.kind, EventKind::Fill { .. });
+            }
+            if let CommandKind::NewOrder(o) = c.kind {
+                if replica.order(o.order_id).is_some() {
+                    live[o.instrument.0 as usize].push(o.order_id);
+                }
+            }
+            traded
+        };
+        let mut new_order = |rng: &mut SplitMix64,
+                             i: usize,
+                             side: Side,
+                             price: Price,
+                             tif: TimeInForce,
+                             ts: u64| {
+            next_id += 1;
+            let mut o = NewOrder::limit(
+                InstrumentId(i as u32),
+                AccountId(1 + rng.below(self.accounts.max(1))),
+                OrderId(next_id),
+                side,
+                price,
+                Qty(1 + rng.below(100)),
+            );
+            o.tif = tif;
+            Command::new(Timestamp(ts), CommandKind::NewOrder(o))
+        };
+        for i in 0..k {
+            let c = Command::new(
+                Timestamp(ts),
+                CommandKind::AddInstrument {
+                    instrument: InstrumentId(i as u32),
+                },
+            );
+            run(c, &mut live, &mut matcher, &mut replica);
+            out.setup.push(c);
+            for _ in 0..self.orders_per_instrument {
+                let side = if rng.below(2) == 0 {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let off = 1 + rng.below(50) as i64;
+                let px = if side == Side::Buy {
+                    MID - off
+                } else {
+                    MID + off
+                };
+                let c = new_order(&mut rng, i, side, Price(px), TimeInForce::Gtc, ts);
+                run(c, &mut live, &mut matcher, &mut replica);
+                out.setup.push(c);
+            }
+        }
+        out.commands.reserve(n);
+        while out.commands.len() < n {
+            ts += 1;
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let i = cdf.partition_point(|&c| c < u).min(k - 1);
+            let inst = InstrumentId(i as u32);
+            let side = if rng.below(2) == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let best_opp = replica
+                .depth(inst, side.opposite())
+                .next()
+                .map(|(p, _, _)| p.0)
+                .unwrap_or(MID);
+            let r = rng.below(100);
+            // A random live order of this instrument (dropping stale ids).
+            let pick = |rng: &mut SplitMix64, live: &mut Vec<Vec<OrderId>>| loop {
+                let l = &mut live[i];
+                if l.is_empty() {
+                    return None;
+                }
+                let j = rng.below(l.len() as u64) as usize;
+                match replica.order(l[j]) {
+                    Some(o) => return Some(o),
+                    None => {
+                        l.swap_remove(j);
+                    }
+                }
+            };
+            let cmd = match r {
+                0..=39 => {
+                    out.stats.gtc += 1;
+                    let px = if rng.below(4) == 0 {
+                        best_opp
+                    } else {
+                        let off = 1 + rng.below(50) as i64;
+                        if side == Side::Buy {
+                            MID - off
+                        } else {
+                            MID + off
+                        }
+                    };
+                    new_order(&mut rng, i, side, Price(px), TimeInForce::Gtc, ts)
+                }
+                40..=49 => {
+                    out.stats.ioc += 1;
+                    new_order(&mut rng, i, side, Price(best_opp), TimeInForce::Ioc, ts)
+                }
+                50..=69 => match pick(&mut rng, &mut live) {
+                    Some(o) => {
+                        out.stats.cancel += 1;
+                        Command::new(
+                            Timestamp(ts),
+                            CommandKind::Cancel {
+                                instrument: inst,
+                                account: o.account,
+                                order_id: o.order_id,
+                            },
+                        )
+                    }
+                    None => continue,
+                },
+                _ => match pick(&mut rng, &mut live) {
+                    Some(o) => {
+                        out.stats.moves += 1;
+                        let off = 1 + rng.below(50) as i64;
+                        let px = if o.side == Side::Buy {
+                            MID - off
+                        } else {
+                            MID + off
+                        };
+                        Command::new(
+                            Timestamp(ts),
+                            CommandKind::Modify {
+                                instrument: inst,
+                                account: o.account,
+                                order_id: o.order_id,
+                                price: Price(px),
+                                qty: o.qty,
+                            },
+                        )
+                    }
+                    None => continue,
+                },
+            };
+            if run(cmd, &mut live, &mut matcher, &mut replica) {
+                out.stats.trading += 1;
+            }
+            out.commands.push(cmd);
+        }
+        out.stats.resting_at_end = matcher.resting_count();
+        out
+    }
+}

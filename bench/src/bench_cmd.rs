@@ -1,0 +1,266 @@
+//! `ringex bench`: configuration, the run, and its outputs.
+
+use crate::harness::{self, timed, AddConsumer, BenchConfig, Recorded, Workload};
+use crate::report;
+use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_engine::pipeline::{validate_core, IdleStrategy};
+use ringex_engine::workload::{ExchangeCoreWorkload, MultiSymbolWorkload};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `ringex bench` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// exchange-core, multi-symbol, or lobster (with --lobster-file).
+    #[arg(long, default_value = "exchange-core")]
+    pub workload: String,
+    /// A LOBSTER message file (CSV or the sample zip) for --workload lobster.
+    #[arg(long)]
+    pub lobster_file: Option<PathBuf>,
+    /// Measured commands.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub commands: usize,
+    /// Warm-up commands, sent first and not recorded.
+    #[arg(long, default_value_t = 200_000)]
+    pub warmup: usize,
+    /// Target commands per second (open loop), or `max`.
+    #[arg(long, default_value = "1000000")]
+    pub rate: String,
+    /// Slots of each ring (a power of two).
+    #[arg(long, default_value_t = 1 << 16)]
+    pub ring: usize,
+    /// Pin the matcher to this core.
+    #[arg(long)]
+    pub matcher_core: Option<usize>,
+    /// Pin the consumers (the ring probe first, then --consumers in order) to these cores.
+    #[arg(long, value_delimiter = ',')]
+    pub consumer_cores: Vec<usize>,
+    /// Idle strategy of every stage: spin, backoff, yield, or sleep:<µs>. Default: spin
+    /// when pinned, else backoff.
+    #[arg(long)]
+    pub idle: Option<String>,
+    /// Consumers to run (comma separated): journal.
+    #[arg(long, value_delimiter = ',', default_value = "journal")]
+    pub consumers: Vec<String>,
+    /// Journal fsync policy: batch, interval:<ms>, none.
+    #[arg(long, default_value = "batch")]
+    pub fsync: FsyncPolicy,
+    /// Journal directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    pub journal_dir: Option<PathBuf>,
+    /// Where the outputs go.
+    #[arg(long, default_value = "target/bench-out")]
+    pub out: PathBuf,
+    /// Also run a baseline in the same run: crossbeam (same topology on crossbeam-channel).
+    #[arg(long)]
+    pub compare: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses an idle strategy name.
+pub fn parse_idle(s: &str) -> Result<IdleStrategy, String> {
+    match s {
+        "spin" => Ok(IdleStrategy::BusySpin),
+        "backoff" => Ok(IdleStrategy::SHARED),
+        "yield" => Ok(IdleStrategy::Yield),
+        _ => s
+            .strip_prefix("sleep:")
+            .and_then(|u| u.parse::<u64>().ok())
+            .map(|u| IdleStrategy::Sleep(Duration::from_micros(u)))
+            .ok_or_else(|| format!("idle strategy {s:?}: use spin, backoff, yield or sleep:<µs>")),
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs the benchmark and writes its outputs; returns the table.
+pub fn bench(a: &BenchArgs) -> Result<String, String> {
+    let rate = match a.rate.as_str() {
+        "max" => None,
+        r => Some(
+            r.parse::<u64>()
+                .map_err(|_| format!("--rate {r:?}: a number or max"))?,
+        ),
+    };
+    let idle = a.idle.as_deref().map(parse_idle).transpose()?;
+    for c in a.matcher_core.iter().chain(&a.consumer_cores) {
+        validate_core(*c).map_err(|e| e.to_string())?;
+    }
+    let n = a.commands + a.warmup;
+    let gen_t = Instant::now();
+    let work: Box<dyn Workload> = match a.workload.as_str() {
+        "exchange-core" => Box::new(ExchangeCoreWorkload::default()),
+        "multi-symbol" => Box::new(MultiSymbolWorkload::default()),
+        "lobster" => {
+            let f = a
+                .lobster_file
+                .clone()
+                .or_else(|| crate::lobster::default_file("AAPL"))
+                .ok_or("--workload lobster needs --lobster-file (or RINGEX_LOBSTER_DIR / ../shared/lobster)")?;
+            Box::new(Recorded {
+                name: format!("lobster {}", f.display()),
+                data: crate::lobster::workload(&f).map_err(|e| e.to_string())?,
+            })
+        }
+        w => {
+            return Err(format!(
+                "unknown workload {w:?}: exchange-core, multi-symbol or lobster"
+            ))
+        }
+    };
+    let data = work.generate(n);
+    if data.commands.is_empty() {
+        return Err("the workload made no commands".into());
+    }
+    let journal_dir = a.journal_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ringex-bench-journal-{}", std::process::id()))
+    });
+    let temp_journal = a.journal_dir.is_none();
+    let _ = std::fs::remove_dir_all(&journal_dir);
+    let mut consumers: Vec<AddConsumer> = Vec::new();
+    for c in &a.consumers {
+        match c.as_str() {
+            "journal" => {
+                let mut cfg = JournalConfig::new(&journal_dir);
+                cfg.fsync = a.fsync;
+                consumers.push(timed(Journal::new(cfg)));
+            }
+            "" => {}
+            other => return Err(format!("unknown consumer {other:?}: journal")),
+        }
+    }
+    let header: Vec<(String, String)> = vec![
+        (
+            "title".into(),
+            format!(
+                "ringex {} — {} commands at {}",
+                work.name(),
+                a.commands,
+                a.rate
+            ),
+        ),
+        (
+            "machine".into(),
+            format!(
+                "{} cores, {}",
+                core_affinity::get_core_ids().map_or(0, |c| c.len()),
+                cpu_model()
+            ),
+        ),
+        (
+            "workload".into(),
+            format!(
+                "{} (generated in {:.1} s, {} setup commands)",
+                work.name(),
+                gen_t.elapsed().as_secs_f64(),
+                data.setup.len()
+            ),
+        ),
+        (
+            "commands".into(),
+            format!("{} measured after {} warm-up", a.commands, a.warmup),
+        ),
+        (
+            "rate".into(),
+            rate.map_or(
+                "max (closed loop: intended time = actual send time)".into(),
+                |r| format!("{r}/s open loop, latency from intended send time"),
+            ),
+        ),
+        ("rings".into(), format!("{} slots each", a.ring)),
+        ("matcher core".into(), format!("{:?}", a.matcher_core)),
+        (
+            "consumer cores".into(),
+            format!("{:?} (probe first)", a.consumer_cores),
+        ),
+        (
+            "idle".into(),
+            idle.map_or("default: spin when pinned, backoff otherwise".into(), |i| {
+                format!("{i:?}")
+            }),
+        ),
+        (
+            "consumers".into(),
+            format!("ring probe + {}", a.consumers.join(", ")),
+        ),
+        (
+            "journal".into(),
+            format!("{:?} in {}", a.fsync, journal_dir.display()),
+        ),
+    ];
+    let mut text = String::new();
+    for (k, v) in &header {
+        text.push_str(&format!("# {k}: {v}\n"));
+    }
+    eprint!("{text}");
+    let cfg = BenchConfig {
+        commands: a.commands,
+        warmup: a.warmup,
+        rate,
+        ring: a.ring,
+        matcher_core: a.matcher_core,
+        consumer_cores: a.consumer_cores.clone(),
+        idle,
+    };
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(n as u64)
+    };
+    let t = Instant::now();
+    let r =
+        harness::run(&data, consumers, &cfg, |i| bar.set_position(i)).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    if temp_journal {
+        let _ = std::fs::remove_dir_all(&journal_dir);
+    }
+    text.push('\n');
+    text.push_str(&report::table(&r));
+    if let Some(c) = &a.compare {
+        match c.as_str() {
+            "crossbeam" => {
+                let cmds: Vec<_> = data
+                    .commands
+                    .iter()
+                    .cycle()
+                    .take(a.commands)
+                    .copied()
+                    .collect();
+                let place = crate::topology::Placement {
+                    stage_core: a.matcher_core,
+                    consumer_cores: a.consumer_cores.clone(),
+                    idle,
+                };
+                let ours =
+                    crate::topology::pipeline_one_to_four(&data.setup, &cmds, a.ring, &place)
+                        .map_err(|e| e.to_string())?;
+                let base =
+                    crate::topology::crossbeam_pipeline_one_to_four(&data.setup, &cmds, a.ring);
+                text.push_str(&format!(
+                    "\nbaseline, same stream, closed loop, matcher + 4 counting consumers: ringex {:.0} commands/s, crossbeam-channel {:.0} commands/s, ratio {:.2}\n",
+                    ours.per_second(),
+                    base.per_second(),
+                    ours.per_second() / base.per_second()
+                ));
+            }
+            o => return Err(format!("unknown --compare {o:?}: crossbeam")),
+        }
+    }
+    report::write_all(&a.out, &r, &header, secs)
+        .map_err(|e| format!("writing {}: {e}", a.out.display()))?;
+    text.push_str(&format!("\noutputs: {}/{{percentiles.txt,percentiles.json,latency.hlog,latency.svg,<stage>.hgrm}}\n", a.out.display()));
+    Ok(text)
+}

@@ -7,6 +7,8 @@
 //!   [`snapshot`]s and [`recovery`].
 #![deny(missing_docs)]
 
+pub mod allocation;
 pub mod journal;
 pub mod recovery;
+pub mod risk;
 pub mod snapshot;

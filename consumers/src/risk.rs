@@ -1,0 +1,425 @@
+//! The risk updater: positions, average entry prices, realized P&L, fees and open-order
+//! exposure per account and instrument, in `Decimal` money; limits per account with a kill
+//! switch that blocks the account and cancels its resting orders through its own gateway.
+//!
+//! Readers on other threads get a consistent copy of an account's state through
+//! [`RiskView`]; the consumer publishes changed accounts at the end of each batch with a
+//! `try_lock`, so a reader can never block it (a contended publish is retried next batch).
+
+use ringex_engine::pipeline::{ConsumerContext, Gateway};
+use ringex_engine::{
+    AccountId, CommandKind, Consumer, Event, EventKind, InstrumentId, OrderId, Price, Qty,
+    Sequence, Side,
+};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// What the risk updater needs to know of an instrument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RiskInstrument {
+    /// Price of one tick.
+    pub tick_size: Decimal,
+    /// Quantity of one lot.
+    pub lot_size: Decimal,
+    /// Fee rate charged to the maker on the fill's notional (negative: a rebate).
+    pub maker_fee: Decimal,
+    /// Fee rate charged to the taker.
+    pub taker_fee: Decimal,
+}
+
+/// Per account limits. `None` means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum absolute position per instrument (in units: lots × lot size).
+    pub max_position: Option<Decimal>,
+    /// Maximum notional of resting orders, all instruments.
+    pub max_open_notional: Option<Decimal>,
+    /// Maximum loss: realized P&L minus fees may not go below `-max_loss`.
+    pub max_loss: Option<Decimal>,
+}
+
+/// One account's state in one instrument.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Signed position in units (positive long).
+    pub qty: Decimal,
+    /// Average entry price of the open position.
+    pub avg_price: Decimal,
+    /// Realized P&L (before fees).
+    pub realized: Decimal,
+    /// Fees paid (negative: rebates received).
+    pub fees: Decimal,
+    /// Notional of this account's resting orders in this instrument.
+    pub open_notional: Decimal,
+    /// Traded notional.
+    pub traded_notional: Decimal,
+}
+
+/// One account's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountRisk {
+    /// Per instrument.
+    pub positions: BTreeMap<InstrumentId, Position>,
+    /// Set when a limit was breached (the kill switch fired): which one.
+    pub breach: Option<String>,
+}
+
+impl AccountRisk {
+    /// Open-order notional over all instruments.
+    pub fn open_notional(&self) -> Decimal {
+        self.positions.values().map(|p| p.open_notional).sum()
+    }
+    /// Realized P&L minus fees over all instruments.
+    pub fn net_realized(&self) -> Decimal {
+        self.positions.values().map(|p| p.realized - p.fees).sum()
+    }
+}
+
+/// A handle for other threads: account states as of the last published batch, and limits
+/// that can be changed at run time.
+#[derive(Clone, Default)]
+pub struct RiskView {
+    accounts: Arc<Mutex<HashMap<AccountId, AccountRisk>>>,
+    limits: Arc<RwLock<(HashMap<AccountId, Limits>, Limits)>>,
+}
+
+impl RiskView {
+    /// An account's state (as of the last published batch).
+    pub fn account(&self, a: AccountId) -> Option<AccountRisk> {
+        self.accounts.lock().ok()?.get(&a).cloned()
+    }
+    /// Accounts whose kill switch fired, with the reason.
+    pub fn breaches(&self) -> Vec<(AccountId, String)> {
+        let Ok(m) = self.accounts.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = m
+            .iter()
+            .filter_map(|(a, r)| r.breach.clone().map(|b| (*a, b)))
+            .collect();
+        v.sort();
+        v
+    }
+    /// Sets an account's limits (takes effect from the next batch).
+    pub fn set_limits(&self, a: AccountId, l: Limits) {
+        if let Ok(mut g) = self.limits.write() {
+            g.0.insert(a, l);
+        }
+    }
+    /// Sets the limits of accounts without their own.
+    pub fn set_default_limits(&self, l: Limits) {
+        if let Ok(mut g) = self.limits.write() {
+            g.1 = l;
+        }
+    }
+}
+
+struct OpenOrder {
+    account: AccountId,
+    instrument: InstrumentId,
+    price: Price,
+    qty: Qty,
+}
+
+/// The risk consumer.
+pub struct RiskUpdater {
+    instruments: HashMap<InstrumentId, RiskInstrument>,
+    orders: HashMap<OrderId, OpenOrder>,
+    accounts: HashMap<AccountId, AccountRisk>,
+    dirty: HashSet<AccountId>,
+    view: RiskView,
+    limits: (HashMap<AccountId, Limits>, Limits),
+    gateway: Option<Gateway>,
+    killed: HashSet<AccountId>,
+    /// Kill-switch commands not yet taken by the input ring (never wait on it from here:
+    /// the matcher may be waiting for this consumer).
+    pending: Vec<CommandKind>,
+}
+
+impl RiskUpdater {
+    /// A risk updater for these instruments; returns it and its view.
+    pub fn new(instruments: HashMap<InstrumentId, RiskInstrument>) -> (Self, RiskView) {
+        let view = RiskView::default();
+        (
+            RiskUpdater {
+                instruments,
+                orders: HashMap::new(),
+                accounts: HashMap::new(),
+                dirty: HashSet::new(),
+                view: view.clone(),
+                limits: Default::default(),
+                gateway: None,
+                killed: HashSet::new(),
+                pending: Vec::new(),
+            },
+            view,
+        )
+    }
+
+    /// The state held by the consumer itself (for tests and final reports).
+    pub fn account(&self, a: AccountId) -> Option<&AccountRisk> {
+        self.accounts.get(&a)
+    }
+
+    fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Position {
+        self.dirty.insert(a);
+        self.accounts
+            .entry(a)
+            .or_default()
+            .positions
+            .entry(i)
+            .or_default()
+    }
+
+    fn money(&self, i: InstrumentId, price: Price, qty: Qty) -> (Decimal, Decimal, Decimal) {
+        let s = self.instruments.get(&i).copied().unwrap_or(RiskInstrument {
+            tick_size: Decimal::ONE,
+            lot_size: Decimal::ONE,
+            maker_fee: Decimal::ZERO,
+            taker_fee: Decimal::ZERO,
+        });
+        let px = Decimal::from(price.0) * s.tick_size;
+        let units = Decimal::from(qty.0) * s.lot_size;
+        (px, units, px * units)
+    }
+
+    fn exposure(&mut self, id: OrderId, delta_sign: i8) {
+        if let Some(o) = self.orders.get(&id) {
+            let (a, i, p, q) = (o.account, o.instrument, o.price, o.qty);
+            let (_, _, n) = self.money(i, p, q);
+            let pos = self.pos(a, i);
+            if delta_sign > 0 {
+                pos.open_notional += n;
+            } else {
+                pos.open_notional -= n;
+            }
+        }
+    }
+
+    fn trade(
+        &mut self,
+        a: AccountId,
+        i: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        maker: bool,
+    ) {
+        let (px, units, notional) = self.money(i, price, qty);
+        let rate = self.instruments.get(&i).map_or(Decimal::ZERO, |s| {
+            if maker {
+                s.maker_fee
+            } else {
+                s.taker_fee
+            }
+        });
+        let p = self.pos(a, i);
+        let signed = if side == Side::Buy { units } else { -units };
+        p.fees += notional * rate;
+        p.traded_notional += notional;
+        let old = p.qty;
+        if old.is_zero() || (old > Decimal::ZERO) == (signed > Decimal::ZERO) {
+            // Opening or adding: weighted average entry.
+            let new = old + signed;
+            p.avg_price = (p.avg_price * old.abs() + px * units) / new.abs();
+            p.qty = new;
+        } else {
+            // Reducing, closing or flipping.
+            let closing = units.min(old.abs());
+            let dir = if old > Decimal::ZERO {
+                Decimal::ONE
+            } else {
+                Decimal::NEGATIVE_ONE
+            };
+            p.realized += (px - p.avg_price) * closing * dir;
+            p.qty = old + signed;
+            if p.qty.is_zero() {
+                p.avg_price = Decimal::ZERO;
+            } else if (p.qty > Decimal::ZERO) != (old > Decimal::ZERO) {
+                p.avg_price = px;
+            }
+        }
+    }
+
+    fn check_limits(&mut self, a: AccountId) {
+        if self.killed.contains(&a) {
+            return;
+        }
+        let l = self.limits.0.get(&a).copied().unwrap_or(self.limits.1);
+        let Some(r) = self.accounts.get(&a) else {
+            return;
+        };
+        let breach = if let Some(max) = l.max_position {
+            r.positions
+                .iter()
+                .find(|(_, p)| p.qty.abs() > max)
+                .map(|(i, p)| format!("position {} in instrument {i} exceeds {max}", p.qty))
+        } else {
+            None
+        }
+        .or_else(|| {
+            l.max_open_notional
+                .filter(|m| r.open_notional() > *m)
+                .map(|m| format!("open-order notional {} exceeds {m}", r.open_notional()))
+        })
+        .or_else(|| {
+            l.max_loss
+                .filter(|m| r.net_realized() < -*m)
+                .map(|m| format!("loss {} exceeds {m}", -r.net_realized()))
+        });
+        if let Some(why) = breach {
+            tracing::warn!(
+                account = a.0,
+                "risk limit breached: {why}; kill switch: block + mass cancel"
+            );
+            self.killed.insert(a);
+            if let Some(r) = self.accounts.get_mut(&a) {
+                r.breach = Some(why);
+            }
+            self.dirty.insert(a);
+            self.pending.push(CommandKind::Block { account: a });
+            self.pending.push(CommandKind::MassCancel {
+                account: a,
+                instrument: None,
+            });
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        let Some(g) = self.gateway.as_mut() else {
+            self.pending.clear();
+            return;
+        };
+        while let Some(&k) = self.pending.first() {
+            match g.try_submit(k) {
+                Ok(_) | Err(ringex_engine::SubmitError::Closed) => {
+                    self.pending.remove(0);
+                }
+                Err(ringex_engine::SubmitError::Busy) => break,
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.view.accounts.try_lock() {
+            for a in self.dirty.drain() {
+                if let Some(r) = self.accounts.get(&a) {
+                    m.insert(a, r.clone());
+                }
+            }
+        }
+        if let Ok(l) = self.view.limits.try_read() {
+            self.limits = l.clone();
+        }
+    }
+}
+
+impl Consumer for RiskUpdater {
+    fn name(&self) -> &str {
+        "risk"
+    }
+
+    fn on_start_with(&mut self, ctx: &ConsumerContext) {
+        self.gateway = Some(ctx.gateway());
+        if let Ok(l) = self.view.limits.read() {
+            self.limits = l.clone();
+        }
+    }
+
+    fn on_event(&mut self, e: &Event, _seq: Sequence, end_of_batch: bool) {
+        match e.kind {
+            EventKind::Accepted(o) => {
+                self.orders.insert(
+                    o.order_id,
+                    OpenOrder {
+                        account: o.account,
+                        instrument: o.instrument,
+                        price: o.price,
+                        qty: o.qty,
+                    },
+                );
+                if o.order_type == ringex_engine::OrderType::Limit {
+                    self.exposure(o.order_id, 1);
+                } else if let Some(x) = self.orders.get_mut(&o.order_id) {
+                    x.qty = Qty(0);
+                }
+                self.check_limits(o.account);
+            }
+            EventKind::Fill {
+                instrument,
+                taker,
+                maker,
+                price,
+                qty,
+                taker_side,
+            } => {
+                for (id, side, is_maker) in [
+                    (taker, taker_side, false),
+                    (maker, taker_side.opposite(), true),
+                ] {
+                    let Some(o) = self.orders.get(&id) else {
+                        continue;
+                    };
+                    let (a, op) = (o.account, o.price);
+                    if o.qty.0 > 0 {
+                        let (_, _, n) = self.money(instrument, op, qty);
+                        self.pos(a, instrument).open_notional -= n;
+                        if let Some(o) = self.orders.get_mut(&id) {
+                            o.qty = Qty(o.qty.0.saturating_sub(qty.0));
+                        }
+                    }
+                    self.trade(a, instrument, side, price, qty, is_maker);
+                    self.check_limits(a);
+                }
+            }
+            EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
+                self.exposure(order_id, -1);
+                self.orders.remove(&order_id);
+            }
+            EventKind::Modified {
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
+                self.exposure(order_id, -1);
+                if let Some(o) = self.orders.get_mut(&order_id) {
+                    o.price = price;
+                    o.qty = qty;
+                }
+                self.exposure(order_id, 1);
+                if let Some(a) = self.orders.get(&order_id).map(|o| o.account) {
+                    self.check_limits(a);
+                }
+            }
+            EventKind::AccountStatus {
+                account,
+                blocked: false,
+            } => {
+                // Unblocked by an operator: the kill switch may fire again.
+                self.killed.remove(&account);
+                if let Some(r) = self.accounts.get_mut(&account) {
+                    r.breach = None;
+                }
+                self.dirty.insert(account);
+            }
+            _ => {}
+        }
+        if !self.pending.is_empty() {
+            self.flush_pending();
+        }
+        if end_of_batch {
+            self.publish();
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        self.publish();
+        self.gateway = None;
+    }
+}

@@ -1,0 +1,288 @@
+//! Risk updater: hand-computed positions, P&L and fees; the kill switch; invariants on
+//! random streams.
+
+use proptest::prelude::*;
+use ringex_consumers::risk::{Limits, RiskInstrument, RiskUpdater};
+use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::*;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::str::FromStr;
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal")
+}
+
+fn spec() -> HashMap<InstrumentId, RiskInstrument> {
+    HashMap::from([(
+        InstrumentId(0),
+        RiskInstrument {
+            tick_size: dec("1"),
+            lot_size: dec("1"),
+            maker_fee: dec("-0.0002"),
+            taker_fee: dec("0.001"),
+        },
+    )])
+}
+
+fn order(account: u64, id: u64, side: Side, price: i64, qty: u64) -> CommandKind {
+    CommandKind::NewOrder(NewOrder::limit(
+        InstrumentId(0),
+        AccountId(account),
+        OrderId(id),
+        side,
+        Price(price),
+        Qty(qty),
+    ))
+}
+
+/// Feeds commands through a matcher into the risk updater directly.
+fn feed(r: &mut RiskUpdater, m: &mut Matcher, seq: &mut u64, kinds: &[CommandKind]) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    for k in kinds {
+        *seq += 1;
+        out.clear();
+        m.process(Sequence(*seq), &Command::new(Timestamp(0), *k), &mut out);
+        let n = out.len();
+        for (i, e) in out.iter().enumerate() {
+            r.on_event(e, Sequence(0), i + 1 == n);
+        }
+        all.extend_from_slice(&out);
+    }
+    all
+}
+
+#[test]
+fn buy_three_at_100_sell_one_at_105_with_fees() {
+    let (mut r, view) = RiskUpdater::new(spec());
+    let mut m = Matcher::default();
+    let mut seq = 0;
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(0),
+            },
+            order(1, 1, Side::Sell, 100, 3), // A rests: maker
+            order(2, 2, Side::Buy, 100, 3),  // B takes 3 @ 100
+            order(3, 3, Side::Buy, 105, 1),  // C rests: maker
+            order(2, 4, Side::Sell, 105, 1), // B sells 1 @ 105 (taker)
+        ],
+    );
+    let b = &r.account(AccountId(2)).expect("B").positions[&InstrumentId(0)];
+    assert_eq!(b.qty, dec("2"));
+    assert_eq!(b.avg_price, dec("100"));
+    assert_eq!(b.realized, dec("5"));
+    assert_eq!(b.fees, dec("0.405")); // 300 × 0.1% + 105 × 0.1%
+    let a = &r.account(AccountId(1)).expect("A").positions[&InstrumentId(0)];
+    assert_eq!(
+        (a.qty, a.avg_price, a.fees),
+        (dec("-3"), dec("100"), dec("-0.06"))
+    );
+    let c = &r.account(AccountId(3)).expect("C").positions[&InstrumentId(0)];
+    assert_eq!(
+        (c.qty, c.avg_price, c.fees),
+        (dec("1"), dec("105"), dec("-0.021"))
+    );
+    assert_eq!(c.open_notional, dec("0"));
+    // The published view matches.
+    assert_eq!(
+        view.account(AccountId(2)).expect("published").positions[&InstrumentId(0)],
+        *b
+    );
+}
+
+#[test]
+fn open_order_exposure_follows_accepts_modifies_fills_and_cancels() {
+    let (mut r, _) = RiskUpdater::new(spec());
+    let mut m = Matcher::default();
+    let mut seq = 0;
+    let inst = InstrumentId(0);
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[
+            CommandKind::AddInstrument { instrument: inst },
+            order(1, 1, Side::Buy, 100, 5),
+        ],
+    );
+    assert_eq!(
+        r.account(AccountId(1)).expect("a").positions[&inst].open_notional,
+        dec("500")
+    );
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[CommandKind::Modify {
+            instrument: inst,
+            account: AccountId(1),
+            order_id: OrderId(1),
+            price: Price(90),
+            qty: Qty(4),
+        }],
+    );
+    assert_eq!(
+        r.account(AccountId(1)).expect("a").positions[&inst].open_notional,
+        dec("360")
+    );
+    feed(&mut r, &mut m, &mut seq, &[order(2, 2, Side::Sell, 90, 1)]);
+    assert_eq!(
+        r.account(AccountId(1)).expect("a").positions[&inst].open_notional,
+        dec("270")
+    );
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[CommandKind::Cancel {
+            instrument: inst,
+            account: AccountId(1),
+            order_id: OrderId(1),
+        }],
+    );
+    assert_eq!(
+        r.account(AccountId(1)).expect("a").positions[&inst].open_notional,
+        dec("0")
+    );
+}
+
+/// Records every event.
+struct Tape(std::sync::Arc<std::sync::Mutex<Vec<Event>>>);
+impl Consumer for Tape {
+    fn name(&self) -> &str {
+        "tape"
+    }
+    fn on_event(&mut self, e: &Event, _: Sequence, _: bool) {
+        if let Ok(mut t) = self.0.lock() {
+            t.push(*e);
+        }
+    }
+}
+
+#[test]
+fn a_breach_fires_the_kill_switch_through_the_input_ring() {
+    let (risk, view) = RiskUpdater::new(spec());
+    view.set_limits(
+        AccountId(1),
+        Limits {
+            max_position: Some(dec("5")),
+            ..Limits::default()
+        },
+    );
+    let tape = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut b = Pipeline::builder();
+    b.add_consumer(risk, ConsumerOptions::default());
+    b.add_consumer(Tape(tape.clone()), ConsumerOptions::default());
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    g.submit(CommandKind::AddInstrument {
+        instrument: InstrumentId(0),
+    })
+    .expect("ok");
+    // Account 1 rests three bids, then gets 6 lots filled: position 6 > 5.
+    g.submit(order(1, 1, Side::Buy, 100, 4)).expect("ok");
+    g.submit(order(1, 2, Side::Buy, 99, 4)).expect("ok");
+    g.submit(order(1, 3, Side::Buy, 98, 4)).expect("ok");
+    g.submit(order(2, 10, Side::Sell, 99, 6)).expect("ok");
+    // Wait for the kill switch to take effect.
+    let mut waited = 0;
+    while view.breaches().is_empty() || p.status().commands_processed < 7 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        waited += 1;
+        assert!(waited < 10_000, "kill switch did not fire");
+    }
+    while p.status().commands_processed < 7 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let late = g.submit(order(1, 20, Side::Buy, 50, 1)).expect("ok");
+    drop(g);
+    let report = p.shutdown();
+    let m = report.matcher.as_ref().expect("matcher");
+    assert!(m.is_blocked(AccountId(1)));
+    assert!(
+        m.resting_orders(InstrumentId(0))
+            .iter()
+            .all(|o| o.account != AccountId(1)),
+        "every resting order of the account is cancelled"
+    );
+    let events = tape.lock().expect("tape").clone();
+    let rejected = events.iter().any(|e| {
+        e.cmd_seq() == late
+            && matches!(
+                e.kind,
+                EventKind::Rejected {
+                    code: RejectCode::Blocked,
+                    ..
+                }
+            )
+    });
+    assert!(
+        rejected,
+        "new orders of the account are rejected with blocked"
+    );
+    let cancels = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Cancelled { reason: CancelReason::MassCancel, account, .. } if account == AccountId(1)))
+        .count();
+    // Orders 2 (99: 2 of 4 left after the fill) and 3 (98 × 4) still rested.
+    assert_eq!(cancels, 2, "every order still resting was mass-cancelled");
+    let (acct, why) = &view.breaches()[0];
+    assert_eq!(*acct, AccountId(1));
+    assert!(why.contains("position 6"), "{why}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn positions_sum_to_zero_and_fees_are_rates_times_notional(
+        raw in prop::collection::vec((0u8..4, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200)
+    ) {
+        let (mut r, _) = RiskUpdater::new(spec());
+        let mut m = Matcher::default();
+        let mut seq = 0;
+        let mut kinds = vec![CommandKind::AddInstrument { instrument: InstrumentId(0) }];
+        for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
+            let side = if *buy { Side::Buy } else { Side::Sell };
+            let id = i as u64 + 1;
+            kinds.push(match k {
+                0 | 1 => order(*acct, id, side, *px, *qty),
+                2 => CommandKind::Cancel { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2) },
+                _ => CommandKind::Modify { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2), price: Price(*px), qty: Qty(*qty) },
+            });
+        }
+        let events = feed(&mut r, &mut m, &mut seq, &kinds);
+        // Expected fees from the fills: the taker pays 0.1%, the maker gets 0.02% back.
+        let mut owner = HashMap::new();
+        let mut fees: HashMap<u64, Decimal> = HashMap::new();
+        for e in &events {
+            match e.kind {
+                EventKind::Accepted(o) => {
+                    owner.insert(o.order_id, o.account.0);
+                }
+                EventKind::Fill { taker, maker, price, qty, .. } => {
+                    let n = Decimal::from(price.0) * Decimal::from(qty.0);
+                    *fees.entry(owner[&taker]).or_default() += n * dec("0.001");
+                    *fees.entry(owner[&maker]).or_default() += n * dec("-0.0002");
+                }
+                _ => {}
+            }
+        }
+        let mut total = Decimal::ZERO;
+        for a in 1..5 {
+            let got: Decimal = r.account(AccountId(a)).map_or(Decimal::ZERO, |acc| {
+                acc.positions.values().map(|p| p.fees).sum()
+            });
+            prop_assert_eq!(got, fees.get(&a).copied().unwrap_or_default(), "fees of account {}", a);
+            if let Some(acc) = r.account(AccountId(a)) {
+                total += acc.positions.values().map(|p| p.qty).sum::<Decimal>();
+            }
+        }
+        prop_assert_eq!(total, Decimal::ZERO);
+    }
+}

@@ -41,6 +41,9 @@ enum Cmd {
         /// Take a snapshot every N commands (with --journal); older segments are pruned.
         #[arg(long)]
         snapshot_every: Option<u64>,
+        /// Write the pro-rata allocations of block orders here.
+        #[arg(long)]
+        alloc_out: Option<PathBuf>,
     },
     /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
     Bench(ringex_bench::bench_cmd::BenchArgs),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             fsync,
             acks_out,
             snapshot_every,
+            alloc_out,
         } => match run_script(&RunOptions {
             script,
             events_out,
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             fsync,
             acks_out,
             snapshot_every,
+            alloc_out,
         }) {
             Ok(report) => {
                 if !report.malformed.is_empty() {

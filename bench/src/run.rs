@@ -4,11 +4,13 @@
 use crate::csv::{write_book, EventCsv};
 use crate::meta::EdgeMeta;
 use crate::script::{Script, ScriptError, ScriptItem};
+use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::recovery::{recover, RecoveryError, RecoveryReport};
 use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
 use ringex_engine::pipeline::ConsumerOptions;
 use ringex_engine::state::EngineState;
+use ringex_engine::AllocGroupId;
 use ringex_engine::{
     BookReplica, Command, Consumer, Event, Matcher, MatcherCapacity, Pipeline, PipelineError,
     Sequence,
@@ -16,7 +18,9 @@ use ringex_engine::{
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// What to run and where to write.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +39,8 @@ pub struct RunOptions {
     pub acks_out: Option<PathBuf>,
     /// Snapshot after this many commands (needs a journal).
     pub snapshot_every: Option<u64>,
+    /// Where the pro-rata allocations go (`alloc,<fill_seq>,<symbol>,<order_id>,<account>,<qty>,<price>`).
+    pub alloc_out: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -216,6 +222,85 @@ pub fn recover_dir(
     Ok((meta, rec.state, Some(rec.report)))
 }
 
+/// The allocation post-processor writing `--alloc-out` lines, numbering fills as the event
+/// log does (administrative events are not counted).
+struct AllocCsv {
+    inner: Allocator<Box<dyn FnMut(&Allocation) + Send>>,
+    admin: Arc<AtomicU64>,
+    out: Arc<Mutex<BufWriter<File>>>,
+}
+
+impl Consumer for AllocCsv {
+    fn name(&self) -> &str {
+        "allocation"
+    }
+    fn on_event(&mut self, e: &Event, seq: Sequence, end: bool) {
+        if matches!(
+            e.kind,
+            ringex_engine::EventKind::AccountStatus { .. }
+                | ringex_engine::EventKind::InstrumentAdded { .. }
+        ) {
+            self.admin.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.on_event(e, seq, end);
+        if end {
+            if let Ok(mut w) = self.out.lock() {
+                let _ = w.flush();
+            }
+        }
+    }
+    fn on_shutdown(&mut self) {
+        if let Ok(mut w) = self.out.lock() {
+            let _ = w.flush();
+        }
+    }
+}
+
+fn alloc_consumer(
+    script: &Arc<Script>,
+    path: &Path,
+    admin_before: u64,
+) -> Result<AllocCsv, RunError> {
+    let out = Arc::new(Mutex::new(out_file(path)?));
+    let admin = Arc::new(AtomicU64::new(admin_before));
+    let groups = script
+        .groups()
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                AllocGroupId(i as u32 + 1),
+                Group {
+                    members: g.members.clone(),
+                },
+            )
+        })
+        .collect();
+    let (w, a, sc) = (Arc::clone(&out), Arc::clone(&admin), Arc::clone(script));
+    let sink: Box<dyn FnMut(&Allocation) + Send> = Box::new(move |x: &Allocation| {
+        let Some(spec) = sc.spec(x.instrument) else {
+            return;
+        };
+        let fill_seq = x.fill_seq.0 - a.load(Ordering::Relaxed);
+        if let Ok(mut w) = w.lock() {
+            let _ = writeln!(
+                w,
+                "alloc,{fill_seq},{},{},{},{},{}",
+                spec.symbol,
+                x.order_id,
+                x.account,
+                spec.qty(x.qty),
+                spec.price(x.price)
+            );
+        }
+    });
+    Ok(AllocCsv {
+        inner: Allocator::new(groups, sink),
+        admin,
+        out,
+    })
+}
+
 /// The journal commits at least every 4096 events (records of at most 256 KiB).
 fn journal_opts() -> ConsumerOptions {
     ConsumerOptions::default().max_batch(4096)
@@ -283,6 +368,12 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         ),
         ConsumerOptions::default(),
     );
+    if let Some(p) = &opts.alloc_out {
+        builder.add_consumer(
+            alloc_consumer(&script, p, state.admin_events)?,
+            ConsumerOptions::default(),
+        );
+    }
     let mut journal_id = None;
     if let Some(dir) = &opts.journal {
         let mut cfg = JournalConfig::new(dir);

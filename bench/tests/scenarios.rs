@@ -16,9 +16,10 @@ fn scenarios() -> Vec<PathBuf> {
     v
 }
 
-fn run(dir: &Path) -> (String, String, String) {
+fn run(dir: &Path) -> (String, String, String, String) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (events, book) = (tmp.path().join("events.csv"), tmp.path().join("book.csv"));
+    let alloc = tmp.path().join("alloc.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_ringex"))
         .arg("run")
         .arg(dir.join("script.csv"))
@@ -26,6 +27,8 @@ fn run(dir: &Path) -> (String, String, String) {
         .arg(&events)
         .arg("--book-out")
         .arg(&book)
+        .arg("--alloc-out")
+        .arg(&alloc)
         .output()
         .expect("run ringex");
     assert!(
@@ -37,6 +40,7 @@ fn run(dir: &Path) -> (String, String, String) {
         std::fs::read_to_string(events).expect("events"),
         std::fs::read_to_string(book).expect("book"),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        std::fs::read_to_string(alloc).expect("alloc"),
     )
 }
 
@@ -47,7 +51,12 @@ fn every_scenario_gives_exactly_the_expected_events_and_book() {
     let mut failures = Vec::new();
     for dir in &all {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        let (events, book, stderr) = run(dir);
+        let (events, book, stderr, alloc) = run(dir);
+        if let Ok(want) = std::fs::read_to_string(dir.join("alloc.csv")) {
+            if alloc != want {
+                failures.push(format!("{name}: alloc\n--- got\n{alloc}--- want\n{want}"));
+            }
+        }
         let want_events = std::fs::read_to_string(dir.join("events.csv")).expect("events.csv");
         let want_book = std::fs::read_to_string(dir.join("book.csv")).expect("book.csv");
         if events != want_events {

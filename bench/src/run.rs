@@ -224,8 +224,10 @@ pub fn recover_dir(
 
 /// The allocation post-processor writing `--alloc-out` lines, numbering fills as the event
 /// log does (administrative events are not counted).
+type AllocSink = Box<dyn FnMut(&Allocation) + Send>;
+
 struct AllocCsv {
-    inner: Allocator<Box<dyn FnMut(&Allocation) + Send>>,
+    inner: Allocator<AllocSink>,
     admin: Arc<AtomicU64>,
     out: Arc<Mutex<BufWriter<File>>>,
 }
@@ -277,7 +279,7 @@ fn alloc_consumer(
         })
         .collect();
     let (w, a, sc) = (Arc::clone(&out), Arc::clone(&admin), Arc::clone(script));
-    let sink: Box<dyn FnMut(&Allocation) + Send> = Box::new(move |x: &Allocation| {
+    let sink: AllocSink = Box::new(move |x: &Allocation| {
         let Some(spec) = sc.spec(x.instrument) else {
             return;
         };

@@ -39,8 +39,9 @@ pub struct BenchArgs {
     /// when pinned, else backoff.
     #[arg(long)]
     pub idle: Option<String>,
-    /// Consumers to run (comma separated): journal.
-    #[arg(long, value_delimiter = ',', default_value = "journal")]
+    /// Consumers to run (comma separated): journal, risk, md (market data, depth 10),
+    /// alloc (pro-rata allocation).
+    #[arg(long, value_delimiter = ',', default_value = "journal,risk,md,alloc")]
     pub consumers: Vec<String>,
     /// Journal fsync policy: batch, interval:<ms>, none.
     #[arg(long, default_value = "batch")]
@@ -137,8 +138,21 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 cfg.fsync = a.fsync;
                 consumers.push(timed(Journal::new(cfg)));
             }
+            "risk" => {
+                let (r, _view) = ringex_consumers::risk::RiskUpdater::new(Default::default());
+                consumers.push(timed(r));
+            }
+            "md" => consumers.push(timed(ringex_consumers::market_data::MarketData::new(10).0)),
+            "alloc" => consumers.push(timed(ringex_consumers::allocation::Allocator::new(
+                Default::default(),
+                |_: &ringex_consumers::allocation::Allocation| {},
+            ))),
             "" => {}
-            other => return Err(format!("unknown consumer {other:?}: journal")),
+            other => {
+                return Err(format!(
+                    "unknown consumer {other:?}: journal, risk, md, alloc"
+                ))
+            }
         }
     }
     let header: Vec<(String, String)> = vec![

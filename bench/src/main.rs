@@ -44,6 +44,9 @@ enum Cmd {
         /// Write the pro-rata allocations of block orders here.
         #[arg(long)]
         alloc_out: Option<PathBuf>,
+        /// Write the market-data feed (depth 10, conflated per ring batch) here.
+        #[arg(long)]
+        md_out: Option<PathBuf>,
     },
     /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
     Bench(ringex_bench::bench_cmd::BenchArgs),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             acks_out,
             snapshot_every,
             alloc_out,
+            md_out,
         } => match run_script(&RunOptions {
             script,
             events_out,
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
             acks_out,
             snapshot_every,
             alloc_out,
+            md_out,
         }) {
             Ok(report) => {
                 if !report.malformed.is_empty() {

@@ -6,6 +6,7 @@ use crate::meta::EdgeMeta;
 use crate::script::{Script, ScriptError, ScriptItem};
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_consumers::market_data::{MarketData, MdUpdate};
 use ringex_consumers::recovery::{recover, RecoveryError, RecoveryReport};
 use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
 use ringex_engine::pipeline::ConsumerOptions;
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub snapshot_every: Option<u64>,
     /// Where the pro-rata allocations go (`alloc,<fill_seq>,<symbol>,<order_id>,<account>,<qty>,<price>`).
     pub alloc_out: Option<PathBuf>,
+    /// Where the market-data feed goes (see the README for the format).
+    pub md_out: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -303,6 +306,111 @@ fn alloc_consumer(
     })
 }
 
+type MdTap = Box<dyn FnMut(&MdUpdate) + Send>;
+
+/// The market-data publisher with a tap writing the feed as CSV:
+/// `level,<md_seq>,<symbol>,<bid|ask>,<price>,<qty>` (qty 0: level removed),
+/// `bbo,<md_seq>,<symbol>,<bid_price|->,<bid_qty|->,<ask_price|->,<ask_qty|->`,
+/// `trade,<md_seq>,<symbol>,<price>,<qty>,<buy|sell (aggressor)>`,
+/// `status,<md_seq>,<symbol>,<halted|open>`; `md_seq` counts per symbol from 1.
+fn md_consumer(script: &Arc<Script>, path: &Path) -> Result<MarketData<MdTap>, RunError> {
+    let mut out = out_file(path)?;
+    let sc = Arc::clone(script);
+    let tap: MdTap = Box::new(move |u: &MdUpdate| {
+        let sym = |i: ringex_engine::InstrumentId| {
+            sc.spec(i).map_or("-".to_string(), |s| s.symbol.clone())
+        };
+        let px = |i, p| {
+            sc.spec(i)
+                .map(|s| s.price(p).to_string())
+                .unwrap_or_default()
+        };
+        let lots = |i, q: u128| {
+            sc.spec(i)
+                .map(|s| {
+                    (rust_decimal::Decimal::from(q) * s.lot_size)
+                        .normalize()
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        let side = |s: ringex_engine::Side| {
+            if s == ringex_engine::Side::Buy {
+                "bid"
+            } else {
+                "ask"
+            }
+        };
+        let _ = match u {
+            MdUpdate::Level {
+                instrument: i,
+                seq,
+                side: s,
+                price,
+                qty,
+            } => {
+                writeln!(
+                    out,
+                    "level,{seq},{},{},{},{}",
+                    sym(*i),
+                    side(*s),
+                    px(*i, *price),
+                    lots(*i, *qty)
+                )
+            }
+            MdUpdate::Bbo {
+                instrument: i,
+                seq,
+                bid,
+                ask,
+            } => {
+                let f = |l: &Option<(ringex_engine::Price, u128)>| match l {
+                    Some((p, q)) => format!("{},{}", px(*i, *p), lots(*i, *q)),
+                    None => "-,-".into(),
+                };
+                writeln!(out, "bbo,{seq},{},{},{}", sym(*i), f(bid), f(ask))
+            }
+            MdUpdate::Trade {
+                instrument: i,
+                seq,
+                price,
+                qty,
+                aggressor,
+                ..
+            } => {
+                let a = if *aggressor == ringex_engine::Side::Buy {
+                    "buy"
+                } else {
+                    "sell"
+                };
+                writeln!(
+                    out,
+                    "trade,{seq},{},{},{},{a}",
+                    sym(*i),
+                    px(*i, *price),
+                    lots(*i, qty.0 as u128)
+                )
+            }
+            MdUpdate::Status {
+                instrument: i,
+                seq,
+                halted,
+            } => {
+                writeln!(
+                    out,
+                    "status,{seq},{},{}",
+                    sym(*i),
+                    if *halted { "halted" } else { "open" }
+                )
+            }
+            MdUpdate::Snapshot(_) | MdUpdate::Resync => Ok(()),
+        };
+        let _ = out.flush();
+    });
+    // Conflated per command so that the file is the same on every run.
+    Ok(MarketData::with_tap(10, tap).0.per_command())
+}
+
 /// The journal commits at least every 4096 events (records of at most 256 KiB).
 fn journal_opts() -> ConsumerOptions {
     ConsumerOptions::default().max_batch(4096)
@@ -370,6 +478,9 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         ),
         ConsumerOptions::default(),
     );
+    if let Some(p) = &opts.md_out {
+        builder.add_consumer(md_consumer(&script, p)?, ConsumerOptions::default());
+    }
     if let Some(p) = &opts.alloc_out {
         builder.add_consumer(
             alloc_consumer(&script, p, state.admin_events)?,

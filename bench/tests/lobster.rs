@@ -57,3 +57,49 @@ fn deeper_levels_every_message_matches() {
         check(f);
     }
 }
+
+/// Market data on real data: the GOOG level-10 sample replayed as commands gives a trade tape
+/// whose volume equals the file's visible executions (type 4).
+#[test]
+fn goog_level_10_trade_tape_volume_equals_visible_executions() {
+    use ringex_consumers::market_data::{MarketData, MdUpdate};
+    use ringex_engine::{Consumer, Matcher, Sequence};
+    let Some(dir) = lobster_dir() else {
+        eprintln!("SKIPPED: no LOBSTER folder (set RINGEX_LOBSTER_DIR or put the samples in ../shared/lobster)");
+        return;
+    };
+    let path = dir.join("LOBSTER_SampleFile_GOOG_2012-06-21_10.zip");
+    if !path.exists() {
+        eprintln!("SKIPPED: {} not found", path.display());
+        return;
+    }
+    let (msgs, rows) = read(&path, None).expect("read");
+    let executed: u64 = msgs
+        .iter()
+        .skip(1)
+        .filter(|m| m.kind == 4)
+        .map(|m| m.size)
+        .sum();
+    let commands = replay(&msgs, &rows, true).commands;
+    let volume = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let v = volume.clone();
+    let (mut md, _hub) = MarketData::with_tap(10, move |u: &MdUpdate| {
+        if let MdUpdate::Trade { qty, .. } = u {
+            v.fetch_add(qty.0, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut m = Matcher::default();
+    let mut out = Vec::new();
+    let mut ev = 0;
+    for (i, c) in commands.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(i as u64 + 1), c, &mut out);
+        for e in &out {
+            ev += 1;
+            md.on_event(e, Sequence(ev), e.is_last_of_command());
+        }
+    }
+    md.on_shutdown();
+    assert!(executed > 0);
+    assert_eq!(volume.load(std::sync::atomic::Ordering::Relaxed), executed);
+}

@@ -16,10 +16,11 @@ fn scenarios() -> Vec<PathBuf> {
     v
 }
 
-fn run(dir: &Path) -> (String, String, String, String) {
+fn run(dir: &Path) -> (String, String, String, String, String) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (events, book) = (tmp.path().join("events.csv"), tmp.path().join("book.csv"));
     let alloc = tmp.path().join("alloc.csv");
+    let md = tmp.path().join("md.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_ringex"))
         .arg("run")
         .arg(dir.join("script.csv"))
@@ -29,6 +30,8 @@ fn run(dir: &Path) -> (String, String, String, String) {
         .arg(&book)
         .arg("--alloc-out")
         .arg(&alloc)
+        .arg("--md-out")
+        .arg(&md)
         .output()
         .expect("run ringex");
     assert!(
@@ -41,6 +44,7 @@ fn run(dir: &Path) -> (String, String, String, String) {
         std::fs::read_to_string(book).expect("book"),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         std::fs::read_to_string(alloc).expect("alloc"),
+        std::fs::read_to_string(md).expect("md"),
     )
 }
 
@@ -51,7 +55,12 @@ fn every_scenario_gives_exactly_the_expected_events_and_book() {
     let mut failures = Vec::new();
     for dir in &all {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        let (events, book, stderr, alloc) = run(dir);
+        let (events, book, stderr, alloc, md) = run(dir);
+        if let Ok(want) = std::fs::read_to_string(dir.join("md.csv")) {
+            if md != want {
+                failures.push(format!("{name}: md\n--- got\n{md}--- want\n{want}"));
+            }
+        }
         if let Ok(want) = std::fs::read_to_string(dir.join("alloc.csv")) {
             if alloc != want {
                 failures.push(format!("{name}: alloc\n--- got\n{alloc}--- want\n{want}"));

@@ -9,6 +9,7 @@
 
 pub mod allocation;
 pub mod journal;
+pub mod market_data;
 pub mod recovery;
 pub mod risk;
 pub mod snapshot;

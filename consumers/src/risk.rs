@@ -119,7 +119,10 @@ struct OpenOrder {
     account: AccountId,
     instrument: InstrumentId,
     price: Price,
+    /// Open quantity that counts as exposure (0 for market orders).
     qty: Qty,
+    /// Quantity not yet filled; the order is forgotten when it reaches 0.
+    remaining: u64,
 }
 
 /// The risk consumer.
@@ -341,6 +344,7 @@ impl Consumer for RiskUpdater {
                         instrument: o.instrument,
                         price: o.price,
                         qty: o.qty,
+                        remaining: o.qty.0,
                     },
                 );
                 if o.order_type == ringex_engine::OrderType::Limit {
@@ -374,6 +378,16 @@ impl Consumer for RiskUpdater {
                         }
                     }
                     self.trade(a, instrument, side, price, qty, is_maker);
+                    let done = match self.orders.get_mut(&id) {
+                        Some(o) => {
+                            o.remaining = o.remaining.saturating_sub(qty.0);
+                            o.remaining == 0
+                        }
+                        None => false,
+                    };
+                    if done {
+                        self.orders.remove(&id);
+                    }
                     self.check_limits(a);
                 }
             }
@@ -391,6 +405,7 @@ impl Consumer for RiskUpdater {
                 if let Some(o) = self.orders.get_mut(&order_id) {
                     o.price = price;
                     o.qty = qty;
+                    o.remaining = qty.0;
                 }
                 self.exposure(order_id, 1);
                 if let Some(a) = self.orders.get(&order_id).map(|o| o.account) {

@@ -1,0 +1,83 @@
+//! Events per second each consumer sustains alone (one thread, no ring) on a recorded event
+//! stream: the exchange-core workload run through the matcher once, its events kept, then
+//! fed to each consumer. `consumer_throughput [COMMANDS]` (default 1000000).
+
+use ringex_consumers::allocation::{Allocation, Allocator, Group};
+use ringex_consumers::market_data::MarketData;
+use ringex_consumers::risk::RiskUpdater;
+use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::*;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::time::Instant;
+
+fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
+    // Batches of about 64 events, ending on command boundaries.
+    let t = Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        c.on_event(
+            e,
+            Sequence(i as u64 + 1),
+            e.is_last_of_command() && i % 64 >= 63,
+        );
+    }
+    c.on_shutdown();
+    let best = t.elapsed().as_secs_f64();
+    println!(
+        "{name:<14} {:>8.2}M events/s ({} events, {:.3} s)",
+        events.len() as f64 / best / 1e6,
+        events.len(),
+        best
+    );
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let w = ExchangeCoreWorkload::default().generate(n);
+    // Put every fourth order in a 3-account allocation group so the allocator has work.
+    let mut m = Matcher::default();
+    let mut events = Vec::with_capacity(n * 2);
+    for (i, c) in w.setup.iter().chain(&w.commands).enumerate() {
+        let mut c = *c;
+        if let CommandKind::NewOrder(o) = &mut c.kind {
+            if o.order_id.0 % 4 == 0 {
+                o.alloc_group = AllocGroupId(1);
+            }
+        }
+        m.process(Sequence(i as u64 + 1), &c, &mut events);
+    }
+    println!(
+        "recorded {} events from {} exchange-core commands (matcher alone)",
+        events.len(),
+        n
+    );
+    let (risk, _) = RiskUpdater::new(HashMap::new());
+    time("risk", risk, &events);
+    time("market-data", MarketData::new(10).0, &events);
+    let groups = HashMap::from([(
+        AllocGroupId(1),
+        Group {
+            members: vec![
+                (AccountId(1), Decimal::from(50)),
+                (AccountId(2), Decimal::from(30)),
+                (AccountId(3), Decimal::from(20)),
+            ],
+        },
+    )]);
+    let allocs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let a = allocs.clone();
+    time(
+        "allocation",
+        Allocator::new(groups, move |_: &Allocation| {
+            a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }),
+        &events,
+    );
+    println!(
+        "({} allocations made)",
+        allocs.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}

@@ -1,0 +1,483 @@
+//! The market-data publisher: L2 depth, best bid and offer, and a trade tape per instrument,
+//! for in-process subscribers, built from the [`BookReplica`] (one component for all state
+//! derived from events).
+//!
+//! - **Incremental feed**: every update carries a per-instrument sequence number. Depth and
+//!   BBO are **conflated per ring batch**: at the end of a batch the top `depth` levels of
+//!   each instrument touched are compared with what was last published, and one update goes
+//!   out per changed level (qty 0: the level is gone). Trades go out as they happen.
+//! - **Snapshots**: a subscriber that joins late (or asks) gets a full snapshot tagged with
+//!   the sequence it covers, then the incrementals after it, and can detect gaps.
+//! - **Slow subscribers** never stall the publisher: each has its own bounded queue; when it
+//!   is full the subscriber is marked stale and gets nothing more until there is room again,
+//!   when it receives [`MdUpdate::Resync`] and fresh snapshots. A stale subscriber is always
+//!   told: updates (trades included) are never dropped silently.
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use ringex_engine::{
+    BookReplica, Consumer, Event, EventKind, InstrumentId, Price, Qty, Sequence, Side,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One L2 level: price and total lots.
+pub type Level = (Price, u128);
+
+/// A full picture of one instrument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MdSnapshot {
+    /// The instrument.
+    pub instrument: InstrumentId,
+    /// The last per-instrument sequence this snapshot includes.
+    pub seq: u64,
+    /// Bids, best first (at most the publisher's depth).
+    pub bids: Vec<Level>,
+    /// Asks, best first.
+    pub asks: Vec<Level>,
+    /// Halted?
+    pub halted: bool,
+}
+
+/// A market-data update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MdUpdate {
+    /// A level changed (`qty` 0: removed).
+    Level {
+        /// Instrument.
+        instrument: InstrumentId,
+        /// Per-instrument sequence.
+        seq: u64,
+        /// Side.
+        side: Side,
+        /// Price.
+        price: Price,
+        /// Total lots at the price now.
+        qty: u128,
+    },
+    /// The best bid and offer changed.
+    Bbo {
+        /// Instrument.
+        instrument: InstrumentId,
+        /// Per-instrument sequence.
+        seq: u64,
+        /// Best bid.
+        bid: Option<Level>,
+        /// Best ask.
+        ask: Option<Level>,
+    },
+    /// A trade.
+    Trade {
+        /// Instrument.
+        instrument: InstrumentId,
+        /// Per-instrument sequence.
+        seq: u64,
+        /// Price.
+        price: Price,
+        /// Lots.
+        qty: Qty,
+        /// The aggressor's side.
+        aggressor: Side,
+        /// The output sequence of the fill event.
+        event_seq: Sequence,
+    },
+    /// Halted or resumed.
+    Status {
+        /// Instrument.
+        instrument: InstrumentId,
+        /// Per-instrument sequence.
+        seq: u64,
+        /// Halted?
+        halted: bool,
+    },
+    /// A full snapshot of one instrument.
+    Snapshot(MdSnapshot),
+    /// You fell behind and updates were dropped: discard your books; snapshots follow.
+    Resync,
+}
+
+struct SubscriberCell {
+    tx: Sender<MdUpdate>,
+    stale: AtomicBool,
+    wants_snapshot: AtomicBool,
+}
+
+/// The subscription side: a bounded queue of updates.
+pub struct Subscription {
+    /// Updates, in order.
+    pub rx: Receiver<MdUpdate>,
+    cell: Arc<SubscriberCell>,
+}
+
+impl Subscription {
+    /// Asks for fresh snapshots of every instrument (sent at the end of the next batch).
+    pub fn request_snapshot(&self) {
+        self.cell.wants_snapshot.store(true, Ordering::Release);
+    }
+}
+
+/// Where subscribers sign up; share it with any thread.
+#[derive(Clone, Default)]
+pub struct MarketDataHub {
+    subs: Arc<Mutex<Vec<Arc<SubscriberCell>>>>,
+}
+
+impl MarketDataHub {
+    /// A new subscriber with a queue of `capacity` updates; it gets snapshots first.
+    pub fn subscribe(&self, capacity: usize) -> Subscription {
+        let (tx, rx) = bounded(capacity.max(2));
+        let cell = Arc::new(SubscriberCell {
+            tx,
+            stale: AtomicBool::new(false),
+            wants_snapshot: AtomicBool::new(true),
+        });
+        if let Ok(mut s) = self.subs.lock() {
+            s.push(Arc::clone(&cell));
+        }
+        Subscription { rx, cell }
+    }
+}
+
+#[derive(Default)]
+struct Published {
+    seq: u64,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+}
+
+/// The publisher consumer. `T` is a tap that sees every update (e.g. a CSV writer).
+pub struct MarketData<T: FnMut(&MdUpdate) + Send + 'static = fn(&MdUpdate)> {
+    replica: BookReplica,
+    depth: usize,
+    published: BTreeMap<InstrumentId, Published>,
+    touched: BTreeSet<InstrumentId>,
+    out: Vec<MdUpdate>,
+    hub: MarketDataHub,
+    subs: Vec<Arc<SubscriberCell>>,
+    tap: T,
+    per_command: bool,
+    /// Updates published.
+    pub updates: u64,
+}
+
+fn no_tap(_: &MdUpdate) {}
+
+impl MarketData {
+    /// A publisher of `depth` levels; returns it and its hub.
+    pub fn new(depth: usize) -> (Self, MarketDataHub) {
+        MarketData::with_tap(depth, no_tap)
+    }
+}
+
+impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
+    /// A publisher that also hands every update to `tap`.
+    pub fn with_tap(depth: usize, tap: T) -> (Self, MarketDataHub) {
+        let hub = MarketDataHub::default();
+        (
+            MarketData {
+                replica: BookReplica::new(),
+                depth: depth.max(1),
+                published: BTreeMap::new(),
+                touched: BTreeSet::new(),
+                out: Vec::new(),
+                hub: hub.clone(),
+                subs: Vec::new(),
+                tap,
+                per_command: false,
+                updates: 0,
+            },
+            hub,
+        )
+    }
+
+    /// Conflates at every command boundary instead of every ring batch: the feed is then a
+    /// deterministic function of the commands (for logs and tests), at the cost of more
+    /// updates in bursts.
+    pub fn per_command(mut self) -> Self {
+        self.per_command = true;
+        self
+    }
+
+    /// The published L2 of an instrument (bids, asks; best first).
+    pub fn l2(&self, i: InstrumentId) -> (Vec<Level>, Vec<Level>) {
+        self.published
+            .get(&i)
+            .map_or((Vec::new(), Vec::new()), |p| {
+                (p.bids.clone(), p.asks.clone())
+            })
+    }
+
+    fn next_seq(&mut self, i: InstrumentId) -> u64 {
+        let p = self.published.entry(i).or_default();
+        p.seq += 1;
+        p.seq
+    }
+
+    fn snapshot(&self, i: InstrumentId) -> MdSnapshot {
+        let p = self.published.get(&i);
+        MdSnapshot {
+            instrument: i,
+            seq: p.map_or(0, |p| p.seq),
+            bids: p.map_or(Vec::new(), |p| p.bids.clone()),
+            asks: p.map_or(Vec::new(), |p| p.asks.clone()),
+            halted: self.replica.is_halted(i),
+        }
+    }
+
+    /// Diffs the top levels of the touched instruments against what was published.
+    fn conflate(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for i in touched {
+            let bids: Vec<Level> = self
+                .replica
+                .depth(i, Side::Buy)
+                .take(self.depth)
+                .map(|(p, q, _)| (p, q))
+                .collect();
+            let asks: Vec<Level> = self
+                .replica
+                .depth(i, Side::Sell)
+                .take(self.depth)
+                .map(|(p, q, _)| (p, q))
+                .collect();
+            let (old_bids, old_asks) = match self.published.get(&i) {
+                Some(p) => (p.bids.clone(), p.asks.clone()),
+                None => (Vec::new(), Vec::new()),
+            };
+            let bbo_changed = bids.first() != old_bids.first() || asks.first() != old_asks.first();
+            for (side, new, old) in [
+                (Side::Buy, &bids, &old_bids),
+                (Side::Sell, &asks, &old_asks),
+            ] {
+                let mut prices: Vec<Price> = new.iter().chain(old.iter()).map(|l| l.0).collect();
+                prices.sort_unstable();
+                prices.dedup();
+                if side == Side::Buy {
+                    prices.reverse();
+                }
+                for p in prices {
+                    let n = new.iter().find(|l| l.0 == p).map_or(0, |l| l.1);
+                    let o = old.iter().find(|l| l.0 == p).map_or(0, |l| l.1);
+                    if n != o {
+                        let seq = self.next_seq(i);
+                        self.out.push(MdUpdate::Level {
+                            instrument: i,
+                            seq,
+                            side,
+                            price: p,
+                            qty: n,
+                        });
+                    }
+                }
+            }
+            if bbo_changed {
+                let seq = self.next_seq(i);
+                self.out.push(MdUpdate::Bbo {
+                    instrument: i,
+                    seq,
+                    bid: bids.first().copied(),
+                    ask: asks.first().copied(),
+                });
+            }
+            let p = self.published.entry(i).or_default();
+            p.bids = bids;
+            p.asks = asks;
+        }
+    }
+
+    fn deliver(&mut self) {
+        if let Ok(s) = self.hub.subs.try_lock() {
+            if s.len() != self.subs.len() {
+                self.subs = s.clone();
+            }
+        }
+        for u in &self.out {
+            (self.tap)(u);
+        }
+        self.updates += self.out.len() as u64;
+        let instruments: Vec<InstrumentId> = self.published.keys().copied().collect();
+        for sub in &self.subs {
+            let resync =
+                sub.stale.load(Ordering::Acquire) || sub.wants_snapshot.load(Ordering::Acquire);
+            if resync {
+                // Send snapshots only when they all fit, so a stale subscriber gets a
+                // complete picture.
+                let room = sub
+                    .tx
+                    .capacity()
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(sub.tx.len());
+                if room < instruments.len() + 1 {
+                    continue;
+                }
+                if sub.stale.swap(false, Ordering::AcqRel) {
+                    let _ = sub.tx.try_send(MdUpdate::Resync);
+                }
+                sub.wants_snapshot.store(false, Ordering::Release);
+                for &i in &instruments {
+                    let _ = sub.tx.try_send(MdUpdate::Snapshot(self.snapshot(i)));
+                }
+                // The snapshots already include this batch.
+                continue;
+            }
+            for u in &self.out {
+                match sub.tx.try_send(u.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        sub.stale.store(true, Ordering::Release);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
+        }
+        self.out.clear();
+    }
+}
+
+impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
+    fn name(&self) -> &str {
+        "market-data"
+    }
+
+    fn on_event(&mut self, e: &Event, seq: Sequence, end_of_batch: bool) {
+        self.replica.apply(e);
+        match e.kind {
+            EventKind::Fill {
+                instrument,
+                price,
+                qty,
+                taker_side,
+                ..
+            } => {
+                self.touched.insert(instrument);
+                let s = self.next_seq(instrument);
+                self.out.push(MdUpdate::Trade {
+                    instrument,
+                    seq: s,
+                    price,
+                    qty,
+                    aggressor: taker_side,
+                    event_seq: seq,
+                });
+            }
+            EventKind::InstrumentStatus { instrument, halted } => {
+                let s = self.next_seq(instrument);
+                self.out.push(MdUpdate::Status {
+                    instrument,
+                    seq: s,
+                    halted,
+                });
+            }
+            EventKind::InstrumentAdded { instrument } => {
+                // Subscribers learn of a new instrument through its (empty) snapshot.
+                self.published.entry(instrument).or_default();
+                let snap = self.snapshot(instrument);
+                self.out.push(MdUpdate::Snapshot(snap));
+            }
+            _ => {
+                if let Some(i) = e.instrument() {
+                    self.touched.insert(i);
+                }
+            }
+        }
+        if end_of_batch || (self.per_command && e.is_last_of_command()) {
+            self.conflate();
+            self.deliver();
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        self.conflate();
+        self.deliver();
+    }
+}
+
+/// A subscriber's L2 books, kept from snapshots and incrementals, with gap detection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L2Books {
+    books: BTreeMap<InstrumentId, (u64, BTreeMap<Price, u128>, BTreeMap<Price, u128>)>,
+    /// Set when an update's sequence was not the next one expected.
+    pub gap: bool,
+    /// Trades seen.
+    pub trades: u64,
+}
+
+impl L2Books {
+    /// Applies an update.
+    pub fn apply(&mut self, u: &MdUpdate) {
+        let mut step = |i: InstrumentId, seq: u64, gap: &mut bool| -> bool {
+            match self.books.get_mut(&i) {
+                // Updates before the snapshot are covered by it.
+                Some(b) if seq <= b.0 => false,
+                Some(b) => {
+                    *gap |= seq != b.0 + 1;
+                    b.0 = seq;
+                    true
+                }
+                None => false,
+            }
+        };
+        match u {
+            MdUpdate::Snapshot(s) => {
+                self.books.insert(
+                    s.instrument,
+                    (
+                        s.seq,
+                        s.bids.iter().copied().collect(),
+                        s.asks.iter().copied().collect(),
+                    ),
+                );
+            }
+            MdUpdate::Resync => self.books.clear(),
+            MdUpdate::Level {
+                instrument,
+                seq,
+                side,
+                price,
+                qty,
+            } => {
+                if step(*instrument, *seq, &mut self.gap) {
+                    if let Some(b) = self.books.get_mut(instrument) {
+                        let m = if *side == Side::Buy {
+                            &mut b.1
+                        } else {
+                            &mut b.2
+                        };
+                        if *qty == 0 {
+                            m.remove(price);
+                        } else {
+                            m.insert(*price, *qty);
+                        }
+                    }
+                }
+            }
+            MdUpdate::Trade {
+                instrument, seq, ..
+            } => {
+                if step(*instrument, *seq, &mut self.gap) {
+                    self.trades += 1;
+                }
+            }
+            MdUpdate::Bbo {
+                instrument, seq, ..
+            }
+            | MdUpdate::Status {
+                instrument, seq, ..
+            } => {
+                step(*instrument, *seq, &mut self.gap);
+            }
+        }
+    }
+
+    /// The book of an instrument: (sequence, bids best first, asks best first).
+    pub fn book(&self, i: InstrumentId) -> Option<(u64, Vec<Level>, Vec<Level>)> {
+        self.books.get(&i).map(|(s, b, a)| {
+            (
+                *s,
+                b.iter().rev().map(|(p, q)| (*p, *q)).collect(),
+                a.iter().map(|(p, q)| (*p, *q)).collect(),
+            )
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! Market data: L2 equals the matcher's books after every command; late joiners and slow
+//! subscribers end up with the same books as a subscriber that was there from the start.
+
+use proptest::prelude::*;
+use ringex_consumers::market_data::{L2Books, MarketData, MdUpdate};
+use ringex_engine::*;
+
+const DEPTH: usize = 5;
+
+fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
+    let mut v = vec![
+        Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(0),
+            },
+        ),
+        Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(1),
+            },
+        ),
+    ];
+    for (i, &(k, inst, px, qty, buy)) in raw.iter().enumerate() {
+        let inst = InstrumentId(u32::from(inst % 2));
+        let side = if buy { Side::Buy } else { Side::Sell };
+        let id = i as u64 + 1;
+        let acct = AccountId(u64::from(k % 3));
+        let kind = match k % 10 {
+            0..=5 => CommandKind::NewOrder(NewOrder::limit(
+                inst,
+                acct,
+                OrderId(id),
+                side,
+                Price(90 + i64::from(px % 20)),
+                Qty(1 + u64::from(qty % 9)),
+            )),
+            6 => CommandKind::Cancel {
+                instrument: inst,
+                account: acct,
+                order_id: OrderId(id.saturating_sub(u64::from(px % 10))),
+            },
+            7 => CommandKind::Modify {
+                instrument: inst,
+                account: acct,
+                order_id: OrderId(id.saturating_sub(u64::from(px % 10))),
+                price: Price(90 + i64::from(qty % 20)),
+                qty: Qty(1 + u64::from(px % 5)),
+            },
+            8 => CommandKind::Halt { instrument: inst },
+            _ => CommandKind::Resume { instrument: inst },
+        };
+        v.push(Command::new(Timestamp(0), kind));
+    }
+    v
+}
+
+fn top(m: &Matcher, i: InstrumentId, side: Side) -> Vec<(Price, u128)> {
+    m.depth(i, side)
+        .take(DEPTH)
+        .map(|(p, q, _)| (p, q))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn l2_and_bbo_equal_the_matchers_books_after_every_command(
+        raw in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>()), 1..300)
+    ) {
+        let (mut md, hub) = MarketData::new(DEPTH);
+        let sub = hub.subscribe(1 << 16);
+        let mut books = L2Books::default();
+        let mut m = Matcher::default();
+        let mut out = Vec::new();
+        let mut ev = 0u64;
+        for (i, c) in cmds(&raw).iter().enumerate() {
+            out.clear();
+            m.process(Sequence(i as u64 + 1), c, &mut out);
+            let n = out.len();
+            for (k, e) in out.iter().enumerate() {
+                ev += 1;
+                md.on_event(e, Sequence(ev), k + 1 == n);
+            }
+            for u in sub.rx.try_iter() {
+                books.apply(&u);
+            }
+            for inst in [InstrumentId(0), InstrumentId(1)] {
+                let (b, a) = md.l2(inst);
+                prop_assert_eq!(&b, &top(&m, inst, Side::Buy));
+                prop_assert_eq!(&a, &top(&m, inst, Side::Sell));
+                let (_, sb, sa) = books.book(inst).unwrap_or_default();
+                prop_assert_eq!(sb, b, "the subscriber's bids");
+                prop_assert_eq!(sa, a, "the subscriber's asks");
+            }
+            prop_assert!(!books.gap);
+        }
+    }
+}
+
+#[test]
+fn late_and_slow_subscribers_resync_to_the_same_books() {
+    let raw: Vec<(u8, u8, u8, u8, bool)> = (0..3000u32)
+        .map(|i| {
+            let x = i.wrapping_mul(2654435761);
+            (
+                (x >> 3) as u8,
+                (x >> 11) as u8,
+                (x >> 17) as u8,
+                (x >> 23) as u8,
+                x & 1 == 1,
+            )
+        })
+        .collect();
+    let (mut md, hub) = MarketData::new(DEPTH);
+    let early = hub.subscribe(1 << 16);
+    let slow = hub.subscribe(8);
+    let mut late = None;
+    let (mut eb, mut lb, mut sb) = (L2Books::default(), L2Books::default(), L2Books::default());
+    let mut m = Matcher::default();
+    let mut out = Vec::new();
+    let mut ev = 0u64;
+    let mut saw_resync = false;
+    for (i, c) in cmds(&raw).iter().enumerate() {
+        if i == 1500 {
+            late = Some(hub.subscribe(1 << 16));
+        }
+        out.clear();
+        m.process(Sequence(i as u64 + 1), c, &mut out);
+        let n = out.len();
+        for (k, e) in out.iter().enumerate() {
+            ev += 1;
+            md.on_event(e, Sequence(ev), k + 1 == n);
+        }
+        for u in early.rx.try_iter() {
+            eb.apply(&u);
+        }
+        if let Some(l) = &late {
+            for u in l.rx.try_iter() {
+                lb.apply(&u);
+            }
+            if i > 1500 {
+                assert_eq!(
+                    lb.book(InstrumentId(0)),
+                    eb.book(InstrumentId(0)),
+                    "late joiner at command {i}"
+                );
+                assert_eq!(lb.book(InstrumentId(1)), eb.book(InstrumentId(1)));
+            }
+        }
+        // The slow subscriber reads only now and then: it falls behind and is told.
+        if i % 400 == 399 {
+            for u in slow.rx.try_iter() {
+                saw_resync |= u == MdUpdate::Resync;
+                sb.apply(&u);
+            }
+        }
+    }
+    assert!(saw_resync, "the slow subscriber was told it fell behind");
+    // One more batch (a tick changes nothing) lets the publisher send it fresh snapshots.
+    md.on_event(
+        &Event::new(
+            Sequence(0),
+            EventKind::InstrumentStatus {
+                instrument: InstrumentId(0),
+                halted: m.is_halted(InstrumentId(0)),
+            },
+        ),
+        Sequence(ev + 1),
+        true,
+    );
+    for u in early.rx.try_iter() {
+        eb.apply(&u);
+    }
+    for u in slow.rx.try_iter() {
+        sb.apply(&u);
+    }
+    for u in slow.rx.try_iter() {
+        sb.apply(&u);
+    }
+    md.on_event(
+        &Event::new(
+            Sequence(0),
+            EventKind::InstrumentStatus {
+                instrument: InstrumentId(0),
+                halted: m.is_halted(InstrumentId(0)),
+            },
+        ),
+        Sequence(ev + 2),
+        true,
+    );
+    for u in early.rx.try_iter() {
+        eb.apply(&u);
+    }
+    for u in slow.rx.try_iter() {
+        sb.apply(&u);
+    }
+    for inst in [InstrumentId(0), InstrumentId(1)] {
+        let (_, b, a) = sb.book(inst).expect("slow subscriber resynced");
+        assert_eq!(
+            (b, a),
+            (top(&m, inst, Side::Buy), top(&m, inst, Side::Sell))
+        );
+        assert_eq!(
+            sb.book(inst).map(|x| (x.1, x.2)),
+            eb.book(inst).map(|x| (x.1, x.2))
+        );
+    }
+}

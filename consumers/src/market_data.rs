@@ -393,10 +393,13 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
     }
 }
 
+/// One instrument at a subscriber: (sequence, bids by price, asks by price).
+type SubscriberBook = (u64, BTreeMap<Price, u128>, BTreeMap<Price, u128>);
+
 /// A subscriber's L2 books, kept from snapshots and incrementals, with gap detection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct L2Books {
-    books: BTreeMap<InstrumentId, (u64, BTreeMap<Price, u128>, BTreeMap<Price, u128>)>,
+    books: BTreeMap<InstrumentId, SubscriberBook>,
     /// Set when an update's sequence was not the next one expected.
     pub gap: bool,
     /// Trades seen.

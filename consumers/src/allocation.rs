@@ -125,7 +125,7 @@ pub fn apportion(weights: &[Decimal], prev: &[u128], total: u128) -> Vec<u128> {
 /// The allocation consumer. `F` receives every allocation (an in-process subscriber).
 pub struct Allocator<F: FnMut(&Allocation) + Send + 'static> {
     groups: HashMap<AllocGroupId, Group>,
-    orders: HashMap<OrderId, BlockOrder>,
+    orders: rustc_hash::FxHashMap<OrderId, BlockOrder>,
     sink: F,
     /// Allocations made.
     pub allocations: u64,
@@ -136,7 +136,7 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
     pub fn new(groups: HashMap<AllocGroupId, Group>, sink: F) -> Self {
         Allocator {
             groups,
-            orders: HashMap::new(),
+            orders: Default::default(),
             sink,
             allocations: 0,
         }

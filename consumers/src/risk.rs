@@ -12,6 +12,7 @@ use ringex_engine::{
     Sequence, Side,
 };
 use rust_decimal::Decimal;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -128,9 +129,9 @@ struct OpenOrder {
 /// The risk consumer.
 pub struct RiskUpdater {
     instruments: HashMap<InstrumentId, RiskInstrument>,
-    orders: HashMap<OrderId, OpenOrder>,
-    accounts: HashMap<AccountId, AccountRisk>,
-    dirty: HashSet<AccountId>,
+    orders: FxHashMap<OrderId, OpenOrder>,
+    accounts: FxHashMap<AccountId, AccountRisk>,
+    dirty: FxHashSet<AccountId>,
     view: RiskView,
     limits: (HashMap<AccountId, Limits>, Limits),
     gateway: Option<Gateway>,
@@ -138,6 +139,10 @@ pub struct RiskUpdater {
     /// Kill-switch commands not yet taken by the input ring (never wait on it from here:
     /// the matcher may be waiting for this consumer).
     pending: Vec<CommandKind>,
+    /// Open-order exposure in ticks × lots per (account, instrument): integer arithmetic on
+    /// the hot path, turned into money only when published or checked.
+    open_tl: FxHashMap<AccountId, BTreeMap<InstrumentId, i128>>,
+    any_limits: bool,
 }
 
 impl RiskUpdater {
@@ -147,21 +152,24 @@ impl RiskUpdater {
         (
             RiskUpdater {
                 instruments,
-                orders: HashMap::new(),
-                accounts: HashMap::new(),
-                dirty: HashSet::new(),
+                orders: FxHashMap::default(),
+                accounts: FxHashMap::default(),
+                dirty: FxHashSet::default(),
                 view: view.clone(),
                 limits: Default::default(),
                 gateway: None,
                 killed: HashSet::new(),
                 pending: Vec::new(),
+                open_tl: FxHashMap::default(),
+                any_limits: false,
             },
             view,
         )
     }
 
     /// The state held by the consumer itself (for tests and final reports).
-    pub fn account(&self, a: AccountId) -> Option<&AccountRisk> {
+    pub fn account(&mut self, a: AccountId) -> Option<&AccountRisk> {
+        self.settle_exposure(a);
         self.accounts.get(&a)
     }
 
@@ -189,14 +197,35 @@ impl RiskUpdater {
 
     fn exposure(&mut self, id: OrderId, delta_sign: i8) {
         if let Some(o) = self.orders.get(&id) {
-            let (a, i, p, q) = (o.account, o.instrument, o.price, o.qty);
-            let (_, _, n) = self.money(i, p, q);
-            let pos = self.pos(a, i);
-            if delta_sign > 0 {
-                pos.open_notional += n;
-            } else {
-                pos.open_notional -= n;
-            }
+            let (a, i) = (o.account, o.instrument);
+            let tl = o.price.0 as i128 * o.qty.0 as i128;
+            *self.open_tl.entry(a).or_default().entry(i).or_default() +=
+                if delta_sign > 0 { tl } else { -tl };
+            self.dirty.insert(a);
+        }
+    }
+
+    /// Money value of ticks × lots in an instrument.
+    fn tl_money(&self, i: InstrumentId, tl: i128) -> Decimal {
+        let (tick, lot) = self
+            .instruments
+            .get(&i)
+            .map_or((Decimal::ONE, Decimal::ONE), |s| (s.tick_size, s.lot_size));
+        Decimal::from_i128_with_scale(tl, 0) * tick * lot
+    }
+
+    /// Writes the open-order notional of `a` into its positions.
+    fn settle_exposure(&mut self, a: AccountId) {
+        let Some(m) = self.open_tl.get(&a) else {
+            return;
+        };
+        let values: Vec<(InstrumentId, Decimal)> = m
+            .iter()
+            .map(|(&i, &tl)| (i, self.tl_money(i, tl)))
+            .collect();
+        let acc = self.accounts.entry(a).or_default();
+        for (i, n) in values {
+            acc.positions.entry(i).or_default().open_notional = n;
         }
     }
 
@@ -246,9 +275,10 @@ impl RiskUpdater {
     }
 
     fn check_limits(&mut self, a: AccountId) {
-        if self.killed.contains(&a) {
+        if !self.any_limits || self.killed.contains(&a) {
             return;
         }
+        self.settle_exposure(a);
         let l = self.limits.0.get(&a).copied().unwrap_or(self.limits.1);
         let Some(r) = self.accounts.get(&a) else {
             return;
@@ -309,8 +339,11 @@ impl RiskUpdater {
         if self.dirty.is_empty() {
             return;
         }
-        if let Ok(mut m) = self.view.accounts.try_lock() {
-            for a in self.dirty.drain() {
+        let view = self.view.accounts.clone();
+        if let Ok(mut m) = view.try_lock() {
+            let dirty: Vec<AccountId> = self.dirty.drain().collect();
+            for a in dirty {
+                self.settle_exposure(a);
                 if let Some(r) = self.accounts.get(&a) {
                     m.insert(a, r.clone());
                 }
@@ -318,6 +351,7 @@ impl RiskUpdater {
         }
         if let Ok(l) = self.view.limits.try_read() {
             self.limits = l.clone();
+            self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
         }
     }
 }
@@ -331,6 +365,7 @@ impl Consumer for RiskUpdater {
         self.gateway = Some(ctx.gateway());
         if let Ok(l) = self.view.limits.read() {
             self.limits = l.clone();
+            self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
         }
     }
 
@@ -371,10 +406,15 @@ impl Consumer for RiskUpdater {
                     };
                     let (a, op) = (o.account, o.price);
                     if o.qty.0 > 0 {
-                        let (_, _, n) = self.money(instrument, op, qty);
-                        self.pos(a, instrument).open_notional -= n;
+                        let q = qty.0.min(o.qty.0);
+                        *self
+                            .open_tl
+                            .entry(a)
+                            .or_default()
+                            .entry(instrument)
+                            .or_default() -= op.0 as i128 * q as i128;
                         if let Some(o) = self.orders.get_mut(&id) {
-                            o.qty = Qty(o.qty.0.saturating_sub(qty.0));
+                            o.qty = Qty(o.qty.0 - q);
                         }
                     }
                     self.trade(a, instrument, side, price, qty, is_maker);

@@ -72,17 +72,17 @@ fn buy_three_at_100_sell_one_at_105_with_fees() {
             order(2, 4, Side::Sell, 105, 1), // B sells 1 @ 105 (taker)
         ],
     );
-    let b = &r.account(AccountId(2)).expect("B").positions[&InstrumentId(0)];
+    let b = r.account(AccountId(2)).expect("B").positions[&InstrumentId(0)].clone();
     assert_eq!(b.qty, dec("2"));
     assert_eq!(b.avg_price, dec("100"));
     assert_eq!(b.realized, dec("5"));
     assert_eq!(b.fees, dec("0.405")); // 300 × 0.1% + 105 × 0.1%
-    let a = &r.account(AccountId(1)).expect("A").positions[&InstrumentId(0)];
+    let a = r.account(AccountId(1)).expect("A").positions[&InstrumentId(0)].clone();
     assert_eq!(
         (a.qty, a.avg_price, a.fees),
         (dec("-3"), dec("100"), dec("-0.06"))
     );
-    let c = &r.account(AccountId(3)).expect("C").positions[&InstrumentId(0)];
+    let c = r.account(AccountId(3)).expect("C").positions[&InstrumentId(0)].clone();
     assert_eq!(
         (c.qty, c.avg_price, c.fees),
         (dec("1"), dec("105"), dec("-0.021"))
@@ -91,7 +91,7 @@ fn buy_three_at_100_sell_one_at_105_with_fees() {
     // The published view matches.
     assert_eq!(
         view.account(AccountId(2)).expect("published").positions[&InstrumentId(0)],
-        *b
+        b
     );
 }
 

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } = &u
             {
                 trades += 1;
-                if trades % 200 == 0 {
+                if trades.is_multiple_of(200) {
                     println!("trade #{trades}: {qty} lots at {price} ({aggressor:?} aggressor)");
                 }
             }
@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Qty(1 + rng.below(10)),
         );
         g.submit(CommandKind::NewOrder(o))?;
-        if id % 1000 == 0 {
+        if id.is_multiple_of(1000) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -21,3 +21,18 @@ setup=$(grep -o 'setup commands [0-9]*' "$out/stdout" | awk '{print $3}')
 cmds=$((n + setup))
 echo "matcher alone (exchange-core mix, seed 1): $total instructions / $cmds commands = $((total / cmds)) instructions per command"
 echo "profile: $out/cg.out (callgrind_annotate $out/cg.out)"
+
+# The pipeline: the same stream through gateway -> input ring -> matcher -> output ring -> 4
+# counting consumers, counting the matcher stage and the consumer stages (their polling
+# included; stages sleep 50 µs when idle so that idle polling stays small under valgrind,
+# which runs one thread at a time).
+if [ "${PIPELINE:-1}" = 1 ]; then
+  m=$((n / 4))
+  cargo build --release -q -p ringex-bench --bin topologies
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg-pipeline.out" \
+    --toggle-collect='*matcher_loop*' --toggle-collect='*consumer_loop*' \
+    ./target/release/topologies pipeline --commands "$m" --runs 1 --no-baseline --idle sleep >"$out/stdout2" 2>"$out/stderr2"
+  ptotal=$(grep -E '^(summary|totals):' "$out/cg-pipeline.out" | head -1 | awk '{print $2}')
+  pcmds=$((m + setup))
+  echo "pipeline (matcher stage + 4 consumer stages): $ptotal instructions / $pcmds commands = $((ptotal / pcmds)) instructions per command"
+fi

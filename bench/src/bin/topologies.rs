@@ -49,6 +49,9 @@ enum Mode {
         runs: usize,
         #[arg(long, default_value_t = 1 << 16)]
         ring: usize,
+        /// Skip the crossbeam baseline.
+        #[arg(long)]
+        no_baseline: bool,
         #[command(flatten)]
         place: Place,
     },
@@ -74,6 +77,7 @@ fn placement(p: &Place) -> Result<Placement, String> {
         Some("spin") => Some(IdleStrategy::BusySpin),
         Some("backoff") => Some(IdleStrategy::SHARED),
         Some("yield") => Some(IdleStrategy::Yield),
+        Some("sleep") => Some(IdleStrategy::Sleep(Duration::from_micros(50))),
         Some("backoff-yield") => Some(IdleStrategy::Backoff {
             park: Duration::ZERO,
         }),
@@ -118,6 +122,7 @@ fn main() {
             commands,
             runs,
             ring,
+            no_baseline,
             place,
         } => {
             let place = match placement(&place) {
@@ -136,6 +141,10 @@ fn main() {
                     Ok(r) => r,
                     Err(e) => return eprintln!("{e}"),
                 };
+                if no_baseline {
+                    println!("run {run}: ringex {:.2}M commands/s", r.per_second() / 1e6);
+                    continue;
+                }
                 let c = crossbeam_pipeline_one_to_four(&w.setup, &w.commands, ring);
                 println!(
                     "run {run}: ringex {:.2}M commands/s ({} events/consumer), crossbeam {:.2}M commands/s",
@@ -145,6 +154,9 @@ fn main() {
                 );
                 ours.push(r.per_second());
                 base.push(c.per_second());
+            }
+            if no_baseline {
+                return;
             }
             let (o, b) = (median(ours), median(base));
             println!(

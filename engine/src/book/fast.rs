@@ -11,7 +11,8 @@
 //!   below the top stays in place, empty, so that an order arriving at that price later
 //!   (the common case: orders move among nearby prices) needs no insert; empty levels at the
 //!   top are popped at once, so the last element is always the non-empty best. When empty
-//!   levels outnumber the live ones (and at least 64), the side is compacted in place.
+//!   levels pass 1024 and eight times the live ones, the side is compacted in place (memory
+//!   stays bounded when prices drift; in a steady book the empty levels are reused).
 //!
 //! Once the vectors and the map have grown to the working size, nothing here allocates.
 
@@ -462,7 +463,7 @@ impl OrderBooks {
             .binary_search_by_key(&key(side, price), |e| e.0)
             .is_ok());
         ladder.empties += 1;
-        if ladder.empties >= 64 && ladder.empties * 2 > ladder.entries.len() {
+        if ladder.empties >= 1024 && ladder.empties > 8 * (ladder.entries.len() - ladder.empties) {
             let mut entries = std::mem::take(&mut ladder.entries);
             entries.retain(|&(_, l)| {
                 let lv = &levels[l as usize];
@@ -642,5 +643,41 @@ mod tests {
             .map(|o| o.order_id.0)
             .collect();
         assert_eq!(ids, vec![3, 2, 5, 4]);
+    }
+
+    #[test]
+    fn empty_levels_are_reused_then_compacted_and_the_book_stays_exact() {
+        let mut b = OrderBooks::with_capacity(4096, 4096);
+        b.add_instrument(InstrumentId(0));
+        let mut idx = Vec::new();
+        for p in 0..3000u64 {
+            idx.push(b.insert(node(p + 1, Side::Buy, p as i64, 1, p)));
+        }
+        // Empty every level but the best and a few in the middle: the middle ones stay as
+        // empty levels until there are enough of them to compact.
+        for (p, &i) in idx.iter().enumerate() {
+            if p != 2999 && p % 500 != 0 {
+                b.remove(i);
+            }
+        }
+        let ladder = &b.book(InstrumentId(0)).expect("book").bids;
+        assert!(
+            ladder.entries.len() < 3000,
+            "compacted: {}",
+            ladder.entries.len()
+        );
+        let depth: Vec<i64> = b
+            .depth(InstrumentId(0), Side::Buy)
+            .map(|(p, _, _)| p.0)
+            .collect();
+        assert_eq!(depth, vec![2999, 2500, 2000, 1500, 1000, 500, 0]);
+        // A new order at a price whose level was compacted away gets a fresh level.
+        b.insert(node(9999, Side::Buy, 1234, 3, 9999));
+        let depth: Vec<(i64, u128)> = b
+            .depth(InstrumentId(0), Side::Buy)
+            .map(|(p, q, _)| (p.0, q))
+            .collect();
+        assert_eq!(depth[4], (1234, 3));
+        assert_eq!(depth.len(), 8);
     }
 }

@@ -591,6 +591,8 @@ fn status_of(shared: &Shared) -> PipelineStatus {
 }
 
 /// The matcher stage: commands in, each command's events out in one batch.
+/// (Never inlined, so that profilers and callgrind can attribute the stage.)
+#[inline(never)]
 fn matcher_loop(
     mut matcher: Matcher,
     mut input: EventPoller<Command, MultiProducerBarrier>,
@@ -654,6 +656,7 @@ fn matcher_loop(
 }
 
 /// A consumer stage: poll, gate, call, isolate panics, publish progress.
+#[inline(never)]
 fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
     let ConsumerRun {
         mut poller,

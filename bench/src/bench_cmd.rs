@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Pin every stage to its own core and busy-spin: the matcher on core 1, the probe and
+    /// the consumers on cores 2, 3, … (core 0 is left to the sender and the OS). Needs
+    /// 2 + number of consumers cores; overrides --matcher-core/--consumer-cores/--idle.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 /// Parses an idle strategy name.
@@ -95,6 +100,22 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 .map_err(|_| format!("--rate {r:?}: a number or max"))?,
         ),
     };
+    let mut a = a.clone();
+    if a.pin {
+        let stages = 1 + a.consumers.iter().filter(|c| !c.is_empty()).count();
+        let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+        if cores < stages + 2 {
+            return Err(format!(
+                "--pin needs {} cores (sender/OS, matcher, {} consumer stages); this machine has {cores}",
+                stages + 2,
+                stages
+            ));
+        }
+        a.matcher_core = Some(1);
+        a.consumer_cores = (2..2 + stages).collect();
+        a.idle = Some("spin".into());
+    }
+    let a = &a;
     let idle = a.idle.as_deref().map(parse_idle).transpose()?;
     for c in a.matcher_core.iter().chain(&a.consumer_cores) {
         validate_core(*c).map_err(|e| e.to_string())?;

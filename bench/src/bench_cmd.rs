@@ -52,9 +52,11 @@ pub struct BenchArgs {
     /// Where the outputs go.
     #[arg(long, default_value = "target/bench-out")]
     pub out: PathBuf,
-    /// Also run a baseline in the same run: crossbeam (same topology on crossbeam-channel).
-    #[arg(long)]
-    pub compare: Option<String>,
+    /// Also run baselines in the same run (comma separated): crossbeam (the same topology
+    /// on crossbeam-channel), ring (the ring alone: trivial handlers, 64-byte slots,
+    /// 1 → 1 → 4, 10M events closed loop and 1M at 1M/s open loop).
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -264,7 +266,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
     }
     text.push('\n');
     text.push_str(&report::table(&r));
-    if let Some(c) = &a.compare {
+    for c in &a.compare {
         match c.as_str() {
             "crossbeam" => {
                 let cmds: Vec<_> = data
@@ -291,7 +293,30 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                     ours.per_second() / base.per_second()
                 ));
             }
-            o => return Err(format!("unknown --compare {o:?}: crossbeam")),
+            "ring" => {
+                let place = crate::topology::Placement {
+                    stage_core: a.matcher_core,
+                    consumer_cores: a.consumer_cores.clone(),
+                    idle,
+                };
+                let closed = crate::topology::ring_one_to_four(10_000_000, a.ring, None, &place);
+                let open =
+                    crate::topology::ring_one_to_four(1_000_000, a.ring, Some(1_000_000), &place);
+                text.push_str(&format!(
+                    "\nring only (1 -> 1 -> 4, 64-byte slots): {:.1}M events/s closed loop",
+                    closed.throughput.per_second() / 1e6
+                ));
+                if let Some(h) = &open.latency {
+                    text.push_str(&format!(
+                        "; at 1M events/s open loop p50 {:.1} µs, p99 {:.1} µs, p99.99 {:.1} µs",
+                        h.value_at_quantile(0.5) as f64 / 1e3,
+                        h.value_at_quantile(0.99) as f64 / 1e3,
+                        h.value_at_quantile(0.9999) as f64 / 1e3
+                    ));
+                }
+                text.push('\n');
+            }
+            o => return Err(format!("unknown --compare {o:?}: crossbeam, ring")),
         }
     }
     report::write_all(&a.out, &r, &header, secs)

@@ -112,6 +112,28 @@ pub fn segment_name(seq: u64) -> String {
     format!("{seq:020}.journal")
 }
 
+/// Files `<prefix><number><suffix>` in `dir`, by number ascending (none if `dir` is missing).
+pub fn list_numbered(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut v = Vec::new();
+    if !dir.exists() {
+        return Ok(v);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let n = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n {
+            v.push((n, p));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

@@ -86,23 +86,7 @@ fn io_err(p: &Path) -> impl Fn(io::Error) -> RecoveryError + '_ {
 
 /// Journal segments in `dir`, in order: (first event sequence, path).
 pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    if !dir.exists() {
-        return Ok(v);
-    }
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if let Some(s) = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".journal"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            v.push((s, p));
-        }
-    }
-    v.sort();
-    Ok(v)
+    crate::journal::list_numbered(dir, "", ".journal")
 }
 
 /// A parsed record header.

@@ -5,7 +5,8 @@
 //! File `snapshot-<cmd_seq>.snap` (20 digits): magic `RGXSNAP1`, payload length (u64),
 //! CRC-32 of the payload (u32), payload ([`EngineState::to_bytes`]).
 
-use crate::journal::{segment_name, sync_dir, DurableSeq};
+use crate::journal::{list_numbered, segment_name, sync_dir, DurableSeq};
+use crate::recovery::list_segments;
 use ringex_engine::state::EngineState;
 use ringex_engine::{BookReplica, Consumer, Event, Sequence};
 use std::fs::File;
@@ -75,22 +76,8 @@ pub fn read_snapshot(path: &Path) -> Result<EngineState, SnapshotError> {
 
 /// Snapshot files in `dir`, newest (highest command sequence) first.
 pub fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    if !dir.exists() {
-        return Ok(v);
-    }
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(seq) = name
-            .strip_prefix("snapshot-")
-            .and_then(|n| n.strip_suffix(".snap"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            v.push((seq, p));
-        }
-    }
-    v.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut v = list_numbered(dir, "snapshot-", ".snap")?;
+    v.reverse();
     Ok(v)
 }
 
@@ -160,19 +147,7 @@ pub fn prune(dir: &Path, state: &EngineState) -> io::Result<()> {
             std::fs::remove_file(p)?;
         }
     }
-    let mut segs: Vec<u64> = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if let Some(s) = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".journal"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            segs.push(s);
-        }
-    }
-    segs.sort_unstable();
+    let segs: Vec<u64> = list_segments(dir)?.into_iter().map(|(s, _)| s).collect();
     // A segment can go when the next one starts at or before the first event after the
     // snapshot: all of its events are covered.
     for w in segs.windows(2) {

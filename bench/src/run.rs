@@ -19,7 +19,7 @@ use ringex_engine::{
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -261,13 +261,18 @@ impl Consumer for AllocCsv {
     }
 }
 
+/// The allocator for `--alloc-out`. When a journaled run continues, block orders filled
+/// partly before the restart carry on from their cumulative state, rebuilt by replaying the
+/// journal through the allocator with its output off.
 fn alloc_consumer(
     script: &Arc<Script>,
     path: &Path,
-    admin_before: u64,
+    state: &EngineState,
+    journal: Option<&Path>,
 ) -> Result<AllocCsv, RunError> {
     let out = Arc::new(Mutex::new(out_file(path)?));
-    let admin = Arc::new(AtomicU64::new(admin_before));
+    let admin = Arc::new(AtomicU64::new(state.admin_events));
+    let replaying = Arc::new(AtomicBool::new(false));
     let groups = script
         .groups()
         .iter()
@@ -282,7 +287,11 @@ fn alloc_consumer(
         })
         .collect();
     let (w, a, sc) = (Arc::clone(&out), Arc::clone(&admin), Arc::clone(script));
+    let quiet = Arc::clone(&replaying);
     let sink: AllocSink = Box::new(move |x: &Allocation| {
+        if quiet.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(spec) = sc.spec(x.instrument) else {
             return;
         };
@@ -299,11 +308,28 @@ fn alloc_consumer(
             );
         }
     });
-    Ok(AllocCsv {
+    let mut c = AllocCsv {
         inner: Allocator::new(groups, sink),
         admin,
         out,
-    })
+    };
+    if let Some(dir) = journal.filter(|_| state.event_seq > 0) {
+        let events = ringex_consumers::recovery::journal_events(dir)?;
+        if events.first().map(|e| e.0) != Some(1) {
+            tracing::warn!(
+                "the journal no longer starts at event 1 (pruned after a snapshot): block orders \
+                 filled before it restart their allocation from zero"
+            );
+        }
+        replaying.store(true, Ordering::Relaxed);
+        c.admin.store(0, Ordering::Relaxed);
+        for (seq, e) in events.iter().filter(|(s, _)| *s <= state.event_seq) {
+            c.on_event(e, Sequence(*seq), false);
+        }
+        c.admin.store(state.admin_events, Ordering::Relaxed);
+        replaying.store(false, Ordering::Relaxed);
+    }
+    Ok(c)
 }
 
 type MdTap = Box<dyn FnMut(&MdUpdate) + Send>;
@@ -483,7 +509,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
     }
     if let Some(p) = &opts.alloc_out {
         builder.add_consumer(
-            alloc_consumer(&script, p, state.admin_events)?,
+            alloc_consumer(&script, p, &state, opts.journal.as_deref())?,
             ConsumerOptions::default(),
         );
     }

@@ -378,3 +378,60 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
         "most kills landed mid-run: {ks:?}"
     );
 }
+
+/// Allocations of block orders filled partly before a restart carry on exactly as in one
+/// uninterrupted run (the allocator's state is rebuilt from the journal).
+#[test]
+fn allocations_continue_across_a_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let defs = "instrument,ABC,0.01,1\nalloc_group,7,100:50;101:30;102:20\nalloc_group,8,200:1;201:1;202:1\n";
+    let mut s1 = String::from(defs);
+    let mut s2 = String::new();
+    s1.push_str(
+        "new,1,ABC,1,1,buy,limit,gtc,100,97,alloc=7\nnew,1,ABC,1,2,sell,limit,gtc,101,50,alloc=8\n",
+    );
+    for i in 0..20u64 {
+        let line = format!(
+            "new,{},ABC,2,{},sell,limit,ioc,100,{}\n",
+            2 + i,
+            10 + i,
+            1 + i % 7
+        );
+        let buy = format!(
+            "new,{},ABC,3,{},buy,limit,ioc,101,{}\n",
+            2 + i,
+            100 + i,
+            1 + i % 4
+        );
+        let target = if i < 9 { &mut s1 } else { &mut s2 };
+        target.push_str(&line);
+        target.push_str(&buy);
+    }
+    let run_alloc = |name: &str, script: &str, journal: Option<&Path>| -> String {
+        let path = tmp.path().join(format!("{name}.csv"));
+        std::fs::write(&path, script).expect("script");
+        let alloc = tmp.path().join(format!("{name}.alloc"));
+        let mut c = ringex();
+        c.arg("run")
+            .arg(&path)
+            .args(["--events-out", "/dev/null"])
+            .arg("--alloc-out")
+            .arg(&alloc);
+        if let Some(j) = journal {
+            c.arg("--journal").arg(j);
+        }
+        let out = c.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(alloc).expect("alloc")
+    };
+    let j = tmp.path().join("j");
+    let a1 = run_alloc("one", &s1, Some(&j));
+    let a2 = run_alloc("two", &s2, Some(&j));
+    let all = run_alloc("all", &format!("{s1}{s2}"), None);
+    assert!(!a2.is_empty());
+    assert_eq!(format!("{a1}{a2}"), all);
+}

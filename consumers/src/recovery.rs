@@ -278,3 +278,29 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
         report,
     })
 }
+
+/// Every event the journal in `dir` holds, in order, with its output sequence (run
+/// [`recover`] first: this reads the valid records and stops at the first invalid one).
+/// Consumers that keep their own state (the allocator) rebuild it from this.
+pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; EVENT_BYTES];
+    for (_, path) in list_segments(dir).map_err(io_err(dir))? {
+        let mut b = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut b))
+            .map_err(io_err(&path))?;
+        let mut at = 0;
+        while let Some((h, total)) = b.get(at..).and_then(valid_record) {
+            for k in 0..h.count as usize {
+                let off = at + HEADER_BYTES + k * EVENT_BYTES;
+                buf.copy_from_slice(&b[off..off + EVENT_BYTES]);
+                if let Some(e) = Event::decode(&buf) {
+                    out.push((h.first + k as u64, e));
+                }
+            }
+            at += total;
+        }
+    }
+    Ok(out)
+}

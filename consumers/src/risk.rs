@@ -167,6 +167,15 @@ impl RiskUpdater {
         )
     }
 
+    /// Reads the limits set through the view now (the pipeline does this in `on_start`; for
+    /// driving the consumer by hand).
+    pub fn on_start_with_view_limits(&mut self) {
+        if let Ok(l) = self.view.limits.read() {
+            self.limits = l.clone();
+            self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
+        }
+    }
+
     /// The state held by the consumer itself (for tests and final reports).
     pub fn account(&mut self, a: AccountId) -> Option<&AccountRisk> {
         self.settle_exposure(a);

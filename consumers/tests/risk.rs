@@ -286,3 +286,58 @@ proptest! {
         prop_assert_eq!(total, Decimal::ZERO);
     }
 }
+
+#[test]
+fn open_notional_and_loss_limits_are_breaches_too() {
+    let (mut r, view) = RiskUpdater::new(spec());
+    view.set_limits(
+        AccountId(1),
+        Limits {
+            max_open_notional: Some(dec("1000")),
+            ..Limits::default()
+        },
+    );
+    view.set_limits(
+        AccountId(2),
+        Limits {
+            max_loss: Some(dec("10")),
+            ..Limits::default()
+        },
+    );
+    r.on_start_with_view_limits();
+    let mut m = Matcher::default();
+    let mut seq = 0;
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[
+            CommandKind::AddInstrument {
+                instrument: InstrumentId(0),
+            },
+            order(1, 1, Side::Buy, 100, 9),
+        ],
+    );
+    assert!(
+        view.breaches().is_empty(),
+        "900 of open notional is within 1000"
+    );
+    feed(&mut r, &mut m, &mut seq, &[order(1, 2, Side::Buy, 50, 3)]);
+    // Account 2 buys 10 @ 110 from account 3, then sells 10 @ 100 into account 1's bid: -100.
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[
+            order(3, 3, Side::Sell, 110, 10),
+            order(2, 4, Side::Buy, 110, 10),
+            order(2, 5, Side::Sell, 100, 9),
+        ],
+    );
+    let b = view.breaches();
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(b[0].0, AccountId(1));
+    assert!(b[0].1.contains("open-order notional 1050"), "{}", b[0].1);
+    assert_eq!(b[1].0, AccountId(2));
+    assert!(b[1].1.contains("loss"), "{}", b[1].1);
+}

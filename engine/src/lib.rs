@@ -15,6 +15,25 @@
 //!
 //! Prices are [`Price`] ticks (`i64`) and quantities [`Qty`] lots (`u64`); decimals live only at
 //! the edge ([`instrument`]).
+//!
+//! Around that path: [`book`] holds the fast book the matcher uses, the naive reference
+//! book the tests compare it with, and the [`BookReplica`] that rebuilds books from events
+//! (market data, snapshots, recovery); [`state`] is the snapshot form of the engine and
+//! [`codec`] the stable binary form of events; [`workload`] generates seeded command
+//! streams for benchmarks.
+//!
+//! ```
+//! use ringex_engine::*;
+//! let mut m = Matcher::default();
+//! let mut out = Vec::new();
+//! let add = Command::new(Timestamp(0), CommandKind::AddInstrument { instrument: InstrumentId(0) });
+//! m.process(Sequence(1), &add, &mut out);
+//! let sell = NewOrder::limit(InstrumentId(0), AccountId(1), OrderId(1), Side::Sell, Price(100), Qty(5));
+//! m.process(Sequence(2), &Command::new(Timestamp(1), CommandKind::NewOrder(sell)), &mut out);
+//! let buy = NewOrder::limit(InstrumentId(0), AccountId(2), OrderId(2), Side::Buy, Price(101), Qty(3));
+//! m.process(Sequence(3), &Command::new(Timestamp(2), CommandKind::NewOrder(buy)), &mut out);
+//! assert!(matches!(out.last().unwrap().kind, EventKind::Fill { price: Price(100), qty: Qty(3), .. }));
+//! ```
 #![deny(missing_docs)]
 
 pub mod book;

@@ -56,6 +56,28 @@ fn main() {
     );
     let (risk, _) = RiskUpdater::new(HashMap::new());
     time("risk", risk, &events);
+    // The query path: a reader thread polling an account's state as fast as it can while
+    // the consumer runs. The consumer publishes with try_lock, so the reader never blocks it.
+    let (risk, view) = RiskUpdater::new(HashMap::new());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let (mut reads, mut found) = (0u64, 0u64);
+        let t = Instant::now();
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            found += u64::from(view.account(AccountId(1 + reads % 1000)).is_some());
+            reads += 1;
+        }
+        (reads, found, t.elapsed().as_secs_f64())
+    });
+    time("risk+reader", risk, &events);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Ok((reads, found, secs)) = reader.join() {
+        println!(
+            "  reader: {:.2}M account reads/s ({found} of {reads} found)",
+            reads as f64 / secs / 1e6
+        );
+    }
     time("market-data", MarketData::new(10).0, &events);
     let groups = HashMap::from([(
         AllocGroupId(1),

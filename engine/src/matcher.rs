@@ -69,7 +69,10 @@ struct MatchEnd {
 pub struct MatcherCapacity {
     /// Resting orders across all books.
     pub orders: usize,
-    /// Order ids ever used (the duplicate-id history grows with every accepted order).
+    /// The dense id window: order ids from the first one seen up to this many more are
+    /// found by direct indexing (4 bytes each, allocated once); ids outside the window go
+    /// through hash maps (slower once millions of ids have been used, since the
+    /// duplicate-id history never shrinks).
     pub ids: usize,
     /// GTD orders waiting to expire.
     pub gtd: usize,
@@ -79,7 +82,7 @@ impl Default for MatcherCapacity {
     fn default() -> Self {
         MatcherCapacity {
             orders: 1 << 16,
-            ids: 1 << 20,
+            ids: 1 << 16,
             gtd: 1 << 12,
         }
     }

@@ -233,9 +233,22 @@ pub(crate) struct OrderBooks {
     free_orders: Vec<u32>,
     pub levels: Vec<Level>,
     free_levels: Vec<u32>,
+    /// Direct-indexed id table for the window `[dense_base, dense_base + dense_len)`, set
+    /// at the first id seen: a pool index, [`DENSE_UNKNOWN`] or [`DENSE_DEAD`]. Ids in the
+    /// window live only here; ids outside it live in the two maps below. Sequential client
+    /// ids (the common case) never touch a hash map.
+    dense: Vec<u32>,
+    dense_base: u64,
+    dense_len: usize,
     live_ids: FxHashMap<u64, u32>,
     dead_ids: FxHashSet<u64>,
+    live: usize,
 }
+
+/// An id in the dense window never used.
+const DENSE_UNKNOWN: u32 = u32::MAX;
+/// An id in the dense window used before and no longer resting.
+const DENSE_DEAD: u32 = u32::MAX - 1;
 
 impl OrderBooks {
     /// Room for `orders` resting orders and `ids` order ids before anything grows.
@@ -246,8 +259,12 @@ impl OrderBooks {
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
+            dense: Vec::new(),
+            dense_base: 0,
+            dense_len: ids,
             live_ids: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
-            dead_ids: FxHashSet::with_capacity_and_hasher(ids, Default::default()),
+            dead_ids: FxHashSet::with_capacity_and_hasher(ids.min(1 << 16), Default::default()),
+            live: 0,
         }
     }
 
@@ -285,6 +302,13 @@ impl OrderBooks {
 
     #[inline]
     pub fn id_state(&self, id: OrderId) -> IdState {
+        if let Some(slot) = self.dense_slot(id) {
+            return match self.dense[slot] {
+                DENSE_UNKNOWN => IdState::Unknown,
+                DENSE_DEAD => IdState::Dead,
+                i => IdState::Live(i),
+            };
+        }
         match self.live_ids.get(&id.0) {
             Some(&i) => IdState::Live(i),
             None if self.dead_ids.contains(&id.0) => IdState::Dead,
@@ -295,7 +319,45 @@ impl OrderBooks {
     /// Records an id that was used but never rested (or no longer rests).
     #[inline]
     pub fn mark_dead(&mut self, id: OrderId) {
-        self.dead_ids.insert(id.0);
+        self.set_id(id, DENSE_DEAD);
+    }
+
+    /// The id's slot in the dense window (placing the window at the first id seen).
+    #[inline]
+    fn dense_slot(&self, id: OrderId) -> Option<usize> {
+        let off = id.0.wrapping_sub(self.dense_base);
+        (off < self.dense.len() as u64).then_some(off as usize)
+    }
+
+    /// Records an id as live at `idx` or dead ([`DENSE_DEAD`]).
+    #[inline]
+    fn set_id(&mut self, id: OrderId, value: u32) {
+        if self.dense.is_empty() && self.dense_len > 0 {
+            self.dense_base = id.0;
+            self.dense = vec![DENSE_UNKNOWN; self.dense_len];
+        }
+        let was_live = match self.dense_slot(id) {
+            Some(slot) => {
+                let old = self.dense[slot];
+                self.dense[slot] = value;
+                old != DENSE_UNKNOWN && old != DENSE_DEAD
+            }
+            None => {
+                let was = if value == DENSE_DEAD {
+                    self.dead_ids.insert(id.0);
+                    self.live_ids.remove(&id.0).is_some()
+                } else {
+                    self.live_ids.insert(id.0, value).is_some()
+                };
+                was
+            }
+        };
+        let now_live = value != DENSE_DEAD;
+        match (was_live, now_live) {
+            (false, true) => self.live += 1,
+            (true, false) => self.live -= 1,
+            _ => {}
+        }
     }
 
     #[inline]
@@ -316,7 +378,7 @@ impl OrderBooks {
                 (self.orders.len() - 1) as u32
             }
         };
-        self.live_ids.insert(node.id.0, idx);
+        self.set_id(node.id, idx);
         self.link_back(idx);
         idx
     }
@@ -485,8 +547,7 @@ impl OrderBooks {
         let n = &mut self.orders[idx as usize];
         n.live = false;
         let id = n.id;
-        self.live_ids.remove(&id.0);
-        self.dead_ids.insert(id.0);
+        self.set_id(id, DENSE_DEAD);
         self.free_orders.push(idx);
     }
 
@@ -558,6 +619,13 @@ impl OrderBooks {
     /// Ids that were used and no longer rest, ascending.
     pub fn dead_ids(&self) -> Vec<OrderId> {
         let mut v: Vec<OrderId> = self.dead_ids.iter().map(|&i| OrderId(i)).collect();
+        v.extend(
+            self.dense
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == DENSE_DEAD)
+                .map(|(k, _)| OrderId(self.dense_base.wrapping_add(k as u64))),
+        );
         v.sort_unstable();
         v
     }
@@ -579,7 +647,7 @@ impl OrderBooks {
     /// The number of resting orders.
     #[inline]
     pub fn live_count(&self) -> usize {
-        self.live_ids.len()
+        self.live
     }
 
     /// Every live order, in pool order.

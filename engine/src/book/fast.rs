@@ -343,13 +343,12 @@ impl OrderBooks {
                 old != DENSE_UNKNOWN && old != DENSE_DEAD
             }
             None => {
-                let was = if value == DENSE_DEAD {
+                if value == DENSE_DEAD {
                     self.dead_ids.insert(id.0);
                     self.live_ids.remove(&id.0).is_some()
                 } else {
                     self.live_ids.insert(id.0, value).is_some()
-                };
-                was
+                }
             }
         };
         let now_live = value != DENSE_DEAD;

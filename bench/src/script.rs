@@ -633,4 +633,21 @@ mod tests {
             assert!(e.line > 0, "{line}");
         }
     }
+
+    proptest::proptest! {
+        /// No line, however mangled, panics the parser: it is a command, a definition, a
+        /// comment or an error with its line number.
+        #[test]
+        fn no_line_panics_the_parser(lines in proptest::collection::vec(
+            proptest::string::string_regex("(new|cancel|modify|mass_cancel|halt|resume|block|unblock|tick|instrument|alloc_group|x)?(,[-0-9a-z.:;=_]{0,12}){0,13}").expect("regex"),
+            1..40,
+        )) {
+            let mut s = script();
+            for l in &lines {
+                if let Err(e) = s.parse_line(l) {
+                    proptest::prop_assert!(e.line > 0);
+                }
+            }
+        }
+    }
 }

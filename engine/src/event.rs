@@ -49,6 +49,9 @@ pub enum RejectCode {
     PostOnlyWouldTake,
     /// A GTD order whose expiry is not after the command's time.
     ExpiryInPast,
+    /// An instrument id at or above [`crate::matcher::MAX_INSTRUMENTS`]: books are indexed
+    /// by id, so ids must be small (number instruments densely from 0).
+    InstrumentIdOutOfRange,
 }
 
 impl RejectCode {
@@ -72,11 +75,12 @@ impl RejectCode {
             RejectCode::ZeroQty => "zero_qty",
             RejectCode::PostOnlyWouldTake => "post_only_would_take",
             RejectCode::ExpiryInPast => "expiry_in_past",
+            RejectCode::InstrumentIdOutOfRange => "instrument_id_out_of_range",
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [RejectCode; 17] = [
+    pub const ALL: [RejectCode; 18] = [
         RejectCode::OffTick,
         RejectCode::OffLot,
         RejectCode::NegativeQty,
@@ -94,6 +98,7 @@ impl RejectCode {
         RejectCode::ZeroQty,
         RejectCode::PostOnlyWouldTake,
         RejectCode::ExpiryInPast,
+        RejectCode::InstrumentIdOutOfRange,
     ];
 }
 

@@ -22,6 +22,9 @@ use rustc_hash::FxHashSet;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// Instrument ids must be below this (books are a vector indexed by id).
+pub const MAX_INSTRUMENTS: u32 = 1 << 20;
+
 /// Anything that turns commands into events: the fast [`Matcher`] and the naive
 /// reference ([`crate::book::naive::NaiveMatcher`]) both do, and tests run them side by side.
 pub trait MatchingEngine {
@@ -196,6 +199,16 @@ impl Matcher {
                 ));
             }
             CommandKind::Tick => {}
+            CommandKind::AddInstrument { instrument } if instrument.0 >= MAX_INSTRUMENTS => {
+                reject(
+                    seq,
+                    Some(instrument),
+                    None,
+                    AccountId(0),
+                    RejectCode::InstrumentIdOutOfRange,
+                    out,
+                );
+            }
             CommandKind::AddInstrument { instrument } => {
                 if self.books.add_instrument(instrument) {
                     out.push(Event::new(seq, EventKind::InstrumentAdded { instrument }));

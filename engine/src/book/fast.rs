@@ -270,6 +270,9 @@ impl OrderBooks {
 
     /// Opens a book; false if it exists already.
     pub fn add_instrument(&mut self, id: InstrumentId) -> bool {
+        if id.0 >= crate::matcher::MAX_INSTRUMENTS {
+            return false;
+        }
         let i = id.0 as usize;
         if self.books.len() <= i {
             self.books.resize_with(i + 1, || None);

@@ -446,6 +446,12 @@ impl MatchingEngine for NaiveMatcher {
                 out.push(ev(seq, EventKind::AccountStatus { account, blocked }));
             }
             CommandKind::Tick => {}
+            CommandKind::AddInstrument { instrument }
+                if instrument.0 >= crate::matcher::MAX_INSTRUMENTS =>
+            {
+                let code = RejectCode::InstrumentIdOutOfRange;
+                Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
+            }
             CommandKind::AddInstrument { instrument } => {
                 if let std::collections::btree_map::Entry::Vacant(v) =
                     self.halted.entry(instrument.0)

@@ -130,6 +130,9 @@ pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
             90 => CommandKind::Block { account },
             91..=93 => CommandKind::Unblock { account },
             94..=96 => CommandKind::Tick,
+            97 if w[6] % 4 == 0 => CommandKind::AddInstrument {
+                instrument: InstrumentId(u32::MAX - u32::from(w[5] % 2)),
+            },
             97 => CommandKind::AddInstrument { instrument },
             _ => CommandKind::Invalid {
                 instrument: (w[6] % 2 == 0).then_some(instrument),

@@ -311,38 +311,54 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
     std::fs::write(&path, &s).expect("script");
     let mut rng = SplitMix64::new(42);
     let mut ks = Vec::new();
-    for trial in 0..trials {
-        let j = tmp.path().join(format!("j{trial}"));
-        let acks = tmp.path().join(format!("acks{trial}"));
-        let mut child = ringex()
+    let spawn = |j: &Path, acks: &Path| {
+        ringex()
             .arg("run")
             .arg(&path)
             .arg("--events-out")
             .arg("/dev/null")
             .arg("--journal")
-            .arg(&j)
+            .arg(j)
             .args(["--fsync", "batch"])
             .arg("--acks-out")
-            .arg(&acks)
+            .arg(acks)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn");
-        // Wait until the run is past parsing (its edge state is written), then kill it at a
-        // random moment while it journals.
-        for _ in 0..5000 {
+            .expect("spawn")
+    };
+    let wait_for_meta = |j: &Path, child: &mut std::process::Child| {
+        for _ in 0..20_000 {
             if j.join("edge.meta").exists() || child.try_wait().ok().flatten().is_some() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(500));
         }
-        std::thread::sleep(Duration::from_micros(rng.below(150_000)));
+    };
+    // How long the journaling part of a run takes here: kills land uniformly inside it.
+    let journaling = {
+        let j = tmp.path().join("full");
+        let mut child = spawn(&j, &tmp.path().join("acks-full"));
+        wait_for_meta(&j, &mut child);
+        let t = std::time::Instant::now();
+        let _ = child.wait();
+        (t.elapsed().as_micros() as u64).max(1000)
+    };
+    for trial in 0..trials {
+        let j = tmp.path().join(format!("j{trial}"));
+        let acks = tmp.path().join(format!("acks{trial}"));
+        let mut child = spawn(&j, &acks);
+        // Wait until the run is past parsing (its edge state is written), then kill it at a
+        // random moment while it journals.
+        wait_for_meta(&j, &mut child);
+        std::thread::sleep(Duration::from_micros(rng.below(journaling)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         if !j.join("edge.meta").exists() {
             continue; // killed before it wrote anything: nothing to recover
         }
         let (k, book, stderr) = recover(&j, &tmp.path().join(format!("b{trial}")));
+
         let expect = run(tmp.path(), &format!("p{trial}"), &prefix(&s, k), &[]).1;
         assert_eq!(
             book, expect,

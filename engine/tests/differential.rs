@@ -7,47 +7,40 @@ use common::{decode, raw_stream, INSTRUMENTS};
 use proptest::prelude::*;
 use ringex_engine::*;
 
+/// Runs both matchers command by command: identical events, then identical books.
+fn fast_vs_naive(cmds: &[Command], mut fast: Matcher) -> Result<(), TestCaseError> {
+    let mut naive = NaiveMatcher::new();
+    let (mut fe, mut ne) = (Vec::new(), Vec::new());
+    for (i, c) in cmds.iter().enumerate() {
+        let seq = Sequence(i as u64 + 1);
+        fe.clear();
+        ne.clear();
+        fast.process(seq, c, &mut fe);
+        naive.process(seq, c, &mut ne);
+        prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
+    }
+    let mut resting = 0;
+    for inst in INSTRUMENTS {
+        let books = fast.resting_orders(inst);
+        resting += books.len();
+        prop_assert_eq!(books, MatchingEngine::resting_orders(&naive, inst));
+    }
+    prop_assert_eq!(fast.resting_count(), resting);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn fast_and_naive_give_identical_events_and_books(raw in raw_stream(300)) {
-        let cmds = decode(&raw);
-        let mut fast = Matcher::default();
-        let mut naive = NaiveMatcher::new();
-        let (mut fe, mut ne) = (Vec::new(), Vec::new());
-        for (i, c) in cmds.iter().enumerate() {
-            let seq = Sequence(i as u64 + 1);
-            fe.clear();
-            ne.clear();
-            fast.process(seq, c, &mut fe);
-            naive.process(seq, c, &mut ne);
-            prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
-        }
-        for inst in INSTRUMENTS {
-            prop_assert_eq!(fast.resting_orders(inst), MatchingEngine::resting_orders(&naive, inst));
-        }
+        fast_vs_naive(&decode(&raw), Matcher::default())?;
     }
 
     /// The same with a dense id window of 8 ids: nearly every id takes the hash-map path.
     #[test]
     fn fast_and_naive_agree_when_ids_fall_outside_the_dense_window(raw in raw_stream(300)) {
-        let cmds = decode(&raw);
-        let mut fast = Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 });
-        let mut naive = NaiveMatcher::new();
-        let (mut fe, mut ne) = (Vec::new(), Vec::new());
-        for (i, c) in cmds.iter().enumerate() {
-            let seq = Sequence(i as u64 + 1);
-            fe.clear();
-            ne.clear();
-            fast.process(seq, c, &mut fe);
-            naive.process(seq, c, &mut ne);
-            prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
-        }
-        for inst in INSTRUMENTS {
-            prop_assert_eq!(fast.resting_orders(inst), MatchingEngine::resting_orders(&naive, inst));
-        }
-        prop_assert_eq!(fast.resting_count(), INSTRUMENTS.iter().map(|&i| fast.resting_orders(i).len()).sum::<usize>());
+        fast_vs_naive(&decode(&raw), Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 }))?;
     }
 
     #[test]

@@ -159,43 +159,16 @@ fn late_and_slow_subscribers_resync_to_the_same_books() {
         }
     }
     assert!(saw_resync, "the slow subscriber was told it fell behind");
-    // One more batch (a tick changes nothing) lets the publisher send it fresh snapshots.
-    md.on_event(
-        &Event::new(
-            Sequence(0),
-            EventKind::InstrumentStatus {
-                instrument: InstrumentId(0),
-                halted: m.is_halted(InstrumentId(0)),
-            },
-        ),
-        Sequence(ev + 1),
-        true,
-    );
-    for u in early.rx.try_iter() {
-        eb.apply(&u);
-    }
-    for u in slow.rx.try_iter() {
-        sb.apply(&u);
-    }
-    for u in slow.rx.try_iter() {
-        sb.apply(&u);
-    }
-    md.on_event(
-        &Event::new(
-            Sequence(0),
-            EventKind::InstrumentStatus {
-                instrument: InstrumentId(0),
-                halted: m.is_halted(InstrumentId(0)),
-            },
-        ),
-        Sequence(ev + 2),
-        true,
-    );
-    for u in early.rx.try_iter() {
-        eb.apply(&u);
-    }
-    for u in slow.rx.try_iter() {
-        sb.apply(&u);
+    // Two more batches (a status event that changes nothing) let the publisher send the now
+    // drained subscriber fresh snapshots.
+    for k in 1..=2 {
+        let same = EventKind::InstrumentStatus {
+            instrument: InstrumentId(0),
+            halted: m.is_halted(InstrumentId(0)),
+        };
+        md.on_event(&Event::new(Sequence(0), same), Sequence(ev + k), true);
+        early.rx.try_iter().for_each(|u| eb.apply(&u));
+        slow.rx.try_iter().for_each(|u| sb.apply(&u));
     }
     for inst in [InstrumentId(0), InstrumentId(1)] {
         let (_, b, a) = sb.book(inst).expect("slow subscriber resynced");

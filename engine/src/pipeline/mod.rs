@@ -489,7 +489,7 @@ impl PipelineBuilder {
             })?;
 
         Ok(Pipeline {
-            gateway: Some(gateway),
+            gateway,
             gateway_shared,
             shared,
             matcher_thread: Some(matcher_thread),
@@ -500,7 +500,7 @@ impl PipelineBuilder {
 
 /// A running pipeline.
 pub struct Pipeline {
-    gateway: Option<Gateway>,
+    gateway: Gateway,
     gateway_shared: Arc<GatewayShared>,
     shared: Arc<Shared>,
     matcher_thread: Option<JoinHandle<Matcher>>,
@@ -515,10 +515,7 @@ impl Pipeline {
 
     /// A new gateway (one per producer thread).
     pub fn gateway(&self) -> Gateway {
-        match &self.gateway {
-            Some(g) => g.clone(),
-            None => unreachable!("the gateway lives until shutdown, which consumes the pipeline"),
-        }
+        self.gateway.clone()
     }
 
     /// Live counters, readable from any thread at any time.
@@ -536,7 +533,6 @@ impl Pipeline {
         // Stop intake; after this every accepted command is in the input ring.
         self.gateway_shared.close_and_quiesce();
         self.shared.drain.store(true, Ordering::SeqCst);
-        self.gateway = None;
         let matcher = self.matcher_thread.take().and_then(|t| match t.join() {
             Ok(m) => Some(m),
             Err(_) => {

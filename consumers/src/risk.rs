@@ -81,14 +81,46 @@ impl AccountRisk {
 /// that can be changed at run time.
 #[derive(Clone, Default)]
 pub struct RiskView {
-    accounts: Arc<Mutex<HashMap<AccountId, AccountRisk>>>,
+    accounts: Arc<Mutex<FxHashMap<AccountId, Published>>>,
     limits: Arc<RwLock<(HashMap<AccountId, Limits>, Limits)>>,
+    instruments: Arc<HashMap<InstrumentId, RiskInstrument>>,
+}
+
+/// What the consumer publishes: positions with their open-order exposure still in ticks ×
+/// lots (the reader turns it into money, so the consumer's publish stays cheap).
+#[derive(Clone, Debug, Default)]
+struct Published {
+    positions: BTreeMap<InstrumentId, (Position, i128)>,
+    breach: Option<String>,
+}
+
+/// Money value of ticks × lots in an instrument.
+fn tl_money(
+    instruments: &HashMap<InstrumentId, RiskInstrument>,
+    i: InstrumentId,
+    tl: i128,
+) -> Decimal {
+    let (tick, lot) = instruments
+        .get(&i)
+        .map_or((Decimal::ONE, Decimal::ONE), |s| (s.tick_size, s.lot_size));
+    Decimal::from_i128_with_scale(tl, 0) * tick * lot
 }
 
 impl RiskView {
     /// An account's state (as of the last published batch).
     pub fn account(&self, a: AccountId) -> Option<AccountRisk> {
-        self.accounts.lock().ok()?.get(&a).cloned()
+        let p = self.accounts.lock().ok()?.get(&a).cloned()?;
+        Some(AccountRisk {
+            positions: p
+                .positions
+                .into_iter()
+                .map(|(i, (mut pos, tl))| {
+                    pos.open_notional = tl_money(&self.instruments, i, tl);
+                    (i, pos)
+                })
+                .collect(),
+            breach: p.breach,
+        })
     }
     /// Accounts whose kill switch fired, with the reason.
     pub fn breaches(&self) -> Vec<(AccountId, String)> {
@@ -131,7 +163,10 @@ pub struct RiskUpdater {
     instruments: HashMap<InstrumentId, RiskInstrument>,
     orders: FxHashMap<OrderId, OpenOrder>,
     accounts: FxHashMap<AccountId, AccountRisk>,
-    dirty: FxHashSet<AccountId>,
+    /// (account, instrument) pairs changed since the last publish.
+    dirty: FxHashSet<(AccountId, InstrumentId)>,
+    /// Accounts whose breach state changed since the last publish.
+    dirty_breach: FxHashSet<AccountId>,
     view: RiskView,
     limits: (HashMap<AccountId, Limits>, Limits),
     gateway: Option<Gateway>,
@@ -141,20 +176,24 @@ pub struct RiskUpdater {
     pending: Vec<CommandKind>,
     /// Open-order exposure in ticks × lots per (account, instrument): integer arithmetic on
     /// the hot path, turned into money only when published or checked.
-    open_tl: FxHashMap<AccountId, BTreeMap<InstrumentId, i128>>,
+    open_tl: FxHashMap<(AccountId, InstrumentId), i128>,
     any_limits: bool,
 }
 
 impl RiskUpdater {
     /// A risk updater for these instruments; returns it and its view.
     pub fn new(instruments: HashMap<InstrumentId, RiskInstrument>) -> (Self, RiskView) {
-        let view = RiskView::default();
+        let view = RiskView {
+            instruments: Arc::new(instruments.clone()),
+            ..RiskView::default()
+        };
         (
             RiskUpdater {
                 instruments,
                 orders: FxHashMap::default(),
                 accounts: FxHashMap::default(),
                 dirty: FxHashSet::default(),
+                dirty_breach: FxHashSet::default(),
                 view: view.clone(),
                 limits: Default::default(),
                 gateway: None,
@@ -183,7 +222,7 @@ impl RiskUpdater {
     }
 
     fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Position {
-        self.dirty.insert(a);
+        self.dirty.insert((a, i));
         self.accounts
             .entry(a)
             .or_default()
@@ -208,34 +247,41 @@ impl RiskUpdater {
         if let Some(o) = self.orders.get(&id) {
             let (a, i) = (o.account, o.instrument);
             let tl = o.price.0 as i128 * o.qty.0 as i128;
-            *self.open_tl.entry(a).or_default().entry(i).or_default() +=
-                if delta_sign > 0 { tl } else { -tl };
-            self.dirty.insert(a);
+            *self.open_tl.entry((a, i)).or_default() += if delta_sign > 0 { tl } else { -tl };
+            if self.any_limits {
+                // Limit checks walk the account's positions: make sure this one exists.
+                self.pos(a, i);
+            } else {
+                self.dirty.insert((a, i));
+            }
         }
     }
 
-    /// Money value of ticks × lots in an instrument.
-    fn tl_money(&self, i: InstrumentId, tl: i128) -> Decimal {
-        let (tick, lot) = self
-            .instruments
-            .get(&i)
-            .map_or((Decimal::ONE, Decimal::ONE), |s| (s.tick_size, s.lot_size));
-        Decimal::from_i128_with_scale(tl, 0) * tick * lot
-    }
-
-    /// Writes the open-order notional of `a` into its positions.
+    /// Writes the open-order notional of every instrument of `a` into its positions.
     fn settle_exposure(&mut self, a: AccountId) {
-        let Some(m) = self.open_tl.get(&a) else {
-            return;
-        };
-        let values: Vec<(InstrumentId, Decimal)> = m
-            .iter()
-            .map(|(&i, &tl)| (i, self.tl_money(i, tl)))
-            .collect();
-        let acc = self.accounts.entry(a).or_default();
-        for (i, n) in values {
-            acc.positions.entry(i).or_default().open_notional = n;
+        let mut insts: Vec<InstrumentId> = self
+            .accounts
+            .get(&a)
+            .map_or(Vec::new(), |r| r.positions.keys().copied().collect());
+        insts.extend(self.open_tl.keys().filter(|k| k.0 == a).map(|k| k.1));
+        insts.sort_unstable();
+        insts.dedup();
+        for i in insts {
+            self.settle_pair(a, i);
         }
+    }
+
+    /// Writes the open-order notional of `a` in `i` into its position.
+    fn settle_pair(&mut self, a: AccountId, i: InstrumentId) {
+        let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
+        let n = tl_money(&self.instruments, i, tl);
+        self.accounts
+            .entry(a)
+            .or_default()
+            .positions
+            .entry(i)
+            .or_default()
+            .open_notional = n;
     }
 
     fn trade(
@@ -319,7 +365,7 @@ impl RiskUpdater {
             if let Some(r) = self.accounts.get_mut(&a) {
                 r.breach = Some(why);
             }
-            self.dirty.insert(a);
+            self.dirty_breach.insert(a);
             self.pending.push(CommandKind::Block { account: a });
             self.pending.push(CommandKind::MassCancel {
                 account: a,
@@ -345,17 +391,25 @@ impl RiskUpdater {
     }
 
     fn publish(&mut self) {
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && self.dirty_breach.is_empty() {
             return;
         }
         let view = self.view.accounts.clone();
         if let Ok(mut m) = view.try_lock() {
-            let dirty: Vec<AccountId> = self.dirty.drain().collect();
-            for a in dirty {
-                self.settle_exposure(a);
-                if let Some(r) = self.accounts.get(&a) {
-                    m.insert(a, r.clone());
-                }
+            // Only the positions that changed are copied; nothing is reallocated.
+            for (a, i) in self.dirty.drain() {
+                let pos = self
+                    .accounts
+                    .get(&a)
+                    .and_then(|r| r.positions.get(&i))
+                    .cloned()
+                    .unwrap_or_default();
+                let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
+                m.entry(a).or_default().positions.insert(i, (pos, tl));
+            }
+            for a in self.dirty_breach.drain() {
+                let b = self.accounts.get(&a).and_then(|r| r.breach.clone());
+                m.entry(a).or_default().breach = b;
             }
         }
         if let Ok(l) = self.view.limits.try_read() {
@@ -416,12 +470,8 @@ impl Consumer for RiskUpdater {
                     let (a, op) = (o.account, o.price);
                     if o.qty.0 > 0 {
                         let q = qty.0.min(o.qty.0);
-                        *self
-                            .open_tl
-                            .entry(a)
-                            .or_default()
-                            .entry(instrument)
-                            .or_default() -= op.0 as i128 * q as i128;
+                        *self.open_tl.entry((a, instrument)).or_default() -=
+                            op.0 as i128 * q as i128;
                         if let Some(o) = self.orders.get_mut(&id) {
                             o.qty = Qty(o.qty.0 - q);
                         }
@@ -470,7 +520,7 @@ impl Consumer for RiskUpdater {
                 if let Some(r) = self.accounts.get_mut(&account) {
                     r.breach = None;
                 }
-                self.dirty.insert(account);
+                self.dirty_breach.insert(account);
             }
             _ => {}
         }

@@ -39,10 +39,7 @@ impl EventCsv {
         let sym = |i: InstrumentId| script.spec(i).map_or("-", |s| s.symbol.as_str());
         let price = |i: InstrumentId, p| script.spec(i).map(|s| s.price(p)).unwrap_or_default();
         let qty = |i: InstrumentId, q| script.spec(i).map(|s| s.qty(q)).unwrap_or_default();
-        if matches!(
-            e.kind,
-            EventKind::AccountStatus { .. } | EventKind::InstrumentAdded { .. }
-        ) {
+        if e.is_admin() {
             return Ok(None);
         }
         self.seq += 1;
@@ -113,7 +110,9 @@ impl EventCsv {
                 let st = if halted { "halted" } else { "open" };
                 writeln!(w, "status,{seq},{},{st}", sym(instrument))
             }
-            EventKind::AccountStatus { .. } | EventKind::InstrumentAdded { .. } => Ok(()),
+            EventKind::AccountStatus { .. }
+            | EventKind::InstrumentAdded { .. }
+            | EventKind::SnapshotRequested { .. } => Ok(()),
         }?;
         Ok(Some(seq))
     }

@@ -240,11 +240,7 @@ impl Consumer for AllocCsv {
         "allocation"
     }
     fn on_event(&mut self, e: &Event, seq: Sequence, end: bool) {
-        if matches!(
-            e.kind,
-            ringex_engine::EventKind::AccountStatus { .. }
-                | ringex_engine::EventKind::InstrumentAdded { .. }
-        ) {
+        if e.is_admin() {
             self.admin.fetch_add(1, Ordering::Relaxed);
         }
         self.inner.on_event(e, seq, end);

@@ -156,6 +156,7 @@ pub struct MarketData<T: FnMut(&MdUpdate) + Send + 'static = fn(&MdUpdate)> {
     subs: Vec<Arc<SubscriberCell>>,
     tap: T,
     per_command: bool,
+    snapshot_requests: Vec<InstrumentId>,
     /// Updates published.
     pub updates: u64,
 }
@@ -184,6 +185,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                 subs: Vec::new(),
                 tap,
                 per_command: false,
+                snapshot_requests: Vec::new(),
                 updates: 0,
             },
             hub,
@@ -224,8 +226,17 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
         }
     }
 
-    /// Diffs the top levels of the touched instruments against what was published.
+    /// Diffs the top levels of the touched instruments against what was published, then
+    /// answers snapshot requests.
     fn conflate(&mut self) {
+        self.conflate_levels();
+        for i in std::mem::take(&mut self.snapshot_requests) {
+            let snap = self.snapshot(i);
+            self.out.push(MdUpdate::Snapshot(snap));
+        }
+    }
+
+    fn conflate_levels(&mut self) {
         let touched = std::mem::take(&mut self.touched);
         for i in touched {
             let bids: Vec<Level> = self
@@ -368,6 +379,10 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
                     seq: s,
                     halted,
                 });
+            }
+            EventKind::SnapshotRequested { instrument } => {
+                // Sent after this batch's conflation, so it includes everything before it.
+                self.snapshot_requests.push(instrument);
             }
             EventKind::InstrumentAdded { instrument } => {
                 // Subscribers learn of a new instrument through its (empty) snapshot.

@@ -182,3 +182,59 @@ fn late_and_slow_subscribers_resync_to_the_same_books() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_request_command_sends_subscribers_a_snapshot() {
+    let (mut md, hub) = MarketData::new(DEPTH);
+    let sub = hub.subscribe(1024);
+    let mut m = Matcher::default();
+    let mut out = Vec::new();
+    let c = |k| Command::new(Timestamp(0), k);
+    let cmds = [
+        c(CommandKind::AddInstrument {
+            instrument: InstrumentId(0),
+        }),
+        c(CommandKind::NewOrder(NewOrder::limit(
+            InstrumentId(0),
+            AccountId(1),
+            OrderId(1),
+            Side::Buy,
+            Price(99),
+            Qty(4),
+        ))),
+        c(CommandKind::SnapshotRequest {
+            instrument: InstrumentId(0),
+        }),
+        c(CommandKind::SnapshotRequest {
+            instrument: InstrumentId(7),
+        }),
+    ];
+    let mut ev = 0;
+    for (i, cmd) in cmds.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(i as u64 + 1), cmd, &mut out);
+        for e in &out {
+            ev += 1;
+            md.on_event(e, Sequence(ev), e.is_last_of_command());
+        }
+    }
+    assert!(matches!(
+        out[0].kind,
+        EventKind::Rejected {
+            code: RejectCode::UnknownInstrument,
+            ..
+        }
+    ));
+    let snaps: Vec<_> = sub
+        .rx
+        .try_iter()
+        .filter_map(|u| match u {
+            MdUpdate::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    // The subscriber's first snapshot, then the one it asked for, with the bid in it.
+    let last = snaps.last().expect("a snapshot");
+    assert_eq!(last.bids, vec![(Price(99), 4)]);
+    assert!(last.seq >= 2);
+}

@@ -149,6 +149,7 @@ impl Event {
             EventKind::InstrumentStatus { .. } => 7,
             EventKind::AccountStatus { .. } => 8,
             EventKind::InstrumentAdded { .. } => 9,
+            EventKind::SnapshotRequested { .. } => 10,
         };
         w.u8(kind);
         w.u8(self.is_last_of_command() as u8);
@@ -229,7 +230,8 @@ impl Event {
                 w.u64(account.0);
                 w.u8(blocked as u8);
             }
-            EventKind::InstrumentAdded { instrument } => w.u32(instrument.0),
+            EventKind::InstrumentAdded { instrument }
+            | EventKind::SnapshotRequested { instrument } => w.u32(instrument.0),
         }
     }
 
@@ -291,6 +293,9 @@ impl Event {
                 blocked: r.u8() == 1,
             },
             9 => EventKind::InstrumentAdded {
+                instrument: InstrumentId(r.u32()),
+            },
+            10 => EventKind::SnapshotRequested {
                 instrument: InstrumentId(r.u32()),
             },
             _ => return None,

@@ -120,6 +120,11 @@ pub enum CommandKind {
     },
     /// Only advances time (GTD expiries).
     Tick,
+    /// Asks for a book snapshot of an instrument (answered by book-publishing consumers).
+    SnapshotRequest {
+        /// The instrument.
+        instrument: InstrumentId,
+    },
     /// Open a book for a new instrument (setup; allocates once).
     AddInstrument {
         /// The instrument.

@@ -228,6 +228,13 @@ pub enum EventKind {
         /// The instrument.
         instrument: InstrumentId,
     },
+    /// Someone asked for a book snapshot of the instrument: consumers that publish books
+    /// (market data) send one, sequenced here with everything else. (Not part of the CSV
+    /// event log.)
+    SnapshotRequested {
+        /// The instrument.
+        instrument: InstrumentId,
+    },
 }
 
 /// One event in an output-ring slot: 64 bytes, `Copy`.
@@ -278,9 +285,23 @@ impl Event {
             | EventKind::Modified { instrument, .. }
             | EventKind::Expired { instrument, .. }
             | EventKind::InstrumentStatus { instrument, .. }
-            | EventKind::InstrumentAdded { instrument } => Some(instrument),
+            | EventKind::InstrumentAdded { instrument }
+            | EventKind::SnapshotRequested { instrument } => Some(instrument),
             EventKind::AccountStatus { .. } => None,
         }
+    }
+
+    /// True for administrative events (account status, instrument added, snapshot
+    /// requested): they change no book and have no line in the CSV event log, whose `seq`
+    /// numbers only the other events.
+    #[inline]
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::AccountStatus { .. }
+                | EventKind::InstrumentAdded { .. }
+                | EventKind::SnapshotRequested { .. }
+        )
     }
 }
 

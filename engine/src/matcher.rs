@@ -199,6 +199,14 @@ impl Matcher {
                 ));
             }
             CommandKind::Tick => {}
+            CommandKind::SnapshotRequest { instrument } => {
+                if self.has_instrument(instrument) {
+                    out.push(Event::new(seq, EventKind::SnapshotRequested { instrument }));
+                } else {
+                    let code = RejectCode::UnknownInstrument;
+                    reject(seq, None, None, AccountId(0), code, out);
+                }
+            }
             CommandKind::AddInstrument { instrument } if instrument.0 >= MAX_INSTRUMENTS => {
                 reject(
                     seq,

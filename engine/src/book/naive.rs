@@ -446,6 +446,14 @@ impl MatchingEngine for NaiveMatcher {
                 out.push(ev(seq, EventKind::AccountStatus { account, blocked }));
             }
             CommandKind::Tick => {}
+            CommandKind::SnapshotRequest { instrument } => {
+                if self.halted.contains_key(&instrument.0) {
+                    out.push(ev(seq, EventKind::SnapshotRequested { instrument }));
+                } else {
+                    let code = RejectCode::UnknownInstrument;
+                    Self::reject(seq, None, None, AccountId(0), code, out);
+                }
+            }
             CommandKind::AddInstrument { instrument }
                 if instrument.0 >= crate::matcher::MAX_INSTRUMENTS =>
             {

@@ -30,6 +30,9 @@ impl BookReplica {
 
     /// Applies one event.
     pub fn apply(&mut self, e: &Event) {
+        if e.is_admin() {
+            self.admin_events += 1;
+        }
         match e.kind {
             EventKind::Accepted(o) => {
                 self.accept_seq += 1;
@@ -76,7 +79,6 @@ impl BookReplica {
                 }
             }
             EventKind::AccountStatus { account, blocked } => {
-                self.admin_events += 1;
                 if blocked {
                     self.blocked.insert(account.0);
                 } else {
@@ -84,10 +86,9 @@ impl BookReplica {
                 }
             }
             EventKind::InstrumentAdded { instrument } => {
-                self.admin_events += 1;
                 self.books.add_instrument(instrument);
             }
-            EventKind::Rejected { .. } => {}
+            EventKind::Rejected { .. } | EventKind::SnapshotRequested { .. } => {}
         }
         if e.is_last_of_command() {
             self.transient = None;

@@ -129,7 +129,8 @@ pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
             86..=89 => CommandKind::Resume { instrument },
             90 => CommandKind::Block { account },
             91..=93 => CommandKind::Unblock { account },
-            94..=96 => CommandKind::Tick,
+            94..=95 => CommandKind::Tick,
+            96 => CommandKind::SnapshotRequest { instrument },
             97 if w[6] % 4 == 0 => CommandKind::AddInstrument {
                 instrument: InstrumentId(u32::MAX - u32::from(w[5] % 2)),
             },

@@ -17,12 +17,46 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use ringex_engine::{
     BookReplica, Consumer, Event, EventKind, InstrumentId, Price, Qty, Sequence, Side,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One L2 level: price and total lots.
 pub type Level = (Price, u128);
+
+/// Appends the level changes from `old` to `new` (both best first) in best-first order:
+/// (side, price, new total; 0 when the level is gone). A merge walk: no allocation.
+fn diff_levels(side: Side, old: &[Level], new: &[Level], out: &mut Vec<(Side, Price, u128)>) {
+    let better = |a: Price, b: Price| match side {
+        Side::Buy => a > b,
+        Side::Sell => a < b,
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(&(op, oq)), Some(&(np, nq))) if op == np => {
+                if oq != nq {
+                    out.push((side, np, nq));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(&(op, _)), Some(&(np, nq))) if better(np, op) => {
+                out.push((side, np, nq));
+                j += 1;
+            }
+            (Some(&(op, _)), _) => {
+                out.push((side, op, 0));
+                i += 1;
+            }
+            (None, Some(&(np, nq))) => {
+                out.push((side, np, nq));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+}
 
 /// A full picture of one instrument.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,7 +184,11 @@ pub struct MarketData<T: FnMut(&MdUpdate) + Send + 'static = fn(&MdUpdate)> {
     replica: BookReplica,
     depth: usize,
     published: BTreeMap<InstrumentId, Published>,
-    touched: BTreeSet<InstrumentId>,
+    /// Instruments touched in this batch (sorted and deduplicated at conflation).
+    touched: Vec<InstrumentId>,
+    changes: Vec<(Side, Price, u128)>,
+    scratch_bids: Vec<Level>,
+    scratch_asks: Vec<Level>,
     out: Vec<MdUpdate>,
     hub: MarketDataHub,
     subs: Vec<Arc<SubscriberCell>>,
@@ -179,7 +217,10 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                 replica: BookReplica::new(),
                 depth: depth.max(1),
                 published: BTreeMap::new(),
-                touched: BTreeSet::new(),
+                touched: Vec::new(),
+                changes: Vec::new(),
+                scratch_bids: Vec::new(),
+                scratch_asks: Vec::new(),
                 out: Vec::new(),
                 hub: hub.clone(),
                 subs: Vec::new(),
@@ -237,63 +278,61 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
     }
 
     fn conflate_levels(&mut self) {
-        let touched = std::mem::take(&mut self.touched);
-        for i in touched {
-            let bids: Vec<Level> = self
-                .replica
-                .depth(i, Side::Buy)
-                .take(self.depth)
-                .map(|(p, q, _)| (p, q))
-                .collect();
-            let asks: Vec<Level> = self
-                .replica
-                .depth(i, Side::Sell)
-                .take(self.depth)
-                .map(|(p, q, _)| (p, q))
-                .collect();
-            let (old_bids, old_asks) = match self.published.get(&i) {
-                Some(p) => (p.bids.clone(), p.asks.clone()),
-                None => (Vec::new(), Vec::new()),
-            };
-            let bbo_changed = bids.first() != old_bids.first() || asks.first() != old_asks.first();
-            for (side, new, old) in [
-                (Side::Buy, &bids, &old_bids),
-                (Side::Sell, &asks, &old_asks),
-            ] {
-                let mut prices: Vec<Price> = new.iter().chain(old.iter()).map(|l| l.0).collect();
-                prices.sort_unstable();
-                prices.dedup();
-                if side == Side::Buy {
-                    prices.reverse();
-                }
-                for p in prices {
-                    let n = new.iter().find(|l| l.0 == p).map_or(0, |l| l.1);
-                    let o = old.iter().find(|l| l.0 == p).map_or(0, |l| l.1);
-                    if n != o {
-                        let seq = self.next_seq(i);
-                        self.out.push(MdUpdate::Level {
-                            instrument: i,
-                            seq,
-                            side,
-                            price: p,
-                            qty: n,
-                        });
-                    }
-                }
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        let mut changes = std::mem::take(&mut self.changes);
+        for &i in &touched {
+            let p = self.published.entry(i).or_default();
+            let mut bids = std::mem::take(&mut self.scratch_bids);
+            let mut asks = std::mem::take(&mut self.scratch_asks);
+            bids.clear();
+            asks.clear();
+            bids.extend(
+                self.replica
+                    .depth(i, Side::Buy)
+                    .take(self.depth)
+                    .map(|(p, q, _)| (p, q)),
+            );
+            asks.extend(
+                self.replica
+                    .depth(i, Side::Sell)
+                    .take(self.depth)
+                    .map(|(p, q, _)| (p, q)),
+            );
+            let bbo_changed = bids.first() != p.bids.first() || asks.first() != p.asks.first();
+            changes.clear();
+            diff_levels(Side::Buy, &p.bids, &bids, &mut changes);
+            diff_levels(Side::Sell, &p.asks, &asks, &mut changes);
+            // The new levels become the published ones; the old vectors are reused next time.
+            std::mem::swap(&mut p.bids, &mut bids);
+            std::mem::swap(&mut p.asks, &mut asks);
+            self.scratch_bids = bids;
+            self.scratch_asks = asks;
+            for &(side, price, qty) in &changes {
+                let seq = self.next_seq(i);
+                self.out.push(MdUpdate::Level {
+                    instrument: i,
+                    seq,
+                    side,
+                    price,
+                    qty,
+                });
             }
             if bbo_changed {
                 let seq = self.next_seq(i);
+                let p = &self.published[&i];
                 self.out.push(MdUpdate::Bbo {
                     instrument: i,
                     seq,
-                    bid: bids.first().copied(),
-                    ask: asks.first().copied(),
+                    bid: p.bids.first().copied(),
+                    ask: p.asks.first().copied(),
                 });
             }
-            let p = self.published.entry(i).or_default();
-            p.bids = bids;
-            p.asks = asks;
         }
+        touched.clear();
+        self.touched = touched;
+        self.changes = changes;
     }
 
     fn deliver(&mut self) {
@@ -306,7 +345,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
             (self.tap)(u);
         }
         self.updates += self.out.len() as u64;
-        let instruments: Vec<InstrumentId> = self.published.keys().copied().collect();
+        let count = self.published.len();
         for sub in &self.subs {
             let resync =
                 sub.stale.load(Ordering::Acquire) || sub.wants_snapshot.load(Ordering::Acquire);
@@ -318,14 +357,14 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                     .capacity()
                     .unwrap_or(usize::MAX)
                     .saturating_sub(sub.tx.len());
-                if room < instruments.len() + 1 {
+                if room < count + 1 {
                     continue;
                 }
                 if sub.stale.swap(false, Ordering::AcqRel) {
                     let _ = sub.tx.try_send(MdUpdate::Resync);
                 }
                 sub.wants_snapshot.store(false, Ordering::Release);
-                for &i in &instruments {
+                for &i in self.published.keys() {
                     let _ = sub.tx.try_send(MdUpdate::Snapshot(self.snapshot(i)));
                 }
                 // The snapshots already include this batch.
@@ -361,7 +400,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
                 taker_side,
                 ..
             } => {
-                self.touched.insert(instrument);
+                self.touched.push(instrument);
                 let s = self.next_seq(instrument);
                 self.out.push(MdUpdate::Trade {
                     instrument,
@@ -392,7 +431,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
             }
             _ => {
                 if let Some(i) = e.instrument() {
-                    self.touched.insert(i);
+                    self.touched.push(i);
                 }
             }
         }

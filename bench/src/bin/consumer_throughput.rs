@@ -36,7 +36,12 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let w = ExchangeCoreWorkload::default().generate(n);
+    // `consumer_throughput N multi` uses the multi-symbol workload (1000 instruments, Zipf).
+    let w = if std::env::args().nth(2).as_deref() == Some("multi") {
+        ringex_engine::workload::MultiSymbolWorkload::default().generate(n)
+    } else {
+        ExchangeCoreWorkload::default().generate(n)
+    };
     // Put every fourth order in a 3-account allocation group so the allocator has work.
     let mut m = Matcher::default();
     let mut events = Vec::with_capacity(n * 2);

@@ -320,7 +320,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// The matcher to run (e.g. one restored from a snapshot); default: an empty one.
+    /// The matcher to run (e.g. one restored from a snapshot, or one sized with
+    /// [`Matcher::with_capacity`]); default: an empty one with a 4M-id window.
     pub fn matcher(mut self, matcher: Matcher) -> Self {
         self.matcher = Some(matcher);
         self
@@ -475,7 +476,13 @@ impl PipelineBuilder {
         }
 
         // 5. The matcher thread.
-        let matcher = self.matcher.unwrap_or_default();
+        // Default: room for 4M sequential order ids in the direct-indexed window (16 MiB).
+        let matcher = self.matcher.unwrap_or_else(|| {
+            Matcher::with_capacity(crate::matcher::MatcherCapacity {
+                ids: 1 << 22,
+                ..Default::default()
+            })
+        });
         let idle = self
             .matcher_idle
             .unwrap_or(IdleStrategy::default_for(matcher_core.is_some()));

@@ -162,7 +162,12 @@ struct OpenOrder {
 pub struct RiskUpdater {
     instruments: HashMap<InstrumentId, RiskInstrument>,
     orders: FxHashMap<OrderId, OpenOrder>,
-    accounts: FxHashMap<AccountId, AccountRisk>,
+    /// Position per (account, instrument): one flat map, no per-account tree on the hot path.
+    positions: FxHashMap<(AccountId, InstrumentId), Position>,
+    /// The instruments each account has a position entry in (limit checks, reports).
+    account_instruments: FxHashMap<AccountId, Vec<InstrumentId>>,
+    /// Why an account's kill switch fired.
+    breaches: FxHashMap<AccountId, String>,
     /// (account, instrument) pairs changed since the last publish.
     dirty: FxHashSet<(AccountId, InstrumentId)>,
     /// Accounts whose breach state changed since the last publish.
@@ -191,7 +196,9 @@ impl RiskUpdater {
             RiskUpdater {
                 instruments,
                 orders: FxHashMap::default(),
-                accounts: FxHashMap::default(),
+                positions: FxHashMap::default(),
+                account_instruments: FxHashMap::default(),
+                breaches: FxHashMap::default(),
                 dirty: FxHashSet::default(),
                 dirty_breach: FxHashSet::default(),
                 view: view.clone(),
@@ -216,19 +223,27 @@ impl RiskUpdater {
     }
 
     /// The state held by the consumer itself (for tests and final reports).
-    pub fn account(&mut self, a: AccountId) -> Option<&AccountRisk> {
+    pub fn account(&mut self, a: AccountId) -> Option<AccountRisk> {
         self.settle_exposure(a);
-        self.accounts.get(&a)
+        let insts = self.account_instruments.get(&a)?;
+        Some(AccountRisk {
+            positions: insts
+                .iter()
+                .filter_map(|&i| self.positions.get(&(a, i)).map(|p| (i, p.clone())))
+                .collect(),
+            breach: self.breaches.get(&a).cloned(),
+        })
     }
 
     fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Position {
         self.dirty.insert((a, i));
-        self.accounts
-            .entry(a)
-            .or_default()
-            .positions
-            .entry(i)
-            .or_default()
+        match self.positions.entry((a, i)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.account_instruments.entry(a).or_default().push(i);
+                e.insert(Position::default())
+            }
+        }
     }
 
     fn money(&self, i: InstrumentId, price: Price, qty: Qty) -> (Decimal, Decimal, Decimal) {
@@ -260,9 +275,10 @@ impl RiskUpdater {
     /// Writes the open-order notional of every instrument of `a` into its positions.
     fn settle_exposure(&mut self, a: AccountId) {
         let mut insts: Vec<InstrumentId> = self
-            .accounts
+            .account_instruments
             .get(&a)
-            .map_or(Vec::new(), |r| r.positions.keys().copied().collect());
+            .cloned()
+            .unwrap_or_default();
         insts.extend(self.open_tl.keys().filter(|k| k.0 == a).map(|k| k.1));
         insts.sort_unstable();
         insts.dedup();
@@ -275,13 +291,11 @@ impl RiskUpdater {
     fn settle_pair(&mut self, a: AccountId, i: InstrumentId) {
         let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
         let n = tl_money(&self.instruments, i, tl);
-        self.accounts
-            .entry(a)
-            .or_default()
-            .positions
-            .entry(i)
-            .or_default()
-            .open_notional = n;
+        let dirty = self.dirty.contains(&(a, i));
+        self.pos(a, i).open_notional = n;
+        if !dirty {
+            self.dirty.remove(&(a, i));
+        }
     }
 
     fn trade(
@@ -333,9 +347,8 @@ impl RiskUpdater {
         if !self.any_limits || self.killed.contains(&a) {
             return;
         }
-        self.settle_exposure(a);
         let l = self.limits.0.get(&a).copied().unwrap_or(self.limits.1);
-        let Some(r) = self.accounts.get(&a) else {
+        let Some(r) = self.account(a) else {
             return;
         };
         let breach = if let Some(max) = l.max_position {
@@ -362,9 +375,7 @@ impl RiskUpdater {
                 "risk limit breached: {why}; kill switch: block + mass cancel"
             );
             self.killed.insert(a);
-            if let Some(r) = self.accounts.get_mut(&a) {
-                r.breach = Some(why);
-            }
+            self.breaches.insert(a, why);
             self.dirty_breach.insert(a);
             self.pending.push(CommandKind::Block { account: a });
             self.pending.push(CommandKind::MassCancel {
@@ -398,17 +409,12 @@ impl RiskUpdater {
         if let Ok(mut m) = view.try_lock() {
             // Only the positions that changed are copied; nothing is reallocated.
             for (a, i) in self.dirty.drain() {
-                let pos = self
-                    .accounts
-                    .get(&a)
-                    .and_then(|r| r.positions.get(&i))
-                    .cloned()
-                    .unwrap_or_default();
+                let pos = self.positions.get(&(a, i)).cloned().unwrap_or_default();
                 let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
                 m.entry(a).or_default().positions.insert(i, (pos, tl));
             }
             for a in self.dirty_breach.drain() {
-                let b = self.accounts.get(&a).and_then(|r| r.breach.clone());
+                let b = self.breaches.get(&a).cloned();
                 m.entry(a).or_default().breach = b;
             }
         }
@@ -517,9 +523,7 @@ impl Consumer for RiskUpdater {
             } => {
                 // Unblocked by an operator: the kill switch may fire again.
                 self.killed.remove(&account);
-                if let Some(r) = self.accounts.get_mut(&account) {
-                    r.breach = None;
-                }
+                self.breaches.remove(&account);
                 self.dirty_breach.insert(account);
             }
             _ => {}

@@ -174,7 +174,12 @@ pub fn crossbeam_pipeline_one_to_four(
         }));
     }
     let matcher = std::thread::spawn(move || {
-        let mut m = Matcher::default();
+        // The same matcher as the pipeline's default (4M-id window), so only the transport
+        // differs.
+        let mut m = Matcher::with_capacity(ringex_engine::MatcherCapacity {
+            ids: 1 << 22,
+            ..Default::default()
+        });
         let mut events = Vec::with_capacity(4096);
         let mut seq = 0u64;
         for c in in_rx {

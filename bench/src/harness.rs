@@ -14,7 +14,6 @@
 //!   command's last event;
 //! - `slowest`: the latest of all of the above for each command.
 
-use crate::topology::crossbeam_pipeline_one_to_four;
 use hdrhistogram::Histogram;
 use ringex_engine::pipeline::{ConsumerOptions, IdleStrategy};
 use ringex_engine::workload::{ExchangeCoreWorkload, GeneratedWorkload, MultiSymbolWorkload};
@@ -381,16 +380,4 @@ pub fn run(
         commands: cfg.commands as u64,
         stages,
     })
-}
-
-/// The same topology and stream on crossbeam channels (closed loop): commands per second.
-pub fn crossbeam_baseline(work: &GeneratedWorkload, commands: usize) -> f64 {
-    let cmds: Vec<Command> = work
-        .commands
-        .iter()
-        .cycle()
-        .take(commands)
-        .copied()
-        .collect();
-    crossbeam_pipeline_one_to_four(&work.setup, &cmds, 1 << 16).per_second()
 }

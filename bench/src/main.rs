@@ -2,7 +2,6 @@
 
 use clap::{Parser, Subcommand};
 use ringex_bench::run::{recover_to_book, run_script, RunOptions};
-use ringex_consumers::journal::FsyncPolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,34 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Feed a command script (FORMATS.md) through the engine and write its events and book.
-    Run {
-        /// The command script (CSV).
-        script: PathBuf,
-        /// Write the event log here (default: stdout).
-        #[arg(long)]
-        events_out: Option<PathBuf>,
-        /// Write the final book here.
-        #[arg(long)]
-        book_out: Option<PathBuf>,
-        /// Journal directory: recover from it first, then journal this run into it.
-        #[arg(long)]
-        journal: Option<PathBuf>,
-        /// When the journal syncs: batch (every ring batch), interval:<ms>, or none.
-        #[arg(long)]
-        fsync: Option<FsyncPolicy>,
-        /// Append `durable,<event_seq>,<cmd_seq>` to this file after every journal sync.
-        #[arg(long)]
-        acks_out: Option<PathBuf>,
-        /// Take a snapshot every N commands (with --journal); older segments are pruned.
-        #[arg(long)]
-        snapshot_every: Option<u64>,
-        /// Write the pro-rata allocations of block orders here.
-        #[arg(long)]
-        alloc_out: Option<PathBuf>,
-        /// Write the market-data feed (depth 10, conflated per ring batch) here.
-        #[arg(long)]
-        md_out: Option<PathBuf>,
-    },
+    Run(RunOptions),
     /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
     Bench(ringex_bench::bench_cmd::BenchArgs),
     /// Replay LOBSTER messages and check the book against LOBSTER's after every message.
@@ -81,27 +53,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run {
-            script,
-            events_out,
-            book_out,
-            journal,
-            fsync,
-            acks_out,
-            snapshot_every,
-            alloc_out,
-            md_out,
-        } => match run_script(&RunOptions {
-            script,
-            events_out,
-            book_out,
-            journal,
-            fsync,
-            acks_out,
-            snapshot_every,
-            alloc_out,
-            md_out,
-        }) {
+        Cmd::Run(opts) => match run_script(&opts) {
             Ok(report) => {
                 if !report.malformed.is_empty() {
                     eprintln!("{} malformed line(s) skipped", report.malformed.len());

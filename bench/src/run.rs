@@ -23,26 +23,37 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 
-/// What to run and where to write.
-#[derive(Clone, Debug, Default)]
+/// What to run and where to write (also the flags of `ringex run`).
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct RunOptions {
-    /// The command script.
+    /// The command script (CSV, FORMATS.md).
     pub script: PathBuf,
-    /// Where the event log goes (stdout when `None`).
+    /// Write the event log here (default: stdout).
+    #[arg(long)]
     pub events_out: Option<PathBuf>,
-    /// Where the final book goes (not written when `None`).
+    /// Write the final book here.
+    #[arg(long)]
     pub book_out: Option<PathBuf>,
-    /// Journal directory: recover from it first, then journal the run into it.
+    /// Journal directory: recover from it first, then journal this run into it.
+    #[arg(long)]
     pub journal: Option<PathBuf>,
-    /// When the journal syncs.
+    /// When the journal syncs: batch (every ring batch, the default), interval:<ms>, or none.
+    #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
-    /// Append `durable,<event_seq>,<cmd_seq>` here after every journal sync (the ack hook).
+    /// Append `durable,<event_seq>,<cmd_seq>` to this file after every journal sync (the ack
+    /// hook).
+    #[arg(long)]
     pub acks_out: Option<PathBuf>,
-    /// Snapshot after this many commands (needs a journal).
+    /// Take a snapshot every N commands (with --journal); older segments are pruned.
+    #[arg(long)]
     pub snapshot_every: Option<u64>,
-    /// Where the pro-rata allocations go (`alloc,<fill_seq>,<symbol>,<order_id>,<account>,<qty>,<price>`).
+    /// Write the pro-rata allocations of block orders here
+    /// (`alloc,<fill_seq>,<symbol>,<order_id>,<account>,<qty>,<price>`).
+    #[arg(long)]
     pub alloc_out: Option<PathBuf>,
-    /// Where the market-data feed goes (see the README for the format).
+    /// Write the market-data feed here (depth 10, conflated per command; README has the
+    /// format).
+    #[arg(long)]
     pub md_out: Option<PathBuf>,
 }
 

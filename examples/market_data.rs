@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let mut g = pipeline.gateway();
-    g.submit(CommandKind::AddInstrument { instrument: INST })?;
+    g.submit(CommandKind::AddInstrument(INST.into()))?;
     let mut rng = SplitMix64::new(3);
     for id in 1..=20_000u64 {
         let side = if rng.below(2) == 0 {

@@ -36,9 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pipeline = builder.start()?;
 
     let mut admin = pipeline.gateway();
-    admin.submit(CommandKind::AddInstrument {
-        instrument: INSTRUMENT,
-    })?;
+    admin.submit(CommandKind::AddInstrument(INSTRUMENT.into()))?;
 
     // Two gateway threads: one sells 10 lots at 100..=109, the other buys them back.
     let sellers = {

@@ -4,7 +4,10 @@
 //! written, and `seq` counts only the lines written, from 1.
 
 use crate::script::Script;
-use ringex_engine::{Event, EventKind, InstrumentId, RestingOrder, Side};
+use ringex_engine::funds::format_units;
+use ringex_engine::{
+    AccountId, Amount, AssetId, Balance, Event, EventKind, InstrumentId, RestingOrder, Side,
+};
 use std::io::{self, Write};
 
 /// Writes events as CSV lines, numbering them.
@@ -110,12 +113,53 @@ impl EventCsv {
                 let st = if halted { "halted" } else { "open" };
                 writeln!(w, "status,{seq},{},{st}", sym(instrument))
             }
+            EventKind::Deposited {
+                account,
+                asset,
+                amount,
+            } => {
+                let (name, a) = money(script, asset, amount);
+                writeln!(w, "deposited,{seq},{account},{name},{a}")
+            }
+            EventKind::Withdrawn {
+                account,
+                asset,
+                amount,
+            } => {
+                let (name, a) = money(script, asset, amount);
+                writeln!(w, "withdrawn,{seq},{account},{name},{a}")
+            }
             EventKind::AccountStatus { .. }
-            | EventKind::InstrumentAdded { .. }
+            | EventKind::InstrumentAdded(_)
+            | EventKind::AssetAdded { .. }
+            | EventKind::FillFees { .. }
             | EventKind::SnapshotRequested { .. } => Ok(()),
         }?;
         Ok(Some(seq))
     }
+}
+
+/// An asset's name and an amount of it as a normalized decimal.
+fn money(script: &Script, asset: AssetId, amount: Amount) -> (String, String) {
+    match script.asset(asset) {
+        Some(a) => (a.name.clone(), format_units(amount.get(), a.scale)),
+        None => (asset.to_string(), amount.to_string()),
+    }
+}
+
+/// Writes `balance,<account>,<asset>,<total>,<held>` for every non-zero balance, accounts
+/// ascending, assets in declaration order.
+pub fn write_balances(
+    script: &Script,
+    balances: &[(AccountId, AssetId, Balance)],
+    w: &mut impl Write,
+) -> io::Result<()> {
+    for &(account, asset, b) in balances {
+        let (name, total) = money(script, asset, Amount::new(b.total));
+        let held = money(script, asset, Amount::new(b.held)).1;
+        writeln!(w, "balance,{account},{name},{total},{held}")?;
+    }
+    Ok(())
 }
 
 /// Writes `book,<symbol>,<bid|ask>,<price>,<order_id>,<open_qty>` for every resting order of

@@ -225,7 +225,7 @@ impl Replay {
             report: ReplayReport::default(),
             ts: 0,
         };
-        r.send(CommandKind::AddInstrument { instrument: INST });
+        r.send(CommandKind::AddInstrument(INST.into()));
         r
     }
 

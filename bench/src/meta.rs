@@ -3,7 +3,7 @@
 //! `recovered through command K`). Written atomically before the commands it describes
 //! enter the engine.
 
-use crate::script::AllocGroup;
+use crate::script::{AllocGroup, AssetSpec};
 use ringex_engine::{AccountId, InstrumentId, InstrumentSpec};
 use rust_decimal::Decimal;
 use std::io::{self, Write};
@@ -20,6 +20,8 @@ pub struct EdgeMeta {
     pub specs: Vec<InstrumentSpec>,
     /// Allocation groups.
     pub groups: Vec<AllocGroup>,
+    /// Declared assets, in id order.
+    pub assets: Vec<AssetSpec>,
     /// (input sequence, command number): for an input sequence `s`, the last anchor at or
     /// before it gives `k + (s - anchor)`.
     pub anchors: Vec<(u64, u64)>,
@@ -80,6 +82,13 @@ impl EdgeMeta {
                     }
                     m.groups.push(AllocGroup { script_id, members });
                 }
+                "asset" if f.len() == 3 => {
+                    let scale = f[2].parse::<u8>().map_err(|_| bad(line))?;
+                    m.assets.push(AssetSpec {
+                        name: f[1].to_string(),
+                        scale,
+                    });
+                }
                 "anchor" if f.len() == 3 => {
                     let s = f[1].parse::<u64>().map_err(|_| bad(line))?;
                     let k = f[2].parse::<u64>().map_err(|_| bad(line))?;
@@ -104,6 +113,9 @@ impl EdgeMeta {
                     "instrument,{},{},{},{}",
                     s.id.0, s.symbol, s.tick_size, s.lot_size
                 )?;
+            }
+            for a in &self.assets {
+                writeln!(f, "asset,{},{}", a.name, a.scale)?;
             }
             for g in &self.groups {
                 let members: Vec<String> = g

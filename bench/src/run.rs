@@ -1,7 +1,7 @@
 //! `ringex run`: feeds a command script through the real pipeline (gateway → input ring →
 //! matcher → output ring → consumers) and writes what came out.
 
-use crate::csv::{write_book, EventCsv};
+use crate::csv::{write_balances, write_book, EventCsv};
 use crate::meta::EdgeMeta;
 use crate::script::{Script, ScriptError, ScriptItem};
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
@@ -55,6 +55,10 @@ pub struct RunOptions {
     /// format).
     #[arg(long)]
     pub md_out: Option<PathBuf>,
+    /// Write every non-zero balance after the run here
+    /// (`balance,<account>,<asset>,<total>,<held>`).
+    #[arg(long)]
+    pub balances_out: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -470,6 +474,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
     let mut script = Script::restored(
         meta.specs.clone(),
         meta.groups.clone(),
+        meta.assets.clone(),
         meta.command_number(state.cmd_seq),
     );
     let (cmds, malformed) = read_script(&opts.script, &mut script, state.cmd_seq, &mut meta)?;
@@ -481,6 +486,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             .cloned()
             .collect();
         meta.groups = script.groups().to_vec();
+        meta.assets = script.assets().to_vec();
         meta.write(dir).map_err(meta_err(dir))?;
     }
     let script = Arc::new(script);
@@ -600,6 +606,11 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             write_book_file(&script, p, |i| m.resting_orders(i))?;
         }
     }
+    if let Some(p) = &opts.balances_out {
+        if let Some(m) = &done.matcher {
+            write_balances_file(&script, p, &m.ledger().balances())?;
+        }
+    }
     Ok(report)
 }
 
@@ -617,6 +628,20 @@ fn write_book_file(
     w.flush().map_err(err)
 }
 
+fn write_balances_file(
+    script: &Script,
+    p: &Path,
+    balances: &[(ringex_engine::AccountId, ringex_engine::AssetId, ringex_engine::Balance)],
+) -> Result<(), RunError> {
+    let mut w = out_file(p)?;
+    let err = |source| RunError::Output {
+        path: p.to_path_buf(),
+        source,
+    };
+    write_balances(script, balances, &mut w).map_err(err)?;
+    w.flush().map_err(err)
+}
+
 /// `ringex recover`: recovers the journal directory, writes the book, and returns the
 /// number K of the last script command whose events are all durable.
 pub fn recover_to_book(
@@ -626,7 +651,12 @@ pub fn recover_to_book(
     let (meta, state, report) = recover_dir(dir)?;
     let k = meta.command_number(state.cmd_seq);
     if let Some(p) = book_out {
-        let script = Script::restored(meta.specs.clone(), meta.groups.clone(), k);
+        let script = Script::restored(
+            meta.specs.clone(),
+            meta.groups.clone(),
+            meta.assets.clone(),
+            k,
+        );
         let replica = BookReplica::from_state(&state);
         write_book_file(&script, p, |i| replica.resting_orders(i))?;
     }

@@ -6,15 +6,17 @@
 //! rejection is sequenced by the matcher like any other event. A line that cannot be parsed
 //! at all is a [`ScriptError`] with its line number, and the run goes on.
 
+use ringex_engine::funds::units_of;
 use ringex_engine::instrument::parse_decimal;
 use ringex_engine::{
-    AccountId, AllocGroupId, Command, CommandKind, EdgeError, InstrumentId, InstrumentSpec,
-    NewOrder, OrderId, OrderType, Price, RejectCode, SelfTradePrevention, Side, TimeInForce,
-    Timestamp,
+    AccountId, AllocGroupId, Amount, AssetId, Command, CommandKind, EdgeError, InstrumentDef,
+    InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, Price, Qty, Rate, RejectCode,
+    SelfTradePrevention, Side, TimeInForce, Timestamp,
 };
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt;
+use rust_decimal::prelude::ToPrimitive;
 use std::str::FromStr;
 
 /// A line that could not be parsed.
@@ -43,6 +45,15 @@ pub struct AllocGroup {
     pub members: Vec<(AccountId, Decimal)>,
 }
 
+/// A declared asset: its name and how many decimal places one unit has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssetSpec {
+    /// The name written in the script.
+    pub name: String,
+    /// Balances count whole units of 10^-scale.
+    pub scale: u8,
+}
+
 /// What one script line became.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ScriptItem {
@@ -54,7 +65,7 @@ pub enum ScriptItem {
         /// Its command-line number.
         number: u64,
     },
-    /// An `instrument` line: the command that opens its book.
+    /// An `instrument` or `asset` line: the command that defines it.
     Instrument(Command),
     /// An `alloc_group` line.
     AllocGroup(AllocGroupId),
@@ -69,6 +80,8 @@ pub struct Script {
     specs: Vec<InstrumentSpec>,
     group_ids: HashMap<u64, AllocGroupId>,
     groups: Vec<AllocGroup>,
+    asset_ids: HashMap<String, AssetId>,
+    assets: Vec<AssetSpec>,
     last_ts: u64,
     line_no: usize,
     command_no: u64,
@@ -92,9 +105,15 @@ impl Script {
     pub fn restored(
         specs: Vec<InstrumentSpec>,
         groups: Vec<AllocGroup>,
+        assets: Vec<AssetSpec>,
         commands_read: u64,
     ) -> Self {
         let mut s = Script::new();
+        for a in assets {
+            s.asset_ids
+                .insert(a.name.clone(), AssetId(s.assets.len() as u16));
+            s.assets.push(a);
+        }
         for spec in specs {
             s.symbols.insert(spec.symbol.clone(), spec.id);
             while s.specs.len() < spec.id.0 as usize {
@@ -122,6 +141,16 @@ impl Script {
     /// Allocation groups, in definition order (group `AllocGroupId(i + 1)` is `groups()[i]`).
     pub fn groups(&self) -> &[AllocGroup] {
         &self.groups
+    }
+
+    /// Declared assets, indexed by [`AssetId`].
+    pub fn assets(&self) -> &[AssetSpec] {
+        &self.assets
+    }
+
+    /// A declared asset.
+    pub fn asset(&self, id: AssetId) -> Option<&AssetSpec> {
+        self.assets.get(id.0 as usize)
     }
 
     /// Instrument specs, indexed by [`InstrumentId`].
@@ -157,6 +186,7 @@ impl Script {
         let f: Vec<&str> = body.split(',').map(str::trim).collect();
         match f[0] {
             "instrument" => self.instrument(line, &f),
+            "asset" => self.asset_line(line, &f),
             "alloc_group" => self.alloc_group(line, &f),
             _ => {
                 self.command_no += 1;
@@ -168,11 +198,130 @@ impl Script {
         }
     }
 
+    fn asset_line(&mut self, line: usize, f: &[&str]) -> Result<ScriptItem, ScriptError> {
+        if f.len() != 3 {
+            return Err(bad(line, "expected asset,<asset>,<scale>"));
+        }
+        let name = f[1];
+        if name.is_empty() || name.contains(char::is_whitespace) || name == "-" {
+            return Err(bad(line, format!("asset name {name:?} is not a name")));
+        }
+        let scale = f[2]
+            .parse::<u8>()
+            .ok()
+            .filter(|s| *s <= 18)
+            .ok_or_else(|| bad(line, format!("scale {:?} is not a whole number from 0 to 18", f[2])))?;
+        if self.asset_ids.contains_key(name) {
+            return Err(bad(line, format!("asset {name} is already defined")));
+        }
+        if self.assets.len() > u16::MAX as usize {
+            return Err(bad(line, "too many assets"));
+        }
+        let id = AssetId(self.assets.len() as u16);
+        self.asset_ids.insert(name.to_string(), id);
+        self.assets.push(AssetSpec {
+            name: name.to_string(),
+            scale,
+        });
+        Ok(ScriptItem::Instrument(Command::new(
+            Timestamp(self.last_ts),
+            CommandKind::AddAsset { asset: id, scale },
+        )))
+    }
+
+    /// The funding part of an instrument line (`base=`, `quote=`, fees, limits), if any.
+    fn funding(
+        &self,
+        line: usize,
+        id: InstrumentId,
+        tick: Decimal,
+        lot: Decimal,
+        opts: &[&str],
+    ) -> Result<InstrumentDef, ScriptError> {
+        if opts.is_empty() {
+            return Ok(InstrumentDef::unfunded(id));
+        }
+        let mut kv: HashMap<&str, &str> = HashMap::new();
+        for o in opts {
+            let Some((k, v)) = o.split_once('=') else {
+                return Err(bad(line, format!("option {o:?} is not <key>=<value>")));
+            };
+            if !["base", "quote", "maker_fee", "taker_fee", "max_qty", "band"].contains(&k) {
+                return Err(bad(line, format!("unknown instrument option {k:?}")));
+            }
+            if kv.insert(k, v).is_some() {
+                return Err(bad(line, format!("option {k} given twice")));
+            }
+        }
+        let asset = |k: &str| -> Result<(AssetId, u8), ScriptError> {
+            let name = kv
+                .get(k)
+                .ok_or_else(|| bad(line, format!("a funded instrument needs {k}=<asset>")))?;
+            let id = self
+                .asset_ids
+                .get(*name)
+                .copied()
+                .ok_or_else(|| bad(line, format!("asset {name:?} is not declared")))?;
+            Ok((id, self.assets[id.0 as usize].scale))
+        };
+        let (base, bs) = asset("base")?;
+        let (quote, qs) = asset("quote")?;
+        if base == quote {
+            return Err(bad(line, "base and quote must differ"));
+        }
+        let whole = |d: Decimal, scale: u8, what: &str| -> Result<u64, ScriptError> {
+            units_of(d, scale)
+                .and_then(|u| u64::try_from(u).ok())
+                .filter(|u| *u > 0)
+                .ok_or_else(|| bad(line, format!("{what} is not a whole number of units")))
+        };
+        let bpl = whole(lot, bs, "lot size")?;
+        let qptl = whole(
+            tick.checked_mul(lot)
+                .ok_or_else(|| bad(line, "tick size × lot size overflows"))?,
+            qs,
+            "tick size × lot size",
+        )?;
+        let dec = |k: &str| -> Result<Option<Decimal>, ScriptError> {
+            kv.get(k)
+                .map(|v| {
+                    Decimal::from_str(v)
+                        .map_err(|_| bad(line, format!("{k} {v:?} is not a decimal")))
+                })
+                .transpose()
+        };
+        let rate = |k: &str| -> Result<Rate, ScriptError> {
+            match dec(k)? {
+                None => Ok(Rate::ZERO),
+                Some(d) => Rate::from_decimal(d).filter(|r| r.scale <= 28).ok_or_else(|| {
+                    bad(line, format!("{k} {d} has more than 9 significant digits"))
+                }),
+            }
+        };
+        let mut def = InstrumentDef::funded(id, base, quote, bpl, qptl)
+            .with_fees(rate("maker_fee")?, rate("taker_fee")?);
+        if let Some(m) = dec("max_qty")? {
+            if m.is_sign_negative() && !m.is_zero() {
+                return Err(bad(line, "max_qty must not be negative"));
+            }
+            // Whole lots at or below the limit.
+            let lots = (m / lot).trunc().to_u64().unwrap_or(u64::MAX - 1);
+            def = def.with_max_qty(Qty(lots.min(u64::MAX - 1)));
+        }
+        if let Some(b) = dec("band")? {
+            let r = Rate::from_decimal(b)
+                .filter(|r| r.mantissa >= 0)
+                .ok_or_else(|| bad(line, format!("band {b} must be a fraction of at most 9 significant digits, not negative")))?;
+            def = def.with_band(r);
+        }
+        Ok(def)
+    }
+
     fn instrument(&mut self, line: usize, f: &[&str]) -> Result<ScriptItem, ScriptError> {
-        if f.len() != 4 {
+        if f.len() < 4 {
             return Err(bad(
                 line,
-                "expected instrument,<symbol>,<tick_size>,<lot_size>",
+                "expected instrument,<symbol>,<tick_size>,<lot_size>[,base=<asset>,quote=<asset>[,maker_fee=<rate>][,taker_fee=<rate>][,max_qty=<qty>][,band=<fraction>]]",
             ));
         }
         let dec = |s: &str, what: &str| {
@@ -185,11 +334,12 @@ impl Script {
         let id = InstrumentId(self.specs.len() as u32);
         let spec =
             InstrumentSpec::new(id, f[1], tick, lot).map_err(|e| bad(line, e.to_string()))?;
+        let def = self.funding(line, id, tick, lot, &f[4..])?;
         self.symbols.insert(spec.symbol.clone(), id);
         self.specs.push(spec);
         Ok(ScriptItem::Instrument(Command::new(
             Timestamp(self.last_ts),
-            CommandKind::AddInstrument { instrument: id },
+            CommandKind::AddInstrument(def),
         )))
     }
 
@@ -244,7 +394,9 @@ impl Script {
             }
         };
         let kind = f[0];
-        const KINDS: [&str; 10] = [
+        const KINDS: [&str; 12] = [
+            "deposit",
+            "withdraw",
             "new",
             "cancel",
             "modify",
@@ -352,6 +504,38 @@ impl Script {
             "tick" => {
                 arity(2, 2, "tick,<ts>")?;
                 CommandKind::Tick
+            }
+            "deposit" | "withdraw" => {
+                arity(5, 5, &format!("{kind},<ts>,<account>,<asset>,<amount>"))?;
+                let account = AccountId(uint(line, f[2], "account")?);
+                let amount = parse_decimal(f[4], RejectCode::BadAmount, RejectCode::BadAmount);
+                let amount = match amount {
+                    Err(EdgeError::NotANumber) => {
+                        return Err(bad(line, format!("amount {:?} is not a decimal", f[4])))
+                    }
+                    Err(EdgeError::Reject(c)) => Err(c),
+                    Ok(d) => Ok(d),
+                };
+                match (self.asset_ids.get(f[3]), amount) {
+                    (None, _) => invalid(None, None, account, RejectCode::UnknownAsset),
+                    (Some(_), Err(code)) => invalid(None, None, account, code),
+                    (Some(&asset), Ok(d)) => {
+                        let scale = self.assets[asset.0 as usize].scale;
+                        match units_of(d, scale).filter(|u| *u > 0) {
+                            None => invalid(None, None, account, RejectCode::BadAmount),
+                            Some(u) if kind == "deposit" => CommandKind::Deposit {
+                                account,
+                                asset,
+                                amount: Amount::new(u),
+                            },
+                            Some(u) => CommandKind::Withdraw {
+                                account,
+                                asset,
+                                amount: Amount::new(u),
+                            },
+                        }
+                    }
+                }
             }
             other => return Err(bad(line, format!("unknown record type {other:?}"))),
         };

@@ -423,8 +423,10 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
                 // Sent after this batch's conflation, so it includes everything before it.
                 self.snapshot_requests.push(instrument);
             }
-            EventKind::InstrumentAdded { instrument } => {
+            EventKind::FillFees { .. } => {}
+            EventKind::InstrumentAdded(def) => {
                 // Subscribers learn of a new instrument through its (empty) snapshot.
+                let instrument = def.id;
                 self.published.entry(instrument).or_default();
                 let snap = self.snapshot(instrument);
                 self.out.push(MdUpdate::Snapshot(snap));

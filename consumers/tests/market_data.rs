@@ -11,15 +11,11 @@ fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
     let mut v = vec![
         Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(0),
-            },
+            CommandKind::AddInstrument(InstrumentId(0).into()),
         ),
         Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(1),
-            },
+            CommandKind::AddInstrument(InstrumentId(1).into()),
         ),
     ];
     for (i, &(k, inst, px, qty, buy)) in raw.iter().enumerate() {
@@ -191,9 +187,7 @@ fn a_snapshot_request_command_sends_subscribers_a_snapshot() {
     let mut out = Vec::new();
     let c = |k| Command::new(Timestamp(0), k);
     let cmds = [
-        c(CommandKind::AddInstrument {
-            instrument: InstrumentId(0),
-        }),
+        c(CommandKind::AddInstrument(InstrumentId(0).into())),
         c(CommandKind::NewOrder(NewOrder::limit(
             InstrumentId(0),
             AccountId(1),

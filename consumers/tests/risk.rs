@@ -63,9 +63,7 @@ fn buy_three_at_100_sell_one_at_105_with_fees() {
         &mut m,
         &mut seq,
         &[
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(0),
-            },
+            CommandKind::AddInstrument(InstrumentId(0).into()),
             order(1, 1, Side::Sell, 100, 3), // A rests: maker
             order(2, 2, Side::Buy, 100, 3),  // B takes 3 @ 100
             order(3, 3, Side::Buy, 105, 1),  // C rests: maker
@@ -106,7 +104,7 @@ fn open_order_exposure_follows_accepts_modifies_fills_and_cancels() {
         &mut m,
         &mut seq,
         &[
-            CommandKind::AddInstrument { instrument: inst },
+            CommandKind::AddInstrument(inst.into()),
             order(1, 1, Side::Buy, 100, 5),
         ],
     );
@@ -180,9 +178,7 @@ fn a_breach_fires_the_kill_switch_through_the_input_ring() {
     b.add_consumer(Tape(tape.clone()), ConsumerOptions::default());
     let p = b.start().expect("start");
     let mut g = p.gateway();
-    g.submit(CommandKind::AddInstrument {
-        instrument: InstrumentId(0),
-    })
+    g.submit(CommandKind::AddInstrument(InstrumentId(0).into()))
     .expect("ok");
     // Account 1 rests three bids, then gets 6 lots filled: position 6 > 5.
     g.submit(order(1, 1, Side::Buy, 100, 4)).expect("ok");
@@ -246,7 +242,7 @@ proptest! {
         let (mut r, _) = RiskUpdater::new(spec());
         let mut m = Matcher::default();
         let mut seq = 0;
-        let mut kinds = vec![CommandKind::AddInstrument { instrument: InstrumentId(0) }];
+        let mut kinds = vec![CommandKind::AddInstrument(InstrumentId(0).into())];
         for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
             let side = if *buy { Side::Buy } else { Side::Sell };
             let id = i as u64 + 1;
@@ -312,9 +308,7 @@ fn open_notional_and_loss_limits_are_breaches_too() {
         &mut m,
         &mut seq,
         &[
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(0),
-            },
+            CommandKind::AddInstrument(InstrumentId(0).into()),
             order(1, 1, Side::Buy, 100, 9),
         ],
     );

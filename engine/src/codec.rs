@@ -6,6 +6,7 @@
 
 use crate::command::NewOrder;
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
+use crate::funds::{Amount, AssetId, InstrumentDef};
 use crate::types::*;
 
 /// Bytes per encoded event.
@@ -21,9 +22,17 @@ impl W<'_> {
         self.b[self.at] = v;
         self.at += 1;
     }
+    pub(crate) fn u16(&mut self, v: u16) {
+        self.b[self.at..self.at + 2].copy_from_slice(&v.to_le_bytes());
+        self.at += 2;
+    }
     pub(crate) fn u32(&mut self, v: u32) {
         self.b[self.at..self.at + 4].copy_from_slice(&v.to_le_bytes());
         self.at += 4;
+    }
+    pub(crate) fn amount(&mut self, v: Amount) {
+        self.b[self.at..self.at + 16].copy_from_slice(&v.get().to_le_bytes());
+        self.at += 16;
     }
     pub(crate) fn u64(&mut self, v: u64) {
         self.b[self.at..self.at + 8].copy_from_slice(&v.to_le_bytes());
@@ -41,6 +50,18 @@ impl R<'_> {
         let v = self.b[self.at];
         self.at += 1;
         v
+    }
+    pub(crate) fn u16(&mut self) -> u16 {
+        let mut a = [0u8; 2];
+        a.copy_from_slice(&self.b[self.at..self.at + 2]);
+        self.at += 2;
+        u16::from_le_bytes(a)
+    }
+    pub(crate) fn amount(&mut self) -> Amount {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.b[self.at..self.at + 16]);
+        self.at += 16;
+        Amount::new(i128::from_le_bytes(a))
     }
     pub(crate) fn u32(&mut self) -> u32 {
         let mut a = [0u8; 4];
@@ -74,13 +95,14 @@ const STPS: [SelfTradePrevention; 4] = [
     SelfTradePrevention::CancelBoth,
     SelfTradePrevention::Allow,
 ];
-const REASONS: [CancelReason; 6] = [
+const REASONS: [CancelReason; 7] = [
     CancelReason::User,
     CancelReason::MassCancel,
     CancelReason::Ioc,
     CancelReason::Fok,
     CancelReason::Market,
     CancelReason::SelfTrade,
+    CancelReason::InsufficientFunds,
 ];
 
 fn pos<T: PartialEq>(all: &[T], v: T) -> u8 {
@@ -148,8 +170,12 @@ impl Event {
             EventKind::Expired { .. } => 6,
             EventKind::InstrumentStatus { .. } => 7,
             EventKind::AccountStatus { .. } => 8,
-            EventKind::InstrumentAdded { .. } => 9,
+            EventKind::InstrumentAdded(_) => 9,
             EventKind::SnapshotRequested { .. } => 10,
+            EventKind::AssetAdded { .. } => 11,
+            EventKind::Deposited { .. } => 12,
+            EventKind::Withdrawn { .. } => 13,
+            EventKind::FillFees { .. } => 14,
         };
         w.u8(kind);
         w.u8(self.is_last_of_command() as u8);
@@ -230,8 +256,35 @@ impl Event {
                 w.u64(account.0);
                 w.u8(blocked as u8);
             }
-            EventKind::InstrumentAdded { instrument }
-            | EventKind::SnapshotRequested { instrument } => w.u32(instrument.0),
+            EventKind::InstrumentAdded(d) => d.encode(&mut w),
+            EventKind::SnapshotRequested { instrument } => w.u32(instrument.0),
+            EventKind::AssetAdded { asset, scale } => {
+                w.u16(asset.0);
+                w.u8(scale);
+            }
+            EventKind::Deposited {
+                account,
+                asset,
+                amount,
+            }
+            | EventKind::Withdrawn {
+                account,
+                asset,
+                amount,
+            } => {
+                w.u64(account.0);
+                w.u16(asset.0);
+                w.amount(amount);
+            }
+            EventKind::FillFees {
+                instrument,
+                buyer_fee,
+                seller_fee,
+            } => {
+                w.u32(instrument.0);
+                w.amount(buyer_fee);
+                w.amount(seller_fee);
+            }
         }
     }
 
@@ -292,11 +345,34 @@ impl Event {
                 account: AccountId(r.u64()),
                 blocked: r.u8() == 1,
             },
-            9 => EventKind::InstrumentAdded {
-                instrument: InstrumentId(r.u32()),
-            },
+            9 => EventKind::InstrumentAdded(InstrumentDef::decode(&mut r)),
             10 => EventKind::SnapshotRequested {
                 instrument: InstrumentId(r.u32()),
+            },
+            11 => EventKind::AssetAdded {
+                asset: AssetId(r.u16()),
+                scale: r.u8(),
+            },
+            12 | 13 => {
+                let (account, asset, amount) = (AccountId(r.u64()), AssetId(r.u16()), r.amount());
+                if kind == 12 {
+                    EventKind::Deposited {
+                        account,
+                        asset,
+                        amount,
+                    }
+                } else {
+                    EventKind::Withdrawn {
+                        account,
+                        asset,
+                        amount,
+                    }
+                }
+            }
+            14 => EventKind::FillFees {
+                instrument: InstrumentId(r.u32()),
+                buyer_fee: r.amount(),
+                seller_fee: r.amount(),
             },
             _ => return None,
         };

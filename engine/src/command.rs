@@ -3,6 +3,7 @@
 //! A command is a small `Copy` value written in place into a preallocated ring slot.
 
 use crate::event::RejectCode;
+use crate::funds::{Amount, AssetId, InstrumentDef};
 use crate::types::{
     AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
     Side, TimeInForce, Timestamp,
@@ -125,10 +126,34 @@ pub enum CommandKind {
         /// The instrument.
         instrument: InstrumentId,
     },
-    /// Open a book for a new instrument (setup; allocates once).
-    AddInstrument {
-        /// The instrument.
-        instrument: InstrumentId,
+    /// Open a book for a new instrument (setup; allocates once). A funded definition
+    /// (base and quote assets, fees, limits) makes the engine check and hold money for its
+    /// orders.
+    AddInstrument(InstrumentDef),
+    /// Declare an asset whose balances count whole units of 10^-scale.
+    AddAsset {
+        /// The asset.
+        asset: AssetId,
+        /// Decimal places of one unit (0 to 18).
+        scale: u8,
+    },
+    /// Add to an account's total of an asset.
+    Deposit {
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetId,
+        /// Units of the asset (positive).
+        amount: Amount,
+    },
+    /// Take from an account's available balance of an asset.
+    Withdraw {
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetId,
+        /// Units of the asset (positive, at most the available balance).
+        amount: Amount,
     },
     /// A command the edge already found bad (off-tick price, unknown symbol, …). It still
     /// goes through the matcher so that its rejection is sequenced with everything else and

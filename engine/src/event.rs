@@ -5,6 +5,7 @@
 //! (the journal) can tell command boundaries apart.
 
 use crate::command::NewOrder;
+use crate::funds::{Amount, AssetId, InstrumentDef};
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Sequence, Side};
 use std::fmt;
 
@@ -52,6 +53,22 @@ pub enum RejectCode {
     /// An instrument id at or above [`crate::matcher::MAX_INSTRUMENTS`]: books are indexed
     /// by id, so ids must be small (number instruments densely from 0).
     InstrumentIdOutOfRange,
+    // -- matcher: funds (funded instruments, deposits and withdrawals) --
+    /// The asset was never declared.
+    UnknownAsset,
+    /// An amount that is zero, negative or not a whole number of the asset's units.
+    BadAmount,
+    /// The account's available balance does not cover the order's hold or the withdrawal.
+    InsufficientFunds,
+    /// The quantity is above the instrument's `max_qty`.
+    MaxQty,
+    /// A limit price outside the band around the last trade price.
+    PriceBand,
+    /// The asset was declared before.
+    DuplicateAsset,
+    /// A funded instrument definition that cannot be used (same asset on both sides, a zero
+    /// unit, a bad rate, an undeclared asset's scale).
+    InvalidInstrument,
 }
 
 impl RejectCode {
@@ -76,11 +93,18 @@ impl RejectCode {
             RejectCode::PostOnlyWouldTake => "post_only_would_take",
             RejectCode::ExpiryInPast => "expiry_in_past",
             RejectCode::InstrumentIdOutOfRange => "instrument_id_out_of_range",
+            RejectCode::UnknownAsset => "unknown_asset",
+            RejectCode::BadAmount => "bad_amount",
+            RejectCode::InsufficientFunds => "insufficient_funds",
+            RejectCode::MaxQty => "max_qty",
+            RejectCode::PriceBand => "price_band",
+            RejectCode::DuplicateAsset => "duplicate_asset",
+            RejectCode::InvalidInstrument => "invalid_instrument",
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [RejectCode; 18] = [
+    pub const ALL: [RejectCode; 25] = [
         RejectCode::OffTick,
         RejectCode::OffLot,
         RejectCode::NegativeQty,
@@ -99,6 +123,13 @@ impl RejectCode {
         RejectCode::PostOnlyWouldTake,
         RejectCode::ExpiryInPast,
         RejectCode::InstrumentIdOutOfRange,
+        RejectCode::UnknownAsset,
+        RejectCode::BadAmount,
+        RejectCode::InsufficientFunds,
+        RejectCode::MaxQty,
+        RejectCode::PriceBand,
+        RejectCode::DuplicateAsset,
+        RejectCode::InvalidInstrument,
     ];
 }
 
@@ -123,6 +154,8 @@ pub enum CancelReason {
     Market,
     /// Self-trade prevention.
     SelfTrade,
+    /// A market buy on a funded instrument that cannot pay for one more lot.
+    InsufficientFunds,
 }
 
 impl CancelReason {
@@ -135,6 +168,7 @@ impl CancelReason {
             CancelReason::Fok => "fok",
             CancelReason::Market => "market",
             CancelReason::SelfTrade => "self_trade",
+            CancelReason::InsufficientFunds => "insufficient_funds",
         }
     }
 }
@@ -223,10 +257,44 @@ pub enum EventKind {
         /// True when blocked.
         blocked: bool,
     },
-    /// An instrument's book was opened. (Not part of the CSV event log.)
-    InstrumentAdded {
+    /// An instrument's book was opened, with its funding rules. (Not part of the CSV event
+    /// log.)
+    InstrumentAdded(InstrumentDef),
+    /// An asset was declared. (Not part of the CSV event log.)
+    AssetAdded {
+        /// The asset.
+        asset: AssetId,
+        /// Decimal places of one unit.
+        scale: u8,
+    },
+    /// Units were added to an account's total.
+    Deposited {
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetId,
+        /// The units.
+        amount: Amount,
+    },
+    /// Units were taken from an account's total.
+    Withdrawn {
+        /// The account.
+        account: AccountId,
+        /// The asset.
+        asset: AssetId,
+        /// The units.
+        amount: Amount,
+    },
+    /// The fees of the [`EventKind::Fill`] just before, on a funded instrument, in units of
+    /// its quote asset (negative: a rebate). The buyer paid `notional + buyer_fee`, the
+    /// seller got `notional − seller_fee`. (Not part of the CSV event log.)
+    FillFees {
         /// The instrument.
         instrument: InstrumentId,
+        /// The buyer's fee.
+        buyer_fee: Amount,
+        /// The seller's fee.
+        seller_fee: Amount,
     },
     /// Someone asked for a book snapshot of the instrument: consumers that publish books
     /// (market data) send one, sequenced here with everything else. (Not part of the CSV
@@ -285,21 +353,27 @@ impl Event {
             | EventKind::Modified { instrument, .. }
             | EventKind::Expired { instrument, .. }
             | EventKind::InstrumentStatus { instrument, .. }
-            | EventKind::InstrumentAdded { instrument }
+            | EventKind::FillFees { instrument, .. }
             | EventKind::SnapshotRequested { instrument } => Some(instrument),
-            EventKind::AccountStatus { .. } => None,
+            EventKind::InstrumentAdded(d) => Some(d.id),
+            EventKind::AccountStatus { .. }
+            | EventKind::AssetAdded { .. }
+            | EventKind::Deposited { .. }
+            | EventKind::Withdrawn { .. } => None,
         }
     }
 
-    /// True for administrative events (account status, instrument added, snapshot
-    /// requested): they change no book and have no line in the CSV event log, whose `seq`
+    /// True for administrative events (account status, instrument or asset added, snapshot
+    /// requested, the fees of a fill): they have no line in the CSV event log, whose `seq`
     /// numbers only the other events.
     #[inline]
     pub fn is_admin(&self) -> bool {
         matches!(
             self.kind,
             EventKind::AccountStatus { .. }
-                | EventKind::InstrumentAdded { .. }
+                | EventKind::InstrumentAdded(_)
+                | EventKind::AssetAdded { .. }
+                | EventKind::FillFees { .. }
                 | EventKind::SnapshotRequested { .. }
         )
     }
@@ -309,9 +383,7 @@ impl Default for Event {
     fn default() -> Self {
         Event::new(
             Sequence(0),
-            EventKind::InstrumentAdded {
-                instrument: InstrumentId(0),
-            },
+            EventKind::InstrumentAdded(InstrumentDef::unfunded(InstrumentId(0))),
         )
     }
 }

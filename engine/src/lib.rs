@@ -26,7 +26,7 @@
 //! use ringex_engine::*;
 //! let mut m = Matcher::default();
 //! let mut out = Vec::new();
-//! let add = Command::new(Timestamp(0), CommandKind::AddInstrument { instrument: InstrumentId(0) });
+//! let add = Command::new(Timestamp(0), CommandKind::AddInstrument(InstrumentId(0).into()));
 //! m.process(Sequence(1), &add, &mut out);
 //! let sell = NewOrder::limit(InstrumentId(0), AccountId(1), OrderId(1), Side::Sell, Price(100), Qty(5));
 //! m.process(Sequence(2), &Command::new(Timestamp(1), CommandKind::NewOrder(sell)), &mut out);
@@ -41,6 +41,7 @@ pub mod codec;
 pub mod command;
 pub mod consumer;
 pub mod event;
+pub mod funds;
 pub mod instrument;
 pub mod matcher;
 pub mod pipeline;
@@ -54,6 +55,7 @@ pub use book::RestingOrder;
 pub use command::{Command, CommandKind, NewOrder};
 pub use consumer::Consumer;
 pub use event::{CancelReason, Event, EventKind, RejectCode};
+pub use funds::{Amount, AssetId, Balance, Funding, InstrumentDef, Ledger, Rate};
 pub use instrument::{EdgeError, InstrumentSpec};
 pub use matcher::{Matcher, MatcherCapacity, MatchingEngine};
 pub use pipeline::{

@@ -5,7 +5,8 @@
 
 use crate::codec::{get_order, put_order, EVENT_BYTES, R, W};
 use crate::command::NewOrder;
-use crate::types::{AccountId, InstrumentId, OrderId};
+use crate::funds::{AssetId, Balance, InstrumentDef};
+use crate::types::{AccountId, InstrumentId, OrderId, Price};
 
 /// One resting order with its acceptance number (orders expiries and mass cancels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +38,21 @@ pub struct EngineState {
     pub dead_ids: Vec<OrderId>,
     /// Blocked accounts, ascending.
     pub blocked: Vec<AccountId>,
+    /// The definitions of funded instruments, in id order (the others are unfunded).
+    pub definitions: Vec<InstrumentDef>,
+    /// The last trade price of each instrument that has traded, in id order.
+    pub last_prices: Vec<(InstrumentId, Price)>,
+    /// Declared assets and their scales, in id order.
+    pub assets: Vec<(AssetId, u8)>,
+    /// Every non-zero balance, accounts ascending, then assets ascending.
+    pub balances: Vec<(AccountId, AssetId, Balance)>,
 }
 
-const MAGIC: &[u8; 8] = b"RGXSTAT1";
+/// Version 1 (before funded instruments): still read.
+const MAGIC_V1: &[u8; 8] = b"RGXSTAT1";
+const MAGIC: &[u8; 8] = b"RGXSTAT2";
+/// Bytes of an encoded [`InstrumentDef`].
+const DEF_BYTES: usize = 47;
 
 /// Why bytes are not an engine state.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +60,23 @@ const MAGIC: &[u8; 8] = b"RGXSTAT1";
 pub struct StateFormatError(pub &'static str);
 
 impl EngineState {
+    /// How instrument `i` was defined.
+    pub fn definition(&self, i: InstrumentId) -> InstrumentDef {
+        self.definitions
+            .iter()
+            .find(|d| d.id == i)
+            .copied()
+            .unwrap_or(InstrumentDef::unfunded(i))
+    }
+
+    /// The last trade price of instrument `i`.
+    pub fn last_price(&self, i: InstrumentId) -> Option<Price> {
+        self.last_prices
+            .iter()
+            .find(|(x, _)| *x == i)
+            .map(|&(_, p)| p)
+    }
+
     /// Encodes to bytes (no checksum: the file layer adds one).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v =
@@ -61,6 +91,10 @@ impl EngineState {
             self.orders.len() as u64,
             self.dead_ids.len() as u64,
             self.blocked.len() as u64,
+            self.definitions.len() as u64,
+            self.last_prices.len() as u64,
+            self.assets.len() as u64,
+            self.balances.len() as u64,
         ] {
             v.extend_from_slice(&x.to_le_bytes());
         }
@@ -86,6 +120,29 @@ impl EngineState {
         for a in &self.blocked {
             v.extend_from_slice(&a.0.to_le_bytes());
         }
+        for d in &self.definitions {
+            let mut block = [0u8; EVENT_BYTES];
+            let mut w = W {
+                b: &mut block,
+                at: 0,
+            };
+            d.encode(&mut w);
+            v.extend_from_slice(&block[..DEF_BYTES]);
+        }
+        for (i, p) in &self.last_prices {
+            v.extend_from_slice(&i.0.to_le_bytes());
+            v.extend_from_slice(&p.0.to_le_bytes());
+        }
+        for (a, scale) in &self.assets {
+            v.extend_from_slice(&a.0.to_le_bytes());
+            v.push(*scale);
+        }
+        for (acc, a, b) in &self.balances {
+            v.extend_from_slice(&acc.0.to_le_bytes());
+            v.extend_from_slice(&a.0.to_le_bytes());
+            v.extend_from_slice(&b.total.to_le_bytes());
+            v.extend_from_slice(&b.held.to_le_bytes());
+        }
         v
     }
 
@@ -97,16 +154,19 @@ impl EngineState {
             at += n;
             Ok(s)
         };
-        if take(8)? != MAGIC {
-            return Err(StateFormatError("bad magic"));
-        }
-        let mut u64s = [0u64; 8];
-        for x in &mut u64s {
+        let v2 = match take(8)? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(StateFormatError("bad magic")),
+        };
+        let mut u64s = [0u64; 12];
+        for x in u64s.iter_mut().take(if v2 { 12 } else { 8 }) {
             let mut a = [0u8; 8];
             a.copy_from_slice(take(8)?);
             *x = u64::from_le_bytes(a);
         }
-        let [cmd_seq, event_seq, accept_seq, admin_events, ni, no, nd, nb] = u64s;
+        let [cmd_seq, event_seq, accept_seq, admin_events, ni, no, nd, nb, nf, nl, na, nbal] =
+            u64s;
         let cap = |n: u64| (n as usize).min(b.len());
         let mut s = EngineState {
             cmd_seq,
@@ -117,6 +177,10 @@ impl EngineState {
             orders: Vec::with_capacity(cap(no)),
             dead_ids: Vec::with_capacity(cap(nd)),
             blocked: Vec::with_capacity(cap(nb)),
+            definitions: Vec::with_capacity(cap(nf)),
+            last_prices: Vec::with_capacity(cap(nl)),
+            assets: Vec::with_capacity(cap(na)),
+            balances: Vec::with_capacity(cap(nbal)),
         };
         for _ in 0..ni {
             let x = take(5)?;
@@ -142,6 +206,34 @@ impl EngineState {
             let mut a = [0u8; 8];
             a.copy_from_slice(take(8)?);
             s.blocked.push(AccountId(u64::from_le_bytes(a)));
+        }
+        let mut fixed = |n: usize| -> Result<[u8; EVENT_BYTES], StateFormatError> {
+            let mut block = [0u8; EVENT_BYTES];
+            block[..n].copy_from_slice(take(n)?);
+            Ok(block)
+        };
+        for _ in 0..nf {
+            let block = fixed(DEF_BYTES)?;
+            let d = InstrumentDef::decode(&mut R { b: &block, at: 0 });
+            s.definitions.push(d);
+        }
+        for _ in 0..nl {
+            let block = fixed(12)?;
+            let mut r = R { b: &block, at: 0 };
+            s.last_prices
+                .push((InstrumentId(r.u32()), Price(r.u64() as i64)));
+        }
+        for _ in 0..na {
+            let block = fixed(3)?;
+            let mut r = R { b: &block, at: 0 };
+            s.assets.push((AssetId(r.u16()), r.u8()));
+        }
+        for _ in 0..nbal {
+            let block = fixed(42)?;
+            let mut r = R { b: &block, at: 0 };
+            let (acc, asset) = (AccountId(r.u64()), AssetId(r.u16()));
+            let (total, held) = (r.amount().get(), r.amount().get());
+            s.balances.push((acc, asset, Balance { total, held }));
         }
         if at != b.len() {
             return Err(StateFormatError("trailing bytes"));

@@ -198,9 +198,7 @@ impl ExchangeCoreWorkload {
         };
         let half = (self.price_slots / 2).max(1);
         let mut out = GeneratedWorkload::default();
-        let add = g.cmd(CommandKind::AddInstrument {
-            instrument: EXCHANGE_CORE_INSTRUMENT,
-        });
+        let add = g.cmd(CommandKind::AddInstrument(EXCHANGE_CORE_INSTRUMENT.into()));
         g.run(add);
         out.setup.push(add);
         while g.replica.resting_count() < self.target_orders {
@@ -426,9 +424,7 @@ impl MultiSymbolWorkload {
         for i in 0..k {
             let c = Command::new(
                 Timestamp(ts),
-                CommandKind::AddInstrument {
-                    instrument: InstrumentId(i as u32),
-                },
+                CommandKind::AddInstrument(InstrumentId(i as u32).into()),
             );
             run(c, &mut live, &mut matcher, &mut replica);
             out.setup.push(c);

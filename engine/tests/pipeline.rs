@@ -77,9 +77,7 @@ fn add_instruments(g: &mut Gateway) {
     for i in [0, 1] {
         g.submit_at(Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(i),
-            },
+            CommandKind::AddInstrument(InstrumentId(i).into()),
         ))
         .expect("open");
     }
@@ -168,9 +166,7 @@ fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thre
         seq += 1;
         let c = Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(i),
-            },
+            CommandKind::AddInstrument(InstrumentId(i).into()),
         );
         m.process(Sequence(seq), &c, &mut want);
     }

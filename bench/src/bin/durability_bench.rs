@@ -140,9 +140,7 @@ fn main() {
         &mut m,
         Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: InstrumentId(0),
-            },
+            CommandKind::AddInstrument(InstrumentId(0).into()),
         ),
         &mut j,
         &mut replica,

@@ -17,6 +17,7 @@
 //! Once the vectors and the map have grown to the working size, nothing here allocates.
 
 use crate::command::NewOrder;
+use crate::funds::{Funding, InstrumentDef};
 use crate::types::{
     AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
     Side, TimeInForce, Timestamp,
@@ -179,6 +180,12 @@ pub(crate) struct InstrumentBook {
     pub bids: Ladder,
     pub asks: Ladder,
     pub halted: bool,
+    /// How it was defined (funding rules included).
+    pub def: InstrumentDef,
+    /// The expanded funding rules of a funded instrument.
+    pub funding: Option<Funding>,
+    /// The price of its last trade (the centre of the price band).
+    pub last_price: Option<Price>,
 }
 
 impl InstrumentBook {
@@ -269,7 +276,9 @@ impl OrderBooks {
     }
 
     /// Opens a book; false if it exists already.
-    pub fn add_instrument(&mut self, id: InstrumentId) -> bool {
+    pub fn add_instrument(&mut self, def: impl Into<InstrumentDef>) -> bool {
+        let def = def.into();
+        let id = def.id;
         if id.0 >= crate::matcher::MAX_INSTRUMENTS {
             return false;
         }
@@ -280,7 +289,11 @@ impl OrderBooks {
         if self.books[i].is_some() {
             return false;
         }
-        self.books[i] = Some(InstrumentBook::default());
+        self.books[i] = Some(InstrumentBook {
+            def,
+            funding: def.funding(),
+            ..InstrumentBook::default()
+        });
         true
     }
 

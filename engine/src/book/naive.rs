@@ -2,15 +2,21 @@
 //! one `Vec`, and each step of a match scans and sorts. It shares no book code with the fast
 //! [`crate::Matcher`]; the proptest differential tests run both on the same random command
 //! streams and require identical events and identical books.
+//!
+//! Its money is as plain: it keeps only each account's totals, and computes what an account
+//! holds by summing the holds of its resting orders whenever it needs it, with fees and
+//! bands in straightforward `i128` and `Decimal` arithmetic.
 
 use crate::book::fast::RestingOrder;
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::matcher::MatchingEngine;
+use crate::funds::{AssetId, Balance, InstrumentDef, Rate};
 use crate::types::{
     AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
     TimeInForce,
 };
+use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +37,69 @@ pub struct NaiveMatcher {
     blocked: BTreeSet<u64>,
     clock: u64,
     accept_seq: u64,
+    /// Funded instruments' definitions.
+    defs: BTreeMap<u32, InstrumentDef>,
+    /// Last trade price per instrument.
+    last: BTreeMap<u32, Price>,
+    /// Declared assets.
+    assets: BTreeMap<u16, u8>,
+    /// (account, asset) → total.
+    totals: BTreeMap<(u64, u16), i128>,
+}
+
+/// `n × r` truncated toward zero.
+fn fee(n: i128, r: Rate) -> i128 {
+    n * r.mantissa as i128 / 10i128.pow(r.scale as u32)
+}
+
+fn notional(d: &InstrumentDef, p: Price, q: u64) -> i128 {
+    p.0 as i128 * q as i128 * d.units().1 as i128
+}
+
+/// What an order with `open` lots open holds, and of which asset.
+fn hold(d: &InstrumentDef, o: &NewOrder, open: u64) -> (u16, i128) {
+    let (base, quote) = d.assets();
+    match (o.side, o.order_type) {
+        (Side::Sell, _) => (base.0, open as i128 * d.units().0 as i128),
+        (Side::Buy, OrderType::Market) => (quote.0, 0),
+        (Side::Buy, OrderType::Limit) => {
+            let (m, t) = d.fees();
+            let h = m.to_decimal().max(t.to_decimal()).max(Decimal::ZERO);
+            let h = Rate::from_decimal(h).unwrap_or(Rate::ZERO);
+            let n = notional(d, o.price, open);
+            (quote.0, n + fee(n, h))
+        }
+    }
+}
+
+/// What buying `q` at `p` costs a taker.
+fn taker_cost(d: &InstrumentDef, p: Price, q: u64) -> i128 {
+    let n = notional(d, p, q);
+    n + fee(n, d.fees().1)
+}
+
+/// The largest `q <= want` a taker can pay for with `available`.
+fn payable(d: &InstrumentDef, p: Price, want: u64, available: i128) -> u64 {
+    let mut q = want;
+    while q > 0 && taker_cost(d, p, q) > available {
+        q -= 1;
+    }
+    q
+}
+
+fn outside_band(d: &InstrumentDef, side: Side, price: Price, last: Option<&Price>) -> bool {
+    let (Some(band), Some(last)) = (d.band(), last) else {
+        return false;
+    };
+    let (p, l, b) = (
+        Decimal::from(price.0),
+        Decimal::from(last.0),
+        band.to_decimal(),
+    );
+    match side {
+        Side::Buy => p > l * (Decimal::ONE + b),
+        Side::Sell => p < l * (Decimal::ONE - b),
+    }
 }
 
 fn ev(seq: Sequence, kind: EventKind) -> Event {
@@ -75,6 +144,56 @@ impl NaiveMatcher {
         )
     }
 
+    fn total(&self, account: AccountId, asset: u16) -> i128 {
+        self.totals.get(&(account.0, asset)).copied().unwrap_or(0)
+    }
+
+    fn add_total(&mut self, account: AccountId, asset: u16, delta: i128) {
+        *self.totals.entry((account.0, asset)).or_default() += delta;
+    }
+
+    /// The sum of the holds of the account's resting orders in `asset`.
+    fn held(&self, account: AccountId, asset: u16) -> i128 {
+        self.resting
+            .iter()
+            .filter(|r| r.order.account == account)
+            .filter_map(|r| {
+                let d = self.defs.get(&r.order.instrument.0)?;
+                let (a, h) = hold(d, &r.order, r.order.qty.0);
+                (a == asset).then_some(h)
+            })
+            .sum()
+    }
+
+    fn available(&self, account: AccountId, asset: u16) -> i128 {
+        self.total(account, asset) - self.held(account, asset)
+    }
+
+    /// Moves the money of a fill and emits its fees.
+    fn settle(&mut self, seq: Sequence, d: &InstrumentDef, taker: &NewOrder, maker: &NewOrder, price: Price, q: u64, out: &mut Vec<Event>) {
+        let n = notional(d, price, q);
+        let (maker_rate, taker_rate) = d.fees();
+        let (buyer, seller, buyer_fee, seller_fee) = if taker.side == Side::Buy {
+            (taker.account, maker.account, fee(n, taker_rate), fee(n, maker_rate))
+        } else {
+            (maker.account, taker.account, fee(n, maker_rate), fee(n, taker_rate))
+        };
+        let (base, quote) = d.assets();
+        let units = q as i128 * d.units().0 as i128;
+        self.add_total(buyer, quote.0, -(n + buyer_fee));
+        self.add_total(seller, quote.0, n - seller_fee);
+        self.add_total(buyer, base.0, units);
+        self.add_total(seller, base.0, -units);
+        out.push(ev(
+            seq,
+            EventKind::FillFees {
+                instrument: taker.instrument,
+                buyer_fee: buyer_fee.into(),
+                seller_fee: seller_fee.into(),
+            },
+        ));
+    }
+
     /// Opposite-side orders an incoming order may meet, in priority order.
     fn queue(&self, instrument: InstrumentId, side: Side, limit: Option<Price>) -> Vec<usize> {
         let mut v: Vec<usize> = (0..self.resting.len())
@@ -104,7 +223,7 @@ impl NaiveMatcher {
         !self.queue(instrument, side, Some(price)).is_empty()
     }
 
-    /// Matches; returns (remaining, taker cancelled by STP).
+    /// Matches; returns (remaining, taker cancelled by STP, out of funds).
     #[allow(clippy::too_many_arguments)]
     fn match_taker(
         &mut self,
@@ -113,7 +232,8 @@ impl NaiveMatcher {
         limit: Option<Price>,
         mut remaining: u64,
         out: &mut Vec<Event>,
-    ) -> (u64, bool) {
+    ) -> (u64, bool, bool) {
+        let def = self.defs.get(&taker.instrument.0).copied();
         while remaining > 0 {
             let q = self.queue(taker.instrument, taker.side, limit);
             let Some(&i) = q.first() else {
@@ -146,7 +266,7 @@ impl NaiveMatcher {
                             remaining,
                             CancelReason::SelfTrade,
                         ));
-                        return (remaining, true);
+                        return (remaining, true, false);
                     }
                     _ => {
                         out.push(Self::cancel_event(
@@ -155,11 +275,18 @@ impl NaiveMatcher {
                             remaining,
                             CancelReason::SelfTrade,
                         ));
-                        return (remaining, true);
+                        return (remaining, true, false);
                     }
                 }
             }
-            let fill = remaining.min(maker.order.qty.0);
+            let mut fill = remaining.min(maker.order.qty.0);
+            if let (Some(d), None, Side::Buy) = (&def, limit, taker.side) {
+                let quote = d.assets().1 .0;
+                fill = payable(d, maker.order.price, fill, self.available(taker.account, quote));
+                if fill == 0 {
+                    return (remaining, false, true);
+                }
+            }
             out.push(ev(
                 seq,
                 EventKind::Fill {
@@ -171,6 +298,10 @@ impl NaiveMatcher {
                     taker_side: taker.side,
                 },
             ));
+            self.last.insert(taker.instrument.0, maker.order.price);
+            if let Some(d) = &def {
+                self.settle(seq, d, taker, &maker.order, maker.order.price, fill, out);
+            }
             remaining -= fill;
             if fill == maker.order.qty.0 {
                 self.resting.remove(i);
@@ -178,10 +309,37 @@ impl NaiveMatcher {
                 self.resting[i].order.qty.0 -= fill;
             }
         }
-        (remaining, false)
+        (remaining, false, false)
     }
 
     fn fok_fillable(&self, taker: &NewOrder, limit: Option<Price>) -> bool {
+        if let (Some(d), None, Side::Buy) = (self.defs.get(&taker.instrument.0), limit, taker.side) {
+            // A market buy counts what it can pay for, maker by maker.
+            let quote = d.assets().1 .0;
+            let mut available = self.available(taker.account, quote);
+            let mut remaining = taker.qty.0;
+            for i in self.queue(taker.instrument, taker.side, limit) {
+                let m = &self.resting[i].order;
+                if m.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                    if taker.stp == SelfTradePrevention::CancelMaker {
+                        continue;
+                    }
+                    break;
+                }
+                let want = remaining.min(m.qty.0);
+                let q = payable(d, m.price, want, available);
+                available -= taker_cost(d, m.price, q);
+                if m.account == taker.account {
+                    let n = notional(d, m.price, q);
+                    available += n - fee(n, d.fees().0);
+                }
+                remaining -= q;
+                if remaining == 0 || q < want {
+                    break;
+                }
+            }
+            return remaining == 0;
+        }
         let mut avail: u128 = 0;
         for i in self.queue(taker.instrument, taker.side, limit) {
             let m = &self.resting[i].order;
@@ -226,6 +384,19 @@ impl NaiveMatcher {
             && (limit.is_none() || self.would_cross(o.instrument, o.side, o.price))
         {
             Some(RejectCode::PostOnlyWouldTake)
+        } else if let Some(d) = self.defs.get(&o.instrument.0) {
+            let (asset, h) = hold(d, o, o.qty.0);
+            if d.max_qty().is_some_and(|m| o.qty > m) {
+                Some(RejectCode::MaxQty)
+            } else if limit.is_some()
+                && outside_band(d, o.side, o.price, self.last.get(&o.instrument.0))
+            {
+                Some(RejectCode::PriceBand)
+            } else if self.available(o.account, asset) < h {
+                Some(RejectCode::InsufficientFunds)
+            } else {
+                None
+            }
         } else {
             None
         };
@@ -246,11 +417,19 @@ impl NaiveMatcher {
             out.push(Self::cancel_event(seq, o, o.qty.0, CancelReason::Fok));
             return;
         }
-        let (remaining, stp_cancelled) = self.match_taker(seq, o, limit, o.qty.0, out);
+        let (remaining, stp_cancelled, out_of_funds) =
+            self.match_taker(seq, o, limit, o.qty.0, out);
         if stp_cancelled || remaining == 0 {
             return;
         }
-        if o.order_type == OrderType::Market {
+        if out_of_funds {
+            out.push(Self::cancel_event(
+                seq,
+                o,
+                remaining,
+                CancelReason::InsufficientFunds,
+            ));
+        } else if o.order_type == OrderType::Market {
             out.push(Self::cancel_event(seq, o, remaining, CancelReason::Market));
         } else if o.tif == TimeInForce::Ioc {
             out.push(Self::cancel_event(seq, o, remaining, CancelReason::Ioc));
@@ -354,6 +533,21 @@ impl MatchingEngine for NaiveMatcher {
                         && self.would_cross(instrument, r.order.side, price)
                     {
                         Some(RejectCode::PostOnlyWouldTake)
+                    } else if let Some(d) = self.defs.get(&instrument.0) {
+                        let mut new = r.order;
+                        new.price = price;
+                        let (asset, new_hold) = hold(d, &new, qty.0);
+                        let (_, old_hold) = hold(d, &r.order, r.order.qty.0);
+                        if d.max_qty().is_some_and(|m| qty > m) {
+                            Some(RejectCode::MaxQty)
+                        } else if outside_band(d, r.order.side, price, self.last.get(&instrument.0))
+                        {
+                            Some(RejectCode::PriceBand)
+                        } else if self.available(account, asset) + old_hold < new_hold {
+                            Some(RejectCode::InsufficientFunds)
+                        } else {
+                            None
+                        }
                     } else {
                         None
                     };
@@ -379,7 +573,7 @@ impl MatchingEngine for NaiveMatcher {
                         let mut r = self.resting.remove(i);
                         r.order.price = price;
                         r.order.qty = qty;
-                        let (remaining, stp) =
+                        let (remaining, stp, _) =
                             self.match_taker(seq, &r.order, Some(price), qty.0, out);
                         if !stp && remaining > 0 {
                             self.clock += 1;
@@ -454,21 +648,71 @@ impl MatchingEngine for NaiveMatcher {
                     Self::reject(seq, None, None, AccountId(0), code, out);
                 }
             }
-            CommandKind::AddInstrument { instrument }
-                if instrument.0 >= crate::matcher::MAX_INSTRUMENTS =>
-            {
-                let code = RejectCode::InstrumentIdOutOfRange;
-                Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
-            }
-            CommandKind::AddInstrument { instrument } => {
-                if let std::collections::btree_map::Entry::Vacant(v) =
-                    self.halted.entry(instrument.0)
+            CommandKind::AddInstrument(def) => {
+                let (base, quote) = def.assets();
+                let code = if def.id.0 >= crate::matcher::MAX_INSTRUMENTS {
+                    Some(RejectCode::InstrumentIdOutOfRange)
+                } else if self.halted.contains_key(&def.id.0) {
+                    Some(RejectCode::DuplicateInstrument)
+                } else if def.problem().is_some() {
+                    Some(RejectCode::InvalidInstrument)
+                } else if def.is_funded()
+                    && !(self.assets.contains_key(&base.0) && self.assets.contains_key(&quote.0))
                 {
-                    v.insert(false);
-                    out.push(ev(seq, EventKind::InstrumentAdded { instrument }));
+                    Some(RejectCode::UnknownAsset)
                 } else {
-                    let code = RejectCode::DuplicateInstrument;
-                    Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
+                    None
+                };
+                if let Some(code) = code {
+                    Self::reject(seq, Some(def.id), None, AccountId(0), code, out);
+                } else {
+                    self.halted.insert(def.id.0, false);
+                    if def.is_funded() {
+                        self.defs.insert(def.id.0, def);
+                    }
+                    out.push(ev(seq, EventKind::InstrumentAdded(def)));
+                }
+            }
+            CommandKind::AddAsset { asset, scale } => {
+                if scale > 18 {
+                    Self::reject(seq, None, None, AccountId(0), RejectCode::BadAmount, out);
+                } else if self.assets.contains_key(&asset.0) {
+                    Self::reject(seq, None, None, AccountId(0), RejectCode::DuplicateAsset, out);
+                } else {
+                    self.assets.insert(asset.0, scale);
+                    out.push(ev(seq, EventKind::AssetAdded { asset, scale }));
+                }
+            }
+            CommandKind::Deposit {
+                account,
+                asset,
+                amount,
+            } => {
+                let a = amount.get();
+                if !self.assets.contains_key(&asset.0) {
+                    Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
+                } else if a <= 0 || self.total(account, asset.0).checked_add(a).is_none() {
+                    Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
+                } else {
+                    self.add_total(account, asset.0, a);
+                    out.push(ev(seq, EventKind::Deposited { account, asset, amount }));
+                }
+            }
+            CommandKind::Withdraw {
+                account,
+                asset,
+                amount,
+            } => {
+                let a = amount.get();
+                if !self.assets.contains_key(&asset.0) {
+                    Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
+                } else if a <= 0 {
+                    Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
+                } else if self.available(account, asset.0) < a {
+                    Self::reject(seq, None, None, account, RejectCode::InsufficientFunds, out);
+                } else {
+                    self.add_total(account, asset.0, -a);
+                    out.push(ev(seq, EventKind::Withdrawn { account, asset, amount }));
                 }
             }
             CommandKind::Invalid {
@@ -502,6 +746,25 @@ impl MatchingEngine for NaiveMatcher {
                 account: r.order.account,
                 qty: r.order.qty,
             })
+            .collect()
+    }
+
+    fn balances(&self) -> Vec<(AccountId, AssetId, Balance)> {
+        let mut keys: BTreeSet<(u64, u16)> = self.totals.keys().copied().collect();
+        for r in &self.resting {
+            if let Some(d) = self.defs.get(&r.order.instrument.0) {
+                keys.insert((r.order.account.0, hold(d, &r.order, 0).0));
+            }
+        }
+        keys.into_iter()
+            .map(|(a, asset)| {
+                let b = Balance {
+                    total: self.total(AccountId(a), asset),
+                    held: self.held(AccountId(a), asset),
+                };
+                (AccountId(a), AssetId(asset), b)
+            })
+            .filter(|(_, _, b)| !b.is_zero())
             .collect()
     }
 }

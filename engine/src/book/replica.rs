@@ -7,6 +7,7 @@
 use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder};
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind};
+use crate::funds::{Funding, Ledger};
 use crate::state::{EngineState, RestingState};
 use crate::types::{AccountId, InstrumentId, OrderId, OrderType, Price, Qty, Side};
 use std::collections::BTreeSet;
@@ -16,10 +17,15 @@ use std::collections::BTreeSet;
 pub struct BookReplica {
     books: OrderBooks,
     blocked: BTreeSet<u64>,
-    /// The incoming order of the current command when it cannot rest (IOC, FOK, market).
-    transient: Option<OrderId>,
+    /// The incoming order of the current command when it cannot rest (IOC, FOK, market),
+    /// with its open quantity.
+    transient: Option<(NewOrder, u64)>,
     accept_seq: u64,
     admin_events: u64,
+    ledger: Ledger,
+    /// Buyer, seller and quote asset of the last fill on a funded instrument, until its
+    /// fees arrive.
+    pending_fees: Option<(AccountId, AccountId, crate::funds::AssetId)>,
 }
 
 impl BookReplica {
@@ -36,26 +42,61 @@ impl BookReplica {
         match e.kind {
             EventKind::Accepted(o) => {
                 self.accept_seq += 1;
+                if let Some(f) = self.funding(o.instrument) {
+                    let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
+                    self.ledger.add_held(o.account, f.hold_asset(o.side), hold);
+                }
                 if o.order_type == OrderType::Limit && o.tif.may_rest() {
                     self.books
                         .insert(OrderNode::from_new(&o, o.qty, self.accept_seq));
                     self.transient = None;
                 } else {
                     self.books.mark_dead(o.order_id);
-                    self.transient = Some(o.order_id);
+                    self.transient = Some((o, o.qty.0));
                 }
             }
             EventKind::Fill {
-                taker, maker, qty, ..
+                instrument,
+                taker,
+                maker,
+                price,
+                qty,
+                taker_side,
             } => {
+                if let Some(b) = self.books.book_mut(instrument) {
+                    b.last_price = Some(price);
+                }
+                if let Some(f) = self.funding(instrument) {
+                    self.settle(&f, taker, maker, price, qty, taker_side);
+                }
                 self.reduce(maker, qty);
-                if self.transient != Some(taker) {
-                    self.reduce(taker, qty);
+                match &mut self.transient {
+                    Some((o, open)) if o.order_id == taker => *open -= qty.0.min(*open),
+                    _ => self.reduce(taker, qty),
+                }
+            }
+            EventKind::FillFees {
+                buyer_fee,
+                seller_fee,
+                ..
+            } => {
+                if let Some((buyer, seller, quote)) = self.pending_fees.take() {
+                    self.ledger.add_total(buyer, quote, -buyer_fee.get());
+                    self.ledger.add_total(seller, quote, -seller_fee.get());
                 }
             }
             EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
                 if let IdState::Live(i) = self.books.id_state(order_id) {
+                    self.release_resting(i);
                     self.books.remove(i);
+                } else if let Some((o, open)) = self.transient {
+                    if o.order_id == order_id {
+                        if let Some(f) = self.funding(o.instrument) {
+                            let hold = f.hold(o.side, o.order_type, o.price, open);
+                            self.ledger.add_held(o.account, f.hold_asset(o.side), -hold);
+                        }
+                        self.transient = Some((o, 0));
+                    }
                 }
             }
             EventKind::Modified {
@@ -66,6 +107,13 @@ impl BookReplica {
                 ..
             } => {
                 if let IdState::Live(i) = self.books.id_state(order_id) {
+                    let n = self.books.orders[i as usize];
+                    if let Some(f) = self.funding(n.instrument) {
+                        let old = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
+                        let new = f.hold(n.side, OrderType::Limit, price, qty.0);
+                        self.ledger
+                            .add_held(n.account, f.hold_asset(n.side), new - old);
+                    }
                     if kept_priority {
                         self.books.set_qty(i, qty);
                     } else {
@@ -85,14 +133,94 @@ impl BookReplica {
                     self.blocked.remove(&account.0);
                 }
             }
-            EventKind::InstrumentAdded { instrument } => {
-                self.books.add_instrument(instrument);
+            EventKind::InstrumentAdded(def) => {
+                self.books.add_instrument(def);
             }
+            EventKind::AssetAdded { asset, scale } => {
+                self.ledger.add_asset(asset, scale);
+            }
+            EventKind::Deposited {
+                account,
+                asset,
+                amount,
+            } => self.ledger.add_total(account, asset, amount.get()),
+            EventKind::Withdrawn {
+                account,
+                asset,
+                amount,
+            } => self.ledger.add_total(account, asset, -amount.get()),
             EventKind::Rejected { .. } | EventKind::SnapshotRequested { .. } => {}
         }
         if e.is_last_of_command() {
             self.transient = None;
         }
+    }
+
+    #[inline]
+    fn funding(&self, instrument: InstrumentId) -> Option<Funding> {
+        self.books.book(instrument).and_then(|b| b.funding)
+    }
+
+    /// Gives back the hold of a resting order that leaves the book.
+    fn release_resting(&mut self, i: u32) {
+        let n = self.books.orders[i as usize];
+        if let Some(f) = self.funding(n.instrument) {
+            let hold = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
+            self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
+        }
+    }
+
+    /// The order behind `id` in this command: (account, side, type, price, open).
+    fn party(&self, id: OrderId) -> Option<(AccountId, Side, OrderType, Price, u64)> {
+        if let Some((o, open)) = self.transient {
+            if o.order_id == id {
+                return Some((o.account, o.side, o.order_type, o.price, open));
+            }
+        }
+        match self.books.id_state(id) {
+            IdState::Live(i) => {
+                let n = &self.books.orders[i as usize];
+                Some((n.account, n.side, OrderType::Limit, n.price, n.qty.0))
+            }
+            _ => None,
+        }
+    }
+
+    /// A fill on a funded instrument, as the matcher settled it (the fees follow in the
+    /// next event).
+    fn settle(
+        &mut self,
+        f: &Funding,
+        taker: OrderId,
+        maker: OrderId,
+        price: Price,
+        qty: Qty,
+        taker_side: Side,
+    ) {
+        let q = qty.0;
+        let (Some(t), Some(m)) = (self.party(taker), self.party(maker)) else {
+            return;
+        };
+        for (account, side, ty, p, open) in [t, m] {
+            let release = f.hold(side, ty, p, open) - f.hold(side, ty, p, open - q.min(open));
+            self.ledger.add_held(account, f.hold_asset(side), -release);
+        }
+        let (buyer, seller) = match taker_side {
+            Side::Buy => (t.0, m.0),
+            Side::Sell => (m.0, t.0),
+        };
+        let n = f.notional(price, q);
+        let base = f.base_units(q);
+        self.ledger.add_total(buyer, f.quote, -n);
+        self.ledger.add_total(seller, f.quote, n);
+        self.ledger.add_total(buyer, f.base, base);
+        self.ledger.add_total(seller, f.base, -base);
+        self.pending_fees = Some((buyer, seller, f.quote));
+    }
+
+    /// Every balance, as of the events applied so far.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     fn reduce(&mut self, id: OrderId, qty: Qty) {
@@ -170,10 +298,21 @@ impl BookReplica {
             event_seq,
             accept_seq: self.accept_seq,
             admin_events: self.admin_events,
-            instruments,
             orders,
             dead_ids: self.books.dead_ids(),
             blocked: self.blocked_accounts().collect(),
+            definitions: instruments
+                .iter()
+                .filter_map(|&(i, _)| self.books.book(i).map(|b| b.def))
+                .filter(|d| d.is_funded())
+                .collect(),
+            last_prices: instruments
+                .iter()
+                .filter_map(|&(i, _)| self.books.book(i)?.last_price.map(|p| (i, p)))
+                .collect(),
+            assets: self.ledger.assets().collect(),
+            balances: self.ledger.balances(),
+            instruments,
         }
     }
 
@@ -185,12 +324,21 @@ impl BookReplica {
             transient: None,
             accept_seq: state.accept_seq,
             admin_events: state.admin_events,
+            ledger: Ledger::new(),
+            pending_fees: None,
         };
         for &(i, halted) in &state.instruments {
-            r.books.add_instrument(i);
+            r.books.add_instrument(state.definition(i));
             if let Some(b) = r.books.book_mut(i) {
                 b.halted = halted;
+                b.last_price = state.last_price(i);
             }
+        }
+        for &(asset, scale) in &state.assets {
+            r.ledger.add_asset(asset, scale);
+        }
+        for &(account, asset, b) in &state.balances {
+            r.ledger.set(account, asset, b);
         }
         for o in &state.orders {
             r.books

@@ -40,15 +40,11 @@ pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
     let mut out = vec![
         Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: INSTRUMENTS[0],
-            },
+            CommandKind::AddInstrument(INSTRUMENTS[0].into()),
         ),
         Command::new(
             Timestamp(0),
-            CommandKind::AddInstrument {
-                instrument: INSTRUMENTS[1],
-            },
+            CommandKind::AddInstrument(INSTRUMENTS[1].into()),
         ),
     ];
     for w in raw {
@@ -131,10 +127,8 @@ pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
             91..=93 => CommandKind::Unblock { account },
             94..=95 => CommandKind::Tick,
             96 => CommandKind::SnapshotRequest { instrument },
-            97 if w[6] % 4 == 0 => CommandKind::AddInstrument {
-                instrument: InstrumentId(u32::MAX - u32::from(w[5] % 2)),
-            },
-            97 => CommandKind::AddInstrument { instrument },
+            97 if w[6] % 4 == 0 => CommandKind::AddInstrument(InstrumentId(u32::MAX - u32::from(w[5] % 2)).into()),
+            97 => CommandKind::AddInstrument(instrument.into()),
             _ => CommandKind::Invalid {
                 instrument: (w[6] % 2 == 0).then_some(instrument),
                 order_id: Some(order_id),

@@ -10,10 +10,17 @@
 //! command whose time is at or past the expiry); post-only; self-trade prevention; cancel;
 //! modify (a same-price decrease keeps priority, anything else goes to the back and may
 //! trade); mass cancel; halt/resume; block/unblock; order ids are never reused.
+//!
+//! Money (FORMATS.md, "Accounts, balances and pre-trade risk") is checked here too, in the
+//! same thread and the same step as matching ([`money`]): an order on a funded instrument
+//! holds its funds before the book sees it, and each fill settles as it happens.
+
+mod money;
 
 use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder, NIL};
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
+use crate::funds::{Balance, Funding, InstrumentDef, Ledger};
 use crate::types::{
     AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
     TimeInForce, Timestamp,
@@ -34,6 +41,8 @@ pub trait MatchingEngine {
     /// The resting orders of an instrument: bids best first, then asks best first, each
     /// price level in queue order.
     fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder>;
+    /// Every non-zero balance, accounts ascending, then assets ascending.
+    fn balances(&self) -> Vec<(AccountId, crate::funds::AssetId, Balance)>;
 }
 
 /// The incoming side of a match.
@@ -45,6 +54,8 @@ struct Taker {
     side: Side,
     limit: Option<Price>,
     stp: SelfTradePrevention,
+    /// The instrument's funding rules, when it is funded.
+    funding: Option<Funding>,
 }
 
 impl Taker {
@@ -65,6 +76,8 @@ struct MatchEnd {
     remaining: u64,
     /// The taker's rest was cancelled by self-trade prevention (event already emitted).
     taker_cancelled: bool,
+    /// A market buy on a funded instrument could not pay for one more lot.
+    out_of_funds: bool,
 }
 
 /// Sizes to reserve up front so that the hot path never allocates once warm.
@@ -100,6 +113,7 @@ pub struct Matcher {
     expiries: BinaryHeap<Reverse<(u64, u64, u64)>>,
     accept_seq: u64,
     scratch: Vec<(u64, u32)>,
+    ledger: Ledger,
 }
 
 impl Default for Matcher {
@@ -117,6 +131,7 @@ impl Matcher {
             expiries: BinaryHeap::with_capacity(cap.gtd),
             accept_seq: 0,
             scratch: Vec::with_capacity(1024),
+            ledger: Ledger::new(),
         }
     }
 
@@ -128,10 +143,17 @@ impl Matcher {
             gtd: cap.gtd,
         });
         for &(i, halted) in &state.instruments {
-            m.books.add_instrument(i);
+            m.books.add_instrument(state.definition(i));
             if let Some(b) = m.books.book_mut(i) {
                 b.halted = halted;
+                b.last_price = state.last_price(i);
             }
+        }
+        for &(asset, scale) in &state.assets {
+            m.ledger.add_asset(asset, scale);
+        }
+        for &(account, asset, b) in &state.balances {
+            m.ledger.set(account, asset, b);
         }
         for r in &state.orders {
             let o = &r.order;
@@ -207,30 +229,18 @@ impl Matcher {
                     reject(seq, None, None, AccountId(0), code, out);
                 }
             }
-            CommandKind::AddInstrument { instrument } if instrument.0 >= MAX_INSTRUMENTS => {
-                reject(
-                    seq,
-                    Some(instrument),
-                    None,
-                    AccountId(0),
-                    RejectCode::InstrumentIdOutOfRange,
-                    out,
-                );
-            }
-            CommandKind::AddInstrument { instrument } => {
-                if self.books.add_instrument(instrument) {
-                    out.push(Event::new(seq, EventKind::InstrumentAdded { instrument }));
-                } else {
-                    reject(
-                        seq,
-                        Some(instrument),
-                        None,
-                        AccountId(0),
-                        RejectCode::DuplicateInstrument,
-                        out,
-                    );
-                }
-            }
+            CommandKind::AddInstrument(def) => self.add_instrument(seq, def, out),
+            CommandKind::AddAsset { asset, scale } => self.add_asset(seq, asset, scale, out),
+            CommandKind::Deposit {
+                account,
+                asset,
+                amount,
+            } => self.deposit(seq, account, asset, amount.get(), out),
+            CommandKind::Withdraw {
+                account,
+                asset,
+                amount,
+            } => self.withdraw(seq, account, asset, amount.get(), out),
             CommandKind::Invalid {
                 instrument,
                 order_id,
@@ -281,6 +291,17 @@ impl Matcher {
         self.books.live_count()
     }
 
+    /// Every balance (read from the matcher's own thread, or after shutdown; other threads
+    /// read balances through a consumer's view).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// How an instrument was defined.
+    pub fn definition(&self, instrument: InstrumentId) -> Option<InstrumentDef> {
+        self.books.book(instrument).map(|b| b.def)
+    }
+
     fn expire(&mut self, seq: Sequence, now: Timestamp, out: &mut Vec<Event>) {
         while let Some(&Reverse((exp, _, id))) = self.expiries.peek() {
             if exp > now.0 {
@@ -298,7 +319,7 @@ impl Matcher {
                         qty: n.qty,
                     },
                 ));
-                self.books.remove(i);
+                self.remove_resting(i);
             }
         }
     }
@@ -331,7 +352,7 @@ impl Matcher {
                 out,
             );
         };
-        let halted = book.halted;
+        let (halted, funding, last_price) = (book.halted, book.funding, book.last_price);
         let code = if o.qty.0 == 0 {
             Some(RejectCode::ZeroQty)
         } else if self.books.id_state(o.order_id) != IdState::Unknown {
@@ -348,7 +369,10 @@ impl Matcher {
         {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
-            None
+            match &funding {
+                Some(f) => self.funds_check_new(f, o, last_price),
+                None => None,
+            }
         };
         if let Some(code) = code {
             return reject(
@@ -369,9 +393,15 @@ impl Matcher {
             side: o.side,
             limit: (o.order_type == OrderType::Limit).then_some(o.price),
             stp: o.stp,
+            funding,
         };
+        if let Some(f) = &funding {
+            let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
+            self.ledger.add_held(o.account, f.hold_asset(o.side), hold);
+        }
         if o.tif == TimeInForce::Fok && !self.fok_fillable(&taker, o.qty.0) {
             self.books.mark_dead(o.order_id);
+            self.release_taker(&taker, o.qty.0);
             return cancelled(
                 seq,
                 o.instrument,
@@ -385,9 +415,11 @@ impl Matcher {
         let end = self.match_taker(seq, &taker, o.qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
             self.books.mark_dead(o.order_id);
+            self.release_taker(&taker, end.remaining);
             return;
         }
         let reason = match (o.order_type, o.tif) {
+            _ if end.out_of_funds => Some(CancelReason::InsufficientFunds),
             (OrderType::Market, _) => Some(CancelReason::Market),
             (_, TimeInForce::Ioc) => Some(CancelReason::Ioc),
             (_, TimeInForce::Fok) => Some(CancelReason::Fok),
@@ -395,6 +427,7 @@ impl Matcher {
         };
         if let Some(reason) = reason {
             self.books.mark_dead(o.order_id);
+            self.release_taker(&taker, end.remaining);
             return cancelled(
                 seq,
                 o.instrument,
@@ -416,6 +449,9 @@ impl Matcher {
     /// Whether a FOK order can fill completely now, walking the book as matching would
     /// (self-trade prevention included).
     fn fok_fillable(&self, taker: &Taker, qty: u64) -> bool {
+        if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+            return self.fok_payable(f, taker, qty);
+        }
         let Some(book) = self.books.book(taker.instrument) else {
             return false;
         };
@@ -464,7 +500,13 @@ impl Matcher {
         out: &mut Vec<Event>,
     ) -> MatchEnd {
         let opp = taker.side.opposite();
-        while remaining > 0 {
+        let mut last_price = None;
+        let mut end = MatchEnd {
+            remaining,
+            taker_cancelled: false,
+            out_of_funds: false,
+        };
+        'book: while remaining > 0 {
             let Some(book) = self.books.book(taker.instrument) else {
                 break;
             };
@@ -492,7 +534,7 @@ impl Matcher {
                             CancelReason::SelfTrade,
                             out,
                         );
-                        self.books.remove(i);
+                        self.remove_resting(i);
                     }
                     if taker.stp != SelfTradePrevention::CancelMaker {
                         cancelled(
@@ -504,13 +546,19 @@ impl Matcher {
                             CancelReason::SelfTrade,
                             out,
                         );
-                        return MatchEnd {
-                            remaining,
-                            taker_cancelled: true,
-                        };
+                        end.taker_cancelled = true;
+                        break 'book;
                     }
                 } else {
-                    let q = remaining.min(n.qty.0);
+                    let mut q = remaining.min(n.qty.0);
+                    if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+                        // A market buy pays as it goes.
+                        q = f.affordable(price, q, self.ledger.available(taker.account, f.quote));
+                        if q == 0 {
+                            end.out_of_funds = true;
+                            break 'book;
+                        }
+                    }
                     out.push(Event::new(
                         seq,
                         EventKind::Fill {
@@ -522,6 +570,10 @@ impl Matcher {
                             taker_side: taker.side,
                         },
                     ));
+                    if let Some(f) = &taker.funding {
+                        self.settle(seq, f, taker, remaining, &n, price, q, out);
+                    }
+                    last_price = Some(price);
                     remaining -= q;
                     if q == n.qty.0 {
                         self.books.remove(i);
@@ -532,10 +584,13 @@ impl Matcher {
                 i = next;
             }
         }
-        MatchEnd {
-            remaining,
-            taker_cancelled: false,
+        if last_price.is_some() {
+            if let Some(b) = self.books.book_mut(taker.instrument) {
+                b.last_price = last_price;
+            }
         }
+        end.remaining = remaining;
+        end
     }
 
     /// Looks up a live order of `account` in `instrument`, or says why not.
@@ -582,7 +637,7 @@ impl Matcher {
                     CancelReason::User,
                     out,
                 );
-                self.books.remove(i);
+                self.remove_resting(i);
             }
         }
     }
@@ -605,6 +660,10 @@ impl Matcher {
         let n = &self.books.orders[i as usize];
         let (old_price, old_qty, side, post_only, stp) =
             (n.price, n.qty, n.side, n.post_only, n.stp);
+        let (funding, last_price) = self
+            .books
+            .book(instrument)
+            .map_or((None, None), |b| (b.funding, b.last_price));
         let code = if self.is_halted(instrument) {
             Some(RejectCode::Halted)
         } else if self.is_blocked(account) {
@@ -614,10 +673,22 @@ impl Matcher {
         } else if post_only && price != old_price && self.best_crosses(instrument, side, price) {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
-            None
+            match &funding {
+                Some(f) => {
+                    let old = (old_price, old_qty.0);
+                    self.funds_check_modify(f, account, side, old, price, qty.0, last_price)
+                }
+                None => None,
+            }
         };
         if let Some(code) = code {
             return reject(seq, Some(instrument), Some(order_id), account, code, out);
+        }
+        if let Some(f) = &funding {
+            let old = f.hold(side, OrderType::Limit, old_price, old_qty.0);
+            let new = f.hold(side, OrderType::Limit, price, qty.0);
+            self.ledger
+                .add_held(account, f.hold_asset(side), new.saturating_sub(old));
         }
         let kept_priority = price == old_price && qty <= old_qty;
         out.push(Event::new(
@@ -646,9 +717,11 @@ impl Matcher {
             side,
             limit: Some(price),
             stp,
+            funding,
         };
         let end = self.match_taker(seq, &taker, qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
+            self.release_taker(&taker, end.remaining);
             self.books.remove(i);
         } else if end.remaining != qty.0 {
             self.books.set_qty(i, Qty(end.remaining));
@@ -689,7 +762,7 @@ impl Matcher {
                 CancelReason::MassCancel,
                 out,
             );
-            self.books.remove(i);
+            self.remove_resting(i);
         }
         self.scratch = scratch;
     }
@@ -729,6 +802,10 @@ impl MatchingEngine for Matcher {
 
     fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder> {
         Matcher::resting_orders(self, instrument)
+    }
+
+    fn balances(&self) -> Vec<(AccountId, crate::funds::AssetId, Balance)> {
+        self.ledger.balances()
     }
 }
 

@@ -1,0 +1,282 @@
+//! The matcher's money: pre-trade checks and holds, settlement of fills, deposits and
+//! withdrawals, and the definitions of assets and instruments.
+//!
+//! Why here, in the matcher's thread, and not in a stage before it: a hold must be taken in
+//! the same step that admits the order (a stage ahead of the matcher would see balances
+//! that fills still in flight are about to change), a market buy pays fill by fill as it
+//! walks the book, and a fill settles both sides at once. Doing it in one thread keeps the
+//! whole engine one pure function of the command sequence with no second copy of the books;
+//! for unfunded instruments it costs one branch per command.
+
+use super::{reject, Matcher, Taker, MAX_INSTRUMENTS, NIL};
+use crate::book::fast::OrderNode;
+use crate::command::NewOrder;
+use crate::event::{Event, EventKind, RejectCode};
+use crate::funds::{AssetId, Funding, InstrumentDef};
+use crate::types::{AccountId, OrderType, Price, SelfTradePrevention, Sequence, Side};
+
+impl Matcher {
+    /// The funded checks of a new order, after every other check: `max_qty`, the price
+    /// band (limit orders, once the instrument has traded), then funds for its hold.
+    pub(super) fn funds_check_new(
+        &self,
+        f: &Funding,
+        o: &NewOrder,
+        last_price: Option<Price>,
+    ) -> Option<RejectCode> {
+        if o.qty.0 > f.max_qty {
+            return Some(RejectCode::MaxQty);
+        }
+        if o.order_type == OrderType::Limit && f.outside_band(o.side, o.price, last_price) {
+            return Some(RejectCode::PriceBand);
+        }
+        let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
+        if self.ledger.available(o.account, f.hold_asset(o.side)) < hold {
+            return Some(RejectCode::InsufficientFunds);
+        }
+        None
+    }
+
+    /// The funded checks of a modify: `max_qty` and the band on the new values, and the new
+    /// hold within `available + current hold`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn funds_check_modify(
+        &self,
+        f: &Funding,
+        account: AccountId,
+        side: Side,
+        (old_price, old_qty): (Price, u64),
+        price: Price,
+        qty: u64,
+        last_price: Option<Price>,
+    ) -> Option<RejectCode> {
+        if qty > f.max_qty {
+            return Some(RejectCode::MaxQty);
+        }
+        if f.outside_band(side, price, last_price) {
+            return Some(RejectCode::PriceBand);
+        }
+        let old = f.hold(side, OrderType::Limit, old_price, old_qty);
+        let new = f.hold(side, OrderType::Limit, price, qty);
+        let room = self
+            .ledger
+            .available(account, f.hold_asset(side))
+            .saturating_add(old);
+        (room < new).then_some(RejectCode::InsufficientFunds)
+    }
+
+    /// Gives back the hold of the incoming order's `open` quantity (its rest is cancelled,
+    /// or it stops matching).
+    #[inline]
+    pub(super) fn release_taker(&mut self, taker: &Taker, open: u64) {
+        if let Some(f) = &taker.funding {
+            let (ty, price) = taker_type(taker);
+            let hold = f.hold(taker.side, ty, price, open);
+            self.ledger
+                .add_held(taker.account, f.hold_asset(taker.side), -hold);
+        }
+    }
+
+    /// Removes a resting order from its book, giving back its hold.
+    #[inline]
+    pub(super) fn remove_resting(&mut self, i: u32) {
+        let n = &self.books.orders[i as usize];
+        if let Some(f) = self.books.book(n.instrument).and_then(|b| b.funding.as_ref()) {
+            let hold = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
+            self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
+        }
+        self.books.remove(i);
+    }
+
+    /// Settles a fill of `q` at `price` between the taker (with `taker_open` open before
+    /// it) and the resting order `maker`: both holds shrink to their new open quantities,
+    /// the buyer gets base and pays the notional plus its fee, the seller gives base and
+    /// gets the notional less its fee. Emits the fill's [`EventKind::FillFees`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn settle(
+        &mut self,
+        seq: Sequence,
+        f: &Funding,
+        taker: &Taker,
+        taker_open: u64,
+        maker: &OrderNode,
+        price: Price,
+        q: u64,
+        out: &mut Vec<Event>,
+    ) {
+        let (ty, tprice) = taker_type(taker);
+        let taker_release = f.hold(taker.side, ty, tprice, taker_open)
+            - f.hold(taker.side, ty, tprice, taker_open - q);
+        self.ledger
+            .add_held(taker.account, f.hold_asset(taker.side), -taker_release);
+        let mq = maker.qty.0;
+        let maker_release = f.hold(maker.side, OrderType::Limit, maker.price, mq)
+            - f.hold(maker.side, OrderType::Limit, maker.price, mq - q);
+        self.ledger
+            .add_held(maker.account, f.hold_asset(maker.side), -maker_release);
+        let n = f.notional(price, q);
+        let (buyer, seller, buyer_rate, seller_rate) = match taker.side {
+            Side::Buy => (taker.account, maker.account, f.taker, f.maker),
+            Side::Sell => (maker.account, taker.account, f.maker, f.taker),
+        };
+        let (buyer_fee, seller_fee) = (buyer_rate.apply(n), seller_rate.apply(n));
+        let base = f.base_units(q);
+        self.ledger
+            .add_total(buyer, f.quote, -n.saturating_add(buyer_fee));
+        self.ledger
+            .add_total(seller, f.quote, n.saturating_sub(seller_fee));
+        self.ledger.add_total(buyer, f.base, base);
+        self.ledger.add_total(seller, f.base, -base);
+        out.push(Event::new(
+            seq,
+            EventKind::FillFees {
+                instrument: taker.instrument,
+                buyer_fee: buyer_fee.into(),
+                seller_fee: seller_fee.into(),
+            },
+        ));
+    }
+
+    /// Whether a market buy FOK can pay for its whole quantity: the walk matching would do,
+    /// maker by maker, with the buyer's available quote shrinking by each fill's cost (and
+    /// growing by what it gets when it sells to itself).
+    pub(super) fn fok_payable(&self, f: &Funding, taker: &Taker, qty: u64) -> bool {
+        let Some(book) = self.books.book(taker.instrument) else {
+            return false;
+        };
+        let mut available = self.ledger.available(taker.account, f.quote);
+        let mut remaining = qty;
+        for &(_, l) in book.side(taker.side.opposite()).entries.iter().rev() {
+            let lv = &self.books.levels[l as usize];
+            let mut i = lv.head;
+            while i != NIL {
+                let n = &self.books.orders[i as usize];
+                i = n.next;
+                if n.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                    if taker.stp == SelfTradePrevention::CancelMaker {
+                        continue;
+                    }
+                    return false;
+                }
+                let want = remaining.min(n.qty.0);
+                let q = f.affordable(lv.price, want, available);
+                available = available.saturating_sub(f.taker_cost(lv.price, q));
+                if n.account == taker.account {
+                    let notional = f.notional(lv.price, q);
+                    available = available.saturating_add(notional - f.maker.apply(notional));
+                }
+                remaining -= q;
+                if remaining == 0 {
+                    return true;
+                }
+                if q < want {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    pub(super) fn add_instrument(&mut self, seq: Sequence, def: InstrumentDef, out: &mut Vec<Event>) {
+        let code = if def.id.0 >= MAX_INSTRUMENTS {
+            Some(RejectCode::InstrumentIdOutOfRange)
+        } else if self.books.book(def.id).is_some() {
+            Some(RejectCode::DuplicateInstrument)
+        } else if def.problem().is_some() {
+            Some(RejectCode::InvalidInstrument)
+        } else if def.is_funded() && {
+            let (b, q) = def.assets();
+            !self.ledger.has_asset(b) || !self.ledger.has_asset(q)
+        } {
+            Some(RejectCode::UnknownAsset)
+        } else {
+            None
+        };
+        match code {
+            Some(code) => reject(seq, Some(def.id), None, AccountId(0), code, out),
+            None => {
+                self.books.add_instrument(def);
+                out.push(Event::new(seq, EventKind::InstrumentAdded(def)));
+            }
+        }
+    }
+
+    pub(super) fn add_asset(&mut self, seq: Sequence, asset: AssetId, scale: u8, out: &mut Vec<Event>) {
+        if scale > 18 {
+            reject(seq, None, None, AccountId(0), RejectCode::BadAmount, out);
+        } else if self.ledger.add_asset(asset, scale) {
+            out.push(Event::new(seq, EventKind::AssetAdded { asset, scale }));
+        } else {
+            reject(seq, None, None, AccountId(0), RejectCode::DuplicateAsset, out);
+        }
+    }
+
+    pub(super) fn deposit(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        asset: AssetId,
+        amount: i128,
+        out: &mut Vec<Event>,
+    ) {
+        let code = if !self.ledger.has_asset(asset) {
+            Some(RejectCode::UnknownAsset)
+        } else if amount <= 0 || self.ledger.get(account, asset).total.checked_add(amount).is_none() {
+            Some(RejectCode::BadAmount)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return reject(seq, None, None, account, code, out);
+        }
+        self.ledger.add_total(account, asset, amount);
+        out.push(Event::new(
+            seq,
+            EventKind::Deposited {
+                account,
+                asset,
+                amount: amount.into(),
+            },
+        ));
+    }
+
+    pub(super) fn withdraw(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        asset: AssetId,
+        amount: i128,
+        out: &mut Vec<Event>,
+    ) {
+        let code = if !self.ledger.has_asset(asset) {
+            Some(RejectCode::UnknownAsset)
+        } else if amount <= 0 {
+            Some(RejectCode::BadAmount)
+        } else if self.ledger.available(account, asset) < amount {
+            Some(RejectCode::InsufficientFunds)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return reject(seq, None, None, account, code, out);
+        }
+        self.ledger.add_total(account, asset, -amount);
+        out.push(Event::new(
+            seq,
+            EventKind::Withdrawn {
+                account,
+                asset,
+                amount: amount.into(),
+            },
+        ));
+    }
+}
+
+/// The order type and hold price of an incoming order.
+#[inline]
+fn taker_type(taker: &Taker) -> (OrderType, Price) {
+    match taker.limit {
+        Some(p) => (OrderType::Limit, p),
+        None => (OrderType::Market, Price(0)),
+    }
+}

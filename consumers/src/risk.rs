@@ -2,6 +2,10 @@
 //! exposure per account and instrument, in `Decimal` money; limits per account with a kill
 //! switch that blocks the account and cancels its resting orders through its own gateway.
 //!
+//! Fees are not computed here: the matcher settles each fill of a funded instrument and
+//! sends its fees in quote units ([`EventKind::FillFees`]), so the risk updater, the journal
+//! and every plug-in agree on one figure. Unfunded instruments have no fees.
+//!
 //! Readers on other threads get a consistent copy of an account's state through
 //! [`RiskView`]; the consumer publishes changed accounts at the end of each batch with a
 //! `try_lock`, so a reader can never block it (a contended publish is retried next batch).
@@ -23,10 +27,6 @@ pub struct RiskInstrument {
     pub tick_size: Decimal,
     /// Quantity of one lot.
     pub lot_size: Decimal,
-    /// Fee rate charged to the maker on the fill's notional (negative: a rebate).
-    pub maker_fee: Decimal,
-    /// Fee rate charged to the taker.
-    pub taker_fee: Decimal,
 }
 
 /// Per account limits. `None` means no limit.
@@ -183,6 +183,12 @@ pub struct RiskUpdater {
     /// the hot path, turned into money only when published or checked.
     open_tl: FxHashMap<(AccountId, InstrumentId), i128>,
     any_limits: bool,
+    /// Buyer and seller of the last fill, until its fees arrive.
+    last_fill: Option<(AccountId, AccountId)>,
+    /// Decimal places of each declared asset.
+    asset_scale: FxHashMap<ringex_engine::AssetId, u8>,
+    /// Decimal places of each funded instrument's quote asset (its fees' unit).
+    quote_scale: FxHashMap<InstrumentId, u8>,
 }
 
 impl RiskUpdater {
@@ -208,6 +214,9 @@ impl RiskUpdater {
                 pending: Vec::new(),
                 open_tl: FxHashMap::default(),
                 any_limits: false,
+                last_fill: None,
+                asset_scale: FxHashMap::default(),
+                quote_scale: FxHashMap::default(),
             },
             view,
         )
@@ -250,8 +259,6 @@ impl RiskUpdater {
         let s = self.instruments.get(&i).copied().unwrap_or(RiskInstrument {
             tick_size: Decimal::ONE,
             lot_size: Decimal::ONE,
-            maker_fee: Decimal::ZERO,
-            taker_fee: Decimal::ZERO,
         });
         let px = Decimal::from(price.0) * s.tick_size;
         let units = Decimal::from(qty.0) * s.lot_size;
@@ -305,19 +312,10 @@ impl RiskUpdater {
         side: Side,
         price: Price,
         qty: Qty,
-        maker: bool,
     ) {
         let (px, units, notional) = self.money(i, price, qty);
-        let rate = self.instruments.get(&i).map_or(Decimal::ZERO, |s| {
-            if maker {
-                s.maker_fee
-            } else {
-                s.taker_fee
-            }
-        });
         let p = self.pos(a, i);
         let signed = if side == Side::Buy { units } else { -units };
-        p.fees += notional * rate;
         p.traded_notional += notional;
         let old = p.qty;
         if old.is_zero() || (old > Decimal::ZERO) == (signed > Decimal::ZERO) {
@@ -466,10 +464,8 @@ impl Consumer for RiskUpdater {
                 qty,
                 taker_side,
             } => {
-                for (id, side, is_maker) in [
-                    (taker, taker_side, false),
-                    (maker, taker_side.opposite(), true),
-                ] {
+                self.last_fill = None;
+                for (id, side) in [(taker, taker_side), (maker, taker_side.opposite())] {
                     let Some(o) = self.orders.get(&id) else {
                         continue;
                     };
@@ -482,7 +478,12 @@ impl Consumer for RiskUpdater {
                             o.qty = Qty(o.qty.0 - q);
                         }
                     }
-                    self.trade(a, instrument, side, price, qty, is_maker);
+                    self.trade(a, instrument, side, price, qty);
+                    let (b, s) = self.last_fill.get_or_insert((a, a));
+                    match side {
+                        Side::Buy => *b = a,
+                        Side::Sell => *s = a,
+                    }
                     let done = match self.orders.get_mut(&id) {
                         Some(o) => {
                             o.remaining = o.remaining.saturating_sub(qty.0);
@@ -495,6 +496,29 @@ impl Consumer for RiskUpdater {
                     }
                     self.check_limits(a);
                 }
+            }
+            EventKind::FillFees {
+                instrument,
+                buyer_fee,
+                seller_fee,
+            } => {
+                let scale = self.quote_scale.get(&instrument).copied().unwrap_or(0);
+                if let Some((buyer, seller)) = self.last_fill.take() {
+                    for (a, fee) in [(buyer, buyer_fee), (seller, seller_fee)] {
+                        let fee = Decimal::try_from_i128_with_scale(fee.get(), scale as u32)
+                            .unwrap_or(Decimal::MAX);
+                        self.pos(a, instrument).fees += fee;
+                        self.check_limits(a);
+                    }
+                }
+            }
+            EventKind::AssetAdded { asset, scale } => {
+                self.asset_scale.insert(asset, scale);
+            }
+            EventKind::InstrumentAdded(def) if def.is_funded() => {
+                let quote = def.assets().1;
+                let scale = self.asset_scale.get(&quote).copied().unwrap_or(0);
+                self.quote_scale.insert(def.id, scale);
             }
             EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
                 self.exposure(order_id, -1);

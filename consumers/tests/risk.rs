@@ -19,10 +19,39 @@ fn spec() -> HashMap<InstrumentId, RiskInstrument> {
         RiskInstrument {
             tick_size: dec("1"),
             lot_size: dec("1"),
-            maker_fee: dec("-0.0002"),
-            taker_fee: dec("0.001"),
         },
     )])
+}
+
+/// Instrument 0 funded: base asset 0 (whole units), quote asset 1 in thousandths (one tick
+/// × one lot = 1000 units), maker -0.02%, taker 0.1%; accounts 1 to 4 funded with plenty of
+/// both.
+fn funded_setup() -> Vec<CommandKind> {
+    let rate = |s: &str| Rate::from_decimal(dec(s)).expect("rate");
+    let mut v = vec![
+        CommandKind::AddAsset {
+            asset: AssetId(0),
+            scale: 0,
+        },
+        CommandKind::AddAsset {
+            asset: AssetId(1),
+            scale: 3,
+        },
+        CommandKind::AddInstrument(
+            InstrumentDef::funded(InstrumentId(0), AssetId(0), AssetId(1), 1, 1000)
+                .with_fees(rate("-0.0002"), rate("0.001")),
+        ),
+    ];
+    for a in 1..5 {
+        for asset in [AssetId(0), AssetId(1)] {
+            v.push(CommandKind::Deposit {
+                account: AccountId(a),
+                asset,
+                amount: Amount::new(1 << 60),
+            });
+        }
+    }
+    v
 }
 
 fn order(account: u64, id: u64, side: Side, price: i64, qty: u64) -> CommandKind {
@@ -62,8 +91,13 @@ fn buy_three_at_100_sell_one_at_105_with_fees() {
         &mut r,
         &mut m,
         &mut seq,
+        &funded_setup(),
+    );
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
         &[
-            CommandKind::AddInstrument(InstrumentId(0).into()),
             order(1, 1, Side::Sell, 100, 3), // A rests: maker
             order(2, 2, Side::Buy, 100, 3),  // B takes 3 @ 100
             order(3, 3, Side::Buy, 105, 1),  // C rests: maker
@@ -236,13 +270,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn positions_sum_to_zero_and_fees_are_rates_times_notional(
+    fn positions_sum_to_zero_and_fees_are_the_engines_rates_times_notional(
         raw in prop::collection::vec((0u8..4, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200)
     ) {
         let (mut r, _) = RiskUpdater::new(spec());
         let mut m = Matcher::default();
         let mut seq = 0;
-        let mut kinds = vec![CommandKind::AddInstrument(InstrumentId(0).into())];
+        let mut kinds = funded_setup();
         for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
             let side = if *buy { Side::Buy } else { Side::Sell };
             let id = i as u64 + 1;
@@ -253,7 +287,8 @@ proptest! {
             });
         }
         let events = feed(&mut r, &mut m, &mut seq, &kinds);
-        // Expected fees from the fills: the taker pays 0.1%, the maker gets 0.02% back.
+        // Expected fees from the fills: the taker pays 0.1%, the maker gets 0.02% back, each
+        // truncated toward zero to a whole thousandth (the quote asset's unit).
         let mut owner = HashMap::new();
         let mut fees: HashMap<u64, Decimal> = HashMap::new();
         for e in &events {
@@ -262,9 +297,10 @@ proptest! {
                     owner.insert(o.order_id, o.account.0);
                 }
                 EventKind::Fill { taker, maker, price, qty, .. } => {
-                    let n = Decimal::from(price.0) * Decimal::from(qty.0);
-                    *fees.entry(owner[&taker]).or_default() += n * dec("0.001");
-                    *fees.entry(owner[&maker]).or_default() += n * dec("-0.0002");
+                    let units = Decimal::from(price.0) * Decimal::from(qty.0) * dec("1000");
+                    let fee = |r: &str| (units * dec(r)).trunc() / dec("1000");
+                    *fees.entry(owner[&taker]).or_default() += fee("0.001");
+                    *fees.entry(owner[&maker]).or_default() += fee("-0.0002");
                 }
                 _ => {}
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{decode, raw_stream, INSTRUMENTS};
+use common::{decode, decode_funded, raw_stream, INSTRUMENTS};
 use proptest::prelude::*;
 use ringex_engine::*;
 
@@ -18,6 +18,7 @@ fn fast_vs_naive(cmds: &[Command], mut fast: Matcher) -> Result<(), TestCaseErro
         fast.process(seq, c, &mut fe);
         naive.process(seq, c, &mut ne);
         prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
+        prop_assert_eq!(fast.balances(), naive.balances(), "balances after command {} = {:?}", i, c);
     }
     let mut resting = 0;
     for inst in INSTRUMENTS {
@@ -44,8 +45,75 @@ proptest! {
     }
 
     #[test]
+    fn fast_and_naive_agree_on_funded_instruments(raw in raw_stream(300)) {
+        fast_vs_naive(&decode_funded(&raw), Matcher::default())?;
+    }
+
+    #[test]
+    fn fast_and_naive_agree_on_funded_instruments_outside_the_dense_window(raw in raw_stream(300)) {
+        fast_vs_naive(&decode_funded(&raw), Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 }))?;
+    }
+
+    #[test]
     fn replica_equals_matcher_after_every_command(raw in raw_stream(300)) {
-        let cmds = decode(&raw);
+        replica_equals_matcher(&decode(&raw))?;
+    }
+
+    #[test]
+    fn replica_equals_matcher_with_balances_after_every_funded_command(raw in raw_stream(300)) {
+        replica_equals_matcher(&decode_funded(&raw))?;
+    }
+
+    /// No balance ever goes negative; each account's held part is exactly the sum of its
+    /// live orders' holds; every asset is conserved: what all accounts own equals deposits
+    /// minus withdrawals, minus the fees the fills took (fees are paid in the quote asset).
+    #[test]
+    fn balances_stay_non_negative_holds_add_up_and_assets_are_conserved(raw in raw_stream(300)) {
+        let cmds = decode_funded(&raw);
+        let mut m = Matcher::default();
+        let mut out = Vec::new();
+        let mut expected: std::collections::BTreeMap<AssetId, i128> = Default::default();
+        for (i, c) in cmds.iter().enumerate() {
+            out.clear();
+            m.process(Sequence(i as u64 + 1), c, &mut out);
+            for e in &out {
+                match e.kind {
+                    EventKind::Deposited { asset, amount, .. } => *expected.entry(asset).or_default() += amount.get(),
+                    EventKind::Withdrawn { asset, amount, .. } => *expected.entry(asset).or_default() -= amount.get(),
+                    EventKind::FillFees { instrument, buyer_fee, seller_fee } => {
+                        let quote = m.definition(instrument).expect("instrument").assets().1;
+                        *expected.entry(quote).or_default() -= buyer_fee.get() + seller_fee.get();
+                    }
+                    _ => {}
+                }
+            }
+            let balances = m.balances();
+            let mut owned: std::collections::BTreeMap<AssetId, i128> = Default::default();
+            let mut holds: std::collections::BTreeMap<(AccountId, AssetId), i128> = Default::default();
+            for inst in INSTRUMENTS {
+                let Some(f) = m.definition(inst).and_then(|d| d.funding()) else { continue };
+                for o in m.resting_orders(inst) {
+                    let h = f.hold(o.side, OrderType::Limit, o.price, o.qty.0);
+                    *holds.entry((o.account, f.hold_asset(o.side))).or_default() += h;
+                }
+            }
+            for &(a, asset, b) in &balances {
+                prop_assert!(b.total >= 0 && b.held >= 0 && b.available() >= 0, "{:?} {:?} {:?} after {:?}", a, asset, b, c);
+                prop_assert_eq!(b.held, holds.remove(&(a, asset)).unwrap_or(0), "held of {:?} in {:?} after {:?}", a, asset, c);
+                *owned.entry(asset).or_default() += b.total;
+            }
+            prop_assert!(holds.values().all(|h| *h == 0), "holds without a balance: {:?}", holds);
+            for (asset, want) in &expected {
+                prop_assert_eq!(owned.get(asset).copied().unwrap_or(0), *want, "asset {:?} after {:?}", asset, c);
+            }
+        }
+    }
+}
+
+/// Feeds the matcher and a replica of its events: the same books, halts, blocks and
+/// balances after every command.
+fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
+    {
         let mut fast = Matcher::default();
         let mut replica = BookReplica::new();
         let mut events = Vec::new();
@@ -55,6 +123,7 @@ proptest! {
             for e in &events {
                 replica.apply(e);
             }
+            prop_assert_eq!(replica.ledger().balances(), fast.balances(), "balances after command {} = {:?}", i, c);
             for inst in INSTRUMENTS {
                 prop_assert_eq!(replica.resting_orders(inst), fast.resting_orders(inst), "after command {} = {:?}", i, c);
                 prop_assert_eq!(replica.is_halted(inst), fast.is_halted(inst));
@@ -75,6 +144,11 @@ proptest! {
             }
         }
     }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn the_same_commands_give_the_same_events(raw in raw_stream(200)) {
@@ -139,7 +213,19 @@ proptest! {
     /// as the original does.
     #[test]
     fn a_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
-        let cmds = decode(&raw);
+        restored_continues_identically(&decode(&raw), cut)?;
+    }
+
+    #[test]
+    fn a_funded_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
+        restored_continues_identically(&decode_funded(&raw), cut)?;
+    }
+}
+
+/// Cuts the stream at `cut`, restores a matcher and a replica from the replica's state
+/// (through its bytes), and runs the rest on both: the same events, books and balances.
+fn restored_continues_identically(cmds: &[Command], cut: usize) -> Result<(), TestCaseError> {
+    {
         let cut = cut.min(cmds.len());
         let mut a = Matcher::default();
         let mut replica = BookReplica::new();
@@ -166,5 +252,57 @@ proptest! {
             prop_assert_eq!(a.resting_orders(inst), b.resting_orders(inst));
             prop_assert_eq!(r2.resting_orders(inst), b.resting_orders(inst));
         }
+        prop_assert_eq!(a.balances(), b.balances());
+        prop_assert_eq!(r2.ledger().balances(), b.balances());
+    }
+    Ok(())
+}
+
+/// The funded streams reach every money rule: each funded reject code, the market buy that
+/// runs out of funds, rebates and fees, deposits and withdrawals.
+#[test]
+fn funded_streams_exercise_every_money_rule() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen = std::collections::BTreeMap::<&'static str, usize>::new();
+    for _ in 0..200 {
+        let raw = raw_stream(300)
+            .new_tree(&mut runner)
+            .expect("stream")
+            .current();
+        let mut m = Matcher::default();
+        let mut out = Vec::new();
+        for (i, c) in decode_funded(&raw).iter().enumerate() {
+            m.process(Sequence(i as u64 + 1), c, &mut out);
+        }
+        for e in &out {
+            let key = match e.kind {
+                EventKind::Rejected { code, .. } => code.as_str(),
+                EventKind::Cancelled {
+                    reason: CancelReason::InsufficientFunds,
+                    ..
+                } => "market buy out of funds",
+                EventKind::FillFees { seller_fee, buyer_fee, .. } if seller_fee.get() < 0 || buyer_fee.get() < 0 => "rebate",
+                EventKind::FillFees { .. } => "fees",
+                EventKind::Deposited { .. } => "deposited",
+                EventKind::Withdrawn { .. } => "withdrawn",
+                _ => continue,
+            };
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    for key in [
+        "insufficient_funds",
+        "max_qty",
+        "price_band",
+        "unknown_asset",
+        "bad_amount",
+        "market buy out of funds",
+        "rebate",
+        "fees",
+        "deposited",
+        "withdrawn",
+    ] {
+        assert!(seen.get(key).copied().unwrap_or(0) > 0, "{key} never happened: {seen:?}");
     }
 }

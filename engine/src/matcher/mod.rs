@@ -578,7 +578,10 @@ impl Matcher {
                     if q == n.qty.0 {
                         self.books.remove(i);
                     } else {
+                        // The maker keeps the rest: either the taker is done, or a market
+                        // buy paid for part of it and meets it again.
                         self.books.set_qty(i, Qty(n.qty.0 - q));
+                        continue;
                     }
                 }
                 i = next;

@@ -31,22 +31,84 @@ fn stp(w: u16) -> SelfTradePrevention {
 }
 
 /// Turns random words into a command stream with non-decreasing time, starting with the two
-/// instruments being added.
+/// instruments being added (unfunded).
 pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
+    decode_with(raw, false)
+}
+
+fn rate(s: &str) -> Rate {
+    Rate::from_decimal(s.parse().expect("decimal")).expect("rate")
+}
+
+/// The funded world of [`decode_funded`]: assets 0 (scale 0), 1 (scale 2) and 2 (scale 4);
+/// instrument 0 trades asset 0 for asset 1 (3 base units a lot, 7 quote units a tick-lot,
+/// maker -0.03%, taker 0.25%, at most 7 lots, band 5%), instrument 1 trades asset 2 for asset
+/// 1 (1000 base units a lot, 1 quote unit a tick-lot, maker 0.1%, taker 0.05%).
+pub fn funded_setup() -> Vec<CommandKind> {
+    let mut v = vec![
+        CommandKind::AddAsset {
+            asset: AssetId(0),
+            scale: 0,
+        },
+        CommandKind::AddAsset {
+            asset: AssetId(1),
+            scale: 2,
+        },
+        CommandKind::AddAsset {
+            asset: AssetId(2),
+            scale: 4,
+        },
+        CommandKind::AddInstrument(
+            InstrumentDef::funded(INSTRUMENTS[0], AssetId(0), AssetId(1), 3, 7)
+                .with_fees(rate("-0.0003"), rate("0.0025"))
+                .with_max_qty(Qty(7))
+                .with_band(rate("0.05")),
+        ),
+        CommandKind::AddInstrument(
+            InstrumentDef::funded(INSTRUMENTS[1], AssetId(2), AssetId(1), 1000, 1)
+                .with_fees(rate("0.001"), rate("0.0005")),
+        ),
+    ];
+    for a in 1..=4u64 {
+        for (asset, amount) in [(0, 200), (1, 5_000), (2, 50_000)] {
+            v.push(CommandKind::Deposit {
+                account: AccountId(a),
+                asset: AssetId(asset),
+                amount: Amount::new(amount * a as i128),
+            });
+        }
+    }
+    v
+}
+
+/// Like [`decode`], on funded instruments ([`funded_setup`]), with deposits and withdrawals
+/// (some of them bad) mixed in.
+pub fn decode_funded(raw: &[[u16; 8]]) -> Vec<Command> {
+    decode_with(raw, true)
+}
+
+fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
     let mut ts = 0u64;
     let mut next_id = 0u64;
     let mut placed: std::collections::HashMap<u64, (AccountId, InstrumentId, Price, Qty)> =
         Default::default();
-    let mut out = vec![
-        Command::new(
-            Timestamp(0),
-            CommandKind::AddInstrument(INSTRUMENTS[0].into()),
-        ),
-        Command::new(
-            Timestamp(0),
-            CommandKind::AddInstrument(INSTRUMENTS[1].into()),
-        ),
-    ];
+    let mut out: Vec<Command> = if funded {
+        funded_setup()
+            .into_iter()
+            .map(|k| Command::new(Timestamp(0), k))
+            .collect()
+    } else {
+        vec![
+            Command::new(
+                Timestamp(0),
+                CommandKind::AddInstrument(INSTRUMENTS[0].into()),
+            ),
+            Command::new(
+                Timestamp(0),
+                CommandKind::AddInstrument(INSTRUMENTS[1].into()),
+            ),
+        ]
+    };
     for w in raw {
         ts += (w[7] % 4) as u64;
         // Mostly instrument 0, sometimes 1, rarely the unknown 2.
@@ -125,6 +187,23 @@ pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
             86..=89 => CommandKind::Resume { instrument },
             90 => CommandKind::Block { account },
             91..=93 => CommandKind::Unblock { account },
+            94..=95 if funded => {
+                let asset = AssetId(w[5] % 4);
+                let amount = Amount::new((w[4] % 5000) as i128 - 100);
+                if w[6] % 2 == 0 {
+                    CommandKind::Deposit {
+                        account,
+                        asset,
+                        amount,
+                    }
+                } else {
+                    CommandKind::Withdraw {
+                        account,
+                        asset,
+                        amount,
+                    }
+                }
+            }
             94..=95 => CommandKind::Tick,
             96 => CommandKind::SnapshotRequest { instrument },
             97 if w[6] % 4 == 0 => CommandKind::AddInstrument(InstrumentId(u32::MAX - u32::from(w[5] % 2)).into()),

@@ -1,6 +1,7 @@
 //! Hand-written scenarios, one per rule of FORMATS.md: each directory under
 //! `tests/scenarios/` holds `script.csv`, the expected `events.csv` and `book.csv`, and
-//! optionally `stderr.txt` (lines that must appear in what `ringex run` reports).
+//! optionally `stderr.txt` (lines that must appear in what `ringex run` reports), `md.csv`,
+//! `alloc.csv` and `balances.csv` (the market-data feed, the allocations, the balances).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,11 +17,21 @@ fn scenarios() -> Vec<PathBuf> {
     v
 }
 
-fn run(dir: &Path) -> (String, String, String, String, String) {
+struct Outputs {
+    events: String,
+    book: String,
+    stderr: String,
+    alloc: String,
+    md: String,
+    balances: String,
+}
+
+fn run(dir: &Path) -> Outputs {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (events, book) = (tmp.path().join("events.csv"), tmp.path().join("book.csv"));
     let alloc = tmp.path().join("alloc.csv");
     let md = tmp.path().join("md.csv");
+    let balances = tmp.path().join("balances.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_ringex"))
         .arg("run")
         .arg(dir.join("script.csv"))
@@ -32,6 +43,8 @@ fn run(dir: &Path) -> (String, String, String, String, String) {
         .arg(&alloc)
         .arg("--md-out")
         .arg(&md)
+        .arg("--balances-out")
+        .arg(&balances)
         .output()
         .expect("run ringex");
     assert!(
@@ -39,13 +52,14 @@ fn run(dir: &Path) -> (String, String, String, String, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (
-        std::fs::read_to_string(events).expect("events"),
-        std::fs::read_to_string(book).expect("book"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        std::fs::read_to_string(alloc).expect("alloc"),
-        std::fs::read_to_string(md).expect("md"),
-    )
+    Outputs {
+        events: std::fs::read_to_string(events).expect("events"),
+        book: std::fs::read_to_string(book).expect("book"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        alloc: std::fs::read_to_string(alloc).expect("alloc"),
+        md: std::fs::read_to_string(md).expect("md"),
+        balances: std::fs::read_to_string(balances).expect("balances"),
+    }
 }
 
 #[test]
@@ -55,7 +69,21 @@ fn every_scenario_gives_exactly_the_expected_events_and_book() {
     let mut failures = Vec::new();
     for dir in &all {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        let (events, book, stderr, alloc, md) = run(dir);
+        let Outputs {
+            events,
+            book,
+            stderr,
+            alloc,
+            md,
+            balances,
+        } = run(dir);
+        if let Ok(want) = std::fs::read_to_string(dir.join("balances.csv")) {
+            if balances != want {
+                failures.push(format!(
+                    "{name}: balances\n--- got\n{balances}--- want\n{want}"
+                ));
+            }
+        }
         if let Ok(want) = std::fs::read_to_string(dir.join("md.csv")) {
             if md != want {
                 failures.push(format!("{name}: md\n--- got\n{md}--- want\n{want}"));
@@ -92,6 +120,8 @@ fn every_scenario_gives_exactly_the_expected_events_and_book() {
 #[test]
 fn the_same_script_gives_the_same_bytes() {
     for dir in scenarios() {
-        assert_eq!(run(&dir).0, run(&dir).0);
+        let (a, b) = (run(&dir), run(&dir));
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.balances, b.balances);
     }
 }

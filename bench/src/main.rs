@@ -40,6 +40,9 @@ enum Cmd {
         /// Write the recovered book here.
         #[arg(long)]
         book_out: Option<PathBuf>,
+        /// Write the recovered balances here (`balance,<account>,<asset>,<total>,<held>`).
+        #[arg(long)]
+        balances_out: Option<PathBuf>,
     },
 }
 
@@ -93,11 +96,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Recover { journal, book_out } => {
-            match recover_to_book(&journal, book_out.as_deref()) {
-                Ok((k, report)) => {
-                    if let Some(r) = report {
-                        eprintln!(
+        Cmd::Recover {
+            journal,
+            book_out,
+            balances_out,
+        } => match recover_to_book(&journal, book_out.as_deref(), balances_out.as_deref()) {
+            Ok((k, report)) => {
+                if let Some(r) = report {
+                    eprintln!(
                         "recovery: snapshot {:?}, {} records / {} events replayed, torn tail {:?}, {:.1} ms",
                         r.snapshot,
                         r.records,
@@ -105,15 +111,14 @@ fn main() -> ExitCode {
                         r.torn_tail,
                         r.elapsed.as_secs_f64() * 1e3
                     );
-                    }
-                    println!("recovered through command {k}");
-                    ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("ringex recover: {e}");
-                    ExitCode::FAILURE
-                }
+                println!("recovered through command {k}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("ringex recover: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

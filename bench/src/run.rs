@@ -631,7 +631,11 @@ fn write_book_file(
 fn write_balances_file(
     script: &Script,
     p: &Path,
-    balances: &[(ringex_engine::AccountId, ringex_engine::AssetId, ringex_engine::Balance)],
+    balances: &[(
+        ringex_engine::AccountId,
+        ringex_engine::AssetId,
+        ringex_engine::Balance,
+    )],
 ) -> Result<(), RunError> {
     let mut w = out_file(p)?;
     let err = |source| RunError::Output {
@@ -642,23 +646,27 @@ fn write_balances_file(
     w.flush().map_err(err)
 }
 
-/// `ringex recover`: recovers the journal directory, writes the book, and returns the
-/// number K of the last script command whose events are all durable.
+/// `ringex recover`: recovers the journal directory, writes the book and the balances, and
+/// returns the number K of the last script command whose events are all durable.
 pub fn recover_to_book(
     dir: &Path,
     book_out: Option<&Path>,
+    balances_out: Option<&Path>,
 ) -> Result<(u64, Option<RecoveryReport>), RunError> {
     let (meta, state, report) = recover_dir(dir)?;
     let k = meta.command_number(state.cmd_seq);
+    let script = Script::restored(
+        meta.specs.clone(),
+        meta.groups.clone(),
+        meta.assets.clone(),
+        k,
+    );
     if let Some(p) = book_out {
-        let script = Script::restored(
-            meta.specs.clone(),
-            meta.groups.clone(),
-            meta.assets.clone(),
-            k,
-        );
         let replica = BookReplica::from_state(&state);
         write_book_file(&script, p, |i| replica.resting_orders(i))?;
+    }
+    if let Some(p) = balances_out {
+        write_balances_file(&script, p, &state.balances)?;
     }
     Ok((k, report))
 }

@@ -13,10 +13,10 @@ use ringex_engine::{
     InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, Price, Qty, Rate, RejectCode,
     SelfTradePrevention, Side, TimeInForce, Timestamp,
 };
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt;
-use rust_decimal::prelude::ToPrimitive;
 use std::str::FromStr;
 
 /// A line that could not be parsed.
@@ -210,7 +210,12 @@ impl Script {
             .parse::<u8>()
             .ok()
             .filter(|s| *s <= 18)
-            .ok_or_else(|| bad(line, format!("scale {:?} is not a whole number from 0 to 18", f[2])))?;
+            .ok_or_else(|| {
+                bad(
+                    line,
+                    format!("scale {:?} is not a whole number from 0 to 18", f[2]),
+                )
+            })?;
         if self.asset_ids.contains_key(name) {
             return Err(bad(line, format!("asset {name} is already defined")));
         }
@@ -293,9 +298,11 @@ impl Script {
         let rate = |k: &str| -> Result<Rate, ScriptError> {
             match dec(k)? {
                 None => Ok(Rate::ZERO),
-                Some(d) => Rate::from_decimal(d).filter(|r| r.scale <= 28).ok_or_else(|| {
-                    bad(line, format!("{k} {d} has more than 9 significant digits"))
-                }),
+                Some(d) => Rate::from_decimal(d)
+                    .filter(|r| r.scale <= 28)
+                    .ok_or_else(|| {
+                        bad(line, format!("{k} {d} has more than 9 significant digits"))
+                    }),
             }
         };
         let mut def = InstrumentDef::funded(id, base, quote, bpl, qptl)

@@ -10,17 +10,28 @@ fn ringex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringex"))
 }
 
-/// A script of `n` command lines over two instruments: orders, cancels, modifies, ticks,
-/// blocks, halts — and a few bad lines.
+/// A script of `n` command lines over two instruments, ABC funded (ABCC for USD, fees, a
+/// band, a largest quantity) and XYZ unfunded: deposits for every account first, then
+/// orders, cancels, modifies, deposits and withdrawals, ticks, blocks, halts — and a few bad
+/// lines.
 fn script(seed: u64, n: usize) -> String {
     let mut r = SplitMix64::new(seed);
-    let mut s = String::from("instrument,ABC,0.01,1\ninstrument,XYZ,0.5,10\n");
+    let mut s = String::from(
+        "asset,USD,2\nasset,ABCC,0\n\
+         instrument,ABC,0.01,1,base=ABCC,quote=USD,maker_fee=-0.0001,taker_fee=0.002,max_qty=8,band=0.02\n\
+         instrument,XYZ,0.5,10\n",
+    );
     let mut ts = 1u64;
-    for i in 1..=n as u64 {
+    for acct in 1..=5 {
+        s.push_str(&format!(
+            "deposit,1,{acct},USD,5000\ndeposit,1,{acct},ABCC,50\n"
+        ));
+    }
+    for i in 11..=n as u64 {
         ts += r.below(3);
         let sym = if r.below(4) == 0 { "XYZ" } else { "ABC" };
         let (px, lot) = if sym == "ABC" {
-            (format!("{}.{:02}", 99 + r.below(3), r.below(100)), 1)
+            (format!("{}.{:02}", 97 + r.below(7), r.below(100)), 1)
         } else {
             (format!("{}.{}", 20 + r.below(2), 5 * r.below(2)), 10)
         };
@@ -49,7 +60,13 @@ fn script(seed: u64, n: usize) -> String {
                 "new,{ts},{sym},{acct},{i},buy,market,ioc,-,{}",
                 lot * (1 + r.below(5))
             ),
-            90..=92 => format!("tick,{ts}"),
+            90 => format!("tick,{ts}"),
+            91 => format!(
+                "deposit,{ts},{acct},USD,{}.{:02}",
+                r.below(1000),
+                r.below(100)
+            ),
+            92 => format!("withdraw,{ts},{acct},ABCC,{}", r.below(8)),
             93 => format!("block,{ts},{acct}"),
             94..=95 => format!("unblock,{ts},{acct}"),
             96 => format!("mass_cancel,{ts},{acct}"),
@@ -68,7 +85,9 @@ fn prefix(script: &str, k: u64) -> String {
     let mut out = String::new();
     let mut n = 0;
     for line in script.lines() {
-        let is_def = line.starts_with("instrument,") || line.starts_with("alloc_group,");
+        let is_def = line.starts_with("instrument,")
+            || line.starts_with("alloc_group,")
+            || line.starts_with("asset,");
         if !is_def {
             if n == k {
                 break;
@@ -81,11 +100,13 @@ fn prefix(script: &str, k: u64) -> String {
     out
 }
 
+/// Runs a script: (events, book followed by balances).
 fn run(dir: &Path, name: &str, script: &str, extra: &[&str]) -> (String, String) {
     let path = dir.join(format!("{name}.csv"));
     std::fs::write(&path, script).expect("write script");
     let events = dir.join(format!("{name}.events"));
     let book = dir.join(format!("{name}.book"));
+    let balances = dir.join(format!("{name}.balances"));
     let out = ringex()
         .arg("run")
         .arg(&path)
@@ -93,6 +114,8 @@ fn run(dir: &Path, name: &str, script: &str, extra: &[&str]) -> (String, String)
         .arg(&events)
         .arg("--book-out")
         .arg(&book)
+        .arg("--balances-out")
+        .arg(&balances)
         .args(extra)
         .output()
         .expect("ringex run");
@@ -103,16 +126,21 @@ fn run(dir: &Path, name: &str, script: &str, extra: &[&str]) -> (String, String)
     );
     (
         std::fs::read_to_string(events).expect("events"),
-        std::fs::read_to_string(book).expect("book"),
+        std::fs::read_to_string(book).expect("book")
+            + &std::fs::read_to_string(balances).expect("balances"),
     )
 }
 
+/// Recovers a journal: (K, book followed by balances, stderr).
 fn recover(journal: &Path, book: &Path) -> (u64, String, String) {
+    let balances = book.with_extension("balances");
     let out = ringex()
         .args(["recover", "--journal"])
         .arg(journal)
         .arg("--book-out")
         .arg(book)
+        .arg("--balances-out")
+        .arg(&balances)
         .output()
         .expect("ringex recover");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -123,7 +151,9 @@ fn recover(journal: &Path, book: &Path) -> (u64, String, String) {
         .strip_prefix("recovered through command ")
         .and_then(|k| k.parse().ok())
         .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
-    (k, std::fs::read_to_string(book).expect("book"), stderr)
+    let state = std::fs::read_to_string(book).expect("book")
+        + &std::fs::read_to_string(balances).expect("balances");
+    (k, state, stderr)
 }
 
 #[test]
@@ -131,7 +161,7 @@ fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
     let tmp = tempfile::tempdir().expect("tmp");
     let j = tmp.path().join("journal");
     let (s1, s2) = (script(1, 3000), script(2, 2000));
-    let s2_body: String = s2.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    let s2_body: String = s2.lines().skip(4).map(|l| format!("{l}\n")).collect();
     let jarg = j.to_str().expect("utf8");
     let (e1, b1) = run(
         tmp.path(),
@@ -150,6 +180,17 @@ fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
         "events across the restart equal one run"
     );
     assert_eq!(b2, ball);
+    // The script exercises the money rules: balances move, funds and bands reject.
+    assert!(ball.contains("balance,1,USD,") && ball.contains("balance,5,ABCC,"));
+    for code in [
+        "insufficient_funds",
+        "price_band",
+        "max_qty",
+        "withdrawn",
+        "deposited",
+    ] {
+        assert!(eall.contains(code), "no {code} in the run");
+    }
     let (k, rb, _) = recover(&j, &tmp.path().join("rec2.book"));
     assert_eq!((k, rb), (5000, ball));
 }
@@ -362,7 +403,7 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
         let expect = run(tmp.path(), &format!("p{trial}"), &prefix(&s, k), &[]).1;
         assert_eq!(
             book, expect,
-            "trial {trial}: recovered book != book after the first {k} commands"
+            "trial {trial}: recovered book and balances != those after the first {k} commands"
         );
         // Every acknowledged event is durable: the recovered mark is at or past every ack.
         let acked = std::fs::read_to_string(&acks).unwrap_or_default();

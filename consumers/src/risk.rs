@@ -305,14 +305,7 @@ impl RiskUpdater {
         }
     }
 
-    fn trade(
-        &mut self,
-        a: AccountId,
-        i: InstrumentId,
-        side: Side,
-        price: Price,
-        qty: Qty,
-    ) {
+    fn trade(&mut self, a: AccountId, i: InstrumentId, side: Side, price: Price, qty: Qty) {
         let (px, units, notional) = self.money(i, price, qty);
         let p = self.pos(a, i);
         let signed = if side == Side::Buy { units } else { -units };

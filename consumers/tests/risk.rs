@@ -87,12 +87,7 @@ fn buy_three_at_100_sell_one_at_105_with_fees() {
     let (mut r, view) = RiskUpdater::new(spec());
     let mut m = Matcher::default();
     let mut seq = 0;
-    feed(
-        &mut r,
-        &mut m,
-        &mut seq,
-        &funded_setup(),
-    );
+    feed(&mut r, &mut m, &mut seq, &funded_setup());
     feed(
         &mut r,
         &mut m,
@@ -213,7 +208,7 @@ fn a_breach_fires_the_kill_switch_through_the_input_ring() {
     let p = b.start().expect("start");
     let mut g = p.gateway();
     g.submit(CommandKind::AddInstrument(InstrumentId(0).into()))
-    .expect("ok");
+        .expect("ok");
     // Account 1 rests three bids, then gets 6 lots filled: position 6 > 5.
     g.submit(order(1, 1, Side::Buy, 100, 4)).expect("ok");
     g.submit(order(1, 2, Side::Buy, 99, 4)).expect("ok");

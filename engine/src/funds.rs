@@ -617,7 +617,8 @@ impl Ledger {
         if account.0 < DENSE_ACCOUNTS {
             let i = account.0 as usize;
             if a.dense.len() <= i {
-                a.dense.resize((i + 1).next_power_of_two(), Balance::default());
+                a.dense
+                    .resize((i + 1).next_power_of_two(), Balance::default());
             }
             Some(&mut a.dense[i])
         } else {
@@ -719,7 +720,10 @@ mod tests {
         assert_eq!(format_units(-5, 3), "-0.005");
         assert_eq!(format_units(1_000, 0), "1000");
         assert_eq!(format_units(0, 4), "0");
-        assert_eq!(format_units(i128::MAX, 18), "170141183460469231731.687303715884105727");
+        assert_eq!(
+            format_units(i128::MAX, 18),
+            "170141183460469231731.687303715884105727"
+        );
         assert_eq!(units_of(Decimal::from_str("1.50").unwrap(), 2), Some(150));
         assert_eq!(units_of(Decimal::from_str("1.505").unwrap(), 2), None);
     }
@@ -753,9 +757,15 @@ mod tests {
     #[test]
     fn hold_rate_is_the_larger_fee_or_zero() {
         let d = InstrumentDef::funded(InstrumentId(0), AssetId(0), AssetId(1), 1, 1);
-        let f = d.with_fees(rate("-0.001"), rate("-0.002")).funding().unwrap();
+        let f = d
+            .with_fees(rate("-0.001"), rate("-0.002"))
+            .funding()
+            .unwrap();
         assert_eq!(f.hold, Rate::ZERO);
-        let f = d.with_fees(rate("0.0015"), rate("0.001")).funding().unwrap();
+        let f = d
+            .with_fees(rate("0.0015"), rate("0.001"))
+            .funding()
+            .unwrap();
         assert_eq!(f.hold, rate("0.0015"));
     }
 

@@ -18,7 +18,13 @@ fn fast_vs_naive(cmds: &[Command], mut fast: Matcher) -> Result<(), TestCaseErro
         fast.process(seq, c, &mut fe);
         naive.process(seq, c, &mut ne);
         prop_assert_eq!(&fe, &ne, "command {} = {:?}", i, c);
-        prop_assert_eq!(fast.balances(), naive.balances(), "balances after command {} = {:?}", i, c);
+        prop_assert_eq!(
+            fast.balances(),
+            naive.balances(),
+            "balances after command {} = {:?}",
+            i,
+            c
+        );
     }
     let mut resting = 0;
     for inst in INSTRUMENTS {
@@ -123,9 +129,21 @@ fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
             for e in &events {
                 replica.apply(e);
             }
-            prop_assert_eq!(replica.ledger().balances(), fast.balances(), "balances after command {} = {:?}", i, c);
+            prop_assert_eq!(
+                replica.ledger().balances(),
+                fast.balances(),
+                "balances after command {} = {:?}",
+                i,
+                c
+            );
             for inst in INSTRUMENTS {
-                prop_assert_eq!(replica.resting_orders(inst), fast.resting_orders(inst), "after command {} = {:?}", i, c);
+                prop_assert_eq!(
+                    replica.resting_orders(inst),
+                    fast.resting_orders(inst),
+                    "after command {} = {:?}",
+                    i,
+                    c
+                );
                 prop_assert_eq!(replica.is_halted(inst), fast.is_halted(inst));
                 prop_assert_eq!(
                     replica.depth(inst, Side::Buy).collect::<Vec<_>>(),
@@ -282,7 +300,11 @@ fn funded_streams_exercise_every_money_rule() {
                     reason: CancelReason::InsufficientFunds,
                     ..
                 } => "market buy out of funds",
-                EventKind::FillFees { seller_fee, buyer_fee, .. } if seller_fee.get() < 0 || buyer_fee.get() < 0 => "rebate",
+                EventKind::FillFees {
+                    seller_fee,
+                    buyer_fee,
+                    ..
+                } if seller_fee.get() < 0 || buyer_fee.get() < 0 => "rebate",
                 EventKind::FillFees { .. } => "fees",
                 EventKind::Deposited { .. } => "deposited",
                 EventKind::Withdrawn { .. } => "withdrawn",
@@ -303,6 +325,9 @@ fn funded_streams_exercise_every_money_rule() {
         "deposited",
         "withdrawn",
     ] {
-        assert!(seen.get(key).copied().unwrap_or(0) > 0, "{key} never happened: {seen:?}");
+        assert!(
+            seen.get(key).copied().unwrap_or(0) > 0,
+            "{key} never happened: {seen:?}"
+        );
     }
 }

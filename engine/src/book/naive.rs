@@ -10,8 +10,8 @@
 use crate::book::fast::RestingOrder;
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
-use crate::matcher::MatchingEngine;
 use crate::funds::{AssetId, Balance, InstrumentDef, Rate};
+use crate::matcher::MatchingEngine;
 use crate::types::{
     AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
     TimeInForce,
@@ -170,13 +170,33 @@ impl NaiveMatcher {
     }
 
     /// Moves the money of a fill and emits its fees.
-    fn settle(&mut self, seq: Sequence, d: &InstrumentDef, taker: &NewOrder, maker: &NewOrder, price: Price, q: u64, out: &mut Vec<Event>) {
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        seq: Sequence,
+        d: &InstrumentDef,
+        taker: &NewOrder,
+        maker: &NewOrder,
+        price: Price,
+        q: u64,
+        out: &mut Vec<Event>,
+    ) {
         let n = notional(d, price, q);
         let (maker_rate, taker_rate) = d.fees();
         let (buyer, seller, buyer_fee, seller_fee) = if taker.side == Side::Buy {
-            (taker.account, maker.account, fee(n, taker_rate), fee(n, maker_rate))
+            (
+                taker.account,
+                maker.account,
+                fee(n, taker_rate),
+                fee(n, maker_rate),
+            )
         } else {
-            (maker.account, taker.account, fee(n, maker_rate), fee(n, taker_rate))
+            (
+                maker.account,
+                taker.account,
+                fee(n, maker_rate),
+                fee(n, taker_rate),
+            )
         };
         let (base, quote) = d.assets();
         let units = q as i128 * d.units().0 as i128;
@@ -282,7 +302,12 @@ impl NaiveMatcher {
             let mut fill = remaining.min(maker.order.qty.0);
             if let (Some(d), None, Side::Buy) = (&def, limit, taker.side) {
                 let quote = d.assets().1 .0;
-                fill = payable(d, maker.order.price, fill, self.available(taker.account, quote));
+                fill = payable(
+                    d,
+                    maker.order.price,
+                    fill,
+                    self.available(taker.account, quote),
+                );
                 if fill == 0 {
                     return (remaining, false, true);
                 }
@@ -313,7 +338,8 @@ impl NaiveMatcher {
     }
 
     fn fok_fillable(&self, taker: &NewOrder, limit: Option<Price>) -> bool {
-        if let (Some(d), None, Side::Buy) = (self.defs.get(&taker.instrument.0), limit, taker.side) {
+        if let (Some(d), None, Side::Buy) = (self.defs.get(&taker.instrument.0), limit, taker.side)
+        {
             // A market buy counts what it can pay for, maker by maker.
             let quote = d.assets().1 .0;
             let mut available = self.available(taker.account, quote);
@@ -676,11 +702,14 @@ impl MatchingEngine for NaiveMatcher {
             CommandKind::AddAsset { asset, scale } => {
                 if scale > 18 {
                     Self::reject(seq, None, None, AccountId(0), RejectCode::BadAmount, out);
-                } else if self.assets.contains_key(&asset.0) {
-                    Self::reject(seq, None, None, AccountId(0), RejectCode::DuplicateAsset, out);
-                } else {
-                    self.assets.insert(asset.0, scale);
+                } else if let std::collections::btree_map::Entry::Vacant(v) =
+                    self.assets.entry(asset.0)
+                {
+                    v.insert(scale);
                     out.push(ev(seq, EventKind::AssetAdded { asset, scale }));
+                } else {
+                    let code = RejectCode::DuplicateAsset;
+                    Self::reject(seq, None, None, AccountId(0), code, out);
                 }
             }
             CommandKind::Deposit {
@@ -695,7 +724,14 @@ impl MatchingEngine for NaiveMatcher {
                     Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
                 } else {
                     self.add_total(account, asset.0, a);
-                    out.push(ev(seq, EventKind::Deposited { account, asset, amount }));
+                    out.push(ev(
+                        seq,
+                        EventKind::Deposited {
+                            account,
+                            asset,
+                            amount,
+                        },
+                    ));
                 }
             }
             CommandKind::Withdraw {
@@ -712,7 +748,14 @@ impl MatchingEngine for NaiveMatcher {
                     Self::reject(seq, None, None, account, RejectCode::InsufficientFunds, out);
                 } else {
                     self.add_total(account, asset.0, -a);
-                    out.push(ev(seq, EventKind::Withdrawn { account, asset, amount }));
+                    out.push(ev(
+                        seq,
+                        EventKind::Withdrawn {
+                            account,
+                            asset,
+                            amount,
+                        },
+                    ));
                 }
             }
             CommandKind::Invalid {

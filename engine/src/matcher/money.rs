@@ -81,7 +81,11 @@ impl Matcher {
     #[inline]
     pub(super) fn remove_resting(&mut self, i: u32) {
         let n = &self.books.orders[i as usize];
-        if let Some(f) = self.books.book(n.instrument).and_then(|b| b.funding.as_ref()) {
+        if let Some(f) = self
+            .books
+            .book(n.instrument)
+            .and_then(|b| b.funding.as_ref())
+        {
             let hold = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
             self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
         }
@@ -177,7 +181,12 @@ impl Matcher {
         false
     }
 
-    pub(super) fn add_instrument(&mut self, seq: Sequence, def: InstrumentDef, out: &mut Vec<Event>) {
+    pub(super) fn add_instrument(
+        &mut self,
+        seq: Sequence,
+        def: InstrumentDef,
+        out: &mut Vec<Event>,
+    ) {
         let code = if def.id.0 >= MAX_INSTRUMENTS {
             Some(RejectCode::InstrumentIdOutOfRange)
         } else if self.books.book(def.id).is_some() {
@@ -201,13 +210,26 @@ impl Matcher {
         }
     }
 
-    pub(super) fn add_asset(&mut self, seq: Sequence, asset: AssetId, scale: u8, out: &mut Vec<Event>) {
+    pub(super) fn add_asset(
+        &mut self,
+        seq: Sequence,
+        asset: AssetId,
+        scale: u8,
+        out: &mut Vec<Event>,
+    ) {
         if scale > 18 {
             reject(seq, None, None, AccountId(0), RejectCode::BadAmount, out);
         } else if self.ledger.add_asset(asset, scale) {
             out.push(Event::new(seq, EventKind::AssetAdded { asset, scale }));
         } else {
-            reject(seq, None, None, AccountId(0), RejectCode::DuplicateAsset, out);
+            reject(
+                seq,
+                None,
+                None,
+                AccountId(0),
+                RejectCode::DuplicateAsset,
+                out,
+            );
         }
     }
 
@@ -221,7 +243,14 @@ impl Matcher {
     ) {
         let code = if !self.ledger.has_asset(asset) {
             Some(RejectCode::UnknownAsset)
-        } else if amount <= 0 || self.ledger.get(account, asset).total.checked_add(amount).is_none() {
+        } else if amount <= 0
+            || self
+                .ledger
+                .get(account, asset)
+                .total
+                .checked_add(amount)
+                .is_none()
+        {
             Some(RejectCode::BadAmount)
         } else {
             None

@@ -206,7 +206,9 @@ fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
             }
             94..=95 => CommandKind::Tick,
             96 => CommandKind::SnapshotRequest { instrument },
-            97 if w[6] % 4 == 0 => CommandKind::AddInstrument(InstrumentId(u32::MAX - u32::from(w[5] % 2)).into()),
+            97 if w[6] % 4 == 0 => {
+                CommandKind::AddInstrument(InstrumentId(u32::MAX - u32::from(w[5] % 2)).into())
+            }
             97 => CommandKind::AddInstrument(instrument.into()),
             _ => CommandKind::Invalid {
                 instrument: (w[6] % 2 == 0).then_some(instrument),

@@ -14,6 +14,10 @@ pub struct BenchArgs {
     /// exchange-core, multi-symbol, or lobster (with --lobster-file).
     #[arg(long, default_value = "exchange-core")]
     pub workload: String,
+    /// With --workload exchange-core: trade a funded instrument, every account funded so
+    /// that almost every order passes its pre-trade funds check (2-3% are rejected).
+    #[arg(long)]
+    pub funded: bool,
     /// A LOBSTER message file (CSV or the sample zip) for --workload lobster.
     #[arg(long)]
     pub lobster_file: Option<PathBuf>,
@@ -125,7 +129,11 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
     let n = a.commands + a.warmup;
     let gen_t = Instant::now();
     let work: Box<dyn Workload> = match a.workload.as_str() {
-        "exchange-core" => Box::new(ExchangeCoreWorkload::default()),
+        "exchange-core" => Box::new(ExchangeCoreWorkload {
+            funded: a.funded,
+            ..ExchangeCoreWorkload::default()
+        }),
+        _ if a.funded => return Err("--funded goes with --workload exchange-core".into()),
         "multi-symbol" => Box::new(MultiSymbolWorkload::default()),
         "lobster" => {
             let f = a

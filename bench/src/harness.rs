@@ -32,7 +32,11 @@ pub trait Workload {
 
 impl Workload for ExchangeCoreWorkload {
     fn name(&self) -> String {
-        "exchange-core".into()
+        if self.funded {
+            "exchange-core, funded".into()
+        } else {
+            "exchange-core".into()
+        }
     }
     fn generate(&self, n: usize) -> GeneratedWorkload {
         ExchangeCoreWorkload::generate(self, n)

@@ -1,6 +1,8 @@
 //! Matcher alone, one thread, on the exchange-core mix (see `ringex_engine::workload`):
 //! one instrument, 1000 accounts, ~1000 resting orders over ~750 price slots, commands
-//! 9% GTC / 3% IOC / 6% cancel / 82% move, ~6% trading, seed 1.
+//! 9% GTC / 3% IOC / 6% cancel / 82% move, ~6% trading, seed 1 — unfunded, and funded
+//! (every order checked and held against its account's balances, fills settled with fees)
+//! in the same run.
 //!
 //! `cargo bench -p ringex-engine --bench matcher_exchange_core`
 
@@ -12,35 +14,46 @@ use std::hint::black_box;
 const COMMANDS: usize = 1_000_000;
 
 fn bench(c: &mut Criterion) {
-    let w = ExchangeCoreWorkload::default().generate(COMMANDS);
-    let mut warm = Matcher::with_capacity(MatcherCapacity {
-        orders: 8192,
-        ids: COMMANDS + 8192,
-        gtd: 16,
-    });
-    let mut out = Vec::with_capacity(4096);
-    for (i, cmd) in w.setup.iter().enumerate() {
-        out.clear();
-        warm.process(Sequence(i as u64 + 1), cmd, &mut out);
-    }
-    let base = w.setup.len() as u64;
     let mut g = c.benchmark_group("matcher");
     g.throughput(Throughput::Elements(COMMANDS as u64));
     g.sample_size(20);
-    g.bench_function("exchange_core_1M_commands", |b| {
-        b.iter_batched_ref(
-            || warm.clone(),
-            |m| {
-                let mut out = Vec::with_capacity(4096);
-                for (i, cmd) in w.commands.iter().enumerate() {
-                    out.clear();
-                    m.process(Sequence(base + i as u64 + 1), cmd, &mut out);
-                    black_box(&out);
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for funded in [false, true] {
+        let w = ExchangeCoreWorkload {
+            funded,
+            ..ExchangeCoreWorkload::default()
+        }
+        .generate(COMMANDS);
+        let mut warm = Matcher::with_capacity(MatcherCapacity {
+            orders: 8192,
+            ids: COMMANDS + 8192,
+            gtd: 16,
+        });
+        let mut out = Vec::with_capacity(4096);
+        for (i, cmd) in w.setup.iter().enumerate() {
+            out.clear();
+            warm.process(Sequence(i as u64 + 1), cmd, &mut out);
+        }
+        let base = w.setup.len() as u64;
+        let name = if funded {
+            "exchange_core_funded_1M_commands"
+        } else {
+            "exchange_core_1M_commands"
+        };
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || warm.clone(),
+                |m| {
+                    let mut out = Vec::with_capacity(4096);
+                    for (i, cmd) in w.commands.iter().enumerate() {
+                        out.clear();
+                        m.process(Sequence(base + i as u64 + 1), cmd, &mut out);
+                        black_box(&out);
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 

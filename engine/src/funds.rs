@@ -116,6 +116,33 @@ const POW10: [i128; 39] = {
     t
 };
 
+/// Division by 10^s for s in 1..=18 without a divide instruction (fees are computed on every
+/// buy order's hold): Granlund and Montgomery's round-up method, exact for every `u64`.
+/// Entry s holds (magic, ceil(log2(10^s))).
+const DIV10: [(u64, u32); 19] = {
+    let mut t = [(0u64, 0u32); 19];
+    let mut s = 1;
+    while s < 19 {
+        let d = POW10[s] as u128;
+        let l = 128 - (d - 1).leading_zeros();
+        let m = ((1u128 << 64) * ((1u128 << l) - d)) / d + 1;
+        t[s] = (m as u64, l);
+        s += 1;
+    }
+    t
+};
+
+/// `x / 10^s`, truncated, for s in 0..=18.
+#[inline]
+fn div_pow10(x: u64, s: usize) -> u64 {
+    if s == 0 {
+        return x;
+    }
+    let (m, l) = DIV10[s];
+    let t = ((m as u128 * x as u128) >> 64) as u64;
+    (t + ((x - t) >> 1)) >> (l - 1)
+}
+
 /// An exact decimal rate `mantissa × 10^-scale` (`0.001` is 1 × 10^-3; negative: a rebate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -154,6 +181,20 @@ impl Rate {
         if self.mantissa == 0 || n == 0 {
             return 0;
         }
+        // The common case in 64-bit multiplies, no divide.
+        if self.scale <= 18 {
+            if let Ok(n64) = i64::try_from(n) {
+                if let Some(p) = n64.checked_mul(self.mantissa as i64) {
+                    let q = div_pow10(p.unsigned_abs(), self.scale as usize) as i128;
+                    return if p < 0 { -q } else { q };
+                }
+            }
+        }
+        self.apply_wide(n)
+    }
+
+    #[cold]
+    fn apply_wide(self, n: i128) -> i128 {
         let d = POW10[self.scale as usize];
         let m = self.mantissa as i128;
         // n = a·d + b with a and b of n's sign: n·m/d = a·m + b·m/d, both parts of one sign,
@@ -435,9 +476,13 @@ impl Funding {
     /// `N(p, q)` in quote units (saturating).
     #[inline]
     pub fn notional(&self, price: Price, qty: u64) -> i128 {
-        (price.0 as i128)
-            .saturating_mul(qty as i128)
-            .saturating_mul(self.quote_per_tick_lot as i128)
+        // |price × qty| < 2^127: exact in one widening multiply.
+        let pq = price.0 as i128 * qty as i128;
+        if self.quote_per_tick_lot == 1 {
+            pq
+        } else {
+            pq.saturating_mul(self.quote_per_tick_lot as i128)
+        }
     }
 
     /// Base units of `qty` lots.
@@ -496,8 +541,13 @@ impl Funding {
 
     /// True when a limit order at `price` is outside the band around the last trade price
     /// `last` (a buy above `last × (1 + band)`, a sell below `last × (1 − band)`).
+    /// A funded instrument's limit prices are always positive (a price at or below zero
+    /// would make a buyer's notional, and so its hold, negative): those are outside too.
     #[inline]
     pub fn outside_band(&self, side: Side, price: Price, last: Option<Price>) -> bool {
+        if price.0 <= 0 {
+            return true;
+        }
         let (Some(b), Some(last)) = (self.band, last) else {
             return false;
         };
@@ -626,6 +676,34 @@ impl Ledger {
         }
     }
 
+    /// Moves an order's hold from `old` to `new` if the account can cover it (available +
+    /// `old` ≥ `new`), in one lookup; false (and nothing changed) if it cannot. Creates no
+    /// balance: an account that has none can only hold nothing.
+    #[inline]
+    pub fn reserve(&mut self, account: AccountId, asset: AssetId, old: i128, new: i128) -> bool {
+        let Some(Some(a)) = self.assets.get_mut(asset.0 as usize) else {
+            return new <= old;
+        };
+        let slot = if account.0 < DENSE_ACCOUNTS {
+            a.dense.get_mut(account.0 as usize)
+        } else {
+            a.sparse.get_mut(&account.0)
+        };
+        match slot {
+            Some(b) => {
+                // Holds and balances are never negative, so these cannot overflow: `more`
+                // is a difference of two non-negative values, and held + more <= total.
+                let more = new - old;
+                if b.total - b.held < more {
+                    return false;
+                }
+                b.held += more;
+                true
+            }
+            None => new <= old,
+        }
+    }
+
     /// Adds `delta` to held (saturating).
     #[inline]
     pub fn add_held(&mut self, account: AccountId, asset: AssetId, delta: i128) {
@@ -712,6 +790,36 @@ mod tests {
         // Large notionals stay exact.
         let n = 10i128.pow(30) + 7;
         assert_eq!(rate("0.001").apply(n), 10i128.pow(27));
+    }
+
+    #[test]
+    fn division_by_powers_of_ten_is_exact() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for (s, &d) in POW10.iter().enumerate().take(19) {
+            let d = d as u64;
+            let edges = [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                u64::MAX,
+                u64::MAX - 1,
+                1 << 63,
+                (1 << 63) - 1,
+            ];
+            for v in edges {
+                assert_eq!(div_pow10(v, s), v / d, "{v} / 10^{s}");
+            }
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = x >> (x % 64);
+                assert_eq!(div_pow10(v, s), v / d, "{v} / 10^{s}");
+                assert_eq!(div_pow10(v / d * d, s), v / d);
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct ExchangeCoreWorkload {
     pub target_orders: usize,
     /// Price slots around the mid price (half per side).
     pub price_slots: i64,
+    /// Trade a funded instrument (base asset 0 in whole units, quote asset 1 in cents, maker
+    /// rebate 0.01%, taker fee 0.05%) with every account funded from the start, so that
+    /// almost every order passes its funds check and a few percent are rejected for funds.
+    pub funded: bool,
 }
 
 impl Default for ExchangeCoreWorkload {
@@ -65,6 +69,7 @@ impl Default for ExchangeCoreWorkload {
             accounts: 1000,
             target_orders: 1000,
             price_slots: 750,
+            funded: false,
         }
     }
 }
@@ -95,7 +100,14 @@ pub struct WorkloadStats {
     pub trading: u64,
     /// Resting orders at the end.
     pub resting_at_end: usize,
+    /// Orders and moves rejected for funds (funded workloads).
+    pub funds_rejected: u64,
 }
+
+/// What each account of the funded exchange-core workload deposits: (base units, quote
+/// cents). A resting order holds up to 100 base or about 100 × 100,000 cents, so an account
+/// covers about one order of each side: 2-3% of orders and moves are rejected for funds.
+pub const EXCHANGE_CORE_FUNDING: (i128, i128) = (120, 12_000_000);
 
 /// The instrument the exchange-core workload trades.
 pub const EXCHANGE_CORE_INSTRUMENT: InstrumentId = InstrumentId(0);
@@ -111,6 +123,7 @@ struct Gen {
     seq: u64,
     ts: u64,
     events: Vec<Event>,
+    funds_rejected: u64,
 }
 
 impl Gen {
@@ -124,6 +137,13 @@ impl Gen {
         for e in &self.events {
             self.replica.apply(e);
             traded |= matches!(e.kind, EventKind::Fill { .. });
+            self.funds_rejected += matches!(
+                e.kind,
+                EventKind::Rejected {
+                    code: crate::RejectCode::InsufficientFunds,
+                    ..
+                }
+            ) as u64;
         }
         if let CommandKind::NewOrder(o) = cmd.kind {
             if self.replica.order(o.order_id).is_some() {
@@ -195,12 +215,46 @@ impl ExchangeCoreWorkload {
             seq: 0,
             ts: 0,
             events: Vec::new(),
+            funds_rejected: 0,
         };
         let half = (self.price_slots / 2).max(1);
         let mut out = GeneratedWorkload::default();
-        let add = g.cmd(CommandKind::AddInstrument(EXCHANGE_CORE_INSTRUMENT.into()));
-        g.run(add);
-        out.setup.push(add);
+        let mut setup = Vec::new();
+        if self.funded {
+            let (base, quote) = (crate::AssetId(0), crate::AssetId(1));
+            let rate = |m: i32, scale: u8| crate::Rate { mantissa: m, scale };
+            setup.push(CommandKind::AddAsset {
+                asset: base,
+                scale: 0,
+            });
+            setup.push(CommandKind::AddAsset {
+                asset: quote,
+                scale: 2,
+            });
+            setup.push(CommandKind::AddInstrument(
+                crate::InstrumentDef::funded(EXCHANGE_CORE_INSTRUMENT, base, quote, 1, 1)
+                    .with_fees(rate(-1, 4), rate(5, 4)),
+            ));
+            for a in 1..=g.accounts {
+                for (asset, amount) in [
+                    (base, EXCHANGE_CORE_FUNDING.0),
+                    (quote, EXCHANGE_CORE_FUNDING.1),
+                ] {
+                    setup.push(CommandKind::Deposit {
+                        account: AccountId(a),
+                        asset,
+                        amount: crate::Amount::new(amount),
+                    });
+                }
+            }
+        } else {
+            setup.push(CommandKind::AddInstrument(EXCHANGE_CORE_INSTRUMENT.into()));
+        }
+        for kind in setup {
+            let c = g.cmd(kind);
+            g.run(c);
+            out.setup.push(c);
+        }
         while g.replica.resting_count() < self.target_orders {
             let side = if g.rng.below(2) == 0 {
                 Side::Buy
@@ -214,6 +268,7 @@ impl ExchangeCoreWorkload {
             out.setup.push(c);
         }
         out.commands.reserve(n);
+        let setup_rejected = g.funds_rejected;
         for _ in 0..n {
             let r = g.rng.below(100);
             let live = g.replica.resting_count();
@@ -286,6 +341,7 @@ impl ExchangeCoreWorkload {
             out.commands.push(cmd);
         }
         out.stats.resting_at_end = g.matcher.resting_count();
+        out.stats.funds_rejected = g.funds_rejected - setup_rejected;
         out
     }
 }
@@ -330,6 +386,24 @@ mod tests {
         // Same seed, same stream.
         let again = ExchangeCoreWorkload::default().generate(1000);
         assert_eq!(again.commands[..], w.commands[..1000]);
+    }
+
+    #[test]
+    fn the_funded_mix_passes_almost_every_order() {
+        let w = ExchangeCoreWorkload {
+            funded: true,
+            ..ExchangeCoreWorkload::default()
+        }
+        .generate(100_000);
+        eprintln!("{:?}", w.stats);
+        let orders = (w.stats.gtc + w.stats.ioc + w.stats.moves) as f64;
+        let pct = 100.0 * w.stats.funds_rejected as f64 / orders;
+        assert!(
+            (0.5..5.0).contains(&pct),
+            "{pct}% rejected for funds: {:?}",
+            w.stats
+        );
+        assert!((4.0..8.0).contains(&(100.0 * w.stats.trading as f64 / 100_000.0)));
     }
 }
 

@@ -2,7 +2,8 @@
 //! with callgrind (`bench/callgrind.sh`). The measured loop is the `#[inline(never)]`
 //! function `run_matcher`, so `--toggle-collect=*run_matcher*` counts only it.
 //!
-//! Usage: `matcher_loop [COMMANDS]` (default 200000).
+//! Usage: `matcher_loop [COMMANDS] [--funded]` (default 200000; `--funded`: the funded
+//! exchange-core mix).
 
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::{Command, Event, Matcher, MatcherCapacity, Sequence};
@@ -24,7 +25,12 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
-    let w = ExchangeCoreWorkload::default().generate(n);
+    let funded = std::env::args().any(|a| a == "--funded");
+    let w = ExchangeCoreWorkload {
+        funded,
+        ..ExchangeCoreWorkload::default()
+    }
+    .generate(n);
     let mut m = Matcher::with_capacity(MatcherCapacity {
         orders: 8192,
         ids: n + 8192,
@@ -37,7 +43,8 @@ fn main() {
     let events = run_matcher(&mut m, &w.commands, setup as u64, &mut out);
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
+        "{}setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
+        if funded { "funded: " } else { "" },
         w.commands.len(),
         secs * 1e3,
         w.commands.len() as f64 / secs / 1e6,

@@ -88,6 +88,9 @@ fn payable(d: &InstrumentDef, p: Price, want: u64, available: i128) -> u64 {
 }
 
 fn outside_band(d: &InstrumentDef, side: Side, price: Price, last: Option<&Price>) -> bool {
+    if price.0 <= 0 {
+        return true;
+    }
     let (Some(band), Some(last)) = (d.band(), last) else {
         return false;
     };

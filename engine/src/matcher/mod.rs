@@ -114,6 +114,9 @@ pub struct Matcher {
     accept_seq: u64,
     scratch: Vec<(u64, u32)>,
     ledger: Ledger,
+    /// What each resting order of a funded instrument holds, by pool index (kept beside the
+    /// pool so that a modify or a cancel never recomputes the old hold).
+    holds: Vec<i128>,
 }
 
 impl Default for Matcher {
@@ -132,6 +135,7 @@ impl Matcher {
             accept_seq: 0,
             scratch: Vec::with_capacity(1024),
             ledger: Ledger::new(),
+            holds: Vec::with_capacity(cap.orders),
         }
     }
 
@@ -157,7 +161,10 @@ impl Matcher {
         }
         for r in &state.orders {
             let o = &r.order;
-            m.books.insert(OrderNode::from_new(o, o.qty, r.accept_seq));
+            let i = m.books.insert(OrderNode::from_new(o, o.qty, r.accept_seq));
+            if let Some(f) = m.books.book(o.instrument).and_then(|b| b.funding) {
+                m.set_hold(i, f.hold(o.side, OrderType::Limit, o.price, o.qty.0));
+            }
             if o.tif == TimeInForce::Gtd {
                 m.expiries
                     .push(Reverse((o.expiry.0, r.accept_seq, o.order_id.0)));
@@ -395,10 +402,6 @@ impl Matcher {
             stp: o.stp,
             funding,
         };
-        if let Some(f) = &funding {
-            let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
-            self.ledger.add_held(o.account, f.hold_asset(o.side), hold);
-        }
         if o.tif == TimeInForce::Fok && !self.fok_fillable(&taker, o.qty.0) {
             self.books.mark_dead(o.order_id);
             self.release_taker(&taker, o.qty.0);
@@ -438,8 +441,12 @@ impl Matcher {
                 out,
             );
         }
-        self.books
+        let i = self
+            .books
             .insert(OrderNode::from_new(o, Qty(end.remaining), self.accept_seq));
+        if let Some(f) = &funding {
+            self.set_hold(i, f.hold(o.side, o.order_type, o.price, end.remaining));
+        }
         if o.tif == TimeInForce::Gtd {
             self.expiries
                 .push(Reverse((o.expiry.0, self.accept_seq, o.order_id.0)));
@@ -571,7 +578,7 @@ impl Matcher {
                         },
                     ));
                     if let Some(f) = &taker.funding {
-                        self.settle(seq, f, taker, remaining, &n, price, q, out);
+                        self.settle(seq, f, taker, remaining, &n, i, price, q, out);
                     }
                     last_price = Some(price);
                     remaining -= q;
@@ -663,11 +670,11 @@ impl Matcher {
         let n = &self.books.orders[i as usize];
         let (old_price, old_qty, side, post_only, stp) =
             (n.price, n.qty, n.side, n.post_only, n.stp);
-        let (funding, last_price) = self
+        let (halted, funded) = self
             .books
             .book(instrument)
-            .map_or((None, None), |b| (b.funding, b.last_price));
-        let code = if self.is_halted(instrument) {
+            .map_or((false, false), |b| (b.halted, b.funding.is_some()));
+        let code = if halted {
             Some(RejectCode::Halted)
         } else if self.is_blocked(account) {
             Some(RejectCode::Blocked)
@@ -676,22 +683,13 @@ impl Matcher {
         } else if post_only && price != old_price && self.best_crosses(instrument, side, price) {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
-            match &funding {
-                Some(f) => {
-                    let old = (old_price, old_qty.0);
-                    self.funds_check_modify(f, account, side, old, price, qty.0, last_price)
-                }
-                None => None,
+            match funded {
+                true => self.funds_check_modify(instrument, i, price, qty.0),
+                false => None,
             }
         };
         if let Some(code) = code {
             return reject(seq, Some(instrument), Some(order_id), account, code, out);
-        }
-        if let Some(f) = &funding {
-            let old = f.hold(side, OrderType::Limit, old_price, old_qty.0);
-            let new = f.hold(side, OrderType::Limit, price, qty.0);
-            self.ledger
-                .add_held(account, f.hold_asset(side), new.saturating_sub(old));
         }
         let kept_priority = price == old_price && qty <= old_qty;
         out.push(Event::new(
@@ -713,6 +711,7 @@ impl Matcher {
         if !self.best_crosses(instrument, side, price) {
             return;
         }
+        let funding = self.books.book(instrument).and_then(|b| b.funding);
         let taker = Taker {
             instrument,
             id: order_id,
@@ -728,6 +727,9 @@ impl Matcher {
             self.books.remove(i);
         } else if end.remaining != qty.0 {
             self.books.set_qty(i, Qty(end.remaining));
+            if let Some(f) = &funding {
+                self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
+            }
         }
     }
 

@@ -13,13 +13,16 @@ use crate::book::fast::OrderNode;
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind, RejectCode};
 use crate::funds::{AssetId, Funding, InstrumentDef};
-use crate::types::{AccountId, OrderType, Price, SelfTradePrevention, Sequence, Side};
+use crate::types::{
+    AccountId, InstrumentId, OrderType, Price, SelfTradePrevention, Sequence, Side,
+};
 
 impl Matcher {
     /// The funded checks of a new order, after every other check: `max_qty`, the price
-    /// band (limit orders, once the instrument has traded), then funds for its hold.
+    /// band (limit orders, once the instrument has traded), then funds for its hold, which
+    /// is taken when they pass (nothing can reject the order after them).
     pub(super) fn funds_check_new(
-        &self,
+        &mut self,
         f: &Funding,
         o: &NewOrder,
         last_price: Option<Price>,
@@ -31,38 +34,55 @@ impl Matcher {
             return Some(RejectCode::PriceBand);
         }
         let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
-        if self.ledger.available(o.account, f.hold_asset(o.side)) < hold {
+        if !self
+            .ledger
+            .reserve(o.account, f.hold_asset(o.side), 0, hold)
+        {
             return Some(RejectCode::InsufficientFunds);
         }
         None
     }
 
-    /// The funded checks of a modify: `max_qty` and the band on the new values, and the new
-    /// hold within `available + current hold`.
-    #[allow(clippy::too_many_arguments)]
+    /// The funded checks of a modify of the resting order at pool index `i`: `max_qty` and
+    /// the band on the new values, and the new hold within `available + current hold`,
+    /// which is taken when they pass.
     pub(super) fn funds_check_modify(
-        &self,
-        f: &Funding,
-        account: AccountId,
-        side: Side,
-        (old_price, old_qty): (Price, u64),
+        &mut self,
+        instrument: InstrumentId,
+        i: u32,
         price: Price,
         qty: u64,
-        last_price: Option<Price>,
     ) -> Option<RejectCode> {
+        let (account, side) = {
+            let n = &self.books.orders[i as usize];
+            (n.account, n.side)
+        };
+        // Borrowed in place (no copy of the rules on the hot path).
+        let book = self.books.book(instrument)?;
+        let (f, last_price) = (book.funding.as_ref()?, book.last_price);
         if qty > f.max_qty {
             return Some(RejectCode::MaxQty);
         }
         if f.outside_band(side, price, last_price) {
             return Some(RejectCode::PriceBand);
         }
-        let old = f.hold(side, OrderType::Limit, old_price, old_qty);
+        let old = self.holds[i as usize];
         let new = f.hold(side, OrderType::Limit, price, qty);
-        let room = self
-            .ledger
-            .available(account, f.hold_asset(side))
-            .saturating_add(old);
-        (room < new).then_some(RejectCode::InsufficientFunds)
+        if !self.ledger.reserve(account, f.hold_asset(side), old, new) {
+            return Some(RejectCode::InsufficientFunds);
+        }
+        self.holds[i as usize] = new;
+        None
+    }
+
+    /// Records what the resting order at pool index `i` holds.
+    #[inline]
+    pub(super) fn set_hold(&mut self, i: u32, hold: i128) {
+        let i = i as usize;
+        if self.holds.len() <= i {
+            self.holds.resize(self.books.orders.len().max(i + 1), 0);
+        }
+        self.holds[i] = hold;
     }
 
     /// Gives back the hold of the incoming order's `open` quantity (its rest is cancelled,
@@ -86,7 +106,7 @@ impl Matcher {
             .book(n.instrument)
             .and_then(|b| b.funding.as_ref())
         {
-            let hold = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
+            let hold = self.holds[i as usize];
             self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
         }
         self.books.remove(i);
@@ -104,6 +124,7 @@ impl Matcher {
         taker: &Taker,
         taker_open: u64,
         maker: &OrderNode,
+        maker_index: u32,
         price: Price,
         q: u64,
         out: &mut Vec<Event>,
@@ -113,9 +134,9 @@ impl Matcher {
             - f.hold(taker.side, ty, tprice, taker_open - q);
         self.ledger
             .add_held(taker.account, f.hold_asset(taker.side), -taker_release);
-        let mq = maker.qty.0;
-        let maker_release = f.hold(maker.side, OrderType::Limit, maker.price, mq)
-            - f.hold(maker.side, OrderType::Limit, maker.price, mq - q);
+        let maker_hold = f.hold(maker.side, OrderType::Limit, maker.price, maker.qty.0 - q);
+        let maker_release = self.holds[maker_index as usize] - maker_hold;
+        self.holds[maker_index as usize] = maker_hold;
         self.ledger
             .add_held(maker.account, f.hold_asset(maker.side), -maker_release);
         let n = f.notional(price, q);

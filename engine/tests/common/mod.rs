@@ -118,6 +118,10 @@ fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
             _ => 0,
         }];
         let mut price = Price(95 + (w[4] % 11) as i64);
+        if w[4] % 101 == 0 {
+            // Now and then a price at or below zero (funded instruments refuse it).
+            price = Price(-((w[5] % 2) as i64));
+        }
         let mut qty = Qty((w[5] % 9) as u64 + if w[5] % 23 == 0 { 0 } else { 1 });
         let mut account = AccountId(1 + (w[2] % 4) as u64);
         // New orders mostly take a fresh id (1 in 16 reuses one); cancels and modifies

@@ -5,9 +5,11 @@
 //!
 //! - [`journal`]: the persistence batcher (group-committed, checksummed segments), with
 //!   [`snapshot`]s and [`recovery`].
+//! - [`balances`]: every account's balances, readable from any thread.
 #![deny(missing_docs)]
 
 pub mod allocation;
+pub mod balances;
 pub mod journal;
 pub mod market_data;
 pub mod recovery;

@@ -1,5 +1,5 @@
 //! Proves the hot path allocates nothing once warm: a counting global allocator around
-//! 200k exchange-core commands after a warm-up pass, plus slot sizes.
+//! 200k exchange-core commands (unfunded and funded) after a warm-up pass, plus slot sizes.
 
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
@@ -42,11 +42,17 @@ fn ring_slots_are_one_cache_line() {
     assert_eq!(std::mem::size_of::<Event>(), 64);
 }
 
-#[test]
-fn matcher_makes_no_allocation_per_command_once_warm() {
+/// Counts the allocations of `N` warm commands of the exchange-core mix (funded or not).
+fn warm_allocations(funded: bool) -> u64 {
+    // One at a time: the counter is global, and the other test's setup allocates.
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 200_000;
     // Twice the stream: the first half warms up, the second half is counted.
-    let w = ExchangeCoreWorkload::default().generate(2 * N);
+    let w = ExchangeCoreWorkload {
+        funded,
+        ..ExchangeCoreWorkload::default()
+    }
+    .generate(2 * N);
     let mut m = Matcher::with_capacity(MatcherCapacity {
         orders: 8192,
         ids: 4 * N + 8192,
@@ -60,6 +66,7 @@ fn matcher_makes_no_allocation_per_command_once_warm() {
         m.process(Sequence(seq), c, &mut out);
     }
     let mut events = 0usize;
+    ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     for c in &w.commands[N..] {
         seq += 1;
@@ -69,9 +76,28 @@ fn matcher_makes_no_allocation_per_command_once_warm() {
     }
     COUNTING.store(false, Ordering::SeqCst);
     assert!(events >= N, "every command made at least one event");
+    if funded {
+        assert!(
+            m.ledger().balances().len() >= 1000,
+            "the accounts are funded"
+        );
+    }
+    ALLOCS.load(Ordering::SeqCst)
+}
+
+/// The two tests count in turn (the counter is global).
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn matcher_makes_no_allocation_per_command_once_warm() {
+    assert_eq!(warm_allocations(false), 0, "allocations in warm commands");
+}
+
+#[test]
+fn funded_matcher_makes_no_allocation_per_command_once_warm() {
     assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
+        warm_allocations(true),
         0,
-        "allocations in {N} warm commands"
+        "allocations in warm funded commands"
     );
 }

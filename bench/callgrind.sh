@@ -2,7 +2,7 @@
 # Instructions per command under callgrind: repeatable on a noisy machine, since it counts
 # instructions, not seconds.
 #
-#   bench/callgrind.sh [COMMANDS]          (default 200000)
+#   bench/callgrind.sh [COMMANDS]          (default 200000; FUNDED=1: the funded mix)
 #
 # Matcher alone: `matcher_loop` generates the exchange-core stream (not counted), then runs
 # the matcher over it inside the #[inline(never)] function `run_matcher`, and only that
@@ -15,11 +15,11 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get ins
 cargo build --release -q -p ringex-bench --bin matcher_loop
 out="$(mktemp -d)"
 valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
-  --toggle-collect='*run_matcher*' ./target/release/matcher_loop "$n" >"$out/stdout" 2>"$out/stderr"
+  --toggle-collect='*run_matcher*' ./target/release/matcher_loop "$n" ${FUNDED:+--funded} >"$out/stdout" 2>"$out/stderr"
 total=$(grep -E '^(summary|totals):' "$out/cg.out" | head -1 | awk '{print $2}')
 setup=$(grep -o 'setup commands [0-9]*' "$out/stdout" | awk '{print $3}')
 cmds=$((n + setup))
-echo "matcher alone (exchange-core mix, seed 1): $total instructions / $cmds commands = $((total / cmds)) instructions per command"
+echo "matcher alone (exchange-core mix${FUNDED:+, funded}, seed 1): $total instructions / $cmds commands = $((total / cmds)) instructions per command"
 echo "profile: $out/cg.out (callgrind_annotate $out/cg.out)"
 
 # The pipeline: the same stream through gateway -> input ring -> matcher -> output ring -> 4

@@ -1,5 +1,5 @@
 //! Issue-4 figures: journal throughput with `--fsync batch`, the whole pipeline with the
-//! journal on vs off, and recovery time for 1M resting orders.
+//! journal on vs off, and recovery time for 1M resting orders with 100k funded accounts.
 //!
 //! `durability_bench [--commands N] [--orders N] [--dir DIR]` (DIR: where journals go;
 //! default a temporary directory on the working disk).
@@ -13,6 +13,9 @@ use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Funded accounts in the recovery measurement.
+const ACCOUNTS: u64 = 100_000;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -136,16 +139,48 @@ fn main() {
                 );
             }
         };
-    feed(
-        &mut m,
-        Command::new(
-            Timestamp(0),
-            CommandKind::AddInstrument(InstrumentId(0).into()),
+    // A funded instrument and 100k funded accounts: recovery rebuilds balances and holds too.
+    let (base_asset, quote_asset) = (AssetId(0), AssetId(1));
+    let mut setup = vec![
+        CommandKind::AddAsset {
+            asset: base_asset,
+            scale: 0,
+        },
+        CommandKind::AddAsset {
+            asset: quote_asset,
+            scale: 2,
+        },
+        CommandKind::AddInstrument(
+            InstrumentDef::funded(InstrumentId(0), base_asset, quote_asset, 1, 1).with_fees(
+                Rate {
+                    mantissa: -1,
+                    scale: 4,
+                },
+                Rate {
+                    mantissa: 5,
+                    scale: 4,
+                },
+            ),
         ),
-        &mut j,
-        &mut replica,
-        false,
-    );
+    ];
+    for a in 1..=ACCOUNTS {
+        for asset in [base_asset, quote_asset] {
+            setup.push(CommandKind::Deposit {
+                account: AccountId(a),
+                asset,
+                amount: Amount::new(1 << 40),
+            });
+        }
+    }
+    for k in setup {
+        feed(
+            &mut m,
+            Command::new(Timestamp(0), k),
+            &mut j,
+            &mut replica,
+            false,
+        );
+    }
     for i in 0..orders {
         let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
         let px = if side == Side::Buy {
@@ -155,7 +190,7 @@ fn main() {
         };
         let o = NewOrder::limit(
             InstrumentId(0),
-            AccountId(i % 1000),
+            AccountId(1 + i % ACCOUNTS),
             OrderId(i + 1),
             side,
             Price(px),
@@ -184,8 +219,10 @@ fn main() {
     let matcher = Matcher::from_state(&rec.state, MatcherCapacity::default());
     let to_matcher = t2.elapsed();
     assert_eq!(matcher.resting_count() as u64, orders);
+    assert_eq!(matcher.ledger().balances(), m.ledger().balances());
+    assert!(matcher.ledger().balances().len() as u64 >= 2 * ACCOUNTS);
     println!(
-        "recovery of {orders} resting orders: from the snapshot {:.3} s (+ {:.3} s to rebuild the matcher), from the journal alone ({} events) {:.3} s",
+        "recovery of {orders} resting orders, {ACCOUNTS} funded accounts: from the snapshot {:.3} s (+ {:.3} s to rebuild the matcher), from the journal alone ({} events) {:.3} s",
         from_snapshot.as_secs_f64(),
         to_matcher.as_secs_f64(),
         rec.state.event_seq.max(state.event_seq),

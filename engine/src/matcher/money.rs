@@ -6,7 +6,7 @@
 //! that fills still in flight are about to change), a market buy pays fill by fill as it
 //! walks the book, and a fill settles both sides at once. Doing it in one thread keeps the
 //! whole engine one pure function of the command sequence with no second copy of the books;
-//! for unfunded instruments it costs one branch per command.
+//! on unfunded instruments the money branches cost about 20 instructions per command.
 
 use super::{reject, Matcher, Taker, MAX_INSTRUMENTS, NIL};
 use crate::book::fast::OrderNode;

@@ -52,7 +52,11 @@ impl BalancesView {
     pub fn balance_decimal(&self, a: AccountId, asset: AssetId) -> Option<(Decimal, Decimal)> {
         let scale = self.inner.lock().ok()?.scales.get(&asset).copied()? as u32;
         let b = self.balance(a, asset);
-        let d = |v: i128| Decimal::try_from_i128_with_scale(v, scale).ok();
+        let d = |v: i128| {
+            Decimal::try_from_i128_with_scale(v, scale)
+                .ok()
+                .map(|x| x.normalize())
+        };
         Some((d(b.total)?, d(b.held)?))
     }
 

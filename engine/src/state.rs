@@ -5,7 +5,7 @@
 
 use crate::codec::{get_order, put_order, EVENT_BYTES, R, W};
 use crate::command::NewOrder;
-use crate::funds::{AssetId, Balance, InstrumentDef};
+use crate::funds::{AssetId, Balance, InstrumentDef, Ledger};
 use crate::types::{AccountId, InstrumentId, OrderId, Price};
 
 /// One resting order with its acceptance number (orders expiries and mass cancels).
@@ -75,6 +75,18 @@ impl EngineState {
             .iter()
             .find(|(x, _)| *x == i)
             .map(|&(_, p)| p)
+    }
+
+    /// The balances as a [`Ledger`].
+    pub fn ledger(&self) -> Ledger {
+        let mut l = Ledger::new();
+        for &(asset, scale) in &self.assets {
+            l.add_asset(asset, scale);
+        }
+        for &(account, asset, b) in &self.balances {
+            l.set(account, asset, b);
+        }
+        l
     }
 
     /// Encodes to bytes (no checksum: the file layer adds one).

@@ -297,6 +297,18 @@ impl OrderBooks {
         true
     }
 
+    /// Opens the books of a state's instruments with their definitions, halts and last
+    /// trade prices (recovery).
+    pub fn add_instruments_of(&mut self, state: &crate::state::EngineState) {
+        for &(i, halted) in &state.instruments {
+            self.add_instrument(state.definition(i));
+            if let Some(b) = self.book_mut(i) {
+                b.halted = halted;
+                b.last_price = state.last_price(i);
+            }
+        }
+    }
+
     #[inline]
     pub fn book(&self, id: InstrumentId) -> Option<&InstrumentBook> {
         self.books.get(id.0 as usize).and_then(Option::as_ref)

@@ -324,22 +324,10 @@ impl BookReplica {
             transient: None,
             accept_seq: state.accept_seq,
             admin_events: state.admin_events,
-            ledger: Ledger::new(),
+            ledger: state.ledger(),
             pending_fees: None,
         };
-        for &(i, halted) in &state.instruments {
-            r.books.add_instrument(state.definition(i));
-            if let Some(b) = r.books.book_mut(i) {
-                b.halted = halted;
-                b.last_price = state.last_price(i);
-            }
-        }
-        for &(asset, scale) in &state.assets {
-            r.ledger.add_asset(asset, scale);
-        }
-        for &(account, asset, b) in &state.balances {
-            r.ledger.set(account, asset, b);
-        }
+        r.books.add_instruments_of(state);
         for o in &state.orders {
             r.books
                 .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));

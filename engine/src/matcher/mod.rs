@@ -146,19 +146,8 @@ impl Matcher {
             ids: cap.ids.max(state.dead_ids.len() + state.orders.len()),
             gtd: cap.gtd,
         });
-        for &(i, halted) in &state.instruments {
-            m.books.add_instrument(state.definition(i));
-            if let Some(b) = m.books.book_mut(i) {
-                b.halted = halted;
-                b.last_price = state.last_price(i);
-            }
-        }
-        for &(asset, scale) in &state.assets {
-            m.ledger.add_asset(asset, scale);
-        }
-        for &(account, asset, b) in &state.balances {
-            m.ledger.set(account, asset, b);
-        }
+        m.books.add_instruments_of(state);
+        m.ledger = state.ledger();
         for r in &state.orders {
             let o = &r.order;
             let i = m.books.insert(OrderNode::from_new(o, o.qty, r.accept_seq));
@@ -242,12 +231,12 @@ impl Matcher {
                 account,
                 asset,
                 amount,
-            } => self.deposit(seq, account, asset, amount.get(), out),
+            } => self.transfer(seq, account, asset, amount.get(), false, out),
             CommandKind::Withdraw {
                 account,
                 asset,
                 amount,
-            } => self.withdraw(seq, account, asset, amount.get(), out),
+            } => self.transfer(seq, account, asset, amount.get(), true, out),
             CommandKind::Invalid {
                 instrument,
                 order_id,

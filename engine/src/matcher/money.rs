@@ -254,55 +254,24 @@ impl Matcher {
         }
     }
 
-    pub(super) fn deposit(
+    /// A deposit (`withdraw` false) or a withdrawal of `amount` units: an unknown asset,
+    /// then a bad amount (not positive; a deposit that would overflow the total), then for a
+    /// withdrawal the available balance.
+    pub(super) fn transfer(
         &mut self,
         seq: Sequence,
         account: AccountId,
         asset: AssetId,
         amount: i128,
+        withdraw: bool,
         out: &mut Vec<Event>,
     ) {
+        let b = self.ledger.get(account, asset);
         let code = if !self.ledger.has_asset(asset) {
             Some(RejectCode::UnknownAsset)
-        } else if amount <= 0
-            || self
-                .ledger
-                .get(account, asset)
-                .total
-                .checked_add(amount)
-                .is_none()
-        {
+        } else if amount <= 0 || (!withdraw && b.total.checked_add(amount).is_none()) {
             Some(RejectCode::BadAmount)
-        } else {
-            None
-        };
-        if let Some(code) = code {
-            return reject(seq, None, None, account, code, out);
-        }
-        self.ledger.add_total(account, asset, amount);
-        out.push(Event::new(
-            seq,
-            EventKind::Deposited {
-                account,
-                asset,
-                amount: amount.into(),
-            },
-        ));
-    }
-
-    pub(super) fn withdraw(
-        &mut self,
-        seq: Sequence,
-        account: AccountId,
-        asset: AssetId,
-        amount: i128,
-        out: &mut Vec<Event>,
-    ) {
-        let code = if !self.ledger.has_asset(asset) {
-            Some(RejectCode::UnknownAsset)
-        } else if amount <= 0 {
-            Some(RejectCode::BadAmount)
-        } else if self.ledger.available(account, asset) < amount {
+        } else if withdraw && b.available() < amount {
             Some(RejectCode::InsufficientFunds)
         } else {
             None
@@ -310,15 +279,27 @@ impl Matcher {
         if let Some(code) = code {
             return reject(seq, None, None, account, code, out);
         }
-        self.ledger.add_total(account, asset, -amount);
-        out.push(Event::new(
-            seq,
-            EventKind::Withdrawn {
-                account,
-                asset,
-                amount: amount.into(),
-            },
-        ));
+        let (delta, kind) = if withdraw {
+            (
+                -amount,
+                EventKind::Withdrawn {
+                    account,
+                    asset,
+                    amount: amount.into(),
+                },
+            )
+        } else {
+            (
+                amount,
+                EventKind::Deposited {
+                    account,
+                    asset,
+                    amount: amount.into(),
+                },
+            )
+        };
+        self.ledger.add_total(account, asset, delta);
+        out.push(Event::new(seq, kind));
     }
 }
 

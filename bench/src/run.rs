@@ -105,6 +105,9 @@ pub enum RunError {
         /// The cause.
         source: io::Error,
     },
+    /// `recover` was pointed at a directory that does not exist.
+    #[error("no journal directory at {0}: give the --journal DIR of an earlier `ringex run --journal`")]
+    NoJournal(PathBuf),
     /// The journal failed while running (the events before the failure are durable).
     #[error("journal failed: {0}")]
     Journal(io::Error),
@@ -194,9 +197,20 @@ pub fn read_script(
     let mut cmds = Vec::new();
     let mut malformed = Vec::new();
     let mut seq = cmd_seq;
-    for line in input.lines() {
-        let line = line.map_err(script_err)?;
-        match script.parse_line(&line) {
+    for bytes in input.split(b'\n') {
+        let mut bytes = bytes.map_err(script_err)?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        // A line that is not UTF-8 is one malformed line, not the end of the run.
+        let parsed = match String::from_utf8(bytes) {
+            Ok(line) => script.parse_line(&line).map_err(|e| (e, line)),
+            Err(b) => Err((
+                script.bad_bytes_line(),
+                String::from_utf8_lossy(b.as_bytes()).into_owned(),
+            )),
+        };
+        match parsed {
             Ok(ScriptItem::Command { cmd, number }) => {
                 seq += 1;
                 meta.anchor(seq, number);
@@ -208,7 +222,7 @@ pub fn read_script(
                 cmds.push(cmd);
             }
             Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
-            Err(e) => {
+            Err((e, line)) => {
                 tracing::warn!("{e}");
                 eprintln!("{}: {e}: {line}", path.display());
                 malformed.push(e);
@@ -653,6 +667,9 @@ pub fn recover_to_book(
     book_out: Option<&Path>,
     balances_out: Option<&Path>,
 ) -> Result<(u64, Option<RecoveryReport>), RunError> {
+    if !dir.is_dir() {
+        return Err(RunError::NoJournal(dir.to_path_buf()));
+    }
     let (meta, state, report) = recover_dir(dir)?;
     let k = meta.command_number(state.cmd_seq);
     let script = Script::restored(

@@ -175,6 +175,14 @@ impl Script {
         self.command_no
     }
 
+    /// Counts a line that is not text (invalid UTF-8): a malformed command line, reported
+    /// with its number; the run goes on.
+    pub fn bad_bytes_line(&mut self) -> ScriptError {
+        self.line_no += 1;
+        self.command_no += 1;
+        bad(self.line_no, "the line is not valid UTF-8")
+    }
+
     /// Parses the next line of the script.
     pub fn parse_line(&mut self, text: &str) -> Result<ScriptItem, ScriptError> {
         self.line_no += 1;

@@ -492,3 +492,18 @@ fn allocations_continue_across_a_restart() {
     assert!(!a2.is_empty());
     assert_eq!(format!("{a1}{a2}"), all);
 }
+
+/// `recover` on a directory that does not exist is a clear error, not "command 0".
+#[test]
+fn recover_of_a_missing_directory_is_an_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = ringex()
+        .args(["recover", "--journal"])
+        .arg(tmp.path().join("nothing-here"))
+        .output()
+        .expect("ringex recover");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no journal directory"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

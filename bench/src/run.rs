@@ -105,8 +105,13 @@ pub enum RunError {
         /// The cause.
         source: io::Error,
     },
+    /// The pipeline halted on a failure (a consumer failed, or the matcher panicked).
+    #[error("the pipeline halted: {0}")]
+    Halted(String),
     /// `recover` was pointed at a directory that does not exist.
-    #[error("no journal directory at {0}: give the --journal DIR of an earlier `ringex run --journal`")]
+    #[error(
+        "no journal directory at {0}: give the --journal DIR of an earlier `ringex run --journal`"
+    )]
     NoJournal(PathBuf),
     /// The journal failed while running (the events before the failure are durable).
     #[error("journal failed: {0}")]
@@ -177,6 +182,12 @@ impl<W: Write + Send + 'static> Consumer for CsvEventWriter<W> {
         if let Err(err) = self.out.flush() {
             self.error.get_or_insert(err);
         }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|e| format!("event log write error: {e}"))
     }
 }
 
@@ -614,6 +625,9 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         if let Some(f) = failed {
             return Err(RunError::Journal(io::Error::other(f)));
         }
+    }
+    if let Some(why) = done.halted {
+        return Err(RunError::Halted(why));
     }
     if let Some(p) = &opts.book_out {
         if let Some(m) = &done.matcher {

@@ -507,3 +507,65 @@ fn recover_of_a_missing_directory_is_an_error() {
     assert!(stderr.contains("no journal directory"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// A real full filesystem (a 2 MiB tmpfs, where this machine lets the test mount one): the
+/// run stops with a clear error and a non-zero exit, every acknowledged event is durable,
+/// and what was journaled recovers to the book of the first K commands.
+#[test]
+fn a_full_disk_halts_the_run_and_no_ack_passes_what_is_durable() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mnt = tmp.path().join("tiny");
+    std::fs::create_dir_all(&mnt).expect("dir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here (not root?): only the injected-failure tests run");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let s = script(6, 60_000);
+    let path = tmp.path().join("big.csv");
+    std::fs::write(&path, &s).expect("script");
+    let j = mnt.join("j");
+    let acks = tmp.path().join("acks");
+    let out = ringex()
+        .arg("run")
+        .arg(&path)
+        .arg("--events-out")
+        .arg(tmp.path().join("events"))
+        .arg("--journal")
+        .arg(&j)
+        .arg("--acks-out")
+        .arg(&acks)
+        .output()
+        .expect("ringex run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a full disk must fail the run");
+    assert!(stderr.contains("journal"), "{stderr}");
+    let (k, book, rec_err) = recover(&j, &tmp.path().join("r.book"));
+    assert!(k < 60_000, "{k}");
+    let expect = run(tmp.path(), "prefix", &prefix(&s, k), &[]).1;
+    assert_eq!(book, expect, "recovered state != first {k} commands");
+    let max_ack = std::fs::read_to_string(&acks)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(',').nth(1)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let replayed: u64 = rec_err
+        .split(" events replayed")
+        .next()
+        .and_then(|x| x.rsplit(' ').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    assert!(max_ack <= replayed, "acked {max_ack}, durable {replayed}");
+}

@@ -63,6 +63,9 @@ pub struct JournalConfig {
     pub fsync: FsyncPolicy,
     /// Segment size (preallocated).
     pub segment_bytes: u64,
+    /// Fault injection for tests: every write that would take the journal past this many
+    /// record bytes fails, as on a full disk.
+    pub fail_after_bytes: Option<u64>,
 }
 
 impl JournalConfig {
@@ -72,6 +75,7 @@ impl JournalConfig {
             dir: dir.into(),
             fsync: FsyncPolicy::Batch,
             segment_bytes: 16 << 20,
+            fail_after_bytes: None,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark)> {
     pub records: u64,
     /// Syncs done.
     pub syncs: u64,
+    /// Record bytes written.
+    bytes_written: u64,
 }
 
 fn no_hook(_: DurableMark) {}
@@ -201,6 +207,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
             error: None,
             records: 0,
             syncs: 0,
+            bytes_written: 0,
         }
     }
 
@@ -258,10 +265,19 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         if roll {
             self.open_segment(self.pending_first)?;
         }
+        if let Some(limit) = self.cfg.fail_after_bytes {
+            if self.bytes_written + len > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "no space left on device (injected)",
+                ));
+            }
+        }
         if let Some(seg) = self.segment.as_mut() {
             seg.file.write_all(&self.record)?;
             seg.pos += len;
         }
+        self.bytes_written += len;
         self.records += 1;
         self.written = mark;
         // Keep the events of the incomplete command.
@@ -298,6 +314,14 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
 impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
     fn name(&self) -> &str {
         "journal"
+    }
+
+    /// A write or sync error is fatal: nothing after it can become durable, so nothing
+    /// gated after the journal may see it (the pipeline halts by default).
+    fn failure(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|e| format!("journal I/O error: {e}"))
     }
 
     fn on_event(&mut self, e: &Event, seq: Sequence, end_of_batch: bool) {

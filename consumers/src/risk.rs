@@ -384,7 +384,9 @@ impl RiskUpdater {
         };
         while let Some(&k) = self.pending.first() {
             match g.try_submit(k) {
-                Ok(_) | Err(ringex_engine::SubmitError::Closed) => {
+                Ok(_)
+                | Err(ringex_engine::SubmitError::Closed)
+                | Err(ringex_engine::SubmitError::Halted) => {
                     self.pending.remove(0);
                 }
                 Err(ringex_engine::SubmitError::Busy) => break,

@@ -15,10 +15,16 @@
 //!   the ring (the matcher cannot reuse a slot until every consumer has read it), which is
 //!   the intended flow control, but a consumer that never returns stops the whole pipeline.
 //! - `on_shutdown` runs once after the last event, when the pipeline shuts down.
-//! - **A panic is isolated**: it is caught on the consumer's thread, logged with `tracing`,
-//!   recorded in [`crate::pipeline::ConsumerStatus`] (`failure`), and from then on the
-//!   consumer is skipped: its sequence keeps advancing over the events it no longer sees, so
-//!   the ring keeps moving and the matcher and the other consumers are unaffected.
+//! - **A failure is never silent**: a panic is caught on the consumer's thread, and a fatal
+//!   error is reported through [`Consumer::failure`]; either is logged with `tracing` and
+//!   recorded in [`crate::pipeline::ConsumerStatus`] (`failure`). Then the consumer's
+//!   [`crate::pipeline::FailurePolicy`] applies: `Halt` (the default) stops the whole
+//!   pipeline — the matcher takes no more commands, gateways return
+//!   [`crate::pipeline::SubmitError::Halted`], `status().halted` names the stage and why;
+//!   `Skip` skips the consumer from then on while the rest runs. Either way the failing
+//!   batch counts as not processed, and no consumer ever runs ahead of one it is gated
+//!   after: a consumer gated after a failed one fails too ("upstream failed") and its own
+//!   policy applies.
 //! - Calls never overlap: a consumer is only ever called from its own thread, so it needs no
 //!   locks for its own state.
 //!
@@ -49,4 +55,12 @@ pub trait Consumer: Send + 'static {
 
     /// Called once after the last event.
     fn on_shutdown(&mut self) {}
+
+    /// A fatal error this consumer cannot recover from (a journal that cannot write), or
+    /// `None`. Checked after every batch (and after `on_shutdown`): when it is `Some`, the
+    /// batch counts as not processed — no consumer gated after this one ever sees it — and
+    /// the consumer's [`crate::pipeline::FailurePolicy`] applies, exactly as for a panic.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

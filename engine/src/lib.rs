@@ -59,7 +59,7 @@ pub use funds::{Amount, AssetId, Balance, Funding, InstrumentDef, Ledger, Rate};
 pub use instrument::{EdgeError, InstrumentSpec};
 pub use matcher::{Matcher, MatcherCapacity, MatchingEngine};
 pub use pipeline::{
-    ConsumerId, ConsumerOptions, Gateway, IdleStrategy, Pipeline, PipelineBuilder, PipelineError,
-    SubmitError,
+    ConsumerId, ConsumerOptions, FailurePolicy, Gateway, IdleStrategy, Pipeline, PipelineBuilder,
+    PipelineError, SubmitError,
 };
 pub use types::*;

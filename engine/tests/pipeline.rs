@@ -210,15 +210,16 @@ fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thre
 }
 
 #[test]
-fn a_panicking_consumer_is_isolated_and_reported() {
+fn a_skipped_consumer_is_isolated_and_nothing_gated_after_it_runs_ahead() {
     let mut b = Pipeline::builder().input_ring(256).output_ring(256);
+    let skip = ConsumerOptions::default().on_failure(FailurePolicy::Skip);
     let bad = b.add_consumer(
         Digest {
             name: "bad".into(),
             panic_at: Some(1000),
             ..Default::default()
         },
-        ConsumerOptions::default(),
+        skip.clone(),
     );
     let good = b.add_consumer(
         Digest {
@@ -232,7 +233,7 @@ fn a_panicking_consumer_is_isolated_and_reported() {
             name: "after-bad".into(),
             ..Default::default()
         },
-        ConsumerOptions::default().after(bad),
+        skip.after(bad),
     );
     let p = b.start().expect("start");
     let mut g = p.gateway();
@@ -247,6 +248,7 @@ fn a_panicking_consumer_is_isolated_and_reported() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let st = p.status();
+    assert_eq!(st.halted, None, "skip does not halt");
     let failure = st.consumers[bad.0]
         .failure
         .clone()
@@ -260,14 +262,135 @@ fn a_panicking_consumer_is_isolated_and_reported() {
     let events = report.events_published;
     let good: Digest = report.take_consumer(good).expect("good");
     assert_eq!((good.count, good.gaps), (events, 0));
+    // The consumer gated after the failed one stopped where it stopped: it never saw an
+    // event that `bad` did not process (the failing batch included).
     let after: Digest = report.take_consumer(after_bad).expect("after-bad");
-    assert_eq!((after.count, after.gaps), (events, 0));
+    assert!(after.count < 1000, "{}", after.count);
+    assert_eq!(after.gaps, 0);
+    assert!(report.consumers[after_bad.0]
+        .failure
+        .as_deref()
+        .is_some_and(|f| f.contains("upstream consumer bad failed")));
     let bad_status: &ConsumerStatus = &report.consumers[bad.0];
     assert_eq!(
         bad_status.sequence, events,
-        "a failed consumer's sequence keeps advancing"
+        "a skipped consumer's sequence keeps advancing"
     );
-    assert!(bad_status.failure.is_some());
+}
+
+/// A store that reports a fatal error (not a panic) from event `fail_at` on, and the
+/// highest sequence it really stored.
+struct FailingStore {
+    fail_at: u64,
+    stored: Arc<AtomicU64>,
+    broken: bool,
+}
+
+impl Consumer for FailingStore {
+    fn name(&self) -> &str {
+        "store"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, end: bool) {
+        if s.0 >= self.fail_at {
+            self.broken = true;
+        }
+        if end && !self.broken {
+            self.stored.store(s.0, Ordering::Release);
+        }
+    }
+    fn failure(&self) -> Option<String> {
+        self.broken.then(|| "disk full".to_string())
+    }
+}
+
+/// Records the highest sequence it acknowledged.
+struct Acks(Arc<AtomicU64>);
+
+impl Consumer for Acks {
+    fn name(&self) -> &str {
+        "acks"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+        self.0.store(s.0, Ordering::Release);
+    }
+}
+
+#[test]
+fn a_failing_store_halts_the_pipeline_and_no_ack_passes_what_it_stored() {
+    let stored = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut b = Pipeline::builder().input_ring(256).output_ring(256);
+    let store = b.add_consumer(
+        FailingStore {
+            fail_at: 5000,
+            stored: Arc::clone(&stored),
+            broken: false,
+        },
+        ConsumerOptions::default(),
+    );
+    b.add_consumer(
+        Acks(Arc::clone(&acked)),
+        ConsumerOptions::default().after(store),
+    );
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    add_instruments(&mut g);
+    // Submitting goes on until the halt is seen: `submit` returns an error, never spins.
+    let mut refused = None;
+    for c in stream(3, 200_000, 0) {
+        if let Err(e) = g.submit_at(c) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(SubmitError::Halted));
+    assert_eq!(g.try_submit(CommandKind::Tick), Err(SubmitError::Halted));
+    let st = p.status();
+    let why = st.halted.clone().expect("halted");
+    assert!(why.contains("store") && why.contains("disk full"), "{why}");
+    drop(g);
+    let report = p.shutdown();
+    assert!(report.halted.is_some());
+    let (stored, acked) = (
+        stored.load(Ordering::Acquire),
+        acked.load(Ordering::Acquire),
+    );
+    assert!(stored < 5000 && stored > 0, "{stored}");
+    assert!(
+        acked <= stored,
+        "acknowledged {acked} but only {stored} was stored"
+    );
+}
+
+#[test]
+fn a_matcher_panic_halts_the_pipeline_and_submit_returns_an_error() {
+    let acked = Arc::new(AtomicU64::new(0));
+    let p = Pipeline::builder()
+        .input_ring(64)
+        .output_ring(64)
+        .inject_matcher_panic_at(500)
+        .consumer(Acks(Arc::clone(&acked)))
+        .start()
+        .expect("start");
+    let mut g = p.gateway();
+    add_instruments(&mut g);
+    let mut refused = None;
+    for c in stream(4, 100_000, 0) {
+        if let Err(e) = g.submit_at(c) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(SubmitError::Halted));
+    let why = p.status().halted.expect("halted");
+    assert!(why.contains("matcher panicked"), "{why}");
+    drop(g);
+    let report = p.shutdown();
+    assert!(
+        report.matcher.is_none(),
+        "a panicked matcher is not handed back"
+    );
+    assert!(acked.load(Ordering::Acquire) < 2000);
 }
 
 /// Blocks while `hold` is set.
@@ -366,7 +489,9 @@ fn shutdown_in_the_middle_of_a_burst_delivers_every_accepted_command() {
                     match g.submit(CommandKind::NewOrder(o)) {
                         Ok(s) => accepted.push(s.0),
                         Err(SubmitError::Closed) => return accepted,
-                        Err(SubmitError::Busy) => unreachable!("submit waits"),
+                        Err(SubmitError::Busy | SubmitError::Halted) => {
+                            unreachable!("submit waits, and nothing fails here")
+                        }
                     }
                     if stop.load(Ordering::Relaxed) && accepted.len() > 1_000_000 {
                         return accepted;

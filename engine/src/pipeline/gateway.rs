@@ -19,11 +19,17 @@ pub enum SubmitError {
     /// The pipeline is shutting down or shut down: nothing more is taken.
     #[error("the pipeline is shut down: no more commands are taken")]
     Closed,
+    /// The pipeline halted on a failure (a consumer with the halt policy failed, or the
+    /// matcher panicked): nothing more is taken. `Pipeline::status().halted` says why.
+    #[error("the pipeline halted on a failure: no more commands are taken (see its status)")]
+    Halted,
 }
 
 /// State shared by every gateway of one pipeline.
 pub(crate) struct GatewayShared {
     pub closed: AtomicBool,
+    /// Set when the pipeline halts on a failure.
+    pub halted: AtomicBool,
     /// One flag per gateway clone, set while it is inside a submit.
     pub busy: Mutex<Vec<Arc<CachePadded<AtomicU64>>>>,
     pub epoch: Instant,
@@ -35,6 +41,7 @@ impl GatewayShared {
     pub fn new(base: u64) -> Arc<Self> {
         Arc::new(GatewayShared {
             closed: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
             busy: Mutex::new(Vec::new()),
             epoch: Instant::now(),
             base,
@@ -142,7 +149,9 @@ impl Gateway {
     pub fn try_submit_at(&mut self, cmd: Command) -> Result<Sequence, SubmitError> {
         // Dekker-style handshake with `close_and_quiesce`: set busy, then check closed.
         self.busy.store(1, Ordering::SeqCst);
-        let r = if self.shared.closed.load(Ordering::SeqCst) {
+        let r = if self.shared.halted.load(Ordering::Acquire) {
+            Err(SubmitError::Halted)
+        } else if self.shared.closed.load(Ordering::SeqCst) {
             Err(SubmitError::Closed)
         } else {
             match self.producer.try_publish(|slot| *slot = cmd) {

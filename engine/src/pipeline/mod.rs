@@ -86,9 +86,24 @@ pub enum PipelineError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConsumerId(pub usize);
 
+/// What happens when a consumer fails (panics, or reports [`Consumer::failure`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Halt the whole pipeline: the matcher takes no more commands, gateways return
+    /// [`SubmitError::Halted`], `status().halted` says which stage failed and why. The
+    /// default: nothing can then be acknowledged past what the consumer really did.
+    #[default]
+    Halt,
+    /// Skip the consumer from now on; the rest of the pipeline runs (for consumers whose
+    /// loss is acceptable, such as a statistics tap). Consumers gated after it fail too.
+    Skip,
+}
+
 /// How a consumer runs.
 #[derive(Clone, Debug, Default)]
 pub struct ConsumerOptions {
+    /// What happens when it fails.
+    pub on_failure: FailurePolicy,
     /// Pin the consumer's thread to this core.
     pub core: Option<usize>,
     /// How it waits for events (default: busy spin when pinned, back off otherwise).
@@ -116,6 +131,12 @@ impl ConsumerOptions {
     /// Batches of at most `n` events (bounds the work between two flushes).
     pub fn max_batch(mut self, n: u64) -> Self {
         self.max_batch = Some(n.max(1));
+        self
+    }
+
+    /// With this failure policy (default [`FailurePolicy::Halt`]).
+    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
+        self.on_failure = policy;
         self
     }
 
@@ -148,18 +169,33 @@ struct ConsumerCell {
     failure: Mutex<Option<String>>,
 }
 
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_string())
+}
+
 impl ConsumerCell {
-    fn fail(&self, what: &str, payload: Box<dyn Any + Send>) {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic with a non-string payload".to_string());
-        tracing::error!(consumer = %self.name, "consumer panicked in {what}: {msg}; it is skipped from now on");
+    /// Records a failure (the first one wins) and marks the consumer failed. The flag is set
+    /// before the consumer's sequence moves on, so a consumer gated after it that sees the
+    /// new sequence also sees the failure.
+    fn fail(&self, reason: String) {
+        tracing::error!(consumer = %self.name, "consumer failed: {reason}");
         if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert(format!("panicked in {what}: {msg}"));
+            f.get_or_insert(reason);
         }
         self.failed.store(true, Ordering::Release);
+    }
+
+    fn failure(&self) -> String {
+        self.failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -171,6 +207,24 @@ struct Shared {
     consumers: Vec<Arc<ConsumerCell>>,
     input_capacity: usize,
     output_capacity: usize,
+    gateway: Arc<GatewayShared>,
+    halt_reason: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Halts the pipeline: gateways refuse, the matcher stops taking commands.
+    fn halt(&self, reason: String) {
+        tracing::error!("pipeline halted: {reason}");
+        if let Ok(mut r) = self.halt_reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.gateway.halted.store(true, Ordering::Release);
+    }
+
+    #[inline]
+    fn halted(&self) -> bool {
+        self.gateway.halted.load(Ordering::Relaxed)
+    }
 }
 
 /// One consumer's status.
@@ -197,6 +251,8 @@ pub struct PipelineStatus {
     pub output_capacity: usize,
     /// Every consumer, in registration order.
     pub consumers: Vec<ConsumerStatus>,
+    /// Set once the pipeline halted on a failure: which stage and why.
+    pub halted: Option<String>,
 }
 
 impl PipelineStatus {
@@ -210,8 +266,10 @@ impl PipelineStatus {
 
 /// What a clean shutdown reports.
 pub struct ShutdownReport {
-    /// The matcher, with every book, after the last command.
+    /// The matcher, with every book, after the last command (none if it panicked).
     pub matcher: Option<Matcher>,
+    /// Set when the pipeline halted on a failure: which stage and why.
+    pub halted: Option<String>,
     /// Commands processed.
     pub commands_processed: u64,
     /// Events published.
@@ -246,6 +304,8 @@ struct ConsumerRun {
     core: Option<core_affinity::CoreId>,
     idle: IdleStrategy,
     max_batch: u64,
+    policy: FailurePolicy,
+    shared: Arc<Shared>,
     ctx: ConsumerContext,
 }
 
@@ -265,6 +325,7 @@ pub struct PipelineBuilder {
     gateway_idle: IdleStrategy,
     consumers: Vec<PendingConsumer>,
     resume: (u64, u64),
+    panic_at: Option<u64>,
 }
 
 impl Default for PipelineBuilder {
@@ -305,6 +366,7 @@ impl PipelineBuilder {
             gateway_idle: IdleStrategy::SHARED,
             consumers: Vec::new(),
             resume: (0, 0),
+            panic_at: None,
         }
     }
 
@@ -331,6 +393,14 @@ impl PipelineBuilder {
     /// `cmd_seq + 1` and the next event output sequence `event_seq + 1`.
     pub fn resume_after(mut self, cmd_seq: u64, event_seq: u64) -> Self {
         self.resume = (cmd_seq, event_seq);
+        self
+    }
+
+    /// Fault injection for tests: the matcher thread panics before the command at this
+    /// input sequence (as a bug would).
+    #[doc(hidden)]
+    pub fn inject_matcher_panic_at(mut self, cmd_seq: u64) -> Self {
+        self.panic_at = Some(cmd_seq);
         self
     }
 
@@ -441,6 +511,8 @@ impl PipelineBuilder {
             consumers: cells.clone(),
             input_capacity: self.input_size,
             output_capacity: self.output_size,
+            gateway: Arc::clone(&gateway_shared),
+            halt_reason: Mutex::new(None),
         });
 
         // 4. Consumer threads.
@@ -468,6 +540,8 @@ impl PipelineBuilder {
                 core,
                 idle,
                 max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
+                policy: pending.opts.on_failure,
+                shared: Arc::clone(&shared),
                 ctx: ConsumerContext {
                     gateway: gateway.clone(),
                 },
@@ -487,9 +561,20 @@ impl PipelineBuilder {
             .matcher_idle
             .unwrap_or(IdleStrategy::default_for(matcher_core.is_some()));
         let sh = Arc::clone(&shared);
+        let panic_at = self.panic_at.unwrap_or(u64::MAX);
         let matcher_thread = std::thread::Builder::new()
             .name("ringex-matcher".into())
-            .spawn(move || matcher_loop(matcher, input_poller, output, sh, idle, matcher_core))
+            .spawn(move || {
+                matcher_loop(
+                    matcher,
+                    input_poller,
+                    output,
+                    sh,
+                    idle,
+                    matcher_core,
+                    panic_at,
+                )
+            })
             .map_err(|source| PipelineError::Spawn {
                 name: "ringex-matcher".into(),
                 source,
@@ -510,7 +595,7 @@ pub struct Pipeline {
     gateway: Gateway,
     gateway_shared: Arc<GatewayShared>,
     shared: Arc<Shared>,
-    matcher_thread: Option<JoinHandle<Matcher>>,
+    matcher_thread: Option<JoinHandle<Option<Matcher>>>,
     consumer_threads: Vec<JoinHandle<Box<dyn Any + Send>>>,
 }
 
@@ -541,7 +626,7 @@ impl Pipeline {
         self.gateway_shared.close_and_quiesce();
         self.shared.drain.store(true, Ordering::SeqCst);
         let matcher = self.matcher_thread.take().and_then(|t| match t.join() {
-            Ok(m) => Some(m),
+            Ok(m) => m,
             Err(_) => {
                 tracing::error!("the matcher thread panicked");
                 None
@@ -555,6 +640,7 @@ impl Pipeline {
         let st = status_of(&self.shared);
         ShutdownReport {
             matcher,
+            halted: st.halted,
             commands_processed: st.commands_processed,
             events_published: st.events_published,
             consumers: st.consumers,
@@ -590,6 +676,11 @@ fn status_of(shared: &Shared) -> PipelineStatus {
                 },
             })
             .collect(),
+        halted: if shared.halted() {
+            shared.halt_reason.lock().ok().and_then(|r| r.clone())
+        } else {
+            None
+        },
     }
 }
 
@@ -606,7 +697,8 @@ fn publish(
     events: &[Event],
     chunk: usize,
     idler: &mut Idler,
-) {
+    shared: &Shared,
+) -> bool {
     for part in events.chunks(chunk) {
         while output
             .try_batch_publish(part.len(), |slots| {
@@ -616,10 +708,15 @@ fn publish(
             })
             .is_err()
         {
+            // A halted pipeline may never free the slot (its failed consumer stopped).
+            if shared.halted() {
+                return false;
+            }
             idler.idle();
         }
         idler.reset();
     }
+    true
 }
 
 /// The matcher stage: commands in, each command's events out in one batch (several
@@ -633,8 +730,40 @@ fn matcher_loop(
     shared: Arc<Shared>,
     idle: IdleStrategy,
     core: Option<core_affinity::CoreId>,
-) -> Matcher {
+    panic_at: u64,
+) -> Option<Matcher> {
     pin(core, "matcher");
+    // A panic in the matcher (a bug: input never panics it) halts the pipeline instead of
+    // leaving gateways spinning on a ring nobody reads; the matcher's state is then
+    // suspect and is not handed back.
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        run_matcher(
+            &mut matcher,
+            &mut input,
+            &mut output,
+            &shared,
+            idle,
+            panic_at,
+        )
+    }));
+    if let Err(p) = r {
+        shared.halt(format!("matcher panicked: {}", panic_message(&*p)));
+        drop(output);
+        return None;
+    }
+    // Dropping the output producer tells the consumers to finish after the last event.
+    drop(output);
+    Some(matcher)
+}
+
+fn run_matcher(
+    matcher: &mut Matcher,
+    input: &mut EventPoller<Command, MultiProducerBarrier>,
+    output: &mut SingleProducer<Event, MultiConsumerBarrier>,
+    shared: &Shared,
+    idle: IdleStrategy,
+    panic_at: u64,
+) {
     let chunk = shared.output_capacity.min(4096);
     let flush_at = FLUSH_AT.min(chunk / 2).max(1);
     let mut events: Vec<Event> = Vec::with_capacity(4096);
@@ -643,7 +772,7 @@ fn matcher_loop(
     let mut cmd_seq = shared.commands.load(Ordering::Relaxed);
     let mut published = shared.published.load(Ordering::Relaxed);
     let mut draining = false;
-    loop {
+    while !shared.halted() {
         match input.poll() {
             Ok(mut guard) => {
                 idler.reset();
@@ -653,17 +782,24 @@ fn matcher_loop(
                 let mut pending = 0usize;
                 for cmd in &mut guard {
                     if events.len() >= flush_at || pending == COALESCE {
-                        publish(&mut output, &events, chunk, &mut publish_idler);
+                        if !publish(output, &events, chunk, &mut publish_idler, shared) {
+                            return;
+                        }
                         published += events.len() as u64;
                         events.clear();
                         pending = 0;
                     }
                     cmd_seq += 1;
+                    if cmd_seq == panic_at {
+                        panic!("injected matcher panic at command {cmd_seq}");
+                    }
                     matcher.process(Sequence(cmd_seq), cmd, &mut events);
                     pending += 1;
                 }
                 drop(guard);
-                publish(&mut output, &events, chunk, &mut publish_idler);
+                if !publish(output, &events, chunk, &mut publish_idler, shared) {
+                    return;
+                }
                 published += events.len() as u64;
                 events.clear();
                 shared.commands.store(cmd_seq, Ordering::Release);
@@ -683,12 +819,9 @@ fn matcher_loop(
             Err(Polling::Shutdown) => break,
         }
     }
-    // Dropping the output producer tells the consumers to finish after the last event.
-    drop(output);
-    matcher
 }
 
-/// A consumer stage: poll, gate, call, isolate panics, publish progress.
+/// A consumer stage: poll, gate, call, catch failures, publish progress.
 #[inline(never)]
 fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
     let ConsumerRun {
@@ -698,28 +831,59 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         core,
         idle,
         max_batch,
+        policy,
+        shared,
         ctx,
     } = run;
     pin(core, &cell.name);
     let mut idler = idle.idler();
-    let mut failed = false;
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx))) {
-        cell.fail("on_start", p);
-        failed = true;
-    }
+    // Failed and skipped: the sequence keeps moving, nothing is called.
+    let mut skipping = false;
+    // Applies the policy to a failure already recorded in the cell; false: stop the loop.
+    let on_failure = |skipping: &mut bool| -> bool {
+        match policy {
+            FailurePolicy::Halt => {
+                shared.halt(format!("consumer {} failed: {}", cell.name, cell.failure()));
+                false
+            }
+            FailurePolicy::Skip => {
+                *skipping = true;
+                true
+            }
+        }
+    };
+    let started = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx)));
     drop(ctx);
+    if let Err(p) = started {
+        cell.fail(format!("panicked in on_start: {}", panic_message(&*p)));
+        if !on_failure(&mut skipping) {
+            return consumer;
+        }
+    }
     let mut seq = cell.sequence.load(Ordering::Acquire);
     loop {
-        let limit = deps
-            .iter()
-            .map(|d| d.sequence.load(Ordering::Acquire))
-            .min()
-            .map_or(u64::MAX, |m| m.saturating_sub(seq))
-            .min(max_batch);
-        if limit == 0 {
+        // Never run ahead of a consumer gated before this one: a failed one stops us too.
+        let mut limit = max_batch;
+        if !skipping {
+            for d in &deps {
+                let ds = d.sequence.load(Ordering::Acquire);
+                if d.failed.load(Ordering::Acquire) {
+                    cell.fail(format!("upstream consumer {} failed", d.name));
+                    if !on_failure(&mut skipping) {
+                        return consumer;
+                    }
+                    break;
+                }
+                limit = limit.min(ds.saturating_sub(seq));
+            }
+        }
+        if !skipping && limit == 0 {
             // Gated and caught up with what the consumers before us have done: only look
             // for the end of the stream (take(0) consumes nothing).
             if let Err(Polling::Shutdown) = poller.take(0) {
+                break;
+            }
+            if shared.halted() {
                 break;
             }
             idler.idle();
@@ -732,30 +896,52 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
                     let it = &mut guard;
                     it.len() as u64
                 };
-                if !failed {
+                if !skipping {
                     let r = catch_unwind(AssertUnwindSafe(|| {
                         let mut s = seq;
                         for e in &mut guard {
                             s += 1;
                             consumer.on_event(e, Sequence(s), s == seq + n);
                         }
+                        consumer.failure()
                     }));
-                    if let Err(p) = r {
-                        cell.fail("on_event", p);
-                        failed = true;
+                    let failed = match r {
+                        Err(p) => {
+                            cell.fail(format!("panicked in on_event: {}", panic_message(&*p)));
+                            true
+                        }
+                        Ok(Some(reason)) => {
+                            cell.fail(reason);
+                            true
+                        }
+                        Ok(None) => false,
+                    };
+                    // The failing batch is not counted as processed.
+                    if failed && !on_failure(&mut skipping) {
+                        return consumer;
                     }
                 }
                 drop(guard);
                 seq += n;
                 cell.sequence.store(seq, Ordering::Release);
             }
-            Err(Polling::NoEvents) => idler.idle(),
+            Err(Polling::NoEvents) => {
+                if shared.halted() && !deps.is_empty() {
+                    break;
+                }
+                idler.idle()
+            }
             Err(Polling::Shutdown) => break,
         }
     }
-    if !failed {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| consumer.on_shutdown())) {
-            cell.fail("on_shutdown", p);
+    if !skipping {
+        match catch_unwind(AssertUnwindSafe(|| {
+            consumer.on_shutdown();
+            consumer.failure()
+        })) {
+            Err(p) => cell.fail(format!("panicked in on_shutdown: {}", panic_message(&*p))),
+            Ok(Some(reason)) => cell.fail(reason),
+            Ok(None) => {}
         }
     }
     consumer

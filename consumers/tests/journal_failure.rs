@@ -1,0 +1,81 @@
+//! A journal whose writes fail (injected, as on a full disk) halts the pipeline: the hook
+//! never acknowledges an event that is not durable, and a consumer gated after the journal
+//! never sees one.
+
+use ringex_consumers::journal::{DurableMark, Journal, JournalConfig};
+use ringex_consumers::recovery::recover;
+use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+struct Acks(Arc<AtomicU64>);
+
+impl Consumer for Acks {
+    fn name(&self) -> &str {
+        "acks"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+        self.0.store(s.0, Ordering::Release);
+    }
+}
+
+#[test]
+fn a_failing_journal_halts_and_nothing_past_durable_is_acknowledged() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.fail_after_bytes = Some(1 << 20);
+    let hooked = Arc::new(AtomicU64::new(0));
+    let h = Arc::clone(&hooked);
+    let journal = Journal::with_hook(cfg, move |m: DurableMark| {
+        h.store(m.event_seq, Ordering::Release)
+    });
+    let durable = journal.durable();
+    let gated = Arc::new(AtomicU64::new(0));
+    let mut b = Pipeline::builder().input_ring(1024).output_ring(1024);
+    let j = b.add_consumer(journal, ConsumerOptions::default().max_batch(512));
+    b.add_consumer(
+        Acks(Arc::clone(&gated)),
+        ConsumerOptions::default().after(j),
+    );
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    let w = ExchangeCoreWorkload::default().generate(200_000);
+    let mut refused = None;
+    for c in w.setup.iter().chain(&w.commands) {
+        if let Err(e) = g.submit_at(*c) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(SubmitError::Halted),
+        "1 MiB holds ~16k events"
+    );
+    let why = p.status().halted.expect("halted");
+    assert!(why.contains("journal") && why.contains("no space"), "{why}");
+    drop(g);
+    let report = p.shutdown();
+    assert!(report.consumers[j.0].failure.is_some());
+    let on_disk = recover(tmp.path()).expect("recover").mark.event_seq;
+    let (hooked, gated, durable) = (
+        hooked.load(Ordering::Acquire),
+        gated.load(Ordering::Acquire),
+        durable.event_seq(),
+    );
+    assert!(on_disk > 0 && hooked > 0);
+    assert!(
+        hooked <= on_disk,
+        "hook acked {hooked}, journal holds {on_disk}"
+    );
+    assert!(
+        durable <= on_disk,
+        "durable {durable}, journal holds {on_disk}"
+    );
+    assert!(
+        gated <= on_disk,
+        "gated consumer saw {gated}, journal holds {on_disk}"
+    );
+}

@@ -316,6 +316,25 @@ impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
         "journal"
     }
 
+    /// With `--fsync interval:<ms>`, a quiet pipeline still syncs: the tail written since the
+    /// last sync becomes durable (and acknowledged) within one interval.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        match self.cfg.fsync {
+            FsyncPolicy::Interval(d) => Some(d.max(std::time::Duration::from_micros(100))),
+            _ => None,
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let unsynced = self.written.event_seq > self.durable.event_seq();
+        if self.error.is_none() && unsynced {
+            if let Err(err) = self.sync() {
+                tracing::error!("journal sync failed: {err}; nothing more becomes durable");
+                self.error = Some(err);
+            }
+        }
+    }
+
     /// A write or sync error is fatal: nothing after it can become durable, so nothing
     /// gated after the journal may see it (the pipeline halts by default).
     fn failure(&self) -> Option<String> {

@@ -555,6 +555,17 @@ impl Consumer for RiskUpdater {
         }
     }
 
+    /// Kill-switch commands refused with `Busy` are retried on a quiet pipeline too.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(1))
+    }
+
+    fn on_timeout(&mut self) {
+        if !self.pending.is_empty() {
+            self.flush_pending();
+        }
+    }
+
     fn on_shutdown(&mut self) {
         self.publish();
         self.gateway = None;

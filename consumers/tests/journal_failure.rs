@@ -79,3 +79,45 @@ fn a_failing_journal_halts_and_nothing_past_durable_is_acknowledged() {
         "gated consumer saw {gated}, journal holds {on_disk}"
     );
 }
+
+/// `--fsync interval:5`: the last batch of a run that then goes quiet becomes durable and
+/// acknowledged within 50 ms (the journal's timeout hook syncs it).
+#[test]
+fn with_interval_fsync_a_quiet_pipeline_is_durable_within_50_ms() {
+    use ringex_consumers::journal::FsyncPolicy;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.fsync = FsyncPolicy::Interval(std::time::Duration::from_millis(5));
+    let hooked = Arc::new(AtomicU64::new(0));
+    let h = Arc::clone(&hooked);
+    let journal = Journal::with_hook(cfg, move |m: DurableMark| {
+        h.store(m.event_seq, Ordering::Release)
+    });
+    let durable = journal.durable();
+    let p = Pipeline::builder()
+        .consumer(journal)
+        .start()
+        .expect("start");
+    let mut g = p.gateway();
+    let w = ExchangeCoreWorkload::default().generate(20_000);
+    for c in w.setup.iter().chain(&w.commands) {
+        g.submit_at(*c).expect("submit");
+    }
+    let total = (w.setup.len() + w.commands.len()) as u64;
+    while p.status().commands_processed < total {
+        std::thread::yield_now();
+    }
+    let published = p.status().events_published;
+    let t = std::time::Instant::now();
+    while hooked.load(Ordering::Acquire) < published {
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(50),
+            "not durable 50 ms after the last event: {} of {published}",
+            durable.event_seq()
+        );
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    assert_eq!(durable.event_seq(), published);
+    drop(g);
+    p.shutdown();
+}

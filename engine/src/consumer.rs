@@ -56,6 +56,17 @@ pub trait Consumer: Send + 'static {
     /// Called once after the last event.
     fn on_shutdown(&mut self) {}
 
+    /// How long the pipeline may go quiet before [`Consumer::on_timeout`] is called (like
+    /// LMAX's timeout handler); `None` (the default): never. Read once, at start.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called on the consumer's thread when no event has arrived for [`Consumer::timeout`]:
+    /// periodic work on a quiet pipeline (an interval fsync, a retry). Failures are checked
+    /// after it as after a batch.
+    fn on_timeout(&mut self) {}
+
     /// A fatal error this consumer cannot recover from (a journal that cannot write), or
     /// `None`. Checked after every batch (and after `on_shutdown`): when it is `Some`, the
     /// batch counts as not processed — no consumer gated after this one ever sees it — and

@@ -861,6 +861,31 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         }
     }
     let mut seq = cell.sequence.load(Ordering::Acquire);
+    let timeout = consumer.timeout();
+    let mut last_work = std::time::Instant::now();
+    // Runs the timeout hook once the stream has been quiet long enough; false: stop.
+    let quiet = |consumer: &mut C, skipping: &mut bool, last_work: &mut std::time::Instant| {
+        let Some(t) = timeout else { return true };
+        if *skipping || last_work.elapsed() < t {
+            return true;
+        }
+        *last_work = std::time::Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            consumer.on_timeout();
+            consumer.failure()
+        }));
+        let reason = match r {
+            Err(p) => Some(format!("panicked in on_timeout: {}", panic_message(&*p))),
+            Ok(f) => f,
+        };
+        match reason {
+            None => true,
+            Some(reason) => {
+                cell.fail(reason);
+                on_failure(skipping)
+            }
+        }
+    };
     loop {
         // Never run ahead of a consumer gated before this one: a failed one stops us too.
         let mut limit = max_batch;
@@ -886,12 +911,18 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
             if shared.halted() {
                 break;
             }
+            if !quiet(&mut consumer, &mut skipping, &mut last_work) {
+                return consumer;
+            }
             idler.idle();
             continue;
         }
         match poller.take(limit) {
             Ok(mut guard) => {
                 idler.reset();
+                if timeout.is_some() {
+                    last_work = std::time::Instant::now();
+                }
                 let n = {
                     let it = &mut guard;
                     it.len() as u64
@@ -928,6 +959,9 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
             Err(Polling::NoEvents) => {
                 if shared.halted() && !deps.is_empty() {
                     break;
+                }
+                if !quiet(&mut consumer, &mut skipping, &mut last_work) {
+                    return consumer;
                 }
                 idler.idle()
             }

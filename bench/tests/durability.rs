@@ -569,3 +569,45 @@ fn a_full_disk_halts_the_run_and_no_ack_passes_what_is_durable() {
         .unwrap_or(0);
     assert!(max_ack <= replayed, "acked {max_ack}, durable {replayed}");
 }
+
+/// The two newest snapshots are kept, with the journal the older one needs: a damaged newest
+/// snapshot recovers from the older one plus the journal, to the same book and balances.
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_older_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let j = tmp.path().join("journal");
+    let s = script(8, 20_000);
+    let (_, book) = run(
+        tmp.path(),
+        "s",
+        &s,
+        &[
+            "--journal",
+            j.to_str().expect("utf8"),
+            "--snapshot-every",
+            "2000",
+        ],
+    );
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&j)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".snap"))
+        .collect();
+    snaps.sort();
+    assert_eq!(
+        snaps.len(),
+        2,
+        "the two newest snapshots are kept: {snaps:?}"
+    );
+    let (older, newest) = (snaps[0].clone(), snaps[1].clone());
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&newest, bytes).expect("write");
+    let (_, rb, stderr) = recover(&j, &tmp.path().join("r.book"));
+    assert!(
+        stderr.contains(&*older.file_name().expect("name").to_string_lossy()),
+        "recovered from the older snapshot: {stderr}"
+    );
+    assert_eq!(rb, book);
+}

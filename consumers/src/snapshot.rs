@@ -92,8 +92,15 @@ pub struct SnapshotConfig {
     pub prune: bool,
 }
 
-/// A consumer that keeps a [`BookReplica`] and writes snapshots periodically. Gate it after
+/// A consumer that keeps a [`BookReplica`] and takes snapshots periodically. Gate it after
 /// the journal: it only snapshots what the journal has made durable.
+///
+/// Off the hot path: on its own thread it only copies the replica's state (the one step that
+/// must see a consistent replica); encoding, writing, the fsyncs and pruning happen on a
+/// writer thread, so a slow disk never holds the ring. While the writer is busy, later
+/// snapshot points are skipped, not queued. The two newest snapshots are kept, and journal
+/// segments only once the *older* of them covers them, so a damaged newest snapshot still
+/// recovers from the older one plus the journal.
 pub struct Snapshotter {
     cfg: SnapshotConfig,
     replica: BookReplica,
@@ -101,10 +108,31 @@ pub struct Snapshotter {
     last_cmd: u64,
     last_event: u64,
     last_snapshot_cmd: u64,
-    /// Snapshots written.
+    writer: Option<SnapshotWriter>,
+    /// Snapshots handed to the writer.
     pub written: u64,
     /// The first error (snapshots stop; the journal still holds everything).
     pub error: Option<io::Error>,
+}
+
+struct SnapshotWriter {
+    tx: std::sync::mpsc::SyncSender<EngineState>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+/// The writer thread: writes each state it gets, then prunes.
+fn writer_loop(cfg: SnapshotConfig, rx: std::sync::mpsc::Receiver<EngineState>) -> io::Result<()> {
+    // The event sequence of the newest snapshot this writer wrote (pruning keeps what the
+    // one before the newest needs).
+    let mut newest: Option<u64> = None;
+    for state in rx {
+        write_snapshot(&cfg.dir, &state)?;
+        if cfg.prune {
+            prune(&cfg.dir, &state, newest)?;
+        }
+        newest = Some(state.event_seq);
+    }
+    Ok(())
 }
 
 impl Snapshotter {
@@ -123,35 +151,80 @@ impl Snapshotter {
             last_cmd: cmd_seq,
             last_event: event_seq,
             last_snapshot_cmd: cmd_seq,
+            writer: None,
             written: 0,
             error: None,
         }
     }
 
     fn snapshot(&mut self) -> io::Result<()> {
+        if self.writer.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let cfg = self.cfg.clone();
+            let thread = std::thread::Builder::new()
+                .name("ringex-snapshot-writer".into())
+                .spawn(move || writer_loop(cfg, rx))?;
+            self.writer = Some(SnapshotWriter { tx, thread });
+        }
+        let Some(w) = &self.writer else {
+            return Ok(());
+        };
+        if w.thread.is_finished() {
+            // It stopped on an error: collect it.
+            return match self.writer.take().map(|w| w.thread.join()) {
+                Some(Ok(Err(e))) => Err(e),
+                _ => Err(io::Error::other("the snapshot writer stopped")),
+            };
+        }
         let state = self.replica.state(self.last_cmd, self.last_event);
-        write_snapshot(&self.cfg.dir, &state)?;
-        self.written += 1;
-        self.last_snapshot_cmd = self.last_cmd;
-        if self.cfg.prune {
-            prune(&self.cfg.dir, &state)?;
+        match w.tx.try_send(state) {
+            Ok(()) => {
+                self.written += 1;
+                self.last_snapshot_cmd = self.last_cmd;
+            }
+            // Busy writing the previous one: try again at a later command.
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(io::Error::other("the snapshot writer stopped"));
+            }
         }
         Ok(())
     }
-}
 
-/// Deletes older snapshots and the journal segments whose events all precede `state`.
-pub fn prune(dir: &Path, state: &EngineState) -> io::Result<()> {
-    for (seq, p) in list_snapshots(dir)? {
-        if seq < state.cmd_seq {
-            std::fs::remove_file(p)?;
+    /// Waits for the writer to finish what it was given.
+    fn finish(&mut self) {
+        if let Some(w) = self.writer.take() {
+            drop(w.tx);
+            match w.thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("snapshot failed: {e}; the journal has everything");
+                    self.error.get_or_insert(e);
+                }
+                Err(_) => {
+                    self.error
+                        .get_or_insert(io::Error::other("the snapshot writer panicked"));
+                }
+            }
         }
     }
+}
+
+/// Keeps the two newest snapshots (`state`'s, just written, and the one before it) and
+/// deletes the journal segments whose events all precede the older of the two
+/// (`previous`, its event sequence; when unknown, no segment is deleted).
+pub fn prune(dir: &Path, state: &EngineState, previous: Option<u64>) -> io::Result<()> {
+    for (_, p) in list_snapshots(dir)?.into_iter().skip(2) {
+        std::fs::remove_file(p)?;
+    }
+    let Some(covered) = previous.map(|p| p.min(state.event_seq)) else {
+        return Ok(());
+    };
     let segs: Vec<u64> = list_segments(dir)?.into_iter().map(|(s, _)| s).collect();
     // A segment can go when the next one starts at or before the first event after the
-    // snapshot: all of its events are covered.
+    // older snapshot: all of its events are covered.
     for w in segs.windows(2) {
-        if w[1] <= state.event_seq + 1 {
+        if w[1] <= covered + 1 {
             std::fs::remove_file(dir.join(segment_name(w[0])))?;
         }
     }
@@ -181,5 +254,9 @@ impl Consumer for Snapshotter {
                 self.error = Some(err);
             }
         }
+    }
+
+    fn on_shutdown(&mut self) {
+        self.finish();
     }
 }

@@ -113,6 +113,8 @@ pub struct Matcher {
     expiries: BinaryHeap<Reverse<(u64, u64, u64)>>,
     accept_seq: u64,
     scratch: Vec<(u64, u32)>,
+    /// The latest command time seen (the engine's clock).
+    clock: u64,
     ledger: Ledger,
     /// What each resting order of a funded instrument holds, by pool index (kept beside the
     /// pool so that a modify or a cancel never recomputes the old hold).
@@ -134,6 +136,7 @@ impl Matcher {
             expiries: BinaryHeap::with_capacity(cap.gtd),
             accept_seq: 0,
             scratch: Vec::with_capacity(1024),
+            clock: 0,
             ledger: Ledger::new(),
             holds: Vec::with_capacity(cap.orders),
         }
@@ -171,13 +174,17 @@ impl Matcher {
     #[inline]
     pub fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
         let start = out.len();
+        // The engine's clock never goes backwards in sequence order: a command stamped
+        // earlier than one before it (several gateways race) counts at the later time.
+        let now = Timestamp(cmd.ts.0.max(self.clock));
+        self.clock = now.0;
         if let Some(&Reverse((exp, _, _))) = self.expiries.peek() {
-            if exp <= cmd.ts.0 {
-                self.expire(seq, cmd.ts, out);
+            if exp <= now.0 {
+                self.expire(seq, now, out);
             }
         }
         match cmd.kind {
-            CommandKind::NewOrder(ref o) => self.new_order(seq, cmd.ts, o, out),
+            CommandKind::NewOrder(ref o) => self.new_order(seq, now, o, out),
             CommandKind::Cancel {
                 instrument,
                 account,
@@ -291,6 +298,12 @@ impl Matcher {
     /// read balances through a consumer's view).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The engine's clock: the latest command time seen (commands stamped earlier count
+    /// at this time).
+    pub fn clock(&self) -> Timestamp {
+        Timestamp(self.clock)
     }
 
     /// How an instrument was defined.

@@ -37,8 +37,6 @@ pub struct NaiveMatcher {
     blocked: BTreeSet<u64>,
     clock: u64,
     accept_seq: u64,
-    /// The latest command time seen.
-    now: crate::types::Timestamp,
     /// Funded instruments' definitions.
     defs: BTreeMap<u32, InstrumentDef>,
     /// Last trade price per instrument.
@@ -504,9 +502,6 @@ impl NaiveMatcher {
 impl MatchingEngine for NaiveMatcher {
     fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
         let start = out.len();
-        // Time never goes backwards: an earlier stamp counts as the latest one seen.
-        self.now = self.now.max(cmd.ts);
-        let cmd = &Command::new(self.now, cmd.kind);
         // Expiries first, earliest expiry then earliest accepted.
         let mut due: Vec<Resting> = self
             .resting

@@ -90,7 +90,8 @@ pub struct MatcherCapacity {
     /// through hash maps (slower once millions of ids have been used, since the
     /// duplicate-id history never shrinks).
     pub ids: usize,
-    /// GTD orders waiting to expire.
+    /// GTD orders waiting to expire (room reserved; also how many entries of GTD orders
+    /// that left early the expiry heap tolerates beyond twice the live orders).
     pub gtd: usize,
 }
 
@@ -113,8 +114,8 @@ pub struct Matcher {
     expiries: BinaryHeap<Reverse<(u64, u64, u64)>>,
     accept_seq: u64,
     scratch: Vec<(u64, u32)>,
-    /// The latest command time seen (the engine's clock).
-    clock: u64,
+    /// Stale expiry entries tolerated beyond twice the live orders (`MatcherCapacity::gtd`).
+    expiry_slack: usize,
     ledger: Ledger,
     /// What each resting order of a funded instrument holds, by pool index (kept beside the
     /// pool so that a modify or a cancel never recomputes the old hold).
@@ -136,7 +137,7 @@ impl Matcher {
             expiries: BinaryHeap::with_capacity(cap.gtd),
             accept_seq: 0,
             scratch: Vec::with_capacity(1024),
-            clock: 0,
+            expiry_slack: cap.gtd.max(8),
             ledger: Ledger::new(),
             holds: Vec::with_capacity(cap.orders),
         }
@@ -174,10 +175,7 @@ impl Matcher {
     #[inline]
     pub fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
         let start = out.len();
-        // The engine's clock never goes backwards in sequence order: a command stamped
-        // earlier than one before it (several gateways race) counts at the later time.
-        let now = Timestamp(cmd.ts.0.max(self.clock));
-        self.clock = now.0;
+        let now = cmd.ts;
         if let Some(&Reverse((exp, _, _))) = self.expiries.peek() {
             if exp <= now.0 {
                 self.expire(seq, now, out);
@@ -298,12 +296,6 @@ impl Matcher {
     /// read balances through a consumer's view).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// The engine's clock: the latest command time seen (commands stamped earlier count
-    /// at this time).
-    pub fn clock(&self) -> Timestamp {
-        Timestamp(self.clock)
     }
 
     /// How an instrument was defined.
@@ -452,7 +444,29 @@ impl Matcher {
         if o.tif == TimeInForce::Gtd {
             self.expiries
                 .push(Reverse((o.expiry.0, self.accept_seq, o.order_id.0)));
+            self.compact_expiries();
         }
+    }
+
+    /// Entries of GTD orders that left the book early (cancelled, filled) stay in the
+    /// expiry heap until their expiry comes up; when they outnumber the live orders, they
+    /// are dropped in place (no allocation), so the heap stays proportional to the live
+    /// orders, at amortized O(1) per GTD order.
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() <= 2 * self.books.live_count() + self.expiry_slack {
+            return;
+        }
+        let books = &self.books;
+        self.expiries.retain(|&Reverse((_, accept_seq, id))| {
+            matches!(books.id_state(OrderId(id)),
+                IdState::Live(i) if books.orders[i as usize].accept_seq == accept_seq)
+        });
+    }
+
+    /// The number of entries in the GTD expiry heap (live GTD orders plus entries of ones
+    /// that left early and were not dropped yet).
+    pub fn expiry_entries(&self) -> usize {
+        self.expiries.len()
     }
 
     /// Whether a FOK order can fill completely now, walking the book as matching would

@@ -235,7 +235,9 @@ pub(crate) enum IdState {
 /// Every instrument's book, sharing one order pool and one level pool.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OrderBooks {
-    pub books: Vec<Option<InstrumentBook>>,
+    /// The books, densely in the order they were opened; [`BookIndex`] maps ids to them.
+    pub books: Vec<InstrumentBook>,
+    index: BookIndex,
     pub orders: Vec<OrderNode>,
     free_orders: Vec<u32>,
     pub levels: Vec<Level>,
@@ -252,6 +254,49 @@ pub(crate) struct OrderBooks {
     live: usize,
 }
 
+/// Instrument ids to dense book slots in two levels (pages of 1024 ids, allocated when an
+/// instrument of that page opens): any id below `MAX_INSTRUMENTS` costs at most one 4 KiB
+/// page, so a large id costs no more memory than a small one, and a lookup is two indexes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BookIndex {
+    pages: Vec<Option<Box<[u32; BOOK_PAGE]>>>,
+}
+
+const BOOK_PAGE: usize = 1024;
+
+impl BookIndex {
+    #[inline]
+    fn get(&self, id: InstrumentId) -> Option<usize> {
+        let id = id.0 as usize;
+        let page = self.pages.get(id / BOOK_PAGE)?.as_deref()?;
+        match page[id % BOOK_PAGE] {
+            NIL => None,
+            k => Some(k as usize),
+        }
+    }
+
+    fn set(&mut self, id: InstrumentId, slot: u32) {
+        let id = id.0 as usize;
+        if self.pages.len() <= id / BOOK_PAGE {
+            self.pages.resize_with(id / BOOK_PAGE + 1, || None);
+        }
+        let page = self.pages[id / BOOK_PAGE].get_or_insert_with(|| Box::new([NIL; BOOK_PAGE]));
+        page[id % BOOK_PAGE] = slot;
+    }
+
+    /// Every (id, slot), ids ascending.
+    fn iter(&self) -> impl Iterator<Item = (InstrumentId, usize)> + '_ {
+        self.pages.iter().enumerate().flat_map(|(p, page)| {
+            page.iter().flat_map(move |page| {
+                page.iter()
+                    .enumerate()
+                    .filter(|(_, &k)| k != NIL)
+                    .map(move |(i, &k)| (InstrumentId((p * BOOK_PAGE + i) as u32), k as usize))
+            })
+        })
+    }
+}
+
 /// An id in the dense window never used.
 const DENSE_UNKNOWN: u32 = u32::MAX;
 /// An id in the dense window used before and no longer resting.
@@ -262,6 +307,7 @@ impl OrderBooks {
     pub fn with_capacity(orders: usize, ids: usize) -> Self {
         OrderBooks {
             books: Vec::new(),
+            index: BookIndex::default(),
             orders: Vec::with_capacity(orders),
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
@@ -282,14 +328,11 @@ impl OrderBooks {
         if id.0 >= crate::matcher::MAX_INSTRUMENTS {
             return false;
         }
-        let i = id.0 as usize;
-        if self.books.len() <= i {
-            self.books.resize_with(i + 1, || None);
-        }
-        if self.books[i].is_some() {
+        if self.index.get(id).is_some() {
             return false;
         }
-        self.books[i] = Some(InstrumentBook {
+        self.index.set(id, self.books.len() as u32);
+        self.books.push(InstrumentBook {
             def,
             funding: def.funding(),
             ..InstrumentBook::default()
@@ -311,21 +354,17 @@ impl OrderBooks {
 
     #[inline]
     pub fn book(&self, id: InstrumentId) -> Option<&InstrumentBook> {
-        self.books.get(id.0 as usize).and_then(Option::as_ref)
+        self.index.get(id).map(|k| &self.books[k])
     }
 
     #[inline]
     pub fn book_mut(&mut self, id: InstrumentId) -> Option<&mut InstrumentBook> {
-        self.books.get_mut(id.0 as usize).and_then(Option::as_mut)
+        self.index.get(id).map(|k| &mut self.books[k])
     }
 
     /// Instruments with a book, in id order.
     pub fn instruments(&self) -> impl Iterator<Item = InstrumentId> + '_ {
-        self.books
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_some())
-            .map(|(i, _)| InstrumentId(i as u32))
+        self.index.iter().map(|(id, _)| id)
     }
 
     #[inline]
@@ -415,6 +454,7 @@ impl OrderBooks {
     fn link_back(&mut self, idx: u32) {
         let OrderBooks {
             books,
+            index,
             orders,
             levels,
             free_levels,
@@ -427,10 +467,7 @@ impl OrderBooks {
             qty,
             ..
         } = orders[idx as usize];
-        let Some(book) = books
-            .get_mut(instrument.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(book) = index.get(instrument).map(|k| &mut books[k]) else {
             return;
         };
         let ladder = book.side_mut(side);
@@ -520,14 +557,12 @@ impl OrderBooks {
     fn level_emptied(&mut self, instrument: InstrumentId, side: Side, price: Price, level: u32) {
         let OrderBooks {
             books,
+            index,
             levels,
             free_levels,
             ..
         } = self;
-        let Some(b) = books
-            .get_mut(instrument.0 as usize)
-            .and_then(Option::as_mut)
-        else {
+        let Some(b) = index.get(instrument).map(|k| &mut books[k]) else {
             return;
         };
         let ladder = b.side_mut(side);
@@ -701,6 +736,24 @@ mod tests {
             Qty(qty),
         );
         OrderNode::from_new(&o, Qty(qty), seq)
+    }
+
+    /// The largest instrument id costs one 4 KiB index page and one book, like id 1.
+    #[test]
+    fn a_large_instrument_id_costs_no_more_than_a_small_one() {
+        let mut b = OrderBooks::with_capacity(16, 16);
+        let big = InstrumentId(crate::matcher::MAX_INSTRUMENTS - 1);
+        assert!(b.add_instrument(big));
+        assert!(!b.add_instrument(big));
+        assert!(b.add_instrument(InstrumentId(1)));
+        assert_eq!(b.books.len(), 2);
+        assert_eq!(b.index.pages.iter().filter(|p| p.is_some()).count(), 2);
+        assert!(b.index.pages.len() <= crate::matcher::MAX_INSTRUMENTS as usize / BOOK_PAGE);
+        assert_eq!(
+            b.instruments().collect::<Vec<_>>(),
+            vec![InstrumentId(1), big]
+        );
+        assert!(b.book(InstrumentId(2)).is_none());
     }
 
     #[test]

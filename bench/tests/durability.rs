@@ -156,6 +156,26 @@ fn recover(journal: &Path, book: &Path) -> (u64, String, String) {
     (k, state, stderr)
 }
 
+/// The highest event sequence in an `--acks-out` file (`durable,<event_seq>,<cmd_seq>`).
+fn max_ack(acks: &Path) -> u64 {
+    std::fs::read_to_string(acks)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(',').nth(1)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The events `ringex recover` replayed, from its report on stderr.
+fn replayed(stderr: &str) -> u64 {
+    stderr
+        .split(" events replayed")
+        .next()
+        .and_then(|x| x.rsplit(' ').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -406,18 +426,7 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
             "trial {trial}: recovered book and balances != those after the first {k} commands"
         );
         // Every acknowledged event is durable: the recovered mark is at or past every ack.
-        let acked = std::fs::read_to_string(&acks).unwrap_or_default();
-        let max_ack = acked
-            .lines()
-            .filter_map(|l| l.split(',').nth(1)?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        let replayed: u64 = stderr
-            .split(" events replayed")
-            .next()
-            .and_then(|x| x.rsplit(' ').next())
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(0);
+        let (max_ack, replayed) = (max_ack(&acks), replayed(&stderr));
         assert!(
             replayed >= max_ack,
             "trial {trial}: acked {max_ack}, recovered {replayed} events"
@@ -555,18 +564,7 @@ fn a_full_disk_halts_the_run_and_no_ack_passes_what_is_durable() {
     assert!(k < 60_000, "{k}");
     let expect = run(tmp.path(), "prefix", &prefix(&s, k), &[]).1;
     assert_eq!(book, expect, "recovered state != first {k} commands");
-    let max_ack = std::fs::read_to_string(&acks)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(',').nth(1)?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    let replayed: u64 = rec_err
-        .split(" events replayed")
-        .next()
-        .and_then(|x| x.rsplit(' ').next())
-        .and_then(|x| x.parse().ok())
-        .unwrap_or(0);
+    let (max_ack, replayed) = (max_ack(&acks), replayed(&rec_err));
     assert!(max_ack <= replayed, "acked {max_ack}, durable {replayed}");
 }
 

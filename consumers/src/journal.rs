@@ -335,6 +335,11 @@ impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
         }
     }
 
+    /// Consumers gated after the journal see only what is durable.
+    fn gate_sequence(&self) -> Option<u64> {
+        Some(self.durable.event_seq())
+    }
+
     /// A write or sync error is fatal: nothing after it can become durable, so nothing
     /// gated after the journal may see it (the pipeline halts by default).
     fn failure(&self) -> Option<String> {

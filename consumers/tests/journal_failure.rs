@@ -121,3 +121,60 @@ fn with_interval_fsync_a_quiet_pipeline_is_durable_within_50_ms() {
     drop(g);
     p.shutdown();
 }
+
+/// A consumer gated after the journal (client acks) only ever sees durable events, also
+/// with `interval` fsync (the journal's gate is its durable sequence), and still sees every
+/// event by the end.
+#[test]
+fn a_consumer_gated_after_the_journal_sees_only_durable_events() {
+    use ringex_consumers::journal::FsyncPolicy;
+
+    /// Checks, at every event, that it is durable already.
+    struct DurableAcks {
+        durable: ringex_consumers::journal::DurableSeq,
+        seen: Arc<AtomicU64>,
+        early: Arc<AtomicU64>,
+    }
+    impl Consumer for DurableAcks {
+        fn name(&self) -> &str {
+            "acks"
+        }
+        fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+            if s.0 > self.durable.event_seq() {
+                self.early.fetch_add(1, Ordering::Relaxed);
+            }
+            self.seen.store(s.0, Ordering::Release);
+        }
+    }
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.fsync = FsyncPolicy::Interval(std::time::Duration::from_millis(3));
+    let journal = Journal::new(cfg);
+    let durable = journal.durable();
+    let (seen, early) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut b = Pipeline::builder();
+    let j = b.add_consumer(journal, ConsumerOptions::default().max_batch(300));
+    b.add_consumer(
+        DurableAcks {
+            durable,
+            seen: Arc::clone(&seen),
+            early: Arc::clone(&early),
+        },
+        ConsumerOptions::default().after(j),
+    );
+    let p = b.start().expect("start");
+    let mut g = p.gateway();
+    let w = ExchangeCoreWorkload::default().generate(100_000);
+    for c in w.setup.iter().chain(&w.commands) {
+        g.submit_at(*c).expect("submit");
+    }
+    drop(g);
+    let report = p.shutdown();
+    assert_eq!(
+        early.load(Ordering::Relaxed),
+        0,
+        "events seen before they were durable"
+    );
+    assert_eq!(seen.load(Ordering::Acquire), report.events_published);
+}

@@ -67,6 +67,14 @@ pub trait Consumer: Send + 'static {
     /// after it as after a batch.
     fn on_timeout(&mut self) {}
 
+    /// How far consumers gated after this one may read (an output sequence), when that is
+    /// less than what it has processed; `None` (the default): everything it processed. The
+    /// journal answers its durable sequence, so a consumer gated after it (client acks) only
+    /// ever sees durable events, whatever the fsync policy.
+    fn gate_sequence(&self) -> Option<u64> {
+        None
+    }
+
     /// A fatal error this consumer cannot recover from (a journal that cannot write), or
     /// `None`. Checked after every batch (and after `on_shutdown`): when it is `Some`, the
     /// batch counts as not processed — no consumer gated after this one ever sees it — and

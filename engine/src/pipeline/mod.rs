@@ -165,6 +165,10 @@ impl ConsumerContext {
 struct ConsumerCell {
     name: String,
     sequence: CachePadded<AtomicU64>,
+    /// How far consumers gated after this one may read (≤ `sequence`).
+    gate: CachePadded<AtomicU64>,
+    /// Set when its thread is done (no more progress will come).
+    finished: AtomicBool,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
 }
@@ -499,6 +503,8 @@ impl PipelineBuilder {
                 Arc::new(ConsumerCell {
                     name: c.name.clone(),
                     sequence: CachePadded::new(AtomicU64::new(self.resume.1)),
+                    gate: CachePadded::new(AtomicU64::new(self.resume.1)),
+                    finished: AtomicBool::new(false),
                     failed: AtomicBool::new(false),
                     failure: Mutex::new(None),
                 })
@@ -823,7 +829,21 @@ fn run_matcher(
 
 /// A consumer stage: poll, gate, call, catch failures, publish progress.
 #[inline(never)]
-fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
+fn consumer_loop<C: Consumer>(consumer: C, run: ConsumerRun) -> C {
+    let cell = Arc::clone(&run.cell);
+    let c = consumer_stage(consumer, run);
+    cell.finished.store(true, Ordering::Release);
+    c
+}
+
+/// Publishes how far consumers gated after this one may read.
+#[inline]
+fn publish_gate<C: Consumer>(consumer: &C, cell: &ConsumerCell, seq: u64) {
+    let gate = consumer.gate_sequence().map_or(seq, |g| g.min(seq));
+    cell.gate.store(gate, Ordering::Release);
+}
+
+fn consumer_stage<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
     let ConsumerRun {
         mut poller,
         cell,
@@ -874,6 +894,9 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
             consumer.on_timeout();
             consumer.failure()
         }));
+        if let Ok(None) = r {
+            publish_gate(consumer, &cell, cell.sequence.load(Ordering::Relaxed));
+        }
         let reason = match r {
             Err(p) => Some(format!("panicked in on_timeout: {}", panic_message(&*p))),
             Ok(f) => f,
@@ -891,7 +914,7 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         let mut limit = max_batch;
         if !skipping {
             for d in &deps {
-                let ds = d.sequence.load(Ordering::Acquire);
+                let ds = d.gate.load(Ordering::Acquire);
                 if d.failed.load(Ordering::Acquire) {
                     cell.fail(format!("upstream consumer {} failed", d.name));
                     if !on_failure(&mut skipping) {
@@ -905,8 +928,13 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         if !skipping && limit == 0 {
             // Gated and caught up with what the consumers before us have done: only look
             // for the end of the stream (take(0) consumes nothing).
+            // The stream ended: stop once every consumer before us is done too (their
+            // gates do not move any more), else wait for them to let more through.
+            let upstream_done = deps.iter().all(|d| d.finished.load(Ordering::Acquire));
             if let Err(Polling::Shutdown) = poller.take(0) {
-                break;
+                if upstream_done {
+                    break;
+                }
             }
             if shared.halted() {
                 break;
@@ -955,6 +983,11 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
                 drop(guard);
                 seq += n;
                 cell.sequence.store(seq, Ordering::Release);
+                if skipping {
+                    cell.gate.store(seq, Ordering::Release);
+                } else {
+                    publish_gate(&consumer, &cell, seq);
+                }
             }
             Err(Polling::NoEvents) => {
                 if shared.halted() && !deps.is_empty() {
@@ -975,7 +1008,7 @@ fn consumer_loop<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         })) {
             Err(p) => cell.fail(format!("panicked in on_shutdown: {}", panic_message(&*p))),
             Ok(Some(reason)) => cell.fail(reason),
-            Ok(None) => {}
+            Ok(None) => publish_gate(&consumer, &cell, seq),
         }
     }
     consumer

@@ -46,6 +46,9 @@ pub(crate) struct OrderNode {
     pub stp: SelfTradePrevention,
     pub post_only: bool,
     pub live: bool,
+    /// The account's other resting orders (a doubly linked list per account).
+    pub acct_prev: u32,
+    pub acct_next: u32,
 }
 
 impl OrderNode {
@@ -68,6 +71,8 @@ impl OrderNode {
             stp: o.stp,
             post_only: o.post_only,
             live: true,
+            acct_prev: NIL,
+            acct_next: NIL,
         }
     }
 
@@ -252,7 +257,14 @@ pub(crate) struct OrderBooks {
     live_ids: FxHashMap<u64, u32>,
     dead_ids: FxHashSet<u64>,
     live: usize,
+    /// The first resting order of each account: accounts below 2^20 by index, larger ids
+    /// in a map that holds only accounts with resting orders.
+    acct_heads: Vec<u32>,
+    acct_sparse: FxHashMap<u64, u32>,
 }
+
+/// Accounts below this id find their resting orders by direct indexing.
+const DENSE_ACCOUNT_HEADS: u64 = 1 << 20;
 
 /// Instrument ids to dense book slots in two levels (pages of 1024 ids, allocated when an
 /// instrument of that page opens): any id below `MAX_INSTRUMENTS` costs at most one 4 KiB
@@ -318,6 +330,8 @@ impl OrderBooks {
             live_ids: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
             dead_ids: FxHashSet::with_capacity_and_hasher(ids.min(1 << 16), Default::default()),
             live: 0,
+            acct_heads: Vec::new(),
+            acct_sparse: FxHashMap::default(),
         }
     }
 
@@ -446,7 +460,55 @@ impl OrderBooks {
         };
         self.set_id(node.id, idx);
         self.link_back(idx);
+        // First in its account's list.
+        let head = self.account_head(node.account);
+        self.orders[idx as usize].acct_next = head;
+        if head != NIL {
+            self.orders[head as usize].acct_prev = idx;
+        }
+        self.set_account_head(node.account, idx);
         idx
+    }
+
+    /// The first resting order of an account (NIL: none).
+    #[inline]
+    fn account_head(&self, account: AccountId) -> u32 {
+        if account.0 < DENSE_ACCOUNT_HEADS {
+            self.acct_heads
+                .get(account.0 as usize)
+                .copied()
+                .unwrap_or(NIL)
+        } else {
+            self.acct_sparse.get(&account.0).copied().unwrap_or(NIL)
+        }
+    }
+
+    #[inline]
+    fn set_account_head(&mut self, account: AccountId, head: u32) {
+        if account.0 < DENSE_ACCOUNT_HEADS {
+            let i = account.0 as usize;
+            if self.acct_heads.len() <= i {
+                self.acct_heads.resize((i + 1).next_power_of_two(), NIL);
+            }
+            self.acct_heads[i] = head;
+        } else if head == NIL {
+            self.acct_sparse.remove(&account.0);
+        } else {
+            self.acct_sparse.insert(account.0, head);
+        }
+    }
+
+    /// The pool indices of an account's resting orders (in no particular order): time
+    /// proportional to the account's own orders.
+    pub fn account_orders(&self, account: AccountId) -> impl Iterator<Item = u32> + '_ {
+        let mut i = self.account_head(account);
+        std::iter::from_fn(move || {
+            (i != NIL).then(|| {
+                let here = i;
+                i = self.orders[i as usize].acct_next;
+                here
+            })
+        })
     }
 
     /// Links a pool node at the back of the level of its price.
@@ -606,6 +668,18 @@ impl OrderBooks {
     /// Removes a resting order; its id stays known (never reused).
     pub fn remove(&mut self, idx: u32) {
         self.unlink(idx);
+        let (account, prev, next) = {
+            let n = &self.orders[idx as usize];
+            (n.account, n.acct_prev, n.acct_next)
+        };
+        if prev == NIL {
+            self.set_account_head(account, next);
+        } else {
+            self.orders[prev as usize].acct_next = next;
+        }
+        if next != NIL {
+            self.orders[next as usize].acct_prev = prev;
+        }
         let n = &mut self.orders[idx as usize];
         n.live = false;
         let id = n.id;
@@ -711,15 +785,6 @@ impl OrderBooks {
     pub fn live_count(&self) -> usize {
         self.live
     }
-
-    /// Every live order, in pool order.
-    pub fn live_orders(&self) -> impl Iterator<Item = (u32, &OrderNode)> + '_ {
-        self.orders
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.live)
-            .map(|(i, n)| (i as u32, n))
-    }
 }
 
 #[cfg(test)]
@@ -736,6 +801,51 @@ mod tests {
             Qty(qty),
         );
         OrderNode::from_new(&o, Qty(qty), seq)
+    }
+
+    /// Each account's resting orders are found without looking at anyone else's, dense and
+    /// sparse account ids alike, through inserts and removals in any order.
+    #[test]
+    fn account_lists_follow_inserts_and_removals() {
+        let mut b = OrderBooks::with_capacity(64, 64);
+        b.add_instrument(InstrumentId(0));
+        let big = 1u64 << 40;
+        let mut idx = Vec::new();
+        for id in 1..=40u64 {
+            let mut n = node(
+                id,
+                if id % 2 == 0 { Side::Buy } else { Side::Sell },
+                100,
+                1,
+                id,
+            );
+            n.account = AccountId(if id % 3 == 0 { big } else { id % 3 });
+            idx.push(b.insert(n));
+        }
+        for (k, &i) in idx.iter().enumerate() {
+            if k % 4 == 1 {
+                b.remove(i);
+            }
+        }
+        for a in [1, 2, big] {
+            let mut got: Vec<u64> = b
+                .account_orders(AccountId(a))
+                .map(|i| b.orders[i as usize].id.0)
+                .collect();
+            got.sort();
+            let want: Vec<u64> = (1..=40u64)
+                .filter(|id| (if id % 3 == 0 { big } else { id % 3 }) == a)
+                .filter(|id| (id - 1) % 4 != 1)
+                .collect();
+            assert_eq!(got, want, "account {a}");
+        }
+        for &i in &idx {
+            if b.orders[i as usize].live {
+                b.remove(i);
+            }
+        }
+        assert!(b.acct_sparse.is_empty());
+        assert_eq!(b.account_orders(AccountId(1)).count(), 0);
     }
 
     /// The largest instrument id costs one 4 KiB index page and one book, like id 1.

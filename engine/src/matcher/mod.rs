@@ -763,12 +763,13 @@ impl Matcher {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
+        // Only the account's own orders are visited (a per-account list in the pool).
+        let orders = &self.books.orders;
         scratch.extend(
             self.books
-                .live_orders()
-                .filter(|(_, n)| {
-                    n.account == account && instrument.is_none_or(|x| x == n.instrument)
-                })
+                .account_orders(account)
+                .map(|i| (i, &orders[i as usize]))
+                .filter(|(_, n)| instrument.is_none_or(|x| x == n.instrument))
                 .map(|(i, n)| (n.accept_seq, i)),
         );
         scratch.sort_unstable();

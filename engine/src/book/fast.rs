@@ -149,8 +149,11 @@ fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price
     }
 }
 
-/// Price slots per side in the direct-indexed level cache.
+/// Price slots per side in the direct-indexed level cache: it starts at `MIN_SLOTS` and
+/// grows (four times at a step, re-placed around the new price) while levels open outside
+/// it, up to `SLOTS`, so a book's cache stays proportional to the prices it really uses.
 const SLOTS: usize = 4096;
+const MIN_SLOTS: usize = 64;
 
 impl Ladder {
     /// The level at `price` from the direct-indexed cache, or NIL (none, or outside the
@@ -165,12 +168,47 @@ impl Ladder {
         }
     }
 
+    /// Grows the window (up to `SLOTS`) when a new level at `price` falls outside it: the
+    /// new window is centred on the span of prices in use and refilled from the entries.
+    fn grow_for(&mut self, price: Price, levels: &[Level]) {
+        let off = price.0.wrapping_sub(self.slot_base) as u64;
+        if off < self.slots.len() as u64 || self.slots.len() >= SLOTS || self.slots.is_empty() {
+            return;
+        }
+        // Cover the span of the levels in use (twice over, for room), centred on it.
+        let (Some(&(_, first)), Some(&(_, last))) = (self.entries.first(), self.entries.last())
+        else {
+            return;
+        };
+        let (a, b) = (
+            levels[first as usize].price.0,
+            levels[last as usize].price.0,
+        );
+        let (lo, hi) = (a.min(b).min(price.0), a.max(b).max(price.0));
+        let span = (hi.saturating_sub(lo) as u64)
+            .saturating_add(1)
+            .saturating_mul(2);
+        let len = (self.slots.len() * 4)
+            .max(span.min(SLOTS as u64) as usize)
+            .next_power_of_two()
+            .min(SLOTS);
+        self.slot_base = (lo / 2 + hi / 2).saturating_sub(len as i64 / 2);
+        self.slots.clear();
+        self.slots.resize(len, NIL);
+        for &(_, l) in &self.entries {
+            let off = levels[l as usize].price.0.wrapping_sub(self.slot_base) as u64;
+            if off < len as u64 {
+                self.slots[off as usize] = l;
+            }
+        }
+    }
+
     /// Records a level in the cache (the window is placed around the first price seen).
     #[inline]
     fn cache(&mut self, price: Price, level: u32) {
         if self.slots.is_empty() {
-            self.slot_base = price.0.saturating_sub(SLOTS as i64 / 2);
-            self.slots = vec![NIL; SLOTS];
+            self.slot_base = price.0.saturating_sub(MIN_SLOTS as i64 / 2);
+            self.slots = vec![NIL; MIN_SLOTS];
         }
         let off = price.0.wrapping_sub(self.slot_base) as u64;
         if off < self.slots.len() as u64 {
@@ -550,6 +588,7 @@ impl OrderBooks {
                 Err(pos) => {
                     let l = alloc_level(levels, free_levels, price);
                     ladder.entries.insert(pos, (k, l));
+                    ladder.grow_for(price, levels);
                     ladder.cache(price, l);
                     created = true;
                     l
@@ -846,6 +885,64 @@ mod tests {
         }
         assert!(b.acct_sparse.is_empty());
         assert_eq!(b.account_orders(AccountId(1)).count(), 0);
+    }
+
+    /// The level cache starts small, grows while levels open outside it, and always agrees
+    /// with the sorted entries.
+    #[test]
+    fn the_level_cache_grows_with_the_prices_used_and_stays_exact() {
+        let mut b = OrderBooks::with_capacity(4096, 4096);
+        b.add_instrument(InstrumentId(0));
+        let mut x = 12345u64;
+        for id in 1..=3000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let price = 100_000 + ((x >> 33) % 6000) as i64 - 3000;
+            let idx = b.insert(node(id, Side::Buy, price, 1, id));
+            if id % 3 == 0 {
+                b.remove(idx);
+            }
+        }
+        let book = b.book(InstrumentId(0)).expect("book");
+        let ladder = &book.bids;
+        assert!(ladder.slots.len() > MIN_SLOTS && ladder.slots.len() <= SLOTS);
+        for &(_, l) in &ladder.entries {
+            let p = b.levels[l as usize].price;
+            let c = ladder.cached(p);
+            assert!(c == l || c == NIL, "cache disagrees at {p:?}");
+            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
+            if off < ladder.slots.len() as u64 {
+                assert_eq!(c, l, "a level inside the window is cached");
+            }
+        }
+        for (off, &l) in ladder.slots.iter().enumerate() {
+            if l != NIL {
+                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
+                assert!(ladder.entries.iter().any(|e| e.1 == l));
+            }
+        }
+        let prices: Vec<i64> = b
+            .resting_orders(InstrumentId(0))
+            .iter()
+            .map(|o| o.price.0)
+            .collect();
+        assert!(prices.windows(2).all(|w| w[0] >= w[1]), "bids best first");
+        assert_eq!(prices.len(), 2000);
+    }
+
+    /// A book that uses few prices keeps a small cache.
+    #[test]
+    fn a_narrow_book_keeps_a_small_cache() {
+        let mut b = OrderBooks::with_capacity(64, 64);
+        b.add_instrument(InstrumentId(0));
+        for id in 1..=40u64 {
+            b.insert(node(id, Side::Sell, 100 + (id % 10) as i64, 1, id));
+        }
+        assert_eq!(
+            b.book(InstrumentId(0)).expect("book").asks.slots.len(),
+            MIN_SLOTS
+        );
     }
 
     /// The largest instrument id costs one 4 KiB index page and one book, like id 1.

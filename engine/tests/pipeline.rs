@@ -556,3 +556,46 @@ fn an_invalid_core_is_a_clear_error() {
         Err(PipelineError::NoConsumers)
     ));
 }
+
+/// The ingress clock is the wall clock carried on monotonically: a pipeline started after
+/// another (a restart) stamps later times than the first one did, and no gateway's stamps
+/// ever go backwards.
+#[test]
+fn ingress_time_goes_on_across_a_restart_and_never_backwards() {
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64
+    };
+    let start = |acked: &Arc<AtomicU64>| {
+        Pipeline::builder()
+            .consumer(Acks(Arc::clone(acked)))
+            .start()
+            .expect("start")
+    };
+    let acked = Arc::new(AtomicU64::new(0));
+    let p = start(&acked);
+    let before = wall();
+    let stamps: Vec<Vec<u64>> = (0..4)
+        .map(|_| {
+            let g = p.gateway();
+            std::thread::spawn(move || (0..20_000).map(|_| g.now().0).collect::<Vec<_>>())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    for s in &stamps {
+        assert!(
+            s.windows(2).all(|w| w[0] <= w[1]),
+            "a gateway's stamps went back"
+        );
+        assert!(s[0] + 1_000_000_000 >= before, "near the wall clock");
+    }
+    let last = stamps.iter().flatten().copied().max().expect("stamps");
+    p.shutdown();
+    let p = start(&acked);
+    assert!(p.gateway().now().0 >= last, "time goes on after a restart");
+    p.shutdown();
+}

@@ -33,6 +33,10 @@ pub(crate) struct GatewayShared {
     /// One flag per gateway clone, set while it is inside a submit.
     pub busy: Mutex<Vec<Arc<CachePadded<AtomicU64>>>>,
     pub epoch: Instant,
+    /// Nanoseconds since the UNIX epoch at `epoch` (the wall clock, read once).
+    pub wall_at_epoch: u64,
+    /// The latest time any gateway stamped: stamps never go backwards across gateways.
+    pub last_stamp: CachePadded<AtomicU64>,
     /// Input sequence of the ring's slot 0, minus one (after a recovery).
     pub base: u64,
 }
@@ -44,6 +48,10 @@ impl GatewayShared {
             halted: AtomicBool::new(false),
             busy: Mutex::new(Vec::new()),
             epoch: Instant::now(),
+            wall_at_epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            last_stamp: CachePadded::new(AtomicU64::new(0)),
             base,
         })
     }
@@ -76,8 +84,7 @@ impl GatewayShared {
 
 /// A producer handle of the input ring. Cheap to clone; use one clone per thread.
 ///
-/// [`Gateway::submit`] stamps the ingress time (nanoseconds since the pipeline started, from
-/// a monotonic clock) and waits for a free slot; [`Gateway::try_submit`] returns
+/// [`Gateway::submit`] stamps the ingress time (see [`Gateway::now`]) and waits for a free slot; [`Gateway::try_submit`] returns
 /// [`SubmitError::Busy`] at once when the ring is full. The `_at` forms keep the time the
 /// caller put in the command (replays, scripts). Each returns the command's input sequence.
 pub struct Gateway {
@@ -113,10 +120,18 @@ impl Gateway {
         }
     }
 
-    /// Nanoseconds since the pipeline started (the ingress clock).
+    /// The ingress clock: nanoseconds since the UNIX epoch, read from the wall clock once when
+    /// the pipeline starts and advanced by a monotonic clock, so times go on across a restart
+    /// (recovered GTD orders expire when they should) and never go backwards within a
+    /// process, across every gateway of the pipeline (one shared `fetch_max`).
     #[inline]
     pub fn now(&self) -> Timestamp {
-        Timestamp(self.shared.epoch.elapsed().as_nanos() as u64)
+        let t = self
+            .shared
+            .wall_at_epoch
+            .saturating_add(self.shared.epoch.elapsed().as_nanos() as u64);
+        let prev = self.shared.last_stamp.fetch_max(t, Ordering::AcqRel);
+        Timestamp(t.max(prev))
     }
 
     /// Stamps the ingress time and submits, waiting while the ring is full.

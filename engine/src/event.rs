@@ -305,8 +305,9 @@ pub enum EventKind {
     },
 }
 
-/// One event in an output-ring slot: 64 bytes, `Copy`.
+/// One event in an output-ring slot: 64 bytes on one cache line (64-byte aligned), `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub struct Event {
     /// Input sequence of the causing command, shifted left by one; bit 0 marks the last
     /// event of that command.

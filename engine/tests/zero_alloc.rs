@@ -40,6 +40,9 @@ static GLOBAL: Counting = Counting;
 fn ring_slots_are_one_cache_line() {
     assert_eq!(std::mem::size_of::<Command>(), 64);
     assert_eq!(std::mem::size_of::<Event>(), 64);
+    // Aligned too, so that no ring slot straddles two cache lines.
+    assert_eq!(std::mem::align_of::<Command>(), 64);
+    assert_eq!(std::mem::align_of::<Event>(), 64);
 }
 
 /// Counts the allocations of `N` warm commands of the exchange-core mix (funded or not).

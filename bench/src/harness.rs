@@ -110,7 +110,10 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid constant bounds")
 }
 
-/// Records, per command, when its last event was handled by the wrapped consumer.
+/// Records, per command, when the wrapped consumer's work for it is really done: at the end
+/// of the batch holding its last event (after the batch's flush), and for a consumer with a
+/// gate (the journal) only once its gate covers the command (after the fsync that makes it
+/// durable).
 pub struct Timed<C: Consumer> {
     inner: C,
     name: String,
@@ -122,9 +125,28 @@ pub struct Timed<C: Consumer> {
     /// Where the histogram goes at shutdown, with this stage's position.
     results: Arc<Mutex<Vec<(usize, StageResult)>>>,
     position: usize,
+    /// (last event sequence, command sequence) of commands handled but not yet done.
+    pending: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl<C: Consumer> Timed<C> {
+    /// Stamps every pending command the wrapped consumer is done with.
+    fn stamp_done(&mut self) {
+        let gate = self.inner.gate_sequence().unwrap_or(u64::MAX);
+        while let Some(&(ev, c)) = self.pending.front() {
+            if ev > gate {
+                break;
+            }
+            self.pending.pop_front();
+            if let Some(l) = self.schedule.latency(c) {
+                let _ = self.hist.record(l);
+                if let Some(slot) = self.done_local.get_mut((c - self.schedule.base) as usize) {
+                    *slot = l;
+                }
+            }
+        }
+    }
+
     fn new(inner: C, sh: &Shared, position: usize) -> Self {
         let name = inner.name().to_string();
         Timed {
@@ -136,6 +158,7 @@ impl<C: Consumer> Timed<C> {
             done_local: Vec::new(),
             results: Arc::clone(&sh.results),
             position,
+            pending: std::collections::VecDeque::with_capacity(1 << 16),
         }
     }
 }
@@ -152,17 +175,28 @@ impl<C: Consumer> Consumer for Timed<C> {
     fn on_event(&mut self, e: &Event, s: Sequence, end: bool) {
         self.inner.on_event(e, s, end);
         if e.is_last_of_command() {
-            let c = e.cmd_seq().0;
-            if let Some(l) = self.schedule.latency(c) {
-                let _ = self.hist.record(l);
-                if let Some(slot) = self.done_local.get_mut((c - self.schedule.base) as usize) {
-                    *slot = l;
-                }
-            }
+            self.pending.push_back((s.0, e.cmd_seq().0));
         }
+        if end {
+            self.stamp_done();
+        }
+    }
+    fn timeout(&self) -> Option<std::time::Duration> {
+        self.inner.timeout()
+    }
+    fn on_timeout(&mut self) {
+        self.inner.on_timeout();
+        self.stamp_done();
+    }
+    fn gate_sequence(&self) -> Option<u64> {
+        self.inner.gate_sequence()
+    }
+    fn failure(&self) -> Option<String> {
+        self.inner.failure()
     }
     fn on_shutdown(&mut self) {
         self.inner.on_shutdown();
+        self.stamp_done();
         if let Ok(mut d) = self.done.lock() {
             if d.len() < self.done_local.len() {
                 d.resize(self.done_local.len(), 0);

@@ -3,8 +3,9 @@
 //!
 //! - [`pipeline_one_to_four`]: 1 producer → input ring → matcher → output ring → 4
 //!   consumers, on a pre-generated exchange-core stream; and
-//!   [`crossbeam_pipeline_one_to_four`], the same topology on bounded channels (the matcher
-//!   sends each event to four channels, one per consumer).
+//!   [`crossbeam_pipeline_one_to_four`], the same topology on bounded channels, batched the
+//!   way the ringex matcher batches: it takes up to 64 waiting commands at a time and sends
+//!   their events as one message to each of four channels, one per consumer.
 //! - [`ring_one_to_four`]: the ring alone with trivial handlers and 64-byte events:
 //!   1 producer → input ring → 1 pass-through stage → output ring → 4 parallel consumers;
 //!   closed loop (as fast as it goes) or open loop at a fixed rate, recording latency from
@@ -159,15 +160,19 @@ pub fn crossbeam_pipeline_one_to_four(
     let (in_tx, in_rx) = bounded::<Command>(cap);
     let mut outs = Vec::new();
     let mut consumers = Vec::new();
+    // Batches of the events of up to 64 commands: as many slots' worth as the ring has.
+    let batches = (cap / 64).max(1);
     for _ in 0..4 {
-        let (tx, rx) = bounded::<Event>(cap);
+        let (tx, rx) = bounded::<Arc<Vec<Event>>>(batches);
         outs.push(tx);
         consumers.push(std::thread::spawn(move || {
             let mut n = 0u64;
             let mut sum = 0u64;
-            for e in rx {
-                n += 1;
-                sum = sum.wrapping_add(e.cmd_seq().0);
+            for batch in rx {
+                for e in batch.iter() {
+                    n += 1;
+                    sum = sum.wrapping_add(e.cmd_seq().0);
+                }
             }
             black_box(sum);
             n
@@ -180,16 +185,25 @@ pub fn crossbeam_pipeline_one_to_four(
             ids: 1 << 22,
             ..Default::default()
         });
-        let mut events = Vec::with_capacity(4096);
         let mut seq = 0u64;
-        for c in in_rx {
-            seq += 1;
-            events.clear();
-            m.process(Sequence(seq), &c, &mut events);
-            for e in &events {
-                for tx in &outs {
-                    let _ = tx.send(*e);
-                }
+        while let Ok(first) = in_rx.recv() {
+            // Like the ringex matcher: every command waiting (up to 64), one batch out.
+            let mut events = Vec::with_capacity(128);
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(c) = next {
+                seq += 1;
+                m.process(Sequence(seq), &c, &mut events);
+                taken += 1;
+                next = if taken < 64 {
+                    in_rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            let batch = Arc::new(events);
+            for tx in &outs {
+                let _ = tx.send(Arc::clone(&batch));
             }
         }
     });

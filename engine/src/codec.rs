@@ -215,12 +215,16 @@ impl Event {
                 account,
                 qty,
                 reason,
+                side,
+                price,
             } => {
                 w.u32(instrument.0);
                 w.u64(order_id.0);
                 w.u64(account.0);
                 w.u64(qty.0);
                 w.u8(pos(&REASONS, reason));
+                w.u64(price.0 as u64);
+                w.u8(side_u8(side));
             }
             EventKind::Modified {
                 instrument,
@@ -242,11 +246,15 @@ impl Event {
                 order_id,
                 account,
                 qty,
+                side,
+                price,
             } => {
                 w.u32(instrument.0);
                 w.u64(order_id.0);
                 w.u64(account.0);
                 w.u64(qty.0);
+                w.u64(price.0 as u64);
+                w.u8(side_u8(side));
             }
             EventKind::InstrumentStatus { instrument, halted } => {
                 w.u32(instrument.0);
@@ -316,12 +324,15 @@ impl Event {
                 qty: Qty(r.u64()),
                 taker_side: side_of(r.u8())?,
             },
+            // Journals written before side and price were added read as buy at 0.
             4 => EventKind::Cancelled {
                 instrument: InstrumentId(r.u32()),
                 order_id: OrderId(r.u64()),
                 account: AccountId(r.u64()),
                 qty: Qty(r.u64()),
                 reason: *REASONS.get(r.u8() as usize)?,
+                price: Price(r.u64() as i64),
+                side: side_of(r.u8())?,
             },
             5 => EventKind::Modified {
                 instrument: InstrumentId(r.u32()),
@@ -336,6 +347,8 @@ impl Event {
                 order_id: OrderId(r.u64()),
                 account: AccountId(r.u64()),
                 qty: Qty(r.u64()),
+                price: Price(r.u64() as i64),
+                side: side_of(r.u8())?,
             },
             7 => EventKind::InstrumentStatus {
                 instrument: InstrumentId(r.u32()),

@@ -216,6 +216,10 @@ pub enum EventKind {
         qty: Qty,
         /// Why.
         reason: CancelReason,
+        /// Its side.
+        side: Side,
+        /// Its limit price (0 for a market order).
+        price: Price,
     },
     /// A resting order got a new price and open quantity.
     Modified {
@@ -242,6 +246,10 @@ pub enum EventKind {
         account: AccountId,
         /// The open quantity that expired.
         qty: Qty,
+        /// Its side.
+        side: Side,
+        /// Its limit price.
+        price: Price,
     },
     /// An instrument was halted or resumed.
     InstrumentStatus {

@@ -127,6 +127,24 @@ fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
             events.clear();
             fast.process(Sequence(i as u64 + 1), c, &mut events);
             for e in &events {
+                // A resting order's cancel or expiry names its side and price.
+                if let EventKind::Cancelled {
+                    order_id,
+                    side,
+                    price,
+                    ..
+                }
+                | EventKind::Expired {
+                    order_id,
+                    side,
+                    price,
+                    ..
+                } = e.kind
+                {
+                    if let Some(o) = replica.order(order_id) {
+                        prop_assert_eq!((o.side, o.price), (side, price), "{:?}", e);
+                    }
+                }
                 replica.apply(e);
             }
             prop_assert_eq!(
@@ -136,6 +154,27 @@ fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
                 i,
                 c
             );
+            // Cancels and expiries carry the order's side and price; the matcher reads one
+            // live order by id, in agreement with the replica.
+            for e in &events {
+                if let EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } =
+                    e.kind
+                {
+                    prop_assert!(fast.order(order_id).is_none());
+                }
+            }
+            for inst in INSTRUMENTS {
+                for o in fast.resting_orders(inst) {
+                    let got = fast
+                        .order(o.order_id)
+                        .expect("a resting order is found by id");
+                    prop_assert_eq!(
+                        (got.side, got.price, got.qty, got.account),
+                        (o.side, o.price, o.qty, o.account)
+                    );
+                    prop_assert_eq!(replica.order(o.order_id), Some(got));
+                }
+            }
             for inst in INSTRUMENTS {
                 prop_assert_eq!(
                     replica.resting_orders(inst),

@@ -143,6 +143,12 @@ impl NaiveMatcher {
                 account: o.account,
                 qty: Qty(qty),
                 reason,
+                side: o.side,
+                price: if o.order_type == OrderType::Market {
+                    Price(0)
+                } else {
+                    o.price
+                },
             },
         )
     }
@@ -518,6 +524,8 @@ impl MatchingEngine for NaiveMatcher {
                     order_id: r.order.order_id,
                     account: r.order.account,
                     qty: r.order.qty,
+                    side: r.order.side,
+                    price: r.order.price,
                 },
             ));
             self.resting

@@ -287,6 +287,15 @@ impl Matcher {
         self.books.depth(instrument, side)
     }
 
+    /// A resting order by id, with its current price and open quantity: O(1) (the id index),
+    /// `None` when it does not rest.
+    pub fn order(&self, id: OrderId) -> Option<NewOrder> {
+        match self.books.id_state(id) {
+            IdState::Live(i) => Some(self.books.orders[i as usize].as_new_order()),
+            _ => None,
+        }
+    }
+
     /// The number of resting orders.
     pub fn resting_count(&self) -> usize {
         self.books.live_count()
@@ -318,6 +327,8 @@ impl Matcher {
                         order_id: n.id,
                         account: n.account,
                         qty: n.qty,
+                        side: n.side,
+                        price: n.price,
                     },
                 ));
                 self.remove_resting(i);
@@ -404,6 +415,7 @@ impl Matcher {
                 o.instrument,
                 o.order_id,
                 o.account,
+                (o.side, order_price(o)),
                 o.qty.0,
                 CancelReason::Fok,
                 out,
@@ -430,6 +442,7 @@ impl Matcher {
                 o.instrument,
                 o.order_id,
                 o.account,
+                (o.side, order_price(o)),
                 end.remaining,
                 reason,
                 out,
@@ -553,6 +566,7 @@ impl Matcher {
                             n.instrument,
                             n.id,
                             n.account,
+                            (n.side, n.price),
                             n.qty.0,
                             CancelReason::SelfTrade,
                             out,
@@ -565,6 +579,7 @@ impl Matcher {
                             taker.instrument,
                             taker.id,
                             taker.account,
+                            (taker.side, taker.limit.unwrap_or(Price(0))),
                             remaining,
                             CancelReason::SelfTrade,
                             out,
@@ -659,6 +674,7 @@ impl Matcher {
                     instrument,
                     order_id,
                     account,
+                    (n.side, n.price),
                     n.qty.0,
                     CancelReason::User,
                     out,
@@ -780,6 +796,7 @@ impl Matcher {
                 n.instrument,
                 n.id,
                 n.account,
+                (n.side, n.price),
                 n.qty.0,
                 CancelReason::MassCancel,
                 out,
@@ -865,12 +882,23 @@ fn reject_ref(
     reject(seq, inst, Some(order_id), account, code, out)
 }
 
+/// The price an order's events report: its limit, or 0 for a market order.
 #[inline]
+fn order_price(o: &NewOrder) -> Price {
+    match o.order_type {
+        OrderType::Limit => o.price,
+        OrderType::Market => Price(0),
+    }
+}
+
+#[inline]
+#[allow(clippy::too_many_arguments)]
 fn cancelled(
     seq: Sequence,
     instrument: InstrumentId,
     order_id: OrderId,
     account: AccountId,
+    (side, price): (Side, Price),
     qty: u64,
     reason: CancelReason,
     out: &mut Vec<Event>,
@@ -883,6 +911,8 @@ fn cancelled(
             account,
             qty: Qty(qty),
             reason,
+            side,
+            price,
         },
     ));
 }

@@ -215,30 +215,38 @@ fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
     assert_eq!((k, rb), (5000, ball));
 }
 
+/// Runs a script journaled into `j` with a snapshot every `every` commands; returns the
+/// book followed by the balances.
+fn run_with_snapshots(dir: &Path, j: &Path, script: &str, every: u64) -> String {
+    let every = every.to_string();
+    let jarg = j.to_str().expect("utf8");
+    run(
+        dir,
+        "s",
+        script,
+        &["--journal", jarg, "--snapshot-every", &every],
+    )
+    .1
+}
+
+/// The snapshot files of a journal directory, oldest first.
+fn snapshots(j: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(j)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".snap"))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn snapshot_plus_tail_equals_full_replay() {
     let tmp = tempfile::tempdir().expect("tmp");
     let j = tmp.path().join("journal");
     let s = script(3, 5000);
-    let (_, book) = run(
-        tmp.path(),
-        "s",
-        &s,
-        &[
-            "--journal",
-            j.to_str().expect("utf8"),
-            "--snapshot-every",
-            "700",
-        ],
-    );
-    let snaps = std::fs::read_dir(&j)
-        .expect("dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snap"))
-        })
-        .count();
-    assert!(snaps >= 1, "a snapshot was written");
+    let book = run_with_snapshots(tmp.path(), &j, &s, 700);
+    assert!(!snapshots(&j).is_empty(), "a snapshot was written");
     let (k, rb, stderr) = recover(&j, &tmp.path().join("r.book"));
     assert!(stderr.contains("snapshot Some("), "{stderr}");
     // The last command lines may make no events (ticks, bad lines): K is the last with events.
@@ -575,23 +583,8 @@ fn a_damaged_newest_snapshot_falls_back_to_the_older_one() {
     let tmp = tempfile::tempdir().expect("tmp");
     let j = tmp.path().join("journal");
     let s = script(8, 20_000);
-    let (_, book) = run(
-        tmp.path(),
-        "s",
-        &s,
-        &[
-            "--journal",
-            j.to_str().expect("utf8"),
-            "--snapshot-every",
-            "2000",
-        ],
-    );
-    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&j)
-        .expect("dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".snap"))
-        .collect();
-    snaps.sort();
+    let book = run_with_snapshots(tmp.path(), &j, &s, 2000);
+    let snaps = snapshots(&j);
     assert_eq!(
         snaps.len(),
         2,

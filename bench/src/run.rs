@@ -527,7 +527,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
     let matcher = Matcher::from_state(
         &state,
         MatcherCapacity {
-            ids: (cmds.len() + state.dead_ids.len() + state.orders.len()).max(1 << 16),
+            ids: cmds.len().clamp(1 << 16, 1 << 22),
             ..MatcherCapacity::default()
         },
     );

@@ -279,10 +279,10 @@ fn record_offsets(seg: &Path) -> Vec<usize> {
     let b = std::fs::read(seg).expect("segment");
     let mut v = Vec::new();
     let mut at = 0;
-    while at + 32 <= b.len() && b[at..at + 4] == 0x314A_4752u32.to_le_bytes() {
+    while at + 64 <= b.len() && b[at..at + 4] == 0x324A_4752u32.to_le_bytes() {
         v.push(at);
         let len = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]) as usize;
-        at += 32 + len;
+        at += 64 + len;
     }
     v
 }
@@ -305,7 +305,7 @@ fn damaged_last_record_is_cut_and_reported_and_damage_in_the_middle_is_an_error(
     assert!(offs.len() >= 2, "several records");
     let last = *offs.last().expect("last");
     // Flip a byte inside the last record's events: detected by the CRC and cut.
-    flip(&seg, last + 40);
+    flip(&seg, last + 72);
     let (k1, book1, stderr) = recover(&j, &tmp.path().join("b1"));
     assert!(stderr.contains("torn tail Some("), "{stderr}");
     assert!(k1 < 20_000);

@@ -2,9 +2,11 @@
 //!
 //! - Segment files `<first_event_seq>.journal` (20 digits) in one directory, preallocated
 //!   to the segment size, rolled when full.
-//! - One record per ring batch: a 32-byte header (magic, payload length, CRC-32 of
+//! - One record per ring batch: a 64-byte header (magic `RGJ2`, payload length, CRC-32 of
 //!   everything after the CRC field, first event sequence, last command sequence, event
-//!   count) and the events, 64 bytes each ([`ringex_engine::codec`]).
+//!   count, the engine clock after the last command, zero padding) and the events, 64 bytes
+//!   each ([`ringex_engine::codec`]). Records of the first format (`RGJ1`, a 32-byte header
+//!   without the clock) are still read.
 //! - **Command boundaries**: a record ends on the last event of a command. Events of a
 //!   command that is not complete at the end of a batch wait for the next batch, so the
 //!   durable prefix never ends between two events of one command.
@@ -23,10 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Record magic: "RGJ1".
-pub const RECORD_MAGIC: u32 = 0x314A_4752;
+/// Record magic of the first format (32-byte header, no clock): "RGJ1".
+pub const RECORD_MAGIC_V1: u32 = 0x314A_4752;
+/// Record magic: "RGJ2".
+pub const RECORD_MAGIC: u32 = 0x324A_4752;
+/// Bytes of a record header of the first format.
+pub const HEADER_BYTES_V1: usize = 32;
 /// Bytes of a record header.
-pub const HEADER_BYTES: usize = 32;
+pub const HEADER_BYTES: usize = 64;
 
 /// When the journal calls `fdatasync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +172,9 @@ pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark)> {
     pending_first: u64,
     /// Bytes, event count and mark of the last complete command in `pending`.
     boundary: (usize, u32, DurableMark),
+    /// The engine clock after that command.
+    boundary_clock: u64,
+    clocks: Option<ringex_engine::pipeline::ClockReader>,
     record: Vec<u8>,
     written: DurableMark,
     durable: DurableSeq,
@@ -199,6 +208,8 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
             pending: Vec::with_capacity(1 << 20),
             pending_first: 0,
             boundary: (0, 0, DurableMark::default()),
+            boundary_clock: 0,
+            clocks: None,
             record: Vec::with_capacity(1 << 20),
             written: DurableMark::default(),
             durable: DurableSeq::default(),
@@ -251,6 +262,9 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
             .extend_from_slice(&self.pending_first.to_le_bytes());
         self.record.extend_from_slice(&mark.cmd_seq.to_le_bytes());
         self.record.extend_from_slice(&count.to_le_bytes());
+        self.record
+            .extend_from_slice(&self.boundary_clock.to_le_bytes());
+        self.record.resize(HEADER_BYTES, 0);
         self.record.extend_from_slice(&self.pending[..bytes]);
         let mut h = crc32fast::Hasher::new();
         h.update(&self.record[12..]);
@@ -316,6 +330,10 @@ impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
         "journal"
     }
 
+    fn on_start_with(&mut self, ctx: &ringex_engine::pipeline::ConsumerContext) {
+        self.clocks = Some(ctx.clocks());
+    }
+
     /// With `--fsync interval:<ms>`, a quiet pipeline still syncs: the tail written since the
     /// last sync becomes durable (and acknowledged) within one interval.
     fn timeout(&self) -> Option<std::time::Duration> {
@@ -368,6 +386,9 @@ impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
                     cmd_seq: e.cmd_seq().0,
                 },
             );
+            if let Some(c) = &self.clocks {
+                self.boundary_clock = c.at(seq).0;
+            }
         }
         if end_of_batch {
             if let Err(err) = self.commit() {

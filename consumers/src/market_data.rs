@@ -214,7 +214,8 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
         let hub = MarketDataHub::default();
         (
             MarketData {
-                replica: BookReplica::new(),
+                // Live books only: its memory follows the resting orders, not the history.
+                replica: BookReplica::live_only(),
                 depth: depth.max(1),
                 published: BTreeMap::new(),
                 touched: Vec::new(),

@@ -5,7 +5,7 @@
 //! followed by any valid record, or a gap in the sequence numbers, is corruption in the
 //! middle of the journal: recovery stops with a clear error rather than build a wrong book.
 
-use crate::journal::{DurableMark, HEADER_BYTES, RECORD_MAGIC};
+use crate::journal::{DurableMark, HEADER_BYTES, HEADER_BYTES_V1, RECORD_MAGIC, RECORD_MAGIC_V1};
 use crate::snapshot::{list_snapshots, read_snapshot};
 use ringex_engine::codec::EVENT_BYTES;
 use ringex_engine::state::EngineState;
@@ -91,6 +91,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 
 /// A parsed record header.
 struct Header {
+    /// Header bytes (64, or 32 in the first format).
+    hlen: usize,
+    /// The engine clock after the record's last command (0 in the first format).
+    clock: u64,
     len: usize,
     crc: u32,
     first: u64,
@@ -99,17 +103,26 @@ struct Header {
 }
 
 fn header(b: &[u8]) -> Option<Header> {
-    let h = b.get(..HEADER_BYTES)?;
+    let h = b.get(..HEADER_BYTES_V1)?;
     let u32at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     let u64at = |i: usize| {
         let mut a = [0u8; 8];
         a.copy_from_slice(&h[i..i + 8]);
         u64::from_le_bytes(a)
     };
-    if u32at(0) != RECORD_MAGIC {
-        return None;
-    }
+    let (hlen, clock) = match u32at(0) {
+        RECORD_MAGIC => {
+            let full = b.get(..HEADER_BYTES)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&full[32..40]);
+            (HEADER_BYTES, u64::from_le_bytes(a))
+        }
+        RECORD_MAGIC_V1 => (HEADER_BYTES_V1, 0),
+        _ => return None,
+    };
     Some(Header {
+        hlen,
+        clock,
         len: u32at(4) as usize,
         crc: u32at(8),
         first: u64at(12),
@@ -124,7 +137,7 @@ fn valid_record(b: &[u8]) -> Option<(Header, usize)> {
     if h.len != h.count as usize * EVENT_BYTES || h.count == 0 {
         return None;
     }
-    let total = HEADER_BYTES + h.len;
+    let total = h.hlen + h.len;
     let rec = b.get(..total)?;
     (crc32fast::hash(&rec[12..]) == h.crc).then_some((h, total))
 }
@@ -133,7 +146,7 @@ fn valid_record(b: &[u8]) -> Option<(Header, usize)> {
 /// boundaries).
 fn any_valid_after(b: &[u8], from: usize) -> bool {
     let mut at = from.next_multiple_of(32);
-    while at + HEADER_BYTES <= b.len() {
+    while at + HEADER_BYTES_V1 <= b.len() {
         if valid_record(&b[at..]).is_some() {
             return true;
         }
@@ -180,11 +193,13 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
     // The last event that came from the journal itself (a record that repeats it is a
     // duplicate, not a record the snapshot already covers).
     let mut from_journal = 0u64;
+    let mut clock = state.clock;
     for (i, ((_, path), b)) in segments.iter().zip(&data).enumerate() {
         let mut at = 0usize;
         let mut records_here = 0u64;
         loop {
-            if at + HEADER_BYTES > b.len() || b[at..at + HEADER_BYTES].iter().all(|&x| x == 0) {
+            if at + HEADER_BYTES_V1 > b.len() || b[at..at + HEADER_BYTES_V1].iter().all(|&x| x == 0)
+            {
                 // End of this segment's data (preallocated zeros or end of file). Anything
                 // non-zero after zeros would be a record we cannot reach.
                 if at < b.len() && b[at..].iter().any(|&x| x != 0) && any_valid_after(b, at) {
@@ -240,7 +255,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
                     if seq <= mark.event_seq {
                         continue;
                     }
-                    let off = at + HEADER_BYTES + k as usize * EVENT_BYTES;
+                    let off = at + h.hlen + k as usize * EVENT_BYTES;
                     buf.copy_from_slice(&b[off..off + EVENT_BYTES]);
                     let Some(e) = Event::decode(&buf) else {
                         return Err(RecoveryError::Corrupt {
@@ -257,6 +272,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
                     event_seq: last,
                     cmd_seq: h.last_cmd,
                 };
+                clock = clock.max(h.clock);
                 report.records += 1;
             }
             records_here += 1;
@@ -267,10 +283,11 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
             report.empty_segments_removed += 1;
         }
     }
-    let state = match replica {
+    let mut state = match replica {
         Some(r) => r.state(mark.cmd_seq, mark.event_seq),
         None => state,
     };
+    state.clock = state.clock.max(clock);
     report.elapsed = t.elapsed();
     Ok(Recovered {
         state,
@@ -293,7 +310,7 @@ pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
         let mut at = 0;
         while let Some((h, total)) = b.get(at..).and_then(valid_record) {
             for k in 0..h.count as usize {
-                let off = at + HEADER_BYTES + k * EVENT_BYTES;
+                let off = at + h.hlen + k * EVENT_BYTES;
                 buf.copy_from_slice(&b[off..off + EVENT_BYTES]);
                 if let Some(e) = Event::decode(&buf) {
                     out.push((h.first + k as u64, e));

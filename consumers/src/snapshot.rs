@@ -109,6 +109,7 @@ pub struct Snapshotter {
     last_event: u64,
     last_snapshot_cmd: u64,
     writer: Option<SnapshotWriter>,
+    clocks: Option<ringex_engine::pipeline::ClockReader>,
     /// Snapshots handed to the writer.
     pub written: u64,
     /// The first error (snapshots stop; the journal still holds everything).
@@ -152,6 +153,7 @@ impl Snapshotter {
             last_event: event_seq,
             last_snapshot_cmd: cmd_seq,
             writer: None,
+            clocks: None,
             written: 0,
             error: None,
         }
@@ -236,6 +238,10 @@ impl Consumer for Snapshotter {
         "snapshotter"
     }
 
+    fn on_start_with(&mut self, ctx: &ringex_engine::pipeline::ConsumerContext) {
+        self.clocks = Some(ctx.clocks());
+    }
+
     fn on_event(&mut self, e: &Event, seq: Sequence, _end: bool) {
         self.replica.apply(e);
         if !e.is_last_of_command() {
@@ -247,6 +253,10 @@ impl Consumer for Snapshotter {
             && self.last_cmd >= self.last_snapshot_cmd + self.cfg.every_commands
             && self.durable.event_seq() >= self.last_event
         {
+            // The engine clock after this command (its slot is valid while we handle it).
+            if let Some(c) = &self.clocks {
+                self.replica.set_clock(c.at(seq).0);
+            }
             if let Err(err) = self.snapshot() {
                 tracing::error!(
                     "snapshot failed: {err}; snapshots stop, the journal has everything"

@@ -6,7 +6,7 @@
 use crate::codec::{get_order, put_order, EVENT_BYTES, R, W};
 use crate::command::NewOrder;
 use crate::funds::{AssetId, Balance, InstrumentDef, Ledger};
-use crate::types::{AccountId, InstrumentId, OrderId, Price};
+use crate::types::{AccountId, InstrumentId, Price};
 
 /// One resting order with its acceptance number (orders expiries and mass cancels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +34,12 @@ pub struct EngineState {
     /// Every resting order: per instrument, bids best first then asks best first, each
     /// price level in queue order (re-inserting in this order restores time priority).
     pub orders: Vec<RestingState>,
-    /// Order ids that were used and no longer rest (never reused), ascending.
-    pub dead_ids: Vec<OrderId>,
+    /// Every order id used so far, resting or not (never reused), as ascending disjoint
+    /// inclusive ranges: ids from a counter cost one range per gap, not one entry per id.
+    pub used_ids: Vec<(u64, u64)>,
+    /// The engine's clock: the latest command time handled (time never goes backwards in
+    /// sequence order, and carries on from here after recovery).
+    pub clock: u64,
     /// Blocked accounts, ascending.
     pub blocked: Vec<AccountId>,
     /// The definitions of funded instruments, in id order (the others are unfunded).
@@ -50,7 +54,9 @@ pub struct EngineState {
 
 /// Version 1 (before funded instruments): still read.
 const MAGIC_V1: &[u8; 8] = b"RGXSTAT1";
-const MAGIC: &[u8; 8] = b"RGXSTAT2";
+/// Version 2 (dead ids one by one, no clock): still read.
+const MAGIC_V2: &[u8; 8] = b"RGXSTAT2";
+const MAGIC: &[u8; 8] = b"RGXSTAT3";
 /// Bytes of an encoded [`InstrumentDef`].
 const DEF_BYTES: usize = 47;
 
@@ -92,7 +98,7 @@ impl EngineState {
     /// Encodes to bytes (no checksum: the file layer adds one).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v =
-            Vec::with_capacity(64 + self.orders.len() * EVENT_BYTES + self.dead_ids.len() * 8);
+            Vec::with_capacity(128 + self.orders.len() * EVENT_BYTES + self.used_ids.len() * 16);
         v.extend_from_slice(MAGIC);
         for x in [
             self.cmd_seq,
@@ -101,12 +107,13 @@ impl EngineState {
             self.admin_events,
             self.instruments.len() as u64,
             self.orders.len() as u64,
-            self.dead_ids.len() as u64,
+            self.used_ids.len() as u64,
             self.blocked.len() as u64,
             self.definitions.len() as u64,
             self.last_prices.len() as u64,
             self.assets.len() as u64,
             self.balances.len() as u64,
+            self.clock,
         ] {
             v.extend_from_slice(&x.to_le_bytes());
         }
@@ -126,8 +133,9 @@ impl EngineState {
             v.extend_from_slice(&block);
         }
         let _ = block;
-        for id in &self.dead_ids {
-            v.extend_from_slice(&id.0.to_le_bytes());
+        for &(lo, hi) in &self.used_ids {
+            v.extend_from_slice(&lo.to_le_bytes());
+            v.extend_from_slice(&hi.to_le_bytes());
         }
         for a in &self.blocked {
             v.extend_from_slice(&a.0.to_le_bytes());
@@ -166,18 +174,20 @@ impl EngineState {
             at += n;
             Ok(s)
         };
-        let v2 = match take(8)? {
-            m if m == MAGIC => true,
-            m if m == MAGIC_V1 => false,
+        let version = match take(8)? {
+            m if m == MAGIC => 3,
+            m if m == MAGIC_V2 => 2,
+            m if m == MAGIC_V1 => 1,
             _ => return Err(StateFormatError("bad magic")),
         };
-        let mut u64s = [0u64; 12];
-        for x in u64s.iter_mut().take(if v2 { 12 } else { 8 }) {
+        let mut u64s = [0u64; 13];
+        for x in u64s.iter_mut().take([8, 12, 13][version - 1]) {
             let mut a = [0u8; 8];
             a.copy_from_slice(take(8)?);
             *x = u64::from_le_bytes(a);
         }
-        let [cmd_seq, event_seq, accept_seq, admin_events, ni, no, nd, nb, nf, nl, na, nbal] = u64s;
+        let [cmd_seq, event_seq, accept_seq, admin_events, ni, no, nd, nb, nf, nl, na, nbal, clock] =
+            u64s;
         let cap = |n: u64| (n as usize).min(b.len());
         let mut s = EngineState {
             cmd_seq,
@@ -186,7 +196,8 @@ impl EngineState {
             admin_events,
             instruments: Vec::with_capacity(cap(ni)),
             orders: Vec::with_capacity(cap(no)),
-            dead_ids: Vec::with_capacity(cap(nd)),
+            used_ids: Vec::with_capacity(cap(nd)),
+            clock,
             blocked: Vec::with_capacity(cap(nb)),
             definitions: Vec::with_capacity(cap(nf)),
             last_prices: Vec::with_capacity(cap(nl)),
@@ -208,10 +219,22 @@ impl EngineState {
             let accept_seq = r.u64();
             s.orders.push(RestingState { order, accept_seq });
         }
+        let mut dead: Vec<u64> = Vec::new();
         for _ in 0..nd {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(take(8)?);
-            s.dead_ids.push(OrderId(u64::from_le_bytes(a)));
+            let mut word = || -> Result<u64, StateFormatError> {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(take(8)?);
+                Ok(u64::from_le_bytes(a))
+            };
+            if version == 3 {
+                let (lo, hi) = (word()?, word()?);
+                if lo > hi || s.used_ids.last().is_some_and(|&(_, h)| h >= lo) {
+                    return Err(StateFormatError("used id ranges out of order"));
+                }
+                s.used_ids.push((lo, hi));
+            } else {
+                dead.push(word()?);
+            }
         }
         for _ in 0..nb {
             let mut a = [0u8; 8];
@@ -249,8 +272,26 @@ impl EngineState {
         if at != b.len() {
             return Err(StateFormatError("trailing bytes"));
         }
+        if version < 3 {
+            // Older states listed dead ids one by one; resting ids were implied.
+            dead.extend(s.orders.iter().map(|o| o.order.order_id.0));
+            s.used_ids = ranges_of(dead);
+        }
         Ok(s)
     }
+}
+
+/// Ascending disjoint inclusive ranges covering exactly `ids`.
+pub fn ranges_of(mut ids: Vec<u64>) -> Vec<(u64, u64)> {
+    ids.sort_unstable();
+    let mut v: Vec<(u64, u64)> = Vec::new();
+    for id in ids {
+        match v.last_mut() {
+            Some(last) if last.1.saturating_add(1) >= id => last.1 = last.1.max(id),
+            _ => v.push((id, id)),
+        }
+    }
+    v
 }
 
 #[cfg(test)]
@@ -269,17 +310,39 @@ mod tests {
             event_seq: 9,
             accept_seq: 1,
             instruments: vec![(InstrumentId(3), true)],
-            dead_ids: vec![OrderId(5)],
+            used_ids: vec![(5, 5)],
             blocked: vec![AccountId(2)],
             ..EngineState::default()
         };
-        let v2 = state.to_bytes();
-        // Version 1: its magic, the first eight header words, no funding sections.
+        // Versions 1 and 2: dead ids one by one; version 1 has eight header words.
+        let sections = |v: &mut Vec<u8>| {
+            v.extend_from_slice(&3u32.to_le_bytes());
+            v.push(1);
+            v.extend_from_slice(&5u64.to_le_bytes());
+            v.extend_from_slice(&2u64.to_le_bytes());
+        };
+        let words = [7u64, 9, 1, 0, 1, 0, 1, 1, 0, 0, 0, 0];
         let mut v1 = MAGIC_V1.to_vec();
-        v1.extend_from_slice(&v2[8..8 + 64]);
-        v1.extend_from_slice(&v2[8 + 96..]);
+        let mut v2 = MAGIC_V2.to_vec();
+        for (k, w) in words.iter().enumerate() {
+            if k < 8 {
+                v1.extend_from_slice(&w.to_le_bytes());
+            }
+            v2.extend_from_slice(&w.to_le_bytes());
+        }
+        sections(&mut v1);
+        sections(&mut v2);
         assert_eq!(EngineState::from_bytes(&v1), Ok(state.clone()));
-        assert_eq!(EngineState::from_bytes(&v2), Ok(state));
+        assert_eq!(EngineState::from_bytes(&v2), Ok(state.clone()));
+        let with_clock = EngineState {
+            clock: 12345,
+            used_ids: vec![(1, 3), (5, 9), (u64::MAX, u64::MAX)],
+            ..state
+        };
+        assert_eq!(
+            EngineState::from_bytes(&with_clock.to_bytes()),
+            Ok(with_clock)
+        );
 
         let mut old = [0u8; EVENT_BYTES];
         old[0] = 9; // InstrumentAdded

@@ -292,7 +292,9 @@ fn restored_continues_identically(cmds: &[Command], cut: usize) -> Result<(), Te
             a.process(Sequence(i as u64 + 1), c, &mut out);
             out.iter().for_each(|e| replica.apply(e));
         }
+        replica.set_clock(a.clock().0);
         let state = replica.state(cut as u64, 0);
+        prop_assert_eq!(state.clock, a.clock().0);
         let bytes = state.to_bytes();
         let state = ringex_engine::state::EngineState::from_bytes(&bytes).expect("decodes");
         let mut b = Matcher::from_state(&state, MatcherCapacity::default());

@@ -22,7 +22,7 @@ use crate::types::{
     AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
     Side, TimeInForce, Timestamp,
 };
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// No index.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -264,16 +264,8 @@ pub struct RestingOrder {
     pub qty: Qty,
 }
 
-/// What the id map knows about an order id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IdState {
-    /// Never seen.
-    Unknown,
-    /// Used before; no longer resting.
-    Dead,
-    /// Resting at this pool index.
-    Live(u32),
-}
+use super::ids::IdIndex;
+pub(crate) use super::ids::IdState;
 
 /// Every instrument's book, sharing one order pool and one level pool.
 #[derive(Clone, Debug, Default)]
@@ -285,16 +277,8 @@ pub(crate) struct OrderBooks {
     free_orders: Vec<u32>,
     pub levels: Vec<Level>,
     free_levels: Vec<u32>,
-    /// Direct-indexed id table for the window `[dense_base, dense_base + dense_len)`, set
-    /// at the first id seen: a pool index, [`DENSE_UNKNOWN`] or [`DENSE_DEAD`]. Ids in the
-    /// window live only here; ids outside it live in the two maps below. Sequential client
-    /// ids (the common case) never touch a hash map.
-    dense: Vec<u32>,
-    dense_base: u64,
-    dense_len: usize,
-    live_ids: FxHashMap<u64, u32>,
-    dead_ids: FxHashSet<u64>,
-    live: usize,
+    /// Every order id seen, compactly, and the pool index of each live one.
+    ids: IdIndex,
     /// The first resting order of each account: accounts below 2^20 by index, larger ids
     /// in a map that holds only accounts with resting orders.
     acct_heads: Vec<u32>,
@@ -347,11 +331,6 @@ impl BookIndex {
     }
 }
 
-/// An id in the dense window never used.
-const DENSE_UNKNOWN: u32 = u32::MAX;
-/// An id in the dense window used before and no longer resting.
-const DENSE_DEAD: u32 = u32::MAX - 1;
-
 impl OrderBooks {
     /// Room for `orders` resting orders and `ids` order ids before anything grows.
     pub fn with_capacity(orders: usize, ids: usize) -> Self {
@@ -362,12 +341,7 @@ impl OrderBooks {
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
-            dense: Vec::new(),
-            dense_base: 0,
-            dense_len: ids,
-            live_ids: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
-            dead_ids: FxHashSet::with_capacity_and_hasher(ids.min(1 << 16), Default::default()),
-            live: 0,
+            ids: IdIndex::new(ids, true),
             acct_heads: Vec::new(),
             acct_sparse: FxHashMap::default(),
         }
@@ -421,61 +395,26 @@ impl OrderBooks {
 
     #[inline]
     pub fn id_state(&self, id: OrderId) -> IdState {
-        if let Some(slot) = self.dense_slot(id) {
-            return match self.dense[slot] {
-                DENSE_UNKNOWN => IdState::Unknown,
-                DENSE_DEAD => IdState::Dead,
-                i => IdState::Live(i),
-            };
-        }
-        match self.live_ids.get(&id.0) {
-            Some(&i) => IdState::Live(i),
-            None if self.dead_ids.contains(&id.0) => IdState::Dead,
-            None => IdState::Unknown,
-        }
+        self.ids.get(id.0)
     }
 
     /// Records an id that was used but never rested (or no longer rests).
     #[inline]
     pub fn mark_dead(&mut self, id: OrderId) {
-        self.set_id(id, DENSE_DEAD);
+        self.ids.set_dead(id.0);
     }
 
-    /// The id's slot in the dense window (placing the window at the first id seen).
-    #[inline]
-    fn dense_slot(&self, id: OrderId) -> Option<usize> {
-        let off = id.0.wrapping_sub(self.dense_base);
-        (off < self.dense.len() as u64).then_some(off as usize)
+    /// Forgets dead ids from now on (a replica that only needs the live books).
+    pub fn forget_dead_ids(&mut self) {
+        self.ids = IdIndex::new(self.ids.window(), false);
     }
 
-    /// Records an id as live at `idx` or dead ([`DENSE_DEAD`]).
-    #[inline]
-    fn set_id(&mut self, id: OrderId, value: u32) {
-        if self.dense.is_empty() && self.dense_len > 0 {
-            self.dense_base = id.0;
-            self.dense = vec![DENSE_UNKNOWN; self.dense_len];
+    /// Marks the ids of a state's used ranges (before any order is inserted).
+    pub fn load_used_ids(&mut self, ranges: &[(u64, u64)]) {
+        for &(lo, hi) in ranges {
+            self.ids.load_used(lo, hi);
         }
-        let was_live = match self.dense_slot(id) {
-            Some(slot) => {
-                let old = self.dense[slot];
-                self.dense[slot] = value;
-                old != DENSE_UNKNOWN && old != DENSE_DEAD
-            }
-            None => {
-                if value == DENSE_DEAD {
-                    self.dead_ids.insert(id.0);
-                    self.live_ids.remove(&id.0).is_some()
-                } else {
-                    self.live_ids.insert(id.0, value).is_some()
-                }
-            }
-        };
-        let now_live = value != DENSE_DEAD;
-        match (was_live, now_live) {
-            (false, true) => self.live += 1,
-            (true, false) => self.live -= 1,
-            _ => {}
-        }
+        self.ids.start_after_loaded();
     }
 
     #[inline]
@@ -496,7 +435,7 @@ impl OrderBooks {
                 (self.orders.len() - 1) as u32
             }
         };
-        self.set_id(node.id, idx);
+        self.ids.set_live(node.id.0, idx);
         self.link_back(idx);
         // First in its account's list.
         let head = self.account_head(node.account);
@@ -722,7 +661,7 @@ impl OrderBooks {
         let n = &mut self.orders[idx as usize];
         n.live = false;
         let id = n.id;
-        self.set_id(id, DENSE_DEAD);
+        self.ids.set_dead(id.0);
         self.free_orders.push(idx);
     }
 
@@ -791,18 +730,14 @@ impl OrderBooks {
         out
     }
 
-    /// Ids that were used and no longer rest, ascending.
-    pub fn dead_ids(&self) -> Vec<OrderId> {
-        let mut v: Vec<OrderId> = self.dead_ids.iter().map(|&i| OrderId(i)).collect();
-        v.extend(
-            self.dense
-                .iter()
-                .enumerate()
-                .filter(|(_, &x)| x == DENSE_DEAD)
-                .map(|(k, _)| OrderId(self.dense_base.wrapping_add(k as u64))),
-        );
-        v.sort_unstable();
-        v
+    /// Every id used (resting or not) as ascending disjoint inclusive ranges.
+    pub fn used_id_ranges(&self) -> Vec<(u64, u64)> {
+        self.ids.used_ranges()
+    }
+
+    /// Entries the id index holds outside its fixed window (ranges and maps).
+    pub fn id_entries_outside_window(&self) -> usize {
+        self.ids.outside_entries()
     }
 
     /// Aggregated depth of one side, best first: (price, total lots, order count).
@@ -822,7 +757,7 @@ impl OrderBooks {
     /// The number of resting orders.
     #[inline]
     pub fn live_count(&self) -> usize {
-        self.live
+        self.ids.live()
     }
 }
 

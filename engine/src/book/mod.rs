@@ -2,6 +2,7 @@
 //! rebuilds books from events.
 
 pub(crate) mod fast;
+pub(crate) mod ids;
 pub mod naive;
 pub mod replica;
 

@@ -36,6 +36,8 @@ pub struct NaiveMatcher {
     used_ids: BTreeSet<u64>,
     blocked: BTreeSet<u64>,
     clock: u64,
+    /// Engine time: the latest command time (never goes backwards).
+    now: u64,
     accept_seq: u64,
     /// Funded instruments' definitions.
     defs: BTreeMap<u32, InstrumentDef>,
@@ -508,6 +510,8 @@ impl NaiveMatcher {
 impl MatchingEngine for NaiveMatcher {
     fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
         let start = out.len();
+        self.now = self.now.max(cmd.ts.0);
+        let cmd = &Command::new(crate::types::Timestamp(self.now), cmd.kind);
         // Expiries first, earliest expiry then earliest accepted.
         let mut due: Vec<Resting> = self
             .resting

@@ -26,12 +26,29 @@ pub struct BookReplica {
     /// Buyer, seller and quote asset of the last fill on a funded instrument, until its
     /// fees arrive.
     pending_fees: Option<(AccountId, AccountId, crate::funds::AssetId)>,
+    /// The engine clock as last told ([`BookReplica::set_clock`]): events carry no time.
+    clock: u64,
 }
 
 impl BookReplica {
     /// An empty replica.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A replica that keeps only the live books and forgets dead order ids (market data,
+    /// risk): its memory follows the resting orders, never the history. Its
+    /// [`BookReplica::state`] cannot be used to restart a matcher.
+    pub fn live_only() -> Self {
+        let mut r = Self::default();
+        r.books.forget_dead_ids();
+        r
+    }
+
+    /// Sets the engine clock that [`BookReplica::state`] records (the time of the last
+    /// command applied; the pipeline publishes it beside the events).
+    pub fn set_clock(&mut self, clock: u64) {
+        self.clock = self.clock.max(clock);
     }
 
     /// Applies one event.
@@ -299,7 +316,8 @@ impl BookReplica {
             accept_seq: self.accept_seq,
             admin_events: self.admin_events,
             orders,
-            dead_ids: self.books.dead_ids(),
+            used_ids: self.books.used_id_ranges(),
+            clock: self.clock,
             blocked: self.blocked_accounts().collect(),
             definitions: instruments
                 .iter()
@@ -319,21 +337,20 @@ impl BookReplica {
     /// A replica holding `state`.
     pub fn from_state(state: &EngineState) -> Self {
         let mut r = BookReplica {
-            books: OrderBooks::with_capacity(state.orders.len(), state.dead_ids.len()),
+            books: OrderBooks::with_capacity(state.orders.len(), 1 << 16),
             blocked: state.blocked.iter().map(|a| a.0).collect(),
             transient: None,
             accept_seq: state.accept_seq,
             admin_events: state.admin_events,
             ledger: state.ledger(),
             pending_fees: None,
+            clock: state.clock,
         };
         r.books.add_instruments_of(state);
+        r.books.load_used_ids(&state.used_ids);
         for o in &state.orders {
             r.books
                 .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));
-        }
-        for id in &state.dead_ids {
-            r.books.mark_dead(*id);
         }
         r
     }

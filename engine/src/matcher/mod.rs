@@ -85,10 +85,10 @@ struct MatchEnd {
 pub struct MatcherCapacity {
     /// Resting orders across all books.
     pub orders: usize,
-    /// The dense id window: order ids from the first one seen up to this many more are
-    /// found by direct indexing (4 bytes each, allocated once); ids outside the window go
-    /// through hash maps (slower once millions of ids have been used, since the
-    /// duplicate-id history never shrinks).
+    /// Slots of the sliding order-id window (rounded up to a power of two, 64 to 2^24;
+    /// 4 bytes each, allocated at the first id): ids inside it are found by direct
+    /// indexing, and the window slides forward with a counter's ids, leaving the used ids
+    /// behind as ranges (one per gap). See `book/ids.rs` for the cost of other id patterns.
     pub ids: usize,
     /// GTD orders waiting to expire (room reserved; also how many entries of GTD orders
     /// that left early the expiry heap tolerates beyond twice the live orders).
@@ -120,6 +120,8 @@ pub struct Matcher {
     /// What each resting order of a funded instrument holds, by pool index (kept beside the
     /// pool so that a modify or a cancel never recomputes the old hold).
     holds: Vec<i128>,
+    /// The latest command time handled: time never goes backwards in sequence order.
+    clock: u64,
 }
 
 impl Default for Matcher {
@@ -140,6 +142,7 @@ impl Matcher {
             expiry_slack: cap.gtd.max(8),
             ledger: Ledger::new(),
             holds: Vec::with_capacity(cap.orders),
+            clock: 0,
         }
     }
 
@@ -147,10 +150,12 @@ impl Matcher {
     pub fn from_state(state: &crate::state::EngineState, cap: MatcherCapacity) -> Self {
         let mut m = Matcher::with_capacity(MatcherCapacity {
             orders: cap.orders.max(state.orders.len()),
-            ids: cap.ids.max(state.dead_ids.len() + state.orders.len()),
+            ids: cap.ids,
             gtd: cap.gtd,
         });
         m.books.add_instruments_of(state);
+        m.books.load_used_ids(&state.used_ids);
+        m.clock = state.clock;
         m.ledger = state.ledger();
         for r in &state.orders {
             let o = &r.order;
@@ -163,9 +168,6 @@ impl Matcher {
                     .push(Reverse((o.expiry.0, r.accept_seq, o.order_id.0)));
             }
         }
-        for id in &state.dead_ids {
-            m.books.mark_dead(*id);
-        }
         m.blocked = state.blocked.iter().map(|a| a.0).collect();
         m.accept_seq = state.accept_seq;
         m
@@ -175,7 +177,10 @@ impl Matcher {
     #[inline]
     pub fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
         let start = out.len();
-        let now = cmd.ts;
+        // Engine time: the command's time, or the latest time seen if that is later (two
+        // gateways may stamp out of sequence order; time never goes backwards here).
+        let now = Timestamp(cmd.ts.0.max(self.clock));
+        self.clock = now.0;
         if let Some(&Reverse((exp, _, _))) = self.expiries.peek() {
             if exp <= now.0 {
                 self.expire(seq, now, out);
@@ -285,6 +290,17 @@ impl Matcher {
         side: Side,
     ) -> impl Iterator<Item = (Price, u128, u32)> + '_ {
         self.books.depth(instrument, side)
+    }
+
+    /// The engine clock: the latest command time handled.
+    pub fn clock(&self) -> Timestamp {
+        Timestamp(self.clock)
+    }
+
+    /// Entries the order-id index holds outside its fixed window (ranges of used ids and
+    /// live orders that the window passed): the soak benchmark reports it.
+    pub fn id_entries_outside_window(&self) -> usize {
+        self.books.id_entries_outside_window()
     }
 
     /// A resting order by id, with its current price and open quantity: O(1) (the id index),

@@ -29,7 +29,7 @@ use crate::command::Command;
 use crate::consumer::Consumer;
 use crate::event::Event;
 use crate::matcher::Matcher;
-use crate::types::Sequence;
+use crate::types::{Sequence, Timestamp};
 use crossbeam_utils::CachePadded;
 use disruptor::{
     EventPoller, MultiConsumerBarrier, MultiProducerBarrier, Polling, Producer, SingleProducer,
@@ -150,14 +150,76 @@ impl ConsumerOptions {
 /// What a consumer gets when it starts.
 pub struct ConsumerContext {
     gateway: Gateway,
+    clocks: Arc<EventClocks>,
+}
+
+/// The engine clock after each command, published by the matcher beside the output ring
+/// (events carry no time): one slot per ring slot, written for the last event of each
+/// command before that event is published.
+pub(crate) struct EventClocks {
+    slots: Box<[AtomicU64]>,
+    mask: u64,
+}
+
+impl EventClocks {
+    fn new(size: usize) -> Self {
+        EventClocks {
+            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            mask: size as u64 - 1,
+        }
+    }
+
+    #[inline]
+    fn set(&self, event_seq: u64, clock: Timestamp) {
+        self.slots[(event_seq & self.mask) as usize].store(clock.0, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn get(&self, event_seq: u64) -> Timestamp {
+        Timestamp(self.slots[(event_seq & self.mask) as usize].load(Ordering::Relaxed))
+    }
 }
 
 impl ConsumerContext {
+    /// The engine clock after the command whose **last** event has output sequence `seq`
+    /// ([`Event::is_last_of_command`]). Valid only while that event is being handled (from
+    /// `on_event`, or before the end of its batch): the slot is reused when the ring wraps.
+    /// The journal writes it into each record and snapshots into the state, so recovery
+    /// carries the clock on.
+    pub fn clock_at(&self, seq: Sequence) -> Timestamp {
+        self.clocks.get(seq.0)
+    }
+
+    /// A handle that reads [`ConsumerContext::clock_at`] from the consumer's own state.
+    pub fn clocks(&self) -> ClockReader {
+        ClockReader(Arc::clone(&self.clocks))
+    }
+
     /// A gateway into the input ring, for consumers that submit commands themselves (the
     /// risk updater's kill switch). Submits after shutdown began return
     /// [`SubmitError::Closed`].
     pub fn gateway(&self) -> Gateway {
         self.gateway.clone()
+    }
+}
+
+/// Reads the engine clock published beside the output ring (see
+/// [`ConsumerContext::clock_at`]).
+#[derive(Clone)]
+pub struct ClockReader(Arc<EventClocks>);
+
+impl ClockReader {
+    /// The engine clock after the command whose last event is `seq` (valid while that
+    /// event is being handled).
+    #[inline]
+    pub fn at(&self, seq: Sequence) -> Timestamp {
+        self.0.get(seq.0)
+    }
+}
+
+impl std::fmt::Debug for ClockReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockReader")
     }
 }
 
@@ -213,6 +275,8 @@ struct Shared {
     output_capacity: usize,
     gateway: Arc<GatewayShared>,
     halt_reason: Mutex<Option<String>>,
+    /// The engine clock after each command, beside the output ring.
+    clocks: Arc<EventClocks>,
 }
 
 impl Shared {
@@ -477,6 +541,7 @@ impl PipelineBuilder {
             disruptor::build_multi_producer(self.input_size, Command::default, disruptor::BusySpin)
                 .new_event_poller();
         let gateway_shared = GatewayShared::new(self.resume.0);
+        let clocks = Arc::new(EventClocks::new(self.output_size));
         let gateway = Gateway::new(
             input_builder.build(),
             Arc::clone(&gateway_shared),
@@ -519,6 +584,7 @@ impl PipelineBuilder {
             output_capacity: self.output_size,
             gateway: Arc::clone(&gateway_shared),
             halt_reason: Mutex::new(None),
+            clocks: Arc::clone(&clocks),
         });
 
         // 4. Consumer threads.
@@ -550,6 +616,7 @@ impl PipelineBuilder {
                 shared: Arc::clone(&shared),
                 ctx: ConsumerContext {
                     gateway: gateway.clone(),
+                    clocks: Arc::clone(&clocks),
                 },
             };
             consumer_threads.push((pending.spawn)(run)?);
@@ -563,6 +630,10 @@ impl PipelineBuilder {
                 ..Default::default()
             })
         });
+        // Gateways stamp no earlier than the recovered clock.
+        gateway_shared
+            .last_stamp
+            .fetch_max(matcher.clock().0, Ordering::AcqRel);
         let idle = self
             .matcher_idle
             .unwrap_or(IdleStrategy::default_for(matcher_core.is_some()));
@@ -799,7 +870,13 @@ fn run_matcher(
                     if cmd_seq == panic_at {
                         panic!("injected matcher panic at command {cmd_seq}");
                     }
+                    let before = events.len();
                     matcher.process(Sequence(cmd_seq), cmd, &mut events);
+                    if events.len() > before {
+                        shared
+                            .clocks
+                            .set(published + events.len() as u64, matcher.clock());
+                    }
                     pending += 1;
                 }
                 drop(guard);

@@ -13,11 +13,15 @@
 //!   among them in a hash map (`below_live`). When the window slides forward over an id, a
 //!   dead id extends the last range (a counter's ids with no gap cost nothing at all), a gap
 //!   starts a new range, a live order moves to the map.
-//! - **Above the window** (an id far ahead of the counter), ids wait in an ordered map
-//!   (`above`) and move into the window when it reaches them. When ids keep arriving far
-//!   ahead (the counter jumped, or a new client started at a high id), the window re-bases
-//!   there after `W / 4` such ids in a row, so a jump costs one eviction pass (at most `W`
-//!   slots) once, not on every command.
+//! - **Above the window** (an id far ahead of the counter, or a second client's counter in
+//!   another range), used ids wait as ranges (`above_used`) and the live ones in an ordered
+//!   map (`above_live`, bounded by the live orders); they move into the window (or below it)
+//!   when it reaches them.
+//! - **Re-basing**: when new orders land outside the window more often than inside (the
+//!   counter jumped, a new client started in another range, or the first ids seen were
+//!   odd ones), by a margin of `min(W / 4, 1024)`, the window moves to them, up or down:
+//!   one pass over the window's occupancy bits and the live orders, once per shift of the
+//!   flow, never on every command.
 //!
 //! Cost for sparse random ids (no counter): each id used outside the window costs one range
 //! (two `u64` in an ordered map) until neighbouring ids fill the gap between them, and a
@@ -60,6 +64,22 @@ impl RangeSet {
     /// Adds `[lo, hi]`, merging with overlapping or adjacent ranges.
     pub fn insert(&mut self, lo: u64, hi: u64) {
         debug_assert!(lo <= hi);
+        // Fast path: past the last range (the window leaving ids behind, in order).
+        match self.ranges.last_key_value() {
+            None => {
+                self.ranges.insert(lo, hi);
+                return;
+            }
+            Some((&l, &h)) if h < u64::MAX && lo > h => {
+                if lo == h + 1 {
+                    self.ranges.insert(l, hi);
+                } else {
+                    self.ranges.insert(lo, hi);
+                }
+                return;
+            }
+            _ => {}
+        }
         let (mut lo, mut hi) = (lo, hi);
         // The range starting at or before `lo` that reaches it (or `lo - 1`).
         if let Some((&l, &h)) = self.ranges.range(..=lo).next_back() {
@@ -84,8 +104,111 @@ impl RangeSet {
         self.ranges.len()
     }
 
+    /// Removes and returns the ids within `[lo, hi]`, as ranges.
+    pub fn take(&mut self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let mut hit: Vec<(u64, u64)> = Vec::new();
+        if lo > hi {
+            return hit;
+        }
+        if let Some((&l, &h)) = self.ranges.range(..lo).next_back() {
+            if h >= lo {
+                hit.push((l, h));
+            }
+        }
+        hit.extend(self.ranges.range(lo..=hi).map(|(&l, &h)| (l, h)));
+        let mut out = Vec::with_capacity(hit.len());
+        for (l, h) in hit {
+            self.ranges.remove(&l);
+            if l < lo {
+                self.ranges.insert(l, lo - 1);
+            }
+            if h > hi {
+                self.ranges.insert(hi + 1, h);
+            }
+            out.push((l.max(lo), h.min(hi)));
+        }
+        out
+    }
+
+    pub fn first(&self) -> Option<(u64, u64)> {
+        self.ranges.first_key_value().map(|(&l, &h)| (l, h))
+    }
+
+    pub fn pop_first(&mut self) {
+        self.ranges.pop_first();
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.ranges.iter().map(|(&l, &h)| (l, h))
+    }
+}
+
+/// Used ids below the window: the ranges the window left behind, in order (a sorted `Vec`:
+/// appends and binary searches), and ids set below the window out of order (an ordered
+/// map).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Below {
+    tail: Vec<(u64, u64)>,
+    other: RangeSet,
+}
+
+impl Below {
+    /// Adds `[lo, hi]`, appending when it is past everything left behind so far.
+    fn append(&mut self, lo: u64, hi: u64) {
+        match self.tail.last_mut() {
+            Some(last) if last.1 < u64::MAX && lo == last.1 + 1 => last.1 = hi,
+            Some(last) if lo <= last.1 => self.other.insert(lo, hi),
+            _ => self.tail.push((lo, hi)),
+        }
+    }
+
+    fn insert(&mut self, lo: u64, hi: u64) {
+        self.other.insert(lo, hi);
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        let k = self.tail.partition_point(|&(lo, _)| lo <= id);
+        (k > 0 && id <= self.tail[k - 1].1) || self.other.contains(id)
+    }
+
+    fn len(&self) -> usize {
+        self.tail.len() + self.other.len()
+    }
+
+    /// Removes and returns the used ids within `[lo, hi]`, as ranges.
+    fn take(&mut self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        if lo > hi {
+            return out;
+        }
+        let start = self.tail.partition_point(|&(_, h)| h < lo);
+        let end = self.tail.partition_point(|&(l, _)| l <= hi);
+        if start < end {
+            let mut keep = Vec::new();
+            for &(l, h) in &self.tail[start..end] {
+                if l < lo {
+                    keep.push((l, lo - 1));
+                }
+                out.push((l.max(lo), h.min(hi)));
+                if h > hi {
+                    keep.push((hi + 1, h));
+                }
+            }
+            self.tail.splice(start..end, keep);
+        }
+        out.extend(self.other.take(lo, hi));
+        out
+    }
+
+    /// Every range, ascending by first id (the two parts merged; they may overlap).
+    fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut a = self.tail.iter().copied().peekable();
+        let mut b = self.other.iter().peekable();
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        })
     }
 }
 
@@ -111,14 +234,27 @@ impl Default for IdIndex {
 pub(crate) struct IdIndex {
     /// Ring buffer of `W` slots; the id `x` in the window lives at `x & mask`.
     slots: Vec<u32>,
+    /// One bit per slot, set when the slot is not [`UNKNOWN`]: sliding skips empty stretches
+    /// 64 slots at a time (sparse ids slide the window far on every new order).
+    occ: Vec<u64>,
+    /// One bit per `occ` word, set when that word is not zero: a slide skips 4096 empty
+    /// slots at a time.
+    occ2: Vec<u64>,
     mask: u64,
     base: u64,
     started: bool,
-    used: RangeSet,
+    used: Below,
     below_live: FxHashMap<u64, u32>,
-    above: BTreeMap<u64, u32>,
-    /// Ids placed above the window in a row (re-bases at `W / 4`).
-    above_streak: usize,
+    /// Used ids above the window (live or not), as ranges.
+    above_used: RangeSet,
+    /// The live ones among them.
+    above_live: BTreeMap<u64, u32>,
+    /// New orders placed outside the window minus those placed inside, floored at zero
+    /// (re-bases at [`IdIndex::rebase_after`]): the window follows the larger flow of new
+    /// ids, also when a smaller one (another client's counter) interleaves with it.
+    outside_streak: usize,
+    /// Re-bases so far.
+    rebases: usize,
     /// False for replicas that need no dead ids (market data): a dead id is forgotten.
     track_used: bool,
     live: usize,
@@ -130,13 +266,17 @@ impl IdIndex {
         let w = window.clamp(64, 1 << 24).next_power_of_two();
         IdIndex {
             slots: Vec::new(),
+            occ: Vec::new(),
+            occ2: Vec::new(),
             mask: (w - 1) as u64,
             base: 0,
             started: false,
-            used: RangeSet::default(),
+            used: Below::default(),
             below_live: FxHashMap::default(),
-            above: BTreeMap::new(),
-            above_streak: 0,
+            above_used: RangeSet::default(),
+            above_live: BTreeMap::new(),
+            outside_streak: 0,
+            rebases: 0,
             track_used,
             live: 0,
         }
@@ -180,9 +320,9 @@ impl IdIndex {
                 None => IdState::Unknown,
             }
         } else {
-            match self.above.get(&id) {
-                Some(&DEAD) => IdState::Dead,
+            match self.above_live.get(&id) {
                 Some(&i) => IdState::Live(i),
+                None if self.above_used.contains(id) => IdState::Dead,
                 None => IdState::Unknown,
             }
         }
@@ -207,11 +347,10 @@ impl IdIndex {
         }
         let off = id.wrapping_sub(self.base);
         let was_live = if off <= self.mask {
-            self.above_streak = 0;
-            let slot = &mut self.slots[(id & self.mask) as usize];
-            let old = *slot;
-            *slot = value;
-            old < DEAD
+            if value < DEAD {
+                self.outside_streak = self.outside_streak.saturating_sub(1);
+            }
+            self.put(id, value)
         } else {
             self.set_outside(id, value)
         };
@@ -223,8 +362,34 @@ impl IdIndex {
         }
     }
 
+    /// Writes a window slot and its occupancy bit; returns whether it was live.
+    #[inline]
+    fn put(&mut self, id: u64, value: u32) -> bool {
+        let k = (id & self.mask) as usize;
+        let old = std::mem::replace(&mut self.slots[k], value);
+        if value == UNKNOWN {
+            self.clear_occ(k);
+        } else {
+            let w = k / 64;
+            self.occ[w] |= 1u64 << (k % 64);
+            self.occ2[w / 64] |= 1u64 << (w % 64);
+        }
+        old < DEAD
+    }
+
+    #[inline]
+    fn clear_occ(&mut self, k: usize) {
+        let w = k / 64;
+        self.occ[w] &= !(1u64 << (k % 64));
+        if self.occ[w] == 0 {
+            self.occ2[w / 64] &= !(1u64 << (w % 64));
+        }
+    }
+
     fn start_at(&mut self, base: u64) {
         self.slots = vec![UNKNOWN; self.w() as usize];
+        self.occ = vec![0; self.w() as usize / 64];
+        self.occ2 = vec![0; self.occ.len().div_ceil(64)];
         // The window never reaches past u64::MAX.
         self.base = base.min(u64::MAX - self.mask);
         self.started = true;
@@ -234,35 +399,50 @@ impl IdIndex {
     /// whether the id was live.
     #[cold]
     fn set_outside(&mut self, id: u64, value: u32) -> bool {
+        // New orders mostly land outside the window (the flow moved, or the window was
+        // placed by a few odd ids): re-base it around them, one pass, then carry on there.
+        if value < DEAD {
+            self.outside_streak += 1;
+            if self.outside_streak >= self.rebase_after() {
+                self.outside_streak = 0;
+                self.rebases += 1;
+                if id > self.base {
+                    self.slide_to(id - self.mask);
+                    return self.put(id, value);
+                }
+                let room = self.w() / 16;
+                if self.rebase_down(id.saturating_sub(room)) {
+                    return self.put(id, value);
+                }
+            }
+        }
         if id < self.base {
             let was = if value < DEAD {
                 self.below_live.insert(id, value).is_some()
             } else {
                 self.below_live.remove(&id).is_some()
             };
-            if value != UNKNOWN {
+            // A live id below is recorded as used already (when it was set, or when the
+            // window left it behind).
+            if self.track_used && value != UNKNOWN && !was && !self.used.contains(id) {
                 self.used.insert(id, id);
             }
             return was;
         }
         let w = self.w();
-        let near = id - self.base < 2 * w;
-        if near || self.above_streak + 1 >= (w / 4) as usize {
-            self.above_streak = 0;
-            // Slide so that `id` is the last id of the window.
+        if id - self.base < 2 * w {
+            // Just ahead: slide so that `id` is the last id of the window.
             self.slide_to(id - self.mask);
-            let slot = &mut self.slots[(id & self.mask) as usize];
-            let old = *slot;
-            *slot = value;
-            return old < DEAD;
+            return self.put(id, value);
         }
-        self.above_streak += 1;
-        let old = if value == UNKNOWN {
-            self.above.remove(&id)
+        if self.track_used && value != UNKNOWN {
+            self.above_used.insert(id, id);
+        }
+        if value < DEAD {
+            self.above_live.insert(id, value).is_some()
         } else {
-            self.above.insert(id, value)
-        };
-        old.is_some_and(|v| v < DEAD)
+            self.above_live.remove(&id).is_some()
+        }
     }
 
     /// Moves the window to start at `new_base` (> base): ids leaving it go below (ranges
@@ -271,56 +451,159 @@ impl IdIndex {
         let old_last = self.base + self.mask;
         let evict_last = (new_base - 1).min(old_last);
         let mut run: Option<(u64, u64)> = None;
-        for id in self.base..=evict_last {
-            let slot = &mut self.slots[(id & self.mask) as usize];
-            let v = std::mem::replace(slot, UNKNOWN);
-            if v == UNKNOWN {
+        let mut id = self.base;
+        while id <= evict_last {
+            // Skip to the next occupied slot (ids and slots agree modulo the window).
+            let k = (id & self.mask) as usize;
+            if self.occ2[k / 4096] == 0 {
+                // 64 empty words (or the whole window when it is smaller).
+                let block = 4096.min(self.slots.len());
+                match id.checked_add((block - k % block) as u64) {
+                    Some(next) => id = next,
+                    None => break,
+                }
                 continue;
             }
+            let bits = self.occ[k / 64] >> (k % 64);
+            if bits == 0 {
+                match id.checked_add(64 - (k % 64) as u64) {
+                    Some(next) => id = next,
+                    None => break,
+                }
+                continue;
+            }
+            id += bits.trailing_zeros() as u64;
+            if id > evict_last {
+                break;
+            }
+            let k = (id & self.mask) as usize;
+            self.clear_occ(k);
+            let v = std::mem::replace(&mut self.slots[k], UNKNOWN);
             if v != DEAD {
                 self.below_live.insert(id, v);
+            }
+            if !self.track_used {
+                match id.checked_add(1) {
+                    Some(next) => id = next,
+                    None => break,
+                }
+                continue;
             }
             match &mut run {
                 Some((_, hi)) if *hi + 1 == id => *hi = id,
                 Some((lo, hi)) => {
-                    self.used.insert(*lo, *hi);
+                    self.used.append(*lo, *hi);
                     run = Some((id, id));
                 }
                 None => run = Some((id, id)),
             }
+            match id.checked_add(1) {
+                Some(next) => id = next,
+                None => break,
+            }
         }
         if let Some((lo, hi)) = run {
-            self.used.insert(lo, hi);
-        }
-        // Ids waiting above that the window jumped past go below.
-        if !self.above.is_empty() {
-            let passed: Vec<(u64, u32)> = self
-                .above
-                .range(..new_base)
-                .map(|(&k, &v)| (k, v))
-                .collect();
-            for (k, v) in passed {
-                self.above.remove(&k);
-                if v != DEAD {
-                    self.below_live.insert(k, v);
-                }
-                self.used.insert(k, k);
-            }
+            self.used.append(lo, hi);
         }
         self.base = new_base;
+        // Ids waiting above (all past the old window) that the window now reaches: those it
+        // jumped past go below, those inside it go into their slots.
         let new_last = new_base + self.mask;
-        let from = (old_last + 1).max(new_base);
-        if !self.above.is_empty() && from <= new_last {
-            let moving: Vec<(u64, u32)> = self
-                .above
-                .range(from..=new_last)
-                .map(|(&k, &v)| (k, v))
-                .collect();
-            for (k, v) in moving {
-                self.above.remove(&k);
-                self.slots[(k & self.mask) as usize] = v;
+        while let Some((lo, hi)) = self.above_used.first() {
+            if lo > new_last {
+                break;
+            }
+            self.above_used.pop_first();
+            if hi > new_last {
+                self.above_used.insert(new_last + 1, hi);
+            }
+            let hi = hi.min(new_last);
+            if lo < new_base {
+                self.used.append(lo, hi.min(new_base - 1));
+            }
+            for x in lo.max(new_base)..=hi {
+                self.put(x, DEAD);
             }
         }
+        while let Some((&k, &v)) = self.above_live.first_key_value() {
+            if k > new_last {
+                break;
+            }
+            self.above_live.pop_first();
+            if k < new_base {
+                self.below_live.insert(k, v);
+            } else {
+                self.put(k, v);
+            }
+        }
+    }
+
+    /// New orders outside the window in a row before it re-bases.
+    #[inline]
+    fn rebase_after(&self) -> usize {
+        // Doubles with every re-base (two interleaved flows of similar rates must not make
+        // the window flip back and forth), up to W / 4.
+        let w4 = (self.w() as usize / 4).max(16);
+        (1024usize << self.rebases.min(20)).min(w4)
+    }
+
+    /// Moves the window down to start at `new_base`, entirely below the current one: its
+    /// ids go above, the ids below that fall into it come into their slots. False (nothing
+    /// done) when the new window would overlap the current one.
+    fn rebase_down(&mut self, new_base: u64) -> bool {
+        let new_last = new_base + self.mask;
+        if new_last >= self.base {
+            return false;
+        }
+        // 1. The whole window goes above (occupied slots only, by the occupancy bits).
+        for word in 0..self.occ.len() {
+            if self.occ2[word / 64] & (1u64 << (word % 64)) == 0 {
+                continue;
+            }
+            let mut bits = self.occ[word];
+            while bits != 0 {
+                let k = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let v = std::mem::replace(&mut self.slots[k], UNKNOWN);
+                // The id of slot k in the window [base, base + mask].
+                let id = self.base + ((k as u64).wrapping_sub(self.base) & self.mask);
+                if v != DEAD {
+                    self.above_live.insert(id, v);
+                }
+                if self.track_used {
+                    self.above_used.insert(id, id);
+                }
+            }
+        }
+        self.occ.iter_mut().for_each(|w| *w = 0);
+        self.occ2.iter_mut().for_each(|w| *w = 0);
+        let old_base = self.base;
+        self.base = new_base;
+        // Ids below the old window but above the new one go above too.
+        for (lo, hi) in self.used.take(new_last + 1, old_base - 1) {
+            self.above_used.insert(lo, hi);
+        }
+        // 2. Ids below that the new window covers come in: used ranges, then live ones.
+        for (lo, hi) in self.used.take(new_base, new_last) {
+            for x in lo..=hi {
+                self.put(x, DEAD);
+            }
+        }
+        let moving: Vec<(u64, u32)> = self
+            .below_live
+            .iter()
+            .filter(|(&k, _)| k >= new_base)
+            .map(|(&k, &v)| (k, v))
+            .collect();
+        for (k, v) in moving {
+            self.below_live.remove(&k);
+            if k <= new_last {
+                self.put(k, v);
+            } else {
+                self.above_live.insert(k, v);
+            }
+        }
+        true
     }
 
     /// Marks every id of `[lo, hi]` used (recovery): ranges below the window. Call before
@@ -328,13 +611,13 @@ impl IdIndex {
     pub fn load_used(&mut self, lo: u64, hi: u64) {
         debug_assert!(!self.started);
         if self.track_used {
-            self.used.insert(lo, hi);
+            self.used.append(lo, hi);
         }
     }
 
     /// Starts the window just after the ids loaded with [`IdIndex::load_used`].
     pub fn start_after_loaded(&mut self) {
-        if let Some((_, hi)) = self.used.iter().last() {
+        if let Some(hi) = self.used.iter().map(|(_, h)| h).max() {
             if hi < u64::MAX {
                 self.start_at(hi + 1);
             }
@@ -355,8 +638,8 @@ impl IdIndex {
                     push_range(&mut v, id, id);
                 }
             }
-            for &id in self.above.keys() {
-                push_range(&mut v, id, id);
+            for (lo, hi) in self.above_used.iter() {
+                push_range(&mut v, lo, hi);
             }
         }
         v
@@ -364,7 +647,7 @@ impl IdIndex {
 
     /// Bytes held beyond the fixed window (ranges, maps), roughly: for the soak report.
     pub fn outside_entries(&self) -> usize {
-        self.used.len() + self.below_live.len() + self.above.len()
+        self.used.len() + self.below_live.len() + self.above_used.len() + self.above_live.len()
     }
 }
 
@@ -439,6 +722,41 @@ mod tests {
         );
     }
 
+    /// The window was placed by a few ids of another range (LOBSTER replay seeds synthetic
+    /// orders at 2^62 first); the real flow comes from a counter far below. After a streak
+    /// of new orders outside, the window moves down to the counter, and the synthetic ids
+    /// stay refused.
+    #[test]
+    fn the_window_follows_the_flow_down_too() {
+        let mut ix = IdIndex::new(1024, true);
+        let hi = 1u64 << 62;
+        for k in 0..10 {
+            ix.set_live(hi + k, k as u32);
+        }
+        let mut id = 16_000_000u64;
+        for n in 0..5000u32 {
+            assert_eq!(ix.get(id), IdState::Unknown);
+            ix.set_live(id, 100 + n);
+            if n >= 3 {
+                ix.set_dead(id - 3);
+            }
+            id += 1;
+        }
+        assert!(ix.base < hi, "the window moved down");
+        assert!(
+            ix.outside_entries() < 40,
+            "{} entries outside",
+            ix.outside_entries()
+        );
+        for k in 0..10 {
+            assert_eq!(ix.get(hi + k), IdState::Live(k as u32));
+        }
+        assert_eq!(ix.get(16_000_000), IdState::Dead);
+        assert_eq!(ix.get(15_999_999), IdState::Unknown);
+        assert_eq!(ix.get(id), IdState::Unknown);
+        assert_eq!(ix.live(), 13);
+    }
+
     fn op() -> impl Strategy<Value = (u8, u64)> {
         prop_oneof![
             (0u8..3, 0u64..300),
@@ -452,22 +770,29 @@ mod tests {
         #[test]
         fn agrees_with_a_map_of_every_id(ops in prop::collection::vec(op(), 1..600), w in 0usize..200) {
             let mut ix = IdIndex::new(w, true);
+            // A live-only index (market data) fed the same: it knows the live ids and
+            // keeps nothing for dead ones.
+            let mut lv = IdIndex::new(w, false);
             let mut model: HashMap<u64, Option<u32>> = HashMap::new();
             let mut counter = 0u64;
             for (n, (kind, x)) in ops.into_iter().enumerate() {
                 // Mostly a counter with gaps, sometimes anything.
                 let id = if kind == 0 { counter += 1 + x % 3; counter } else { x };
                 match model.get(&id).copied() {
-                    None => { ix.set_live(id, n as u32); model.insert(id, Some(n as u32)); }
-                    Some(Some(_)) => { ix.set_dead(id); model.insert(id, None); }
+                    None => { ix.set_live(id, n as u32); lv.set_live(id, n as u32); model.insert(id, Some(n as u32)); }
+                    Some(Some(_)) => { ix.set_dead(id); lv.set_dead(id); model.insert(id, None); }
                     Some(None) => {}
                 }
                 let live = model.values().filter(|v| v.is_some()).count();
                 prop_assert_eq!(ix.live(), live);
+                prop_assert_eq!(lv.live(), live);
+                prop_assert!(lv.outside_entries() <= live);
             }
             for (&id, &v) in &model {
                 let want = match v { Some(i) => IdState::Live(i), None => IdState::Dead };
                 prop_assert_eq!(ix.get(id), want);
+                let want_lv = match v { Some(i) => IdState::Live(i), None => IdState::Unknown };
+                prop_assert_eq!(lv.get(id), want_lv);
                 prop_assert_eq!(ix.get(id.wrapping_add(1)) == IdState::Unknown, !model.contains_key(&id.wrapping_add(1)));
             }
             let mut ids: Vec<u64> = model.keys().copied().collect();

@@ -1,0 +1,412 @@
+//! The history store in SQLite (bundled with the `rusqlite` crate: a fresh machine needs
+//! nothing installed). WAL mode, `synchronous=NORMAL` (a commit survives kill -9; a power
+//! loss may take the last commits back, and the journal replays them: the sequence is in
+//! the same transaction), prepared statements, one transaction per commit.
+
+use super::*;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+
+/// The schema, shared in spirit with the PostgreSQL one.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS symbols (instrument INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY,
+    instrument INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    side TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    tif TEXT NOT NULL,
+    expiry INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    orig_qty INTEGER NOT NULL,
+    open_qty INTEGER NOT NULL,
+    filled_qty INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    accept_seq INTEGER NOT NULL,
+    priority_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open_by_account
+    ON orders (account, instrument, priority_seq) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS orders_open_by_instrument
+    ON orders (instrument, side, price, priority_seq) WHERE status = 'active';
+CREATE TABLE IF NOT EXISTS trades (
+    seq INTEGER PRIMARY KEY,
+    instrument INTEGER NOT NULL,
+    taker_order INTEGER NOT NULL,
+    maker_order INTEGER NOT NULL,
+    taker_account INTEGER NOT NULL,
+    maker_account INTEGER NOT NULL,
+    taker_side TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    qty INTEGER NOT NULL,
+    buyer_fee TEXT,
+    seller_fee TEXT,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_by_taker ON trades (taker_account, seq);
+CREATE INDEX IF NOT EXISTS trades_by_maker ON trades (maker_account, seq);
+CREATE TABLE IF NOT EXISTS transfers (
+    seq INTEGER PRIMARY KEY,
+    account INTEGER NOT NULL,
+    asset INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
+";
+
+const UPSERT_ORDER: &str = "
+INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
+    orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
+    created_ts, updated_ts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+ON CONFLICT (order_id) DO UPDATE SET price = excluded.price, open_qty = excluded.open_qty,
+    filled_qty = excluded.filled_qty, status = excluded.status, reason = excluded.reason,
+    priority_seq = excluded.priority_seq, last_seq = excluded.last_seq,
+    updated_ts = excluded.updated_ts";
+
+const INSERT_REJECTED: &str = "
+INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
+    orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
+    created_ts, updated_ts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+ON CONFLICT (order_id) DO NOTHING";
+
+const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, expiry, \
+    price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq, \
+    created_ts, updated_ts";
+
+/// SQLite stores integers as i64: ids and quantities above 2^63 are stored wrapped and read
+/// back the same.
+fn i(x: u64) -> i64 {
+    x as i64
+}
+
+fn u(x: i64) -> u64 {
+    x as u64
+}
+
+fn bad(what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("bad {what} {v:?}").into(),
+    )
+}
+
+fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
+    let text = |k: usize| -> rusqlite::Result<String> { r.get(k) };
+    let side = text(3)?;
+    let ty = text(4)?;
+    let tif = text(5)?;
+    let status = text(11)?;
+    Ok(OrderRow {
+        order_id: u(r.get(0)?),
+        instrument: r.get::<_, i64>(1)? as u32,
+        account: u(r.get(2)?),
+        side: parse_side(&side).ok_or_else(|| bad("side", &side))?,
+        order_type: parse_type(&ty).ok_or_else(|| bad("order type", &ty))?,
+        tif: parse_tif(&tif).ok_or_else(|| bad("time in force", &tif))?,
+        expiry: u(r.get(6)?),
+        price: r.get(7)?,
+        orig_qty: u(r.get(8)?),
+        open_qty: u(r.get(9)?),
+        filled_qty: u(r.get(10)?),
+        status: OrderStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
+        reason: r.get(12)?,
+        accept_seq: u(r.get(13)?),
+        priority_seq: u(r.get(14)?),
+        last_seq: u(r.get(15)?),
+        created_ts: u(r.get(16)?),
+        updated_ts: u(r.get(17)?),
+    })
+}
+
+fn trade_row(r: &Row<'_>) -> rusqlite::Result<TradeRow> {
+    let side: String = r.get(6)?;
+    let fee = |k: usize| -> rusqlite::Result<Option<i128>> {
+        let v: Option<String> = r.get(k)?;
+        v.map(|s| s.parse::<i128>().map_err(|_| bad("fee", &s)))
+            .transpose()
+    };
+    let fees = match (fee(9)?, fee(10)?) {
+        (Some(b), Some(s)) => Some((b, s)),
+        _ => None,
+    };
+    Ok(TradeRow {
+        seq: u(r.get(0)?),
+        instrument: r.get::<_, i64>(1)? as u32,
+        taker_order: u(r.get(2)?),
+        maker_order: u(r.get(3)?),
+        taker_account: u(r.get(4)?),
+        maker_account: u(r.get(5)?),
+        taker_side: parse_side(&side).ok_or_else(|| bad("side", &side))?,
+        price: r.get(7)?,
+        qty: u(r.get(8)?),
+        fees,
+        ts: u(r.get(11)?),
+    })
+}
+
+/// A history store in one SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(SqliteStore { conn })
+    }
+
+    /// The connection, for ad-hoc SQL.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Every order row, by id (tests and reconciliation).
+    pub fn all_orders(&self) -> Result<Vec<OrderRow>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY order_id"))?;
+        let rows = st.query_map([], order_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every trade, in order.
+    pub fn all_trades(&self) -> Result<Vec<TradeRow>, HistoryError> {
+        let mut st = self.conn.prepare(
+            "SELECT seq, instrument, taker_order, maker_order, taker_account, maker_account, \
+             taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades ORDER BY seq",
+        )?;
+        let rows = st.query_map([], trade_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every transfer, in order.
+    pub fn all_transfers(&self) -> Result<Vec<TransferRow>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, account, asset, amount, ts FROM transfers ORDER BY seq")?;
+        let rows = st
+            .query_map([], |r| {
+                let amount: String = r.get(3)?;
+                Ok(TransferRow {
+                    seq: u(r.get(0)?),
+                    account: u(r.get(1)?),
+                    asset: r.get::<_, i64>(2)? as u16,
+                    amount: amount.parse().map_err(|_| bad("amount", &amount))?,
+                    ts: u(r.get(4)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn put_order(st: &mut rusqlite::CachedStatement<'_>, o: &OrderRow) -> rusqlite::Result<usize> {
+    st.execute(params![
+        i(o.order_id),
+        o.instrument as i64,
+        i(o.account),
+        side_str(o.side),
+        type_str(o.order_type),
+        tif_str(o.tif),
+        i(o.expiry),
+        o.price,
+        i(o.orig_qty),
+        i(o.open_qty),
+        i(o.filled_qty),
+        o.status.as_str(),
+        o.reason,
+        i(o.accept_seq),
+        i(o.priority_seq),
+        i(o.last_seq),
+        i(o.created_ts),
+        i(o.updated_ts),
+    ])
+}
+
+impl HistoryStore for SqliteStore {
+    fn last_seq(&mut self) -> Result<u64, HistoryError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT v FROM meta WHERE k = 'last_seq'", [], |r| r.get(0))
+            .optional()?;
+        Ok(v.map_or(0, u))
+    }
+
+    fn active_rows(&mut self) -> Result<Vec<OrderRow>, HistoryError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' ORDER BY priority_seq"
+        ))?;
+        let rows = st.query_map([], order_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(UPSERT_ORDER)?;
+            for o in &b.orders {
+                put_order(&mut st, o)?;
+            }
+            let mut st = tx.prepare_cached(INSERT_REJECTED)?;
+            for o in &b.rejected {
+                put_order(&mut st, o)?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO trades (seq, instrument, taker_order, maker_order, taker_account, \
+                 maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for t in &b.trades {
+                st.execute(params![
+                    i(t.seq),
+                    t.instrument as i64,
+                    i(t.taker_order),
+                    i(t.maker_order),
+                    i(t.taker_account),
+                    i(t.maker_account),
+                    side_str(t.taker_side),
+                    t.price,
+                    i(t.qty),
+                    t.fees.map(|f| f.0.to_string()),
+                    t.fees.map(|f| f.1.to_string()),
+                    i(t.ts),
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO transfers (seq, account, asset, amount, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for t in &b.transfers {
+                st.execute(params![
+                    i(t.seq),
+                    i(t.account),
+                    t.asset as i64,
+                    t.amount.to_string(),
+                    i(t.ts)
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO symbols (instrument, name) VALUES (?1, ?2) \
+                 ON CONFLICT (instrument) DO UPDATE SET name = excluded.name",
+            )?;
+            for (id, name) in &b.symbols {
+                st.execute(params![*id as i64, name])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO meta (k, v) VALUES ('last_seq', ?1) \
+                 ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            )?
+            .execute(params![i(b.last_seq)])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl HistoryQuery for SqliteStore {
+    fn order(&mut self, id: u64) -> Result<Option<OrderRow>, HistoryError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
+        ))?;
+        Ok(st.query_row(params![i(id)], order_row).optional()?)
+    }
+
+    fn open_orders(
+        &mut self,
+        account: u64,
+        instrument: Option<u32>,
+    ) -> Result<Vec<OrderRow>, HistoryError> {
+        let rows = match instrument {
+            Some(inst) => {
+                let mut st = self.conn.prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = ?1 \
+                     AND instrument = ?2 ORDER BY priority_seq"
+                ))?;
+                let v = st
+                    .query_map(params![i(account), inst as i64], order_row)?
+                    .collect::<Result<_, _>>()?;
+                v
+            }
+            None => {
+                let mut st = self.conn.prepare_cached(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = ?1 \
+                     ORDER BY instrument, priority_seq"
+                ))?;
+                let v = st
+                    .query_map(params![i(account)], order_row)?
+                    .collect::<Result<_, _>>()?;
+                v
+            }
+        };
+        Ok(rows)
+    }
+
+    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, instrument, taker_order, maker_order, taker_account, maker_account, \
+             taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades \
+             WHERE taker_account = ?1 AND seq > ?2 \
+             UNION SELECT seq, instrument, taker_order, maker_order, taker_account, \
+             maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades \
+             WHERE maker_account = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = st
+            .query_map(params![i(account), i(since)], trade_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {
+        let mut out = Vec::new();
+        for (side, order) in [("buy", "price DESC"), ("sell", "price ASC")] {
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND instrument = ?1 \
+                 AND side = ?2 ORDER BY {order}, priority_seq"
+            ))?;
+            let v: Vec<OrderRow> = st
+                .query_map(params![instrument as i64, side], order_row)?
+                .collect::<Result<_, _>>()?;
+            out.extend(v);
+        }
+        Ok(out)
+    }
+
+    fn instruments(&mut self) -> Result<Vec<u32>, HistoryError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT instrument FROM orders WHERE status != 'rejected' \
+             UNION SELECT instrument FROM symbols ORDER BY 1",
+        )?;
+        let v = st
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .map(|x| x.map(|x| x as u32))
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    fn instrument_id(&mut self, symbol: &str) -> Result<Option<u32>, HistoryError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT instrument FROM symbols WHERE name = ?1",
+                params![symbol],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.map(|x| x as u32))
+    }
+}

@@ -278,7 +278,9 @@ pub trait HistoryQuery {
 /// the book's order (price, then time priority), as the seed's recovery path does. Holds
 /// the resting orders only (no balances, halts or used ids: recovery proper comes from the
 /// journal; this is the store's independent view, for reconciliation).
-pub fn rebuild_books<Q: HistoryQuery>(q: &mut Q) -> Result<ringex_engine::BookReplica, HistoryError> {
+pub fn rebuild_books<Q: HistoryQuery>(
+    q: &mut Q,
+) -> Result<ringex_engine::BookReplica, HistoryError> {
     let mut state = ringex_engine::state::EngineState::default();
     for inst in q.instruments()? {
         state.instruments.push((InstrumentId(inst), false));
@@ -338,12 +340,16 @@ pub fn reconcile<Q: HistoryQuery>(
             (a.iter().collect(), b.iter().collect());
         for x in &a {
             if !sb.contains(x) {
-                diffs.push(format!("instrument {inst}: store has {x}, the book does not"));
+                diffs.push(format!(
+                    "instrument {inst}: store has {x}, the book does not"
+                ));
             }
         }
         for x in &b {
             if !sa.contains(x) {
-                diffs.push(format!("instrument {inst}: the book has {x}, the store does not"));
+                diffs.push(format!(
+                    "instrument {inst}: the book has {x}, the store does not"
+                ));
             }
         }
         if sa == sb {
@@ -655,7 +661,8 @@ impl<S: HistoryStore> History<S> {
         if self.live.contains_key(&id.0) {
             return;
         }
-        self.touched.push(Touched::Rejected(self.batch.rejected.len()));
+        self.touched
+            .push(Touched::Rejected(self.batch.rejected.len()));
         self.batch.rejected.push(OrderRow {
             order_id: id.0,
             instrument: instrument.map_or(u32::MAX, |i| i.0),
@@ -706,8 +713,12 @@ impl<S: HistoryStore> History<S> {
                 Touched::Order(id) => {
                     if let Some(r) = self.live.get_mut(&id) {
                         stamp_row(r);
-                    } else if let Some(r) =
-                        self.batch.orders.iter_mut().rev().find(|r| r.order_id == id)
+                    } else if let Some(r) = self
+                        .batch
+                        .orders
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.order_id == id)
                     {
                         stamp_row(r);
                     }

@@ -7,8 +7,8 @@ use super::*;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
-/// The schema, shared in spirit with the PostgreSQL one.
-const SCHEMA: &str = "
+/// The schema (the PostgreSQL one has the same tables, columns and indexes).
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS symbols (instrument INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS orders (
@@ -66,9 +66,13 @@ INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry
     orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
     created_ts, updated_ts)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-ON CONFLICT (order_id) DO UPDATE SET price = excluded.price, open_qty = excluded.open_qty,
+ON CONFLICT (order_id) DO UPDATE SET instrument = excluded.instrument,
+    account = excluded.account, side = excluded.side, order_type = excluded.order_type,
+    tif = excluded.tif, expiry = excluded.expiry, price = excluded.price,
+    orig_qty = excluded.orig_qty, open_qty = excluded.open_qty,
     filled_qty = excluded.filled_qty, status = excluded.status, reason = excluded.reason,
-    priority_seq = excluded.priority_seq, last_seq = excluded.last_seq,
+    accept_seq = excluded.accept_seq, priority_seq = excluded.priority_seq,
+    last_seq = excluded.last_seq, created_ts = excluded.created_ts,
     updated_ts = excluded.updated_ts";
 
 const INSERT_REJECTED: &str = "
@@ -178,9 +182,9 @@ impl SqliteStore {
 
     /// Every order row, by id (tests and reconciliation).
     pub fn all_orders(&self) -> Result<Vec<OrderRow>, HistoryError> {
-        let mut st = self
-            .conn
-            .prepare(&format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY order_id"))?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders ORDER BY order_id"
+        ))?;
         let rows = st.query_map([], order_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }

@@ -1,0 +1,483 @@
+//! The history store on PostgreSQL (cargo feature `postgres`): the same tables, columns,
+//! indexes and queries as SQLite, written in bulk — each commit is one transaction with one
+//! multi-row statement per table (`INSERT … SELECT * FROM unnest($1, $2, …)`, the
+//! orders as an upsert), so a commit of thousands of rows is a handful of round trips.
+
+use super::*;
+use ::postgres::{Client, NoTls, Row};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS symbols (instrument BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id BIGINT PRIMARY KEY,
+    instrument BIGINT NOT NULL,
+    account BIGINT NOT NULL,
+    side TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    tif TEXT NOT NULL,
+    expiry BIGINT NOT NULL,
+    price BIGINT NOT NULL,
+    orig_qty BIGINT NOT NULL,
+    open_qty BIGINT NOT NULL,
+    filled_qty BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    accept_seq BIGINT NOT NULL,
+    priority_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    created_ts BIGINT NOT NULL,
+    updated_ts BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open_by_account
+    ON orders (account, instrument, priority_seq) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS orders_open_by_instrument
+    ON orders (instrument, side, price, priority_seq) WHERE status = 'active';
+CREATE TABLE IF NOT EXISTS trades (
+    seq BIGINT PRIMARY KEY,
+    instrument BIGINT NOT NULL,
+    taker_order BIGINT NOT NULL,
+    maker_order BIGINT NOT NULL,
+    taker_account BIGINT NOT NULL,
+    maker_account BIGINT NOT NULL,
+    taker_side TEXT NOT NULL,
+    price BIGINT NOT NULL,
+    qty BIGINT NOT NULL,
+    buyer_fee TEXT,
+    seller_fee TEXT,
+    ts BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_by_taker ON trades (taker_account, seq);
+CREATE INDEX IF NOT EXISTS trades_by_maker ON trades (maker_account, seq);
+CREATE TABLE IF NOT EXISTS transfers (
+    seq BIGINT PRIMARY KEY,
+    account BIGINT NOT NULL,
+    asset BIGINT NOT NULL,
+    amount TEXT NOT NULL,
+    ts BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
+";
+
+const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, expiry, \
+    price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq, \
+    created_ts, updated_ts";
+
+const ORDERS_FROM_ARRAYS: &str = "
+INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
+    orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
+    created_ts, updated_ts)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
+    $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+    $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+    $18::bigint[])";
+
+const ORDERS_UPSERT: &str = "
+ON CONFLICT (order_id) DO UPDATE SET instrument = excluded.instrument,
+    account = excluded.account, side = excluded.side, order_type = excluded.order_type,
+    tif = excluded.tif, expiry = excluded.expiry, price = excluded.price,
+    orig_qty = excluded.orig_qty, open_qty = excluded.open_qty,
+    filled_qty = excluded.filled_qty, status = excluded.status, reason = excluded.reason,
+    accept_seq = excluded.accept_seq, priority_seq = excluded.priority_seq,
+    last_seq = excluded.last_seq, created_ts = excluded.created_ts,
+    updated_ts = excluded.updated_ts";
+
+fn i(x: u64) -> i64 {
+    x as i64
+}
+
+fn u(x: i64) -> u64 {
+    x as u64
+}
+
+fn fmt_err(what: &str, v: &str) -> HistoryError {
+    HistoryError::Format(format!("bad {what} {v:?}"))
+}
+
+fn order_row(r: &Row) -> Result<OrderRow, HistoryError> {
+    let side: String = r.try_get(3)?;
+    let ty: String = r.try_get(4)?;
+    let tif: String = r.try_get(5)?;
+    let status: String = r.try_get(11)?;
+    Ok(OrderRow {
+        order_id: u(r.try_get(0)?),
+        instrument: r.try_get::<_, i64>(1)? as u32,
+        account: u(r.try_get(2)?),
+        side: parse_side(&side).ok_or_else(|| fmt_err("side", &side))?,
+        order_type: parse_type(&ty).ok_or_else(|| fmt_err("order type", &ty))?,
+        tif: parse_tif(&tif).ok_or_else(|| fmt_err("time in force", &tif))?,
+        expiry: u(r.try_get(6)?),
+        price: r.try_get(7)?,
+        orig_qty: u(r.try_get(8)?),
+        open_qty: u(r.try_get(9)?),
+        filled_qty: u(r.try_get(10)?),
+        status: OrderStatus::parse(&status).ok_or_else(|| fmt_err("status", &status))?,
+        reason: r.try_get(12)?,
+        accept_seq: u(r.try_get(13)?),
+        priority_seq: u(r.try_get(14)?),
+        last_seq: u(r.try_get(15)?),
+        created_ts: u(r.try_get(16)?),
+        updated_ts: u(r.try_get(17)?),
+    })
+}
+
+fn trade_row(r: &Row) -> Result<TradeRow, HistoryError> {
+    let side: String = r.try_get(6)?;
+    let fee = |k: usize| -> Result<Option<i128>, HistoryError> {
+        let v: Option<String> = r.try_get(k)?;
+        v.map(|s| s.parse::<i128>().map_err(|_| fmt_err("fee", &s)))
+            .transpose()
+    };
+    let fees = match (fee(9)?, fee(10)?) {
+        (Some(b), Some(s)) => Some((b, s)),
+        _ => None,
+    };
+    Ok(TradeRow {
+        seq: u(r.try_get(0)?),
+        instrument: r.try_get::<_, i64>(1)? as u32,
+        taker_order: u(r.try_get(2)?),
+        maker_order: u(r.try_get(3)?),
+        taker_account: u(r.try_get(4)?),
+        maker_account: u(r.try_get(5)?),
+        taker_side: parse_side(&side).ok_or_else(|| fmt_err("side", &side))?,
+        price: r.try_get(7)?,
+        qty: u(r.try_get(8)?),
+        fees,
+        ts: u(r.try_get(11)?),
+    })
+}
+
+const TRADE_COLUMNS: &str = "seq, instrument, taker_order, maker_order, taker_account, \
+    maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts";
+
+/// A history store in a PostgreSQL database.
+pub struct PgStore {
+    client: Client,
+}
+
+impl PgStore {
+    /// Connects (`host=127.0.0.1 port=5432 user=postgres dbname=ringex`, or a URL) and
+    /// creates the tables when missing.
+    pub fn connect(params: &str) -> Result<Self, HistoryError> {
+        let mut client = Client::connect(params, NoTls)?;
+        client.batch_execute(SCHEMA)?;
+        Ok(PgStore { client })
+    }
+
+    /// Drops every table (tests start clean).
+    pub fn reset(&mut self) -> Result<(), HistoryError> {
+        self.client.batch_execute(
+            "DROP TABLE IF EXISTS meta, symbols, orders, trades, transfers CASCADE",
+        )?;
+        self.client.batch_execute(SCHEMA)?;
+        Ok(())
+    }
+
+    /// Every order row, by id.
+    pub fn all_orders(&mut self) -> Result<Vec<OrderRow>, HistoryError> {
+        self.client
+            .query(
+                &format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY order_id"),
+                &[],
+            )?
+            .iter()
+            .map(order_row)
+            .collect()
+    }
+
+    /// Every trade, in order.
+    pub fn all_trades(&mut self) -> Result<Vec<TradeRow>, HistoryError> {
+        self.client
+            .query(
+                &format!("SELECT {TRADE_COLUMNS} FROM trades ORDER BY seq"),
+                &[],
+            )?
+            .iter()
+            .map(trade_row)
+            .collect()
+    }
+
+    /// Every transfer, in order.
+    pub fn all_transfers(&mut self) -> Result<Vec<TransferRow>, HistoryError> {
+        self.client
+            .query(
+                "SELECT seq, account, asset, amount, ts FROM transfers ORDER BY seq",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let amount: String = r.try_get(3)?;
+                Ok(TransferRow {
+                    seq: u(r.try_get(0)?),
+                    account: u(r.try_get(1)?),
+                    asset: r.try_get::<_, i64>(2)? as u16,
+                    amount: amount.parse().map_err(|_| fmt_err("amount", &amount))?,
+                    ts: u(r.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Columns of order rows as arrays, for one `unnest` statement.
+#[derive(Default)]
+struct OrderArrays {
+    id: Vec<i64>,
+    instrument: Vec<i64>,
+    account: Vec<i64>,
+    side: Vec<&'static str>,
+    ty: Vec<&'static str>,
+    tif: Vec<&'static str>,
+    expiry: Vec<i64>,
+    price: Vec<i64>,
+    orig: Vec<i64>,
+    open: Vec<i64>,
+    filled: Vec<i64>,
+    status: Vec<&'static str>,
+    reason: Vec<Option<String>>,
+    accept: Vec<i64>,
+    priority: Vec<i64>,
+    last: Vec<i64>,
+    created: Vec<i64>,
+    updated: Vec<i64>,
+}
+
+impl OrderArrays {
+    fn of(rows: &[OrderRow]) -> Self {
+        let mut a = OrderArrays::default();
+        for o in rows {
+            a.id.push(i(o.order_id));
+            a.instrument.push(o.instrument as i64);
+            a.account.push(i(o.account));
+            a.side.push(side_str(o.side));
+            a.ty.push(type_str(o.order_type));
+            a.tif.push(tif_str(o.tif));
+            a.expiry.push(i(o.expiry));
+            a.price.push(o.price);
+            a.orig.push(i(o.orig_qty));
+            a.open.push(i(o.open_qty));
+            a.filled.push(i(o.filled_qty));
+            a.status.push(o.status.as_str());
+            a.reason.push(o.reason.clone());
+            a.accept.push(i(o.accept_seq));
+            a.priority.push(i(o.priority_seq));
+            a.last.push(i(o.last_seq));
+            a.created.push(i(o.created_ts));
+            a.updated.push(i(o.updated_ts));
+        }
+        a
+    }
+
+    fn execute(
+        &self,
+        tx: &mut ::postgres::Transaction<'_>,
+        conflict: &str,
+    ) -> Result<u64, ::postgres::Error> {
+        tx.execute(
+            &format!("{ORDERS_FROM_ARRAYS} {conflict}"),
+            &[
+                &self.id,
+                &self.instrument,
+                &self.account,
+                &self.side,
+                &self.ty,
+                &self.tif,
+                &self.expiry,
+                &self.price,
+                &self.orig,
+                &self.open,
+                &self.filled,
+                &self.status,
+                &self.reason,
+                &self.accept,
+                &self.priority,
+                &self.last,
+                &self.created,
+                &self.updated,
+            ],
+        )
+    }
+}
+
+impl HistoryStore for PgStore {
+    fn last_seq(&mut self) -> Result<u64, HistoryError> {
+        let r = self
+            .client
+            .query_opt("SELECT v FROM meta WHERE k = 'last_seq'", &[])?;
+        Ok(r.map_or(Ok(0), |r| r.try_get::<_, i64>(0).map(u))?)
+    }
+
+    fn active_rows(&mut self) -> Result<Vec<OrderRow>, HistoryError> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' ORDER BY priority_seq"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(order_row)
+            .collect()
+    }
+
+    fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
+        let mut tx = self.client.transaction()?;
+        if !b.orders.is_empty() {
+            OrderArrays::of(&b.orders).execute(&mut tx, ORDERS_UPSERT)?;
+        }
+        if !b.rejected.is_empty() {
+            OrderArrays::of(&b.rejected).execute(&mut tx, "ON CONFLICT (order_id) DO NOTHING")?;
+        }
+        if !b.trades.is_empty() {
+            let t = &b.trades;
+            fn col(t: &[TradeRow], f: impl Fn(&TradeRow) -> i64) -> Vec<i64> {
+                t.iter().map(f).collect()
+            }
+            let fee = |k: usize| {
+                t.iter()
+                    .map(|x| x.fees.map(|f| if k == 0 { f.0 } else { f.1 }.to_string()))
+                    .collect::<Vec<Option<String>>>()
+            };
+            let sides: Vec<&str> = t.iter().map(|x| side_str(x.taker_side)).collect();
+            tx.execute(
+                &format!(
+                    "INSERT INTO trades ({TRADE_COLUMNS}) SELECT * FROM unnest($1::bigint[], \
+                     $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+                     $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[])"
+                ),
+                &[
+                    &col(t, |x| i(x.seq)),
+                    &col(t, |x| x.instrument as i64),
+                    &col(t, |x| i(x.taker_order)),
+                    &col(t, |x| i(x.maker_order)),
+                    &col(t, |x| i(x.taker_account)),
+                    &col(t, |x| i(x.maker_account)),
+                    &sides,
+                    &col(t, |x| x.price),
+                    &col(t, |x| i(x.qty)),
+                    &fee(0),
+                    &fee(1),
+                    &col(t, |x| i(x.ts)),
+                ],
+            )?;
+        }
+        if !b.transfers.is_empty() {
+            let t = &b.transfers;
+            tx.execute(
+                "INSERT INTO transfers (seq, account, asset, amount, ts) SELECT * FROM \
+                 unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])",
+                &[
+                    &t.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
+                    &t.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
+                    &t.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
+                    &t.iter().map(|x| x.amount.to_string()).collect::<Vec<_>>(),
+                    &t.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
+                ],
+            )?;
+        }
+        for (id, name) in &b.symbols {
+            tx.execute(
+                "INSERT INTO symbols (instrument, name) VALUES ($1, $2) \
+                 ON CONFLICT (instrument) DO UPDATE SET name = excluded.name",
+                &[&(*id as i64), name],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO meta (k, v) VALUES ('last_seq', $1) \
+             ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            &[&i(b.last_seq)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl HistoryQuery for PgStore {
+    fn order(&mut self, id: u64) -> Result<Option<OrderRow>, HistoryError> {
+        self.client
+            .query_opt(
+                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"),
+                &[&i(id)],
+            )?
+            .as_ref()
+            .map(order_row)
+            .transpose()
+    }
+
+    fn open_orders(
+        &mut self,
+        account: u64,
+        instrument: Option<u32>,
+    ) -> Result<Vec<OrderRow>, HistoryError> {
+        let rows = match instrument {
+            Some(inst) => self.client.query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = $1 \
+                     AND instrument = $2 ORDER BY priority_seq"
+                ),
+                &[&i(account), &(inst as i64)],
+            )?,
+            None => self.client.query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = $1 \
+                     ORDER BY instrument, priority_seq"
+                ),
+                &[&i(account)],
+            )?,
+        };
+        rows.iter().map(order_row).collect()
+    }
+
+    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = $1 AND seq > $2 \
+                     UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = $1 \
+                     AND seq > $2 ORDER BY seq"
+                ),
+                &[&i(account), &i(since)],
+            )?
+            .iter()
+            .map(trade_row)
+            .collect()
+    }
+
+    fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {
+        let mut out = Vec::new();
+        for (side, order) in [("buy", "price DESC"), ("sell", "price ASC")] {
+            let rows = self.client.query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' \
+                     AND instrument = $1 AND side = $2 ORDER BY {order}, priority_seq"
+                ),
+                &[&(instrument as i64), &side],
+            )?;
+            for r in &rows {
+                out.push(order_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn instrument_id(&mut self, symbol: &str) -> Result<Option<u32>, HistoryError> {
+        Ok(self
+            .client
+            .query_opt("SELECT instrument FROM symbols WHERE name = $1", &[&symbol])?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+            .map(|x| x as u32))
+    }
+
+    fn instruments(&mut self) -> Result<Vec<u32>, HistoryError> {
+        self.client
+            .query(
+                "SELECT DISTINCT instrument FROM orders WHERE status != 'rejected' \
+                 UNION SELECT instrument FROM symbols ORDER BY 1",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)? as u32))
+            .collect()
+    }
+}

@@ -279,7 +279,7 @@ fn record_offsets(seg: &Path) -> Vec<usize> {
     let b = std::fs::read(seg).expect("segment");
     let mut v = Vec::new();
     let mut at = 0;
-    while at + 64 <= b.len() && b[at..at + 4] == 0x324A_4752u32.to_le_bytes() {
+    while at + 64 <= b.len() && b[at..at + 4] == 0x334A_4752u32.to_le_bytes() {
         v.push(at);
         let len = u32::from_le_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]) as usize;
         at += 64 + len;

@@ -2,11 +2,14 @@
 //!
 //! - Segment files `<first_event_seq>.journal` (20 digits) in one directory, preallocated
 //!   to the segment size, rolled when full.
-//! - One record per ring batch: a 64-byte header (magic `RGJ2`, payload length, CRC-32 of
+//! - One record per ring batch: a 64-byte header (magic `RGJ3`, payload length, CRC-32 of
 //!   everything after the CRC field, first event sequence, last command sequence, event
-//!   count, the engine clock after the last command, zero padding) and the events, 64 bytes
-//!   each ([`ringex_engine::codec`]). Records of the first format (`RGJ1`, a 32-byte header
-//!   without the clock) are still read.
+//!   count, the engine clock after the last command, the number of commands, zero padding),
+//!   the events, 64 bytes each ([`ringex_engine::codec`]), then the engine time of each
+//!   command whose events the record holds (8 bytes each, zero-padded to 32 bytes): replays
+//!   (the history store's catch-up) see every command's time. Records of the earlier
+//!   formats (`RGJ1`: a 32-byte header, no times; `RGJ2`: the last command's time only)
+//!   are still read.
 //! - **Command boundaries**: a record ends on the last event of a command. Events of a
 //!   command that is not complete at the end of a batch wait for the next batch, so the
 //!   durable prefix never ends between two events of one command.
@@ -27,8 +30,11 @@ use std::time::{Duration, Instant};
 
 /// Record magic of the first format (32-byte header, no clock): "RGJ1".
 pub const RECORD_MAGIC_V1: u32 = 0x314A_4752;
-/// Record magic: "RGJ2".
-pub const RECORD_MAGIC: u32 = 0x324A_4752;
+/// Record magic of the second format (64-byte header with the last clock, no command
+/// times): "RGJ2".
+pub const RECORD_MAGIC_V2: u32 = 0x324A_4752;
+/// Record magic: "RGJ3".
+pub const RECORD_MAGIC: u32 = 0x334A_4752;
 /// Bytes of a record header of the first format.
 pub const HEADER_BYTES_V1: usize = 32;
 /// Bytes of a record header.
@@ -174,6 +180,8 @@ pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark)> {
     boundary: (usize, u32, DurableMark),
     /// The engine clock after that command.
     boundary_clock: u64,
+    /// The engine time of each complete command in `pending`.
+    pending_clocks: Vec<u64>,
     clocks: Option<ringex_engine::pipeline::ClockReader>,
     record: Vec<u8>,
     written: DurableMark,
@@ -209,6 +217,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
             pending_first: 0,
             boundary: (0, 0, DurableMark::default()),
             boundary_clock: 0,
+            pending_clocks: Vec::with_capacity(1 << 14),
             clocks: None,
             record: Vec::with_capacity(1 << 20),
             written: DurableMark::default(),
@@ -254,9 +263,12 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         if count == 0 {
             return Ok(());
         }
+        let ncmds = self.pending_clocks.len();
+        let times = (ncmds * 8).next_multiple_of(32);
         self.record.clear();
         self.record.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
-        self.record.extend_from_slice(&(bytes as u32).to_le_bytes());
+        self.record
+            .extend_from_slice(&((bytes + times) as u32).to_le_bytes());
         self.record.extend_from_slice(&[0; 4]);
         self.record
             .extend_from_slice(&self.pending_first.to_le_bytes());
@@ -264,8 +276,13 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         self.record.extend_from_slice(&count.to_le_bytes());
         self.record
             .extend_from_slice(&self.boundary_clock.to_le_bytes());
+        self.record.extend_from_slice(&(ncmds as u32).to_le_bytes());
         self.record.resize(HEADER_BYTES, 0);
         self.record.extend_from_slice(&self.pending[..bytes]);
+        for c in &self.pending_clocks {
+            self.record.extend_from_slice(&c.to_le_bytes());
+        }
+        self.record.resize(HEADER_BYTES + bytes + times, 0);
         let mut h = crc32fast::Hasher::new();
         h.update(&self.record[12..]);
         let crc = h.finalize();
@@ -296,6 +313,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         self.written = mark;
         // Keep the events of the incomplete command.
         self.pending.drain(..bytes);
+        self.pending_clocks.clear();
         self.pending_first = mark.event_seq + 1;
         self.boundary = (0, 0, mark);
         match self.cfg.fsync {
@@ -389,6 +407,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
             if let Some(c) = &self.clocks {
                 self.boundary_clock = c.at(seq).0;
             }
+            self.pending_clocks.push(self.boundary_clock);
         }
         if end_of_batch {
             if let Err(err) = self.commit() {

@@ -5,7 +5,9 @@
 //! followed by any valid record, or a gap in the sequence numbers, is corruption in the
 //! middle of the journal: recovery stops with a clear error rather than build a wrong book.
 
-use crate::journal::{DurableMark, HEADER_BYTES, HEADER_BYTES_V1, RECORD_MAGIC, RECORD_MAGIC_V1};
+use crate::journal::{
+    DurableMark, HEADER_BYTES, HEADER_BYTES_V1, RECORD_MAGIC, RECORD_MAGIC_V1, RECORD_MAGIC_V2,
+};
 use crate::snapshot::{list_snapshots, read_snapshot};
 use ringex_engine::codec::EVENT_BYTES;
 use ringex_engine::state::EngineState;
@@ -95,6 +97,8 @@ struct Header {
     hlen: usize,
     /// The engine clock after the record's last command (0 in the first format).
     clock: u64,
+    /// Commands whose times follow the events (the third format; 0 before).
+    ncmds: usize,
     len: usize,
     crc: u32,
     first: u64,
@@ -110,19 +114,27 @@ fn header(b: &[u8]) -> Option<Header> {
         a.copy_from_slice(&h[i..i + 8]);
         u64::from_le_bytes(a)
     };
-    let (hlen, clock) = match u32at(0) {
-        RECORD_MAGIC => {
+    let (hlen, clock, ncmds) = match u32at(0) {
+        m @ (RECORD_MAGIC | RECORD_MAGIC_V2) => {
             let full = b.get(..HEADER_BYTES)?;
             let mut a = [0u8; 8];
             a.copy_from_slice(&full[32..40]);
-            (HEADER_BYTES, u64::from_le_bytes(a))
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&full[40..44]);
+            let ncmds = if m == RECORD_MAGIC {
+                u32::from_le_bytes(n) as usize
+            } else {
+                0
+            };
+            (HEADER_BYTES, u64::from_le_bytes(a), ncmds)
         }
-        RECORD_MAGIC_V1 => (HEADER_BYTES_V1, 0),
+        RECORD_MAGIC_V1 => (HEADER_BYTES_V1, 0, 0),
         _ => return None,
     };
     Some(Header {
         hlen,
         clock,
+        ncmds,
         len: u32at(4) as usize,
         crc: u32at(8),
         first: u64at(12),
@@ -134,7 +146,9 @@ fn header(b: &[u8]) -> Option<Header> {
 /// A whole valid record at `b[0..]`: its header and total length.
 fn valid_record(b: &[u8]) -> Option<(Header, usize)> {
     let h = header(b)?;
-    if h.len != h.count as usize * EVENT_BYTES || h.count == 0 {
+    let times = (h.ncmds * 8).next_multiple_of(32);
+    if h.len != h.count as usize * EVENT_BYTES + times || h.count == 0 || h.ncmds > h.count as usize
+    {
         return None;
     }
     let total = h.hlen + h.len;
@@ -300,6 +314,16 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
 /// [`recover`] first: this reads the valid records and stops at the first invalid one).
 /// Consumers that keep their own state (the allocator) rebuild it from this.
 pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
+    Ok(journal_events_timed(dir)?
+        .into_iter()
+        .map(|(s, e, _)| (s, e))
+        .collect())
+}
+
+/// Like [`journal_events`], with the engine time of each event's command (from the
+/// records' command times; records of the earlier formats give the record's last time, or
+/// 0).
+pub fn journal_events_timed(dir: &Path) -> Result<Vec<(u64, Event, u64)>, RecoveryError> {
     let mut out = Vec::new();
     let mut buf = [0u8; EVENT_BYTES];
     for (_, path) in list_segments(dir).map_err(io_err(dir))? {
@@ -309,12 +333,29 @@ pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
             .map_err(io_err(&path))?;
         let mut at = 0;
         while let Some((h, total)) = b.get(at..).and_then(valid_record) {
+            let times_at = at + h.hlen + h.count as usize * EVENT_BYTES;
+            let time = |k: usize| -> u64 {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b[times_at + k * 8..times_at + k * 8 + 8]);
+                u64::from_le_bytes(a)
+            };
+            // Events of one command share its time: the k-th command ends at the k-th
+            // event marked last of its command.
+            let mut cmd = 0usize;
+            let mut decoded = Vec::with_capacity(h.count as usize);
             for k in 0..h.count as usize {
                 let off = at + h.hlen + k * EVENT_BYTES;
                 buf.copy_from_slice(&b[off..off + EVENT_BYTES]);
                 if let Some(e) = Event::decode(&buf) {
-                    out.push((h.first + k as u64, e));
+                    decoded.push((h.first + k as u64, e, cmd));
+                    if e.is_last_of_command() {
+                        cmd += 1;
+                    }
                 }
+            }
+            for (seq, e, c) in decoded {
+                let t = if c < h.ncmds { time(c) } else { h.clock };
+                out.push((seq, e, t));
             }
             at += total;
         }

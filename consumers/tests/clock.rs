@@ -122,6 +122,14 @@ fn time_never_goes_back_and_survives_recovery() {
         "engine time did not go back to T0 + 3000"
     );
 
+    // The journal holds each command's engine time.
+    let timed = ringex_consumers::recovery::journal_events_timed(dir).expect("timed");
+    assert_eq!(
+        timed.iter().map(|(_, _, t)| *t).collect::<Vec<_>>(),
+        vec![T0, T0 + 1000, T0 + 4000, T0 + 4000],
+        "the rejected command ran at the engine's time, not its stamp"
+    );
+
     // Recovered from the newest snapshot plus the journal, and from the journal alone.
     let r = recover(dir).expect("recover");
     assert_eq!(r.state.clock, T0 + 4000, "the clock is carried");

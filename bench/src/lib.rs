@@ -8,6 +8,7 @@
 pub mod bench_cmd;
 pub mod csv;
 pub mod harness;
+pub mod history_cmd;
 pub mod lobster;
 pub mod lobster_cmd;
 pub mod meta;

@@ -43,6 +43,29 @@ enum Cmd {
         /// Write the recovered balances here (`balance,<account>,<asset>,<total>,<held>`).
         #[arg(long)]
         balances_out: Option<PathBuf>,
+        /// Also bring this history store (SQLite) up to the journal: the events it does not
+        /// hold yet are applied, exactly once.
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
+    /// Query the order history store (`ringex run --history FILE`). Prices are in ticks,
+    /// quantities in lots.
+    Query {
+        /// The store (SQLite file).
+        #[arg(long)]
+        db: PathBuf,
+        #[command(subcommand)]
+        what: ringex_bench::history_cmd::Query,
+    },
+    /// Compare the history store's active orders with the books recovered from the journal;
+    /// prints every difference and exits non-zero when there is one.
+    Reconcile {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// The store (SQLite file).
+        #[arg(long)]
+        db: PathBuf,
     },
 }
 
@@ -96,14 +119,54 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Query { db, what } => match ringex_bench::history_cmd::query(&db, &what) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringex query: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Reconcile { journal, db } => {
+            match ringex_bench::history_cmd::reconcile_cmd(&journal, &db) {
+                Ok(diffs) if diffs.is_empty() => {
+                    println!("the store and the journal's books agree");
+                    ExitCode::SUCCESS
+                }
+                Ok(diffs) => {
+                    for d in &diffs {
+                        println!("{d}");
+                    }
+                    eprintln!("ringex reconcile: {} difference(s)", diffs.len());
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("ringex reconcile: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Recover {
             journal,
             book_out,
             balances_out,
-        } => match recover_to_book(&journal, book_out.as_deref(), balances_out.as_deref()) {
-            Ok((k, report)) => {
-                if let Some(r) = report {
-                    eprintln!(
+            history,
+        } => {
+            match recover_to_book(&journal, book_out.as_deref(), balances_out.as_deref()).and_then(
+                |r| match &history {
+                    Some(db) => {
+                        let (n, at) = ringex_bench::history_cmd::recover_history(&journal, db)?;
+                        eprintln!("history: {n} events applied, the store holds events up to {at}");
+                        Ok(r)
+                    }
+                    None => Ok(r),
+                },
+            ) {
+                Ok((k, report)) => {
+                    if let Some(r) = report {
+                        eprintln!(
                         "recovery: snapshot {:?}, {} records / {} events replayed, torn tail {:?}, {:.1} ms",
                         r.snapshot,
                         r.records,
@@ -111,14 +174,15 @@ fn main() -> ExitCode {
                         r.torn_tail,
                         r.elapsed.as_secs_f64() * 1e3
                     );
+                    }
+                    println!("recovered through command {k}");
+                    ExitCode::SUCCESS
                 }
-                println!("recovered through command {k}");
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("ringex recover: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("ringex recover: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }

@@ -59,6 +59,10 @@ pub struct RunOptions {
     /// (`balance,<account>,<asset>,<total>,<held>`).
     #[arg(long)]
     pub balances_out: Option<PathBuf>,
+    /// Keep the order history in this SQLite file (orders, trades, transfers; `ringex
+    /// query`). With --journal it is gated after the journal and first catches up with it.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -116,6 +120,9 @@ pub enum RunError {
     /// The journal failed while running (the events before the failure are durable).
     #[error("journal failed: {0}")]
     Journal(io::Error),
+    /// The history store failed.
+    #[error(transparent)]
+    History(#[from] ringex_consumers::history::HistoryError),
 }
 
 fn out_file(path: &Path) -> Result<BufWriter<File>, RunError> {
@@ -551,6 +558,14 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             ConsumerOptions::default(),
         );
     }
+    let history = match &opts.history {
+        Some(p) => Some(crate::history_cmd::open_history(
+            p,
+            opts.journal.as_deref(),
+            script.specs(),
+        )?),
+        None => None,
+    };
     let mut journal_id = None;
     if let Some(dir) = &opts.journal {
         let mut cfg = JournalConfig::new(dir);
@@ -599,6 +614,14 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             );
             builder.add_consumer(snap, ConsumerOptions::default().after(id));
         }
+    }
+    if let Some(h) = history {
+        // Gated after the journal: the store never holds an event the journal may lose.
+        let o = match journal_id {
+            Some((id, _)) => ConsumerOptions::default().after(id),
+            None => ConsumerOptions::default(),
+        };
+        builder.add_consumer(h, o);
     }
     let pipeline = builder.start()?;
     let mut gateway = pipeline.gateway();

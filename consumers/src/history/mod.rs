@@ -93,7 +93,8 @@ impl OrderStatus {
     }
 }
 
-pub(crate) fn side_str(s: Side) -> &'static str {
+/// A side as stored (`buy`, `sell`).
+pub fn side_str(s: Side) -> &'static str {
     match s {
         Side::Buy => "buy",
         Side::Sell => "sell",
@@ -108,7 +109,8 @@ pub(crate) fn parse_side(s: &str) -> Option<Side> {
     }
 }
 
-pub(crate) fn type_str(t: OrderType) -> &'static str {
+/// An order type as stored (`limit`, `market`).
+pub fn type_str(t: OrderType) -> &'static str {
     match t {
         OrderType::Limit => "limit",
         OrderType::Market => "market",
@@ -123,7 +125,8 @@ pub(crate) fn parse_type(s: &str) -> Option<OrderType> {
     }
 }
 
-pub(crate) fn tif_str(t: TimeInForce) -> &'static str {
+/// A time in force as stored (`gtc`, `ioc`, `fok`, `gtd`).
+pub fn tif_str(t: TimeInForce) -> &'static str {
     match t {
         TimeInForce::Gtc => "gtc",
         TimeInForce::Ioc => "ioc",

@@ -1,0 +1,225 @@
+//! The history store from the command line: `ringex run --history`, `ringex recover
+//! --history` (catch up after a crash), `ringex query` and `ringex reconcile`.
+
+use crate::run::{recover_dir, RunError};
+use ringex_consumers::history::sqlite::SqliteStore;
+use ringex_consumers::history::{
+    reconcile, side_str, tif_str, type_str, History, HistoryConfig, HistoryError, HistoryQuery,
+    OrderRow, TradeRow,
+};
+use ringex_consumers::recovery::journal_events_timed;
+use ringex_engine::{BookReplica, InstrumentSpec};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The history consumer for a run: the SQLite store at `path`, caught up with the journal
+/// in `journal` (events it holds that the store does not: a crash between the journal's
+/// sync and the store's commit), with the script's symbols.
+pub fn open_history(
+    path: &Path,
+    journal: Option<&Path>,
+    specs: &[InstrumentSpec],
+) -> Result<History<SqliteStore>, RunError> {
+    let mut h = History::new(SqliteStore::open(path)?, HistoryConfig::default())?
+        .with_symbols(specs.iter().map(|s| (s.id, s.symbol.clone())));
+    if let Some(dir) = journal.filter(|d| d.is_dir()) {
+        catch_up(&mut h, dir)?;
+    }
+    Ok(h)
+}
+
+/// Applies the journal's events after the store's last sequence; returns how many.
+pub fn catch_up(h: &mut History<SqliteStore>, dir: &Path) -> Result<u64, RunError> {
+    // Recovery first: a torn tail is cut, so only durable events are applied.
+    let _ = recover_dir(dir)?;
+    let after = h.applied();
+    let events = journal_events_timed(dir)?;
+    if events.first().is_some_and(|(s, _, _)| *s > after + 1) {
+        return Err(RunError::History(HistoryError::Format(format!(
+            "the journal starts at event {} but the store holds only up to {after} (segments \
+             were pruned after a snapshot): rebuild the store from a journal that starts at 1",
+            events[0].0
+        ))));
+    }
+    Ok(h.catch_up(events)?)
+}
+
+/// `ringex recover --history FILE`: brings the store up to the journal.
+pub fn recover_history(journal: &Path, db: &Path) -> Result<(u64, u64), RunError> {
+    let mut h = History::new(SqliteStore::open(db)?, HistoryConfig::default())?;
+    let n = catch_up(&mut h, journal)?;
+    Ok((n, h.applied()))
+}
+
+/// What `ringex query` asks.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Query {
+    /// One order by id.
+    Order {
+        /// The order id.
+        id: u64,
+    },
+    /// An account's open orders (time priority).
+    OpenOrders {
+        /// The account.
+        #[arg(long)]
+        account: u64,
+        /// Only this symbol.
+        #[arg(long)]
+        symbol: Option<String>,
+    },
+    /// An account's trades (as taker or maker), oldest first.
+    Trades {
+        /// The account.
+        #[arg(long)]
+        account: u64,
+        /// Only trades after this event sequence.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// A symbol's active orders in book order (bids best first, then asks).
+    Active {
+        /// The symbol.
+        #[arg(long)]
+        symbol: String,
+    },
+}
+
+fn order_line(q: &mut SqliteStore, r: &OrderRow) -> String {
+    format!(
+        "order,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        r.order_id,
+        symbol_of(q, r.instrument),
+        r.account,
+        side_str(r.side),
+        type_str(r.order_type),
+        if r.tif == ringex_engine::TimeInForce::Gtd {
+            format!("gtd:{}", r.expiry)
+        } else {
+            tif_str(r.tif).to_string()
+        },
+        r.price,
+        r.orig_qty,
+        r.open_qty,
+        r.filled_qty,
+        r.status.as_str(),
+        r.reason.as_deref().unwrap_or("-"),
+        r.priority_seq,
+        r.created_ts,
+        r.updated_ts,
+    )
+}
+
+fn trade_line(q: &mut SqliteStore, t: &TradeRow) -> String {
+    let fees = t
+        .fees
+        .map_or("-,-".to_string(), |(b, s)| format!("{b},{s}"));
+    format!(
+        "trade,{},{},{},{},{},{},{},{},{},{},{}",
+        t.seq,
+        symbol_of(q, t.instrument),
+        t.taker_order,
+        t.maker_order,
+        t.taker_account,
+        t.maker_account,
+        side_str(t.taker_side),
+        t.price,
+        t.qty,
+        fees,
+        t.ts
+    )
+}
+
+fn symbol_of(q: &mut SqliteStore, instrument: u32) -> String {
+    q.connection()
+        .query_row(
+            "SELECT name FROM symbols WHERE instrument = ?1",
+            [instrument as i64],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap_or_else(|_| format!("#{instrument}"))
+}
+
+/// Header lines of the query output.
+pub const ORDER_HEADER: &str = "# order,id,symbol,account,side,type,tif,price_ticks,orig_lots,open_lots,filled_lots,status,reason,priority_seq,created_ts,updated_ts";
+/// Header of trade lines.
+pub const TRADE_HEADER: &str = "# trade,seq,symbol,taker_order,maker_order,taker_account,maker_account,taker_side,price_ticks,lots,buyer_fee,seller_fee,ts";
+
+/// `ringex query --db FILE …`: the answer as text (prices in ticks, quantities in lots).
+pub fn query(db: &Path, what: &Query) -> Result<String, RunError> {
+    if !db.is_file() {
+        return Err(RunError::History(HistoryError::Format(format!(
+            "no history store at {}",
+            db.display()
+        ))));
+    }
+    let mut q = SqliteStore::open(db)?;
+    let mut out = String::new();
+    let instrument = |q: &mut SqliteStore, s: &str| -> Result<u32, RunError> {
+        q.instrument_id(s)?
+            .ok_or_else(|| RunError::History(HistoryError::Format(format!("unknown symbol {s:?}"))))
+    };
+    match what {
+        Query::Order { id } => {
+            let _ = writeln!(out, "{ORDER_HEADER}");
+            match q.order(*id)? {
+                Some(r) => {
+                    let line = order_line(&mut q, &r);
+                    let _ = writeln!(out, "{line}");
+                }
+                None => {
+                    let _ = writeln!(out, "# no order {id}");
+                }
+            }
+        }
+        Query::OpenOrders { account, symbol } => {
+            let inst = symbol
+                .as_deref()
+                .map(|s| instrument(&mut q, s))
+                .transpose()?;
+            let _ = writeln!(out, "{ORDER_HEADER}");
+            for r in q.open_orders(*account, inst)? {
+                let line = order_line(&mut q, &r);
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        Query::Trades { account, since } => {
+            let _ = writeln!(out, "{TRADE_HEADER}");
+            for t in q.trades(*account, *since)? {
+                let line = trade_line(&mut q, &t);
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        Query::Active { symbol } => {
+            let inst = instrument(&mut q, symbol)?;
+            let _ = writeln!(out, "{ORDER_HEADER}");
+            for r in q.active_orders(inst)? {
+                let line = order_line(&mut q, &r);
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `ringex reconcile --journal DIR --db FILE`: the differences between the store's active
+/// orders and the books recovered from the journal (empty: they agree).
+pub fn reconcile_cmd(journal: &Path, db: &Path) -> Result<Vec<String>, RunError> {
+    if !journal.is_dir() {
+        return Err(RunError::NoJournal(journal.to_path_buf()));
+    }
+    let (_, state, _) = recover_dir(journal)?;
+    let books = BookReplica::from_state(&state);
+    let mut q = SqliteStore::open(db)?;
+    let applied = ringex_consumers::history::HistoryStore::last_seq(&mut q)?;
+    let mut diffs = Vec::new();
+    if applied != state.event_seq {
+        diffs.push(format!(
+            "the store holds events up to {applied}, the journal up to {} (run `ringex recover \
+             --journal DIR --history FILE` to catch up)",
+            state.event_seq
+        ));
+    }
+    diffs.extend(reconcile(&mut q, &books)?);
+    Ok(diffs)
+}

@@ -44,6 +44,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub idle: Option<String>,
     /// Consumers to run (comma separated): journal, risk, md (market data, depth 10),
+    /// history (the SQLite order history, in a temp file beside the journal),
     /// alloc (pro-rata allocation).
     #[arg(long, value_delimiter = ',', default_value = "journal,risk,md,alloc")]
     pub consumers: Vec<String>,
@@ -178,10 +179,19 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 Default::default(),
                 |_: &ringex_consumers::allocation::Allocation| {},
             ))),
+            "history" => {
+                let db = journal_dir.with_extension("history.db");
+                let _ = std::fs::remove_file(&db);
+                let store = ringex_consumers::history::sqlite::SqliteStore::open(&db)
+                    .map_err(|e| e.to_string())?;
+                let h = ringex_consumers::history::History::new(store, Default::default())
+                    .map_err(|e| e.to_string())?;
+                consumers.push(timed(h));
+            }
             "" => {}
             other => {
                 return Err(format!(
-                    "unknown consumer {other:?}: journal, risk, md, alloc"
+                    "unknown consumer {other:?}: journal, risk, md, alloc, history"
                 ))
             }
         }

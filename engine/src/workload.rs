@@ -615,3 +615,17 @@ impl MultiSymbolWorkload {
         out
     }
 }
+
+/// The command with its order id shifted by `by` (replaying a generated stream again with
+/// fresh ids, as from a counter: soak and history benchmarks).
+pub fn shift_order_id(c: &Command, by: u64) -> Command {
+    let mut c = *c;
+    match &mut c.kind {
+        CommandKind::NewOrder(o) => o.order_id.0 += by,
+        CommandKind::Cancel { order_id, .. } | CommandKind::Modify { order_id, .. } => {
+            order_id.0 += by
+        }
+        _ => {}
+    }
+    c
+}

@@ -107,4 +107,20 @@ fn main() {
         "({} allocations made)",
         allocs.load(std::sync::atomic::Ordering::Relaxed)
     );
+    // The order history in SQLite (a temp file; the default commit policy).
+    let dir = std::env::temp_dir().join(format!("ringex-ct-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let db = dir.join("history.db");
+    let store = ringex_consumers::history::sqlite::SqliteStore::open(&db).expect("store");
+    let h = ringex_consumers::history::History::new(store, Default::default()).expect("history");
+    time("history", h, &events);
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("RINGEX_PG_URL") {
+        let mut store = ringex_consumers::history::postgres::PgStore::connect(&url).expect("pg");
+        store.reset().expect("reset");
+        let h =
+            ringex_consumers::history::History::new(store, Default::default()).expect("history");
+        time("history-pg", h, &events);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

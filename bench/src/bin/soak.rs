@@ -40,19 +40,6 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The command with its order id shifted by `by`.
-fn shifted(c: &Command, by: u64) -> Command {
-    let mut c = *c;
-    match &mut c.kind {
-        CommandKind::NewOrder(o) => o.order_id.0 += by,
-        CommandKind::Cancel { order_id, .. } | CommandKind::Modify { order_id, .. } => {
-            order_id.0 += by
-        }
-        _ => {}
-    }
-    c
-}
-
 fn main() {
     let total = arg("--commands", 100_000_000);
     let every = arg("--every", 10_000_000).max(1);
@@ -94,7 +81,8 @@ fn main() {
         let by = round * span;
         let setup = w.setup.iter().skip(if round == 0 { 0 } else { 1 });
         for c in setup.chain(&w.commands) {
-            g.submit_at(shifted(c, by)).expect("submit");
+            g.submit_at(ringex_engine::workload::shift_order_id(c, by))
+                .expect("submit");
             sent += 1;
             if sent >= next_mark {
                 // Let the pipeline catch up so the figure is of a settled state.

@@ -385,7 +385,7 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
-            min_events: 8192,
+            min_events: 65536,
             max_delay: Duration::from_millis(10),
         }
     }

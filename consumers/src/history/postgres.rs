@@ -2,6 +2,7 @@
 //! indexes and queries as SQLite, written in bulk — each commit is one transaction with one
 //! multi-row statement per table (`INSERT … SELECT * FROM unnest($1, $2, …)`, the
 //! orders as an upsert), so a commit of thousands of rows is a handful of round trips.
+//! Sessions run with `synchronous_commit = off` (see [`PgStore::connect`]).
 
 use super::*;
 use ::postgres::{Client, NoTls, Row};
@@ -160,6 +161,10 @@ impl PgStore {
     /// creates the tables when missing.
     pub fn connect(params: &str) -> Result<Self, HistoryError> {
         let mut client = Client::connect(params, NoTls)?;
+        // Like SQLite's synchronous=NORMAL: a commit does not wait for the WAL flush. A
+        // server crash may take the last commits back, sequence included, and the journal
+        // replays them (exactly once all the same).
+        client.batch_execute("SET synchronous_commit TO off")?;
         client.batch_execute(SCHEMA)?;
         Ok(PgStore { client })
     }

@@ -1,10 +1,13 @@
 //! The history store on PostgreSQL (cargo feature `postgres`): the same tables, columns,
-//! indexes and queries as SQLite, written in bulk — each commit is one transaction with one
-//! multi-row statement per table (`INSERT … SELECT * FROM unnest($1, $2, …)`, the
-//! orders as an upsert), so a commit of thousands of rows is a handful of round trips.
+//! indexes and queries as SQLite, written in bulk — each commit is one transaction: a binary
+//! `COPY` of the changed orders into a session staging table and one upsert from it, a
+//! binary `COPY` of the trades, and multi-row `INSERT … SELECT * FROM unnest(…)` for the
+//! rest, so a commit of thousands of rows is a handful of round trips.
 //! Sessions run with `synchronous_commit = off` (see [`PgStore::connect`]).
 
 use super::*;
+use ::postgres::binary_copy::BinaryCopyInWriter;
+use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, NoTls, Row};
 
 const SCHEMA: &str = "
@@ -59,6 +62,46 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
 ";
+
+/// The session's staging table: order rows are COPYed here, then upserted in one statement.
+const STAGE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS orders_stage (LIKE orders) ON COMMIT DELETE ROWS";
+
+const ORDER_TYPES: [Type; 18] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+];
+
+const TRADE_TYPES: [Type; 12] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
 
 const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, expiry, \
     price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq, \
@@ -166,6 +209,7 @@ impl PgStore {
         // replays them (exactly once all the same).
         client.batch_execute("SET synchronous_commit TO off")?;
         client.batch_execute(SCHEMA)?;
+        client.batch_execute(STAGE)?;
         Ok(PgStore { client })
     }
 
@@ -175,6 +219,7 @@ impl PgStore {
             "DROP TABLE IF EXISTS meta, symbols, orders, trades, transfers CASCADE",
         )?;
         self.client.batch_execute(SCHEMA)?;
+        self.client.batch_execute(STAGE)?;
         Ok(())
     }
 
@@ -328,43 +373,96 @@ impl HistoryStore for PgStore {
     fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
         let mut tx = self.client.transaction()?;
         if !b.orders.is_empty() {
-            OrderArrays::of(&b.orders).execute(&mut tx, ORDERS_UPSERT)?;
+            // Binary COPY into the staging table, then one upsert from it.
+            let mut w = BinaryCopyInWriter::new(
+                tx.copy_in(&format!(
+                    "COPY orders_stage ({ORDER_COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))?,
+                &ORDER_TYPES,
+            );
+            for o in &b.orders {
+                let (id, inst, acct) = (i(o.order_id), o.instrument as i64, i(o.account));
+                let (exp, orig, open, filled) =
+                    (i(o.expiry), i(o.orig_qty), i(o.open_qty), i(o.filled_qty));
+                let (acc, pri, last, c, u) = (
+                    i(o.accept_seq),
+                    i(o.priority_seq),
+                    i(o.last_seq),
+                    i(o.created_ts),
+                    i(o.updated_ts),
+                );
+                let row: [&(dyn ToSql + Sync); 18] = [
+                    &id,
+                    &inst,
+                    &acct,
+                    &side_str(o.side),
+                    &type_str(o.order_type),
+                    &tif_str(o.tif),
+                    &exp,
+                    &o.price,
+                    &orig,
+                    &open,
+                    &filled,
+                    &o.status.as_str(),
+                    &o.reason,
+                    &acc,
+                    &pri,
+                    &last,
+                    &c,
+                    &u,
+                ];
+                w.write(&row)?;
+            }
+            w.finish()?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM orders_stage {ORDERS_UPSERT}"
+                ),
+                &[],
+            )?;
         }
         if !b.rejected.is_empty() {
             OrderArrays::of(&b.rejected).execute(&mut tx, "ON CONFLICT (order_id) DO NOTHING")?;
         }
         if !b.trades.is_empty() {
-            let t = &b.trades;
-            fn col(t: &[TradeRow], f: impl Fn(&TradeRow) -> i64) -> Vec<i64> {
-                t.iter().map(f).collect()
+            let mut w = BinaryCopyInWriter::new(
+                tx.copy_in(&format!(
+                    "COPY trades ({TRADE_COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))?,
+                &TRADE_TYPES,
+            );
+            for t in &b.trades {
+                let v = [
+                    i(t.seq),
+                    t.instrument as i64,
+                    i(t.taker_order),
+                    i(t.maker_order),
+                    i(t.taker_account),
+                    i(t.maker_account),
+                ];
+                let (price, qty, ts) = (t.price, i(t.qty), i(t.ts));
+                let fees = t.fees.map(|f| (f.0.to_string(), f.1.to_string()));
+                let (bf, sf) = match &fees {
+                    Some((b, s)) => (Some(b.as_str()), Some(s.as_str())),
+                    None => (None, None),
+                };
+                let row: [&(dyn ToSql + Sync); 12] = [
+                    &v[0],
+                    &v[1],
+                    &v[2],
+                    &v[3],
+                    &v[4],
+                    &v[5],
+                    &side_str(t.taker_side),
+                    &price,
+                    &qty,
+                    &bf,
+                    &sf,
+                    &ts,
+                ];
+                w.write(&row)?;
             }
-            let fee = |k: usize| {
-                t.iter()
-                    .map(|x| x.fees.map(|f| if k == 0 { f.0 } else { f.1 }.to_string()))
-                    .collect::<Vec<Option<String>>>()
-            };
-            let sides: Vec<&str> = t.iter().map(|x| side_str(x.taker_side)).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO trades ({TRADE_COLUMNS}) SELECT * FROM unnest($1::bigint[], \
-                     $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-                     $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[])"
-                ),
-                &[
-                    &col(t, |x| i(x.seq)),
-                    &col(t, |x| x.instrument as i64),
-                    &col(t, |x| i(x.taker_order)),
-                    &col(t, |x| i(x.maker_order)),
-                    &col(t, |x| i(x.taker_account)),
-                    &col(t, |x| i(x.maker_account)),
-                    &sides,
-                    &col(t, |x| x.price),
-                    &col(t, |x| i(x.qty)),
-                    &fee(0),
-                    &fee(1),
-                    &col(t, |x| i(x.ts)),
-                ],
-            )?;
+            w.finish()?;
         }
         if !b.transfers.is_empty() {
             let t = &b.transfers;

@@ -200,10 +200,13 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         (
             "title".into(),
             format!(
-                "ringex {} — {} commands at {}",
+                "ringex {}: {} commands, {}",
                 work.name(),
-                a.commands,
-                a.rate
+                thousands(a.commands as u64),
+                rate.map_or("closed loop (as fast as it goes)".to_string(), |r| format!(
+                    "open loop at {} commands/s",
+                    thousands(r as u64)
+                ))
             ),
         ),
         (
@@ -284,6 +287,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
     }
     text.push('\n');
     text.push_str(&report::table(&r));
+    let mut baselines: Vec<report::Baseline> = Vec::new();
     for c in &a.compare {
         match c.as_str() {
             "crossbeam" => {
@@ -310,6 +314,14 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                     base.per_second(),
                     ours.per_second() / base.per_second()
                 ));
+                baselines.push(report::Baseline {
+                    name: format!(
+                        "crossbeam baseline (closed loop): {:.2}M vs ringex {:.2}M commands/s",
+                        base.per_second() / 1e6,
+                        ours.per_second() / 1e6
+                    ),
+                    hist: None,
+                });
             }
             "ring" => {
                 let place = crate::topology::Placement {
@@ -325,6 +337,13 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                     closed.throughput.per_second() / 1e6
                 ));
                 if let Some(h) = &open.latency {
+                    baselines.push(report::Baseline {
+                        name: format!(
+                            "ring only, 1M events/s (baseline; {:.0}M events/s closed loop)",
+                            closed.throughput.per_second() / 1e6
+                        ),
+                        hist: Some(h.clone()),
+                    });
                     text.push_str(&format!(
                         "; at 1M events/s open loop p50 {:.1} µs, p99 {:.1} µs, p99.99 {:.1} µs",
                         h.value_at_quantile(0.5) as f64 / 1e3,
@@ -337,8 +356,21 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
             o => return Err(format!("unknown --compare {o:?}: crossbeam, ring")),
         }
     }
-    report::write_all(&a.out, &r, &header, secs)
+    report::write_all(&a.out, &r, &baselines, &header, secs)
         .map_err(|e| format!("writing {}: {e}", a.out.display()))?;
     text.push_str(&format!("\noutputs: {}/{{percentiles.txt,percentiles.json,latency.hlog,latency.svg,<stage>.hgrm}}\n", a.out.display()));
     Ok(text)
+}
+
+/// 1000000 → "1,000,000".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }

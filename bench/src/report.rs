@@ -122,6 +122,7 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
 pub fn write_all(
     dir: &Path,
     r: &BenchResult,
+    baselines: &[Baseline],
     header: &[(String, String)],
     secs: f64,
 ) -> io::Result<()> {
@@ -148,24 +149,46 @@ pub fn write_all(
         }
     }
     std::fs::File::create(dir.join("latency.hlog"))?.write_all(&log)?;
-    plot(&dir.join("latency.svg"), &r.stages, header).map_err(|e| io::Error::other(e.to_string()))
+    plot(&dir.join("latency.svg"), &r.stages, baselines, header)
+        .map_err(|e| io::Error::other(e.to_string()))
 }
 
-/// The percentile-distribution chart: x = percentile on the 1/(1-p) log scale, y = µs.
+/// A same-run baseline drawn beside the stages: its latency distribution, and a note for
+/// the legend (its throughput against ours, say).
+pub struct Baseline {
+    /// Legend label.
+    pub name: String,
+    /// Its latency histogram (ns), when it measured one.
+    pub hist: Option<Histogram<u64>>,
+}
+
+/// The percentile-distribution chart in the style of HdrHistogram's plots: x = percentile
+/// on the 1/(1-p) log scale, y = latency on a log scale (µs), every stage a solid line and
+/// every same-run baseline a dashed one; baselines without a latency distribution appear as
+/// legend notes.
 pub fn plot(
     path: &Path,
     stages: &[StageResult],
+    baselines: &[Baseline],
     header: &[(String, String)],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
     root.fill(&WHITE)?;
-    let ymax = stages
+    let hists = stages
         .iter()
-        .map(|s| s.hist.value_at_quantile(0.99999))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        / 1e3;
+        .map(|s| &s.hist)
+        .chain(baselines.iter().filter_map(|b| b.hist.as_ref()));
+    let (mut lo, mut hi) = (f64::MAX, 0f64);
+    for h in hists {
+        lo = lo.min(h.min().max(1) as f64 / 1e3);
+        hi = hi.max(h.max().max(1) as f64 / 1e3);
+    }
+    if lo > hi {
+        (lo, hi) = (0.1, 10.0);
+    }
+    // Whole decades around the data.
+    let ylo = 10f64.powf(lo.log10().floor()).max(0.01);
+    let yhi = 10f64.powf(hi.log10().ceil()).max(ylo * 10.0);
     let title = header
         .iter()
         .find(|(k, _)| k == "title")
@@ -173,18 +196,26 @@ pub fn plot(
             v.clone()
         });
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
+        .caption(title, ("sans-serif", 20))
         .margin(15)
+        .margin_right(45)
         .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1f64..100_000f64).log_scale(), 0f64..ymax * 1.1)?;
+        .y_label_area_size(80)
+        .build_cartesian_2d((1f64..100_000f64).log_scale(), (ylo..yhi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency from intended send time (µs)")
+        .y_desc("latency from intended send time (µs, log scale)")
         .x_label_formatter(&|x| {
-            let p = 100.0 * (1.0 - 1.0 / x);
-            format!("{p:.3}%").replace(".000%", "%")
+            let p = format!("{:.3}", 100.0 * (1.0 - 1.0 / x));
+            format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
+        })
+        .y_label_formatter(&|y| {
+            if *y >= 1.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y}")
+            }
         })
         .draw()?;
     let colors = [
@@ -197,26 +228,72 @@ pub fn plot(
         RGBColor(255, 140, 0),
         RGBColor(128, 0, 128),
     ];
-    for (i, st) in stages.iter().enumerate() {
-        let c = colors[i % colors.len()];
-        let pts: Vec<(f64, f64)> = st
-            .hist
-            .iter_quantiles(5)
+    let points = |h: &Histogram<u64>| -> Vec<(f64, f64)> {
+        h.iter_quantiles(5)
             .map(|v| {
                 let q = v.quantile_iterated_to().min(0.99999);
-                (1.0 / (1.0 - q), v.value_iterated_to() as f64 / 1e3)
+                (
+                    1.0 / (1.0 - q),
+                    (v.value_iterated_to() as f64 / 1e3).clamp(ylo, yhi),
+                )
             })
-            .collect();
+            .collect()
+    };
+    // "slowest" first, wide and pale, so the stage it follows stays visible on top of it.
+    let mut order: Vec<usize> = (0..stages.len()).collect();
+    order.sort_by_key(|&i| stages[i].name != "slowest");
+    for i in order {
+        let st = &stages[i];
+        let c = if st.name == "slowest" {
+            RGBColor(190, 190, 190)
+        } else {
+            colors[i % colors.len()]
+        };
+        let w = if st.name == "slowest" { 6 } else { 2 };
         chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .draw_series(LineSeries::new(points(&st.hist), c.stroke_width(w)))?
             .label(st.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(w)));
+    }
+    let grey = RGBColor(110, 110, 110);
+    for b in baselines {
+        match &b.hist {
+            Some(h) => {
+                let pts = points(h);
+                // Dashed: every other segment.
+                let dashes: Vec<Vec<(f64, f64)>> = pts
+                    .windows(2)
+                    .enumerate()
+                    .filter(|(k, _)| k % 2 == 0)
+                    .map(|(_, w)| w.to_vec())
+                    .collect();
+                let mut first = true;
+                for d in dashes {
+                    let s = chart.draw_series(LineSeries::new(d, grey.stroke_width(2)))?;
+                    if first {
+                        first = false;
+                        s.label(b.name.clone()).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 8, y)], grey.stroke_width(2))
+                        });
+                    }
+                }
+            }
+            None => {
+                // A note in the legend only.
+                chart
+                    .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
+                    .label(b.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], WHITE.stroke_width(1))
+                    });
+            }
+        }
     }
     chart
         .configure_series_labels()
         .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     root.present()?;
     Ok(())

@@ -205,7 +205,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 thousands(a.commands as u64),
                 rate.map_or("closed loop (as fast as it goes)".to_string(), |r| format!(
                     "open loop at {} commands/s",
-                    thousands(r as u64)
+                    thousands(r)
                 ))
             ),
         ),
@@ -367,7 +367,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -50,7 +50,14 @@ fn every_stage_records_every_measured_command_and_outputs_parse() {
     }
     let header = vec![("title".to_string(), "test".to_string())];
     let out = tmp.path().join("out");
-    write_all(&out, &r, &header, 1.0).expect("outputs");
+    let baselines = [ringex_bench::report::Baseline {
+        name: "the ring alone".into(),
+        hist: Some(r.stages[0].hist.clone()),
+    }];
+    write_all(&out, &r, &baselines, &header, 1.0).expect("outputs");
+    // The chart: a log latency axis and the baseline in the legend.
+    let svg = std::fs::read_to_string(out.join("latency.svg")).expect("svg");
+    assert!(svg.contains("log scale") && svg.contains("the ring alone"));
     let json = std::fs::read_to_string(out.join("percentiles.json")).expect("json");
     for n in [
         "\"ring\"",

@@ -599,3 +599,167 @@ fn ingress_time_goes_on_across_a_restart_and_never_backwards() {
     assert!(p.gateway().now().0 >= last, "time goes on after a restart");
     p.shutdown();
 }
+
+/// Holds consumers gated after it back to a multiple of 100 events (like a journal whose
+/// durable sequence lags what it has written).
+struct Lagging {
+    seen: u64,
+    gate: Arc<AtomicU64>,
+}
+
+impl Consumer for Lagging {
+    fn name(&self) -> &str {
+        "lagging"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+        self.seen = s.0;
+    }
+    fn gate_sequence(&self) -> Option<u64> {
+        let g = self.seen / 100 * 100;
+        self.gate.fetch_max(g, Ordering::AcqRel);
+        Some(g)
+    }
+}
+
+/// Checks it never sees an event past the lagging gate.
+struct Behind {
+    gate: Arc<AtomicU64>,
+    max: u64,
+    ahead: u64,
+}
+
+impl Consumer for Behind {
+    fn name(&self) -> &str {
+        "behind"
+    }
+    fn on_event(&mut self, _: &Event, s: Sequence, _: bool) {
+        if s.0 > self.gate.load(Ordering::Acquire) {
+            self.ahead += 1;
+        }
+        self.max = s.0;
+    }
+}
+
+/// The names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|t| {
+                std::fs::read_to_string(t.ok()?.path().join("comm"))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Five consumers in one group run on one thread, each with its own sequence, gating and
+/// failure policy: a failing one is skipped alone, the one gated after it stops where it
+/// stopped, one gated after a lagging gate never runs ahead of it, the others see
+/// everything in order.
+#[test]
+fn a_consumer_group_shares_one_thread_and_keeps_isolation_and_gating() {
+    let mut b = Pipeline::builder().input_ring(256).output_ring(256);
+    let grp = ConsumerOptions::default().in_group(7);
+    let skip = grp.clone().on_failure(FailurePolicy::Skip);
+    let bad = b.add_consumer(
+        Digest {
+            name: "bad".into(),
+            panic_at: Some(1000),
+            ..Default::default()
+        },
+        skip.clone(),
+    );
+    let good = b.add_consumer(
+        Digest {
+            name: "good".into(),
+            ..Default::default()
+        },
+        grp.clone(),
+    );
+    let after_bad = b.add_consumer(
+        Digest {
+            name: "after-bad".into(),
+            ..Default::default()
+        },
+        skip.after(bad),
+    );
+    let gate = Arc::new(AtomicU64::new(0));
+    let lag = b.add_consumer(
+        Lagging {
+            seen: 0,
+            gate: Arc::clone(&gate),
+        },
+        grp.clone(),
+    );
+    let behind = b.add_consumer(
+        Behind {
+            gate: Arc::clone(&gate),
+            max: 0,
+            ahead: 0,
+        },
+        grp.after(lag),
+    );
+    // One more, alone on its own thread.
+    let solo = b.add_consumer(
+        Digest {
+            name: "solo".into(),
+            ..Default::default()
+        },
+        ConsumerOptions::default(),
+    );
+    let p = b.start().expect("start");
+    // A new thread names itself when it starts: wait for the names to settle.
+    let mut names = thread_names();
+    for _ in 0..200 {
+        if names.iter().any(|x| x == "ringex-solo") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        names = thread_names();
+    }
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.as_str() == "ringex-group-7")
+            .count(),
+        1,
+        "{names:?}"
+    );
+    for n in [
+        "ringex-good",
+        "ringex-bad",
+        "ringex-lagging",
+        "ringex-behind",
+    ] {
+        assert!(
+            !names.iter().any(|x| x == n),
+            "{n} has no thread: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|x| x == "ringex-solo"), "{names:?}");
+    let mut g = p.gateway();
+    add_instruments(&mut g);
+    let cmds = stream(11, 20_000, 0);
+    for c in &cmds {
+        g.submit_at(*c).expect("accepted");
+    }
+    drop(g);
+    let mut report = p.shutdown();
+    assert_eq!(report.halted, None, "skip does not halt");
+    let events = report.events_published;
+    for id in [good, solo] {
+        let d: Digest = report.take_consumer(id).expect("digest");
+        assert_eq!((d.count, d.gaps), (events, 0));
+    }
+    let after: Digest = report.take_consumer(after_bad).expect("after-bad");
+    assert!(after.count < 1000 && after.gaps == 0, "{}", after.count);
+    assert!(report.consumers[bad.0]
+        .failure
+        .as_deref()
+        .is_some_and(|f| f.contains("deliberate failure at event 1000")));
+    let behind: Behind = report.take_consumer(behind).expect("behind");
+    assert_eq!(behind.ahead, 0, "never past the lagging gate");
+    assert_eq!(behind.max, events / 100 * 100);
+}

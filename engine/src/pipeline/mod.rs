@@ -113,6 +113,9 @@ pub struct ConsumerOptions {
     /// At most this many events per batch (`end_of_batch` comes at least this often);
     /// default: everything available.
     pub max_batch: Option<u64>,
+    /// Consumers with the same group share one thread (see [`ConsumerOptions::in_group`]);
+    /// `None`: a thread of its own.
+    pub group: Option<u32>,
 }
 
 impl ConsumerOptions {
@@ -143,6 +146,17 @@ impl ConsumerOptions {
     /// Gated after `other` (e.g. client acknowledgements after the journal).
     pub fn after(mut self, other: ConsumerId) -> Self {
         self.after.push(other);
+        self
+    }
+
+    /// Runs on the thread of consumer group `g`: the group's consumers are called in
+    /// registration order, each for its own batch, on one thread (pinned and idling as
+    /// the group's first consumer says). Each keeps its own sequence, gating and failure
+    /// policy: a consumer that fails is stopped or skipped alone, and one gated after
+    /// another (in the group or not) never runs ahead of it. Fewer threads than
+    /// consumers: for machines with fewer cores than stages.
+    pub fn in_group(mut self, g: u32) -> Self {
+        self.group = Some(g);
         self
     }
 }
@@ -362,15 +376,14 @@ impl ShutdownReport {
 }
 
 type OutPoller = EventPoller<Event, SingleProducerBarrier>;
-type Spawner =
-    Box<dyn FnOnce(ConsumerRun) -> Result<JoinHandle<Box<dyn Any + Send>>, PipelineError>>;
+/// Builds a consumer's stage from its run (the consumer's type is erased here, once per
+/// consumer; the per-event calls inside the stage stay monomorphized).
+type Starter = Box<dyn FnOnce(ConsumerRun) -> Box<dyn Member>>;
 
 struct ConsumerRun {
     poller: OutPoller,
     cell: Arc<ConsumerCell>,
     deps: Vec<Arc<ConsumerCell>>,
-    core: Option<core_affinity::CoreId>,
-    idle: IdleStrategy,
     max_batch: u64,
     policy: FailurePolicy,
     shared: Arc<Shared>,
@@ -380,7 +393,7 @@ struct ConsumerRun {
 struct PendingConsumer {
     name: String,
     opts: ConsumerOptions,
-    spawn: Spawner,
+    start: Starter,
 }
 
 /// Wires the whole pipeline in one place. See the module docs.
@@ -494,17 +507,10 @@ impl PipelineBuilder {
     /// status).
     pub fn add_consumer<C: Consumer>(&mut self, consumer: C, opts: ConsumerOptions) -> ConsumerId {
         let name = consumer.name().to_string();
-        let thread_name = format!("ringex-{name}");
-        let spawn: Spawner = Box::new(move |run: ConsumerRun| {
-            std::thread::Builder::new()
-                .name(thread_name.clone())
-                .spawn(move || Box::new(consumer_loop(consumer, run)) as Box<dyn Any + Send>)
-                .map_err(|source| PipelineError::Spawn {
-                    name: thread_name,
-                    source,
-                })
+        let start: Starter = Box::new(move |run: ConsumerRun| {
+            Box::new(Stage::new(consumer, run)) as Box<dyn Member>
         });
-        self.consumers.push(PendingConsumer { name, opts, spawn });
+        self.consumers.push(PendingConsumer { name, opts, start });
         ConsumerId(self.consumers.len() - 1)
     }
 
@@ -587,13 +593,16 @@ impl PipelineBuilder {
             clocks: Arc::clone(&clocks),
         });
 
-        // 4. Consumer threads.
-        let mut consumer_threads = Vec::with_capacity(self.consumers.len());
-        for ((pending, poller), (cell, core)) in self
+        // 4. Consumer threads: one per group (or per consumer without a group).
+        let mut threads: Vec<(String, Option<core_affinity::CoreId>, IdleStrategy)> = Vec::new();
+        let mut thread_members: Vec<Vec<(usize, Box<dyn Member>)>> = Vec::new();
+        let mut group_thread: std::collections::HashMap<u32, usize> = Default::default();
+        for (id, ((pending, poller), (cell, core))) in self
             .consumers
             .into_iter()
             .zip(pollers)
             .zip(cells.iter().cloned().zip(cores))
+            .enumerate()
         {
             let deps = pending
                 .opts
@@ -609,8 +618,6 @@ impl PipelineBuilder {
                 poller,
                 cell,
                 deps,
-                core,
-                idle,
                 max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
                 policy: pending.opts.on_failure,
                 shared: Arc::clone(&shared),
@@ -619,8 +626,39 @@ impl PipelineBuilder {
                     clocks: Arc::clone(&clocks),
                 },
             };
-            consumer_threads.push((pending.spawn)(run)?);
+            let member = (pending.start)(run);
+            let t = match pending.opts.group {
+                Some(g) if group_thread.contains_key(&g) => group_thread[&g],
+                g => {
+                    threads.push((
+                        match g {
+                            Some(g) => format!("ringex-group-{g}"),
+                            None => format!("ringex-{}", pending.name),
+                        },
+                        core,
+                        idle,
+                    ));
+                    thread_members.push(Vec::new());
+                    if let Some(g) = g {
+                        group_thread.insert(g, threads.len() - 1);
+                    }
+                    threads.len() - 1
+                }
+            };
+            thread_members[t].push((id, member));
         }
+        let mut consumer_threads = Vec::with_capacity(threads.len());
+        for ((name, core, idle), members) in threads.into_iter().zip(thread_members) {
+            let ids: Vec<usize> = members.iter().map(|(id, _)| *id).collect();
+            let stages: Vec<Box<dyn Member>> = members.into_iter().map(|(_, m)| m).collect();
+            let tname = name.clone();
+            let h = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || run_group(stages, core, idle, &tname))
+                .map_err(|source| PipelineError::Spawn { name, source })?;
+            consumer_threads.push((h, ids));
+        }
+        let consumer_count = cells.len();
 
         // 5. The matcher thread.
         // Default: room for 4M sequential order ids in the direct-indexed window (16 MiB).
@@ -663,9 +701,13 @@ impl PipelineBuilder {
             shared,
             matcher_thread: Some(matcher_thread),
             consumer_threads,
+            consumer_count,
         })
     }
 }
+
+/// A consumer thread: it hands back its consumers (type-erased) when joined.
+type ConsumerThread = JoinHandle<Vec<Box<dyn Any + Send>>>;
 
 /// A running pipeline.
 pub struct Pipeline {
@@ -673,7 +715,9 @@ pub struct Pipeline {
     gateway_shared: Arc<GatewayShared>,
     shared: Arc<Shared>,
     matcher_thread: Option<JoinHandle<Option<Matcher>>>,
-    consumer_threads: Vec<JoinHandle<Box<dyn Any + Send>>>,
+    /// Each consumer thread with the ids of the consumers it runs.
+    consumer_threads: Vec<(ConsumerThread, Vec<usize>)>,
+    consumer_count: usize,
 }
 
 impl Pipeline {
@@ -709,11 +753,15 @@ impl Pipeline {
                 None
             }
         });
-        let values = self
-            .consumer_threads
-            .drain(..)
-            .map(|t| t.join().ok())
-            .collect();
+        let mut values: Vec<Option<Box<dyn Any + Send>>> =
+            (0..self.consumer_count).map(|_| None).collect();
+        for (t, ids) in self.consumer_threads.drain(..) {
+            if let Ok(got) = t.join() {
+                for (id, v) in ids.into_iter().zip(got) {
+                    values[id] = Some(v);
+                }
+            }
+        }
         let st = status_of(&self.shared);
         ShutdownReport {
             matcher,
@@ -904,75 +952,118 @@ fn run_matcher(
     }
 }
 
-/// A consumer stage: poll, gate, call, catch failures, publish progress.
-#[inline(never)]
-fn consumer_loop<C: Consumer>(consumer: C, run: ConsumerRun) -> C {
-    let cell = Arc::clone(&run.cell);
-    let c = consumer_stage(consumer, run);
-    cell.finished.store(true, Ordering::Release);
-    c
-}
-
-/// Publishes how far consumers gated after this one may read.
-#[inline]
 fn publish_gate<C: Consumer>(consumer: &C, cell: &ConsumerCell, seq: u64) {
     let gate = consumer.gate_sequence().map_or(seq, |g| g.min(seq));
     cell.gate.store(gate, Ordering::Release);
 }
 
-fn consumer_stage<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
-    let ConsumerRun {
-        mut poller,
-        cell,
-        deps,
-        core,
-        idle,
-        max_batch,
-        policy,
-        shared,
-        ctx,
-    } = run;
-    pin(core, &cell.name);
-    let mut idler = idle.idler();
-    // Failed and skipped: the sequence keeps moving, nothing is called.
-    let mut skipping = false;
-    // Applies the policy to a failure already recorded in the cell; false: stop the loop.
-    let on_failure = |skipping: &mut bool| -> bool {
-        match policy {
+/// One step of a consumer stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// It handled a batch.
+    Worked,
+    /// Nothing for it right now.
+    Idle,
+    /// It is done (the stream ended, or it stopped on a failure).
+    Done,
+}
+
+/// A consumer stage, its type erased for the thread that runs it (alone or in a group).
+trait Member: Send {
+    /// Calls `on_start`.
+    fn start(&mut self);
+    /// Polls once: gate, take a batch, call the consumer, catch failures, publish progress.
+    fn step(&mut self) -> Step;
+    /// After `Done`: `on_shutdown` (unless it stopped on a failure or is skipped), then marks
+    /// it finished for the consumers gated after it.
+    fn finish(&mut self);
+    /// The consumer, for `ShutdownReport::take_consumer`.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageState {
+    Running,
+    /// The stream ended: `on_shutdown` is due.
+    Ended,
+    /// Stopped on a failure (halt policy): no more calls.
+    Stopped,
+}
+
+/// A consumer stage: poll, gate, call, catch failures, publish progress.
+struct Stage<C: Consumer> {
+    consumer: C,
+    poller: OutPoller,
+    cell: Arc<ConsumerCell>,
+    deps: Vec<Arc<ConsumerCell>>,
+    max_batch: u64,
+    policy: FailurePolicy,
+    shared: Arc<Shared>,
+    ctx: Option<ConsumerContext>,
+    /// Failed and skipped: the sequence keeps moving, nothing is called.
+    skipping: bool,
+    seq: u64,
+    timeout: Option<std::time::Duration>,
+    last_work: std::time::Instant,
+    state: StageState,
+}
+
+impl<C: Consumer> Stage<C> {
+    fn new(consumer: C, run: ConsumerRun) -> Self {
+        let seq = run.cell.sequence.load(Ordering::Acquire);
+        Stage {
+            consumer,
+            poller: run.poller,
+            cell: run.cell,
+            deps: run.deps,
+            max_batch: run.max_batch,
+            policy: run.policy,
+            shared: run.shared,
+            ctx: Some(run.ctx),
+            skipping: false,
+            seq,
+            timeout: None,
+            last_work: std::time::Instant::now(),
+            state: StageState::Running,
+        }
+    }
+
+    /// Applies the policy to a failure already recorded in the cell; false: stop.
+    fn on_failure(&mut self) -> bool {
+        match self.policy {
             FailurePolicy::Halt => {
-                shared.halt(format!("consumer {} failed: {}", cell.name, cell.failure()));
+                self.shared.halt(format!(
+                    "consumer {} failed: {}",
+                    self.cell.name,
+                    self.cell.failure()
+                ));
                 false
             }
             FailurePolicy::Skip => {
-                *skipping = true;
+                self.skipping = true;
                 true
             }
         }
-    };
-    let started = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx)));
-    drop(ctx);
-    if let Err(p) = started {
-        cell.fail(format!("panicked in on_start: {}", panic_message(&*p)));
-        if !on_failure(&mut skipping) {
-            return consumer;
-        }
     }
-    let mut seq = cell.sequence.load(Ordering::Acquire);
-    let timeout = consumer.timeout();
-    let mut last_work = std::time::Instant::now();
-    // Runs the timeout hook once the stream has been quiet long enough; false: stop.
-    let quiet = |consumer: &mut C, skipping: &mut bool, last_work: &mut std::time::Instant| {
-        let Some(t) = timeout else { return true };
-        if *skipping || last_work.elapsed() < t {
+
+    /// Runs the timeout hook once the stream has been quiet long enough; false: stop.
+    fn quiet(&mut self) -> bool {
+        let Some(t) = self.timeout else { return true };
+        if self.skipping || self.last_work.elapsed() < t {
             return true;
         }
-        *last_work = std::time::Instant::now();
+        self.last_work = std::time::Instant::now();
+        let consumer = &mut self.consumer;
         let r = catch_unwind(AssertUnwindSafe(|| {
             consumer.on_timeout();
             consumer.failure()
         }));
         if let Ok(None) = r {
-            publish_gate(consumer, &cell, cell.sequence.load(Ordering::Relaxed));
+            publish_gate(
+                &self.consumer,
+                &self.cell,
+                self.cell.sequence.load(Ordering::Relaxed),
+            );
         }
         let reason = match r {
             Err(p) => Some(format!("panicked in on_timeout: {}", panic_message(&*p))),
@@ -981,58 +1072,99 @@ fn consumer_stage<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
         match reason {
             None => true,
             Some(reason) => {
-                cell.fail(reason);
-                on_failure(skipping)
+                self.cell.fail(reason);
+                self.on_failure()
             }
         }
-    };
-    loop {
+    }
+
+    fn stop(&mut self) -> Step {
+        self.state = StageState::Stopped;
+        Step::Done
+    }
+}
+
+impl<C: Consumer> Member for Stage<C> {
+    fn start(&mut self) {
+        let Some(ctx) = self.ctx.take() else { return };
+        let consumer = &mut self.consumer;
+        let started = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx)));
+        drop(ctx);
+        if let Err(p) = started {
+            self.cell
+                .fail(format!("panicked in on_start: {}", panic_message(&*p)));
+            if !self.on_failure() {
+                self.state = StageState::Stopped;
+                return;
+            }
+        }
+        self.seq = self.cell.sequence.load(Ordering::Acquire);
+        self.timeout = self.consumer.timeout();
+        self.last_work = std::time::Instant::now();
+    }
+
+    fn step(&mut self) -> Step {
+        if self.state != StageState::Running {
+            return Step::Done;
+        }
         // Never run ahead of a consumer gated before this one: a failed one stops us too.
-        let mut limit = max_batch;
-        if !skipping {
-            for d in &deps {
+        // `finished` is read before the gate: a consumer that is finished has published
+        // its last gate, so when all are finished the limit computed here is final.
+        let mut limit = self.max_batch;
+        let mut upstream_done = true;
+        if !self.skipping {
+            for k in 0..self.deps.len() {
+                let d = &self.deps[k];
+                upstream_done &= d.finished.load(Ordering::Acquire);
                 let ds = d.gate.load(Ordering::Acquire);
                 if d.failed.load(Ordering::Acquire) {
-                    cell.fail(format!("upstream consumer {} failed", d.name));
-                    if !on_failure(&mut skipping) {
-                        return consumer;
+                    let why = format!("upstream consumer {} failed", d.name);
+                    self.cell.fail(why);
+                    if !self.on_failure() {
+                        return self.stop();
                     }
                     break;
                 }
-                limit = limit.min(ds.saturating_sub(seq));
+                limit = limit.min(ds.saturating_sub(self.seq));
             }
         }
-        if !skipping && limit == 0 {
-            // Gated and caught up with what the consumers before us have done: only look
-            // for the end of the stream (take(0) consumes nothing).
-            // The stream ended: stop once every consumer before us is done too (their
-            // gates do not move any more), else wait for them to let more through.
-            let upstream_done = deps.iter().all(|d| d.finished.load(Ordering::Acquire));
-            if let Err(Polling::Shutdown) = poller.take(0) {
-                if upstream_done {
-                    break;
-                }
+        if !self.skipping && limit == 0 {
+            // Gated and caught up with what the consumers before us have done. When they
+            // are all finished nothing more will come through: done (events past their
+            // last gate, say a journal's undurable tail, are never seen). Else look for
+            // the end of the stream (take(0) consumes nothing), or wait.
+            if upstream_done && !self.deps.is_empty() {
+                self.state = StageState::Ended;
+                return Step::Done;
             }
-            if shared.halted() {
-                break;
+            if let Err(Polling::Shutdown) = self.poller.take(0) {
+                self.state = StageState::Ended;
+                return Step::Done;
             }
-            if !quiet(&mut consumer, &mut skipping, &mut last_work) {
-                return consumer;
+            if self.shared.halted() {
+                self.state = StageState::Ended;
+                return Step::Done;
             }
-            idler.idle();
-            continue;
+            if !self.quiet() {
+                return self.stop();
+            }
+            return Step::Idle;
         }
-        match poller.take(limit) {
+        // The batch is handled inside one scope (its guard borrows the poller); what to do
+        // next is decided after the guard is dropped.
+        let polled = match self.poller.take(limit) {
             Ok(mut guard) => {
-                idler.reset();
-                if timeout.is_some() {
-                    last_work = std::time::Instant::now();
+                if self.timeout.is_some() {
+                    self.last_work = std::time::Instant::now();
                 }
                 let n = {
                     let it = &mut guard;
                     it.len() as u64
                 };
-                if !skipping {
+                let seq = self.seq;
+                let mut failed = false;
+                if !self.skipping {
+                    let consumer = &mut self.consumer;
                     let r = catch_unwind(AssertUnwindSafe(|| {
                         let mut s = seq;
                         for e in &mut guard {
@@ -1041,52 +1173,121 @@ fn consumer_stage<C: Consumer>(mut consumer: C, run: ConsumerRun) -> C {
                         }
                         consumer.failure()
                     }));
-                    let failed = match r {
+                    failed = match r {
                         Err(p) => {
-                            cell.fail(format!("panicked in on_event: {}", panic_message(&*p)));
+                            self.cell
+                                .fail(format!("panicked in on_event: {}", panic_message(&*p)));
                             true
                         }
                         Ok(Some(reason)) => {
-                            cell.fail(reason);
+                            self.cell.fail(reason);
                             true
                         }
                         Ok(None) => false,
                     };
-                    // The failing batch is not counted as processed.
-                    if failed && !on_failure(&mut skipping) {
-                        return consumer;
-                    }
                 }
                 drop(guard);
-                seq += n;
-                cell.sequence.store(seq, Ordering::Release);
-                if skipping {
-                    cell.gate.store(seq, Ordering::Release);
+                Some((n, failed))
+            }
+            Err(Polling::NoEvents) => None,
+            Err(Polling::Shutdown) => {
+                self.state = StageState::Ended;
+                return Step::Done;
+            }
+        };
+        match polled {
+            Some((n, failed)) => {
+                // The failing batch is not counted as processed.
+                if failed && !self.on_failure() {
+                    return self.stop();
+                }
+                self.seq += n;
+                self.cell.sequence.store(self.seq, Ordering::Release);
+                if self.skipping {
+                    self.cell.gate.store(self.seq, Ordering::Release);
                 } else {
-                    publish_gate(&consumer, &cell, seq);
+                    publish_gate(&self.consumer, &self.cell, self.seq);
                 }
+                Step::Worked
             }
-            Err(Polling::NoEvents) => {
-                if shared.halted() && !deps.is_empty() {
-                    break;
+            None => {
+                if self.shared.halted() && !self.deps.is_empty() {
+                    self.state = StageState::Ended;
+                    return Step::Done;
                 }
-                if !quiet(&mut consumer, &mut skipping, &mut last_work) {
-                    return consumer;
+                if !self.quiet() {
+                    return self.stop();
                 }
-                idler.idle()
+                Step::Idle
             }
-            Err(Polling::Shutdown) => break,
         }
     }
-    if !skipping {
-        match catch_unwind(AssertUnwindSafe(|| {
-            consumer.on_shutdown();
-            consumer.failure()
-        })) {
-            Err(p) => cell.fail(format!("panicked in on_shutdown: {}", panic_message(&*p))),
-            Ok(Some(reason)) => cell.fail(reason),
-            Ok(None) => publish_gate(&consumer, &cell, seq),
+
+    fn finish(&mut self) {
+        if self.state == StageState::Ended && !self.skipping {
+            let consumer = &mut self.consumer;
+            match catch_unwind(AssertUnwindSafe(|| {
+                consumer.on_shutdown();
+                consumer.failure()
+            })) {
+                Err(p) => self
+                    .cell
+                    .fail(format!("panicked in on_shutdown: {}", panic_message(&*p))),
+                Ok(Some(reason)) => self.cell.fail(reason),
+                Ok(None) => publish_gate(&self.consumer, &self.cell, self.seq),
+            }
+        }
+        self.state = StageState::Stopped;
+        self.cell.finished.store(true, Ordering::Release);
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        Box::new(self.consumer)
+    }
+}
+
+/// A consumer thread: its stages (one, or a group's) called in registration order, each
+/// for its own batch; it idles only when none of them had work.
+#[inline(never)]
+fn run_group(
+    mut members: Vec<Box<dyn Member>>,
+    core: Option<core_affinity::CoreId>,
+    idle: IdleStrategy,
+    name: &str,
+) -> Vec<Box<dyn Any + Send>> {
+    pin(core, name);
+    for m in &mut members {
+        m.start();
+    }
+    let mut idler = idle.idler();
+    let mut done = vec![false; members.len()];
+    loop {
+        let (mut worked, mut running) = (false, false);
+        for (m, d) in members.iter_mut().zip(done.iter_mut()) {
+            if *d {
+                continue;
+            }
+            match m.step() {
+                Step::Worked => {
+                    worked = true;
+                    running = true;
+                }
+                Step::Idle => running = true,
+                Step::Done => {
+                    // Finished at once, so the consumers gated after it can stop too.
+                    m.finish();
+                    *d = true;
+                }
+            }
+        }
+        if !running {
+            break;
+        }
+        if worked {
+            idler.reset();
+        } else {
+            idler.idle();
         }
     }
-    consumer
+    members.into_iter().map(|m| m.into_any()).collect()
 }

@@ -65,6 +65,12 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Consumer threads: `threads` (one per consumer stage), `grouped` (the probe and the
+    /// in-memory consumers on one thread, a consumer group; the journal and the history,
+    /// which wait on I/O, keep a thread each), or `auto` (grouped when the machine has fewer
+    /// cores than stages + 2, threads otherwise; never grouped with --pin).
+    #[arg(long, default_value = "auto")]
+    pub layout: String,
     /// Pin every stage to its own core and busy-spin: the matcher on core 1, the probe and
     /// the consumers on cores 2, 3, … (core 0 is left to the sender and the OS). Needs
     /// 2 + number of consumers cores; overrides --matcher-core/--consumer-cores/--idle.
@@ -123,6 +129,46 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         a.idle = Some("spin".into());
     }
     let a = &a;
+    let stages = 1 + a.consumers.iter().filter(|c| !c.is_empty()).count();
+    let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    let grouped = match a.layout.as_str() {
+        "threads" => false,
+        "grouped" => true,
+        "auto" => !a.pin && cores < stages + 2,
+        o => return Err(format!("--layout {o:?}: auto, threads or grouped")),
+    };
+    let io_bound = |c: &str| c == "journal" || c == "history";
+    let group: Vec<bool> = if grouped {
+        std::iter::once(true)
+            .chain(
+                a.consumers
+                    .iter()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| !io_bound(c)),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let layout = if grouped {
+        let solo: Vec<&str> = a
+            .consumers
+            .iter()
+            .filter(|c| io_bound(c))
+            .map(|c| c.as_str())
+            .collect();
+        format!(
+            "grouped: the probe and {} in-memory consumers on one thread, {} on their own ({cores} cores; --layout {})",
+            group.iter().filter(|&&g| g).count() - 1,
+            if solo.is_empty() { "none".to_string() } else { solo.join(", ") },
+            a.layout
+        )
+    } else {
+        format!(
+            "threads: one per stage, {stages} consumer threads ({cores} cores; --layout {})",
+            a.layout
+        )
+    };
     let idle = a.idle.as_deref().map(parse_idle).transpose()?;
     for c in a.matcher_core.iter().chain(&a.consumer_cores) {
         validate_core(*c).map_err(|e| e.to_string())?;
@@ -253,6 +299,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
             "consumers".into(),
             format!("ring probe + {}", a.consumers.join(", ")),
         ),
+        ("layout".into(), layout),
         (
             "journal".into(),
             format!("{:?} in {}", a.fsync, journal_dir.display()),
@@ -271,6 +318,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         matcher_core: a.matcher_core,
         consumer_cores: a.consumer_cores.clone(),
         idle,
+        grouped: group,
     };
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()

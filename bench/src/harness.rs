@@ -253,6 +253,9 @@ pub struct BenchConfig {
     pub consumer_cores: Vec<usize>,
     /// Idle strategy of the matcher and consumers.
     pub idle: Option<IdleStrategy>,
+    /// Stages (the probe first, then the consumers in order) that share one thread, a
+    /// consumer group; the others get a thread each. Empty: a thread each.
+    pub grouped: Vec<bool>,
 }
 
 /// One stage's result.
@@ -328,6 +331,9 @@ pub fn run(
         }
         if let Some(i) = cfg.idle {
             o = o.idle(i);
+        }
+        if cfg.grouped.get(k).copied().unwrap_or(false) {
+            o = o.in_group(0);
         }
         o
     };

@@ -24,6 +24,7 @@ fn every_stage_records_every_measured_command_and_outputs_parse() {
         matcher_core: None,
         consumer_cores: Vec::new(),
         idle: None,
+        grouped: vec![true, false, true, true],
     };
     let r = run(&work, consumers, &cfg, |_| {}).expect("run");
     let names: Vec<&str> = r.stages.iter().map(|s| s.name.as_str()).collect();

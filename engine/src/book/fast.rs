@@ -409,12 +409,20 @@ impl OrderBooks {
         self.ids = IdIndex::new(self.ids.window(), false);
     }
 
-    /// Marks the ids of a state's used ranges (before any order is inserted).
+    /// Marks the ids of a state's used ranges (before any order is inserted) and holds the
+    /// id window still until [`OrderBooks::end_load`]: the state's live orders then go in
+    /// below the window, one map insert each.
     pub fn load_used_ids(&mut self, ranges: &[(u64, u64)]) {
         for &(lo, hi) in ranges {
             self.ids.load_used(lo, hi);
         }
         self.ids.start_after_loaded();
+        self.ids.set_loading(true);
+    }
+
+    /// The state's orders are in: the id window may move again.
+    pub fn end_load(&mut self) {
+        self.ids.set_loading(false);
     }
 
     #[inline]

@@ -255,6 +255,8 @@ pub(crate) struct IdIndex {
     outside_streak: usize,
     /// Re-bases so far.
     rebases: usize,
+    /// Loading a state: no re-basing (the loaded live ids come in book order, not id order).
+    loading: bool,
     /// False for replicas that need no dead ids (market data): a dead id is forgotten.
     track_used: bool,
     live: usize,
@@ -277,6 +279,7 @@ impl IdIndex {
             above_live: BTreeMap::new(),
             outside_streak: 0,
             rebases: 0,
+            loading: false,
             track_used,
             live: 0,
         }
@@ -401,7 +404,7 @@ impl IdIndex {
     fn set_outside(&mut self, id: u64, value: u32) -> bool {
         // New orders mostly land outside the window (the flow moved, or the window was
         // placed by a few odd ids): re-base it around them, one pass, then carry on there.
-        if value < DEAD {
+        if value < DEAD && !self.loading {
             self.outside_streak += 1;
             if self.outside_streak >= self.rebase_after() {
                 self.outside_streak = 0;
@@ -613,6 +616,11 @@ impl IdIndex {
         if self.track_used {
             self.used.append(lo, hi);
         }
+    }
+
+    /// While loading a state, live ids never move the window (they arrive in book order).
+    pub fn set_loading(&mut self, on: bool) {
+        self.loading = on;
     }
 
     /// Starts the window just after the ids loaded with [`IdIndex::load_used`].

@@ -352,6 +352,7 @@ impl BookReplica {
             r.books
                 .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));
         }
+        r.books.end_load();
         r
     }
 

@@ -168,6 +168,7 @@ impl Matcher {
                     .push(Reverse((o.expiry.0, r.accept_seq, o.order_id.0)));
             }
         }
+        m.books.end_load();
         m.blocked = state.blocked.iter().map(|a| a.0).collect();
         m.accept_seq = state.accept_seq;
         m

@@ -394,6 +394,17 @@ impl RiskUpdater {
         }
     }
 
+    /// Kill-switch retries, and the publish at the end of a batch.
+    #[inline]
+    fn after_event(&mut self, end_of_batch: bool) {
+        if !self.pending.is_empty() {
+            self.flush_pending();
+        }
+        if end_of_batch {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
         if self.dirty.is_empty() && self.dirty_breach.is_empty() {
             return;
@@ -525,15 +536,22 @@ impl Consumer for RiskUpdater {
                 qty,
                 ..
             } => {
-                self.exposure(order_id, -1);
-                if let Some(o) = self.orders.get_mut(&order_id) {
-                    o.price = price;
-                    o.qty = qty;
-                    o.remaining = qty.0;
-                }
-                self.exposure(order_id, 1);
-                if let Some(a) = self.orders.get(&order_id).map(|o| o.account) {
+                // One order lookup and one exposure update: the change in ticks × lots.
+                let Some(o) = self.orders.get_mut(&order_id) else {
+                    return self.after_event(end_of_batch);
+                };
+                let old = o.price.0 as i128 * o.qty.0 as i128;
+                o.price = price;
+                o.qty = qty;
+                o.remaining = qty.0;
+                let (a, i) = (o.account, o.instrument);
+                let delta = price.0 as i128 * qty.0 as i128 - old;
+                *self.open_tl.entry((a, i)).or_default() += delta;
+                if self.any_limits {
+                    self.pos(a, i);
                     self.check_limits(a);
+                } else {
+                    self.dirty.insert((a, i));
                 }
             }
             EventKind::AccountStatus {
@@ -547,12 +565,7 @@ impl Consumer for RiskUpdater {
             }
             _ => {}
         }
-        if !self.pending.is_empty() {
-            self.flush_pending();
-        }
-        if end_of_batch {
-            self.publish();
-        }
+        self.after_event(end_of_batch);
     }
 
     /// Kill-switch commands refused with `Busy` are retried on a quiet pipeline too.

@@ -28,7 +28,7 @@
 //! lookup there is an ordered-map search: memory then grows with the ids used, which is
 //! what "never reused" means for ids with no structure.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 
 /// A slot of an id never used.
@@ -146,15 +146,31 @@ impl RangeSet {
 /// Used ids below the window: the ranges the window left behind, in order (a sorted `Vec`:
 /// appends and binary searches), and ids set below the window out of order (an ordered
 /// map).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Below {
     tail: Vec<(u64, u64)>,
     other: RangeSet,
+    /// No used id here is above this (may be stale-high after `take`: only a fast path).
+    max_hi: u64,
+    /// Nothing has been added yet.
+    empty: bool,
+}
+
+impl Default for Below {
+    fn default() -> Self {
+        Below {
+            tail: Vec::new(),
+            other: RangeSet::default(),
+            max_hi: 0,
+            empty: true,
+        }
+    }
 }
 
 impl Below {
     /// Adds `[lo, hi]`, appending when it is past everything left behind so far.
     fn append(&mut self, lo: u64, hi: u64) {
+        self.note(hi);
         match self.tail.last_mut() {
             Some(last) if last.1 < u64::MAX && lo == last.1 + 1 => last.1 = hi,
             Some(last) if lo <= last.1 => self.other.insert(lo, hi),
@@ -163,10 +179,34 @@ impl Below {
     }
 
     fn insert(&mut self, lo: u64, hi: u64) {
+        self.note(hi);
         self.other.insert(lo, hi);
     }
 
+    #[inline]
+    fn note(&mut self, hi: u64) {
+        self.max_hi = if self.empty { hi } else { self.max_hi.max(hi) };
+        self.empty = false;
+    }
+
+    /// Adds one id: appended when it is past every range (ids from a counter), else
+    /// merged into the ordered map.
+    fn add(&mut self, id: u64) {
+        if self.empty || id > self.max_hi {
+            self.append(id, id);
+        } else if self.tail.last().is_some_and(|l| id > l.1) && !self.other.contains(id) {
+            // Past the ordered part (another range sits higher in the map).
+            self.append(id, id);
+        } else if !self.contains(id) {
+            self.insert(id, id);
+        }
+    }
+
+    #[inline]
     fn contains(&self, id: u64) -> bool {
+        if self.empty || id > self.max_hi {
+            return false;
+        }
         let k = self.tail.partition_point(|&(lo, _)| lo <= id);
         (k > 0 && id <= self.tail[k - 1].1) || self.other.contains(id)
     }
@@ -257,6 +297,16 @@ pub(crate) struct IdIndex {
     rebases: usize,
     /// Loading a state: no re-basing (the loaded live ids come in book order, not id order).
     loading: bool,
+    /// Sparse ids (fewer than 64 new orders per window span): the window is parked at the
+    /// top of the id space and every id lives below it (a map of the live ones, ranges of
+    /// the used ones, appended in order when ids increase).
+    parked: bool,
+    /// The current density epoch: new orders, how far they moved the window's top in all
+    /// (parked: a virtual top), and that virtual top.
+    epoch: (usize, u64, Option<u64>),
+    /// While parked, the used ids one by one (sparse ids: each is its own range anyway, and a
+    /// hash set answers in O(1) where ordered ranges would take a search).
+    sparse_used: FxHashSet<u64>,
     /// False for replicas that need no dead ids (market data): a dead id is forgotten.
     track_used: bool,
     live: usize,
@@ -280,6 +330,9 @@ impl IdIndex {
             outside_streak: 0,
             rebases: 0,
             loading: false,
+            parked: false,
+            epoch: (0, 0, None),
+            sparse_used: FxHashSet::default(),
             track_used,
             live: 0,
         }
@@ -319,7 +372,7 @@ impl IdIndex {
         if !self.started || id < self.base {
             match self.below_live.get(&id) {
                 Some(&i) => IdState::Live(i),
-                None if self.used.contains(id) => IdState::Dead,
+                None if self.sparse_used.contains(&id) || self.used.contains(id) => IdState::Dead,
                 None => IdState::Unknown,
             }
         } else {
@@ -347,6 +400,9 @@ impl IdIndex {
     fn set(&mut self, id: u64, value: u32) {
         if !self.started {
             self.start_at(id);
+        }
+        if value < DEAD && !self.loading {
+            self.density(id);
         }
         let off = id.wrapping_sub(self.base);
         let was_live = if off <= self.mask {
@@ -404,7 +460,7 @@ impl IdIndex {
     fn set_outside(&mut self, id: u64, value: u32) -> bool {
         // New orders mostly land outside the window (the flow moved, or the window was
         // placed by a few odd ids): re-base it around them, one pass, then carry on there.
-        if value < DEAD && !self.loading {
+        if value < DEAD && !self.loading && !self.parked {
             self.outside_streak += 1;
             if self.outside_streak >= self.rebase_after() {
                 self.outside_streak = 0;
@@ -427,14 +483,22 @@ impl IdIndex {
             };
             // A live id below is recorded as used already (when it was set, or when the
             // window left it behind).
-            if self.track_used && value != UNKNOWN && !was && !self.used.contains(id) {
-                self.used.insert(id, id);
+            if self.track_used && value != UNKNOWN && !was {
+                if self.parked {
+                    self.sparse_used.insert(id);
+                } else {
+                    self.used.add(id);
+                }
             }
             return was;
         }
         let w = self.w();
-        if id - self.base < 2 * w {
+        let top = self.base + self.mask;
+        if id - top <= 2 * w {
             // Just ahead: slide so that `id` is the last id of the window.
+            if value < DEAD {
+                self.epoch.1 += id - top;
+            }
             self.slide_to(id - self.mask);
             return self.put(id, value);
         }
@@ -541,6 +605,60 @@ impl IdIndex {
         }
     }
 
+    /// New orders per density epoch.
+    #[inline]
+    fn epoch_len(&self) -> usize {
+        (self.w() as usize).min(1024)
+    }
+
+    /// Tracks what sliding costs: at the end of each epoch of new orders, parks the window
+    /// when it moved more than W/64 ids per new order (sparse ids: it would hold fewer than
+    /// 64 orders, and sliding over the gaps costs more than a map), and brings it back when,
+    /// parked, the flow moves less than W/256 ids per new order (dense again). Ids far from
+    /// the flow (another client's range, a jump) do not count.
+    #[inline]
+    fn density(&mut self, id: u64) {
+        if self.parked {
+            match self.epoch.2 {
+                None => self.epoch.2 = Some(id),
+                Some(top) if id > top && id - top < 2 * self.w() => {
+                    self.epoch.1 += id - top;
+                    self.epoch.2 = Some(id);
+                }
+                _ => {}
+            }
+        }
+        self.epoch.0 += 1;
+        if self.epoch.0 < self.epoch_len() {
+            return;
+        }
+        let per_order = self.epoch.1 / self.epoch.0 as u64;
+        self.epoch.0 = 0;
+        self.epoch.1 = 0;
+        if !self.parked && per_order > self.w() / 64 {
+            self.park();
+            // The flow that made it park, followed from here (not some other range).
+            self.epoch.2 = Some(id);
+        } else if self.parked && per_order < self.w() / 256 {
+            let top = self.epoch.2.unwrap_or(id);
+            if self.rebase_down(top.saturating_sub(self.w() / 2)) {
+                self.parked = false;
+                self.epoch.2 = None;
+            }
+        }
+    }
+
+    /// Moves the window to the top of the id space: everything it held goes below.
+    #[cold]
+    fn park(&mut self) {
+        let top = u64::MAX - self.mask;
+        if self.base < top {
+            self.slide_to(top);
+        }
+        self.parked = true;
+        self.outside_streak = 0;
+    }
+
     /// New orders outside the window in a row before it re-bases.
     #[inline]
     fn rebase_after(&self) -> usize {
@@ -592,6 +710,22 @@ impl IdIndex {
                 self.put(x, DEAD);
             }
         }
+        if !self.sparse_used.is_empty() {
+            let moving: Vec<u64> = self
+                .sparse_used
+                .iter()
+                .copied()
+                .filter(|&k| k >= new_base && k < old_base)
+                .collect();
+            for k in moving {
+                self.sparse_used.remove(&k);
+                if k <= new_last {
+                    self.put(k, DEAD);
+                } else {
+                    self.above_used.insert(k, k);
+                }
+            }
+        }
         let moving: Vec<(u64, u32)> = self
             .below_live
             .iter()
@@ -635,9 +769,13 @@ impl IdIndex {
     /// Every id used (live or dead) as ascending disjoint inclusive ranges.
     pub fn used_ranges(&self) -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = Vec::with_capacity(self.used.len() + 16);
-        let mut below = self.used.iter().peekable();
-        // Live ids below the window are in `used` already.
-        for (lo, hi) in below.by_ref() {
+        // Live ids below the window are in `used` (or `sparse_used`) already.
+        let mut below: Vec<(u64, u64)> = self.used.iter().collect();
+        if !self.sparse_used.is_empty() {
+            below.extend(self.sparse_used.iter().map(|&k| (k, k)));
+            below.sort_unstable();
+        }
+        for (lo, hi) in below {
             push_range(&mut v, lo, hi);
         }
         if self.started {
@@ -655,7 +793,11 @@ impl IdIndex {
 
     /// Bytes held beyond the fixed window (ranges, maps), roughly: for the soak report.
     pub fn outside_entries(&self) -> usize {
-        self.used.len() + self.below_live.len() + self.above_used.len() + self.above_live.len()
+        self.used.len()
+            + self.sparse_used.len()
+            + self.below_live.len()
+            + self.above_used.len()
+            + self.above_live.len()
     }
 }
 
@@ -763,6 +905,43 @@ mod tests {
         assert_eq!(ix.get(15_999_999), IdState::Unknown);
         assert_eq!(ix.get(id), IdState::Unknown);
         assert_eq!(ix.live(), 13);
+    }
+
+    /// Ids 5,000 apart (LOBSTER-like) park the window; a dense counter brings it back.
+    #[test]
+    fn sparse_ids_park_the_window_and_dense_ones_bring_it_back() {
+        let mut ix = IdIndex::new(4096, true);
+        let mut live = std::collections::VecDeque::new();
+        let mut id = 16_000_000u64;
+        for n in 0..20_000u32 {
+            assert_eq!(ix.get(id), IdState::Unknown);
+            ix.set_live(id, n);
+            live.push_back(id);
+            if live.len() > 300 {
+                ix.set_dead(live.pop_front().unwrap());
+            }
+            id += 5_000;
+        }
+        assert!(ix.parked, "sparse ids park the window");
+        for n in 0..20_000u32 {
+            ix.set_live(id, n);
+            live.push_back(id);
+            if live.len() > 300 {
+                ix.set_dead(live.pop_front().unwrap());
+            }
+            id += 1;
+        }
+        assert!(!ix.parked, "a dense counter brings it back");
+        assert_eq!(ix.live(), 300);
+        assert_eq!(ix.get(16_000_000), IdState::Dead);
+        assert_eq!(ix.get(16_000_001), IdState::Unknown);
+        assert_eq!(ix.get(id - 1), IdState::Live(19_999));
+        let tail = ix.used_ranges();
+        assert_eq!(
+            tail.last(),
+            Some(&(id - 20_000, id - 1)),
+            "the counter is one range"
+        );
     }
 
     fn op() -> impl Strategy<Value = (u8, u64)> {

@@ -156,6 +156,41 @@ fn recover(journal: &Path, book: &Path) -> (u64, String, String) {
     (k, state, stderr)
 }
 
+/// `ringex run SCRIPT --events-out /dev/null --journal J` plus `extra`, in the background.
+fn spawn_run(script: &Path, j: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Child {
+    ringex()
+        .arg("run")
+        .arg(script)
+        .arg("--events-out")
+        .arg("/dev/null")
+        .arg("--journal")
+        .arg(j)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Waits until a run is past parsing (its edge state is written) or has ended.
+fn wait_for_meta(j: &Path, child: &mut std::process::Child) {
+    for _ in 0..20_000 {
+        if j.join("edge.meta").exists() || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// How long the journaling part of a run takes here (kills land uniformly inside it).
+fn journaling_micros(script: &Path, j: &Path, extra: &[&std::ffi::OsStr]) -> u64 {
+    let mut child = spawn_run(script, j, extra);
+    wait_for_meta(j, &mut child);
+    let t = std::time::Instant::now();
+    let _ = child.wait();
+    (t.elapsed().as_micros() as u64).max(1000)
+}
+
 /// The highest event sequence in an `--acks-out` file (`durable,<event_seq>,<cmd_seq>`).
 fn max_ack(acks: &Path) -> u64 {
     std::fs::read_to_string(acks)
@@ -381,37 +416,29 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
     let mut rng = SplitMix64::new(42);
     let mut ks = Vec::new();
     let spawn = |j: &Path, acks: &Path| {
-        ringex()
-            .arg("run")
-            .arg(&path)
-            .arg("--events-out")
-            .arg("/dev/null")
-            .arg("--journal")
-            .arg(j)
-            .args(["--fsync", "batch"])
-            .arg("--acks-out")
-            .arg(acks)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
+        spawn_run(
+            &path,
+            j,
+            &[
+                "--fsync".as_ref(),
+                "batch".as_ref(),
+                "--acks-out".as_ref(),
+                acks.as_os_str(),
+            ],
+        )
     };
-    let wait_for_meta = |j: &Path, child: &mut std::process::Child| {
-        for _ in 0..20_000 {
-            if j.join("edge.meta").exists() || child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    };
-    // How long the journaling part of a run takes here: kills land uniformly inside it.
     let journaling = {
-        let j = tmp.path().join("full");
-        let mut child = spawn(&j, &tmp.path().join("acks-full"));
-        wait_for_meta(&j, &mut child);
-        let t = std::time::Instant::now();
-        let _ = child.wait();
-        (t.elapsed().as_micros() as u64).max(1000)
+        let acks = tmp.path().join("acks-full");
+        journaling_micros(
+            &path,
+            &tmp.path().join("full"),
+            &[
+                "--fsync".as_ref(),
+                "batch".as_ref(),
+                "--acks-out".as_ref(),
+                acks.as_os_str(),
+            ],
+        )
     };
     for trial in 0..trials {
         let j = tmp.path().join(format!("j{trial}"));
@@ -626,37 +653,14 @@ fn the_history_store_after_kill_minus_nine_equals_an_uninterrupted_run() {
     std::fs::write(&path, &s).expect("script");
     let mut rng = SplitMix64::new(7);
     let mut partial = 0;
-    let spawn = |j: &Path, db: &Path| {
-        ringex()
-            .arg("run")
-            .arg(&path)
-            .arg("--events-out")
-            .arg("/dev/null")
-            .arg("--journal")
-            .arg(j)
-            .arg("--history")
-            .arg(db)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
-    };
-    let wait_for_meta = |j: &Path, child: &mut std::process::Child| {
-        for _ in 0..20_000 {
-            if j.join("edge.meta").exists() || child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    };
-    // How long the journaling part of a run takes here: kills land uniformly inside it.
+    let spawn = |j: &Path, db: &Path| spawn_run(&path, j, &["--history".as_ref(), db.as_os_str()]);
     let journaling = {
-        let j = tmp.path().join("hfull");
-        let mut child = spawn(&j, &tmp.path().join("hfull.db"));
-        wait_for_meta(&j, &mut child);
-        let t = std::time::Instant::now();
-        let _ = child.wait();
-        (t.elapsed().as_micros() as u64).max(1000)
+        let db = tmp.path().join("hfull.db");
+        journaling_micros(
+            &path,
+            &tmp.path().join("hfull"),
+            &["--history".as_ref(), db.as_os_str()],
+        )
     };
     for trial in 0..6 {
         let j = tmp.path().join(format!("hj{trial}"));

@@ -2,6 +2,9 @@
 //! books and events on a generated workload, exactly-once application across crashes, and
 //! the consumer inside the pipeline.
 
+mod common;
+
+use common::events_of;
 use ringex_consumers::history::sqlite::SqliteStore;
 use ringex_consumers::history::{
     rebuild_books, reconcile, History, HistoryConfig, HistoryQuery, OrderRow, OrderStatus,
@@ -10,21 +13,6 @@ use ringex_engine::pipeline::ConsumerOptions;
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
 use std::path::Path;
-
-/// Runs commands through a matcher: every event with its sequence and its command's time.
-fn events_of(cmds: &[Command]) -> (Matcher, Vec<(u64, Event, u64)>) {
-    let mut m = Matcher::default();
-    let mut out = Vec::new();
-    let mut all = Vec::new();
-    for (i, c) in cmds.iter().enumerate() {
-        out.clear();
-        m.process(Sequence(i as u64 + 1), c, &mut out);
-        for e in &out {
-            all.push((all.len() as u64 + 1, *e, m.clock().0));
-        }
-    }
-    (m, all)
-}
 
 fn store_at(p: &Path) -> SqliteStore {
     SqliteStore::open(p).expect("open store")

@@ -3,6 +3,9 @@
 //! which starts one). Without it these tests fail — they never skip.
 #![cfg(feature = "postgres")]
 
+mod common;
+
+use common::events_of;
 use ringex_consumers::history::postgres::PgStore;
 use ringex_consumers::history::sqlite::SqliteStore;
 use ringex_consumers::history::{
@@ -17,20 +20,6 @@ fn pg() -> PgStore {
          which installs and starts one)",
     );
     PgStore::connect(&url).unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"))
-}
-
-fn events_of(cmds: &[Command]) -> (Matcher, Vec<(u64, Event, u64)>) {
-    let mut m = Matcher::default();
-    let mut out = Vec::new();
-    let mut all = Vec::new();
-    for (i, c) in cmds.iter().enumerate() {
-        out.clear();
-        m.process(Sequence(i as u64 + 1), c, &mut out);
-        for e in &out {
-            all.push((all.len() as u64 + 1, *e, m.clock().0));
-        }
-    }
-    (m, all)
 }
 
 fn feed<S: HistoryStore>(store: S, events: &[(u64, Event, u64)], min_events: u64) -> S {

@@ -712,8 +712,9 @@ fn a_consumer_group_shares_one_thread_and_keeps_isolation_and_gating() {
     let p = b.start().expect("start");
     // A new thread names itself when it starts: wait for the names to settle.
     let mut names = thread_names();
-    for _ in 0..200 {
-        if names.iter().any(|x| x == "ringex-solo") {
+    for _ in 0..400 {
+        let named = |n: &str| names.iter().any(|x| x == n);
+        if named("ringex-solo") && named("ringex-group-7") && named("ringex-matcher") {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));

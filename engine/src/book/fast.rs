@@ -341,7 +341,11 @@ impl OrderBooks {
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
-            ids: IdIndex::new(ids, true),
+            ids: {
+                let mut x = IdIndex::new(ids, true);
+                x.reserve(orders);
+                x
+            },
             acct_heads: Vec::new(),
             acct_sparse: FxHashMap::default(),
         }

@@ -302,8 +302,9 @@ pub(crate) struct IdIndex {
     /// the used ones, appended in order when ids increase).
     parked: bool,
     /// The current density epoch: new orders, how far they moved the window's top in all
-    /// (parked: a virtual top), and that virtual top.
-    epoch: (usize, u64, Option<u64>),
+    /// (parked: a virtual top), that virtual top, and how many of the new orders were near
+    /// the flow (in the window or just ahead of it; the others are other ranges or jumps).
+    epoch: (usize, u64, Option<u64>, usize),
     /// While parked, the used ids one by one (sparse ids: each is its own range anyway, and a
     /// hash set answers in O(1) where ordered ranges would take a search).
     sparse_used: FxHashSet<u64>,
@@ -331,10 +332,19 @@ impl IdIndex {
             rebases: 0,
             loading: false,
             parked: false,
-            epoch: (0, 0, None),
+            epoch: (0, 0, None, 0),
             sparse_used: FxHashSet::default(),
             track_used,
             live: 0,
+        }
+    }
+
+    /// Room for `live` live orders outside the window and as many used ids one by one (a
+    /// parked window), before anything rehashes.
+    pub fn reserve(&mut self, live: usize) {
+        self.below_live.reserve(live);
+        if self.track_used {
+            self.sparse_used.reserve(live.min(1 << 16));
         }
     }
 
@@ -408,6 +418,7 @@ impl IdIndex {
         let was_live = if off <= self.mask {
             if value < DEAD {
                 self.outside_streak = self.outside_streak.saturating_sub(1);
+                self.epoch.3 += 1;
             }
             self.put(id, value)
         } else {
@@ -498,6 +509,7 @@ impl IdIndex {
             // Just ahead: slide so that `id` is the last id of the window.
             if value < DEAD {
                 self.epoch.1 += id - top;
+                self.epoch.3 += 1;
             }
             self.slide_to(id - self.mask);
             return self.put(id, value);
@@ -624,6 +636,7 @@ impl IdIndex {
                 Some(top) if id > top && id - top < 2 * self.w() => {
                     self.epoch.1 += id - top;
                     self.epoch.2 = Some(id);
+                    self.epoch.3 += 1;
                 }
                 _ => {}
             }
@@ -632,9 +645,15 @@ impl IdIndex {
         if self.epoch.0 < self.epoch_len() {
             return;
         }
-        let per_order = self.epoch.1 / self.epoch.0 as u64;
+        let near = self.epoch.3;
+        let per_order = self.epoch.1 / near.max(1) as u64;
         self.epoch.0 = 0;
         self.epoch.1 = 0;
+        self.epoch.3 = 0;
+        // Too few orders near the flow to judge: keep things as they are.
+        if near < self.epoch_len() / 4 {
+            return;
+        }
         if !self.parked && per_order > self.w() / 64 {
             self.park();
             // The flow that made it park, followed from here (not some other range).

@@ -5,6 +5,7 @@
 //! tests and users can drive the engine from files.
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod bench_cmd;
 pub mod csv;
 pub mod harness;

@@ -17,14 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1))
-        .cloned()
-}
-
 fn run(setup: &[Command], cmds: &[Command], mode: u8, idle: IdleStrategy) -> f64 {
     let mut b = Pipeline::builder().matcher_idle(idle).gateway_idle(idle);
     let o = || ConsumerOptions::default().idle(idle);
@@ -77,11 +69,13 @@ fn run(setup: &[Command], cmds: &[Command], mode: u8, idle: IdleStrategy) -> f64
 }
 
 fn main() {
-    let n: usize = arg("--commands")
+    let n: usize = ringex_bench::args::value("--commands")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(5);
-    let idle = match arg("--idle").as_deref() {
+    let runs: usize = ringex_bench::args::value("--runs")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let idle = match ringex_bench::args::value("--idle").as_deref() {
         Some("spin") => IdleStrategy::BusySpin,
         Some("yield") => IdleStrategy::Yield,
         _ => IdleStrategy::SHARED,

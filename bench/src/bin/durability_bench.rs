@@ -17,15 +17,6 @@ use std::time::Instant;
 /// Funded accounts in the recovery measurement.
 const ACCOUNTS: u64 = 100_000;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn run(
     cmds: &[Command],
     setup: &[Command],
@@ -67,8 +58,8 @@ fn run(
 }
 
 fn main() {
-    let n = arg("--commands", 1_000_000) as usize;
-    let orders = arg("--orders", 1_000_000);
+    let n = ringex_bench::args::number("--commands", 1_000_000) as usize;
+    let orders = ringex_bench::args::number("--orders", 1_000_000);
     let base: PathBuf = std::env::args()
         .skip_while(|a| a != "--dir")
         .nth(1)

@@ -13,14 +13,6 @@ use ringex_engine::*;
 use std::path::PathBuf;
 use std::time::Instant;
 
-fn arg(name: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1))
-        .cloned()
-}
-
 fn percentiles(mut v: Vec<f64>) -> String {
     v.sort_by(|a, b| a.total_cmp(b));
     let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
@@ -34,12 +26,14 @@ fn percentiles(mut v: Vec<f64>) -> String {
 }
 
 fn main() {
-    let want: u64 = arg("--orders")
+    let want: u64 = ringex_bench::args::value("--orders")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let db: PathBuf = arg("--db").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ringex-history-{}.db", std::process::id()))
-    });
+    let db: PathBuf = ringex_bench::args::value("--db")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ringex-history-{}.db", std::process::id()))
+        });
     let keep = std::env::args().any(|a| a == "--keep");
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));

@@ -19,15 +19,6 @@ use ringex_engine::*;
 use std::path::PathBuf;
 use std::time::Instant;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == name)
-        .and_then(|i| a.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Resident set size of this process in MiB.
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -41,8 +32,8 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
-    let total = arg("--commands", 100_000_000);
-    let every = arg("--every", 10_000_000).max(1);
+    let total = ringex_bench::args::number("--commands", 100_000_000);
+    let every = ringex_bench::args::number("--every", 10_000_000).max(1);
     let dir: PathBuf = std::env::args()
         .skip_while(|a| a != "--dir")
         .nth(1)

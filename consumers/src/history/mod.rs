@@ -35,6 +35,7 @@ use ringex_engine::{
     OrderType, RejectCode, Sequence, Side, TimeInForce,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 /// Why the store failed.
@@ -172,8 +173,9 @@ pub struct OrderRow {
     pub filled_qty: u64,
     /// Its status.
     pub status: OrderStatus,
-    /// The cancel reason or reject code, when there is one.
-    pub reason: Option<String>,
+    /// The cancel reason or reject code, when there is one (borrowed from the engine's
+    /// static names on the write path: no allocation per event).
+    pub reason: Option<Cow<'static, str>>,
     /// The event sequence that accepted it (rejected: the reject's).
     pub accept_seq: u64,
     /// Time priority: the event sequence at which it took its place in the queue (accepted,
@@ -646,7 +648,7 @@ impl<S: HistoryStore> History<S> {
         if let Some(row) = self.touch(id.0, seq) {
             row.open_qty = 0;
             row.status = status;
-            row.reason = why.map(|r| r.as_str().to_string());
+            row.reason = why.map(|r| Cow::Borrowed(r.as_str()));
             self.finish_row(id.0);
         }
     }
@@ -679,7 +681,7 @@ impl<S: HistoryStore> History<S> {
             open_qty: 0,
             filled_qty: 0,
             status: OrderStatus::Rejected,
-            reason: Some(code.as_str().to_string()),
+            reason: Some(Cow::Borrowed(code.as_str())),
             accept_seq: seq,
             priority_seq: seq,
             last_seq: seq,

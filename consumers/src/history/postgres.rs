@@ -156,7 +156,9 @@ fn order_row(r: &Row) -> Result<OrderRow, HistoryError> {
         open_qty: u(r.try_get(9)?),
         filled_qty: u(r.try_get(10)?),
         status: OrderStatus::parse(&status).ok_or_else(|| fmt_err("status", &status))?,
-        reason: r.try_get(12)?,
+        reason: r
+            .try_get::<_, Option<String>>(12)?
+            .map(std::borrow::Cow::Owned),
         accept_seq: u(r.try_get(13)?),
         priority_seq: u(r.try_get(14)?),
         last_seq: u(r.try_get(15)?),
@@ -308,7 +310,7 @@ impl OrderArrays {
             a.open.push(i(o.open_qty));
             a.filled.push(i(o.filled_qty));
             a.status.push(o.status.as_str());
-            a.reason.push(o.reason.clone());
+            a.reason.push(o.reason.as_deref().map(str::to_string));
             a.accept.push(i(o.accept_seq));
             a.priority.push(i(o.priority_seq));
             a.last.push(i(o.last_seq));
@@ -404,7 +406,7 @@ impl HistoryStore for PgStore {
                     &open,
                     &filled,
                     &o.status.as_str(),
-                    &o.reason,
+                    &o.reason.as_deref(),
                     &acc,
                     &pri,
                     &last,

@@ -466,6 +466,7 @@ impl Consumer for RiskUpdater {
                 instrument,
                 taker,
                 maker,
+                maker_account: _,
                 price,
                 qty,
                 taker_side,

@@ -198,6 +198,7 @@ impl Event {
                 instrument,
                 taker,
                 maker,
+                maker_account,
                 price,
                 qty,
                 taker_side,
@@ -208,6 +209,7 @@ impl Event {
                 w.u64(price.0 as u64);
                 w.u64(qty.0);
                 w.u8(side_u8(taker_side));
+                w.u64(maker_account.0);
             }
             EventKind::Cancelled {
                 instrument,
@@ -316,14 +318,24 @@ impl Event {
                     code,
                 }
             }
-            3 => EventKind::Fill {
-                instrument: InstrumentId(r.u32()),
-                taker: OrderId(r.u64()),
-                maker: OrderId(r.u64()),
-                price: Price(r.u64() as i64),
-                qty: Qty(r.u64()),
-                taker_side: side_of(r.u8())?,
-            },
+            // Journals written before the maker's account was added read it as 0.
+            3 => {
+                let instrument = InstrumentId(r.u32());
+                let taker = OrderId(r.u64());
+                let maker = OrderId(r.u64());
+                let price = Price(r.u64() as i64);
+                let qty = Qty(r.u64());
+                let taker_side = side_of(r.u8())?;
+                EventKind::Fill {
+                    instrument,
+                    taker,
+                    maker,
+                    maker_account: AccountId(r.u64()),
+                    price,
+                    qty,
+                    taker_side,
+                }
+            }
             // Journals written before side and price were added read as buy at 0.
             4 => EventKind::Cancelled {
                 instrument: InstrumentId(r.u32()),

@@ -197,6 +197,9 @@ pub enum EventKind {
         taker: OrderId,
         /// The resting order.
         maker: OrderId,
+        /// The resting order's owner (consumers route the maker's execution report without
+        /// an order map of their own).
+        maker_account: AccountId,
         /// The maker's price.
         price: Price,
         /// The traded lots.

@@ -145,6 +145,16 @@ fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
                         prop_assert_eq!((o.side, o.price), (side, price), "{:?}", e);
                     }
                 }
+                // A fill names the resting order's owner.
+                if let EventKind::Fill {
+                    maker,
+                    maker_account,
+                    ..
+                } = e.kind
+                {
+                    let o = replica.order(maker);
+                    prop_assert_eq!(o.map(|o| o.account), Some(maker_account), "{:?}", e);
+                }
                 replica.apply(e);
             }
             prop_assert_eq!(

@@ -521,11 +521,12 @@ impl<S: HistoryStore> History<S> {
                 instrument,
                 taker,
                 maker,
+                maker_account,
                 price,
                 qty,
                 taker_side,
             } => {
-                let mut accounts = [0u64; 2];
+                let mut accounts = [0u64, maker_account.0];
                 for (k, id) in [taker, maker].into_iter().enumerate() {
                     if let Some(row) = self.touch(id.0, seq) {
                         row.open_qty = row.open_qty.saturating_sub(qty.0);

@@ -329,6 +329,7 @@ impl NaiveMatcher {
                     instrument: taker.instrument,
                     taker: taker.order_id,
                     maker: maker.order.order_id,
+                    maker_account: maker.order.account,
                     price: maker.order.price,
                     qty: Qty(fill),
                     taker_side: taker.side,

@@ -76,6 +76,7 @@ impl BookReplica {
                 instrument,
                 taker,
                 maker,
+                maker_account: _,
                 price,
                 qty,
                 taker_side,

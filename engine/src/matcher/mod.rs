@@ -620,6 +620,7 @@ impl Matcher {
                             instrument: taker.instrument,
                             taker: taker.id,
                             maker: n.id,
+                            maker_account: n.account,
                             price,
                             qty: Qty(q),
                             taker_side: taker.side,

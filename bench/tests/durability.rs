@@ -634,10 +634,11 @@ fn a_damaged_newest_snapshot_falls_back_to_the_older_one() {
 fn history_rows(db: &Path) -> String {
     let s = ringex_consumers::history::sqlite::SqliteStore::open(db).expect("store");
     format!(
-        "{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}",
         s.all_orders().expect("orders"),
         s.all_trades().expect("trades"),
-        s.all_transfers().expect("transfers")
+        s.all_transfers().expect("transfers"),
+        s.all_balance_changes().expect("balance changes")
     )
 }
 

@@ -35,11 +35,12 @@ fn dump(path: &Path) -> (Vec<OrderRow>, usize, usize, String) {
     let orders = s.all_orders().expect("orders");
     let trades = s.all_trades().expect("trades");
     let transfers = s.all_transfers().expect("transfers");
+    let changes = s.all_balance_changes().expect("changes");
     (
         orders,
         trades.len(),
         transfers.len(),
-        format!("{trades:?}{transfers:?}"),
+        format!("{trades:?}{transfers:?}{changes:?}"),
     )
 }
 
@@ -245,6 +246,20 @@ fn the_store_agrees_with_the_matcher_on_a_funded_workload() {
     assert_eq!(trades.len(), fills);
     assert!(fills > 1000 && trades.iter().all(|t| t.fees.is_some()));
     assert_eq!(s.all_transfers().expect("transfers").len(), deposits);
+    // The balance changes add up to every account's total in every asset, exactly.
+    let mut totals: std::collections::BTreeMap<(u64, u16), i128> = Default::default();
+    for c in s.all_balance_changes().expect("changes") {
+        *totals.entry((c.account, c.asset)).or_default() += c.delta;
+    }
+    totals.retain(|_, v| *v != 0);
+    let want: std::collections::BTreeMap<(u64, u16), i128> = m
+        .balances()
+        .into_iter()
+        .filter(|(_, _, b)| b.total != 0)
+        .map(|(a, asset, b)| ((a.0, asset.0), b.total))
+        .collect();
+    assert_eq!(totals, want, "the sum of the changes is the balance");
+    assert!(want.len() > 40);
     // Each order's filled quantity is the sum of its trades; open + filled = original for
     // active and filled orders.
     let mut filled = std::collections::HashMap::new();

@@ -69,6 +69,10 @@ fn postgres_and_sqlite_hold_the_same_history() {
         p.all_transfers().expect("pg"),
         lite.all_transfers().expect("lite")
     );
+    assert_eq!(
+        p.all_balance_changes().expect("pg"),
+        lite.all_balance_changes().expect("lite")
+    );
     let mut lite = lite;
     for account in [1u64, 7, 23, 40] {
         assert_eq!(

@@ -231,6 +231,43 @@ pub struct TransferRow {
     pub ts: u64,
 }
 
+/// One change of one account's balance in one asset, as stored: every deposit, withdrawal
+/// and both legs of each side of a fill on a funded instrument (fees included), so the sum
+/// of an account's changes in an asset is its total.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceChangeRow {
+    /// The event sequence (the fill's fees event for a trade).
+    pub seq: u64,
+    /// Its place among the changes of that event.
+    pub n: u8,
+    /// The account.
+    pub account: u64,
+    /// The asset.
+    pub asset: u16,
+    /// Units of the asset, signed.
+    pub delta: i128,
+    /// `deposit`, `withdrawal`, `buy` or `sell`.
+    pub kind: &'static str,
+    /// Engine time of the command.
+    pub ts: u64,
+}
+
+/// How a funded instrument settles, as stored (the history needs it after a restart to
+/// turn fills into balance changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FundedRow {
+    /// The instrument.
+    pub instrument: u32,
+    /// Its base asset.
+    pub base: u16,
+    /// Its quote asset.
+    pub quote: u16,
+    /// Base units per lot.
+    pub base_per_lot: u64,
+    /// Quote units per tick × lot.
+    pub quote_per_tick_lot: u64,
+}
+
 /// What one commit writes.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -242,6 +279,10 @@ pub struct Batch {
     pub trades: Vec<TradeRow>,
     /// New transfers.
     pub transfers: Vec<TransferRow>,
+    /// New balance changes.
+    pub balance_changes: Vec<BalanceChangeRow>,
+    /// Funded instruments first seen.
+    pub funded: Vec<FundedRow>,
     /// Instrument names first learnt.
     pub symbols: Vec<(u32, String)>,
     /// The last event sequence applied.
@@ -254,6 +295,8 @@ pub trait HistoryStore: Send + 'static {
     fn last_seq(&mut self) -> Result<u64, HistoryError>;
     /// Every active order, for carrying on after a restart.
     fn active_rows(&mut self) -> Result<Vec<OrderRow>, HistoryError>;
+    /// The funded instruments seen so far, for carrying on after a restart.
+    fn funded(&mut self) -> Result<Vec<FundedRow>, HistoryError>;
     /// Writes one batch in one transaction, with `last_seq`.
     fn write(&mut self, batch: &Batch) -> Result<(), HistoryError>;
 }
@@ -373,6 +416,7 @@ enum Touched {
     Trade(usize),
     Rejected(usize),
     Transfer(usize),
+    Balance(usize),
 }
 
 /// When the history consumer commits.
@@ -414,6 +458,11 @@ pub struct History<S: HistoryStore> {
     /// The time of the last command (when no clock is published: 0).
     clock: u64,
     names: FxHashMap<u32, String>,
+    /// Funded instruments' settlement terms (learnt from the stream, kept in the store).
+    defs: FxHashMap<u32, FundedRow>,
+    /// The last fill on a funded instrument until its fees arrive: (buyer, seller,
+    /// instrument, price, lots).
+    pending_fill: Option<(u64, u64, u32, i64, u64)>,
     /// The first store error: the consumer fails (halt by default).
     pub error: Option<HistoryError>,
     /// Commits done.
@@ -424,6 +473,11 @@ impl<S: HistoryStore> History<S> {
     /// A consumer writing into `store`, carrying on from what it holds.
     pub fn new(mut store: S, cfg: HistoryConfig) -> Result<Self, HistoryError> {
         let applied = store.last_seq()?;
+        let defs = store
+            .funded()?
+            .into_iter()
+            .map(|f| (f.instrument, f))
+            .collect();
         let live = store
             .active_rows()?
             .into_iter()
@@ -446,6 +500,8 @@ impl<S: HistoryStore> History<S> {
             clocks: None,
             clock: 0,
             names: FxHashMap::default(),
+            defs,
+            pending_fill: None,
             error: None,
             commits: 0,
         })
@@ -551,6 +607,13 @@ impl<S: HistoryStore> History<S> {
                     fees: None,
                     ts: self.clock,
                 });
+                if self.defs.contains_key(&instrument.0) {
+                    let (buyer, seller) = match taker_side {
+                        Side::Buy => (accounts[0], accounts[1]),
+                        Side::Sell => (accounts[1], accounts[0]),
+                    };
+                    self.pending_fill = Some((buyer, seller, instrument.0, price.0, qty.0));
+                }
                 for id in [taker, maker] {
                     if self
                         .live
@@ -566,9 +629,41 @@ impl<S: HistoryStore> History<S> {
                 seller_fee,
                 ..
             } => {
+                let (bf, sf) = (buyer_fee.get(), seller_fee.get());
                 if let Some(t) = self.batch.trades.last_mut() {
-                    t.fees = Some((buyer_fee.get(), seller_fee.get()));
+                    t.fees = Some((bf, sf));
                 }
+                if let Some((buyer, seller, inst, price, lots)) = self.pending_fill.take() {
+                    if let Some(&d) = self.defs.get(&inst) {
+                        let (base, quote) = (d.base, d.quote);
+                        let notional = price as i128 * lots as i128 * d.quote_per_tick_lot as i128;
+                        let units = lots as i128 * d.base_per_lot as i128;
+                        for (n, (account, asset, delta, kind)) in [
+                            (buyer, quote, -(notional + bf), "buy"),
+                            (buyer, base, units, "buy"),
+                            (seller, base, -units, "sell"),
+                            (seller, quote, notional - sf, "sell"),
+                        ]
+                        .into_iter()
+                        .enumerate()
+                        {
+                            self.balance_change(seq, n as u8, account, asset, delta, kind);
+                        }
+                    }
+                }
+            }
+            EventKind::InstrumentAdded(def) if def.is_funded() => {
+                let (base, quote) = def.assets();
+                let (base_per_lot, quote_per_tick_lot) = def.units();
+                let f = FundedRow {
+                    instrument: def.id.0,
+                    base: base.0,
+                    quote: quote.0,
+                    base_per_lot,
+                    quote_per_tick_lot,
+                };
+                self.defs.insert(f.instrument, f);
+                self.batch.funded.push(f);
             }
             EventKind::Cancelled {
                 order_id, reason, ..
@@ -691,7 +786,31 @@ impl<S: HistoryStore> History<S> {
         });
     }
 
+    fn balance_change(
+        &mut self,
+        seq: u64,
+        n: u8,
+        account: u64,
+        asset: u16,
+        delta: i128,
+        kind: &'static str,
+    ) {
+        self.touched
+            .push(Touched::Balance(self.batch.balance_changes.len()));
+        self.batch.balance_changes.push(BalanceChangeRow {
+            seq,
+            n,
+            account,
+            asset,
+            delta,
+            kind,
+            ts: self.clock,
+        });
+    }
+
     fn transfer(&mut self, seq: u64, account: AccountId, asset: u16, amount: i128) {
+        let kind = if amount < 0 { "withdrawal" } else { "deposit" };
+        self.balance_change(seq, 0, account.0, asset, amount, kind);
         self.batch.transfers.push(TransferRow {
             seq,
             account: account.0,
@@ -745,6 +864,11 @@ impl<S: HistoryStore> History<S> {
                         t.ts = ts;
                     }
                 }
+                Touched::Balance(i) => {
+                    if let Some(b) = self.batch.balance_changes.get_mut(i) {
+                        b.ts = ts;
+                    }
+                }
             }
         }
         touched.clear();
@@ -772,6 +896,8 @@ impl<S: HistoryStore> History<S> {
         self.batch.rejected.clear();
         self.batch.trades.clear();
         self.batch.transfers.clear();
+        self.batch.balance_changes.clear();
+        self.batch.funded.clear();
         self.batch.symbols.clear();
         self.pending = 0;
         self.commits += 1;

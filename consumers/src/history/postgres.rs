@@ -61,6 +61,24 @@ CREATE TABLE IF NOT EXISTS transfers (
     ts BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
+CREATE TABLE IF NOT EXISTS balance_changes (
+    seq BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    account BIGINT NOT NULL,
+    asset BIGINT NOT NULL,
+    delta TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    PRIMARY KEY (seq, n)
+);
+CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset, seq);
+CREATE TABLE IF NOT EXISTS funded_instruments (
+    instrument BIGINT PRIMARY KEY,
+    base BIGINT NOT NULL,
+    quote BIGINT NOT NULL,
+    base_per_lot BIGINT NOT NULL,
+    quote_per_tick_lot BIGINT NOT NULL
+);
 ";
 
 /// The session's staging table: order rows are COPYed here, then upserted in one statement.
@@ -218,7 +236,8 @@ impl PgStore {
     /// Drops every table (tests start clean).
     pub fn reset(&mut self) -> Result<(), HistoryError> {
         self.client.batch_execute(
-            "DROP TABLE IF EXISTS meta, symbols, orders, trades, transfers CASCADE",
+            "DROP TABLE IF EXISTS meta, symbols, orders, trades, transfers, balance_changes, \
+             funded_instruments CASCADE",
         )?;
         self.client.batch_execute(SCHEMA)?;
         self.client.batch_execute(STAGE)?;
@@ -246,6 +265,30 @@ impl PgStore {
             )?
             .iter()
             .map(trade_row)
+            .collect()
+    }
+
+    /// Every balance change, in order.
+    pub fn all_balance_changes(&mut self) -> Result<Vec<BalanceChangeRow>, HistoryError> {
+        self.client
+            .query(
+                "SELECT seq, n, account, asset, delta, kind, ts FROM balance_changes ORDER BY seq, n",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let delta: String = r.try_get(4)?;
+                let kind: String = r.try_get(5)?;
+                Ok(BalanceChangeRow {
+                    seq: u(r.try_get(0)?),
+                    n: r.try_get::<_, i64>(1)? as u8,
+                    account: u(r.try_get(2)?),
+                    asset: r.try_get::<_, i64>(3)? as u16,
+                    delta: delta.parse().map_err(|_| fmt_err("delta", &delta))?,
+                    kind: super::sqlite::change_kind(&kind).ok_or_else(|| fmt_err("kind", &kind))?,
+                    ts: u(r.try_get(6)?),
+                })
+            })
             .collect()
     }
 
@@ -352,6 +395,25 @@ impl OrderArrays {
 }
 
 impl HistoryStore for PgStore {
+    fn funded(&mut self) -> Result<Vec<FundedRow>, HistoryError> {
+        self.client
+            .query(
+                "SELECT instrument, base, quote, base_per_lot, quote_per_tick_lot FROM funded_instruments",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(FundedRow {
+                    instrument: r.try_get::<_, i64>(0)? as u32,
+                    base: r.try_get::<_, i64>(1)? as u16,
+                    quote: r.try_get::<_, i64>(2)? as u16,
+                    base_per_lot: u(r.try_get(3)?),
+                    quote_per_tick_lot: u(r.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+
     fn last_seq(&mut self) -> Result<u64, HistoryError> {
         let r = self
             .client
@@ -477,6 +539,36 @@ impl HistoryStore for PgStore {
                     &t.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
                     &t.iter().map(|x| x.amount.to_string()).collect::<Vec<_>>(),
                     &t.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
+                ],
+            )?;
+        }
+        if !b.balance_changes.is_empty() {
+            let c = &b.balance_changes;
+            tx.execute(
+                "INSERT INTO balance_changes (seq, n, account, asset, delta, kind, ts) SELECT * \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+                 $6::text[], $7::bigint[])",
+                &[
+                    &c.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
+                    &c.iter().map(|x| x.n as i64).collect::<Vec<_>>(),
+                    &c.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
+                    &c.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
+                    &c.iter().map(|x| x.delta.to_string()).collect::<Vec<_>>(),
+                    &c.iter().map(|x| x.kind).collect::<Vec<_>>(),
+                    &c.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
+                ],
+            )?;
+        }
+        for f in &b.funded {
+            tx.execute(
+                "INSERT INTO funded_instruments (instrument, base, quote, base_per_lot, \
+                 quote_per_tick_lot) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instrument) DO NOTHING",
+                &[
+                    &(f.instrument as i64),
+                    &(f.base as i64),
+                    &(f.quote as i64),
+                    &i(f.base_per_lot),
+                    &i(f.quote_per_tick_lot),
                 ],
             )?;
         }

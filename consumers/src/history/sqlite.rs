@@ -59,6 +59,24 @@ CREATE TABLE IF NOT EXISTS transfers (
     ts INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
+CREATE TABLE IF NOT EXISTS balance_changes (
+    seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    asset INTEGER NOT NULL,
+    delta TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (seq, n)
+);
+CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset, seq);
+CREATE TABLE IF NOT EXISTS funded_instruments (
+    instrument INTEGER PRIMARY KEY,
+    base INTEGER NOT NULL,
+    quote INTEGER NOT NULL,
+    base_per_lot INTEGER NOT NULL,
+    quote_per_tick_lot INTEGER NOT NULL
+);
 ";
 
 const UPSERT_ORDER: &str = "
@@ -199,6 +217,29 @@ impl SqliteStore {
         Ok(rows)
     }
 
+    /// Every balance change, in order.
+    pub fn all_balance_changes(&self) -> Result<Vec<BalanceChangeRow>, HistoryError> {
+        let mut st = self.conn.prepare(
+            "SELECT seq, n, account, asset, delta, kind, ts FROM balance_changes ORDER BY seq, n",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                let delta: String = r.get(4)?;
+                let kind: String = r.get(5)?;
+                Ok(BalanceChangeRow {
+                    seq: u(r.get(0)?),
+                    n: r.get::<_, i64>(1)? as u8,
+                    account: u(r.get(2)?),
+                    asset: r.get::<_, i64>(3)? as u16,
+                    delta: delta.parse().map_err(|_| bad("delta", &delta))?,
+                    kind: change_kind(&kind).ok_or_else(|| bad("kind", &kind))?,
+                    ts: u(r.get(6)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     /// Every transfer, in order.
     pub fn all_transfers(&self) -> Result<Vec<TransferRow>, HistoryError> {
         let mut st = self
@@ -243,7 +284,32 @@ fn put_order(st: &mut rusqlite::CachedStatement<'_>, o: &OrderRow) -> rusqlite::
     ])
 }
 
+/// A balance change's kind as the static name the consumer writes.
+pub(crate) fn change_kind(s: &str) -> Option<&'static str> {
+    ["deposit", "withdrawal", "buy", "sell"]
+        .into_iter()
+        .find(|k| *k == s)
+}
+
 impl HistoryStore for SqliteStore {
+    fn funded(&mut self) -> Result<Vec<FundedRow>, HistoryError> {
+        let mut st = self.conn.prepare(
+            "SELECT instrument, base, quote, base_per_lot, quote_per_tick_lot FROM funded_instruments",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(FundedRow {
+                    instrument: r.get::<_, i64>(0)? as u32,
+                    base: r.get::<_, i64>(1)? as u16,
+                    quote: r.get::<_, i64>(2)? as u16,
+                    base_per_lot: u(r.get(3)?),
+                    quote_per_tick_lot: u(r.get(4)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
     fn last_seq(&mut self) -> Result<u64, HistoryError> {
         let v: Option<i64> = self
             .conn
@@ -302,6 +368,34 @@ impl HistoryStore for SqliteStore {
                     t.asset as i64,
                     t.amount.to_string(),
                     i(t.ts)
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO balance_changes (seq, n, account, asset, delta, kind, ts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for c in &b.balance_changes {
+                st.execute(params![
+                    i(c.seq),
+                    c.n as i64,
+                    i(c.account),
+                    c.asset as i64,
+                    c.delta.to_string(),
+                    c.kind,
+                    i(c.ts)
+                ])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO funded_instruments (instrument, base, quote, base_per_lot, \
+                 quote_per_tick_lot) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (instrument) DO NOTHING",
+            )?;
+            for f in &b.funded {
+                st.execute(params![
+                    f.instrument as i64,
+                    f.base as i64,
+                    f.quote as i64,
+                    i(f.base_per_lot),
+                    i(f.quote_per_tick_lot)
                 ])?;
             }
             let mut st = tx.prepare_cached(

@@ -24,6 +24,7 @@
 //!   pipeline ([`ringex_engine::pipeline::ConsumerContext::clocks`]) and stamps the rows
 //!   the command touched.
 
+mod rows;
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]

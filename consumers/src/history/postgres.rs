@@ -5,6 +5,7 @@
 //! rest, so a commit of thousands of rows is a handful of round trips.
 //! Sessions run with `synchronous_commit = off` (see [`PgStore::connect`]).
 
+use super::rows::{self, ORDER_COLUMNS, TRADE_COLUMNS};
 use super::*;
 use ::postgres::binary_copy::BinaryCopyInWriter;
 use ::postgres::types::{ToSql, Type};
@@ -121,10 +122,6 @@ const TRADE_TYPES: [Type; 12] = [
     Type::INT8,
 ];
 
-const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, expiry, \
-    price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq, \
-    created_ts, updated_ts";
-
 const ORDERS_FROM_ARRAYS: &str = "
 INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
     orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
@@ -152,67 +149,13 @@ fn u(x: i64) -> u64 {
     x as u64
 }
 
-fn fmt_err(what: &str, v: &str) -> HistoryError {
-    HistoryError::Format(format!("bad {what} {v:?}"))
-}
-
 fn order_row(r: &Row) -> Result<OrderRow, HistoryError> {
-    let side: String = r.try_get(3)?;
-    let ty: String = r.try_get(4)?;
-    let tif: String = r.try_get(5)?;
-    let status: String = r.try_get(11)?;
-    Ok(OrderRow {
-        order_id: u(r.try_get(0)?),
-        instrument: r.try_get::<_, i64>(1)? as u32,
-        account: u(r.try_get(2)?),
-        side: parse_side(&side).ok_or_else(|| fmt_err("side", &side))?,
-        order_type: parse_type(&ty).ok_or_else(|| fmt_err("order type", &ty))?,
-        tif: parse_tif(&tif).ok_or_else(|| fmt_err("time in force", &tif))?,
-        expiry: u(r.try_get(6)?),
-        price: r.try_get(7)?,
-        orig_qty: u(r.try_get(8)?),
-        open_qty: u(r.try_get(9)?),
-        filled_qty: u(r.try_get(10)?),
-        status: OrderStatus::parse(&status).ok_or_else(|| fmt_err("status", &status))?,
-        reason: r
-            .try_get::<_, Option<String>>(12)?
-            .map(std::borrow::Cow::Owned),
-        accept_seq: u(r.try_get(13)?),
-        priority_seq: u(r.try_get(14)?),
-        last_seq: u(r.try_get(15)?),
-        created_ts: u(r.try_get(16)?),
-        updated_ts: u(r.try_get(17)?),
-    })
+    rows::order(r)
 }
 
 fn trade_row(r: &Row) -> Result<TradeRow, HistoryError> {
-    let side: String = r.try_get(6)?;
-    let fee = |k: usize| -> Result<Option<i128>, HistoryError> {
-        let v: Option<String> = r.try_get(k)?;
-        v.map(|s| s.parse::<i128>().map_err(|_| fmt_err("fee", &s)))
-            .transpose()
-    };
-    let fees = match (fee(9)?, fee(10)?) {
-        (Some(b), Some(s)) => Some((b, s)),
-        _ => None,
-    };
-    Ok(TradeRow {
-        seq: u(r.try_get(0)?),
-        instrument: r.try_get::<_, i64>(1)? as u32,
-        taker_order: u(r.try_get(2)?),
-        maker_order: u(r.try_get(3)?),
-        taker_account: u(r.try_get(4)?),
-        maker_account: u(r.try_get(5)?),
-        taker_side: parse_side(&side).ok_or_else(|| fmt_err("side", &side))?,
-        price: r.try_get(7)?,
-        qty: u(r.try_get(8)?),
-        fees,
-        ts: u(r.try_get(11)?),
-    })
+    rows::trade(r)
 }
-
-const TRADE_COLUMNS: &str = "seq, instrument, taker_order, maker_order, taker_account, \
-    maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts";
 
 /// A history store in a PostgreSQL database.
 pub struct PgStore {
@@ -276,19 +219,7 @@ impl PgStore {
                 &[],
             )?
             .iter()
-            .map(|r| {
-                let delta: String = r.try_get(4)?;
-                let kind: String = r.try_get(5)?;
-                Ok(BalanceChangeRow {
-                    seq: u(r.try_get(0)?),
-                    n: r.try_get::<_, i64>(1)? as u8,
-                    account: u(r.try_get(2)?),
-                    asset: r.try_get::<_, i64>(3)? as u16,
-                    delta: delta.parse().map_err(|_| fmt_err("delta", &delta))?,
-                    kind: super::sqlite::change_kind(&kind).ok_or_else(|| fmt_err("kind", &kind))?,
-                    ts: u(r.try_get(6)?),
-                })
-            })
+            .map(rows::change)
             .collect()
     }
 
@@ -300,16 +231,7 @@ impl PgStore {
                 &[],
             )?
             .iter()
-            .map(|r| {
-                let amount: String = r.try_get(3)?;
-                Ok(TransferRow {
-                    seq: u(r.try_get(0)?),
-                    account: u(r.try_get(1)?),
-                    asset: r.try_get::<_, i64>(2)? as u16,
-                    amount: amount.parse().map_err(|_| fmt_err("amount", &amount))?,
-                    ts: u(r.try_get(4)?),
-                })
-            })
+            .map(rows::transfer)
             .collect()
     }
 }
@@ -402,15 +324,7 @@ impl HistoryStore for PgStore {
                 &[],
             )?
             .iter()
-            .map(|r| {
-                Ok(FundedRow {
-                    instrument: r.try_get::<_, i64>(0)? as u32,
-                    base: r.try_get::<_, i64>(1)? as u16,
-                    quote: r.try_get::<_, i64>(2)? as u16,
-                    base_per_lot: u(r.try_get(3)?),
-                    quote_per_tick_lot: u(r.try_get(4)?),
-                })
-            })
+            .map(rows::funded)
             .collect()
     }
 

@@ -3,8 +3,9 @@
 //! loss may take the last commits back, and the journal replays them: the sequence is in
 //! the same transaction), prepared statements, one transaction per commit.
 
+use super::rows::{self, ORDER_COLUMNS, TRADE_COLUMNS};
 use super::*;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row, Statement};
 use std::path::Path;
 
 /// The schema (the PostgreSQL one has the same tables, columns and indexes).
@@ -100,10 +101,6 @@ INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
 ON CONFLICT (order_id) DO NOTHING";
 
-const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, expiry, \
-    price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq, \
-    created_ts, updated_ts";
-
 /// SQLite stores integers as i64: ids and quantities above 2^63 are stored wrapped and read
 /// back the same.
 fn i(x: u64) -> i64 {
@@ -114,66 +111,26 @@ fn u(x: i64) -> u64 {
     x as u64
 }
 
-fn bad(what: &str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("bad {what} {v:?}").into(),
-    )
+/// Every row of a query, decoded.
+fn all<T>(
+    st: &mut Statement<'_>,
+    p: impl Params,
+    f: fn(&Row<'_>) -> Result<T, HistoryError>,
+) -> Result<Vec<T>, HistoryError> {
+    let mut out = Vec::new();
+    let mut rows = st.query(p)?;
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
 }
 
-fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRow> {
-    let text = |k: usize| -> rusqlite::Result<String> { r.get(k) };
-    let side = text(3)?;
-    let ty = text(4)?;
-    let tif = text(5)?;
-    let status = text(11)?;
-    Ok(OrderRow {
-        order_id: u(r.get(0)?),
-        instrument: r.get::<_, i64>(1)? as u32,
-        account: u(r.get(2)?),
-        side: parse_side(&side).ok_or_else(|| bad("side", &side))?,
-        order_type: parse_type(&ty).ok_or_else(|| bad("order type", &ty))?,
-        tif: parse_tif(&tif).ok_or_else(|| bad("time in force", &tif))?,
-        expiry: u(r.get(6)?),
-        price: r.get(7)?,
-        orig_qty: u(r.get(8)?),
-        open_qty: u(r.get(9)?),
-        filled_qty: u(r.get(10)?),
-        status: OrderStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
-        reason: r.get::<_, Option<String>>(12)?.map(std::borrow::Cow::Owned),
-        accept_seq: u(r.get(13)?),
-        priority_seq: u(r.get(14)?),
-        last_seq: u(r.get(15)?),
-        created_ts: u(r.get(16)?),
-        updated_ts: u(r.get(17)?),
-    })
+fn order_row(r: &Row<'_>) -> Result<OrderRow, HistoryError> {
+    rows::order(r)
 }
 
-fn trade_row(r: &Row<'_>) -> rusqlite::Result<TradeRow> {
-    let side: String = r.get(6)?;
-    let fee = |k: usize| -> rusqlite::Result<Option<i128>> {
-        let v: Option<String> = r.get(k)?;
-        v.map(|s| s.parse::<i128>().map_err(|_| bad("fee", &s)))
-            .transpose()
-    };
-    let fees = match (fee(9)?, fee(10)?) {
-        (Some(b), Some(s)) => Some((b, s)),
-        _ => None,
-    };
-    Ok(TradeRow {
-        seq: u(r.get(0)?),
-        instrument: r.get::<_, i64>(1)? as u32,
-        taker_order: u(r.get(2)?),
-        maker_order: u(r.get(3)?),
-        taker_account: u(r.get(4)?),
-        maker_account: u(r.get(5)?),
-        taker_side: parse_side(&side).ok_or_else(|| bad("side", &side))?,
-        price: r.get(7)?,
-        qty: u(r.get(8)?),
-        fees,
-        ts: u(r.get(11)?),
-    })
+fn trade_row(r: &Row<'_>) -> Result<TradeRow, HistoryError> {
+    rows::trade(r)
 }
 
 /// A history store in one SQLite file.
@@ -203,18 +160,15 @@ impl SqliteStore {
         let mut st = self.conn.prepare(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders ORDER BY order_id"
         ))?;
-        let rows = st.query_map([], order_row)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        all(&mut st, [], order_row)
     }
 
     /// Every trade, in order.
     pub fn all_trades(&self) -> Result<Vec<TradeRow>, HistoryError> {
-        let mut st = self.conn.prepare(
-            "SELECT seq, instrument, taker_order, maker_order, taker_account, maker_account, \
-             taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades ORDER BY seq",
-        )?;
-        let rows = st.query_map([], trade_row)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {TRADE_COLUMNS} FROM trades ORDER BY seq"))?;
+        all(&mut st, [], trade_row)
     }
 
     /// Every balance change, in order.
@@ -222,22 +176,7 @@ impl SqliteStore {
         let mut st = self.conn.prepare(
             "SELECT seq, n, account, asset, delta, kind, ts FROM balance_changes ORDER BY seq, n",
         )?;
-        let rows = st
-            .query_map([], |r| {
-                let delta: String = r.get(4)?;
-                let kind: String = r.get(5)?;
-                Ok(BalanceChangeRow {
-                    seq: u(r.get(0)?),
-                    n: r.get::<_, i64>(1)? as u8,
-                    account: u(r.get(2)?),
-                    asset: r.get::<_, i64>(3)? as u16,
-                    delta: delta.parse().map_err(|_| bad("delta", &delta))?,
-                    kind: change_kind(&kind).ok_or_else(|| bad("kind", &kind))?,
-                    ts: u(r.get(6)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        all(&mut st, [], |r| rows::change(r))
     }
 
     /// Every transfer, in order.
@@ -245,19 +184,7 @@ impl SqliteStore {
         let mut st = self
             .conn
             .prepare("SELECT seq, account, asset, amount, ts FROM transfers ORDER BY seq")?;
-        let rows = st
-            .query_map([], |r| {
-                let amount: String = r.get(3)?;
-                Ok(TransferRow {
-                    seq: u(r.get(0)?),
-                    account: u(r.get(1)?),
-                    asset: r.get::<_, i64>(2)? as u16,
-                    amount: amount.parse().map_err(|_| bad("amount", &amount))?,
-                    ts: u(r.get(4)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        all(&mut st, [], |r| rows::transfer(r))
     }
 }
 
@@ -284,30 +211,12 @@ fn put_order(st: &mut rusqlite::CachedStatement<'_>, o: &OrderRow) -> rusqlite::
     ])
 }
 
-/// A balance change's kind as the static name the consumer writes.
-pub(crate) fn change_kind(s: &str) -> Option<&'static str> {
-    ["deposit", "withdrawal", "buy", "sell"]
-        .into_iter()
-        .find(|k| *k == s)
-}
-
 impl HistoryStore for SqliteStore {
     fn funded(&mut self) -> Result<Vec<FundedRow>, HistoryError> {
         let mut st = self.conn.prepare(
             "SELECT instrument, base, quote, base_per_lot, quote_per_tick_lot FROM funded_instruments",
         )?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(FundedRow {
-                    instrument: r.get::<_, i64>(0)? as u32,
-                    base: r.get::<_, i64>(1)? as u16,
-                    quote: r.get::<_, i64>(2)? as u16,
-                    base_per_lot: u(r.get(3)?),
-                    quote_per_tick_lot: u(r.get(4)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        all(&mut st, [], |r| rows::funded(r))
     }
 
     fn last_seq(&mut self) -> Result<u64, HistoryError> {
@@ -322,8 +231,7 @@ impl HistoryStore for SqliteStore {
         let mut st = self.conn.prepare(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' ORDER BY priority_seq"
         ))?;
-        let rows = st.query_map([], order_row)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        all(&mut st, [], order_row)
     }
 
     fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
@@ -421,7 +329,7 @@ impl HistoryQuery for SqliteStore {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?1"
         ))?;
-        Ok(st.query_row(params![i(id)], order_row).optional()?)
+        Ok(all(&mut st, params![i(id)], order_row)?.pop())
     }
 
     fn open_orders(
@@ -435,38 +343,26 @@ impl HistoryQuery for SqliteStore {
                     "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = ?1 \
                      AND instrument = ?2 ORDER BY priority_seq"
                 ))?;
-                let v = st
-                    .query_map(params![i(account), inst as i64], order_row)?
-                    .collect::<Result<_, _>>()?;
-                v
+                all(&mut st, params![i(account), inst as i64], order_row)?
             }
             None => {
                 let mut st = self.conn.prepare_cached(&format!(
                     "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND account = ?1 \
                      ORDER BY instrument, priority_seq"
                 ))?;
-                let v = st
-                    .query_map(params![i(account)], order_row)?
-                    .collect::<Result<_, _>>()?;
-                v
+                all(&mut st, params![i(account)], order_row)?
             }
         };
         Ok(rows)
     }
 
     fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT seq, instrument, taker_order, maker_order, taker_account, maker_account, \
-             taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades \
-             WHERE taker_account = ?1 AND seq > ?2 \
-             UNION SELECT seq, instrument, taker_order, maker_order, taker_account, \
-             maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts FROM trades \
-             WHERE maker_account = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
-        let rows = st
-            .query_map(params![i(account), i(since)], trade_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = ?1 AND seq > ?2 \
+             UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = ?1 AND seq > ?2 \
+             ORDER BY seq"
+        ))?;
+        all(&mut st, params![i(account), i(since)], trade_row)
     }
 
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {
@@ -476,10 +372,7 @@ impl HistoryQuery for SqliteStore {
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' AND instrument = ?1 \
                  AND side = ?2 ORDER BY {order}, priority_seq"
             ))?;
-            let v: Vec<OrderRow> = st
-                .query_map(params![instrument as i64, side], order_row)?
-                .collect::<Result<_, _>>()?;
-            out.extend(v);
+            out.extend(all(&mut st, params![instrument as i64, side], order_row)?);
         }
         Ok(out)
     }

@@ -11,77 +11,6 @@ use ::postgres::binary_copy::BinaryCopyInWriter;
 use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, NoTls, Row};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS symbols (instrument BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS orders (
-    order_id BIGINT PRIMARY KEY,
-    instrument BIGINT NOT NULL,
-    account BIGINT NOT NULL,
-    side TEXT NOT NULL,
-    order_type TEXT NOT NULL,
-    tif TEXT NOT NULL,
-    expiry BIGINT NOT NULL,
-    price BIGINT NOT NULL,
-    orig_qty BIGINT NOT NULL,
-    open_qty BIGINT NOT NULL,
-    filled_qty BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    accept_seq BIGINT NOT NULL,
-    priority_seq BIGINT NOT NULL,
-    last_seq BIGINT NOT NULL,
-    created_ts BIGINT NOT NULL,
-    updated_ts BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_open_by_account
-    ON orders (account, instrument, priority_seq) WHERE status = 'active';
-CREATE INDEX IF NOT EXISTS orders_open_by_instrument
-    ON orders (instrument, side, price, priority_seq) WHERE status = 'active';
-CREATE TABLE IF NOT EXISTS trades (
-    seq BIGINT PRIMARY KEY,
-    instrument BIGINT NOT NULL,
-    taker_order BIGINT NOT NULL,
-    maker_order BIGINT NOT NULL,
-    taker_account BIGINT NOT NULL,
-    maker_account BIGINT NOT NULL,
-    taker_side TEXT NOT NULL,
-    price BIGINT NOT NULL,
-    qty BIGINT NOT NULL,
-    buyer_fee TEXT,
-    seller_fee TEXT,
-    ts BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS trades_by_taker ON trades (taker_account, seq);
-CREATE INDEX IF NOT EXISTS trades_by_maker ON trades (maker_account, seq);
-CREATE TABLE IF NOT EXISTS transfers (
-    seq BIGINT PRIMARY KEY,
-    account BIGINT NOT NULL,
-    asset BIGINT NOT NULL,
-    amount TEXT NOT NULL,
-    ts BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
-CREATE TABLE IF NOT EXISTS balance_changes (
-    seq BIGINT NOT NULL,
-    n BIGINT NOT NULL,
-    account BIGINT NOT NULL,
-    asset BIGINT NOT NULL,
-    delta TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ts BIGINT NOT NULL,
-    PRIMARY KEY (seq, n)
-);
-CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset, seq);
-CREATE TABLE IF NOT EXISTS funded_instruments (
-    instrument BIGINT PRIMARY KEY,
-    base BIGINT NOT NULL,
-    quote BIGINT NOT NULL,
-    base_per_lot BIGINT NOT NULL,
-    quote_per_tick_lot BIGINT NOT NULL
-);
-";
-
 /// The session's staging table: order rows are COPYed here, then upserted in one statement.
 const STAGE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS orders_stage (LIKE orders) ON COMMIT DELETE ROWS";
@@ -157,6 +86,19 @@ fn trade_row(r: &Row) -> Result<TradeRow, HistoryError> {
     rows::trade(r)
 }
 
+/// A binary `COPY … FROM STDIN` into `table`'s `columns`.
+fn copy_in<'a>(
+    tx: &'a mut ::postgres::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter<'a>, HistoryError> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+    ))?;
+    Ok(BinaryCopyInWriter::new(sink, types))
+}
+
 /// A history store in a PostgreSQL database.
 pub struct PgStore {
     client: Client,
@@ -171,7 +113,7 @@ impl PgStore {
         // server crash may take the last commits back, sequence included, and the journal
         // replays them (exactly once all the same).
         client.batch_execute("SET synchronous_commit TO off")?;
-        client.batch_execute(SCHEMA)?;
+        client.batch_execute(&rows::pg_schema())?;
         client.batch_execute(STAGE)?;
         Ok(PgStore { client })
     }
@@ -182,7 +124,7 @@ impl PgStore {
             "DROP TABLE IF EXISTS meta, symbols, orders, trades, transfers, balance_changes, \
              funded_instruments CASCADE",
         )?;
-        self.client.batch_execute(SCHEMA)?;
+        self.client.batch_execute(&rows::pg_schema())?;
         self.client.batch_execute(STAGE)?;
         Ok(())
     }
@@ -352,12 +294,7 @@ impl HistoryStore for PgStore {
         let mut tx = self.client.transaction()?;
         if !b.orders.is_empty() {
             // Binary COPY into the staging table, then one upsert from it.
-            let mut w = BinaryCopyInWriter::new(
-                tx.copy_in(&format!(
-                    "COPY orders_stage ({ORDER_COLUMNS}) FROM STDIN (FORMAT binary)"
-                ))?,
-                &ORDER_TYPES,
-            );
+            let mut w = copy_in(&mut tx, "orders_stage", ORDER_COLUMNS, &ORDER_TYPES)?;
             for o in &b.orders {
                 let (id, inst, acct) = (i(o.order_id), o.instrument as i64, i(o.account));
                 let (exp, orig, open, filled) =
@@ -403,12 +340,7 @@ impl HistoryStore for PgStore {
             OrderArrays::of(&b.rejected).execute(&mut tx, "ON CONFLICT (order_id) DO NOTHING")?;
         }
         if !b.trades.is_empty() {
-            let mut w = BinaryCopyInWriter::new(
-                tx.copy_in(&format!(
-                    "COPY trades ({TRADE_COLUMNS}) FROM STDIN (FORMAT binary)"
-                ))?,
-                &TRADE_TYPES,
-            );
+            let mut w = copy_in(&mut tx, "trades", TRADE_COLUMNS, &TRADE_TYPES)?;
             for t in &b.trades {
                 let v = [
                     i(t.seq),

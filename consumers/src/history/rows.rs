@@ -153,3 +153,82 @@ pub(crate) const ORDER_COLUMNS: &str = "order_id, instrument, account, side, ord
 /// The trade columns, in the order [`trade`] reads them.
 pub(crate) const TRADE_COLUMNS: &str = "seq, instrument, taker_order, maker_order, \
     taker_account, maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts";
+
+/// The schema, written once for both stores: SQLite as it stands (its `INTEGER` is 64-bit),
+/// PostgreSQL with `BIGINT` for `INTEGER` ([`pg_schema`]).
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS symbols (instrument INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY,
+    instrument INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    side TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    tif TEXT NOT NULL,
+    expiry INTEGER NOT NULL,
+    price INTEGER NOT NULL,
+    orig_qty INTEGER NOT NULL,
+    open_qty INTEGER NOT NULL,
+    filled_qty INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    accept_seq INTEGER NOT NULL,
+    priority_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open_by_account
+    ON orders (account, instrument, priority_seq) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS orders_open_by_instrument
+    ON orders (instrument, side, price, priority_seq) WHERE status = 'active';
+CREATE TABLE IF NOT EXISTS trades (
+    seq INTEGER PRIMARY KEY,
+    instrument INTEGER NOT NULL,
+    taker_order INTEGER NOT NULL,
+    maker_order INTEGER NOT NULL,
+    taker_account INTEGER NOT NULL,
+    maker_account INTEGER NOT NULL,
+    taker_side TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    qty INTEGER NOT NULL,
+    buyer_fee TEXT,
+    seller_fee TEXT,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_by_taker ON trades (taker_account, seq);
+CREATE INDEX IF NOT EXISTS trades_by_maker ON trades (maker_account, seq);
+CREATE TABLE IF NOT EXISTS transfers (
+    seq INTEGER PRIMARY KEY,
+    account INTEGER NOT NULL,
+    asset INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_by_account ON transfers (account, seq);
+CREATE TABLE IF NOT EXISTS balance_changes (
+    seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    account INTEGER NOT NULL,
+    asset INTEGER NOT NULL,
+    delta TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (seq, n)
+);
+CREATE INDEX IF NOT EXISTS balance_changes_by_account ON balance_changes (account, asset, seq);
+CREATE TABLE IF NOT EXISTS funded_instruments (
+    instrument INTEGER PRIMARY KEY,
+    base INTEGER NOT NULL,
+    quote INTEGER NOT NULL,
+    base_per_lot INTEGER NOT NULL,
+    quote_per_tick_lot INTEGER NOT NULL
+);
+";
+
+/// The schema for PostgreSQL: the same tables, columns and indexes, 64-bit integers.
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_schema() -> String {
+    SCHEMA.replace("INTEGER", "BIGINT")
+}

@@ -387,7 +387,8 @@ struct ConsumerRun {
     max_batch: u64,
     policy: FailurePolicy,
     shared: Arc<Shared>,
-    ctx: ConsumerContext,
+    /// Taken when the consumer starts.
+    ctx: Option<ConsumerContext>,
 }
 
 struct PendingConsumer {
@@ -621,10 +622,10 @@ impl PipelineBuilder {
                 max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
                 policy: pending.opts.on_failure,
                 shared: Arc::clone(&shared),
-                ctx: ConsumerContext {
+                ctx: Some(ConsumerContext {
                     gateway: gateway.clone(),
                     clocks: Arc::clone(&clocks),
-                },
+                }),
             };
             let member = (pending.start)(run);
             let t = match pending.opts.group {
@@ -993,13 +994,8 @@ enum StageState {
 /// A consumer stage: poll, gate, call, catch failures, publish progress.
 struct Stage<C: Consumer> {
     consumer: C,
-    poller: OutPoller,
-    cell: Arc<ConsumerCell>,
-    deps: Vec<Arc<ConsumerCell>>,
-    max_batch: u64,
-    policy: FailurePolicy,
-    shared: Arc<Shared>,
-    ctx: Option<ConsumerContext>,
+    /// Its ring poller, gates, policy and context, as the pipeline wired them.
+    run: ConsumerRun,
     /// Failed and skipped: the sequence keeps moving, nothing is called.
     skipping: bool,
     seq: u64,
@@ -1013,13 +1009,7 @@ impl<C: Consumer> Stage<C> {
         let seq = run.cell.sequence.load(Ordering::Acquire);
         Stage {
             consumer,
-            poller: run.poller,
-            cell: run.cell,
-            deps: run.deps,
-            max_batch: run.max_batch,
-            policy: run.policy,
-            shared: run.shared,
-            ctx: Some(run.ctx),
+            run,
             skipping: false,
             seq,
             timeout: None,
@@ -1030,12 +1020,12 @@ impl<C: Consumer> Stage<C> {
 
     /// Applies the policy to a failure already recorded in the cell; false: stop.
     fn on_failure(&mut self) -> bool {
-        match self.policy {
+        match self.run.policy {
             FailurePolicy::Halt => {
-                self.shared.halt(format!(
+                self.run.shared.halt(format!(
                     "consumer {} failed: {}",
-                    self.cell.name,
-                    self.cell.failure()
+                    self.run.cell.name,
+                    self.run.cell.failure()
                 ));
                 false
             }
@@ -1061,8 +1051,8 @@ impl<C: Consumer> Stage<C> {
         if let Ok(None) = r {
             publish_gate(
                 &self.consumer,
-                &self.cell,
-                self.cell.sequence.load(Ordering::Relaxed),
+                &self.run.cell,
+                self.run.cell.sequence.load(Ordering::Relaxed),
             );
         }
         let reason = match r {
@@ -1072,7 +1062,7 @@ impl<C: Consumer> Stage<C> {
         match reason {
             None => true,
             Some(reason) => {
-                self.cell.fail(reason);
+                self.run.cell.fail(reason);
                 self.on_failure()
             }
         }
@@ -1086,19 +1076,22 @@ impl<C: Consumer> Stage<C> {
 
 impl<C: Consumer> Member for Stage<C> {
     fn start(&mut self) {
-        let Some(ctx) = self.ctx.take() else { return };
+        let Some(ctx) = self.run.ctx.take() else {
+            return;
+        };
         let consumer = &mut self.consumer;
         let started = catch_unwind(AssertUnwindSafe(|| consumer.on_start_with(&ctx)));
         drop(ctx);
         if let Err(p) = started {
-            self.cell
+            self.run
+                .cell
                 .fail(format!("panicked in on_start: {}", panic_message(&*p)));
             if !self.on_failure() {
                 self.state = StageState::Stopped;
                 return;
             }
         }
-        self.seq = self.cell.sequence.load(Ordering::Acquire);
+        self.seq = self.run.cell.sequence.load(Ordering::Acquire);
         self.timeout = self.consumer.timeout();
         self.last_work = std::time::Instant::now();
     }
@@ -1110,16 +1103,16 @@ impl<C: Consumer> Member for Stage<C> {
         // Never run ahead of a consumer gated before this one: a failed one stops us too.
         // `finished` is read before the gate: a consumer that is finished has published
         // its last gate, so when all are finished the limit computed here is final.
-        let mut limit = self.max_batch;
+        let mut limit = self.run.max_batch;
         let mut upstream_done = true;
         if !self.skipping {
-            for k in 0..self.deps.len() {
-                let d = &self.deps[k];
+            for k in 0..self.run.deps.len() {
+                let d = &self.run.deps[k];
                 upstream_done &= d.finished.load(Ordering::Acquire);
                 let ds = d.gate.load(Ordering::Acquire);
                 if d.failed.load(Ordering::Acquire) {
                     let why = format!("upstream consumer {} failed", d.name);
-                    self.cell.fail(why);
+                    self.run.cell.fail(why);
                     if !self.on_failure() {
                         return self.stop();
                     }
@@ -1133,15 +1126,15 @@ impl<C: Consumer> Member for Stage<C> {
             // are all finished nothing more will come through: done (events past their
             // last gate, say a journal's undurable tail, are never seen). Else look for
             // the end of the stream (take(0) consumes nothing), or wait.
-            if upstream_done && !self.deps.is_empty() {
+            if upstream_done && !self.run.deps.is_empty() {
                 self.state = StageState::Ended;
                 return Step::Done;
             }
-            if let Err(Polling::Shutdown) = self.poller.take(0) {
+            if let Err(Polling::Shutdown) = self.run.poller.take(0) {
                 self.state = StageState::Ended;
                 return Step::Done;
             }
-            if self.shared.halted() {
+            if self.run.shared.halted() {
                 self.state = StageState::Ended;
                 return Step::Done;
             }
@@ -1152,7 +1145,7 @@ impl<C: Consumer> Member for Stage<C> {
         }
         // The batch is handled inside one scope (its guard borrows the poller); what to do
         // next is decided after the guard is dropped.
-        let polled = match self.poller.take(limit) {
+        let polled = match self.run.poller.take(limit) {
             Ok(mut guard) => {
                 if self.timeout.is_some() {
                     self.last_work = std::time::Instant::now();
@@ -1175,12 +1168,13 @@ impl<C: Consumer> Member for Stage<C> {
                     }));
                     failed = match r {
                         Err(p) => {
-                            self.cell
+                            self.run
+                                .cell
                                 .fail(format!("panicked in on_event: {}", panic_message(&*p)));
                             true
                         }
                         Ok(Some(reason)) => {
-                            self.cell.fail(reason);
+                            self.run.cell.fail(reason);
                             true
                         }
                         Ok(None) => false,
@@ -1202,16 +1196,16 @@ impl<C: Consumer> Member for Stage<C> {
                     return self.stop();
                 }
                 self.seq += n;
-                self.cell.sequence.store(self.seq, Ordering::Release);
+                self.run.cell.sequence.store(self.seq, Ordering::Release);
                 if self.skipping {
-                    self.cell.gate.store(self.seq, Ordering::Release);
+                    self.run.cell.gate.store(self.seq, Ordering::Release);
                 } else {
-                    publish_gate(&self.consumer, &self.cell, self.seq);
+                    publish_gate(&self.consumer, &self.run.cell, self.seq);
                 }
                 Step::Worked
             }
             None => {
-                if self.shared.halted() && !self.deps.is_empty() {
+                if self.run.shared.halted() && !self.run.deps.is_empty() {
                     self.state = StageState::Ended;
                     return Step::Done;
                 }
@@ -1231,14 +1225,15 @@ impl<C: Consumer> Member for Stage<C> {
                 consumer.failure()
             })) {
                 Err(p) => self
+                    .run
                     .cell
                     .fail(format!("panicked in on_shutdown: {}", panic_message(&*p))),
-                Ok(Some(reason)) => self.cell.fail(reason),
-                Ok(None) => publish_gate(&self.consumer, &self.cell, self.seq),
+                Ok(Some(reason)) => self.run.cell.fail(reason),
+                Ok(None) => publish_gate(&self.consumer, &self.run.cell, self.seq),
             }
         }
         self.state = StageState::Stopped;
-        self.cell.finished.store(true, Ordering::Release);
+        self.run.cell.finished.store(true, Ordering::Release);
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {

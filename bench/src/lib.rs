@@ -16,4 +16,6 @@ pub mod meta;
 pub mod report;
 pub mod run;
 pub mod script;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod topology;

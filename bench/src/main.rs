@@ -57,6 +57,10 @@ enum Cmd {
         #[command(subcommand)]
         what: ringex_bench::history_cmd::Query,
     },
+    /// Serve the engine over the network: WebSocket order entry and market data, REST,
+    /// Prometheus metrics and a live web page (built with `--features serve`).
+    #[cfg(feature = "serve")]
+    Serve(ringex_bench::serve::ServeOptions),
     /// Compare the history store's active orders with the books recovered from the journal;
     /// prints every difference and exits non-zero when there is one.
     Reconcile {
@@ -129,6 +133,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "serve")]
+        Cmd::Serve(opts) => {
+            let listen = opts.listen;
+            match ringex_bench::serve::start(opts) {
+                Ok(server) => {
+                    eprintln!(
+                        "ringex serve: listening on http://{} (web page /, order entry \
+                         ws://{0}/v1/orders/ws, market data ws://{0}/v1/md, metrics /metrics); \
+                         Ctrl-C stops",
+                        server.addr
+                    );
+                    match server.join() {
+                        Ok(r) => {
+                            eprintln!(
+                                "ringex serve: stopped after {} commands, {} events",
+                                r.commands_processed, r.events_published
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("ringex serve: {e}");
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ringex serve ({listen}): {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Reconcile { journal, db } => {
             match ringex_bench::history_cmd::reconcile_cmd(&journal, &db) {
                 Ok(diffs) if diffs.is_empty() => {

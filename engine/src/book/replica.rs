@@ -337,6 +337,16 @@ impl BookReplica {
 
     /// A replica holding `state`.
     pub fn from_state(state: &EngineState) -> Self {
+        Self::load(state, false)
+    }
+
+    /// A replica holding `state` that keeps live orders only (see
+    /// [`BookReplica::live_only`]): for publishers restarted after a recovery.
+    pub fn from_state_live_only(state: &EngineState) -> Self {
+        Self::load(state, true)
+    }
+
+    fn load(state: &EngineState, live_only: bool) -> Self {
         let mut r = BookReplica {
             books: OrderBooks::with_capacity(state.orders.len(), 1 << 16),
             blocked: state.blocked.iter().map(|a| a.0).collect(),
@@ -348,7 +358,11 @@ impl BookReplica {
             clock: state.clock,
         };
         r.books.add_instruments_of(state);
-        r.books.load_used_ids(&state.used_ids);
+        if live_only {
+            r.books.forget_dead_ids();
+        } else {
+            r.books.load_used_ids(&state.used_ids);
+        }
         for o in &state.orders {
             r.books
                 .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));

@@ -1,0 +1,371 @@
+//! Public market data over WebSocket (`/v1/md`), and the L2/BBO state behind the REST
+//! snapshots and the web page.
+//!
+//! The market-data publisher (a consumer gated after the journal) hands every update to a tap
+//! that applies it to the server's L2 books and fans it out, serialized once, on a broadcast
+//! channel. A client gets a snapshot of each symbol it follows, taken under the same lock
+//! that orders updates, then the updates after it (per-symbol `seq`: no gap, no duplicate).
+//! A client that falls more than the channel's capacity behind is dropped with a close
+//! reason: it never stalls the publisher, which never waits for anyone.
+
+use crate::serve::metrics;
+use crate::serve::{App, Specs};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use ringex_consumers::market_data::{Level, MdUpdate};
+use ringex_engine::{InstrumentId, Side};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Trades kept per symbol for the tape of a fresh page.
+const TAPE: usize = 50;
+
+/// One instrument as the feed has published it.
+#[derive(Default, Clone)]
+pub struct MdBook {
+    /// The last per-symbol sequence applied.
+    pub seq: u64,
+    /// Bids by price.
+    pub bids: BTreeMap<i64, u128>,
+    /// Asks by price.
+    pub asks: BTreeMap<i64, u128>,
+    /// Halted?
+    pub halted: bool,
+    /// The latest trades, oldest first (JSON messages).
+    pub tape: VecDeque<Utf8Bytes>,
+}
+
+/// One serialized update.
+#[derive(Clone, Debug)]
+pub struct MdMsg {
+    /// The instrument.
+    pub instrument: InstrumentId,
+    /// Its per-symbol sequence.
+    pub seq: u64,
+    /// The JSON text.
+    pub json: Utf8Bytes,
+}
+
+/// The feed: books and the fan-out channel.
+pub struct MdFeed {
+    books: Mutex<BTreeMap<InstrumentId, MdBook>>,
+    tx: broadcast::Sender<MdMsg>,
+    specs: Arc<Specs>,
+}
+
+impl MdFeed {
+    /// A feed whose slowest client may fall `capacity` updates behind.
+    pub fn new(specs: Arc<Specs>, capacity: usize) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Arc::new(MdFeed {
+            books: Mutex::new(BTreeMap::new()),
+            tx,
+            specs,
+        })
+    }
+
+    fn px(&self, i: InstrumentId, p: i64) -> String {
+        self.specs
+            .by_id(i)
+            .map_or_else(|| p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string())
+    }
+
+    fn lots(&self, i: InstrumentId, q: u128) -> String {
+        self.specs.by_id(i).map_or_else(
+            || q.to_string(),
+            |s| (rust_decimal::Decimal::from(q) * s.lot_size).normalize().to_string(),
+        )
+    }
+
+    fn sym(&self, i: InstrumentId) -> String {
+        self.specs
+            .by_id(i)
+            .map_or_else(|| format!("#{}", i.0), |s| s.symbol.clone())
+    }
+
+    fn level_json(&self, i: InstrumentId, l: Option<Level>) -> serde_json::Value {
+        match l {
+            Some((p, q)) => json!([self.px(i, p.0), self.lots(i, q)]),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// Applies one publisher update and fans it out (the publisher's tap).
+    pub fn apply(&self, u: &MdUpdate) {
+        let Ok(mut books) = self.books.lock() else {
+            return;
+        };
+        let (i, seq, v) = match u {
+            MdUpdate::Level {
+                instrument,
+                seq,
+                side,
+                price,
+                qty,
+            } => {
+                let b = books.entry(*instrument).or_default();
+                b.seq = *seq;
+                let m = if *side == Side::Buy {
+                    &mut b.bids
+                } else {
+                    &mut b.asks
+                };
+                if *qty == 0 {
+                    m.remove(&price.0);
+                } else {
+                    m.insert(price.0, *qty);
+                }
+                (
+                    *instrument,
+                    *seq,
+                    json!({"type": "level", "symbol": self.sym(*instrument), "seq": seq,
+                        "side": if *side == Side::Buy { "bid" } else { "ask" },
+                        "price": self.px(*instrument, price.0), "qty": self.lots(*instrument, *qty)}),
+                )
+            }
+            MdUpdate::Bbo {
+                instrument,
+                seq,
+                bid,
+                ask,
+            } => {
+                books.entry(*instrument).or_default().seq = *seq;
+                (
+                    *instrument,
+                    *seq,
+                    json!({"type": "bbo", "symbol": self.sym(*instrument), "seq": seq,
+                        "bid": self.level_json(*instrument, *bid),
+                        "ask": self.level_json(*instrument, *ask)}),
+                )
+            }
+            MdUpdate::Trade {
+                instrument,
+                seq,
+                price,
+                qty,
+                aggressor,
+                event_seq,
+            } => {
+                let v = json!({"type": "trade", "symbol": self.sym(*instrument), "seq": seq,
+                    "price": self.px(*instrument, price.0), "qty": self.lots(*instrument, qty.0 as u128),
+                    "aggressor": if *aggressor == Side::Buy { "buy" } else { "sell" },
+                    "trade_id": event_seq.0});
+                let b = books.entry(*instrument).or_default();
+                b.seq = *seq;
+                b.tape.push_back(Utf8Bytes::from(v.to_string()));
+                if b.tape.len() > TAPE {
+                    b.tape.pop_front();
+                }
+                (*instrument, *seq, v)
+            }
+            MdUpdate::Status {
+                instrument,
+                seq,
+                halted,
+            } => {
+                let b = books.entry(*instrument).or_default();
+                b.seq = *seq;
+                b.halted = *halted;
+                (
+                    *instrument,
+                    *seq,
+                    json!({"type": "status", "symbol": self.sym(*instrument), "seq": seq,
+                        "halted": halted}),
+                )
+            }
+            MdUpdate::Snapshot(s) => {
+                let b = books.entry(s.instrument).or_default();
+                b.seq = s.seq;
+                b.bids = s.bids.iter().map(|(p, q)| (p.0, *q)).collect();
+                b.asks = s.asks.iter().map(|(p, q)| (p.0, *q)).collect();
+                b.halted = s.halted;
+                let v = self.snapshot_json(s.instrument, b);
+                (s.instrument, s.seq, v)
+            }
+            MdUpdate::Resync => return,
+        };
+        metrics::md_update();
+        // No receivers is not an error: nobody is watching.
+        let _ = self.tx.send(MdMsg {
+            instrument: i,
+            seq,
+            json: Utf8Bytes::from(v.to_string()),
+        });
+    }
+
+    fn snapshot_json(&self, i: InstrumentId, b: &MdBook) -> serde_json::Value {
+        let side = |m: &BTreeMap<i64, u128>, rev: bool| -> Vec<serde_json::Value> {
+            let f = |(p, q): (&i64, &u128)| json!([self.px(i, *p), self.lots(i, *q)]);
+            if rev {
+                m.iter().rev().map(f).collect()
+            } else {
+                m.iter().map(f).collect()
+            }
+        };
+        json!({"type": "snapshot", "symbol": self.sym(i), "seq": b.seq,
+            "bids": side(&b.bids, true), "asks": side(&b.asks, false), "halted": b.halted})
+    }
+
+    /// One symbol's book as the feed has published it.
+    pub fn book(&self, i: InstrumentId) -> Option<MdBook> {
+        self.books.lock().ok()?.get(&i).cloned()
+    }
+
+    /// The L2 answer of `GET /v1/book/{symbol}` (depth levels per side).
+    pub fn book_json(&self, i: InstrumentId, depth: usize) -> serde_json::Value {
+        let b = self.book(i).unwrap_or_default();
+        let mut b2 = b.clone();
+        b2.bids = b.bids.iter().rev().take(depth).map(|(p, q)| (*p, *q)).collect();
+        b2.asks = b.asks.iter().take(depth).map(|(p, q)| (*p, *q)).collect();
+        self.snapshot_json(i, &b2)
+    }
+
+    /// The answer of `GET /v1/bbo/{symbol}`.
+    pub fn bbo_json(&self, i: InstrumentId) -> serde_json::Value {
+        let b = self.book(i).unwrap_or_default();
+        let bid = b.bids.iter().next_back().map(|(p, q)| (ringex_engine::Price(*p), *q));
+        let ask = b.asks.iter().next().map(|(p, q)| (ringex_engine::Price(*p), *q));
+        json!({"type": "bbo", "symbol": self.sym(i), "seq": b.seq,
+            "bid": self.level_json(i, bid), "ask": self.level_json(i, ask)})
+    }
+
+    /// Snapshots (and recent trades) of `symbols` and a receiver of every update after them,
+    /// taken under one lock.
+    fn subscribe(
+        &self,
+        symbols: &HashSet<InstrumentId>,
+    ) -> (Vec<(InstrumentId, u64, Utf8Bytes)>, broadcast::Receiver<MdMsg>) {
+        let books = match self.books.lock() {
+            Ok(b) => b,
+            Err(p) => p.into_inner(),
+        };
+        let mut snaps = Vec::new();
+        for &i in symbols {
+            let b = books.get(&i).cloned().unwrap_or_default();
+            for t in &b.tape {
+                // Trades before the snapshot, for a fresh tape (marked as history).
+                let mut v: serde_json::Value =
+                    serde_json::from_str(t.as_str()).unwrap_or_default();
+                v["history"] = json!(true);
+                snaps.push((i, 0, Utf8Bytes::from(v.to_string())));
+            }
+            snaps.push((
+                i,
+                b.seq,
+                Utf8Bytes::from(self.snapshot_json(i, &b).to_string()),
+            ));
+        }
+        (snaps, self.tx.subscribe())
+    }
+}
+
+/// Parses `symbols=A,B` (empty: every symbol).
+pub fn symbol_set(specs: &Specs, list: Option<&str>) -> Result<HashSet<InstrumentId>, String> {
+    match list.filter(|l| !l.is_empty()) {
+        None => Ok(specs.all().map(|s| s.id).collect()),
+        Some(l) => l
+            .split(',')
+            .map(|s| {
+                specs
+                    .by_symbol(s.trim())
+                    .map(|x| x.id)
+                    .ok_or_else(|| format!("unknown symbol {s:?}"))
+            })
+            .collect(),
+    }
+}
+
+async fn send_snapshots(
+    socket: &mut WebSocket,
+    feed: &MdFeed,
+    symbols: &HashSet<InstrumentId>,
+    last: &mut BTreeMap<InstrumentId, u64>,
+) -> Option<broadcast::Receiver<MdMsg>> {
+    let (snaps, rx) = feed.subscribe(symbols);
+    for (i, seq, j) in snaps {
+        if seq > 0 || !last.contains_key(&i) {
+            last.insert(i, seq);
+        }
+        socket.feed(Message::Text(j)).await.ok()?;
+    }
+    socket.flush().await.ok()?;
+    Some(rx)
+}
+
+/// Runs one market-data connection to its end.
+pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<InstrumentId>) {
+    metrics::sessions("market_data", 1.0);
+    let feed = Arc::clone(&app.md);
+    let mut last: BTreeMap<InstrumentId, u64> = BTreeMap::new();
+    let mut rx = match send_snapshots(&mut socket, &feed, &symbols, &mut last).await {
+        Some(rx) => rx,
+        None => {
+            metrics::sessions("market_data", -1.0);
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => {
+                    if !symbols.contains(&m.instrument) {
+                        continue;
+                    }
+                    // Covered by the snapshot this client got.
+                    if last.get(&m.instrument).is_some_and(|s| m.seq <= *s) {
+                        continue;
+                    }
+                    last.insert(m.instrument, m.seq);
+                    if socket.send(Message::Text(m.json)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics::dropped("md_slow_client");
+                    let _ = socket.send(Message::Text(Utf8Bytes::from(json!({"type": "error", "code": "slow_client",
+                        "message": format!("fell {n} updates behind: disconnected; reconnect for fresh snapshots")}).to_string()))).await;
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: crate::serve::session::CLOSE_POLICY,
+                        reason: Utf8Bytes::from(format!("slow client: {n} updates behind")) }))).await;
+                    break;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Text(t))) => {
+                    // {"type":"subscribe","symbols":["A"]} or {"type":"snapshot"} (a resync).
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    let reply = match v.get("type").and_then(|t| t.as_str()) {
+                        Some("subscribe") => {
+                            let list = v.get("symbols").and_then(|s| s.as_array()).map(|a| {
+                                a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+                            });
+                            match symbol_set(&app.specs, list.as_deref()) {
+                                Ok(s) => { symbols = s; last.clear(); None }
+                                Err(e) => Some(json!({"type": "error", "code": "unknown_symbol", "message": e})),
+                            }
+                        }
+                        Some("snapshot") => { last.clear(); None }
+                        _ => Some(json!({"type": "error", "code": "unknown_type",
+                            "message": "market data takes {\"type\":\"subscribe\",\"symbols\":[...]} and {\"type\":\"snapshot\"}"})),
+                    };
+                    match reply {
+                        Some(r) => {
+                            if socket.send(Message::Text(Utf8Bytes::from(r.to_string()))).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => match send_snapshots(&mut socket, &feed, &symbols, &mut last).await {
+                            Some(r) => rx = r,
+                            None => break,
+                        },
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    metrics::sessions("market_data", -1.0);
+}

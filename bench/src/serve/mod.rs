@@ -1,0 +1,717 @@
+//! `ringex serve`: one engine behind a network (feature `serve`).
+//!
+//! One process runs the full pipeline with the embedded journal (gateway → input ring →
+//! matcher → output ring → journal → {report router, market data, balances, history}) and
+//! serves, on 127.0.0.1 by default:
+//!
+//! - `GET /v1/orders/ws` — order entry over WebSocket ([`session`], [`protocol`]);
+//! - `GET /v1/md` — public market data over WebSocket ([`md`]);
+//! - `GET /v1/book/{symbol}`, `/v1/bbo/{symbol}`, `/v1/symbols`, `/v1/status`,
+//!   `/v1/orders/{id}` and `/v1/balances` (with `Authorization: Bearer <key>`) — REST;
+//! - `GET /metrics` — Prometheus ([`metrics`]);
+//! - `GET /` — a live web page (L2 book, trade tape, pipeline lag and throughput).
+//!
+//! Every consumer that talks to clients is gated after the journal: an execution report,
+//! a trade on the feed or a row in the history is never out before its event is durable.
+
+pub mod md;
+pub mod metrics;
+pub mod protocol;
+pub mod router;
+pub mod session;
+
+use crate::run::{read_script, recover_dir, RunError};
+use crate::script::{AssetSpec, Script};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ringex_consumers::balances::{BalancesPublisher, BalancesView};
+use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_consumers::market_data::{MarketData, MdUpdate};
+use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::{
+    AccountId, BookReplica, Gateway, InstrumentId, InstrumentSpec, Matcher, MatcherCapacity,
+    Pipeline,
+};
+use ringex_engine::pipeline::ShutdownReport;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// The flags of `ringex serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeOptions {
+    /// Where to listen (loopback by default; say 0.0.0.0:PORT to open it up).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Journal directory: recovered at start, every event journaled (fsync per batch).
+    #[arg(long, default_value = "ringex-journal")]
+    pub journal: PathBuf,
+    /// When the journal syncs: batch (the default), interval:<ms>, or none.
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// A command script (FORMATS.md) run once into a fresh journal: instruments, assets,
+    /// deposits, resting orders. Ignored when the journal already holds commands.
+    #[arg(long)]
+    pub setup: Option<PathBuf>,
+    /// An API key and the account it acts for, `KEY:ACCOUNT` (repeat the flag).
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// A file of `KEY:ACCOUNT` lines (`#` comments).
+    #[arg(long)]
+    pub keys_file: Option<PathBuf>,
+    /// The demo: symbols DEMO-A and DEMO-B (tick 0.01, lot 1) when the journal is fresh,
+    /// and the keys `mm:1`, `twap:2`, `buyer:3`, `alice:11`, `bob:12`.
+    #[arg(long)]
+    pub demo: bool,
+    /// Keep the order history in this SQLite file (`GET /v1/orders/{id}`, `ringex query`).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Levels per side in the market-data feed and the REST book.
+    #[arg(long, default_value_t = 20)]
+    pub depth: usize,
+    /// Messages a second one order-entry session may send (bursts of one second's worth);
+    /// past it messages are refused, and a session that keeps on is disconnected.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_msgs_per_sec: u32,
+    /// The largest WebSocket frame taken (bytes); a larger one closes the connection (1009).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_frame: usize,
+    /// Execution reports queued per session before a slow session is dropped.
+    #[arg(long, default_value_t = 65_536)]
+    pub report_queue: usize,
+    /// Market-data updates a client may fall behind before it is dropped.
+    #[arg(long, default_value_t = 65_536)]
+    pub md_queue: usize,
+}
+
+impl ServeOptions {
+    /// Defaults, listening on `listen`, journaling into `journal`.
+    pub fn new(listen: SocketAddr, journal: PathBuf) -> Self {
+        ServeOptions {
+            listen,
+            journal,
+            fsync: None,
+            setup: None,
+            keys: Vec::new(),
+            keys_file: None,
+            demo: false,
+            history: None,
+            depth: 20,
+            max_msgs_per_sec: 20_000,
+            max_frame: 16 * 1024,
+            report_queue: 65_536,
+            md_queue: 65_536,
+        }
+    }
+}
+
+/// The demo's setup script.
+pub const DEMO_SETUP: &str = "instrument,DEMO-A,0.01,1\ninstrument,DEMO-B,0.01,1\n";
+/// The demo's keys.
+pub const DEMO_KEYS: [(&str, u64); 5] = [
+    ("mm", 1),
+    ("twap", 2),
+    ("buyer", 3),
+    ("alice", 11),
+    ("bob", 12),
+];
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Recovery, the setup script or the pipeline failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A key flag or file line is not `KEY:ACCOUNT`.
+    #[error("bad API key entry {0:?}: write KEY:ACCOUNT, e.g. mm:1")]
+    Key(String),
+    /// The keys file could not be read.
+    #[error("cannot read keys file {0}: {1}")]
+    KeysFile(PathBuf, std::io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The runtime could not start.
+    #[error("tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    /// No API keys were configured: nobody could trade.
+    #[error("no API keys: give --key KEY:ACCOUNT, --keys-file FILE or --demo")]
+    NoKeys,
+}
+
+/// The instruments, by symbol and by id (fixed while the server runs).
+#[derive(Default)]
+pub struct Specs {
+    by_symbol: HashMap<String, InstrumentSpec>,
+    by_id: HashMap<InstrumentId, InstrumentSpec>,
+}
+
+impl Specs {
+    /// From a list.
+    pub fn new(specs: &[InstrumentSpec]) -> Self {
+        Specs {
+            by_symbol: specs
+                .iter()
+                .map(|s| (s.symbol.clone(), s.clone()))
+                .collect(),
+            by_id: specs.iter().map(|s| (s.id, s.clone())).collect(),
+        }
+    }
+    /// By symbol.
+    pub fn by_symbol(&self, s: &str) -> Option<&InstrumentSpec> {
+        self.by_symbol.get(s)
+    }
+    /// By id.
+    pub fn by_id(&self, i: InstrumentId) -> Option<&InstrumentSpec> {
+        self.by_id.get(&i)
+    }
+    /// Every instrument, by id.
+    pub fn all(&self) -> impl Iterator<Item = &InstrumentSpec> {
+        let mut v: Vec<_> = self.by_id.values().collect();
+        v.sort_by_key(|s| s.id);
+        v.into_iter()
+    }
+}
+
+/// Limits on what one client may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Messages a second per order-entry session.
+    pub max_msgs_per_sec: u32,
+    /// Largest frame.
+    pub max_frame: usize,
+    /// Execution reports queued per session.
+    pub report_queue: usize,
+}
+
+/// What every connection shares.
+pub struct App {
+    /// The instruments.
+    pub specs: Arc<Specs>,
+    /// API key → account.
+    pub keys: HashMap<String, AccountId>,
+    /// The next order id the server assigns.
+    pub next_order_id: AtomicU64,
+    /// Session sign-ups for the report router.
+    pub registry: crossbeam_channel::Sender<router::Registration>,
+    /// The router's progress.
+    pub progress: Arc<router::RouterProgress>,
+    /// Market data.
+    pub md: Arc<md::MdFeed>,
+    /// Balances.
+    pub balances: BalancesView,
+    /// Asset names.
+    pub assets: Vec<AssetSpec>,
+    /// The history store, when kept.
+    pub history: Option<PathBuf>,
+    /// Commands submitted so far (setup included).
+    pub submitted: AtomicU64,
+    /// The next session id.
+    pub next_session: AtomicU64,
+    /// Per-client limits.
+    pub limits: Limits,
+    /// Levels per side in the book answers.
+    pub depth: usize,
+    gateway: Mutex<Gateway>,
+    pipeline: Arc<Pipeline>,
+    halted: watch::Receiver<Option<String>>,
+    started: Instant,
+}
+
+impl App {
+    /// A gateway for one session.
+    pub fn gateway(&self) -> Gateway {
+        match self.gateway.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Changes when the pipeline halts.
+    pub fn halted_watch(&self) -> watch::Receiver<Option<String>> {
+        self.halted.clone()
+    }
+
+    fn account_of(&self, headers: &HeaderMap) -> Option<AccountId> {
+        let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let key = v.strip_prefix("Bearer ")?;
+        self.keys.get(key.trim()).copied()
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<ShutdownReport, ServeError>>>,
+}
+
+impl Server {
+    /// Stops taking connections, shuts the pipeline down (journal flushed) and returns its
+    /// report.
+    pub fn stop(mut self) -> Result<ShutdownReport, ServeError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.join()
+    }
+
+    /// Runs until Ctrl-C (or `stop`).
+    pub fn join(mut self) -> Result<ShutdownReport, ServeError> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(ServeError::Runtime(std::io::Error::other(
+                "the server thread panicked",
+            ))),
+        }
+    }
+}
+
+fn parse_keys(opts: &ServeOptions) -> Result<HashMap<String, AccountId>, ServeError> {
+    let mut lines: Vec<String> = opts.keys.clone();
+    if let Some(p) = &opts.keys_file {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| ServeError::KeysFile(p.clone(), e))?;
+        lines.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                .filter(|l| !l.is_empty()),
+        );
+    }
+    if opts.demo {
+        lines.extend(DEMO_KEYS.iter().map(|(k, a)| format!("{k}:{a}")));
+    }
+    let mut keys = HashMap::new();
+    for l in lines {
+        let (k, a) = l
+            .rsplit_once(':')
+            .ok_or_else(|| ServeError::Key(l.clone()))?;
+        let a: u64 = a.trim().parse().map_err(|_| ServeError::Key(l.clone()))?;
+        if k.trim().is_empty() || a == 0 {
+            return Err(ServeError::Key(l));
+        }
+        keys.insert(k.trim().to_string(), AccountId(a));
+    }
+    if keys.is_empty() {
+        return Err(ServeError::NoKeys);
+    }
+    Ok(keys)
+}
+
+/// Starts the server on its own threads and returns once it listens.
+pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
+    let keys = parse_keys(&opts)?;
+    std::fs::create_dir_all(&opts.journal).map_err(|source| RunError::Output {
+        path: opts.journal.clone(),
+        source,
+    })?;
+    let (mut meta, state, _) = recover_dir(&opts.journal)?;
+    let mut script = Script::restored(
+        meta.specs.clone(),
+        meta.groups.clone(),
+        meta.assets.clone(),
+        meta.command_number(state.cmd_seq),
+    );
+    let mut setup_cmds = Vec::new();
+    if state.cmd_seq == 0 {
+        let setup = match (&opts.setup, opts.demo) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) => {
+                let p = opts.journal.join("demo-setup.csv");
+                std::fs::write(&p, DEMO_SETUP).map_err(|source| RunError::Output {
+                    path: p.clone(),
+                    source,
+                })?;
+                Some(p)
+            }
+            (None, false) => None,
+        };
+        if let Some(p) = setup {
+            let (cmds, malformed) = read_script(&p, &mut script, 0, &mut meta)?;
+            if !malformed.is_empty() {
+                tracing::warn!("{} malformed setup line(s) skipped", malformed.len());
+            }
+            setup_cmds = cmds;
+        }
+    }
+    meta.specs = script
+        .specs()
+        .iter()
+        .filter(|s| !s.symbol.is_empty())
+        .cloned()
+        .collect();
+    meta.groups = script.groups().to_vec();
+    meta.assets = script.assets().to_vec();
+    meta.write(&opts.journal).map_err(|source| RunError::Meta {
+        path: opts.journal.clone(),
+        source,
+    })?;
+    let specs = Arc::new(Specs::new(&meta.specs));
+    // Order ids continue above every id the engine has seen.
+    let mut next_id = state.used_ids.iter().map(|r| r.1).max().unwrap_or(0) + 1;
+    for c in &setup_cmds {
+        if let ringex_engine::CommandKind::NewOrder(o) = c.kind {
+            next_id = next_id.max(o.order_id.0 + 1);
+        }
+    }
+
+    let matcher = Matcher::from_state(&state, MatcherCapacity::default());
+    let mut builder = Pipeline::builder()
+        .matcher(matcher)
+        .resume_after(state.cmd_seq, state.event_seq);
+    let mut cfg = JournalConfig::new(&opts.journal);
+    cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
+    let journal = Journal::new(cfg).resume_after(ringex_consumers::journal::DurableMark {
+        event_seq: state.event_seq,
+        cmd_seq: state.cmd_seq,
+    });
+    let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    let after = || ConsumerOptions::default().after(jid);
+    let (router, registry, progress) = router::ReportRouter::new();
+    builder.add_consumer(router, after());
+    let feed = md::MdFeed::new(Arc::clone(&specs), opts.md_queue);
+    let tap_feed = Arc::clone(&feed);
+    let tap = move |u: &MdUpdate| tap_feed.apply(u);
+    // Books recovered from the journal are published as snapshots at once.
+    let (mdc, _hub) = MarketData::restored(opts.depth, tap, &state);
+    builder.add_consumer(mdc, after());
+    let (balances, view) = BalancesPublisher::new(BookReplica::from_state(&state));
+    builder.add_consumer(balances, after());
+    if let Some(p) = &opts.history {
+        let h = crate::history_cmd::open_history(p, Some(&opts.journal), &meta.specs)?;
+        builder.add_consumer(h, after());
+    }
+    let pipeline = Arc::new(builder.start().map_err(RunError::from)?);
+    let mut gateway = pipeline.gateway();
+    for c in &setup_cmds {
+        let _ = gateway.submit_at(*c);
+    }
+    let (halt_tx, halt_rx) = watch::channel(None);
+    let app = Arc::new(App {
+        specs,
+        keys,
+        next_order_id: AtomicU64::new(next_id),
+        registry,
+        progress,
+        md: feed,
+        balances: view,
+        assets: meta.assets.clone(),
+        history: opts.history.clone(),
+        submitted: AtomicU64::new(state.cmd_seq + setup_cmds.len() as u64),
+        next_session: AtomicU64::new(1),
+        limits: Limits {
+            max_msgs_per_sec: opts.max_msgs_per_sec,
+            max_frame: opts.max_frame,
+            report_queue: opts.report_queue.max(16),
+        },
+        depth: opts.depth,
+        gateway: Mutex::new(gateway),
+        pipeline: Arc::clone(&pipeline),
+        halted: halt_rx,
+        started: Instant::now(),
+    });
+    metrics::handle();
+    let std_listener = std::net::TcpListener::bind(opts.listen)
+        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("ringex-serve".into())
+        .spawn(move || -> Result<ShutdownReport, ServeError> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .thread_name("ringex-net")
+                .build()
+                .map_err(ServeError::Runtime)?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|e| ServeError::Bind(addr, e))?;
+                let monitor = tokio::spawn(monitor(Arc::clone(&app), halt_tx));
+                let routes = routes(Arc::clone(&app));
+                let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
+                    tokio::select! {
+                        _ = stop_rx => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                });
+                let r = serve.await;
+                monitor.abort();
+                if let Err(e) = r {
+                    tracing::error!("server: {e}");
+                }
+                Ok::<(), ServeError>(())
+            })?;
+            drop(rt);
+            // Every connection is gone: the App (and its gateway clones) go with them.
+            let pipeline = match Arc::try_unwrap(pipeline) {
+                Ok(p) => p,
+                Err(p) => {
+                    // A session task still holds the App: wait for it briefly.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let mut p = p;
+                    loop {
+                        match Arc::try_unwrap(p) {
+                            Ok(x) => break x,
+                            Err(x) if Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(10));
+                                p = x;
+                            }
+                            Err(_) => {
+                                return Err(ServeError::Runtime(std::io::Error::other(
+                                    "the pipeline is still referenced at shutdown",
+                                )))
+                            }
+                        }
+                    }
+                }
+            };
+            Ok(pipeline.shutdown())
+        })
+        .map_err(ServeError::Runtime)?;
+    Ok(Server {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+/// Every 100 ms: ring occupancy and lag into the metrics, and a halted pipeline reported to
+/// every session.
+async fn monitor(app: Arc<App>, halted: watch::Sender<Option<String>>) {
+    let mut t = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        t.tick().await;
+        let s = app.pipeline.status();
+        metrics::pipeline(
+            &s,
+            app.submitted.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if s.halted.is_some() && halted.borrow().is_none() {
+            tracing::error!("the pipeline halted: {:?}", s.halted);
+            let _ = halted.send(s.halted.clone());
+        }
+    }
+}
+
+fn routes(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(WEB_PAGE) }))
+        .route("/v1/orders/ws", get(order_entry))
+        .route("/v1/md", get(market_data))
+        .route("/v1/symbols", get(symbols))
+        .route("/v1/book/{symbol}", get(book))
+        .route("/v1/bbo/{symbol}", get(bbo))
+        .route("/v1/status", get(status))
+        .route("/v1/orders/{id}", get(order_status))
+        .route("/v1/balances", get(balances))
+        .route("/metrics", get(prometheus))
+        .with_state(app)
+}
+
+/// The live web page.
+pub const WEB_PAGE: &str = include_str!("web/index.html");
+
+async fn order_entry(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
+    let max = app.limits.max_frame;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session::run(socket, app))
+}
+
+async fn market_data(
+    ws: WebSocketUpgrade,
+    Query(q): Query<HashMap<String, String>>,
+    State(app): State<Arc<App>>,
+) -> Response {
+    match md::symbol_set(&app.specs, q.get("symbols").map(|s| s.as_str())) {
+        Ok(set) => ws
+            .max_message_size(4096)
+            .on_upgrade(move |socket| md::run(socket, app, set)),
+        Err(e) => error(StatusCode::NOT_FOUND, "unknown_symbol", e),
+    }
+}
+
+fn error(code: StatusCode, what: &str, message: impl Into<String>) -> Response {
+    (
+        code,
+        Json(json!({"error": what, "message": message.into()})),
+    )
+        .into_response()
+}
+
+async fn symbols(State(app): State<Arc<App>>) -> Response {
+    let v: Vec<_> = app
+        .specs
+        .all()
+        .map(|s| {
+            json!({"symbol": s.symbol, "tick_size": s.tick_size.to_string(),
+                "lot_size": s.lot_size.to_string()})
+        })
+        .collect();
+    Json(v).into_response()
+}
+
+async fn book(
+    UrlPath(symbol): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+    State(app): State<Arc<App>>,
+) -> Response {
+    let Some(s) = app.specs.by_symbol(&symbol) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_symbol",
+            format!("no symbol {symbol:?}"),
+        );
+    };
+    let depth = q
+        .get("depth")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(app.depth)
+        .min(app.depth);
+    Json(app.md.book_json(s.id, depth)).into_response()
+}
+
+async fn bbo(UrlPath(symbol): UrlPath<String>, State(app): State<Arc<App>>) -> Response {
+    match app.specs.by_symbol(&symbol) {
+        Some(s) => Json(app.md.bbo_json(s.id)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_symbol",
+            format!("no symbol {symbol:?}"),
+        ),
+    }
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response {
+    let s = app.pipeline.status();
+    let submitted = app.submitted.load(std::sync::atomic::Ordering::Relaxed);
+    let consumers: Vec<_> = s
+        .consumers
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "sequence": c.sequence,
+                "lag": s.events_published.saturating_sub(c.sequence), "failure": c.failure})
+        })
+        .collect();
+    Json(json!({
+        "uptime_s": app.started.elapsed().as_secs_f64(),
+        "commands_submitted": submitted,
+        "commands_processed": s.commands_processed,
+        "events_published": s.events_published,
+        "input_ring": {"capacity": s.input_capacity,
+            "occupancy": submitted.saturating_sub(s.commands_processed)},
+        "output_ring": {"capacity": s.output_capacity},
+        "consumers": consumers,
+        "halted": s.halted,
+        "sessions_dropped_slow": app.progress.dropped_slow.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn order_status(
+    UrlPath(id): UrlPath<u64>,
+    headers: HeaderMap,
+    State(app): State<Arc<App>>,
+) -> Response {
+    let Some(account) = app.account_of(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+            "send Authorization: Bearer <API key>",
+        );
+    };
+    let Some(db) = app.history.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "order status needs the history store: start the server with --history FILE",
+        );
+    };
+    let app2 = Arc::clone(&app);
+    let r = tokio::task::spawn_blocking(move || {
+        use ringex_consumers::history::HistoryQuery;
+        let mut q = ringex_consumers::history::sqlite::SqliteStore::open(&db)?;
+        q.order(id)
+    })
+    .await;
+    match r {
+        Ok(Ok(Some(o))) if o.account == account.0 => {
+            let spec = app2.specs.by_id(InstrumentId(o.instrument));
+            let px = |p: i64| spec.map_or(p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string());
+            let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty(ringex_engine::Qty(x)).to_string());
+            Json(json!({
+                "order_id": o.order_id,
+                "symbol": spec.map(|s| s.symbol.clone()),
+                "account": o.account,
+                "side": ringex_consumers::history::side_str(o.side),
+                "order_type": ringex_consumers::history::type_str(o.order_type),
+                "tif": ringex_consumers::history::tif_str(o.tif),
+                "price": px(o.price),
+                "orig_qty": q(o.orig_qty),
+                "open_qty": q(o.open_qty),
+                "filled_qty": q(o.filled_qty),
+                "status": o.status.as_str(),
+                "reason": o.reason.as_deref(),
+                "last_seq": o.last_seq,
+            }))
+            .into_response()
+        }
+        // Another account's order looks like no order at all.
+        Ok(Ok(_)) => error(StatusCode::NOT_FOUND, "unknown_order", format!("no order {id} of account {}", account.0)),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
+    }
+}
+
+async fn balances(headers: HeaderMap, State(app): State<Arc<App>>) -> Response {
+    let Some(account) = app.account_of(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+            "send Authorization: Bearer <API key>",
+        );
+    };
+    let v: Vec<_> = app
+        .balances
+        .account(account)
+        .into_iter()
+        .map(|(asset, _)| {
+            let name = app
+                .assets
+                .get(asset.0 as usize)
+                .map_or_else(|| format!("#{}", asset.0), |a| a.name.clone());
+            let (total, held) = app
+                .balances
+                .balance_decimal(account, asset)
+                .unwrap_or_default();
+            json!({"asset": name, "total": total.to_string(), "held": held.to_string(),
+                "available": (total - held).to_string()})
+        })
+        .collect();
+    Json(json!({"account": account.0, "as_of_seq": app.balances.as_of().0, "balances": v}))
+        .into_response()
+}
+
+async fn prometheus() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::handle().render(),
+    )
+        .into_response()
+}

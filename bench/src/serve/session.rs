@@ -1,0 +1,822 @@
+//! One order-entry session over WebSocket: authentication, requests to commands, execution
+//! reports back, rate limiting and cancel-on-disconnect.
+//!
+//! A session is bound to the account of its API key and can never act for another: every
+//! command it submits carries that account, a message naming another account is refused
+//! (`wrong_account`), and the engine refuses to touch another account's order
+//! (`not_owner`). Order ids are assigned by the server (dense and unique in the engine); the
+//! client names its orders with `cl_ord_id`.
+
+use crate::serve::metrics;
+use crate::serve::protocol::{
+    self, to_json, ClientMsg, Dec, NewMsg, Out, ProtocolError, SideIn, StpIn, TifIn, TypeIn,
+};
+use crate::serve::router::{Registration, Report, SessionLink};
+use crate::serve::App;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use ringex_engine::{
+    AccountId, AllocGroupId, CommandKind, EdgeError, EventKind, InstrumentId, InstrumentSpec,
+    NewOrder, OrderId, OrderType, Qty, RejectCode, SelfTradePrevention, Side, SubmitError,
+    TimeInForce, Timestamp,
+};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Close code: policy violation (flooding, failed authentication, slow client).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code: a frame over the size limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: the server is going away (pipeline halted or shut down).
+pub const CLOSE_AWAY: u16 = 1001;
+
+struct OwnOrder {
+    cl_ord_id: Option<Box<str>>,
+    instrument: InstrumentId,
+    side: Side,
+    leaves: u64,
+}
+
+struct Pending {
+    at: Instant,
+    request: &'static str,
+    req_id: Option<u64>,
+}
+
+/// A token bucket: `rate` messages a second, bursts of one second's worth.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    refused_in_a_row: u64,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Bucket {
+            rate: rate.max(1) as f64,
+            tokens: rate.max(1) as f64,
+            last: Instant::now(),
+            refused_in_a_row: 0,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            true
+        } else {
+            self.refused_in_a_row += 1;
+            false
+        }
+    }
+}
+
+/// What a session's state machine asks the socket loop to do.
+enum Step {
+    Reply(Vec<String>),
+    Close(u16, String),
+}
+
+struct Session {
+    app: Arc<App>,
+    id: u64,
+    account: Option<AccountId>,
+    cancel_on_disconnect: bool,
+    gateway: ringex_engine::Gateway,
+    pending: FxHashMap<u64, Pending>,
+    orders: FxHashMap<u64, OwnOrder>,
+    bucket: Bucket,
+    bad_keys: u32,
+    reports: Option<mpsc::Receiver<Report>>,
+    overflowed: Arc<AtomicBool>,
+}
+
+fn side_str(s: Side) -> &'static str {
+    match s {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn tif_str(t: TimeInForce) -> &'static str {
+    match t {
+        TimeInForce::Gtc => "gtc",
+        TimeInForce::Ioc => "ioc",
+        TimeInForce::Fok => "fok",
+        TimeInForce::Gtd => "gtd",
+    }
+}
+
+impl Session {
+    fn new(app: Arc<App>) -> Self {
+        let id = app
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gateway = app.gateway();
+        let bucket = Bucket::new(app.limits.max_msgs_per_sec);
+        Session {
+            app,
+            id,
+            account: None,
+            cancel_on_disconnect: false,
+            gateway,
+            pending: FxHashMap::default(),
+            orders: FxHashMap::default(),
+            bucket,
+            bad_keys: 0,
+            reports: None,
+            overflowed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn on_text(&mut self, text: &str) -> Step {
+        if !self.bucket.take() {
+            metrics::dropped_message("rate_limited");
+            if self.bucket.refused_in_a_row > 2 * self.bucket.rate as u64 {
+                return Step::Close(
+                    CLOSE_POLICY,
+                    "flooding: over the message rate limit for too long".into(),
+                );
+            }
+            let e = ProtocolError::new(
+                "rate_limited",
+                format!(
+                    "more than {} messages a second: this one was not taken",
+                    self.bucket.rate
+                ),
+                None,
+            );
+            return Step::Reply(vec![e.to_json()]);
+        }
+        let msg = match protocol::parse(text) {
+            Ok(m) => m,
+            Err(e) => return Step::Reply(vec![e.to_json()]),
+        };
+        match self.on_msg(msg) {
+            Ok(out) => Step::Reply(out),
+            Err(Ok(e)) => Step::Reply(vec![e.to_json()]),
+            Err(Err((code, why))) => Step::Close(code, why),
+        }
+    }
+
+    /// `Err(Ok(e))`: an error reply; `Err(Err(..))`: close the connection.
+    #[allow(clippy::type_complexity)]
+    fn on_msg(&mut self, msg: ClientMsg) -> Result<Vec<String>, Result<ProtocolError, (u16, String)>> {
+        if let ClientMsg::Auth {
+            key,
+            cancel_on_disconnect,
+        } = &msg
+        {
+            if self.account.is_some() {
+                return Err(Ok(ProtocolError::new(
+                    "invalid_message",
+                    "this session is already authenticated",
+                    None,
+                )));
+            }
+            let Some(&account) = self.app.keys.get(key.as_str()) else {
+                self.bad_keys += 1;
+                if self.bad_keys >= 3 {
+                    return Err(Err((CLOSE_POLICY, "authentication failed 3 times".into())));
+                }
+                return Err(Ok(ProtocolError::new("bad_key", "unknown API key", None)));
+            };
+            self.account = Some(account);
+            self.cancel_on_disconnect = *cancel_on_disconnect;
+            let (tx, rx) = mpsc::channel(self.app.limits.report_queue);
+            self.reports = Some(rx);
+            let _ = self.app.registry.send(Registration::Join(
+                account,
+                SessionLink {
+                    id: self.id,
+                    tx,
+                    overflowed: Arc::clone(&self.overflowed),
+                },
+            ));
+            return Ok(vec![to_json(&Out::Authenticated {
+                account: account.0,
+                session: self.id,
+                cancel_on_disconnect: self.cancel_on_disconnect,
+            })]);
+        }
+        if let ClientMsg::Ping { req_id } = msg {
+            return Ok(vec![to_json(&Out::Pong { req_id })]);
+        }
+        let Some(account) = self.account else {
+            return Err(Ok(ProtocolError::new(
+                "not_authenticated",
+                "send {\"type\":\"auth\",\"key\":\"...\"} first",
+                None,
+            )));
+        };
+        let check_account = |a: Option<u64>, req_id| match a {
+            Some(a) if a != account.0 => Err(Ok(ProtocolError::new(
+                "wrong_account",
+                format!(
+                    "this session acts for account {} only, not {a}",
+                    account.0
+                ),
+                req_id,
+            ))),
+            _ => Ok(()),
+        };
+        match msg {
+            ClientMsg::New(n) => {
+                check_account(n.account, n.req_id)?;
+                self.new_order(account, n)
+            }
+            ClientMsg::Cancel {
+                order_id,
+                symbol,
+                account: a,
+                req_id,
+            } => {
+                check_account(a, req_id)?;
+                let kind = match self.instrument_of(order_id, symbol.as_deref(), req_id)? {
+                    Ok(instrument) => CommandKind::Cancel {
+                        instrument,
+                        account,
+                        order_id: OrderId(order_id),
+                    },
+                    Err(code) => invalid(None, Some(order_id), account, code),
+                };
+                self.submit(kind, "cancel", req_id).map_err(Ok)?;
+                Ok(vec![])
+            }
+            ClientMsg::Modify {
+                order_id,
+                price,
+                qty,
+                symbol,
+                account: a,
+                req_id,
+            } => {
+                check_account(a, req_id)?;
+                let kind = match self.instrument_of(order_id, symbol.as_deref(), req_id)? {
+                    Ok(instrument) => {
+                        let spec = self.app.specs.by_id(instrument);
+                        match (
+                            convert(spec, &price, true, req_id).map_err(Ok)?,
+                            convert(spec, &qty, false, req_id).map_err(Ok)?,
+                        ) {
+                            (Ok(p), Ok(q)) => CommandKind::Modify {
+                                instrument,
+                                account,
+                                order_id: OrderId(order_id),
+                                price: ringex_engine::Price(p as i64),
+                                qty: Qty(q),
+                            },
+                            (Err(c), _) | (_, Err(c)) => {
+                                invalid(Some(instrument), Some(order_id), account, c)
+                            }
+                        }
+                    }
+                    Err(code) => invalid(None, Some(order_id), account, code),
+                };
+                self.submit(kind, "modify", req_id).map_err(Ok)?;
+                Ok(vec![])
+            }
+            ClientMsg::MassCancel {
+                symbol,
+                account: a,
+                req_id,
+            } => {
+                check_account(a, req_id)?;
+                let kind = match symbol.as_deref() {
+                    None => CommandKind::MassCancel {
+                        account,
+                        instrument: None,
+                    },
+                    Some(s) => match self.app.specs.by_symbol(s) {
+                        Some(spec) => CommandKind::MassCancel {
+                            account,
+                            instrument: Some(spec.id),
+                        },
+                        None => invalid(None, None, account, RejectCode::UnknownInstrument),
+                    },
+                };
+                self.submit(kind, "mass_cancel", req_id).map_err(Ok)?;
+                Ok(vec![])
+            }
+            ClientMsg::Auth { .. } | ClientMsg::Ping { .. } => Ok(vec![]),
+        }
+    }
+
+    /// The instrument of an order: this session's own record, or the symbol given.
+    #[allow(clippy::type_complexity)]
+    fn instrument_of(
+        &self,
+        order_id: u64,
+        symbol: Option<&str>,
+        req_id: Option<u64>,
+    ) -> Result<Result<InstrumentId, RejectCode>, Result<ProtocolError, (u16, String)>> {
+        if let Some(o) = self.orders.get(&order_id) {
+            return Ok(Ok(o.instrument));
+        }
+        match symbol {
+            Some(s) => Ok(self
+                .app
+                .specs
+                .by_symbol(s)
+                .map(|s| s.id)
+                .ok_or(RejectCode::UnknownInstrument)),
+            None => Err(Ok(ProtocolError::new(
+                "invalid_message",
+                "symbol is required for an order this session did not place",
+                req_id,
+            ))),
+        }
+    }
+
+    fn new_order(
+        &mut self,
+        account: AccountId,
+        n: NewMsg,
+    ) -> Result<Vec<String>, Result<ProtocolError, (u16, String)>> {
+        let id = self
+            .app
+            .next_order_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(spec) = self.app.specs.by_symbol(&n.symbol) else {
+            self.submit(
+                invalid(None, Some(id), account, RejectCode::UnknownInstrument),
+                "new",
+                n.req_id,
+            )
+            .map_err(Ok)?;
+            return Ok(vec![]);
+        };
+        let order_type = match n.order_type {
+            TypeIn::Limit => OrderType::Limit,
+            TypeIn::Market => OrderType::Market,
+        };
+        let (tif, expiry) = match n.tif {
+            TifIn::Gtc => (TimeInForce::Gtc, 0),
+            TifIn::Ioc => (TimeInForce::Ioc, 0),
+            TifIn::Fok => (TimeInForce::Fok, 0),
+            TifIn::Gtd => match n.expiry {
+                Some(e) => (TimeInForce::Gtd, e),
+                None => {
+                    return Err(Ok(ProtocolError::new(
+                        "invalid_message",
+                        "a gtd order needs \"expiry\" (ns since the UNIX epoch)",
+                        n.req_id,
+                    )))
+                }
+            },
+        };
+        let price = match (order_type, &n.price) {
+            (OrderType::Market, _) => Ok(0),
+            (OrderType::Limit, None) => Err(RejectCode::MissingPrice),
+            (OrderType::Limit, Some(p)) => convert(Some(spec), p, true, n.req_id).map_err(Ok)?,
+        };
+        let qty = convert(Some(spec), &n.qty, false, n.req_id).map_err(Ok)?;
+        let side = match n.side {
+            SideIn::Buy => Side::Buy,
+            SideIn::Sell => Side::Sell,
+        };
+        let kind = match (price, qty) {
+            (Ok(p), Ok(q)) => CommandKind::NewOrder(NewOrder {
+                instrument: spec.id,
+                account,
+                order_id: OrderId(id),
+                side,
+                order_type,
+                tif,
+                expiry: Timestamp(expiry),
+                price: ringex_engine::Price(p as i64),
+                qty: Qty(q),
+                post_only: n.post_only,
+                stp: match n.stp {
+                    StpIn::CancelTaker => SelfTradePrevention::CancelTaker,
+                    StpIn::CancelMaker => SelfTradePrevention::CancelMaker,
+                    StpIn::CancelBoth => SelfTradePrevention::CancelBoth,
+                    StpIn::Allow => SelfTradePrevention::Allow,
+                },
+                alloc_group: AllocGroupId::NONE,
+            }),
+            (Err(c), _) | (_, Err(c)) => invalid(Some(spec.id), Some(id), account, c),
+        };
+        let instrument = spec.id;
+        self.orders.insert(
+            id,
+            OwnOrder {
+                cl_ord_id: n.cl_ord_id.map(|c| c.into_boxed_str()),
+                instrument,
+                side,
+                leaves: qty.unwrap_or(0),
+            },
+        );
+        if let Err(e) = self.submit(kind, "new", n.req_id) {
+            self.orders.remove(&id);
+            return Err(Ok(e));
+        }
+        Ok(vec![])
+    }
+
+    fn submit(
+        &mut self,
+        kind: CommandKind,
+        request: &'static str,
+        req_id: Option<u64>,
+    ) -> Result<(), ProtocolError> {
+        let mut tries = 0u32;
+        let seq = loop {
+            match self.gateway.try_submit(kind) {
+                Ok(s) => break s,
+                Err(SubmitError::Busy) if tries < 100_000 => {
+                    tries += 1;
+                    std::hint::spin_loop();
+                }
+                Err(SubmitError::Busy) => {
+                    return Err(ProtocolError::new(
+                        "busy",
+                        "the engine's input ring stayed full: retry later",
+                        req_id,
+                    ))
+                }
+                Err(e) => return Err(ProtocolError::new("unavailable", e.to_string(), req_id)),
+            }
+        };
+        self.app
+            .submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::command(request);
+        // A mass cancel that finds nothing makes no event: only its rejection is awaited.
+        if request != "mass_cancel" || matches!(kind, CommandKind::Invalid { .. }) {
+            self.pending.insert(
+                seq.0,
+                Pending {
+                    at: Instant::now(),
+                    request,
+                    req_id,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn symbol(&self, i: InstrumentId) -> &str {
+        self.app.specs.by_id(i).map_or("?", |s| s.symbol.as_str())
+    }
+
+    fn px(&self, i: InstrumentId, p: i64) -> String {
+        self.app
+            .specs
+            .by_id(i)
+            .map_or_else(|| p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string())
+    }
+
+    fn qty(&self, i: InstrumentId, q: u64) -> String {
+        self.app
+            .specs
+            .by_id(i)
+            .map_or_else(|| q.to_string(), |s| s.qty(Qty(q)).to_string())
+    }
+
+    /// The reports of one routed event for this session (possibly none).
+    fn on_report(&mut self, r: Report, out: &mut Vec<String>) {
+        let e = r.event;
+        let cmd = e.cmd_seq().0;
+        let (request, req_id) = match self.pending.get(&cmd) {
+            Some(p) => (Some(p.request), p.req_id),
+            None => (None, None),
+        };
+        let seq = r.seq;
+        match e.kind {
+            EventKind::Accepted(o) if request.is_some() => {
+                if let Some(own) = self.orders.get(&o.order_id.0) {
+                    out.push(to_json(&Out::Accepted {
+                        seq,
+                        order_id: o.order_id.0,
+                        cl_ord_id: own.cl_ord_id.as_deref(),
+                        symbol: self.symbol(o.instrument),
+                        side: side_str(o.side),
+                        order_type: match o.order_type {
+                            OrderType::Limit => "limit",
+                            OrderType::Market => "market",
+                        },
+                        tif: tif_str(o.tif),
+                        price: (o.order_type == OrderType::Limit)
+                            .then(|| self.px(o.instrument, o.price.0)),
+                        qty: self.qty(o.instrument, o.qty.0),
+                    }));
+                }
+            }
+            EventKind::Rejected {
+                instrument,
+                order_id,
+                code,
+                ..
+            } => {
+                if let Some(request) = request {
+                    let own = if request == "new" {
+                        order_id.and_then(|id| self.orders.remove(&id.0))
+                    } else {
+                        None
+                    };
+                    out.push(to_json(&Out::Rejected {
+                        seq,
+                        request,
+                        code: code.as_str(),
+                        order_id: order_id.map(|o| o.0),
+                        cl_ord_id: own.as_ref().and_then(|o| o.cl_ord_id.as_deref()),
+                        symbol: instrument.map(|i| self.symbol(i)),
+                        req_id,
+                    }));
+                }
+            }
+            EventKind::Fill {
+                instrument,
+                taker,
+                maker,
+                price,
+                qty,
+                ..
+            } => {
+                if request.is_some() {
+                    self.fill(seq, instrument, taker.0, price.0, qty.0, "taker", out);
+                }
+                self.fill(seq, instrument, maker.0, price.0, qty.0, "maker", out);
+            }
+            EventKind::Cancelled {
+                instrument,
+                order_id,
+                qty,
+                reason,
+                ..
+            } => {
+                if let Some(own) = self.orders.remove(&order_id.0) {
+                    out.push(to_json(&Out::Cancelled {
+                        seq,
+                        order_id: order_id.0,
+                        cl_ord_id: own.cl_ord_id.as_deref(),
+                        symbol: self.symbol(instrument),
+                        qty: self.qty(instrument, qty.0),
+                        reason: reason.as_str(),
+                        req_id: if request == Some("cancel") {
+                            req_id
+                        } else {
+                            None
+                        },
+                    }));
+                }
+            }
+            EventKind::Modified {
+                instrument,
+                order_id,
+                price,
+                qty,
+                kept_priority,
+                ..
+            } => {
+                if let Some(own) = self.orders.get_mut(&order_id.0) {
+                    own.leaves = qty.0;
+                    let own = &self.orders[&order_id.0];
+                    out.push(to_json(&Out::Modified {
+                        seq,
+                        order_id: order_id.0,
+                        cl_ord_id: own.cl_ord_id.as_deref(),
+                        symbol: self.symbol(instrument),
+                        price: self.px(instrument, price.0),
+                        qty: self.qty(instrument, qty.0),
+                        kept_priority,
+                        req_id: if request == Some("modify") {
+                            req_id
+                        } else {
+                            None
+                        },
+                    }));
+                }
+            }
+            EventKind::Expired {
+                instrument,
+                order_id,
+                qty,
+                ..
+            } => {
+                if let Some(own) = self.orders.remove(&order_id.0) {
+                    out.push(to_json(&Out::Expired {
+                        seq,
+                        order_id: order_id.0,
+                        cl_ord_id: own.cl_ord_id.as_deref(),
+                        symbol: self.symbol(instrument),
+                        qty: self.qty(instrument, qty.0),
+                    }));
+                }
+            }
+            _ => {}
+        }
+        if e.is_last_of_command() {
+            if let Some(p) = self.pending.remove(&cmd) {
+                metrics::roundtrip(p.at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        seq: u64,
+        instrument: InstrumentId,
+        id: u64,
+        price: i64,
+        qty: u64,
+        liquidity: &'static str,
+        out: &mut Vec<String>,
+    ) {
+        let Some(own) = self.orders.get_mut(&id) else {
+            return;
+        };
+        own.leaves = own.leaves.saturating_sub(qty);
+        let (leaves, side) = (own.leaves, own.side);
+        let json = to_json(&Out::Fill {
+            seq,
+            order_id: id,
+            cl_ord_id: self.orders[&id].cl_ord_id.as_deref(),
+            symbol: self.symbol(instrument),
+            side: side_str(side),
+            liquidity,
+            price: self.px(instrument, price),
+            qty: self.qty(instrument, qty),
+            leaves_qty: self.qty(instrument, leaves),
+        });
+        out.push(json);
+        if leaves == 0 {
+            self.orders.remove(&id);
+        }
+    }
+
+    /// Leaves the router; with cancel-on-disconnect, cancels this session's open orders.
+    fn end(&mut self) {
+        if let Some(a) = self.account {
+            let _ = self.app.registry.send(Registration::Leave(a, self.id));
+            if self.cancel_on_disconnect {
+                let open: Vec<(u64, InstrumentId)> =
+                    self.orders.iter().map(|(id, o)| (*id, o.instrument)).collect();
+                for (id, instrument) in open {
+                    let _ = self.gateway.submit(CommandKind::Cancel {
+                        instrument,
+                        account: a,
+                        order_id: OrderId(id),
+                    });
+                    metrics::command("cancel_on_disconnect");
+                }
+            }
+        }
+    }
+}
+
+fn invalid(
+    instrument: Option<InstrumentId>,
+    order_id: Option<u64>,
+    account: AccountId,
+    code: RejectCode,
+) -> CommandKind {
+    CommandKind::Invalid {
+        instrument,
+        order_id: order_id.map(OrderId),
+        account,
+        code,
+    }
+}
+
+/// A price (`price`) or quantity in whole ticks or lots: the inner `Err` is a reject code
+/// to sequence (off tick, zero quantity…); the outer one a message that is not a number.
+#[allow(clippy::type_complexity)]
+fn convert(
+    spec: Option<&InstrumentSpec>,
+    d: &Dec,
+    price: bool,
+    req_id: Option<u64>,
+) -> Result<Result<u64, RejectCode>, ProtocolError> {
+    let Some(spec) = spec else {
+        return Ok(Err(RejectCode::UnknownInstrument));
+    };
+    let text = d.text();
+    let r = if price {
+        spec.parse_price(&text).map(|p| p.0 as u64)
+    } else {
+        spec.parse_qty(&text).map(|q| q.0)
+    };
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(EdgeError::Reject(c)) => Ok(Err(c)),
+        Err(EdgeError::NotANumber) => Err(ProtocolError::new(
+            "invalid_message",
+            format!(
+                "{} {text:?} is not a decimal number",
+                if price { "price" } else { "qty" }
+            ),
+            req_id,
+        )),
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: String) {
+    let reason: String = reason.chars().take(120).collect();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// Runs one order-entry connection to its end.
+pub async fn run(mut socket: WebSocket, app: Arc<App>) {
+    metrics::sessions("order_entry", 1.0);
+    let mut s = Session::new(Arc::clone(&app));
+    let mut out = Vec::with_capacity(64);
+    let mut halted = app.halted_watch();
+    loop {
+        let reports = async {
+            match s.reports.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = socket.recv() => {
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.to_ascii_lowercase().contains("too") {
+                            metrics::dropped("frame_too_big");
+                            close(&mut socket, CLOSE_TOO_BIG, format!("frame over {} bytes", app.limits.max_frame)).await;
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Text(t))) => match s.on_text(t.as_str()) {
+                        Step::Reply(v) => {
+                            let mut failed = false;
+                            for m in v {
+                                failed |= socket.feed(Message::Text(m.into())).await.is_err();
+                            }
+                            if failed || socket.flush().await.is_err() {
+                                break;
+                            }
+                        }
+                        Step::Close(code, why) => {
+                            metrics::dropped("policy");
+                            close(&mut socket, code, why).await;
+                            break;
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = ProtocolError::new("invalid_message", "binary frames are not taken: send JSON text", None);
+                        if socket.send(Message::Text(e.to_json().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            r = reports => {
+                match r {
+                    Some(r) => {
+                        s.on_report(r, &mut out);
+                        // Whatever else is queued goes in the same flush.
+                        while out.len() < 256 {
+                            match s.reports.as_mut().map(|rx| rx.try_recv()) {
+                                Some(Ok(r)) => s.on_report(r, &mut out),
+                                _ => break,
+                            }
+                        }
+                        let mut failed = false;
+                        for m in out.drain(..) {
+                            failed |= socket.feed(Message::Text(m.into())).await.is_err();
+                        }
+                        if failed || socket.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        if s.overflowed.load(Ordering::Acquire) {
+                            metrics::dropped("slow_client");
+                            close(&mut socket, CLOSE_POLICY, "slow client: execution reports overflowed its queue".into()).await;
+                        }
+                        break;
+                    }
+                }
+            }
+            _ = halted.changed() => {
+                let why = halted.borrow().clone().unwrap_or_default();
+                close(&mut socket, CLOSE_AWAY, format!("the engine stopped: {why}")).await;
+                break;
+            }
+        }
+    }
+    s.end();
+    metrics::sessions("order_entry", -1.0);
+}

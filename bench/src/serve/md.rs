@@ -10,7 +10,7 @@
 
 use crate::serve::metrics;
 use crate::serve::{App, Specs};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use ringex_consumers::market_data::{Level, MdUpdate};
 use ringex_engine::{InstrumentId, Side};
@@ -326,8 +326,8 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
                     metrics::dropped("md_slow_client");
                     let _ = socket.send(Message::Text(Utf8Bytes::from(json!({"type": "error", "code": "slow_client",
                         "message": format!("fell {n} updates behind: disconnected; reconnect for fresh snapshots")}).to_string()))).await;
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: crate::serve::session::CLOSE_POLICY,
-                        reason: Utf8Bytes::from(format!("slow client: {n} updates behind")) }))).await;
+                    crate::serve::session::close(&mut socket, crate::serve::session::CLOSE_POLICY,
+                        format!("slow client: {n} updates behind")).await;
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,

@@ -722,7 +722,9 @@ fn convert(
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: String) {
+/// Sends a close frame and waits (at most a second) for the client's, discarding what it
+/// still sends, so the reason reaches it instead of a reset.
+pub async fn close(socket: &mut WebSocket, code: u16, reason: String) {
     let reason: String = reason.chars().take(120).collect();
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -730,6 +732,14 @@ async fn close(socket: &mut WebSocket, code: u16, reason: String) {
             reason: reason.into(),
         })))
         .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs one order-entry connection to its end.

@@ -1,0 +1,178 @@
+//! Blocking WebSocket and HTTP clients for the `ringex serve` tests.
+#![allow(dead_code)]
+
+use ringex_bench::serve::{self, ServeOptions, Server};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::{connect, Message, WebSocket};
+
+/// A server on an ephemeral port with the demo setup and keys, journaling into a temp dir.
+pub fn demo_server(tune: impl FnOnce(&mut ServeOptions)) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server_in(dir.path(), tune);
+    (server, dir)
+}
+
+/// The same in a given journal directory.
+pub fn demo_server_in(dir: &std::path::Path, tune: impl FnOnce(&mut ServeOptions)) -> Server {
+    let mut o = ServeOptions::new("127.0.0.1:0".parse().unwrap(), dir.join("journal"));
+    o.demo = true;
+    tune(&mut o);
+    serve::start(o).unwrap()
+}
+
+/// One WebSocket connection.
+pub struct Client {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+/// What `recv` found.
+#[derive(Debug)]
+pub enum Got {
+    Msg(Value),
+    Closed(Option<(u16, String)>),
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        let (ws, _) = connect(format!("ws://{addr}{path}")).unwrap();
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        Client { ws }
+    }
+
+    pub fn orders(addr: SocketAddr) -> Client {
+        Client::connect(addr, "/v1/orders/ws")
+    }
+
+    /// An order-entry session authenticated with `key`.
+    pub fn authed(addr: SocketAddr, key: &str, cancel_on_disconnect: bool) -> Client {
+        let mut c = Client::orders(addr);
+        c.send(json!({"type": "auth", "key": key, "cancel_on_disconnect": cancel_on_disconnect}));
+        let m = c.recv();
+        assert_eq!(m["type"], "authenticated", "{m}");
+        c
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).unwrap();
+    }
+
+    pub fn send_text(&mut self, t: &str) {
+        self.ws.send(Message::Text(t.to_string().into())).unwrap();
+    }
+
+    /// The next JSON message, or how the connection closed.
+    pub fn next(&mut self) -> Got {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return Got::Msg(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Message::Close(f)) => {
+                    return Got::Closed(f.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    let s = e.to_string();
+                    assert!(
+                        !s.contains("WouldBlock") && !s.contains("timed out"),
+                        "no message within the timeout"
+                    );
+                    return Got::Closed(None);
+                }
+            }
+        }
+    }
+
+    /// The next JSON message (panics when the connection closed).
+    pub fn recv(&mut self) -> Value {
+        match self.next() {
+            Got::Msg(v) => v,
+            Got::Closed(c) => panic!("connection closed: {c:?}"),
+        }
+    }
+
+    /// `n` messages.
+    pub fn recv_n(&mut self, n: usize) -> Vec<Value> {
+        (0..n).map(|_| self.recv()).collect()
+    }
+
+    /// Messages until one matches (included).
+    pub fn recv_until(&mut self, f: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut v = Vec::new();
+        loop {
+            let m = self.recv();
+            let done = f(&m);
+            v.push(m);
+            if done {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub fn closed(&mut self) -> Option<(u16, String)> {
+        loop {
+            if let Got::Closed(c) = self.next() {
+                return c;
+            }
+        }
+    }
+
+    pub fn close(mut self) {
+        let _ = self.ws.close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if self.ws.read().is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// `GET path` with an optional bearer key: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = bearer.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    // Chunked bodies: axum sends JSON with a content length, so this is the body.
+    (status, body)
+}
+
+/// `GET path` parsed as JSON (status 200 asserted).
+pub fn get_json(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Value {
+    let (st, body) = http_get(addr, path, bearer);
+    assert_eq!(st, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// Polls until `f` holds (5 s).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}

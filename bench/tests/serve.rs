@@ -31,7 +31,10 @@ fn execution_reports_reach_both_sides_in_sequence() {
     bob.send(new_order("b1", "DEMO-A", "buy", "100.5", "3"));
     let b = bob.recv_n(2);
     assert_eq!(b[0]["type"], "accepted");
-    assert_eq!((b[0]["seq"].as_u64(), b[0]["order_id"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(
+        (b[0]["seq"].as_u64(), b[0]["order_id"].as_u64()),
+        (Some(4), Some(2))
+    );
     assert_eq!(
         b[1],
         json!({"type": "fill", "seq": 5, "order_id": 2, "cl_ord_id": "b1", "symbol": "DEMO-A",
@@ -61,7 +64,10 @@ fn execution_reports_reach_both_sides_in_sequence() {
     // Nor act for her account by naming it.
     bob.send(json!({"type": "mass_cancel", "account": 11, "req_id": 10}));
     let e = bob.recv();
-    assert_eq!((e["type"].as_str(), e["code"].as_str(), e["req_id"].as_u64()), (Some("error"), Some("wrong_account"), Some(10)));
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["req_id"].as_u64()),
+        (Some("error"), Some("wrong_account"), Some(10))
+    );
     alice.send(json!({"type": "cancel", "order_id": 1, "req_id": 8}));
     assert_eq!(
         alice.recv(),
@@ -71,18 +77,42 @@ fn execution_reports_reach_both_sides_in_sequence() {
     // IOC: accepted, partly filled, the rest cancelled; a market order with no liquidity.
     bob.send(new_order("b2", "DEMO-A", "sell", "99", "4"));
     assert_eq!(bob.recv()["type"], "accepted");
-    alice.send(json!({"type": "new", "cl_ord_id": "a2", "symbol": "DEMO-A", "side": "buy",
-                      "price": "99.5", "qty": "6", "tif": "ioc"}));
+    alice.send(
+        json!({"type": "new", "cl_ord_id": "a2", "symbol": "DEMO-A", "side": "buy",
+                      "price": "99.5", "qty": "6", "tif": "ioc"}),
+    );
     let r = alice.recv_n(3);
     assert_eq!(r[0]["type"], "accepted");
-    assert_eq!((r[1]["type"].as_str(), r[1]["qty"].as_str(), r[1]["leaves_qty"].as_str()), (Some("fill"), Some("4"), Some("2")));
-    assert_eq!((r[2]["type"].as_str(), r[2]["qty"].as_str(), r[2]["reason"].as_str()), (Some("cancelled"), Some("2"), Some("ioc")));
+    assert_eq!(
+        (
+            r[1]["type"].as_str(),
+            r[1]["qty"].as_str(),
+            r[1]["leaves_qty"].as_str()
+        ),
+        (Some("fill"), Some("4"), Some("2"))
+    );
+    assert_eq!(
+        (
+            r[2]["type"].as_str(),
+            r[2]["qty"].as_str(),
+            r[2]["reason"].as_str()
+        ),
+        (Some("cancelled"), Some("2"), Some("ioc"))
+    );
     assert_eq!(bob.recv()["leaves_qty"], "0");
-    alice.send(json!({"type": "new", "cl_ord_id": "a3", "symbol": "DEMO-B", "side": "buy",
-                      "order_type": "market", "qty": "1"}));
+    alice.send(
+        json!({"type": "new", "cl_ord_id": "a3", "symbol": "DEMO-B", "side": "buy",
+                      "order_type": "market", "qty": "1"}),
+    );
     let r = alice.recv_n(2);
-    assert_eq!((r[0]["type"].as_str(), r[0].get("price")), (Some("accepted"), None));
-    assert_eq!((r[1]["type"].as_str(), r[1]["reason"].as_str()), (Some("cancelled"), Some("market")));
+    assert_eq!(
+        (r[0]["type"].as_str(), r[0].get("price")),
+        (Some("accepted"), None)
+    );
+    assert_eq!(
+        (r[1]["type"].as_str(), r[1]["reason"].as_str()),
+        (Some("cancelled"), Some("market"))
+    );
 
     // Sequence numbers only grow on each session.
     bob.send(new_order("b3", "DEMO-B", "buy", "10", "1"));
@@ -97,7 +127,15 @@ fn execution_reports_reach_both_sides_in_sequence() {
         .iter()
         .map(|o| (o.order_id, o.side, o.price, o.qty))
         .collect();
-    assert_eq!(book, vec![(OrderId(last["order_id"].as_u64().unwrap()), Side::Buy, Price(1000), Qty(1))]);
+    assert_eq!(
+        book,
+        vec![(
+            OrderId(last["order_id"].as_u64().unwrap()),
+            Side::Buy,
+            Price(1000),
+            Qty(1)
+        )]
+    );
     assert!(m.resting_orders(InstrumentId(0)).is_empty());
 }
 
@@ -128,21 +166,36 @@ fn bad_input_gets_an_error_and_nothing_else_is_affected() {
     assert_eq!(code(&mut c), "invalid_message");
     c.send(json!({"type": "teleport", "req_id": 4}));
     let m = c.recv();
-    assert_eq!((m["code"].as_str(), m["req_id"].as_u64()), (Some("unknown_type"), Some(4)));
+    assert_eq!(
+        (m["code"].as_str(), m["req_id"].as_u64()),
+        (Some("unknown_type"), Some(4))
+    );
     c.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "1"}));
     assert_eq!(code(&mut c), "invalid_message");
-    c.send(json!({"type": "new", "symbol": "DEMO-A", "side": "sideways", "price": "1", "qty": "1"}));
+    c.send(
+        json!({"type": "new", "symbol": "DEMO-A", "side": "sideways", "price": "1", "qty": "1"}),
+    );
     assert_eq!(code(&mut c), "invalid_message");
     c.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "abc", "qty": "1"}));
     assert_eq!(code(&mut c), "invalid_message");
     c.send(json!({"type": "cancel", "order_id": 424242}));
     assert_eq!(code(&mut c), "invalid_message");
-    c.ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![1u8, 2, 3].into())).unwrap();
+    c.ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        vec![1u8, 2, 3].into(),
+    ))
+    .unwrap();
     assert_eq!(code(&mut c), "invalid_message");
     // Bad values are sequenced rejections with the engine's codes.
     c.send(new_order("off", "DEMO-A", "buy", "1.001", "1"));
     let m = c.recv();
-    assert_eq!((m["type"].as_str(), m["code"].as_str(), m["cl_ord_id"].as_str()), (Some("rejected"), Some("off_tick"), Some("off")));
+    assert_eq!(
+        (
+            m["type"].as_str(),
+            m["code"].as_str(),
+            m["cl_ord_id"].as_str()
+        ),
+        (Some("rejected"), Some("off_tick"), Some("off"))
+    );
     c.send(new_order("zero", "DEMO-A", "buy", "1", "0"));
     assert_eq!(c.recv()["code"], "zero_qty");
     c.send(new_order("nosym", "NOPE", "buy", "1", "1"));
@@ -157,7 +210,10 @@ fn bad_input_gets_an_error_and_nothing_else_is_affected() {
     alice.send(new_order("ok", "DEMO-A", "buy", "1", "1"));
     assert_eq!(alice.recv()["type"], "accepted");
     // An oversized frame closes that connection with 1009; Alice is unaffected.
-    c.send_text(&format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(4096)));
+    c.send_text(&format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(4096)
+    ));
     match c.next() {
         Got::Closed(Some((code, _))) => assert_eq!(code, 1009),
         Got::Closed(None) => {}
@@ -187,10 +243,12 @@ fn a_flood_is_refused_then_disconnected_without_hurting_others() {
     // Bob floods: the first second's worth is taken, then each message is refused, then he
     // is cut off.
     for i in 0..400 {
-        if bob.ws.send(tokio_tungstenite::tungstenite::Message::Text(
-            json!({"type": "ping", "req_id": i}).to_string().into(),
-        ))
-        .is_err()
+        if bob
+            .ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                json!({"type": "ping", "req_id": i}).to_string().into(),
+            ))
+            .is_err()
         {
             break;
         }
@@ -225,7 +283,13 @@ fn cancel_on_disconnect_cancels_only_that_sessions_orders() {
     assert_eq!(keep.recv()["type"], "accepted");
     cod.send(new_order("c1", "DEMO-A", "buy", "11", "2"));
     cod.send(new_order("c2", "DEMO-B", "sell", "12", "3"));
-    assert_eq!(cod.recv_n(2).iter().filter(|m| m["type"] == "accepted").count(), 2);
+    assert_eq!(
+        cod.recv_n(2)
+            .iter()
+            .filter(|m| m["type"] == "accepted")
+            .count(),
+        2
+    );
     let book = |s: &str| get_json(addr, &format!("/v1/book/{s}"), None);
     eventually("both orders in the feed", || {
         book("DEMO-A")["bids"].as_array().unwrap().len() == 2
@@ -259,21 +323,39 @@ fn market_data_snapshot_then_gapless_updates() {
     // A DEMO-B order is not in this feed.
     alice.send(new_order("a2", "DEMO-B", "sell", "7", "1"));
     alice.recv();
-    assert_eq!(md.recv(), json!({"type": "level", "symbol": "DEMO-A", "seq": 1, "side": "ask", "price": "100", "qty": "5"}));
-    assert_eq!(md.recv(), json!({"type": "bbo", "symbol": "DEMO-A", "seq": 2, "bid": null, "ask": ["100", "5"]}));
+    assert_eq!(
+        md.recv(),
+        json!({"type": "level", "symbol": "DEMO-A", "seq": 1, "side": "ask", "price": "100", "qty": "5"})
+    );
+    assert_eq!(
+        md.recv(),
+        json!({"type": "bbo", "symbol": "DEMO-A", "seq": 2, "bid": null, "ask": ["100", "5"]})
+    );
     bob.send(new_order("b1", "DEMO-A", "buy", "100", "2"));
     bob.recv_n(2);
     let trade = md.recv();
     assert_eq!(
-        (trade["type"].as_str(), trade["seq"].as_u64(), trade["price"].as_str(), trade["qty"].as_str(), trade["aggressor"].as_str()),
+        (
+            trade["type"].as_str(),
+            trade["seq"].as_u64(),
+            trade["price"].as_str(),
+            trade["qty"].as_str(),
+            trade["aggressor"].as_str()
+        ),
         (Some("trade"), Some(3), Some("100"), Some("2"), Some("buy"))
     );
-    assert_eq!(md.recv(), json!({"type": "level", "symbol": "DEMO-A", "seq": 4, "side": "ask", "price": "100", "qty": "3"}));
+    assert_eq!(
+        md.recv(),
+        json!({"type": "level", "symbol": "DEMO-A", "seq": 4, "side": "ask", "price": "100", "qty": "3"})
+    );
     assert_eq!(md.recv()["seq"], 5);
     // A late subscriber: the trade for the tape, then a snapshot at the same sequence.
     let mut late = Client::connect(addr, "/v1/md?symbols=DEMO-A");
     let t = late.recv();
-    assert_eq!((t["type"].as_str(), t["history"].as_bool()), (Some("trade"), Some(true)));
+    assert_eq!(
+        (t["type"].as_str(), t["history"].as_bool()),
+        (Some("trade"), Some(true))
+    );
     assert_eq!(
         late.recv(),
         json!({"type": "snapshot", "symbol": "DEMO-A", "seq": 5, "bids": [], "asks": [["100", "3"]], "halted": false})
@@ -287,7 +369,10 @@ fn market_data_snapshot_then_gapless_updates() {
         get_json(addr, "/v1/bbo/DEMO-A", None),
         json!({"type": "bbo", "symbol": "DEMO-A", "seq": 5, "bid": null, "ask": ["100", "3"]})
     );
-    assert_eq!(get_json(addr, "/v1/book/DEMO-A", None)["asks"], json!([["100", "3"]]));
+    assert_eq!(
+        get_json(addr, "/v1/book/DEMO-A", None)["asks"],
+        json!([["100", "3"]])
+    );
     let (st, _) = http_get(addr, "/v1/book/NOPE", None);
     assert_eq!(st, 404);
     match tokio_tungstenite::tungstenite::connect(format!("ws://{addr}/v1/md?symbols=NOPE")) {
@@ -316,7 +401,13 @@ fn a_slow_market_data_client_is_dropped_and_the_engine_goes_on() {
     let n = 20_000u64;
     for i in 0..n {
         // Every order at its own price: a level and a BBO update each.
-        alice.send(new_order(&format!("o{i}"), "DEMO-A", "buy", &format!("{}", 1 + i), "1"));
+        alice.send(new_order(
+            &format!("o{i}"),
+            "DEMO-A",
+            "buy",
+            &format!("{}", 1 + i),
+            "1",
+        ));
     }
     let mut accepted = 0;
     while accepted < n {
@@ -374,11 +465,19 @@ fn rest_status_orders_balances_and_metrics() {
     });
     let o = get_json(addr, &format!("/v1/orders/{id}"), Some("alice"));
     assert_eq!(
-        (o["status"].as_str(), o["open_qty"].as_str(), o["price"].as_str(), o["side"].as_str()),
+        (
+            o["status"].as_str(),
+            o["open_qty"].as_str(),
+            o["price"].as_str(),
+            o["side"].as_str()
+        ),
         (Some("active"), Some("0.3"), Some("100"), Some("buy"))
     );
     // Another account's order is not found; no key is not allowed.
-    assert_eq!(http_get(addr, &format!("/v1/orders/{id}"), Some("bob")).0, 404);
+    assert_eq!(
+        http_get(addr, &format!("/v1/orders/{id}"), Some("bob")).0,
+        404
+    );
     assert_eq!(http_get(addr, &format!("/v1/orders/{id}"), None).0, 401);
     eventually("balances", || {
         let b = get_json(addr, "/v1/balances", Some("alice"));
@@ -388,8 +487,22 @@ fn rest_status_orders_balances_and_metrics() {
     });
     let st = get_json(addr, "/v1/status", None);
     assert_eq!(st["halted"], json!(null));
-    let names: Vec<_> = st["consumers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["journal", "report-router", "market-data", "balances", "history"]);
+    let names: Vec<_> = st["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "journal",
+            "report-router",
+            "market-data",
+            "balances",
+            "history"
+        ]
+    );
     let metrics = http_get(addr, "/metrics", None).1;
     for needle in [
         "ringex_commands_total{kind=\"new\"}",
@@ -404,7 +517,9 @@ fn rest_status_orders_balances_and_metrics() {
     alice.send(new_order("x", "BTC-USD", "buy", "1.5", "1"));
     assert_eq!(alice.recv()["code"], "off_tick");
     eventually("the reject counted", || {
-        http_get(addr, "/metrics", None).1.contains("ringex_rejects_total{code=\"off_tick\"}")
+        http_get(addr, "/metrics", None)
+            .1
+            .contains("ringex_rejects_total{code=\"off_tick\"}")
     });
     let page = http_get(addr, "/", None);
     assert_eq!(page.0, 200);
@@ -425,7 +540,9 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     alice.recv();
     alice.close();
     let book = || get_json(server.addr, "/v1/book/DEMO-A", None);
-    eventually("both orders in the feed", || book()["bids"] == json!([["99", "2"]]));
+    eventually("both orders in the feed", || {
+        book()["bids"] == json!([["99", "2"]])
+    });
     let before = book();
     server.stop().unwrap();
 
@@ -439,8 +556,14 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     let r = bob.recv_n(2);
     assert_eq!(r[0]["order_id"].as_u64(), Some(first + 2));
     // The recovered order is not this session's, so only the taker side is reported here.
-    assert_eq!((r[1]["type"].as_str(), r[1]["liquidity"].as_str()), (Some("fill"), Some("taker")));
-    assert_eq!(get_json(server.addr, "/v1/status", None)["commands_processed"], 5);
+    assert_eq!(
+        (r[1]["type"].as_str(), r[1]["liquidity"].as_str()),
+        (Some("fill"), Some("taker"))
+    );
+    assert_eq!(
+        get_json(server.addr, "/v1/status", None)["commands_processed"],
+        5
+    );
     bob.close();
     server.stop().unwrap();
 }

@@ -71,7 +71,10 @@ impl Browser {
                     break t;
                 }
             }
-            assert!(Instant::now() < deadline, "chromium did not start its DevTools endpoint");
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not start its DevTools endpoint"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut lines = text.lines();
@@ -116,7 +119,9 @@ impl Browser {
         if page {
             msg["sessionId"] = json!(self.session);
         }
-        self.cdp.send(Message::Text(msg.to_string().into())).unwrap();
+        self.cdp
+            .send(Message::Text(msg.to_string().into()))
+            .unwrap();
         loop {
             let m = self.cdp.read().unwrap();
             if let Message::Text(t) = m {
@@ -161,7 +166,10 @@ impl Browser {
             if f(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "the page never showed {what}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -201,7 +209,9 @@ fn the_live_page_renders_the_engines_book_in_chromium() {
         v["ready"] == "1" && v["bid"] == "99.75" && v["ask"] == "100.25" && v["trades"] == 1
     });
     assert_eq!(shown["rows"], 6);
-    b.wait_for("the pipeline status", |v| v["status"].as_u64().unwrap_or(0) >= 5);
+    b.wait_for("the pipeline status", |v| {
+        v["status"].as_u64().unwrap_or(0) >= 5
+    });
 
     // Live: a better bid appears without a reload.
     mm.send(order("q9", "buy", "100", "2"));
@@ -226,10 +236,23 @@ fn the_live_page_renders_the_engines_book_in_chromium() {
     let m = done.matcher.take().unwrap();
     let spec_px = |ticks: i64| rust_decimal::Decimal::new(ticks, 2).normalize().to_string();
     let book = m.resting_orders(InstrumentId(0));
-    let best_bid = book.iter().filter(|o| o.side == Side::Buy).map(|o| o.price.0).max().unwrap();
-    let best_ask = book.iter().filter(|o| o.side == Side::Sell).map(|o| o.price.0).min().unwrap();
+    let best_bid = book
+        .iter()
+        .filter(|o| o.side == Side::Buy)
+        .map(|o| o.price.0)
+        .max()
+        .unwrap();
+    let best_ask = book
+        .iter()
+        .filter(|o| o.side == Side::Sell)
+        .map(|o| o.price.0)
+        .min()
+        .unwrap();
     assert_eq!(
         (spec_px(best_bid), spec_px(best_ask)),
-        (shown["bid"].as_str().unwrap().to_string(), shown["ask"].as_str().unwrap().to_string())
+        (
+            shown["bid"].as_str().unwrap().to_string(),
+            shown["ask"].as_str().unwrap().to_string()
+        )
     );
 }

@@ -237,13 +237,27 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
     /// A publisher continuing from a recovered `state`: its books are those of the state,
     /// published at once as one snapshot per instrument (to the tap now, and to subscribers
     /// as they join).
-    pub fn restored(depth: usize, tap: T, state: &ringex_engine::state::EngineState) -> (Self, MarketDataHub) {
+    pub fn restored(
+        depth: usize,
+        tap: T,
+        state: &ringex_engine::state::EngineState,
+    ) -> (Self, MarketDataHub) {
         let (mut md, hub) = MarketData::with_tap(depth, tap);
         md.replica = BookReplica::from_state_live_only(state);
         let instruments: Vec<InstrumentId> = md.replica.instruments().collect();
         for i in instruments {
-            let bids = md.replica.depth(i, Side::Buy).take(md.depth).map(|(p, q, _)| (p, q)).collect();
-            let asks = md.replica.depth(i, Side::Sell).take(md.depth).map(|(p, q, _)| (p, q)).collect();
+            let bids = md
+                .replica
+                .depth(i, Side::Buy)
+                .take(md.depth)
+                .map(|(p, q, _)| (p, q))
+                .collect();
+            let asks = md
+                .replica
+                .depth(i, Side::Sell)
+                .take(md.depth)
+                .map(|(p, q, _)| (p, q))
+                .collect();
             md.published.insert(i, Published { seq: 0, bids, asks });
             let snap = md.snapshot(i);
             md.out.push(MdUpdate::Snapshot(snap));

@@ -67,15 +67,20 @@ impl MdFeed {
     }
 
     fn px(&self, i: InstrumentId, p: i64) -> String {
-        self.specs
-            .by_id(i)
-            .map_or_else(|| p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string())
+        self.specs.by_id(i).map_or_else(
+            || p.to_string(),
+            |s| s.price(ringex_engine::Price(p)).to_string(),
+        )
     }
 
     fn lots(&self, i: InstrumentId, q: u128) -> String {
         self.specs.by_id(i).map_or_else(
             || q.to_string(),
-            |s| (rust_decimal::Decimal::from(q) * s.lot_size).normalize().to_string(),
+            |s| {
+                (rust_decimal::Decimal::from(q) * s.lot_size)
+                    .normalize()
+                    .to_string()
+            },
         )
     }
 
@@ -217,7 +222,13 @@ impl MdFeed {
     pub fn book_json(&self, i: InstrumentId, depth: usize) -> serde_json::Value {
         let b = self.book(i).unwrap_or_default();
         let mut b2 = b.clone();
-        b2.bids = b.bids.iter().rev().take(depth).map(|(p, q)| (*p, *q)).collect();
+        b2.bids = b
+            .bids
+            .iter()
+            .rev()
+            .take(depth)
+            .map(|(p, q)| (*p, *q))
+            .collect();
         b2.asks = b.asks.iter().take(depth).map(|(p, q)| (*p, *q)).collect();
         self.snapshot_json(i, &b2)
     }
@@ -225,8 +236,16 @@ impl MdFeed {
     /// The answer of `GET /v1/bbo/{symbol}`.
     pub fn bbo_json(&self, i: InstrumentId) -> serde_json::Value {
         let b = self.book(i).unwrap_or_default();
-        let bid = b.bids.iter().next_back().map(|(p, q)| (ringex_engine::Price(*p), *q));
-        let ask = b.asks.iter().next().map(|(p, q)| (ringex_engine::Price(*p), *q));
+        let bid = b
+            .bids
+            .iter()
+            .next_back()
+            .map(|(p, q)| (ringex_engine::Price(*p), *q));
+        let ask = b
+            .asks
+            .iter()
+            .next()
+            .map(|(p, q)| (ringex_engine::Price(*p), *q));
         json!({"type": "bbo", "symbol": self.sym(i), "seq": b.seq,
             "bid": self.level_json(i, bid), "ask": self.level_json(i, ask)})
     }
@@ -236,7 +255,10 @@ impl MdFeed {
     fn subscribe(
         &self,
         symbols: &HashSet<InstrumentId>,
-    ) -> (Vec<(InstrumentId, u64, Utf8Bytes)>, broadcast::Receiver<MdMsg>) {
+    ) -> (
+        Vec<(InstrumentId, u64, Utf8Bytes)>,
+        broadcast::Receiver<MdMsg>,
+    ) {
         let books = match self.books.lock() {
             Ok(b) => b,
             Err(p) => p.into_inner(),
@@ -246,8 +268,7 @@ impl MdFeed {
             let b = books.get(&i).cloned().unwrap_or_default();
             for t in &b.tape {
                 // Trades before the snapshot, for a fresh tape (marked as history).
-                let mut v: serde_json::Value =
-                    serde_json::from_str(t.as_str()).unwrap_or_default();
+                let mut v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
                 v["history"] = json!(true);
                 snaps.push((i, 0, Utf8Bytes::from(v.to_string())));
             }

@@ -24,8 +24,8 @@ pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let buckets = [
-                10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3,
-                50e-3, 100e-3, 1.0,
+                10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3,
+                100e-3, 1.0,
             ];
             let b = PrometheusBuilder::new()
                 .set_buckets_for_metric(

@@ -32,11 +32,11 @@ use ringex_consumers::balances::{BalancesPublisher, BalancesView};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::{MarketData, MdUpdate};
 use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::pipeline::ShutdownReport;
 use ringex_engine::{
     AccountId, BookReplica, Gateway, InstrumentId, InstrumentSpec, Matcher, MatcherCapacity,
     Pipeline,
 };
-use ringex_engine::pipeline::ShutdownReport;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -280,8 +280,7 @@ impl Server {
 fn parse_keys(opts: &ServeOptions) -> Result<HashMap<String, AccountId>, ServeError> {
     let mut lines: Vec<String> = opts.keys.clone();
     if let Some(p) = &opts.keys_file {
-        let text =
-            std::fs::read_to_string(p).map_err(|e| ServeError::KeysFile(p.clone(), e))?;
+        let text = std::fs::read_to_string(p).map_err(|e| ServeError::KeysFile(p.clone(), e))?;
         lines.extend(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
@@ -421,8 +420,8 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         started: Instant::now(),
     });
     metrics::handle();
-    let std_listener = std::net::TcpListener::bind(opts.listen)
-        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    let std_listener =
+        std::net::TcpListener::bind(opts.listen).map_err(|e| ServeError::Bind(opts.listen, e))?;
     std_listener
         .set_nonblocking(true)
         .map_err(|e| ServeError::Bind(opts.listen, e))?;
@@ -498,10 +497,7 @@ async fn monitor(app: Arc<App>, halted: watch::Sender<Option<String>>) {
     loop {
         t.tick().await;
         let s = app.pipeline.status();
-        metrics::pipeline(
-            &s,
-            app.submitted.load(std::sync::atomic::Ordering::Relaxed),
-        );
+        metrics::pipeline(&s, app.submitted.load(std::sync::atomic::Ordering::Relaxed));
         if s.halted.is_some() && halted.borrow().is_none() {
             tracing::error!("the pipeline halted: {:?}", s.halted);
             let _ = halted.send(s.halted.clone());
@@ -653,8 +649,13 @@ async fn order_status(
     match r {
         Ok(Ok(Some(o))) if o.account == account.0 => {
             let spec = app2.specs.by_id(InstrumentId(o.instrument));
-            let px = |p: i64| spec.map_or(p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string());
-            let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty(ringex_engine::Qty(x)).to_string());
+            let px = |p: i64| {
+                spec.map_or(p.to_string(), |s| {
+                    s.price(ringex_engine::Price(p)).to_string()
+                })
+            };
+            let q =
+                |x: u64| spec.map_or(x.to_string(), |s| s.qty(ringex_engine::Qty(x)).to_string());
             Json(json!({
                 "order_id": o.order_id,
                 "symbol": spec.map(|s| s.symbol.clone()),
@@ -673,7 +674,11 @@ async fn order_status(
             .into_response()
         }
         // Another account's order looks like no order at all.
-        Ok(Ok(_)) => error(StatusCode::NOT_FOUND, "unknown_order", format!("no order {id} of account {}", account.0)),
+        Ok(Ok(_)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_order",
+            format!("no order {id} of account {}", account.0),
+        ),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
     }

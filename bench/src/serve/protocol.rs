@@ -246,7 +246,10 @@ pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
     let m: ClientMsg = serde_json::from_value(v)
         .map_err(|e| ProtocolError::new("invalid_message", format!("{t}: {e}"), req_id))?;
     if let ClientMsg::New(n) = &m {
-        if n.cl_ord_id.as_ref().is_some_and(|c| c.len() > MAX_CL_ORD_ID) {
+        if n.cl_ord_id
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_CL_ORD_ID)
+        {
             return Err(ProtocolError::new(
                 "invalid_message",
                 format!("cl_ord_id is longer than {MAX_CL_ORD_ID} bytes"),

@@ -125,9 +125,10 @@ fn accounts(e: &Event, taker: AccountId) -> (Option<AccountId>, Option<AccountId
         | EventKind::Cancelled { account, .. }
         | EventKind::Modified { account, .. }
         | EventKind::Expired { account, .. } => (Some(account), None),
-        EventKind::Fill { maker_account, .. } => {
-            (Some(taker), (maker_account != taker).then_some(maker_account))
-        }
+        EventKind::Fill { maker_account, .. } => (
+            Some(taker),
+            (maker_account != taker).then_some(maker_account),
+        ),
         _ => (None, None),
     }
 }

@@ -170,7 +170,10 @@ impl Session {
 
     /// `Err(Ok(e))`: an error reply; `Err(Err(..))`: close the connection.
     #[allow(clippy::type_complexity)]
-    fn on_msg(&mut self, msg: ClientMsg) -> Result<Vec<String>, Result<ProtocolError, (u16, String)>> {
+    fn on_msg(
+        &mut self,
+        msg: ClientMsg,
+    ) -> Result<Vec<String>, Result<ProtocolError, (u16, String)>> {
         if let ClientMsg::Auth {
             key,
             cancel_on_disconnect,
@@ -221,10 +224,7 @@ impl Session {
         let check_account = |a: Option<u64>, req_id| match a {
             Some(a) if a != account.0 => Err(Ok(ProtocolError::new(
                 "wrong_account",
-                format!(
-                    "this session acts for account {} only, not {a}",
-                    account.0
-                ),
+                format!("this session acts for account {} only, not {a}", account.0),
                 req_id,
             ))),
             _ => Ok(()),
@@ -470,10 +470,10 @@ impl Session {
     }
 
     fn px(&self, i: InstrumentId, p: i64) -> String {
-        self.app
-            .specs
-            .by_id(i)
-            .map_or_else(|| p.to_string(), |s| s.price(ringex_engine::Price(p)).to_string())
+        self.app.specs.by_id(i).map_or_else(
+            || p.to_string(),
+            |s| s.price(ringex_engine::Price(p)).to_string(),
+        )
     }
 
     fn qty(&self, i: InstrumentId, q: u64) -> String {
@@ -661,8 +661,11 @@ impl Session {
         if let Some(a) = self.account {
             let _ = self.app.registry.send(Registration::Leave(a, self.id));
             if self.cancel_on_disconnect {
-                let open: Vec<(u64, InstrumentId)> =
-                    self.orders.iter().map(|(id, o)| (*id, o.instrument)).collect();
+                let open: Vec<(u64, InstrumentId)> = self
+                    .orders
+                    .iter()
+                    .map(|(id, o)| (*id, o.instrument))
+                    .collect();
                 for (id, instrument) in open {
                     let _ = self.gateway.submit(CommandKind::Cancel {
                         instrument,

@@ -124,12 +124,12 @@ impl Client {
     }
 
     pub fn close(mut self) {
-        let _ = self.ws.close(Some(
-            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
                 code: CloseCode::Normal,
                 reason: "bye".into(),
-            },
-        ));
+            }));
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if self.ws.read().is_err() {

@@ -1,1 +1,384 @@
-fn main() {}
+//! The load test of `ringex serve` (feature `serve`): N WebSocket clients on loopback send
+//! orders at a fixed aggregate rate (open loop: each client keeps its schedule whatever the
+//! answers do, and how late its sends went is reported); each command's latency runs from
+//! the client's send to its receipt of its first execution report (accepted, rejected or cancelled: the report goes out after the
+//! journal's fsync). HDR percentiles per rate, the highest sustained rate, and how many idle
+//! sessions one server holds with the memory each costs.
+//!
+//! ```text
+//! cargo build --release -p ringex-bench --features serve --bins
+//! target/release/serve_load --rates 10000,100000 --clients 50 --seconds 5 --idle 10000
+//! target/release/serve_load --fsync none …   # the network alone, without the fsync
+//! ```
+//!
+//! It starts `ringex serve` (the `ringex` binary beside it) on a free loopback port with a
+//! fresh journal (fsync per batch), so the server's memory is read from its own process.
+//! The flow: each client alternates a GTC limit order (buy or sell, ±5 ticks around 100)
+//! with a cancel of its previous one, so the book stays small and about half the orders
+//! trade.
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use ringex_bench::args::{number, value};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::{connect_async, connect_async_with_config};
+use tokio_tungstenite::tungstenite::Message;
+
+struct ServerProc {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_server(clients: u64, fsync: &str) -> ServerProc {
+    let dir = std::env::temp_dir().join(format!("ringex-serve-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let exe = std::env::current_exe().expect("own path");
+    let ringex = exe.with_file_name("ringex");
+    assert!(
+        ringex.exists(),
+        "{} is missing: cargo build --release -p ringex-bench --features serve --bins",
+        ringex.display()
+    );
+    let setup = dir.join("setup.csv");
+    std::fs::write(&setup, "instrument,LOAD,0.01,1\n").expect("setup file");
+    let keys = dir.join("keys");
+    let mut k = String::from("idle:999999\n");
+    for i in 0..clients {
+        k.push_str(&format!("load{i}:{}\n", 1000 + i));
+    }
+    std::fs::write(&keys, k).expect("keys file");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(&ringex)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--journal")
+        .arg(dir.join("journal"))
+        .arg("--setup")
+        .arg(&setup)
+        .arg("--keys-file")
+        .arg(&keys)
+        .arg("--fsync")
+        .arg(fsync)
+        .arg("--layout")
+        .arg(value("--layout").unwrap_or_else(|| "auto".into()))
+        .arg("--max-msgs-per-sec")
+        .arg("1000000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringex serve");
+    let err = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(err).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening on") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("ringex serve did not start"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    ServerProc {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        dir,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+struct RunResult {
+    rate: u64,
+    sent: u64,
+    answered: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+    /// How late each send was against its schedule (the generator's own lag).
+    late: Histogram<u64>,
+}
+
+/// One client: sends `n` commands at `interval`, records each first report's latency.
+async fn client(
+    addr: String,
+    key: String,
+    interval: Duration,
+    n: u64,
+    offset: Duration,
+    epoch: Instant,
+    seed: u64,
+) -> (u64, Histogram<u64>, Histogram<u64>) {
+    let (ws, _) = connect_async_with_config(format!("ws://{addr}/v1/orders/ws"), None, true)
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::Text(
+        json!({"type": "auth", "key": key}).to_string().into(),
+    ))
+    .await
+    .expect("auth");
+    let first = rx.next().await.expect("auth reply").expect("auth reply");
+    assert!(first.to_text().unwrap_or("").contains("authenticated"));
+    // The reader hands the ids of accepted orders to the sender, which cancels them.
+    let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let reader = tokio::spawn(async move {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+        let mut got = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        while got < n {
+            let m = match tokio::time::timeout_at(deadline, rx.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => t,
+                Ok(Some(Ok(_))) => continue,
+                _ => break,
+            };
+            let v: Value = serde_json::from_str(m.as_str()).unwrap_or_default();
+            // The scheduled send time rides in the request: cl_ord_id "t<ns>" or req_id.
+            let sched = match v["type"].as_str() {
+                Some("accepted") => v["cl_ord_id"].as_str().and_then(|c| c[1..].parse().ok()),
+                Some("rejected") | Some("cancelled") => v["req_id"]
+                    .as_u64()
+                    .or_else(|| v["cl_ord_id"].as_str().and_then(|c| c[1..].parse().ok())),
+                _ => None,
+            };
+            if v["type"] == "accepted" {
+                let _ = ids_tx.send(v["order_id"].as_u64().unwrap_or(0));
+            }
+            if let Some(s) = sched {
+                let now = now_ns(epoch);
+                let _ = h.record(now.saturating_sub(s).max(1));
+                got += 1;
+            }
+        }
+        (got, h)
+    });
+    let start = tokio::time::Instant::now() + offset;
+    let mut rng = seed | 1;
+    let mut lateness = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    for k in 0..n {
+        let at = start + interval * (k as u32);
+        tokio::time::sleep_until(at).await;
+        let late = (tokio::time::Instant::now() - at).as_nanos() as u64;
+        let _ = lateness.record(late.max(1));
+        let sched = now_ns(epoch);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let cancel = if k % 2 == 1 { ids_rx.try_recv().ok() } else { None };
+        let msg = if let Some(id) = cancel {
+            json!({"type": "cancel", "order_id": id, "symbol": "LOAD", "req_id": sched})
+        } else {
+            let buy = rng & 1 == 0;
+            let px = 10_000 + (rng >> 8) % 11 - 5;
+            json!({"type": "new", "cl_ord_id": format!("t{sched}"), "symbol": "LOAD",
+                "side": if buy { "buy" } else { "sell" }, "price": format!("{}.{:02}", px / 100, px % 100),
+                "qty": "1"})
+        };
+        if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+            break;
+        }
+    }
+    let (got, h) = reader.await.expect("reader");
+    let _ = tx.close().await;
+    (got, h, lateness)
+}
+
+fn run_rate(addr: &str, rate: u64, clients: u64, secs: f64) -> RunResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let per_client = (rate as f64 / clients as f64).max(1.0);
+    let interval = Duration::from_secs_f64(1.0 / per_client);
+    let n = ((per_client * secs) as u64).max(2);
+    let epoch = Instant::now();
+    let t0 = Instant::now();
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            // Clients start spread over one interval.
+            let offset = Duration::from_millis(300) + interval.mul_f64(c as f64 / clients as f64);
+            tasks.push(tokio::spawn(client(
+                addr.to_string(),
+                format!("load{c}"),
+                interval,
+                n,
+                offset,
+                epoch,
+                0x9E37_79B9_7F4A_7C15 ^ (c + 1),
+            )));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("client"));
+        }
+        out
+    });
+    let elapsed = t0.elapsed().as_secs_f64() - 0.3;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut late = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut answered = 0;
+    for (g, h, l) in results {
+        answered += g;
+        hist.add(&h).expect("same bounds");
+        late.add(&l).expect("same bounds");
+    }
+    RunResult {
+        rate,
+        sent: n * clients,
+        answered,
+        secs: elapsed,
+        hist,
+        late,
+    }
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.0}", ns as f64 / 1000.0)
+}
+
+fn idle_sessions(addr: &str, pid: u32, m: u64) -> (u64, u64, u64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(pid);
+    let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (socks, probe_us) = rt.block_on(async {
+        let mut socks = Vec::new();
+        for i in 0..m {
+            let r = connect_async(format!("ws://{addr}/v1/orders/ws")).await;
+            let Ok((mut ws, _)) = r else {
+                eprintln!("connection {i} failed: {:?}", r.err());
+                break;
+            };
+            if ws
+                .send(Message::Text(
+                    json!({"type": "auth", "key": "idle"}).to_string().into(),
+                ))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.as_str().contains("authenticated") => {}
+                _ => break,
+            }
+            held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            socks.push(ws);
+        }
+        // With every idle session open, one more order still round-trips.
+        let (mut ws, _) = connect_async(format!("ws://{addr}/v1/orders/ws"))
+            .await
+            .expect("probe connect");
+        ws.send(Message::Text(json!({"type": "auth", "key": "load0"}).to_string().into()))
+            .await
+            .expect("probe auth");
+        ws.next().await;
+        let t = Instant::now();
+        ws.send(Message::Text(
+            json!({"type": "new", "cl_ord_id": "probe", "symbol": "LOAD", "side": "buy", "price": "1", "qty": "1"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("probe send");
+        let _ = ws.next().await;
+        (socks, t.elapsed().as_secs_f64() * 1e6)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(pid);
+    let n = socks.len() as u64;
+    drop(socks);
+    drop(rt);
+    (n, before, after, probe_us)
+}
+
+fn main() {
+    let rates: Vec<u64> = value("--rates")
+        .unwrap_or_else(|| "10000,100000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let clients = number("--clients", 50);
+    let secs = number("--seconds", 5) as f64;
+    let idle = number("--idle", 10_000);
+    let fsync = value("--fsync").unwrap_or_else(|| "batch".into());
+    let server = start_server(clients, &fsync);
+    if value("--keep").is_some() {
+        eprintln!("server at {} (pid {})", server.addr, server.child.id());
+    }
+    println!("# ringex serve load test: {clients} clients on loopback, {secs} s per rate, journal fsync {fsync}");
+    println!("# latency: the client's send -> its first execution report for that command (µs); sends late: how far behind schedule the sends went (open loop, µs)");
+    println!("| target/s | achieved/s | answered | p50 | p90 | p99 | p99.9 | max | sends late p50 / p99 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &rate in &rates {
+        let r = run_rate(&server.addr, rate, clients, secs);
+        let h = &r.hist;
+        println!(
+            "| {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {} / {} |",
+            r.rate,
+            r.answered as f64 / r.secs.max(1e-9),
+            r.answered,
+            r.sent,
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.9)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.max()),
+            us(r.late.value_at_quantile(0.5)),
+            us(r.late.value_at_quantile(0.99)),
+        );
+    }
+    if value("--keep").is_some() {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&server.addr).expect("metrics");
+        let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = c.read_to_string(&mut body);
+        for l in body.lines().filter(|l| l.starts_with("ringex_order_roundtrip")) {
+            eprintln!("{l}");
+        }
+    }
+    if idle > 0 {
+        let (n, before, after, probe) = idle_sessions(&server.addr, server.child.id(), idle);
+        println!(
+            "# idle sessions held: {n} of {idle} (server RSS {:.1} -> {:.1} MiB: {:.1} KiB per session); \
+             an order with all of them open answered in {probe:.0} µs",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            (after.saturating_sub(before)) as f64 / n.max(1) as f64
+        );
+    }
+}

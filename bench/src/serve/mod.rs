@@ -88,6 +88,11 @@ pub struct ServeOptions {
     /// Execution reports queued per session before a slow session is dropped.
     #[arg(long, default_value_t = 65_536)]
     pub report_queue: usize,
+    /// Consumer threads: `grouped` runs the report router, market data and balances on one
+    /// thread (the journal and the history store keep their own), `threads` one thread
+    /// each; `auto` groups when the machine has fewer cores than stages + 2.
+    #[arg(long, default_value = "auto")]
+    pub layout: String,
     /// Market-data updates a client may fall behind before it is dropped.
     #[arg(long, default_value_t = 65_536)]
     pub md_queue: usize,
@@ -110,6 +115,7 @@ impl ServeOptions {
             max_frame: 16 * 1024,
             report_queue: 65_536,
             md_queue: 65_536,
+            layout: "auto".into(),
         }
     }
 }
@@ -143,6 +149,9 @@ pub enum ServeError {
     /// The runtime could not start.
     #[error("tokio runtime: {0}")]
     Runtime(std::io::Error),
+    /// An unknown `--layout`.
+    #[error("--layout {0:?}: auto, threads or grouped")]
+    Layout(String),
     /// No API keys were configured: nobody could trade.
     #[error("no API keys: give --key KEY:ACCOUNT, --keys-file FILE or --demo")]
     NoKeys,
@@ -375,7 +384,30 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         cmd_seq: state.cmd_seq,
     });
     let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
-    let after = || ConsumerOptions::default().after(jid);
+    let stages = 5 + opts.history.is_some() as usize;
+    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
+    let grouped = match opts.layout.as_str() {
+        "threads" => false,
+        "grouped" => true,
+        "auto" => cores < stages + 2,
+        o => {
+            return Err(ServeError::Layout(o.to_string()));
+        }
+    };
+    tracing::info!(
+        "layout: {} ({cores} cores, {stages} stages)",
+        if grouped { "grouped" } else { "threads" }
+    );
+    // The in-memory consumers share one thread when grouped; the journal and the history
+    // store (they wait on I/O) keep their own.
+    let after = || {
+        let o = ConsumerOptions::default().after(jid);
+        if grouped {
+            o.in_group(1)
+        } else {
+            o
+        }
+    };
     let (router, registry, progress) = router::ReportRouter::new();
     builder.add_consumer(router, after());
     let feed = md::MdFeed::new(Arc::clone(&specs), opts.md_queue);
@@ -388,7 +420,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     builder.add_consumer(balances, after());
     if let Some(p) = &opts.history {
         let h = crate::history_cmd::open_history(p, Some(&opts.journal), &meta.specs)?;
-        builder.add_consumer(h, after());
+        builder.add_consumer(h, ConsumerOptions::default().after(jid));
     }
     let pipeline = Arc::new(builder.start().map_err(RunError::from)?);
     let mut gateway = pipeline.gateway();
@@ -439,8 +471,13 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
                 .build()
                 .map_err(ServeError::Runtime)?;
             rt.block_on(async move {
+                use axum::serve::ListenerExt;
+                // Reports are small frames: send them at once (no Nagle delay).
                 let listener = tokio::net::TcpListener::from_std(std_listener)
-                    .map_err(|e| ServeError::Bind(addr, e))?;
+                    .map_err(|e| ServeError::Bind(addr, e))?
+                    .tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
                 let monitor = tokio::spawn(monitor(Arc::clone(&app), halt_tx));
                 let routes = routes(Arc::clone(&app));
                 let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
@@ -525,8 +562,12 @@ pub const WEB_PAGE: &str = include_str!("web/index.html");
 
 async fn order_entry(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
     let max = app.limits.max_frame;
+    // Small buffers (tungstenite's default is 128 KiB each way): an idle session costs a few
+    // KiB, and frames are small.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
         .on_upgrade(move |socket| session::run(socket, app))
 }
 
@@ -538,6 +579,7 @@ async fn market_data(
     match md::symbol_set(&app.specs, q.get("symbols").map(|s| s.as_str())) {
         Ok(set) => ws
             .max_message_size(4096)
+            .read_buffer_size(4096)
             .on_upgrade(move |socket| md::run(socket, app, set)),
         Err(e) => error(StatusCode::NOT_FOUND, "unknown_symbol", e),
     }

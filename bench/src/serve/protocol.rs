@@ -223,6 +223,11 @@ impl ProtocolError {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
+    // The common case in one pass; a message that does not parse is taken apart again to
+    // say precisely what is wrong with it.
+    if let Ok(m) = serde_json::from_str::<ClientMsg>(text) {
+        return check(m, None);
+    }
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new("bad_json", format!("not JSON: {e}"), None))?;
     let req_id = v.get("req_id").and_then(|r| r.as_u64());
@@ -245,6 +250,10 @@ pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
     }
     let m: ClientMsg = serde_json::from_value(v)
         .map_err(|e| ProtocolError::new("invalid_message", format!("{t}: {e}"), req_id))?;
+    check(m, req_id)
+}
+
+fn check(m: ClientMsg, req_id: Option<u64>) -> Result<ClientMsg, ProtocolError> {
     if let ClientMsg::New(n) = &m {
         if n.cl_ord_id
             .as_ref()
@@ -253,7 +262,7 @@ pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
             return Err(ProtocolError::new(
                 "invalid_message",
                 format!("cl_ord_id is longer than {MAX_CL_ORD_ID} bytes"),
-                req_id,
+                req_id.or(n.req_id),
             ));
         }
     }

@@ -667,12 +667,20 @@ impl Session {
                     .map(|(id, o)| (*id, o.instrument))
                     .collect();
                 for (id, instrument) in open {
-                    let _ = self.gateway.submit(CommandKind::Cancel {
-                        instrument,
-                        account: a,
-                        order_id: OrderId(id),
-                    });
-                    metrics::command("cancel_on_disconnect");
+                    if self
+                        .gateway
+                        .submit(CommandKind::Cancel {
+                            instrument,
+                            account: a,
+                            order_id: OrderId(id),
+                        })
+                        .is_ok()
+                    {
+                        self.app
+                            .submitted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        metrics::command("cancel_on_disconnect");
+                    }
                 }
             }
         }

@@ -567,3 +567,39 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     bob.close();
     server.stop().unwrap();
 }
+
+#[test]
+fn a_gtd_order_expires_and_its_session_hears_it() {
+    let (server, _dir) = demo_server(|_| {});
+    let mut alice = Client::authed(server.addr, "alice", false);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    alice.send(
+        json!({"type": "new", "cl_ord_id": "g", "symbol": "DEMO-A", "side": "buy",
+                      "price": "10", "qty": "3", "tif": "gtd", "expiry": now + 200_000_000}),
+    );
+    let a = alice.recv();
+    assert_eq!(
+        (a["type"].as_str(), a["tif"].as_str()),
+        (Some("accepted"), Some("gtd"))
+    );
+    // A GTD order without an expiry is refused before it is sequenced.
+    alice.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "10", "qty": "1", "tif": "gtd"}));
+    assert_eq!(alice.recv()["code"], "invalid_message");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Time moves with the next command: the order expires before it is handled.
+    alice.send(new_order("n", "DEMO-B", "buy", "1", "1"));
+    let r = alice.recv_n(2);
+    assert_eq!(
+        r[0],
+        json!({"type": "expired", "seq": 4, "order_id": 1, "cl_ord_id": "g", "symbol": "DEMO-A", "qty": "3"})
+    );
+    assert_eq!(
+        (r[1]["type"].as_str(), r[1]["seq"].as_u64()),
+        (Some("accepted"), Some(5))
+    );
+    alice.close();
+    server.stop().unwrap();
+}

@@ -25,8 +25,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::{connect_async, connect_async_with_config};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, connect_async_with_config};
 
 struct ServerProc {
     child: Child,
@@ -191,7 +191,11 @@ async fn client(
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let cancel = if k % 2 == 1 { ids_rx.try_recv().ok() } else { None };
+        let cancel = if k % 2 == 1 {
+            ids_rx.try_recv().ok()
+        } else {
+            None
+        };
         let msg = if let Some(id) = cancel {
             json!({"type": "cancel", "order_id": id, "symbol": "LOAD", "req_id": sched})
         } else {
@@ -201,7 +205,11 @@ async fn client(
                 "side": if buy { "buy" } else { "sell" }, "price": format!("{}.{:02}", px / 100, px % 100),
                 "qty": "1"})
         };
-        if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+        if tx
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -376,10 +384,16 @@ fn main() {
     if value("--keep").is_some() {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(&server.addr).expect("metrics");
-        let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = write!(
+            c,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
         let mut body = String::new();
         let _ = c.read_to_string(&mut body);
-        for l in body.lines().filter(|l| l.starts_with("ringex_order_roundtrip")) {
+        for l in body
+            .lines()
+            .filter(|l| l.starts_with("ringex_order_roundtrip"))
+        {
             eprintln!("{l}");
         }
     }

@@ -406,3 +406,189 @@ impl Event {
         Some(e)
     }
 }
+
+/// Bytes per encoded command.
+pub const COMMAND_BYTES: usize = 64;
+
+impl crate::command::Command {
+    /// Encodes into 64 bytes (the wire format of the command streams of `ringex node`):
+    /// byte 0 the kind, bytes 1..9 the time, the rest depends on the kind (at most 55
+    /// bytes).
+    pub fn encode(&self, out: &mut [u8; COMMAND_BYTES]) {
+        use crate::command::CommandKind as K;
+        *out = [0; COMMAND_BYTES];
+        let mut w = W { b: out, at: 0 };
+        let kind = match self.kind {
+            K::NewOrder(_) => 1,
+            K::Cancel { .. } => 2,
+            K::Modify { .. } => 3,
+            K::MassCancel { .. } => 4,
+            K::Halt { .. } => 5,
+            K::Resume { .. } => 6,
+            K::Block { .. } => 7,
+            K::Unblock { .. } => 8,
+            K::Tick => 9,
+            K::SnapshotRequest { .. } => 10,
+            K::AddInstrument(_) => 11,
+            K::AddAsset { .. } => 12,
+            K::Deposit { .. } => 13,
+            K::Withdraw { .. } => 14,
+            K::Invalid { .. } => 15,
+        };
+        w.u8(kind);
+        w.u64(self.ts.0);
+        match self.kind {
+            K::NewOrder(o) => put_order(&mut w, &o),
+            K::Cancel {
+                instrument,
+                account,
+                order_id,
+            } => {
+                w.u32(instrument.0);
+                w.u64(account.0);
+                w.u64(order_id.0);
+            }
+            K::Modify {
+                instrument,
+                account,
+                order_id,
+                price,
+                qty,
+            } => {
+                w.u32(instrument.0);
+                w.u64(account.0);
+                w.u64(order_id.0);
+                w.u64(price.0 as u64);
+                w.u64(qty.0);
+            }
+            K::MassCancel {
+                account,
+                instrument,
+            } => {
+                w.u64(account.0);
+                w.u8(instrument.is_some() as u8);
+                w.u32(instrument.map_or(0, |i| i.0));
+            }
+            K::Halt { instrument }
+            | K::Resume { instrument }
+            | K::SnapshotRequest { instrument } => w.u32(instrument.0),
+            K::Block { account } | K::Unblock { account } => w.u64(account.0),
+            K::Tick => {}
+            K::AddInstrument(d) => d.encode(&mut w),
+            K::AddAsset { asset, scale } => {
+                w.u16(asset.0);
+                w.u8(scale);
+            }
+            K::Deposit {
+                account,
+                asset,
+                amount,
+            }
+            | K::Withdraw {
+                account,
+                asset,
+                amount,
+            } => {
+                w.u64(account.0);
+                w.u16(asset.0);
+                w.amount(amount);
+            }
+            K::Invalid {
+                instrument,
+                order_id,
+                account,
+                code,
+            } => {
+                w.u8(instrument.is_some() as u8 | (order_id.is_some() as u8) << 1);
+                w.u8(pos(&RejectCode::ALL, code));
+                w.u32(instrument.map_or(0, |i| i.0));
+                w.u64(order_id.map_or(0, |i| i.0));
+                w.u64(account.0);
+            }
+        }
+    }
+
+    /// Decodes what [`crate::command::Command::encode`] wrote; `None` for bytes that are
+    /// not a command.
+    pub fn decode(b: &[u8; COMMAND_BYTES]) -> Option<crate::command::Command> {
+        use crate::command::CommandKind as K;
+        let mut r = R { b, at: 0 };
+        let kind = r.u8();
+        let ts = Timestamp(r.u64());
+        let k = match kind {
+            1 => K::NewOrder(get_order(&mut r)?),
+            2 => K::Cancel {
+                instrument: InstrumentId(r.u32()),
+                account: AccountId(r.u64()),
+                order_id: OrderId(r.u64()),
+            },
+            3 => K::Modify {
+                instrument: InstrumentId(r.u32()),
+                account: AccountId(r.u64()),
+                order_id: OrderId(r.u64()),
+                price: Price(r.u64() as i64),
+                qty: Qty(r.u64()),
+            },
+            4 => {
+                let account = AccountId(r.u64());
+                let some = r.u8() == 1;
+                let i = InstrumentId(r.u32());
+                K::MassCancel {
+                    account,
+                    instrument: some.then_some(i),
+                }
+            }
+            5 => K::Halt {
+                instrument: InstrumentId(r.u32()),
+            },
+            6 => K::Resume {
+                instrument: InstrumentId(r.u32()),
+            },
+            7 => K::Block {
+                account: AccountId(r.u64()),
+            },
+            8 => K::Unblock {
+                account: AccountId(r.u64()),
+            },
+            9 => K::Tick,
+            10 => K::SnapshotRequest {
+                instrument: InstrumentId(r.u32()),
+            },
+            11 => K::AddInstrument(InstrumentDef::decode(&mut r)),
+            12 => K::AddAsset {
+                asset: AssetId(r.u16()),
+                scale: r.u8(),
+            },
+            13 | 14 => {
+                let (account, asset, amount) = (AccountId(r.u64()), AssetId(r.u16()), r.amount());
+                if kind == 13 {
+                    K::Deposit {
+                        account,
+                        asset,
+                        amount,
+                    }
+                } else {
+                    K::Withdraw {
+                        account,
+                        asset,
+                        amount,
+                    }
+                }
+            }
+            15 => {
+                let f = r.u8();
+                let code = *RejectCode::ALL.get(r.u8() as usize)?;
+                let i = InstrumentId(r.u32());
+                let o = OrderId(r.u64());
+                K::Invalid {
+                    instrument: (f & 1 == 1).then_some(i),
+                    order_id: (f & 2 == 2).then_some(o),
+                    account: AccountId(r.u64()),
+                    code,
+                }
+            }
+            _ => return None,
+        };
+        Some(crate::command::Command::new(ts, k))
+    }
+}

@@ -13,6 +13,8 @@ pub mod history_cmd;
 pub mod lobster;
 pub mod lobster_cmd;
 pub mod meta;
+#[cfg(feature = "nats")]
+pub mod node;
 pub mod report;
 pub mod run;
 pub mod script;

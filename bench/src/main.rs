@@ -61,6 +61,11 @@ enum Cmd {
     /// Prometheus metrics and a live web page (built with `--features serve`).
     #[cfg(feature = "serve")]
     Serve(ringex_bench::serve::ServeOptions),
+    /// Hot standby and scale-out on NATS JetStream: run a shard's node, publish commands
+    /// to the shards, read their events (built with `--features nats`).
+    #[cfg(feature = "nats")]
+    #[command(subcommand)]
+    Node(ringex_bench::node::NodeCmd),
     /// Compare the history store's active orders with the books recovered from the journal;
     /// prints every difference and exits non-zero when there is one.
     Reconcile {
@@ -164,6 +169,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "nats")]
+        Cmd::Node(cmd) => match ringex_bench::node::node_cmd(cmd) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringex node: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Reconcile { journal, db } => {
             match ringex_bench::history_cmd::reconcile_cmd(&journal, &db) {
                 Ok(diffs) if diffs.is_empty() => {

@@ -2,7 +2,7 @@
 //!
 //! Instruments are sharded across engines; **the sequence comes from JetStream**, never from
 //! ringex: each shard's commands are one stream (`RINGEX_CMD_<shard>`, subject
-//! `ringex.cmd.<shard>`), one 64-byte encoded [`Command`] per message, and the stream's
+//! `ringex.cmd.<shard>`; `ringex` is the default `--cluster` name, [`Names`]), one 64-byte encoded [`Command`] per message, and the stream's
 //! sequence *is* the engine's input sequence. Every node of a shard (a primary and any number
 //! of standbys) consumes that stream in order and runs the full pipeline with its own local
 //! journal; being deterministic, they hold the same books. Only the **lease holder** publishes
@@ -37,47 +37,67 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The stream of the shards' leases (one subject per shard, one message kept per subject,
-/// messages expire after the lease time: JetStream's key-value buckets are built the same
-/// way; the client's bucket API does not talk to Debian's nats-server 2.9, the stream does).
-pub const LEASES: &str = "RINGEX_LEASES";
+/// The names of one deployment's streams and subjects: `cluster` (letters, digits, `_`,
+/// `-`; `ringex` by default) keeps deployments (and tests) on one NATS server apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    cluster: String,
+}
 
-/// The command stream of a shard.
-pub fn cmd_stream(shard: u32) -> String {
-    format!("RINGEX_CMD_{shard}")
-}
-/// The subject of a shard's commands.
-pub fn cmd_subject(shard: u32) -> String {
-    format!("ringex.cmd.{shard}")
-}
-/// The event stream of a shard.
-pub fn evt_stream(shard: u32) -> String {
-    format!("RINGEX_EVT_{shard}")
-}
-/// The subject of a shard's events.
-pub fn evt_subject(shard: u32) -> String {
-    format!("ringex.evt.{shard}")
-}
-/// The lease subject of a shard.
-pub fn lease_key(shard: u32) -> String {
-    format!("ringex.lease.{shard}")
+impl Names {
+    /// The names of `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        Names {
+            cluster: cluster.to_string(),
+        }
+    }
+    /// The command stream of a shard: `<CLUSTER>_CMD_<shard>`.
+    pub fn cmd_stream(&self, shard: u32) -> String {
+        format!("{}_CMD_{shard}", self.cluster.to_uppercase())
+    }
+    /// The subject of a shard's commands: `<cluster>.cmd.<shard>`.
+    pub fn cmd_subject(&self, shard: u32) -> String {
+        format!("{}.cmd.{shard}", self.cluster)
+    }
+    /// The event stream of a shard: `<CLUSTER>_EVT_<shard>`.
+    pub fn evt_stream(&self, shard: u32) -> String {
+        format!("{}_EVT_{shard}", self.cluster.to_uppercase())
+    }
+    /// The subject of a shard's events: `<cluster>.evt.<shard>`.
+    pub fn evt_subject(&self, shard: u32) -> String {
+        format!("{}.evt.{shard}", self.cluster)
+    }
+    /// The stream of the leases: `<CLUSTER>_LEASES`.
+    pub fn lease_stream(&self) -> String {
+        format!("{}_LEASES", self.cluster.to_uppercase())
+    }
+    /// The lease subject of a shard: `<cluster>.lease.<shard>`.
+    pub fn lease_subject(&self, shard: u32) -> String {
+        format!("{}.lease.{shard}", self.cluster)
+    }
 }
 
 /// A shard's lease: a message on the shard's lease subject that expires after the lease
 /// time. Taking it publishes with `Nats-Expected-Last-Subject-Sequence: 0` (only when no
 /// live message is there); renewing publishes with the revision the holder last wrote
 /// (compare-and-set); releasing purges the subject.
+///
+/// The lease stream keeps one message per subject and expires it after the lease time:
+/// JetStream's key-value buckets are built the same way (the client's bucket API does not
+/// talk to Debian's nats-server 2.9; the stream does).
 pub struct Lease {
     js: jetstream::Context,
+    stream: String,
     subject: String,
 }
 
 impl Lease {
     /// The lease of `shard`.
-    pub fn new(js: jetstream::Context, shard: u32) -> Self {
+    pub fn new(js: jetstream::Context, names: &Names, shard: u32) -> Self {
         Lease {
             js,
-            subject: lease_key(shard),
+            stream: names.lease_stream(),
+            subject: names.lease_subject(shard),
         }
     }
 
@@ -116,7 +136,7 @@ impl Lease {
     pub async fn release(&self) -> Result<(), NodeError> {
         let s = self
             .js
-            .get_stream(LEASES)
+            .get_stream(&self.stream)
             .await
             .map_err(nats("lease stream"))?;
         s.purge()
@@ -212,13 +232,14 @@ fn nats<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NodeError {
 /// Creates (or finds) the command and event streams of `shards` and the lease stream.
 pub async fn setup(
     js: &jetstream::Context,
+    names: &Names,
     shards: impl IntoIterator<Item = u32>,
     lease: Duration,
 ) -> Result<(), NodeError> {
     for s in shards {
         js.get_or_create_stream(stream::Config {
-            name: cmd_stream(s),
-            subjects: vec![cmd_subject(s)],
+            name: names.cmd_stream(s),
+            subjects: vec![names.cmd_subject(s)],
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
@@ -226,8 +247,8 @@ pub async fn setup(
         .await
         .map_err(nats("command stream"))?;
         js.get_or_create_stream(stream::Config {
-            name: evt_stream(s),
-            subjects: vec![evt_subject(s)],
+            name: names.evt_stream(s),
+            subjects: vec![names.evt_subject(s)],
             storage: stream::StorageType::File,
             // Re-publications after a failover come within seconds; ten minutes is ample.
             duplicate_window: Duration::from_secs(600),
@@ -237,8 +258,8 @@ pub async fn setup(
         .map_err(nats("event stream"))?;
     }
     js.get_or_create_stream(stream::Config {
-        name: LEASES.into(),
-        subjects: vec!["ringex.lease.>".into()],
+        name: names.lease_stream(),
+        subjects: vec![format!("{}.lease.>", names.cluster)],
         storage: stream::StorageType::Memory,
         max_messages_per_subject: 1,
         max_age: lease,
@@ -261,12 +282,19 @@ pub struct StreamEnd {
 }
 
 /// Where a shard's event stream ends.
-pub async fn last_published(js: &jetstream::Context, shard: u32) -> Result<StreamEnd, NodeError> {
+pub async fn last_published(
+    js: &jetstream::Context,
+    names: &Names,
+    shard: u32,
+) -> Result<StreamEnd, NodeError> {
     let s = js
-        .get_stream(evt_stream(shard))
+        .get_stream(names.evt_stream(shard))
         .await
         .map_err(nats("event stream"))?;
-    match s.get_last_raw_message_by_subject(&evt_subject(shard)).await {
+    match s
+        .get_last_raw_message_by_subject(&names.evt_subject(shard))
+        .await
+    {
         Ok(m) => Ok(StreamEnd {
             last: header_u64(&m.headers, "Ringex-Last").unwrap_or(0),
             last_first: header_u64(&m.headers, "Ringex-First").unwrap_or(0),
@@ -350,6 +378,9 @@ pub struct NodeOptions {
     /// The NATS server.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    /// The deployment's name (its streams and subjects; README).
+    #[arg(long, default_value = "ringex")]
+    pub cluster: String,
     /// The shard this node serves.
     #[arg(long)]
     pub shard: u32,
@@ -466,9 +497,10 @@ async fn node_main(
         .await
         .map_err(nats("connect"))?;
     let js = jetstream::new(client);
-    setup(&js, [o.shard], lease).await?;
-    let leases = Lease::new(js.clone(), o.shard);
-    let mut end = last_published(&js, o.shard).await?;
+    let names = Names::new(&o.cluster);
+    setup(&js, &names, [o.shard], lease).await?;
+    let leases = Lease::new(js.clone(), &names, o.shard);
+    let mut end = last_published(&js, &names, o.shard).await?;
     let mut published = end.last;
     // Events this node journaled before a restart that the stream still lacks (it was the
     // primary and died before publishing them): they go out if it becomes the primary.
@@ -476,7 +508,13 @@ async fn node_main(
         .into_iter()
         .filter(|b| b.last > published)
         .collect();
-    let consumer = tokio::spawn(consume(js.clone(), o.shard, cmd_seq + 1, gateway));
+    let consumer = tokio::spawn(consume(
+        js.clone(),
+        names.clone(),
+        o.shard,
+        cmd_seq + 1,
+        gateway,
+    ));
     let mut role: Option<u64> = None; // Some(revision) while primary
     let mut tick = tokio::time::interval(lease / 5);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -489,13 +527,13 @@ async fn node_main(
             _ = tick.tick() => {
                 match role {
                     None => {
-                        end = last_published(&js, o.shard).await.unwrap_or(end);
+                        end = last_published(&js, &names, o.shard).await.unwrap_or(end);
                         published = end.last;
                         if !stopping {
                             if let Ok(rev) = leases.acquire(&o.node_id).await {
                                 // Primary now: everything after the stream's last event is ours
                                 // to publish.
-                                end = last_published(&js, o.shard).await?;
+                                end = last_published(&js, &names, o.shard).await?;
                                 published = end.last;
                                 role = Some(rev);
                                 tracing::warn!("node {} is the primary of shard {} (events published up to {published})", o.node_id, o.shard);
@@ -545,13 +583,13 @@ async fn node_main(
             _ = tokio::signal::ctrl_c() => { stopping = true; consumer.abort(); }
         }
         if role.is_some() && !pending.is_empty() {
-            match publish(&js, o.shard, &o.node_id, &mut pending, &mut end).await {
+            match publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await {
                 Ok(()) => published = end.last,
                 Err(e) => {
                     // Another publisher moved the stream's end (a primary that lost its
                     // lease and did not know yet): find the end again and go on after it.
                     eprintln!("ringex node {}: publish: {e}", o.node_id);
-                    if let Ok(e2) = last_published(&js, o.shard).await {
+                    if let Ok(e2) = last_published(&js, &names, o.shard).await {
                         end = e2;
                         published = end.last;
                         while pending.front().is_some_and(|b| b.last <= published) {
@@ -574,7 +612,7 @@ async fn node_main(
                 pending.push_back(b);
             }
         }
-        let _ = publish(&js, o.shard, &o.node_id, &mut pending, &mut end).await;
+        let _ = publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await;
         let _ = leases.release().await;
     }
     Ok(())
@@ -586,12 +624,13 @@ async fn node_main(
 /// never holds a gap; a re-publication of a message it has is deduplicated by its id.
 async fn publish(
     js: &jetstream::Context,
+    names: &Names,
     shard: u32,
     node: &str,
     pending: &mut VecDeque<Batch>,
     end: &mut StreamEnd,
 ) -> Result<(), NodeError> {
-    let subject = evt_subject(shard);
+    let subject = names.evt_subject(shard);
     while !pending.is_empty() {
         let n = pending.len().min(512);
         let mut acks = Vec::with_capacity(n);
@@ -639,17 +678,18 @@ async fn publish(
 /// Feeds the shard's command stream, from `start`, into the pipeline.
 async fn consume(
     js: jetstream::Context,
+    names: Names,
     shard: u32,
     start: u64,
     mut gateway: Gateway,
 ) -> Result<(), NodeError> {
     let s = js
-        .get_stream(cmd_stream(shard))
+        .get_stream(names.cmd_stream(shard))
         .await
         .map_err(nats("command stream"))?;
     let c = s
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: cmd_subject(shard),
+            filter_subject: names.cmd_subject(shard),
             deliver_policy: if start <= 1 {
                 consumer::DeliverPolicy::All
             } else {
@@ -696,17 +736,20 @@ async fn consume(
 /// Publishes commands to their shards' streams.
 pub struct Router {
     js: jetstream::Context,
+    names: Names,
     shards: u32,
 }
 
 impl Router {
     /// A router on `url` for `shards` shards (creates the streams if needed).
-    pub async fn connect(url: &str, shards: u32) -> Result<Router, NodeError> {
+    pub async fn connect(url: &str, cluster: &str, shards: u32) -> Result<Router, NodeError> {
         let client = async_nats::connect(url).await.map_err(nats("connect"))?;
         let js = jetstream::new(client);
-        setup(&js, 0..shards, Duration::from_millis(500)).await?;
+        let names = Names::new(cluster);
+        setup(&js, &names, 0..shards, Duration::from_millis(500)).await?;
         Ok(Router {
             js,
+            names,
             shards: shards.max(1),
         })
     }
@@ -732,7 +775,7 @@ impl Router {
             for s in shards {
                 let ack = self
                     .js
-                    .publish(cmd_subject(s), payload.clone())
+                    .publish(self.names.cmd_subject(s), payload.clone())
                     .await
                     .map_err(nats("publish command"))?;
                 inflight.push_back(ack);
@@ -767,19 +810,28 @@ pub struct ShardEvents {
 
 /// Reads a shard's whole event stream, checking that events follow each other with no gap
 /// (a repeated message is counted in `duplicates` and skipped).
-pub async fn read_events(js: &jetstream::Context, shard: u32) -> Result<ShardEvents, NodeError> {
+pub async fn read_events(
+    js: &jetstream::Context,
+    names: &Names,
+    shard: u32,
+) -> Result<ShardEvents, NodeError> {
     let mut s = js
-        .get_stream(evt_stream(shard))
+        .get_stream(names.evt_stream(shard))
         .await
         .map_err(nats("event stream"))?;
-    let total = s.info().await.map_err(nats("event stream info"))?.state.messages;
+    let total = s
+        .info()
+        .await
+        .map_err(nats("event stream info"))?
+        .state
+        .messages;
     let mut out = ShardEvents::default();
     if total == 0 {
         return Ok(out);
     }
     let c = s
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: evt_subject(shard),
+            filter_subject: names.evt_subject(shard),
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         })
@@ -810,7 +862,9 @@ pub async fn read_events(js: &jetstream::Context, shard: u32) -> Result<ShardEve
             let e = <&[u8; EVENT_BYTES]>::try_from(chunk)
                 .ok()
                 .and_then(Event::decode)
-                .ok_or_else(|| NodeError::Events(shard, format!("bad event bytes at {}", first + k as u64)))?;
+                .ok_or_else(|| {
+                    NodeError::Events(shard, format!("bad event bytes at {}", first + k as u64))
+                })?;
             out.events.push((first + k as u64, e));
             last = first + k as u64;
         }
@@ -823,17 +877,18 @@ pub async fn read_events(js: &jetstream::Context, shard: u32) -> Result<ShardEve
 /// lives on one shard). Duplicated messages are skipped.
 pub async fn follow(
     js: jetstream::Context,
+    names: &Names,
     shards: u32,
 ) -> Result<mpsc::Receiver<(u32, u64, Event)>, NodeError> {
     let (tx, rx) = mpsc::channel(65_536);
     for shard in 0..shards {
         let s = js
-            .get_stream(evt_stream(shard))
+            .get_stream(names.evt_stream(shard))
             .await
             .map_err(nats("event stream"))?;
         let c = s
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: evt_subject(shard),
+                filter_subject: names.evt_subject(shard),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             })
@@ -874,20 +929,26 @@ pub async fn follow(
 /// Reads a shard's command stream back (for checks: the commands every node consumed).
 pub async fn read_commands(
     js: &jetstream::Context,
+    names: &Names,
     shard: u32,
 ) -> Result<Vec<Command>, NodeError> {
     let mut s = js
-        .get_stream(cmd_stream(shard))
+        .get_stream(names.cmd_stream(shard))
         .await
         .map_err(nats("command stream"))?;
-    let total = s.info().await.map_err(nats("command stream info"))?.state.messages;
+    let total = s
+        .info()
+        .await
+        .map_err(nats("command stream info"))?
+        .state
+        .messages;
     let mut out = Vec::with_capacity(total as usize);
     if total == 0 {
         return Ok(out);
     }
     let c = s
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: cmd_subject(shard),
+            filter_subject: names.cmd_subject(shard),
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         })
@@ -929,6 +990,9 @@ pub enum NodeCmd {
         /// The NATS server.
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
         nats: String,
+        /// The deployment's name.
+        #[arg(long, default_value = "ringex")]
+        cluster: String,
         /// How many shards.
         #[arg(long)]
         shards: u32,
@@ -940,6 +1004,9 @@ pub enum NodeCmd {
         /// The NATS server.
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
         nats: String,
+        /// The deployment's name.
+        #[arg(long, default_value = "ringex")]
+        cluster: String,
         /// How many shards.
         #[arg(long)]
         shards: u32,
@@ -955,6 +1022,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
         NodeCmd::Run(o) => run_node(o).map(|_| String::new()),
         NodeCmd::Submit {
             nats: url,
+            cluster,
             shards,
             script,
         } => {
@@ -963,7 +1031,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             let (cmds, malformed) = crate::run::read_script(&script, &mut sc, 0, &mut meta)?;
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             let n = rt.block_on(async {
-                let r = Router::connect(&url, shards).await?;
+                let r = Router::connect(&url, &cluster, shards).await?;
                 r.submit(&cmds, 1024).await
             })?;
             Ok(format!(
@@ -974,13 +1042,14 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
         }
         NodeCmd::Read {
             nats: url,
+            cluster,
             shards,
             limit,
         } => {
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             rt.block_on(async {
                 let client = async_nats::connect(&url).await.map_err(nats("connect"))?;
-                let mut rx = follow(jetstream::new(client), shards).await?;
+                let mut rx = follow(jetstream::new(client), &Names::new(&cluster), shards).await?;
                 let mut n = 0;
                 while let Some((shard, seq, e)) = rx.recv().await {
                     println!("{shard},{seq},{:?}", e.kind);

@@ -1,0 +1,267 @@
+//! `ringex node` on a real NATS JetStream server (CI starts one and sets RINGEX_NATS_URL; the
+//! test fails, never skips, without it): two shards, each a primary and a standby, fed a
+//! seeded multi-instrument workload through the router; each primary is killed with
+//! SIGKILL at a random moment while commands flow, and restarted later from its journal.
+//! Afterwards each shard's event stream equals, event for event, what one in-process engine
+//! gives for the shard's commands (no gap, no duplicate), and the restarted nodes' books
+//! equal the engine's.
+#![cfg(feature = "nats")]
+
+use ringex_bench::node::{last_published, read_commands, read_events, Names, NodeStatus, Router};
+use ringex_engine::workload::{MultiSymbolWorkload, SplitMix64};
+use ringex_engine::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+
+fn nats_url() -> String {
+    std::env::var("RINGEX_NATS_URL").expect(
+        "RINGEX_NATS_URL is not set: start nats-server with JetStream (`bash .ci/test` does) \
+         and point RINGEX_NATS_URL at it",
+    )
+}
+
+struct Node {
+    child: Option<Child>,
+    journal: PathBuf,
+    id: String,
+    shard: u32,
+}
+
+impl Node {
+    fn start(cluster: &str, shard: u32, id: &str, journal: &Path) -> Node {
+        let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+            .args(["node", "run", "--nats", &nats_url(), "--cluster", cluster])
+            .args([
+                "--shard",
+                &shard.to_string(),
+                "--node-id",
+                id,
+                "--lease-ms",
+                "500",
+            ])
+            .arg("--journal")
+            .arg(journal)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ringex node");
+        Node {
+            child: Some(child),
+            journal: journal.to_path_buf(),
+            id: id.to_string(),
+            shard,
+        }
+    }
+
+    fn status(&self) -> Option<NodeStatus> {
+        NodeStatus::read(&self.journal)
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&NodeStatus) -> bool) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if self.status().is_some_and(|s| f(&s)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "node {} (shard {}): never {what}: {:?}",
+            self.id,
+            self.shard,
+            self.status()
+        );
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The engine's events for commands fed in order from input sequence 1.
+fn reference(cmds: &[Command]) -> (Matcher, Vec<(u64, Event)>) {
+    let mut m = Matcher::with_capacity(MatcherCapacity::default());
+    let mut out = Vec::new();
+    for (k, c) in cmds.iter().enumerate() {
+        m.process(Sequence(k as u64 + 1), c, &mut out);
+    }
+    let events = out
+        .into_iter()
+        .enumerate()
+        .map(|(k, e)| (k as u64 + 1, e))
+        .collect();
+    (m, events)
+}
+
+#[test]
+fn two_shards_survive_killed_primaries_with_nothing_lost_or_duplicated() {
+    let url = nats_url();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = format!(
+        "t{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let router = rt.block_on(Router::connect(&url, &cluster, 2)).unwrap();
+
+    // The workload: 8 instruments (4 per shard), with account-wide commands (mass cancels of
+    // every symbol, ticks) that go to both shards.
+    let w = MultiSymbolWorkload {
+        seed: 42,
+        instruments: 8,
+        accounts: 40,
+        orders_per_instrument: 10,
+        ..Default::default()
+    }
+    .generate(12_000);
+    let mut cmds = w.setup.clone();
+    for (k, c) in w.commands.iter().enumerate() {
+        cmds.push(*c);
+        if k % 997 == 0 {
+            let ts = c.ts;
+            cmds.push(Command::new(
+                ts,
+                CommandKind::MassCancel {
+                    account: AccountId(1 + k as u64 % 40),
+                    instrument: None,
+                },
+            ));
+            cmds.push(Command::new(ts, CommandKind::Tick));
+        }
+    }
+
+    let jd = |n: &str| dir.path().join(n);
+    let mut primaries = [
+        Node::start(&cluster, 0, "p0", &jd("p0")),
+        Node::start(&cluster, 1, "p1", &jd("p1")),
+    ];
+    for p in &primaries {
+        p.wait_for("primary", |s| s.role == "primary");
+    }
+    let standbys = [
+        Node::start(&cluster, 0, "s0", &jd("s0")),
+        Node::start(&cluster, 1, "s1", &jd("s1")),
+    ];
+    for s in &standbys {
+        s.wait_for("standby", |s| s.role == "standby");
+    }
+
+    // Feed in chunks over ~3 s; kill each primary at a random chunk in the first two
+    // thirds (commands keep coming for a second or more after it), and restart it once its
+    // standby has taken over.
+    let mut rng = SplitMix64::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    let chunks: Vec<&[Command]> = cmds.chunks(250).collect();
+    let n = chunks.len() as u64;
+    let kill_at = [2 + rng.below(n / 3), n / 3 + rng.below(n / 3)];
+    eprintln!("{n} chunks; primaries killed after chunks {kill_at:?}");
+    let mut restarted: Vec<Node> = Vec::new();
+    let mut killed = [false; 2];
+    for (k, chunk) in chunks.iter().enumerate() {
+        rt.block_on(router.submit(chunk, 256)).unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        for s in 0..2 {
+            if k as u64 == kill_at[s] {
+                primaries[s].kill9();
+                killed[s] = true;
+            }
+            if killed[s] && standbys[s].status().is_some_and(|st| st.role == "primary") {
+                killed[s] = false;
+                restarted.push(Node::start(
+                    &cluster,
+                    s as u32,
+                    &format!("p{s}"),
+                    &jd(&format!("p{s}")),
+                ));
+            }
+        }
+    }
+    for s in 0..2 {
+        if killed[s] {
+            standbys[s].wait_for("primary", |st| st.role == "primary");
+            restarted.push(Node::start(
+                &cluster,
+                s as u32,
+                &format!("p{s}"),
+                &jd(&format!("p{s}")),
+            ));
+        }
+    }
+
+    for shard in 0..2u32 {
+        let shard_cmds = rt
+            .block_on(read_commands(router.context(), &names, shard))
+            .unwrap();
+        let (engine, expected) = reference(&shard_cmds);
+        let last = expected.last().unwrap().0;
+        let t = Instant::now();
+        while rt
+            .block_on(last_published(router.context(), &names, shard))
+            .unwrap()
+            .last
+            < last
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "shard {shard}: events stopped short of {last}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let got = rt
+            .block_on(read_events(router.context(), &names, shard))
+            .unwrap();
+        assert_eq!(got.duplicates, 0, "shard {shard}: duplicated messages");
+        assert_eq!(got.events.len(), expected.len(), "shard {shard}");
+        assert!(
+            got.events == expected,
+            "shard {shard}: the events differ from the engine's"
+        );
+        // The kill landed while the shard was publishing: both nodes published part of it.
+        let publishers: std::collections::BTreeSet<_> =
+            got.publishers.iter().map(|p| p.1.as_str()).collect();
+        assert!(
+            publishers.contains(format!("p{shard}").as_str())
+                && publishers.contains(format!("s{shard}").as_str()),
+            "shard {shard}: publishers {publishers:?}"
+        );
+
+        // The restarted node caught up from its journal and the stream; its books are the
+        // engine's.
+        let node = restarted.iter_mut().find(|r| r.shard == shard).unwrap();
+        let total = shard_cmds.len() as u64;
+        node.wait_for("caught up", |s| s.cmd_seq == total && s.role == "standby");
+        node.kill9();
+        let state = ringex_consumers::recovery::recover(&node.journal)
+            .unwrap()
+            .state;
+        assert_eq!((state.cmd_seq, state.event_seq), (total, last));
+        let replica = BookReplica::from_state(&state);
+        for i in (shard..8).step_by(2) {
+            let i = InstrumentId(i);
+            assert_eq!(
+                replica.resting_orders(i),
+                engine.resting_orders(i),
+                "shard {shard}, {i:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Benchmarks of `ringex node` on NATS JetStream (feature `nats`; needs a nats-server with
+//! JetStream, `--nats URL` or RINGEX_NATS_URL):
+//!
+//! - **throughput**: for 1, 2 and 4 shards (one node each, started as processes of the
+//!   `ringex` binary beside this one), the router publishes a seeded multi-instrument
+//!   workload (64 instruments, Zipf) as fast as JetStream acknowledges (4096 in flight);
+//!   commands/s from the first publish until every shard's event stream holds its last event.
+//!   Beside it, the same shard's commands through the matcher alone in this process: the
+//!   share of a shard's time that is matching, the rest being JetStream, the journal and
+//!   the hops.
+//! - **latency**: one shard, closed loop: publish one command, wait for its events on the
+//!   event subject; HDR percentiles, to set beside the in-process pipeline's.
+//! - **failover**: a primary and a standby; commands flow at ~2,000/s; the primary is killed
+//!   with SIGKILL; the time until the first event message published by the standby. Over
+//!   `--trials` runs.
+//!
+//! ```text
+//! cargo build --release -p ringex-bench --features nats --bins
+//! target/release/node_bench --nats nats://127.0.0.1:4222 --commands 200000 --trials 20
+//! ```
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use ringex_bench::args::{number, value};
+use ringex_bench::node::{last_published, targets, Names, NodeStatus, Router, Targets};
+use ringex_engine::workload::MultiSymbolWorkload;
+use ringex_engine::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+
+struct NodeProc(Child, PathBuf);
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_node(url: &str, cluster: &str, shard: u32, id: &str, dir: &Path) -> NodeProc {
+    let exe = std::env::current_exe().expect("own path").with_file_name("ringex");
+    let journal = dir.join(cluster).join(id);
+    let child = Proc::new(&exe)
+        .args(["node", "run", "--nats", url, "--cluster", cluster, "--lease-ms", "500"])
+        .args(["--shard", &shard.to_string(), "--node-id", id])
+        .arg("--journal")
+        .arg(&journal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (build with --features nats --bins)", exe.display()));
+    NodeProc(child, journal)
+}
+
+fn wait_role(n: &NodeProc, role: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if NodeStatus::read(&n.1).is_some_and(|s| s.role == role) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("node never became {role}");
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "b{tag}{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    )
+}
+
+fn workload(n: usize) -> Vec<Command> {
+    let w = MultiSymbolWorkload {
+        instruments: 64,
+        ..Default::default()
+    }
+    .generate(n);
+    w.setup.into_iter().chain(w.commands).collect()
+}
+
+/// The matcher alone on one shard's commands: (events, seconds).
+fn match_alone(cmds: &[Command]) -> (u64, f64) {
+    let mut m = Matcher::with_capacity(MatcherCapacity::default());
+    let mut out = Vec::with_capacity(64);
+    let mut events = 0;
+    let t = Instant::now();
+    for (k, c) in cmds.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(k as u64 + 1), c, &mut out);
+        events += out.len() as u64;
+    }
+    (events, t.elapsed().as_secs_f64())
+}
+
+fn throughput(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, shards: u32, cmds: &[Command]) {
+    let cluster = unique(&format!("t{shards}"));
+    let names = Names::new(&cluster);
+    let nodes: Vec<NodeProc> = (0..shards)
+        .map(|s| start_node(url, &cluster, s, &format!("n{s}"), dir))
+        .collect();
+    for n in &nodes {
+        wait_role(n, "primary");
+    }
+    let router = rt.block_on(Router::connect(url, &cluster, shards)).expect("router");
+    // Each shard's commands, for its expected last event and its matching time.
+    let mut per: Vec<Vec<Command>> = vec![Vec::new(); shards as usize];
+    for c in cmds {
+        match targets(c, shards) {
+            Targets::One(s) => per[s as usize].push(*c),
+            Targets::All => per.iter_mut().for_each(|p| p.push(*c)),
+        }
+    }
+    let expect: Vec<(u64, f64)> = per.iter().map(|p| match_alone(p)).collect();
+    let t = Instant::now();
+    rt.block_on(router.submit(cmds, 4096)).expect("submit");
+    let published = t.elapsed().as_secs_f64();
+    for s in 0..shards {
+        while rt
+            .block_on(last_published(router.context(), &names, s))
+            .map_or(0, |e| e.last)
+            < expect[s as usize].0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let matching: f64 = expect.iter().map(|e| e.1).fold(0.0, f64::max);
+    println!(
+        "| {shards} | {} | {:.0} | {:.2} s | {:.2} s | {:.1}% |",
+        cmds.len(),
+        cmds.len() as f64 / secs,
+        published,
+        secs,
+        100.0 * matching / secs
+    );
+}
+
+fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], n: usize) {
+    let cluster = unique("lat");
+    let names = Names::new(&cluster);
+    let node = start_node(url, &cluster, 0, "l0", dir);
+    wait_role(&node, "primary");
+    let router = rt.block_on(Router::connect(url, &cluster, 1)).expect("router");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let mut sub = client.subscribe(names.evt_subject(0)).await.expect("subscribe");
+        // The setup first (instruments, resting orders), then one command at a time; only
+        // commands that make events are timed.
+        let setup = cmds.iter().take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_))).count();
+        router.submit(&cmds[..setup], 1).await.expect("setup");
+        let mut done = 0;
+        for c in &cmds[setup..] {
+            if done >= n {
+                break;
+            }
+            let t = Instant::now();
+            router.submit(std::slice::from_ref(c), 1).await.expect("submit");
+            // Every command makes at least one event here (the workload has no ticks).
+            match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+                Ok(Some(_)) => {
+                    let _ = h.record(t.elapsed().as_nanos() as u64);
+                    done += 1;
+                }
+                _ => break,
+            }
+            // Drain messages of earlier commands, if any arrived late.
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_micros(1), sub.next()).await {}
+        }
+    });
+    drop(node);
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "latency, router publish → events on the event subject, closed loop, {} commands: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs",
+        h.len(),
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0
+    );
+}
+
+fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], trials: u64) {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    for trial in 0..trials {
+        let cluster = unique(&format!("f{trial}"));
+        let names = Names::new(&cluster);
+        let mut primary = start_node(url, &cluster, 0, "a", dir);
+        wait_role(&primary, "primary");
+        let standby = start_node(url, &cluster, 0, "b", dir);
+        wait_role(&standby, "standby");
+        let router = rt.block_on(Router::connect(url, &cluster, 1)).expect("router");
+        let took = rt.block_on(async {
+            let client = async_nats::connect(url).await.expect("connect");
+            let mut sub = client.subscribe(names.evt_subject(0)).await.expect("subscribe");
+            let feed = {
+                let cmds = cmds.to_vec();
+                tokio::spawn(async move {
+                    for chunk in cmds.chunks(20) {
+                        if router.submit(chunk, 64).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            };
+            // Let it run, then kill the primary.
+            tokio::time::sleep(Duration::from_millis(300 + 37 * trial % 200)).await;
+            let _ = primary.0.kill();
+            let killed = Instant::now();
+            let _ = primary.0.wait();
+            let mut took = None;
+            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                let by_b = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Ringex-Node"))
+                    .is_some_and(|v| v.as_str() == "b");
+                if by_b {
+                    took = Some(killed.elapsed());
+                    break;
+                }
+            }
+            feed.abort();
+            took
+        });
+        drop(standby);
+        drop(primary);
+        match took {
+            Some(d) => {
+                let _ = h.record(d.as_nanos() as u64);
+                eprintln!("trial {trial}: {:.0} ms", d.as_secs_f64() * 1000.0);
+            }
+            None => println!("trial {trial}: the standby published nothing within 10 s"),
+        }
+    }
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+    println!(
+        "failover (primary killed → first event from the new primary), {} trials, lease 500 ms: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        h.len(),
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        h.max() as f64 / 1e6
+    );
+}
+
+fn main() {
+    let url = value("--nats")
+        .or_else(|| std::env::var("RINGEX_NATS_URL").ok())
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let n = number("--commands", 200_000) as usize;
+    let trials = number("--trials", 20);
+    let dir = std::env::temp_dir().join(format!("ringex-node-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cmds = workload(n);
+    println!("# ringex node on NATS JetStream at {url}: {} commands (multi-symbol, 64 instruments)", cmds.len());
+    println!("| shards | commands | commands/s end to end | all published by the router after | last event in the streams after | matching alone, slowest shard, share of the time |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let shard_list = value("--shards").unwrap_or_else(|| "1,2,4".into());
+    for s in shard_list.split(',').filter_map(|s| s.trim().parse().ok()) {
+        throughput(&rt, &url, &dir, s, &cmds);
+    }
+    latency(&rt, &url, &dir, &cmds, number("--latency", 5000) as usize);
+    if trials > 0 {
+        failover(&rt, &url, &dir, &cmds, trials);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,6 +43,18 @@ impl EdgeMeta {
         }
     }
 
+    /// Takes the instruments, allocation groups and assets a script has defined so far.
+    pub fn take_definitions(&mut self, script: &crate::script::Script) {
+        self.specs = script
+            .specs()
+            .iter()
+            .filter(|s| !s.symbol.is_empty())
+            .cloned()
+            .collect();
+        self.groups = script.groups().to_vec();
+        self.assets = script.assets().to_vec();
+    }
+
     /// Reads `dir/edge.meta`; `Ok(None)` when there is none.
     pub fn read(dir: &Path) -> io::Result<Option<EdgeMeta>> {
         let text = match std::fs::read_to_string(dir.join(META_FILE)) {

@@ -511,14 +511,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
     );
     let (cmds, malformed) = read_script(&opts.script, &mut script, state.cmd_seq, &mut meta)?;
     if let Some(dir) = &opts.journal {
-        meta.specs = script
-            .specs()
-            .iter()
-            .filter(|s| !s.symbol.is_empty())
-            .cloned()
-            .collect();
-        meta.groups = script.groups().to_vec();
-        meta.assets = script.assets().to_vec();
+        meta.take_definitions(&script);
         meta.write(dir).map_err(meta_err(dir))?;
     }
     let script = Arc::new(script);

@@ -39,17 +39,33 @@ impl Drop for NodeProc {
 }
 
 fn start_node(url: &str, cluster: &str, shard: u32, id: &str, dir: &Path) -> NodeProc {
-    let exe = std::env::current_exe().expect("own path").with_file_name("ringex");
+    let exe = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("ringex");
     let journal = dir.join(cluster).join(id);
     let child = Proc::new(&exe)
-        .args(["node", "run", "--nats", url, "--cluster", cluster, "--lease-ms", "500"])
+        .args([
+            "node",
+            "run",
+            "--nats",
+            url,
+            "--cluster",
+            cluster,
+            "--lease-ms",
+            "500",
+        ])
         .args(["--shard", &shard.to_string(), "--node-id", id])
         .arg("--journal")
         .arg(&journal)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (build with --features nats --bins)", exe.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (build with --features nats --bins)",
+                exe.display()
+            )
+        });
     NodeProc(child, journal)
 }
 
@@ -106,7 +122,9 @@ fn throughput(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, shards: u32, 
     for n in &nodes {
         wait_role(n, "primary");
     }
-    let router = rt.block_on(Router::connect(url, &cluster, shards)).expect("router");
+    let router = rt
+        .block_on(Router::connect(url, &cluster, shards))
+        .expect("router");
     // Each shard's commands, for its expected last event and its matching time.
     let mut per: Vec<Vec<Command>> = vec![Vec::new(); shards as usize];
     for c in cmds {
@@ -145,14 +163,22 @@ fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command]
     let names = Names::new(&cluster);
     let node = start_node(url, &cluster, 0, "l0", dir);
     wait_role(&node, "primary");
-    let router = rt.block_on(Router::connect(url, &cluster, 1)).expect("router");
+    let router = rt
+        .block_on(Router::connect(url, &cluster, 1))
+        .expect("router");
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     rt.block_on(async {
         let client = async_nats::connect(url).await.expect("connect");
-        let mut sub = client.subscribe(names.evt_subject(0)).await.expect("subscribe");
+        let mut sub = client
+            .subscribe(names.evt_subject(0))
+            .await
+            .expect("subscribe");
         // The setup first (instruments, resting orders), then one command at a time; only
         // commands that make events are timed.
-        let setup = cmds.iter().take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_))).count();
+        let setup = cmds
+            .iter()
+            .take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_)))
+            .count();
         router.submit(&cmds[..setup], 1).await.expect("setup");
         let mut done = 0;
         for c in &cmds[setup..] {
@@ -160,7 +186,10 @@ fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command]
                 break;
             }
             let t = Instant::now();
-            router.submit(std::slice::from_ref(c), 1).await.expect("submit");
+            router
+                .submit(std::slice::from_ref(c), 1)
+                .await
+                .expect("submit");
             // Every command makes at least one event here (the workload has no ticks).
             match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
                 Ok(Some(_)) => {
@@ -170,7 +199,9 @@ fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command]
                 _ => break,
             }
             // Drain messages of earlier commands, if any arrived late.
-            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_micros(1), sub.next()).await {}
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_micros(1), sub.next()).await
+            {
+            }
         }
     });
     drop(node);
@@ -195,10 +226,15 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
         wait_role(&primary, "primary");
         let standby = start_node(url, &cluster, 0, "b", dir);
         wait_role(&standby, "standby");
-        let router = rt.block_on(Router::connect(url, &cluster, 1)).expect("router");
+        let router = rt
+            .block_on(Router::connect(url, &cluster, 1))
+            .expect("router");
         let took = rt.block_on(async {
             let client = async_nats::connect(url).await.expect("connect");
-            let mut sub = client.subscribe(names.evt_subject(0)).await.expect("subscribe");
+            let mut sub = client
+                .subscribe(names.evt_subject(0))
+                .await
+                .expect("subscribe");
             let feed = {
                 let cmds = cmds.to_vec();
                 tokio::spawn(async move {
@@ -216,7 +252,8 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
             let killed = Instant::now();
             let _ = primary.0.wait();
             let mut took = None;
-            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await
+            {
                 let by_b = m
                     .headers
                     .as_ref()
@@ -261,7 +298,10 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let cmds = workload(n);
-    println!("# ringex node on NATS JetStream at {url}: {} commands (multi-symbol, 64 instruments)", cmds.len());
+    println!(
+        "# ringex node on NATS JetStream at {url}: {} commands (multi-symbol, 64 instruments)",
+        cmds.len()
+    );
     println!("| shards | commands | commands/s end to end | all published by the router after | last event in the streams after | matching alone, slowest shard, share of the time |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let shard_list = value("--shards").unwrap_or_else(|| "1,2,4".into());

@@ -683,25 +683,13 @@ async fn consume(
     start: u64,
     mut gateway: Gateway,
 ) -> Result<(), NodeError> {
-    let s = js
-        .get_stream(names.cmd_stream(shard))
-        .await
-        .map_err(nats("command stream"))?;
-    let c = s
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: names.cmd_subject(shard),
-            deliver_policy: if start <= 1 {
-                consumer::DeliverPolicy::All
-            } else {
-                consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                }
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(nats("command consumer"))?;
-    let mut msgs = c.messages().await.map_err(nats("command messages"))?;
+    let (_, mut msgs) = ordered(
+        &js,
+        &names.cmd_stream(shard),
+        names.cmd_subject(shard),
+        start,
+    )
+    .await?;
     let mut expect = start;
     while let Some(m) = msgs.next().await {
         let m = m.map_err(nats("command message"))?;
@@ -715,12 +703,7 @@ async fn consume(
             eprintln!("ringex node: {e}");
             std::process::exit(3);
         }
-        // Bytes that are not a command still take their sequence (every node reads the
-        // same bytes, so all of them do the same): a tick that changes nothing.
-        let cmd = <&[u8; COMMAND_BYTES]>::try_from(m.payload.as_ref())
-            .ok()
-            .and_then(Command::decode)
-            .unwrap_or(Command::new(Timestamp(0), CommandKind::Tick));
+        let cmd = command_of(&m.payload);
         loop {
             match gateway.try_submit_at(cmd) {
                 Ok(_) => break,
@@ -731,6 +714,63 @@ async fn consume(
         expect += 1;
     }
     Ok(())
+}
+
+/// An ordered consumer of `subject` in `stream` from `start` (1: the beginning), with the
+/// number of messages the stream holds now.
+async fn ordered(
+    js: &jetstream::Context,
+    stream_name: &str,
+    subject: String,
+    start: u64,
+) -> Result<(u64, consumer::pull::Ordered), NodeError> {
+    let mut s = js
+        .get_stream(stream_name)
+        .await
+        .map_err(nats("get stream"))?;
+    let total = s.info().await.map_err(nats("stream info"))?.state.messages;
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: if start <= 1 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                }
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(nats("ordered consumer"))?;
+    let msgs = c.messages().await.map_err(nats("ordered messages"))?;
+    Ok((total, msgs))
+}
+
+/// A command message's payload. Bytes that are not a command still take their sequence
+/// (every node reads the same bytes, so all of them do the same): a tick that changes
+/// nothing.
+fn command_of(payload: &[u8]) -> Command {
+    <&[u8; COMMAND_BYTES]>::try_from(payload)
+        .ok()
+        .and_then(Command::decode)
+        .unwrap_or(Command::new(Timestamp(0), CommandKind::Tick))
+}
+
+/// The events of an event message (`first`: the sequence of its first event).
+fn events_of(first: u64, payload: &[u8]) -> Result<Vec<(u64, Event)>, u64> {
+    payload
+        .chunks(EVENT_BYTES)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let seq = first + k as u64;
+            <&[u8; EVENT_BYTES]>::try_from(chunk)
+                .ok()
+                .and_then(Event::decode)
+                .map(|e| (seq, e))
+                .ok_or(seq)
+        })
+        .collect()
 }
 
 /// Publishes commands to their shards' streams.
@@ -815,29 +855,9 @@ pub async fn read_events(
     names: &Names,
     shard: u32,
 ) -> Result<ShardEvents, NodeError> {
-    let mut s = js
-        .get_stream(names.evt_stream(shard))
-        .await
-        .map_err(nats("event stream"))?;
-    let total = s
-        .info()
-        .await
-        .map_err(nats("event stream info"))?
-        .state
-        .messages;
     let mut out = ShardEvents::default();
-    if total == 0 {
-        return Ok(out);
-    }
-    let c = s
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: names.evt_subject(shard),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(nats("event consumer"))?;
-    let mut msgs = c.messages().await.map_err(nats("event messages"))?;
+    let (total, mut msgs) =
+        ordered(js, &names.evt_stream(shard), names.evt_subject(shard), 1).await?;
     let mut last = 0u64;
     while out.messages < total {
         let Some(m) = msgs.next().await else { break };
@@ -858,16 +878,10 @@ pub async fn read_events(
                 format!("a gap: event {} follows event {last}", first),
             ));
         }
-        for (k, chunk) in m.payload.chunks(EVENT_BYTES).enumerate() {
-            let e = <&[u8; EVENT_BYTES]>::try_from(chunk)
-                .ok()
-                .and_then(Event::decode)
-                .ok_or_else(|| {
-                    NodeError::Events(shard, format!("bad event bytes at {}", first + k as u64))
-                })?;
-            out.events.push((first + k as u64, e));
-            last = first + k as u64;
-        }
+        let events = events_of(first, &m.payload)
+            .map_err(|at| NodeError::Events(shard, format!("bad event bytes at {at}")))?;
+        last = events.last().map_or(last, |e| e.0);
+        out.events.extend(events);
     }
     Ok(out)
 }
@@ -882,23 +896,10 @@ pub async fn follow(
 ) -> Result<mpsc::Receiver<(u32, u64, Event)>, NodeError> {
     let (tx, rx) = mpsc::channel(65_536);
     for shard in 0..shards {
-        let s = js
-            .get_stream(names.evt_stream(shard))
-            .await
-            .map_err(nats("event stream"))?;
-        let c = s
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: names.evt_subject(shard),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(nats("event consumer"))?;
+        let (_, mut msgs) =
+            ordered(&js, &names.evt_stream(shard), names.evt_subject(shard), 1).await?;
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(mut msgs) = c.messages().await else {
-                return;
-            };
             let mut last = 0u64;
             while let Some(Ok(m)) = msgs.next().await {
                 let h = m.headers.clone().unwrap_or_default();
@@ -908,15 +909,12 @@ pub async fn follow(
                 if first <= last {
                     continue;
                 }
-                for (k, chunk) in m.payload.chunks(EVENT_BYTES).enumerate() {
-                    let Some(e) = <&[u8; EVENT_BYTES]>::try_from(chunk)
-                        .ok()
-                        .and_then(Event::decode)
-                    else {
-                        continue;
-                    };
-                    last = first + k as u64;
-                    if tx.send((shard, last, e)).await.is_err() {
+                let Ok(events) = events_of(first, &m.payload) else {
+                    continue;
+                };
+                for (seq, e) in events {
+                    last = seq;
+                    if tx.send((shard, seq, e)).await.is_err() {
                         return;
                     }
                 }
@@ -932,38 +930,13 @@ pub async fn read_commands(
     names: &Names,
     shard: u32,
 ) -> Result<Vec<Command>, NodeError> {
-    let mut s = js
-        .get_stream(names.cmd_stream(shard))
-        .await
-        .map_err(nats("command stream"))?;
-    let total = s
-        .info()
-        .await
-        .map_err(nats("command stream info"))?
-        .state
-        .messages;
+    let (total, mut msgs) =
+        ordered(js, &names.cmd_stream(shard), names.cmd_subject(shard), 1).await?;
     let mut out = Vec::with_capacity(total as usize);
-    if total == 0 {
-        return Ok(out);
-    }
-    let c = s
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: names.cmd_subject(shard),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(nats("command consumer"))?;
-    let mut msgs = c.messages().await.map_err(nats("command messages"))?;
     while (out.len() as u64) < total {
         let Some(m) = msgs.next().await else { break };
         let m = m.map_err(nats("command message"))?;
-        out.push(
-            <&[u8; COMMAND_BYTES]>::try_from(m.payload.as_ref())
-                .ok()
-                .and_then(Command::decode)
-                .unwrap_or(Command::new(Timestamp(0), CommandKind::Tick)),
-        );
+        out.push(command_of(&m.payload));
     }
     Ok(out)
 }

@@ -352,14 +352,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
             setup_cmds = cmds;
         }
     }
-    meta.specs = script
-        .specs()
-        .iter()
-        .filter(|s| !s.symbol.is_empty())
-        .cloned()
-        .collect();
-    meta.groups = script.groups().to_vec();
-    meta.assets = script.assets().to_vec();
+    meta.take_definitions(&script);
     meta.write(&opts.journal).map_err(|source| RunError::Meta {
         path: opts.journal.clone(),
         source,

@@ -563,11 +563,7 @@ impl Session {
                         symbol: self.symbol(instrument),
                         qty: self.qty(instrument, qty.0),
                         reason: reason.as_str(),
-                        req_id: if request == Some("cancel") {
-                            req_id
-                        } else {
-                            None
-                        },
+                        req_id: req_id.filter(|_| request == Some("cancel")),
                     }));
                 }
             }
@@ -590,11 +586,7 @@ impl Session {
                         price: self.px(instrument, price.0),
                         qty: self.qty(instrument, qty.0),
                         kept_priority,
-                        req_id: if request == Some("modify") {
-                            req_id
-                        } else {
-                            None
-                        },
+                        req_id: req_id.filter(|_| request == Some("modify")),
                     }));
                 }
             }
@@ -733,6 +725,15 @@ fn convert(
     }
 }
 
+/// Sends messages in one flush; false when the connection is gone.
+async fn send_all(socket: &mut WebSocket, msgs: impl IntoIterator<Item = String>) -> bool {
+    let mut ok = true;
+    for m in msgs {
+        ok &= socket.feed(Message::Text(m.into())).await.is_ok();
+    }
+    ok && socket.flush().await.is_ok()
+}
+
 /// Sends a close frame and waits (at most a second) for the client's, discarding what it
 /// still sends, so the reason reaches it instead of a reset.
 pub async fn close(socket: &mut WebSocket, code: u16, reason: String) {
@@ -780,11 +781,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                     }
                     Some(Ok(Message::Text(t))) => match s.on_text(t.as_str()) {
                         Step::Reply(v) => {
-                            let mut failed = false;
-                            for m in v {
-                                failed |= socket.feed(Message::Text(m.into())).await.is_err();
-                            }
-                            if failed || socket.flush().await.is_err() {
+                            if !send_all(&mut socket, v).await {
                                 break;
                             }
                         }
@@ -814,11 +811,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                                 _ => break,
                             }
                         }
-                        let mut failed = false;
-                        for m in out.drain(..) {
-                            failed |= socket.feed(Message::Text(m.into())).await.is_err();
-                        }
-                        if failed || socket.flush().await.is_err() {
+                        if !send_all(&mut socket, out.drain(..)).await {
                             break;
                         }
                     }

@@ -1,0 +1,345 @@
+//! The same messages through ringex's matcher and two open Rust order books from crates.io,
+//! `matchcore` (0.4) and `lobster` (0.2), in one run (feature `peers`), with a check that
+//! they agree.
+//!
+//! ```text
+//! cargo build --release -p ringex-bench --features peers --bin peers
+//! target/release/peers [--runs 5] [FILE …]    # default: the six LOBSTER samples
+//! ```
+//!
+//! **The messages**: the commands of ringex's checked LOBSTER replay
+//! (`ringex_bench::lobster::workload`: real NASDAQ ids, sparse and large; prices in
+//! ticks of $0.0001; the setup — the synthetic orders seeding row 0 — runs untimed).
+//! **The mapping**:
+//!
+//! | ringex | matchcore | lobster |
+//! |---|---|---|
+//! | GTC limit (id, side, price, qty) | `Submit` `Limit` GTC; its order id is the command's sequence number, so a map from the LOBSTER id is kept (the integration's cost) | `Limit { id, side, qty, price }` |
+//! | IOC limit (an execution: fills completely at one price) | `Submit` `Limit` IOC | `Limit` (it fills completely, so nothing rests) |
+//! | modify: same price, smaller quantity (a partial cancel; keeps priority) | `Amend` with the new quantity | `Cancel` + `Limit` with the new quantity (lobster has no amend: the order loses its priority) |
+//! | cancel | `Cancel` | `Cancel` |
+//!
+//! **The check**: per command, the traded quantity per price is the same in all three (a
+//! lost priority in lobster can split a fill differently between orders, not between
+//! prices); after the run, ringex's and matchcore's L2 books are equal, and lobster's price
+//! levels (the keys of its non-empty queues; its quantities are private) and best bid and
+//! ask equal ringex's. A disagreement is printed and the exit code is 1.
+//!
+//! **The measure**: commands per second, matcher alone, each engine in turn, `--runs`
+//! rounds interleaved; the median round per engine is reported.
+
+use ringex_bench::args::number;
+use ringex_engine::*;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const INST: InstrumentId = InstrumentId(0);
+
+/// (command index, price, quantity) of every trade, summed per command and price.
+type Trades = BTreeMap<(usize, i64), u64>;
+/// Bid and ask levels: price → total quantity (quantity 0 when unknown).
+type Levels = (BTreeMap<i64, u64>, BTreeMap<i64, u64>);
+
+fn ringex_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
+    let mut m = Matcher::with_capacity(MatcherCapacity {
+        orders: 1 << 16,
+        ids: 1 << 20,
+        gtd: 16,
+    });
+    let mut out = Vec::with_capacity(256);
+    for (k, c) in setup.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(k as u64 + 1), c, &mut out);
+    }
+    let base = setup.len() as u64;
+    let mut trades = Trades::new();
+    let t = Instant::now();
+    for (k, c) in cmds.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(base + k as u64 + 1), c, &mut out);
+        if check {
+            for e in &out {
+                if let EventKind::Fill { price, qty, .. } = e.kind {
+                    *trades.entry((k, price.0)).or_default() += qty.0;
+                }
+            }
+        }
+        std::hint::black_box(&out);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let mut levels = Levels::default();
+    for o in m.resting_orders(INST) {
+        let side = if o.side == Side::Buy {
+            &mut levels.0
+        } else {
+            &mut levels.1
+        };
+        *side.entry(o.price.0).or_default() += o.qty.0;
+    }
+    (secs, trades, levels)
+}
+
+fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
+    use matchcore as mc;
+    let mut book: mc::OrderBook = mc::OrderBook::new("LOBSTER");
+    let mut ids: FxHashMap<u64, mc::OrderId> = FxHashMap::default();
+    let mut seq = 0u64;
+    let mut trades = Trades::new();
+    let mut step = |book: &mut mc::OrderBook,
+                    ids: &mut FxHashMap<u64, mc::OrderId>,
+                    c: &Command,
+                    k: usize,
+                    record: bool| {
+        let meta = mc::CommandMeta {
+            sequence_number: mc::SequenceNumber(seq),
+            timestamp: mc::Timestamp(c.ts.0),
+        };
+        let kind = match c.kind {
+            CommandKind::NewOrder(o) => {
+                let side = if o.side == Side::Buy {
+                    mc::Side::Buy
+                } else {
+                    mc::Side::Sell
+                };
+                let tif = if o.tif == TimeInForce::Ioc {
+                    mc::TimeInForce::Ioc
+                } else {
+                    mc::TimeInForce::Gtc
+                };
+                if o.tif != TimeInForce::Ioc {
+                    ids.insert(o.order_id.0, mc::OrderId::from(meta.sequence_number));
+                }
+                mc::CommandKind::Submit(mc::SubmitCmd {
+                    order: mc::NewOrder::Limit(mc::LimitOrder::new(
+                        mc::Price(o.price.0 as u64),
+                        mc::QuantityPolicy::Standard {
+                            quantity: mc::Quantity(o.qty.0),
+                        },
+                        mc::OrderFlags::new(side, false, tif),
+                    )),
+                })
+            }
+            CommandKind::Modify { order_id, qty, .. } => {
+                let Some(&id) = ids.get(&order_id.0) else {
+                    return;
+                };
+                mc::CommandKind::Amend(mc::AmendCmd {
+                    order_id: id,
+                    patch: mc::AmendPatch::Limit(mc::LimitOrderPatch::new().with_quantity_policy(
+                        mc::QuantityPolicy::Standard {
+                            quantity: mc::Quantity(qty.0),
+                        },
+                    )),
+                })
+            }
+            CommandKind::Cancel { order_id, .. } => {
+                let Some(id) = ids.remove(&order_id.0) else {
+                    return;
+                };
+                mc::CommandKind::Cancel(mc::CancelCmd {
+                    order_id: id,
+                    order_kind: mc::OrderKind::Limit,
+                })
+            }
+            _ => return,
+        };
+        seq += 1;
+        let outcome = book.execute(&mc::Command { meta, kind });
+        if let mc::CommandOutcome::Rejected(f) = &outcome {
+            if std::env::var_os("PEERS_DEBUG").is_some() {
+                eprintln!("matchcore rejected command {k}: {f:?} ({c:?})");
+            }
+        }
+        if record {
+            if let mc::CommandOutcome::Applied(
+                mc::CommandReport::Submit(fx) | mc::CommandReport::Amend(fx),
+            ) = &outcome
+            {
+                if let Some(r) = fx.target_order().match_result() {
+                    for t in r.trades() {
+                        *trades.entry((k, t.price().0 as i64)).or_default() += t.quantity().0;
+                    }
+                }
+            }
+        }
+        std::hint::black_box(&outcome);
+    };
+    for c in setup {
+        step(&mut book, &mut ids, c, usize::MAX, false);
+    }
+    let t = Instant::now();
+    for (k, c) in cmds.iter().enumerate() {
+        step(&mut book, &mut ids, c, k, check);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let l2 = mc::Level2::from(&book);
+    let levels = (
+        l2.bid_levels().iter().map(|(p, q)| (p.0 as i64, q.0)).collect(),
+        l2.ask_levels().iter().map(|(p, q)| (p.0 as i64, q.0)).collect(),
+    );
+    (secs, trades, levels)
+}
+
+fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels, (Option<u64>, Option<u64>)) {
+    use lobster as lb;
+    let mut book = lb::OrderBook::new();
+    // lobster keeps no price or side of an order we could read back: the modify needs both.
+    let mut live: FxHashMap<u64, (lb::Side, u64)> = FxHashMap::default();
+    let mut trades = Trades::new();
+    let mut step = |book: &mut lb::OrderBook,
+                    live: &mut FxHashMap<u64, (lb::Side, u64)>,
+                    c: &Command,
+                    k: usize,
+                    record: bool| {
+        let mut record_fills = |ev: &lb::OrderEvent| {
+            if let lb::OrderEvent::Filled { fills, .. } | lb::OrderEvent::PartiallyFilled { fills, .. } = ev {
+                for f in fills {
+                    *trades.entry((k, f.price as i64)).or_default() += f.qty;
+                }
+            }
+        };
+        match c.kind {
+            CommandKind::NewOrder(o) => {
+                let side = if o.side == Side::Buy { lb::Side::Bid } else { lb::Side::Ask };
+                let ev = book.event(lb::OrderType::Limit {
+                    id: o.order_id.0 as u128,
+                    side,
+                    qty: o.qty.0,
+                    price: o.price.0 as u64,
+                });
+                if o.tif != TimeInForce::Ioc {
+                    live.insert(o.order_id.0, (side, o.price.0 as u64));
+                }
+                if record {
+                    record_fills(&ev);
+                }
+                std::hint::black_box(&ev);
+            }
+            CommandKind::Modify { order_id, qty, .. } => {
+                let Some(&(side, price)) = live.get(&order_id.0) else {
+                    return;
+                };
+                std::hint::black_box(book.event(lb::OrderType::Cancel(order_id.0 as u128)));
+                let ev = book.event(lb::OrderType::Limit {
+                    id: order_id.0 as u128,
+                    side,
+                    qty: qty.0,
+                    price,
+                });
+                std::hint::black_box(&ev);
+            }
+            CommandKind::Cancel { order_id, .. } => {
+                live.remove(&order_id.0);
+                std::hint::black_box(book.event(lb::OrderType::Cancel(order_id.0 as u128)));
+            }
+            _ => {}
+        }
+    };
+    for c in setup {
+        step(&mut book, &mut live, c, usize::MAX, false);
+    }
+    let t = Instant::now();
+    for (k, c) in cmds.iter().enumerate() {
+        step(&mut book, &mut live, c, k, check);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let levels = (
+        book.bids.iter().filter(|(_, q)| !q.is_empty()).map(|(p, _)| (*p as i64, 0)).collect(),
+        book.asks.iter().filter(|(_, q)| !q.is_empty()).map(|(p, _)| (*p as i64, 0)).collect(),
+    );
+    (secs, trades, levels, (book.max_bid, book.min_ask))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs = number("--runs", 5).max(1) as usize;
+    let mut files: Vec<std::path::PathBuf> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--") && a.parse::<u64>().is_err())
+        .map(Into::into)
+        .collect();
+    if files.is_empty() {
+        // Every sample: the message CSVs and the zips.
+        if let Some(d) = ringex_bench::lobster::lobster_dir() {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().map_or(String::new(), |n| n.to_string_lossy().to_string());
+                    n.ends_with(".zip") || n.contains("_message_")
+                })
+                .collect();
+            v.sort();
+            files = v;
+        }
+    }
+    assert!(!files.is_empty(), "no LOBSTER files: give paths or set RINGEX_LOBSTER_DIR");
+    println!("# matcher alone, commands/s (median of {runs} interleaved rounds); agree = trades per command and price, and final books, equal");
+    println!("| file | commands | ringex | matchcore | lobster | ringex / fastest peer | agree |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let mut failed = false;
+    for f in &files {
+        let w = ringex_bench::lobster::workload(f).expect("read LOBSTER file");
+        let (setup, cmds) = (&w.setup, &w.commands);
+        // The check run.
+        let (_, rt, rl) = ringex_run(setup, cmds, true);
+        let (_, mt, ml) = matchcore_run(setup, cmds, true);
+        let (_, lt, ll, (lbid, lask)) = lobster_run(setup, cmds, true);
+        let keys = |l: &BTreeMap<i64, u64>| l.keys().copied().collect::<Vec<_>>();
+        let best = (
+            rl.0.keys().next_back().map(|p| *p as u64),
+            rl.1.keys().next().map(|p| *p as u64),
+        );
+        let mut why = Vec::new();
+        if mt != rt {
+            why.push("matchcore trades");
+        }
+        if lt != rt {
+            why.push("lobster trades");
+            if std::env::var_os("PEERS_DEBUG").is_some() {
+                let d = rt.iter().zip(lt.iter()).find(|(a, b)| a != b);
+                eprintln!("first lobster difference (ringex, lobster): {d:?}; counts {} vs {}", rt.len(), lt.len());
+                if let Some((((k, _), _), _)) = d {
+                    for j in k.saturating_sub(3)..=*k {
+                        eprintln!("command {j}: {:?}", cmds[j]);
+                    }
+                }
+            }
+        }
+        if ml != rl {
+            why.push("matchcore book");
+        }
+        if keys(&ll.0) != keys(&rl.0) || keys(&ll.1) != keys(&rl.1) || (lbid, lask) != best {
+            why.push("lobster book");
+        }
+        let (mut r, mut m, mut l) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            r.push(cmds.len() as f64 / ringex_run(setup, cmds, false).0);
+            m.push(cmds.len() as f64 / matchcore_run(setup, cmds, false).0);
+            l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
+        }
+        let (r, m, l) = (median(r), median(m), median(l));
+        let name = f.file_name().map_or("?".into(), |n| n.to_string_lossy().to_string());
+        let short = name.trim_end_matches(".csv").trim_end_matches(".zip").to_string();
+        println!(
+            "| {short} | {} | {:.2}M | {:.2}M | {:.2}M | {:.2}× | {} |",
+            cmds.len(),
+            r / 1e6,
+            m / 1e6,
+            l / 1e6,
+            r / m.max(l),
+            if why.is_empty() { "yes".to_string() } else { format!("NO: {}", why.join(", ")) }
+        );
+        failed |= !why.is_empty();
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -42,11 +42,8 @@ type Trades = BTreeMap<(usize, i64), u64>;
 type Levels = (BTreeMap<i64, u64>, BTreeMap<i64, u64>);
 
 fn ringex_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
-    let mut m = Matcher::with_capacity(MatcherCapacity {
-        orders: 1 << 16,
-        ids: 1 << 20,
-        gtd: 16,
-    });
+    // The default capacity (an id window of 64Ki ids), as a user would start.
+    let mut m = Matcher::with_capacity(MatcherCapacity::default());
     let mut out = Vec::with_capacity(256);
     for (k, c) in setup.iter().enumerate() {
         out.clear();
@@ -175,13 +172,23 @@ fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trad
     let secs = t.elapsed().as_secs_f64();
     let l2 = mc::Level2::from(&book);
     let levels = (
-        l2.bid_levels().iter().map(|(p, q)| (p.0 as i64, q.0)).collect(),
-        l2.ask_levels().iter().map(|(p, q)| (p.0 as i64, q.0)).collect(),
+        l2.bid_levels()
+            .iter()
+            .map(|(p, q)| (p.0 as i64, q.0))
+            .collect(),
+        l2.ask_levels()
+            .iter()
+            .map(|(p, q)| (p.0 as i64, q.0))
+            .collect(),
     );
     (secs, trades, levels)
 }
 
-fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels, (Option<u64>, Option<u64>)) {
+fn lobster_run(
+    setup: &[Command],
+    cmds: &[Command],
+    check: bool,
+) -> (f64, Trades, Levels, (Option<u64>, Option<u64>)) {
     use lobster as lb;
     let mut book = lb::OrderBook::new();
     // lobster keeps no price or side of an order we could read back: the modify needs both.
@@ -193,7 +200,9 @@ fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades
                     k: usize,
                     record: bool| {
         let mut record_fills = |ev: &lb::OrderEvent| {
-            if let lb::OrderEvent::Filled { fills, .. } | lb::OrderEvent::PartiallyFilled { fills, .. } = ev {
+            if let lb::OrderEvent::Filled { fills, .. }
+            | lb::OrderEvent::PartiallyFilled { fills, .. } = ev
+            {
                 for f in fills {
                     *trades.entry((k, f.price as i64)).or_default() += f.qty;
                 }
@@ -201,7 +210,11 @@ fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades
         };
         match c.kind {
             CommandKind::NewOrder(o) => {
-                let side = if o.side == Side::Buy { lb::Side::Bid } else { lb::Side::Ask };
+                let side = if o.side == Side::Buy {
+                    lb::Side::Bid
+                } else {
+                    lb::Side::Ask
+                };
                 let ev = book.event(lb::OrderType::Limit {
                     id: o.order_id.0 as u128,
                     side,
@@ -245,8 +258,16 @@ fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades
     }
     let secs = t.elapsed().as_secs_f64();
     let levels = (
-        book.bids.iter().filter(|(_, q)| !q.is_empty()).map(|(p, _)| (*p as i64, 0)).collect(),
-        book.asks.iter().filter(|(_, q)| !q.is_empty()).map(|(p, _)| (*p as i64, 0)).collect(),
+        book.bids
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(p, _)| (*p as i64, 0))
+            .collect(),
+        book.asks
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(p, _)| (*p as i64, 0))
+            .collect(),
     );
     (secs, trades, levels, (book.max_bid, book.min_ask))
 }
@@ -272,7 +293,9 @@ fn main() {
                 .flatten()
                 .map(|e| e.path())
                 .filter(|p| {
-                    let n = p.file_name().map_or(String::new(), |n| n.to_string_lossy().to_string());
+                    let n = p
+                        .file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().to_string());
                     n.ends_with(".zip") || n.contains("_message_")
                 })
                 .collect();
@@ -280,7 +303,10 @@ fn main() {
             files = v;
         }
     }
-    assert!(!files.is_empty(), "no LOBSTER files: give paths or set RINGEX_LOBSTER_DIR");
+    assert!(
+        !files.is_empty(),
+        "no LOBSTER files: give paths or set RINGEX_LOBSTER_DIR"
+    );
     println!("# matcher alone, commands/s (median of {runs} interleaved rounds); agree = trades per command and price, and final books, equal");
     println!("| file | commands | ringex | matchcore | lobster | ringex / fastest peer | agree |");
     println!("|---|---:|---:|---:|---:|---:|---|");
@@ -305,10 +331,15 @@ fn main() {
             why.push("lobster trades");
             if std::env::var_os("PEERS_DEBUG").is_some() {
                 let d = rt.iter().zip(lt.iter()).find(|(a, b)| a != b);
-                eprintln!("first lobster difference (ringex, lobster): {d:?}; counts {} vs {}", rt.len(), lt.len());
+                eprintln!(
+                    "first lobster difference (ringex, lobster): {d:?}; counts {} vs {}",
+                    rt.len(),
+                    lt.len()
+                );
                 if let Some((((k, _), _), _)) = d {
-                    for j in k.saturating_sub(3)..=*k {
-                        eprintln!("command {j}: {:?}", cmds[j]);
+                    let from = k.saturating_sub(3);
+                    for (j, c) in cmds.iter().enumerate().skip(from).take(k - from + 1) {
+                        eprintln!("command {j}: {c:?}");
                     }
                 }
             }
@@ -326,8 +357,13 @@ fn main() {
             l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
         }
         let (r, m, l) = (median(r), median(m), median(l));
-        let name = f.file_name().map_or("?".into(), |n| n.to_string_lossy().to_string());
-        let short = name.trim_end_matches(".csv").trim_end_matches(".zip").to_string();
+        let name = f
+            .file_name()
+            .map_or("?".into(), |n| n.to_string_lossy().to_string());
+        let short = name
+            .trim_end_matches(".csv")
+            .trim_end_matches(".zip")
+            .to_string();
         println!(
             "| {short} | {} | {:.2}M | {:.2}M | {:.2}M | {:.2}× | {} |",
             cmds.len(),
@@ -335,7 +371,11 @@ fn main() {
             m / 1e6,
             l / 1e6,
             r / m.max(l),
-            if why.is_empty() { "yes".to_string() } else { format!("NO: {}", why.join(", ")) }
+            if why.is_empty() {
+                "yes".to_string()
+            } else {
+                format!("NO: {}", why.join(", "))
+            }
         );
         failed |= !why.is_empty();
     }

@@ -5,9 +5,12 @@
 //! ```text
 //! cargo build --release -p ringex-bench --features peers --bin peers
 //! target/release/peers [--runs 5] [FILE …]    # default: the six LOBSTER samples
+//! target/release/peers --deep 1000000           # the deep-book flow, five price scenarios
 //! ```
 //!
-//! **The messages**: the commands of ringex's checked LOBSTER replay
+//! **The messages**: with `--deep N`, the deep-book flow
+//! (`ringex_engine::workload::DeepBookWorkload`, N new orders per price scenario); else the
+//! commands of ringex's checked LOBSTER replay
 //! (`ringex_bench::lobster::workload`: real NASDAQ ids, sparse and large; prices in
 //! ticks of $0.0001; the setup — the synthetic orders seeding row 0 — runs untimed).
 //! **The mapping**:
@@ -15,8 +18,8 @@
 //! | ringex | matchcore | lobster |
 //! |---|---|---|
 //! | GTC limit (id, side, price, qty) | `Submit` `Limit` GTC; its order id is the command's sequence number, so a map from the LOBSTER id is kept (the integration's cost) | `Limit { id, side, qty, price }` |
-//! | IOC limit (an execution: fills completely at one price) | `Submit` `Limit` IOC | `Limit` (it fills completely, so nothing rests) |
-//! | modify: same price, smaller quantity (a partial cancel; keeps priority) | `Amend` with the new quantity | `Cancel` + `Limit` with the new quantity (lobster has no amend: the order loses its priority) |
+//! | IOC limit | `Submit` `Limit` IOC | `Limit`, then `Cancel` of what rests (lobster has no IOC) |
+//! | modify (LOBSTER: same price, smaller quantity, keeps priority; deep flow: one tick away, larger, loses priority) | `Amend` with the new price and quantity | `Cancel` + `Limit` with the new price and quantity (lobster has no amend: the order always loses its priority) |
 //! | cancel | `Cancel` | `Cancel` |
 //!
 //! **The check**: per command, the traded quantity per price is the same in all three (a
@@ -117,17 +120,24 @@ fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trad
                     )),
                 })
             }
-            CommandKind::Modify { order_id, qty, .. } => {
+            CommandKind::Modify {
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
                 let Some(&id) = ids.get(&order_id.0) else {
                     return;
                 };
                 mc::CommandKind::Amend(mc::AmendCmd {
                     order_id: id,
-                    patch: mc::AmendPatch::Limit(mc::LimitOrderPatch::new().with_quantity_policy(
-                        mc::QuantityPolicy::Standard {
-                            quantity: mc::Quantity(qty.0),
-                        },
-                    )),
+                    patch: mc::AmendPatch::Limit(
+                        mc::LimitOrderPatch::new()
+                            .with_price(mc::Price(price.0 as u64))
+                            .with_quantity_policy(mc::QuantityPolicy::Standard {
+                                quantity: mc::Quantity(qty.0),
+                            }),
+                    ),
                 })
             }
             CommandKind::Cancel { order_id, .. } => {
@@ -223,23 +233,35 @@ fn lobster_run(
                 });
                 if o.tif != TimeInForce::Ioc {
                     live.insert(o.order_id.0, (side, o.price.0 as u64));
+                } else if !matches!(ev, lb::OrderEvent::Filled { .. }) {
+                    // lobster has no IOC: what rests of it is cancelled at once.
+                    std::hint::black_box(book.event(lb::OrderType::Cancel(o.order_id.0 as u128)));
                 }
                 if record {
                     record_fills(&ev);
                 }
                 std::hint::black_box(&ev);
             }
-            CommandKind::Modify { order_id, qty, .. } => {
-                let Some(&(side, price)) = live.get(&order_id.0) else {
+            CommandKind::Modify {
+                order_id,
+                price,
+                qty,
+                ..
+            } => {
+                let Some(&(side, _)) = live.get(&order_id.0) else {
                     return;
                 };
+                live.insert(order_id.0, (side, price.0 as u64));
                 std::hint::black_box(book.event(lb::OrderType::Cancel(order_id.0 as u128)));
                 let ev = book.event(lb::OrderType::Limit {
                     id: order_id.0 as u128,
                     side,
                     qty: qty.0,
-                    price,
+                    price: price.0 as u64,
                 });
+                if record {
+                    record_fills(&ev);
+                }
                 std::hint::black_box(&ev);
             }
             CommandKind::Cancel { order_id, .. } => {
@@ -279,6 +301,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let runs = number("--runs", 5).max(1) as usize;
+    let deep = number("--deep", 0) as usize;
     let mut files: Vec<std::path::PathBuf> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--") && a.parse::<u64>().is_err())
@@ -303,17 +326,43 @@ fn main() {
             files = v;
         }
     }
-    assert!(
-        !files.is_empty(),
-        "no LOBSTER files: give paths or set RINGEX_LOBSTER_DIR"
-    );
+    let mut inputs: Vec<(String, Vec<Command>, Vec<Command>)> = Vec::new();
+    if deep > 0 {
+        for sc in ringex_engine::workload::PriceScenario::ALL {
+            let w = ringex_engine::workload::DeepBookWorkload {
+                scenario: sc,
+                ..Default::default()
+            }
+            .generate(deep);
+            inputs.push((
+                format!("deep {} ({deep} new orders)", sc.name()),
+                w.setup,
+                w.commands,
+            ));
+        }
+        files.clear();
+    } else {
+        assert!(
+            !files.is_empty(),
+            "no LOBSTER files: give paths or set RINGEX_LOBSTER_DIR"
+        );
+    }
+    for f in &files {
+        let w = ringex_bench::lobster::workload(f).expect("read LOBSTER file");
+        let name = f
+            .file_name()
+            .map_or("?".into(), |n| n.to_string_lossy().to_string());
+        let short = name
+            .trim_end_matches(".csv")
+            .trim_end_matches(".zip")
+            .to_string();
+        inputs.push((short, w.setup, w.commands));
+    }
     println!("# matcher alone, commands/s (median of {runs} interleaved rounds); agree = trades per command and price, and final books, equal");
     println!("| file | commands | ringex | matchcore | lobster | ringex / fastest peer | agree |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     let mut failed = false;
-    for f in &files {
-        let w = ringex_bench::lobster::workload(f).expect("read LOBSTER file");
-        let (setup, cmds) = (&w.setup, &w.commands);
+    for (short, setup, cmds) in &inputs {
         // The check run.
         let (_, rt, rl) = ringex_run(setup, cmds, true);
         let (_, mt, ml) = matchcore_run(setup, cmds, true);
@@ -326,6 +375,16 @@ fn main() {
         let mut why = Vec::new();
         if mt != rt {
             why.push("matchcore trades");
+            if std::env::var_os("PEERS_DEBUG").is_some() {
+                let d = rt.iter().zip(mt.iter()).find(|(a, b)| a != b);
+                eprintln!("first matchcore difference (ringex, matchcore): {d:?}");
+                if let Some((((k, _), _), _)) = d {
+                    let from = k.saturating_sub(2);
+                    for (j, c) in cmds.iter().enumerate().skip(from).take(k - from + 1) {
+                        eprintln!("command {j}: {c:?}");
+                    }
+                }
+            }
         }
         if lt != rt {
             why.push("lobster trades");
@@ -357,13 +416,6 @@ fn main() {
             l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
         }
         let (r, m, l) = (median(r), median(m), median(l));
-        let name = f
-            .file_name()
-            .map_or("?".into(), |n| n.to_string_lossy().to_string());
-        let short = name
-            .trim_end_matches(".csv")
-            .trim_end_matches(".zip")
-            .to_string();
         println!(
             "| {short} | {} | {:.2}M | {:.2}M | {:.2}M | {:.2}× | {} |",
             cmds.len(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// `ringex bench` options.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// exchange-core, multi-symbol, or lobster (with --lobster-file).
+    /// exchange-core, multi-symbol, deep[:calm|trend-up|trend-down|volatile|jumps] (the deep-book flow), or lobster (with --lobster-file).
     #[arg(long, default_value = "exchange-core")]
     pub workload: String,
     /// With --workload exchange-core: trade a funded instrument, every account funded so
@@ -182,6 +182,20 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         }),
         _ if a.funded => return Err("--funded goes with --workload exchange-core".into()),
         "multi-symbol" => Box::new(MultiSymbolWorkload::default()),
+        w if w.starts_with("deep") => {
+            // deep, or deep:<scenario> (calm, trend-up, trend-down, volatile, jumps).
+            let sc = w.strip_prefix("deep").unwrap_or("").trim_start_matches(':');
+            let scenario = if sc.is_empty() {
+                ringex_engine::workload::PriceScenario::Calm
+            } else {
+                ringex_engine::workload::PriceScenario::parse(sc)
+                    .ok_or(format!("unknown deep-book scenario {sc:?}: calm, trend-up, trend-down, volatile, jumps"))?
+            };
+            Box::new(ringex_engine::workload::DeepBookWorkload {
+                scenario,
+                ..Default::default()
+            })
+        }
         "lobster" => {
             let f = a
                 .lobster_file
@@ -195,7 +209,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         }
         w => {
             return Err(format!(
-                "unknown workload {w:?}: exchange-core, multi-symbol or lobster"
+                "unknown workload {w:?}: exchange-core, multi-symbol, deep[:scenario] or lobster"
             ))
         }
     };

@@ -43,6 +43,23 @@ impl Workload for ExchangeCoreWorkload {
     }
 }
 
+impl Workload for ringex_engine::workload::DeepBookWorkload {
+    fn name(&self) -> String {
+        format!(
+            "deep book ({}, {}–{} resting orders, sparse ids)",
+            self.scenario.name(),
+            self.min_depth,
+            self.max_depth
+        )
+    }
+    /// About two messages per new order: half as many new orders, cut to `n` commands.
+    fn generate(&self, n: usize) -> GeneratedWorkload {
+        let mut w = ringex_engine::workload::DeepBookWorkload::generate(self, n / 2 + 1);
+        w.commands.truncate(n);
+        w
+    }
+}
+
 impl Workload for MultiSymbolWorkload {
     fn name(&self) -> String {
         format!(

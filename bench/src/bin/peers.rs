@@ -158,6 +158,14 @@ fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trad
                 eprintln!("matchcore rejected command {k}: {f:?} ({c:?})");
             }
         }
+        // An amend gives the order a new id (its new time priority): follow it.
+        if let (
+            CommandKind::Modify { order_id, .. },
+            mc::CommandOutcome::Applied(mc::CommandReport::Amend(fx)),
+        ) = (c.kind, &outcome)
+        {
+            ids.insert(order_id.0, fx.target_order().order_id());
+        }
         if record {
             if let mc::CommandOutcome::Applied(
                 mc::CommandReport::Submit(fx) | mc::CommandReport::Amend(fx),

@@ -749,7 +749,7 @@ impl DeepBookWorkload {
                 self.min_depth + ((self.max_depth - self.min_depth) as f64 * swell) as usize;
             let levels = 60.0 + 1_340.0 * swell;
             // The mid, once every 16 new orders.
-            if made % 16 == 0 {
+            if made.is_multiple_of(16) {
                 let r = rng.below(100) as i64;
                 mid += match self.scenario {
                     PriceScenario::Calm | PriceScenario::Jumps => {
@@ -767,7 +767,8 @@ impl DeepBookWorkload {
                         }
                     }
                 };
-                if self.scenario == PriceScenario::Jumps && made % 50_000 == 0 && made > 0 {
+                if self.scenario == PriceScenario::Jumps && made.is_multiple_of(50_000) && made > 0
+                {
                     mid += if rng.below(2) == 0 { 50 } else { -50 };
                 }
             }

@@ -6,10 +6,11 @@
 //!
 //! `cargo bench -p ringex-engine --bench matcher_exchange_core`
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringex_engine::workload::ExchangeCoreWorkload;
-use ringex_engine::{Matcher, MatcherCapacity, Sequence};
-use std::hint::black_box;
+use ringex_engine::{Matcher, MatcherCapacity};
 
 const COMMANDS: usize = 1_000_000;
 
@@ -23,36 +24,20 @@ fn bench(c: &mut Criterion) {
             ..ExchangeCoreWorkload::default()
         }
         .generate(COMMANDS);
-        let mut warm = Matcher::with_capacity(MatcherCapacity {
-            orders: 8192,
-            ids: COMMANDS + 8192,
-            gtd: 16,
-        });
-        let mut out = Vec::with_capacity(4096);
-        for (i, cmd) in w.setup.iter().enumerate() {
-            out.clear();
-            warm.process(Sequence(i as u64 + 1), cmd, &mut out);
-        }
-        let base = w.setup.len() as u64;
+        let (warm, base) = common::warmed(
+            Matcher::with_capacity(MatcherCapacity {
+                orders: 8192,
+                ids: COMMANDS + 8192,
+                gtd: 16,
+            }),
+            &w.setup,
+        );
         let name = if funded {
             "exchange_core_funded_1M_commands"
         } else {
             "exchange_core_1M_commands"
         };
-        g.bench_function(name, |b| {
-            b.iter_batched_ref(
-                || warm.clone(),
-                |m| {
-                    let mut out = Vec::with_capacity(4096);
-                    for (i, cmd) in w.commands.iter().enumerate() {
-                        out.clear();
-                        m.process(Sequence(base + i as u64 + 1), cmd, &mut out);
-                        black_box(&out);
-                    }
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        common::bench_commands(&mut g, name, &warm, base, &w.commands);
     }
     g.finish();
 }

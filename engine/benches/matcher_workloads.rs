@@ -5,38 +5,20 @@
 //!
 //! `cargo bench -p ringex-engine --bench matcher_workloads`
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringex_engine::workload::{
     DeepBookWorkload, GeneratedWorkload, MultiSymbolWorkload, PriceScenario,
 };
-use ringex_engine::{Matcher, MatcherCapacity, Sequence};
-use std::hint::black_box;
+use ringex_engine::{Matcher, MatcherCapacity};
 
 fn run(c: &mut Criterion, name: &str, w: &GeneratedWorkload) {
     let mut g = c.benchmark_group("matcher_workloads");
     g.throughput(Throughput::Elements(w.commands.len() as u64));
     g.sample_size(10);
-    let mut warm = Matcher::with_capacity(MatcherCapacity::default());
-    let mut out = Vec::with_capacity(4096);
-    for (i, cmd) in w.setup.iter().enumerate() {
-        out.clear();
-        warm.process(Sequence(i as u64 + 1), cmd, &mut out);
-    }
-    let base = w.setup.len() as u64;
-    g.bench_function(name, |b| {
-        b.iter_batched_ref(
-            || warm.clone(),
-            |m| {
-                let mut out = Vec::with_capacity(4096);
-                for (i, cmd) in w.commands.iter().enumerate() {
-                    out.clear();
-                    m.process(Sequence(base + i as u64 + 1), cmd, &mut out);
-                    black_box(&out);
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    let (warm, base) = common::warmed(Matcher::with_capacity(MatcherCapacity::default()), &w.setup);
+    common::bench_commands(&mut g, name, &warm, base, &w.commands);
     g.finish();
 }
 

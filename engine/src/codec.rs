@@ -109,6 +109,48 @@ fn pos<T: PartialEq>(all: &[T], v: T) -> u8 {
     all.iter().position(|x| *x == v).unwrap_or(0) as u8
 }
 
+/// A rejection (event) or an invalid command: flags, code, instrument, order id, account.
+pub(crate) fn put_reject(
+    w: &mut W,
+    instrument: Option<InstrumentId>,
+    order_id: Option<OrderId>,
+    account: AccountId,
+    code: RejectCode,
+) {
+    w.u8(instrument.is_some() as u8 | (order_id.is_some() as u8) << 1);
+    w.u8(pos(&RejectCode::ALL, code));
+    w.u32(instrument.map_or(0, |i| i.0));
+    w.u64(order_id.map_or(0, |i| i.0));
+    w.u64(account.0);
+}
+
+/// What [`put_reject`] wrote.
+pub(crate) type Reject = (Option<InstrumentId>, Option<OrderId>, AccountId, RejectCode);
+
+pub(crate) fn get_reject(r: &mut R) -> Option<Reject> {
+    let f = r.u8();
+    let code = *RejectCode::ALL.get(r.u8() as usize)?;
+    let i = InstrumentId(r.u32());
+    let o = OrderId(r.u64());
+    Some((
+        (f & 1 == 1).then_some(i),
+        (f & 2 == 2).then_some(o),
+        AccountId(r.u64()),
+        code,
+    ))
+}
+
+/// A deposit or withdrawal: account, asset, amount.
+pub(crate) fn put_transfer(w: &mut W, account: AccountId, asset: AssetId, amount: Amount) {
+    w.u64(account.0);
+    w.u16(asset.0);
+    w.amount(amount);
+}
+
+pub(crate) fn get_transfer(r: &mut R) -> (AccountId, AssetId, Amount) {
+    (AccountId(r.u64()), AssetId(r.u16()), r.amount())
+}
+
 /// Writes a [`NewOrder`] in 48 bytes.
 pub(crate) fn put_order(w: &mut W, o: &NewOrder) {
     w.u32(o.instrument.0);
@@ -187,13 +229,7 @@ impl Event {
                 order_id,
                 account,
                 code,
-            } => {
-                w.u8(instrument.is_some() as u8 | (order_id.is_some() as u8) << 1);
-                w.u8(pos(&RejectCode::ALL, code));
-                w.u32(instrument.map_or(0, |i| i.0));
-                w.u64(order_id.map_or(0, |i| i.0));
-                w.u64(account.0);
-            }
+            } => put_reject(&mut w, instrument, order_id, account, code),
             EventKind::Fill {
                 instrument,
                 taker,
@@ -281,11 +317,7 @@ impl Event {
                 account,
                 asset,
                 amount,
-            } => {
-                w.u64(account.0);
-                w.u16(asset.0);
-                w.amount(amount);
-            }
+            } => put_transfer(&mut w, account, asset, amount),
             EventKind::FillFees {
                 instrument,
                 buyer_fee,
@@ -307,14 +339,11 @@ impl Event {
         let k = match kind {
             1 => EventKind::Accepted(get_order(&mut r)?),
             2 => {
-                let f = r.u8();
-                let code = *RejectCode::ALL.get(r.u8() as usize)?;
-                let i = InstrumentId(r.u32());
-                let o = OrderId(r.u64());
+                let (instrument, order_id, account, code) = get_reject(&mut r)?;
                 EventKind::Rejected {
-                    instrument: (f & 1 == 1).then_some(i),
-                    order_id: (f & 2 == 2).then_some(o),
-                    account: AccountId(r.u64()),
+                    instrument,
+                    order_id,
+                    account,
                     code,
                 }
             }
@@ -379,7 +408,7 @@ impl Event {
                 scale: r.u8(),
             },
             12 | 13 => {
-                let (account, asset, amount) = (AccountId(r.u64()), AssetId(r.u16()), r.amount());
+                let (account, asset, amount) = get_transfer(&mut r);
                 if kind == 12 {
                     EventKind::Deposited {
                         account,
@@ -488,23 +517,13 @@ impl crate::command::Command {
                 account,
                 asset,
                 amount,
-            } => {
-                w.u64(account.0);
-                w.u16(asset.0);
-                w.amount(amount);
-            }
+            } => put_transfer(&mut w, account, asset, amount),
             K::Invalid {
                 instrument,
                 order_id,
                 account,
                 code,
-            } => {
-                w.u8(instrument.is_some() as u8 | (order_id.is_some() as u8) << 1);
-                w.u8(pos(&RejectCode::ALL, code));
-                w.u32(instrument.map_or(0, |i| i.0));
-                w.u64(order_id.map_or(0, |i| i.0));
-                w.u64(account.0);
-            }
+            } => put_reject(&mut w, instrument, order_id, account, code),
         }
     }
 
@@ -560,7 +579,7 @@ impl crate::command::Command {
                 scale: r.u8(),
             },
             13 | 14 => {
-                let (account, asset, amount) = (AccountId(r.u64()), AssetId(r.u16()), r.amount());
+                let (account, asset, amount) = get_transfer(&mut r);
                 if kind == 13 {
                     K::Deposit {
                         account,
@@ -576,14 +595,11 @@ impl crate::command::Command {
                 }
             }
             15 => {
-                let f = r.u8();
-                let code = *RejectCode::ALL.get(r.u8() as usize)?;
-                let i = InstrumentId(r.u32());
-                let o = OrderId(r.u64());
+                let (instrument, order_id, account, code) = get_reject(&mut r)?;
                 K::Invalid {
-                    instrument: (f & 1 == 1).then_some(i),
-                    order_id: (f & 2 == 2).then_some(o),
-                    account: AccountId(r.u64()),
+                    instrument,
+                    order_id,
+                    account,
                     code,
                 }
             }

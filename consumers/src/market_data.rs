@@ -172,6 +172,58 @@ impl MarketDataHub {
     }
 }
 
+/// Per-instrument state indexed by instrument id (ids are small and dense: the engine's
+/// books are indexed the same way, below `MAX_INSTRUMENTS`); a tree lookup per update was a
+/// large part of the publisher's time on many instruments.
+struct ByInstrument<T> {
+    slots: Vec<Option<T>>,
+    count: usize,
+}
+
+impl<T: Default> ByInstrument<T> {
+    fn new() -> Self {
+        ByInstrument {
+            slots: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// The instrument's entry, made on first use. `None` for an id the engine never has
+    /// a book for.
+    #[inline]
+    fn entry(&mut self, i: InstrumentId) -> Option<&mut T> {
+        if i.0 >= ringex_engine::matcher::MAX_INSTRUMENTS {
+            return None;
+        }
+        let k = i.0 as usize;
+        if k >= self.slots.len() {
+            self.slots.resize_with(k + 1, || None);
+        }
+        let slot = &mut self.slots[k];
+        if slot.is_none() {
+            self.count += 1;
+        }
+        Some(slot.get_or_insert_with(T::default))
+    }
+
+    #[inline]
+    fn get(&self, i: InstrumentId) -> Option<&T> {
+        self.slots.get(i.0 as usize)?.as_ref()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = InstrumentId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(k, _)| InstrumentId(k as u32))
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+}
+
 #[derive(Default)]
 struct Published {
     seq: u64,
@@ -183,7 +235,7 @@ struct Published {
 pub struct MarketData<T: FnMut(&MdUpdate) + Send + 'static = fn(&MdUpdate)> {
     replica: BookReplica,
     depth: usize,
-    published: BTreeMap<InstrumentId, Published>,
+    published: ByInstrument<Published>,
     /// Instruments touched in this batch (sorted and deduplicated at conflation).
     touched: Vec<InstrumentId>,
     changes: Vec<(Side, Price, u128)>,
@@ -217,7 +269,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                 // Live books only: its memory follows the resting orders, not the history.
                 replica: BookReplica::live_only(),
                 depth: depth.max(1),
-                published: BTreeMap::new(),
+                published: ByInstrument::new(),
                 touched: Vec::new(),
                 changes: Vec::new(),
                 scratch_bids: Vec::new(),
@@ -258,7 +310,9 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                 .take(md.depth)
                 .map(|(p, q, _)| (p, q))
                 .collect();
-            md.published.insert(i, Published { seq: 0, bids, asks });
+            if let Some(p) = md.published.entry(i) {
+                *p = Published { seq: 0, bids, asks };
+            }
             let snap = md.snapshot(i);
             md.out.push(MdUpdate::Snapshot(snap));
         }
@@ -276,21 +330,23 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
 
     /// The published L2 of an instrument (bids, asks; best first).
     pub fn l2(&self, i: InstrumentId) -> (Vec<Level>, Vec<Level>) {
-        self.published
-            .get(&i)
-            .map_or((Vec::new(), Vec::new()), |p| {
-                (p.bids.clone(), p.asks.clone())
-            })
+        self.published.get(i).map_or((Vec::new(), Vec::new()), |p| {
+            (p.bids.clone(), p.asks.clone())
+        })
     }
 
     fn next_seq(&mut self, i: InstrumentId) -> u64 {
-        let p = self.published.entry(i).or_default();
-        p.seq += 1;
-        p.seq
+        match self.published.entry(i) {
+            Some(p) => {
+                p.seq += 1;
+                p.seq
+            }
+            None => 0,
+        }
     }
 
     fn snapshot(&self, i: InstrumentId) -> MdSnapshot {
-        let p = self.published.get(&i);
+        let p = self.published.get(i);
         MdSnapshot {
             instrument: i,
             seq: p.map_or(0, |p| p.seq),
@@ -316,7 +372,9 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
         touched.dedup();
         let mut changes = std::mem::take(&mut self.changes);
         for &i in &touched {
-            let p = self.published.entry(i).or_default();
+            let Some(p) = self.published.entry(i) else {
+                continue;
+            };
             let mut bids = std::mem::take(&mut self.scratch_bids);
             let mut asks = std::mem::take(&mut self.scratch_asks);
             bids.clear();
@@ -354,7 +412,9 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
             }
             if bbo_changed {
                 let seq = self.next_seq(i);
-                let p = &self.published[&i];
+                let Some(p) = self.published.get(i) else {
+                    continue;
+                };
                 self.out.push(MdUpdate::Bbo {
                     instrument: i,
                     seq,
@@ -397,7 +457,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
                     let _ = sub.tx.try_send(MdUpdate::Resync);
                 }
                 sub.wants_snapshot.store(false, Ordering::Release);
-                for &i in self.published.keys() {
+                for i in self.published.keys() {
                     let _ = sub.tx.try_send(MdUpdate::Snapshot(self.snapshot(i)));
                 }
                 // The snapshots already include this batch.
@@ -460,7 +520,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
             EventKind::InstrumentAdded(def) => {
                 // Subscribers learn of a new instrument through its (empty) snapshot.
                 let instrument = def.id;
-                self.published.entry(instrument).or_default();
+                self.published.entry(instrument);
                 let snap = self.snapshot(instrument);
                 self.out.push(MdUpdate::Snapshot(snap));
             }

@@ -236,26 +236,21 @@ pub async fn setup(
     shards: impl IntoIterator<Item = u32>,
     lease: Duration,
 ) -> Result<(), NodeError> {
+    let file_stream = |name, subject, dedup_secs| stream::Config {
+        name,
+        subjects: vec![subject],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(dedup_secs),
+        ..Default::default()
+    };
     for s in shards {
-        js.get_or_create_stream(stream::Config {
-            name: names.cmd_stream(s),
-            subjects: vec![names.cmd_subject(s)],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(nats("command stream"))?;
-        js.get_or_create_stream(stream::Config {
-            name: names.evt_stream(s),
-            subjects: vec![names.evt_subject(s)],
-            storage: stream::StorageType::File,
-            // Re-publications after a failover come within seconds; ten minutes is ample.
-            duplicate_window: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .map_err(nats("event stream"))?;
+        js.get_or_create_stream(file_stream(names.cmd_stream(s), names.cmd_subject(s), 120))
+            .await
+            .map_err(nats("command stream"))?;
+        // Re-publications after a failover come within seconds; ten minutes is ample.
+        js.get_or_create_stream(file_stream(names.evt_stream(s), names.evt_subject(s), 600))
+            .await
+            .map_err(nats("event stream"))?;
     }
     js.get_or_create_stream(stream::Config {
         name: names.lease_stream(),

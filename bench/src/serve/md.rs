@@ -12,7 +12,7 @@ use crate::serve::metrics;
 use crate::serve::{App, Specs};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use ringex_consumers::market_data::{Level, MdUpdate};
+use ringex_consumers::market_data::{L2Books, Level, MdUpdate};
 use ringex_engine::{InstrumentId, Side};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -48,9 +48,31 @@ pub struct MdMsg {
     pub json: Utf8Bytes,
 }
 
+/// What the feed keeps: the subscriber-side L2 books (`L2Books`, the same component any
+/// in-process subscriber uses), with the halted flags and recent trades beside them.
+#[derive(Default)]
+struct FeedState {
+    l2: L2Books,
+    halted: BTreeMap<InstrumentId, bool>,
+    tape: BTreeMap<InstrumentId, VecDeque<Utf8Bytes>>,
+}
+
+impl FeedState {
+    fn book(&self, i: InstrumentId) -> MdBook {
+        let (seq, bids, asks) = self.l2.book(i).unwrap_or_default();
+        MdBook {
+            seq,
+            bids: bids.into_iter().map(|(p, q)| (p.0, q)).collect(),
+            asks: asks.into_iter().map(|(p, q)| (p.0, q)).collect(),
+            halted: self.halted.get(&i).copied().unwrap_or(false),
+            tape: self.tape.get(&i).cloned().unwrap_or_default(),
+        }
+    }
+}
+
 /// The feed: books and the fan-out channel.
 pub struct MdFeed {
-    books: Mutex<BTreeMap<InstrumentId, MdBook>>,
+    books: Mutex<FeedState>,
     tx: broadcast::Sender<MdMsg>,
     specs: Arc<Specs>,
 }
@@ -60,7 +82,7 @@ impl MdFeed {
     pub fn new(specs: Arc<Specs>, capacity: usize) -> Arc<Self> {
         let (tx, _) = broadcast::channel(capacity.max(16));
         Arc::new(MdFeed {
-            books: Mutex::new(BTreeMap::new()),
+            books: Mutex::new(FeedState::default()),
             tx,
             specs,
         })
@@ -99,9 +121,10 @@ impl MdFeed {
 
     /// Applies one publisher update and fans it out (the publisher's tap).
     pub fn apply(&self, u: &MdUpdate) {
-        let Ok(mut books) = self.books.lock() else {
+        let Ok(mut state) = self.books.lock() else {
             return;
         };
+        state.l2.apply(u);
         let (i, seq, v) = match u {
             MdUpdate::Level {
                 instrument,
@@ -109,42 +132,25 @@ impl MdFeed {
                 side,
                 price,
                 qty,
-            } => {
-                let b = books.entry(*instrument).or_default();
-                b.seq = *seq;
-                let m = if *side == Side::Buy {
-                    &mut b.bids
-                } else {
-                    &mut b.asks
-                };
-                if *qty == 0 {
-                    m.remove(&price.0);
-                } else {
-                    m.insert(price.0, *qty);
-                }
-                (
-                    *instrument,
-                    *seq,
-                    json!({"type": "level", "symbol": self.sym(*instrument), "seq": seq,
-                        "side": if *side == Side::Buy { "bid" } else { "ask" },
-                        "price": self.px(*instrument, price.0), "qty": self.lots(*instrument, *qty)}),
-                )
-            }
+            } => (
+                *instrument,
+                *seq,
+                json!({"type": "level", "symbol": self.sym(*instrument), "seq": seq,
+                    "side": if *side == Side::Buy { "bid" } else { "ask" },
+                    "price": self.px(*instrument, price.0), "qty": self.lots(*instrument, *qty)}),
+            ),
             MdUpdate::Bbo {
                 instrument,
                 seq,
                 bid,
                 ask,
-            } => {
-                books.entry(*instrument).or_default().seq = *seq;
-                (
-                    *instrument,
-                    *seq,
-                    json!({"type": "bbo", "symbol": self.sym(*instrument), "seq": seq,
-                        "bid": self.level_json(*instrument, *bid),
-                        "ask": self.level_json(*instrument, *ask)}),
-                )
-            }
+            } => (
+                *instrument,
+                *seq,
+                json!({"type": "bbo", "symbol": self.sym(*instrument), "seq": seq,
+                    "bid": self.level_json(*instrument, *bid),
+                    "ask": self.level_json(*instrument, *ask)}),
+            ),
             MdUpdate::Trade {
                 instrument,
                 seq,
@@ -157,11 +163,10 @@ impl MdFeed {
                     "price": self.px(*instrument, price.0), "qty": self.lots(*instrument, qty.0 as u128),
                     "aggressor": if *aggressor == Side::Buy { "buy" } else { "sell" },
                     "trade_id": event_seq.0});
-                let b = books.entry(*instrument).or_default();
-                b.seq = *seq;
-                b.tape.push_back(Utf8Bytes::from(v.to_string()));
-                if b.tape.len() > TAPE {
-                    b.tape.pop_front();
+                let tape = state.tape.entry(*instrument).or_default();
+                tape.push_back(Utf8Bytes::from(v.to_string()));
+                if tape.len() > TAPE {
+                    tape.pop_front();
                 }
                 (*instrument, *seq, v)
             }
@@ -170,9 +175,7 @@ impl MdFeed {
                 seq,
                 halted,
             } => {
-                let b = books.entry(*instrument).or_default();
-                b.seq = *seq;
-                b.halted = *halted;
+                state.halted.insert(*instrument, *halted);
                 (
                     *instrument,
                     *seq,
@@ -180,14 +183,10 @@ impl MdFeed {
                         "halted": halted}),
                 )
             }
-            MdUpdate::Snapshot(s) => {
-                let b = books.entry(s.instrument).or_default();
-                b.seq = s.seq;
-                b.bids = s.bids.iter().map(|(p, q)| (p.0, *q)).collect();
-                b.asks = s.asks.iter().map(|(p, q)| (p.0, *q)).collect();
-                b.halted = s.halted;
-                let v = self.snapshot_json(s.instrument, b);
-                (s.instrument, s.seq, v)
+            MdUpdate::Snapshot(snap) => {
+                state.halted.insert(snap.instrument, snap.halted);
+                let v = self.snapshot_json(snap.instrument, &state.book(snap.instrument));
+                (snap.instrument, snap.seq, v)
             }
             MdUpdate::Resync => return,
         };
@@ -215,7 +214,7 @@ impl MdFeed {
 
     /// One symbol's book as the feed has published it.
     pub fn book(&self, i: InstrumentId) -> Option<MdBook> {
-        self.books.lock().ok()?.get(&i).cloned()
+        Some(self.books.lock().ok()?.book(i))
     }
 
     /// The L2 answer of `GET /v1/book/{symbol}` (depth levels per side).
@@ -259,13 +258,13 @@ impl MdFeed {
         Vec<(InstrumentId, u64, Utf8Bytes)>,
         broadcast::Receiver<MdMsg>,
     ) {
-        let books = match self.books.lock() {
+        let state = match self.books.lock() {
             Ok(b) => b,
             Err(p) => p.into_inner(),
         };
         let mut snaps = Vec::new();
         for &i in symbols {
-            let b = books.get(&i).cloned().unwrap_or_default();
+            let b = state.book(i);
             for t in &b.tape {
                 // Trades before the snapshot, for a fresh tape (marked as history).
                 let mut v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();

@@ -6,6 +6,7 @@
 //! cargo build --release -p ringex-bench --features peers --bin peers
 //! target/release/peers [--runs 5] [FILE …]    # default: the six LOBSTER samples
 //! target/release/peers --deep 1000000           # the deep-book flow, five price scenarios
+//! target/release/peers --only ringex --runs 50  # time one engine (for a profiler)
 //! ```
 //!
 //! **The messages**: with `--deep N`, the deep-book flow
@@ -304,15 +305,22 @@ fn lobster_run(
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
+    // `--only ENGINE`: time one engine only (for a profiler); the check still runs all three.
+    let only_arg = ringex_bench::args::value("--only");
+    let only = only_arg.as_deref();
     let mut files: Vec<std::path::PathBuf> = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with("--") && a.parse::<u64>().is_err())
+        .filter(|a| {
+            !a.starts_with("--")
+                && a.parse::<u64>().is_err()
+                && !["ringex", "matchcore", "lobster"].contains(&a.as_str())
+        })
         .map(Into::into)
         .collect();
     if files.is_empty() {
@@ -419,9 +427,15 @@ fn main() {
         }
         let (mut r, mut m, mut l) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            r.push(cmds.len() as f64 / ringex_run(setup, cmds, false).0);
-            m.push(cmds.len() as f64 / matchcore_run(setup, cmds, false).0);
-            l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
+            if only.is_none_or(|o| o == "ringex") {
+                r.push(cmds.len() as f64 / ringex_run(setup, cmds, false).0);
+            }
+            if only.is_none_or(|o| o == "matchcore") {
+                m.push(cmds.len() as f64 / matchcore_run(setup, cmds, false).0);
+            }
+            if only.is_none_or(|o| o == "lobster") {
+                l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
+            }
         }
         let (r, m, l) = (median(r), median(m), median(l));
         println!(

@@ -28,7 +28,7 @@
 //! lookup there is an ordered-map search: memory then grows with the ids used, which is
 //! what "never reused" means for ids with no structure.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use super::table::IdTable;
 use std::collections::BTreeMap;
 
 /// A slot of an id never used.
@@ -215,6 +215,29 @@ impl Below {
         self.tail.len() + self.other.len()
     }
 
+    /// Removes and returns the ranges of one id.
+    fn take_singles(&mut self) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        self.tail.retain(|&(lo, hi)| {
+            let single = lo == hi;
+            if single {
+                out.push(lo);
+            }
+            !single
+        });
+        let singles: Vec<u64> = self
+            .other
+            .iter()
+            .filter(|&(lo, hi)| lo == hi)
+            .map(|(lo, _)| lo)
+            .collect();
+        for &id in &singles {
+            self.other.ranges.remove(&id);
+        }
+        out.extend(singles);
+        out
+    }
+
     /// Removes and returns the used ids within `[lo, hi]`, as ranges.
     fn take(&mut self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -284,7 +307,10 @@ pub(crate) struct IdIndex {
     base: u64,
     started: bool,
     used: Below,
-    below_live: FxHashMap<u64, u32>,
+    /// Ids below the window one by one (an open-addressing table; value: pool index or
+    /// [`DEAD`]). Not parked: the live ones (all of them also in `used`) and dead records
+    /// kept from a parked spell; parked: every id used below since parking, live or dead.
+    table: IdTable,
     /// Used ids above the window (live or not), as ranges.
     above_used: RangeSet,
     /// The live ones among them.
@@ -305,9 +331,6 @@ pub(crate) struct IdIndex {
     /// (parked: a virtual top), that virtual top, and how many of the new orders were near
     /// the flow (in the window or just ahead of it; the others are other ranges or jumps).
     epoch: (usize, u64, Option<u64>, usize),
-    /// While parked, the used ids one by one (sparse ids: each is its own range anyway, and a
-    /// hash set answers in O(1) where ordered ranges would take a search).
-    sparse_used: FxHashSet<u64>,
     /// False for replicas that need no dead ids (market data): a dead id is forgotten.
     track_used: bool,
     live: usize,
@@ -325,7 +348,7 @@ impl IdIndex {
             base: 0,
             started: false,
             used: Below::default(),
-            below_live: FxHashMap::default(),
+            table: IdTable::default(),
             above_used: RangeSet::default(),
             above_live: BTreeMap::new(),
             outside_streak: 0,
@@ -333,7 +356,6 @@ impl IdIndex {
             loading: false,
             parked: false,
             epoch: (0, 0, None, 0),
-            sparse_used: FxHashSet::default(),
             track_used,
             live: 0,
         }
@@ -342,10 +364,7 @@ impl IdIndex {
     /// Room for `live` live orders outside the window and as many used ids one by one (a
     /// parked window), before anything rehashes.
     pub fn reserve(&mut self, live: usize) {
-        self.below_live.reserve(live);
-        if self.track_used {
-            self.sparse_used.reserve(live.min(1 << 16));
-        }
+        self.table.reserve(live);
     }
 
     /// The number of window slots.
@@ -380,9 +399,10 @@ impl IdIndex {
     #[cold]
     fn get_outside(&self, id: u64) -> IdState {
         if !self.started || id < self.base {
-            match self.below_live.get(&id) {
-                Some(&i) => IdState::Live(i),
-                None if self.sparse_used.contains(&id) || self.used.contains(id) => IdState::Dead,
+            match self.table.get(id) {
+                Some(DEAD) => IdState::Dead,
+                Some(i) => IdState::Live(i),
+                None if self.used.contains(id) => IdState::Dead,
                 None => IdState::Unknown,
             }
         } else {
@@ -487,21 +507,7 @@ impl IdIndex {
             }
         }
         if id < self.base {
-            let was = if value < DEAD {
-                self.below_live.insert(id, value).is_some()
-            } else {
-                self.below_live.remove(&id).is_some()
-            };
-            // A live id below is recorded as used already (when it was set, or when the
-            // window left it behind).
-            if self.track_used && value != UNKNOWN && !was {
-                if self.parked {
-                    self.sparse_used.insert(id);
-                } else {
-                    self.used.add(id);
-                }
-            }
-            return was;
+            return self.set_below(id, value);
         }
         let w = self.w();
         let top = self.base + self.mask;
@@ -521,6 +527,48 @@ impl IdIndex {
             self.above_live.insert(id, value).is_some()
         } else {
             self.above_live.remove(&id).is_some()
+        }
+    }
+
+    /// Sets an id below the window; returns whether it was live.
+    #[inline]
+    fn set_below(&mut self, id: u64, value: u32) -> bool {
+        if self.parked {
+            // Every id used since parking has its own entry, live or dead.
+            let old = if value == UNKNOWN {
+                self.table.remove(id)
+            } else {
+                self.table.insert(id, value)
+            };
+            return old.is_some_and(|v| v < DEAD);
+        }
+        if value < DEAD {
+            let old = self.table.insert(id, value);
+            // A live id below is recorded in the ranges too, so that its entry can go when
+            // it dies.
+            if self.track_used && old.is_none() {
+                self.used.add(id);
+            }
+            return old.is_some_and(|v| v < DEAD);
+        }
+        match self.table.get(id) {
+            Some(v) if v < DEAD => {
+                // It is in the ranges (recorded when it went live or left the window).
+                self.table.remove(id);
+                true
+            }
+            Some(_) => {
+                if value == UNKNOWN {
+                    self.table.remove(id);
+                }
+                false
+            }
+            None => {
+                if self.track_used && value != UNKNOWN {
+                    self.used.add(id);
+                }
+                false
+            }
         }
     }
 
@@ -559,7 +607,7 @@ impl IdIndex {
             self.clear_occ(k);
             let v = std::mem::replace(&mut self.slots[k], UNKNOWN);
             if v != DEAD {
-                self.below_live.insert(id, v);
+                self.table.insert(id, v);
             }
             if !self.track_used {
                 match id.checked_add(1) {
@@ -610,7 +658,8 @@ impl IdIndex {
             }
             self.above_live.pop_first();
             if k < new_base {
-                self.below_live.insert(k, v);
+                // Recorded in `used` when its range was appended above.
+                self.table.insert(k, v);
             } else {
                 self.put(k, v);
             }
@@ -663,16 +712,36 @@ impl IdIndex {
             if self.rebase_down(top.saturating_sub(self.w() / 2)) {
                 self.parked = false;
                 self.epoch.2 = None;
+                // Not parked, a live entry below is also in the ranges (so that it can go
+                // when it dies); dead entries stay as they are.
+                if self.track_used {
+                    let live: Vec<u64> = self
+                        .table
+                        .iter()
+                        .filter(|&(_, v)| v < DEAD)
+                        .map(|(k, _)| k)
+                        .collect();
+                    for k in live {
+                        self.used.add(k);
+                    }
+                }
             }
         }
     }
 
-    /// Moves the window to the top of the id space: everything it held goes below.
+    /// Moves the window to the top of the id space: everything it held goes below. Single
+    /// ids in the ranges below move to the table as dead entries, so that the ranges keep
+    /// only runs (few) and a new sparse id costs one table probe, not a range search.
     #[cold]
     fn park(&mut self) {
         let top = u64::MAX - self.mask;
         if self.base < top {
             self.slide_to(top);
+        }
+        for id in self.used.take_singles() {
+            if self.table.get(id).is_none() {
+                self.table.insert(id, DEAD);
+            }
         }
         self.parked = true;
         self.outside_streak = 0;
@@ -729,34 +798,23 @@ impl IdIndex {
                 self.put(x, DEAD);
             }
         }
-        if !self.sparse_used.is_empty() {
-            let moving: Vec<u64> = self
-                .sparse_used
-                .iter()
-                .copied()
-                .filter(|&k| k >= new_base && k < old_base)
-                .collect();
-            for k in moving {
-                self.sparse_used.remove(&k);
-                if k <= new_last {
-                    self.put(k, DEAD);
-                } else {
-                    self.above_used.insert(k, k);
-                }
-            }
-        }
+        // Entries of the table the new window covers or leaves above it (live or dead).
         let moving: Vec<(u64, u32)> = self
-            .below_live
+            .table
             .iter()
-            .filter(|(&k, _)| k >= new_base)
-            .map(|(&k, &v)| (k, v))
+            .filter(|&(k, _)| k >= new_base && k < old_base)
             .collect();
         for (k, v) in moving {
-            self.below_live.remove(&k);
+            self.table.remove(k);
             if k <= new_last {
                 self.put(k, v);
             } else {
-                self.above_live.insert(k, v);
+                if self.track_used {
+                    self.above_used.insert(k, k);
+                }
+                if v < DEAD {
+                    self.above_live.insert(k, v);
+                }
             }
         }
         true
@@ -788,10 +846,10 @@ impl IdIndex {
     /// Every id used (live or dead) as ascending disjoint inclusive ranges.
     pub fn used_ranges(&self) -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = Vec::with_capacity(self.used.len() + 16);
-        // Live ids below the window are in `used` (or `sparse_used`) already.
+        // The ranges below and the ids of the table (which may repeat ids of the ranges).
         let mut below: Vec<(u64, u64)> = self.used.iter().collect();
-        if !self.sparse_used.is_empty() {
-            below.extend(self.sparse_used.iter().map(|&k| (k, k)));
+        if self.track_used && self.table.len() > 0 {
+            below.extend(self.table.iter().map(|(k, _)| (k, k)));
             below.sort_unstable();
         }
         for (lo, hi) in below {
@@ -812,11 +870,7 @@ impl IdIndex {
 
     /// Bytes held beyond the fixed window (ranges, maps), roughly: for the soak report.
     pub fn outside_entries(&self) -> usize {
-        self.used.len()
-            + self.sparse_used.len()
-            + self.below_live.len()
-            + self.above_used.len()
-            + self.above_live.len()
+        self.used.len() + self.table.len() + self.above_used.len() + self.above_live.len()
     }
 }
 
@@ -972,6 +1026,76 @@ mod tests {
     }
 
     proptest! {
+        /// Phases of sparse increasing ids (LOBSTER-like: they park the window) and of a
+        /// dense counter (it brings the window back), with stray ids and deaths in between,
+        /// agree with a plain map of every id ever used, tracking and live-only alike.
+        #[test]
+        fn parking_and_unparking_agree_with_a_map(
+            phases in prop::collection::vec((any::<bool>(), 200usize..1500), 1..6),
+            strays in prop::collection::vec(any::<u64>(), 0..40),
+            seed in any::<u64>(),
+        ) {
+            for track in [true, false] {
+                let mut ix = IdIndex::new(64, track);
+                let mut model: HashMap<u64, Option<u32>> = HashMap::new();
+                let mut live: std::collections::VecDeque<u64> = Default::default();
+                let (mut dense, mut sparse, mut x, mut n) = (1_000u64, 1u64 << 40, seed, 0u32);
+                let mut was_parked = false;
+                for &(is_sparse, len) in &phases {
+                    for k in 0..len {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let id = if k % 97 == 13 && !strays.is_empty() {
+                            strays[(x >> 40) as usize % strays.len()]
+                        } else if is_sparse {
+                            // Gaps of 3 to 66 ids: sparse for a 64-id window (it parks).
+                            sparse += 3 + (x >> 58);
+                            sparse
+                        } else {
+                            dense += 1 + (x >> 62);
+                            dense
+                        };
+                        if model.contains_key(&id) {
+                            prop_assert!(!track || ix.get(id) != IdState::Unknown);
+                            continue;
+                        }
+                        prop_assert_eq!(ix.get(id), IdState::Unknown);
+                        n += 1;
+                        ix.set_live(id, n);
+                        model.insert(id, Some(n));
+                        live.push_back(id);
+                        // A book of ~100 orders; sometimes the oldest, sometimes a random one dies.
+                        if live.len() > 100 {
+                            let j = if x & 1 == 0 { 0 } else { (x >> 8) as usize % live.len() };
+                            let Some(d) = live.remove(j) else { continue };
+                            ix.set_dead(d);
+                            model.insert(d, None);
+                        }
+                        was_parked |= ix.parked;
+                    }
+                }
+                let nlive = model.values().filter(|v| v.is_some()).count();
+                prop_assert_eq!(ix.live(), nlive);
+                prop_assert!(was_parked || !phases.iter().any(|p| p.0 && p.1 >= 600), "a long sparse phase parks");
+                for (&id, &v) in &model {
+                    let want = match (v, track) {
+                        (Some(i), _) => IdState::Live(i),
+                        (None, true) => IdState::Dead,
+                        (None, false) => IdState::Unknown,
+                    };
+                    prop_assert_eq!(ix.get(id), want, "id {} parked {} (ever {})", id, ix.parked, was_parked);
+                }
+                if track {
+                    let mut ids: Vec<u64> = model.keys().copied().collect();
+                    ids.sort_unstable();
+                    let mut want = Vec::new();
+                    for id in ids { push_range(&mut want, id, id); }
+                    prop_assert_eq!(ix.used_ranges(), want);
+                } else {
+                    prop_assert!(ix.outside_entries() <= nlive + 64);
+                }
+            }
+        }
+
         /// Any sequence of sets agrees with a plain map of every id ever used.
         #[test]
         fn agrees_with_a_map_of_every_id(ops in prop::collection::vec(op(), 1..600), w in 0usize..200) {

@@ -5,5 +5,6 @@ pub(crate) mod fast;
 pub(crate) mod ids;
 pub mod naive;
 pub mod replica;
+pub(crate) mod table;
 
 pub use fast::RestingOrder;

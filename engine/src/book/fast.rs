@@ -342,8 +342,8 @@ impl OrderBooks {
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
             ids: {
-                let mut x = IdIndex::new(ids, true);
-                x.reserve(orders);
+                let mut x = IdIndex::new(true);
+                x.reserve(orders, ids);
                 x
             },
             acct_heads: Vec::new(),
@@ -410,21 +410,28 @@ impl OrderBooks {
 
     /// Forgets dead ids from now on (a replica that only needs the live books).
     pub fn forget_dead_ids(&mut self) {
-        self.ids = IdIndex::new(self.ids.window(), false);
+        let mut ids = IdIndex::new(false);
+        ids.reserve(self.ids.live(), 0);
+        // Carry the live ids over (a replica may forget dead ids at any time).
+        for (k, n) in self.orders.iter().enumerate() {
+            if n.live {
+                ids.set_live(n.id.0, k as u32);
+            }
+        }
+        self.ids = ids;
     }
 
-    /// Marks the ids of a state's used ranges (before any order is inserted) and holds the
-    /// id window still until [`OrderBooks::end_load`]: the state's live orders then go in
-    /// below the window, one map insert each.
+    /// Marks the ids of a state's used ranges (before any order is inserted); until
+    /// [`OrderBooks::end_load`] the state's live orders go in as live only (their ids are in
+    /// the ranges).
     pub fn load_used_ids(&mut self, ranges: &[(u64, u64)]) {
         for &(lo, hi) in ranges {
             self.ids.load_used(lo, hi);
         }
-        self.ids.start_after_loaded();
         self.ids.set_loading(true);
     }
 
-    /// The state's orders are in: the id window may move again.
+    /// The state's orders are in: new live ids are recorded as used again.
     pub fn end_load(&mut self) {
         self.ids.set_loading(false);
     }
@@ -747,9 +754,9 @@ impl OrderBooks {
         self.ids.used_ranges()
     }
 
-    /// Entries the id index holds outside its fixed window (ranges and maps).
-    pub fn id_entries_outside_window(&self) -> usize {
-        self.ids.outside_entries()
+    /// Ranges the id index holds for used ids (16 bytes each, beyond the live table).
+    pub fn used_id_entries(&self) -> usize {
+        self.ids.used_entries()
     }
 
     /// Aggregated depth of one side, best first: (price, total lots, order count).

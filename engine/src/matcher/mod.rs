@@ -85,10 +85,9 @@ struct MatchEnd {
 pub struct MatcherCapacity {
     /// Resting orders across all books.
     pub orders: usize,
-    /// Slots of the sliding order-id window (rounded up to a power of two, 64 to 2^24;
-    /// 4 bytes each, allocated at the first id): ids inside it are found by direct
-    /// indexing, and the window slides forward with a counter's ids, leaving the used ids
-    /// behind as ranges (one per gap). See `book/ids.rs` for the cost of other id patterns.
+    /// Gaps between used order ids (one range of 16 bytes each) before the id index
+    /// allocates: a counter with no gaps needs none, sparse ids one per id. Live ids are in
+    /// a table reserved for `orders`. See `book/ids.rs`.
     pub ids: usize,
     /// GTD orders waiting to expire (room reserved; also how many entries of GTD orders
     /// that left early the expiry heap tolerates beyond twice the live orders).
@@ -298,10 +297,10 @@ impl Matcher {
         Timestamp(self.clock)
     }
 
-    /// Entries the order-id index holds outside its fixed window (ranges of used ids and
-    /// live orders that the window passed): the soak benchmark reports it.
-    pub fn id_entries_outside_window(&self) -> usize {
-        self.books.id_entries_outside_window()
+    /// Ranges the order-id index holds for used ids (16 bytes each; one per gap between
+    /// used ids): the soak benchmark reports it.
+    pub fn used_id_entries(&self) -> usize {
+        self.books.used_id_entries()
     }
 
     /// A resting order by id, with its current price and open quantity: O(1) (the id index),

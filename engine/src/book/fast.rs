@@ -37,6 +37,9 @@ pub(crate) struct OrderNode {
     pub expiry: Timestamp,
     pub accept_seq: u64,
     pub instrument: InstrumentId,
+    /// The dense slot of its instrument's book (`OrderBooks::books`): linking and
+    /// unlinking never look the instrument up.
+    pub book: u32,
     pub alloc_group: AllocGroupId,
     pub prev: u32,
     pub next: u32,
@@ -62,6 +65,7 @@ impl OrderNode {
             expiry: o.expiry,
             accept_seq,
             instrument: o.instrument,
+            book: NIL,
             alloc_group: o.alloc_group,
             prev: NIL,
             next: NIL,
@@ -95,15 +99,50 @@ impl OrderNode {
     }
 }
 
-/// One price level: a FIFO of orders.
+/// One price level: a FIFO of orders. 32 bytes, two to a cache line.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Level {
     pub price: Price,
+    /// Total open lots, low 64 bits (with `qty_hi`: 96 bits, exact for up to 2^32 orders
+    /// of `u64::MAX` lots each; the high word is touched only on a carry).
+    qty_lo: u64,
     pub head: u32,
     pub tail: u32,
-    /// Total open lots (u128: many orders of up to `u64::MAX` lots never overflow).
-    pub qty: u128,
     pub count: u32,
+    qty_hi: u32,
+}
+
+impl Level {
+    fn new(price: Price) -> Self {
+        Level {
+            price,
+            qty_lo: 0,
+            head: NIL,
+            tail: NIL,
+            count: 0,
+            qty_hi: 0,
+        }
+    }
+
+    /// Total open lots.
+    #[inline]
+    pub fn qty(&self) -> u128 {
+        ((self.qty_hi as u128) << 64) | self.qty_lo as u128
+    }
+
+    #[inline]
+    fn add(&mut self, q: u64) {
+        let (lo, carry) = self.qty_lo.overflowing_add(q);
+        self.qty_lo = lo;
+        self.qty_hi += carry as u32;
+    }
+
+    #[inline]
+    fn sub(&mut self, q: u64) {
+        let (lo, borrow) = self.qty_lo.overflowing_sub(q);
+        self.qty_lo = lo;
+        self.qty_hi -= borrow as u32;
+    }
 }
 
 /// The levels of one side, worst first, best last. The key orders prices so that a larger
@@ -130,13 +169,7 @@ fn key(side: Side, price: Price) -> i64 {
 
 /// Takes a level from the free list (or grows the pool).
 fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price) -> u32 {
-    let level = Level {
-        price,
-        head: NIL,
-        tail: NIL,
-        qty: 0,
-        count: 0,
-    };
+    let level = Level::new(price);
     match free_levels.pop() {
         Some(i) => {
             levels[i as usize] = level;
@@ -382,6 +415,12 @@ impl OrderBooks {
         }
     }
 
+    /// The dense slot of an instrument's book: the one instrument lookup of a command.
+    #[inline]
+    pub fn slot(&self, id: InstrumentId) -> Option<u32> {
+        self.index.get(id).map(|k| k as u32)
+    }
+
     #[inline]
     pub fn book(&self, id: InstrumentId) -> Option<&InstrumentBook> {
         self.index.get(id).map(|k| &self.books[k])
@@ -442,8 +481,11 @@ impl OrderBooks {
     }
 
     /// Adds a node at the back of its price level; returns its pool index. The instrument
-    /// must have a book.
-    pub fn insert(&mut self, node: OrderNode) -> u32 {
+    /// must have a book (`node.book` is its slot, or NIL to look it up here).
+    pub fn insert(&mut self, mut node: OrderNode) -> u32 {
+        if node.book == NIL {
+            node.book = self.slot(node.instrument).unwrap_or(NIL);
+        }
         let idx = match self.free_orders.pop() {
             Some(i) => {
                 self.orders[i as usize] = node;
@@ -512,20 +554,19 @@ impl OrderBooks {
     fn link_back(&mut self, idx: u32) {
         let OrderBooks {
             books,
-            index,
             orders,
             levels,
             free_levels,
             ..
         } = self;
         let OrderNode {
-            instrument,
+            book,
             side,
             price,
             qty,
             ..
         } = orders[idx as usize];
-        let Some(book) = index.get(instrument).map(|k| &mut books[k]) else {
+        let Some(book) = books.get_mut(book as usize) else {
             return;
         };
         let ladder = book.side_mut(side);
@@ -563,7 +604,7 @@ impl OrderBooks {
         if tail == NIL {
             lv.head = idx;
         }
-        lv.qty += qty.0 as u128;
+        lv.add(qty.0);
         lv.count += 1;
         if tail != NIL {
             orders[tail as usize].next = idx;
@@ -582,7 +623,7 @@ impl OrderBooks {
             next,
             level,
             qty,
-            instrument,
+            book,
             side,
             price,
             ..
@@ -600,10 +641,10 @@ impl OrderBooks {
         if lv.tail == idx {
             lv.tail = prev;
         }
-        lv.qty -= qty.0 as u128;
+        lv.sub(qty.0);
         lv.count -= 1;
         if lv.count == 0 {
-            self.level_emptied(instrument, side, price, level);
+            self.level_emptied(book, side, price, level);
         }
         let n = &mut self.orders[idx as usize];
         n.level = NIL;
@@ -613,15 +654,14 @@ impl OrderBooks {
 
     /// A level just lost its last order: pop it (and any empty levels under it) when it is
     /// the best, else leave it in place and compact the side when empties pile up.
-    fn level_emptied(&mut self, instrument: InstrumentId, side: Side, price: Price, level: u32) {
+    fn level_emptied(&mut self, book: u32, side: Side, price: Price, level: u32) {
         let OrderBooks {
             books,
-            index,
             levels,
             free_levels,
             ..
         } = self;
-        let Some(b) = index.get(instrument).map(|k| &mut books[k]) else {
+        let Some(b) = books.get_mut(book as usize) else {
             return;
         };
         let ladder = b.side_mut(side);
@@ -691,7 +731,8 @@ impl OrderBooks {
         let old = n.qty;
         n.qty = qty;
         let lv = &mut self.levels[n.level as usize];
-        lv.qty = lv.qty - old.0 as u128 + qty.0 as u128;
+        lv.sub(old.0);
+        lv.add(qty.0);
     }
 
     /// Moves a resting order to the back of the level at `price` with `qty` open.
@@ -770,7 +811,7 @@ impl OrderBooks {
             .flat_map(move |b| b.side(side).entries.iter().rev())
             .map(move |&(_, l)| &self.levels[l as usize])
             .filter(|lv| lv.count != 0)
-            .map(|lv| (lv.price, lv.qty, lv.count))
+            .map(|lv| (lv.price, lv.qty(), lv.count))
     }
 
     /// The number of resting orders.
@@ -915,6 +956,23 @@ mod tests {
             vec![InstrumentId(1), big]
         );
         assert!(b.book(InstrumentId(2)).is_none());
+    }
+
+    /// A level is 32 bytes and its 96-bit total is exact past `u64::MAX`, up and down.
+    #[test]
+    fn level_totals_carry_past_u64() {
+        assert_eq!(std::mem::size_of::<Level>(), 32);
+        let mut lv = Level::new(Price(1));
+        for _ in 0..3 {
+            lv.add(u64::MAX);
+        }
+        assert_eq!(lv.qty(), 3 * u64::MAX as u128);
+        lv.sub(u64::MAX);
+        lv.sub(5);
+        assert_eq!(lv.qty(), 2 * u64::MAX as u128 - 5);
+        lv.sub(u64::MAX);
+        lv.sub(u64::MAX - 5);
+        assert_eq!(lv.qty(), 0);
     }
 
     #[test]

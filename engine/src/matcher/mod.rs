@@ -49,6 +49,8 @@ pub trait MatchingEngine {
 #[derive(Clone, Copy)]
 struct Taker {
     instrument: InstrumentId,
+    /// Its book's slot.
+    book: u32,
     id: OrderId,
     account: AccountId,
     side: Side,
@@ -353,8 +355,8 @@ impl Matcher {
     }
 
     #[inline]
-    fn best_crosses(&self, instrument: InstrumentId, side: Side, limit: Price) -> bool {
-        let Some(book) = self.books.book(instrument) else {
+    fn best_crosses(&self, book: u32, side: Side, limit: Price) -> bool {
+        let Some(book) = self.books.books.get(book as usize) else {
             return false;
         };
         match self.books.best(book, side.opposite()) {
@@ -370,7 +372,7 @@ impl Matcher {
     }
 
     fn new_order(&mut self, seq: Sequence, ts: Timestamp, o: &NewOrder, out: &mut Vec<Event>) {
-        let Some(book) = self.books.book(o.instrument) else {
+        let Some(slot) = self.books.slot(o.instrument) else {
             return reject(
                 seq,
                 None,
@@ -380,6 +382,7 @@ impl Matcher {
                 out,
             );
         };
+        let book = &self.books.books[slot as usize];
         let (halted, funding, last_price) = (book.halted, book.funding, book.last_price);
         let code = if o.qty.0 == 0 {
             Some(RejectCode::ZeroQty)
@@ -392,8 +395,7 @@ impl Matcher {
         } else if o.tif == TimeInForce::Gtd && o.expiry <= ts {
             Some(RejectCode::ExpiryInPast)
         } else if o.post_only
-            && (o.order_type == OrderType::Market
-                || self.best_crosses(o.instrument, o.side, o.price))
+            && (o.order_type == OrderType::Market || self.best_crosses(slot, o.side, o.price))
         {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
@@ -416,6 +418,7 @@ impl Matcher {
         self.accept_seq += 1;
         let taker = Taker {
             instrument: o.instrument,
+            book: slot,
             id: o.order_id,
             account: o.account,
             side: o.side,
@@ -464,9 +467,9 @@ impl Matcher {
                 out,
             );
         }
-        let i = self
-            .books
-            .insert(OrderNode::from_new(o, Qty(end.remaining), self.accept_seq));
+        let mut node = OrderNode::from_new(o, Qty(end.remaining), self.accept_seq);
+        node.book = slot;
+        let i = self.books.insert(node);
         if let Some(f) = &funding {
             self.set_hold(i, f.hold(o.side, o.order_type, o.price, end.remaining));
         }
@@ -504,7 +507,7 @@ impl Matcher {
         if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
             return self.fok_payable(f, taker, qty);
         }
-        let Some(book) = self.books.book(taker.instrument) else {
+        let Some(book) = self.books.books.get(taker.book as usize) else {
             return false;
         };
         let mut avail: u128 = 0;
@@ -517,7 +520,7 @@ impl Matcher {
                 break;
             }
             if taker.stp == SelfTradePrevention::Allow {
-                avail += lv.qty;
+                avail += lv.qty();
             } else {
                 let mut i = lv.head;
                 while i != NIL {
@@ -559,7 +562,7 @@ impl Matcher {
             out_of_funds: false,
         };
         'book: while remaining > 0 {
-            let Some(book) = self.books.book(taker.instrument) else {
+            let Some(book) = self.books.books.get(taker.book as usize) else {
                 break;
             };
             let Some(l) = self.books.best(book, opp) else {
@@ -643,7 +646,7 @@ impl Matcher {
             }
         }
         if last_price.is_some() {
-            if let Some(b) = self.books.book_mut(taker.instrument) {
+            if let Some(b) = self.books.books.get_mut(taker.book as usize) {
                 b.last_price = last_price;
             }
         }
@@ -651,26 +654,27 @@ impl Matcher {
         end
     }
 
-    /// Looks up a live order of `account` in `instrument`, or says why not.
+    /// Looks up a live order of `account` in `instrument` (its pool index and its book's
+    /// slot), or says why not.
     fn owned_order(
         &self,
         instrument: InstrumentId,
         account: AccountId,
         order_id: OrderId,
-    ) -> Result<u32, RejectCode> {
-        if self.books.book(instrument).is_none() {
+    ) -> Result<(u32, u32), RejectCode> {
+        let Some(slot) = self.books.slot(instrument) else {
             return Err(RejectCode::UnknownInstrument);
-        }
+        };
         let IdState::Live(i) = self.books.id_state(order_id) else {
             return Err(RejectCode::UnknownOrder);
         };
         let n = &self.books.orders[i as usize];
-        if n.instrument != instrument {
+        if n.book != slot {
             Err(RejectCode::UnknownOrder)
         } else if n.account != account {
             Err(RejectCode::NotOwner)
         } else {
-            Ok(i)
+            Ok((i, slot))
         }
     }
 
@@ -684,7 +688,7 @@ impl Matcher {
     ) {
         match self.owned_order(instrument, account, order_id) {
             Err(code) => reject_ref(seq, instrument, order_id, account, code, out),
-            Ok(i) => {
+            Ok((i, _)) => {
                 let n = self.books.orders[i as usize];
                 cancelled(
                     seq,
@@ -712,28 +716,26 @@ impl Matcher {
         qty: Qty,
         out: &mut Vec<Event>,
     ) {
-        let i = match self.owned_order(instrument, account, order_id) {
+        let (i, slot) = match self.owned_order(instrument, account, order_id) {
             Err(code) => return reject_ref(seq, instrument, order_id, account, code, out),
-            Ok(i) => i,
+            Ok(x) => x,
         };
         let n = &self.books.orders[i as usize];
         let (old_price, old_qty, side, post_only, stp) =
             (n.price, n.qty, n.side, n.post_only, n.stp);
-        let (halted, funded) = self
-            .books
-            .book(instrument)
-            .map_or((false, false), |b| (b.halted, b.funding.is_some()));
+        let b = &self.books.books[slot as usize];
+        let (halted, funded) = (b.halted, b.funding.is_some());
         let code = if halted {
             Some(RejectCode::Halted)
         } else if self.is_blocked(account) {
             Some(RejectCode::Blocked)
         } else if qty.0 == 0 {
             Some(RejectCode::ZeroQty)
-        } else if post_only && price != old_price && self.best_crosses(instrument, side, price) {
+        } else if post_only && price != old_price && self.best_crosses(slot, side, price) {
             Some(RejectCode::PostOnlyWouldTake)
         } else {
             match funded {
-                true => self.funds_check_modify(instrument, i, price, qty.0),
+                true => self.funds_check_modify(slot, i, price, qty.0),
                 false => None,
             }
         };
@@ -757,12 +759,13 @@ impl Matcher {
             return;
         }
         self.books.move_to_back(i, price, qty);
-        if !self.best_crosses(instrument, side, price) {
+        if !self.best_crosses(slot, side, price) {
             return;
         }
-        let funding = self.books.book(instrument).and_then(|b| b.funding);
+        let funding = self.books.books[slot as usize].funding;
         let taker = Taker {
             instrument,
+            book: slot,
             id: order_id,
             account,
             side,

@@ -13,9 +13,7 @@ use crate::book::fast::OrderNode;
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind, RejectCode};
 use crate::funds::{AssetId, Funding, InstrumentDef};
-use crate::types::{
-    AccountId, InstrumentId, OrderType, Price, SelfTradePrevention, Sequence, Side,
-};
+use crate::types::{AccountId, OrderType, Price, SelfTradePrevention, Sequence, Side};
 
 impl Matcher {
     /// The funded checks of a new order, after every other check: `max_qty`, the price
@@ -48,7 +46,7 @@ impl Matcher {
     /// which is taken when they pass.
     pub(super) fn funds_check_modify(
         &mut self,
-        instrument: InstrumentId,
+        slot: u32,
         i: u32,
         price: Price,
         qty: u64,
@@ -58,7 +56,7 @@ impl Matcher {
             (n.account, n.side)
         };
         // Borrowed in place (no copy of the rules on the hot path).
-        let book = self.books.book(instrument)?;
+        let book = self.books.books.get(slot as usize)?;
         let (f, last_price) = (book.funding.as_ref()?, book.last_price);
         if qty > f.max_qty {
             return Some(RejectCode::MaxQty);

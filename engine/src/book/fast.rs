@@ -27,7 +27,56 @@ use rustc_hash::FxHashMap;
 /// No index.
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// One resting order in the pool.
+/// What matching, linking and cancelling touch of a resting order: 32 bytes, two to a
+/// cache line. The pool keeps these apart from the [`Cold`] fields.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hot {
+    pub qty: Qty,
+    pub account: AccountId,
+    pub prev: u32,
+    pub next: u32,
+    pub level: u32,
+    /// Its book's slot, shifted left once, with the side in the low bit (1: sell).
+    book_side: u32,
+}
+
+impl Hot {
+    /// Its book's dense slot.
+    #[inline]
+    pub fn book(&self) -> u32 {
+        self.book_side >> 1
+    }
+
+    #[inline]
+    pub fn side(&self) -> Side {
+        if self.book_side & 1 == 1 {
+            Side::Sell
+        } else {
+            Side::Buy
+        }
+    }
+}
+
+/// The rest of a resting order: read when an event reports it, by modify, expiry and
+/// mass cancel, and by snapshots.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cold {
+    pub id: OrderId,
+    pub price: Price,
+    pub expiry: Timestamp,
+    pub accept_seq: u64,
+    pub instrument: InstrumentId,
+    pub alloc_group: AllocGroupId,
+    pub acct_prev: u32,
+    pub acct_next: u32,
+    pub tif: TimeInForce,
+    pub stp: SelfTradePrevention,
+    pub post_only: bool,
+    pub live: bool,
+}
+
+/// A resting order, whole: what goes into the pool ([`OrderBooks::insert`]) and what
+/// [`OrderBooks::node`] reads back (a copy of its hot and cold parts).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OrderNode {
     pub id: OrderId,
@@ -77,6 +126,57 @@ impl OrderNode {
             live: true,
             acct_prev: NIL,
             acct_next: NIL,
+        }
+    }
+
+    fn split(&self) -> (Hot, Cold) {
+        (
+            Hot {
+                qty: self.qty,
+                account: self.account,
+                prev: self.prev,
+                next: self.next,
+                level: self.level,
+                book_side: (self.book << 1) | (self.side == Side::Sell) as u32,
+            },
+            Cold {
+                id: self.id,
+                price: self.price,
+                expiry: self.expiry,
+                accept_seq: self.accept_seq,
+                instrument: self.instrument,
+                alloc_group: self.alloc_group,
+                acct_prev: self.acct_prev,
+                acct_next: self.acct_next,
+                tif: self.tif,
+                stp: self.stp,
+                post_only: self.post_only,
+                live: self.live,
+            },
+        )
+    }
+
+    fn join(h: &Hot, c: &Cold) -> Self {
+        OrderNode {
+            id: c.id,
+            account: h.account,
+            price: c.price,
+            qty: h.qty,
+            expiry: c.expiry,
+            accept_seq: c.accept_seq,
+            instrument: c.instrument,
+            book: h.book(),
+            alloc_group: c.alloc_group,
+            prev: h.prev,
+            next: h.next,
+            level: h.level,
+            side: h.side(),
+            tif: c.tif,
+            stp: c.stp,
+            post_only: c.post_only,
+            live: c.live,
+            acct_prev: c.acct_prev,
+            acct_next: c.acct_next,
         }
     }
 
@@ -306,7 +406,9 @@ pub(crate) struct OrderBooks {
     /// The books, densely in the order they were opened; [`BookIndex`] maps ids to them.
     pub books: Vec<InstrumentBook>,
     index: BookIndex,
-    pub orders: Vec<OrderNode>,
+    /// The order pool, hot and cold parts at the same index.
+    hot: Vec<Hot>,
+    cold: Vec<Cold>,
     free_orders: Vec<u32>,
     pub levels: Vec<Level>,
     free_levels: Vec<u32>,
@@ -370,7 +472,8 @@ impl OrderBooks {
         OrderBooks {
             books: Vec::new(),
             index: BookIndex::default(),
-            orders: Vec::with_capacity(orders),
+            hot: Vec::with_capacity(orders),
+            cold: Vec::with_capacity(orders),
             free_orders: Vec::with_capacity(orders),
             levels: Vec::with_capacity(orders.min(1 << 20)),
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
@@ -452,9 +555,9 @@ impl OrderBooks {
         let mut ids = IdIndex::new(false);
         ids.reserve(self.ids.live(), 0);
         // Carry the live ids over (a replica may forget dead ids at any time).
-        for (k, n) in self.orders.iter().enumerate() {
-            if n.live {
-                ids.set_live(n.id.0, k as u32);
+        for (k, c) in self.cold.iter().enumerate() {
+            if c.live {
+                ids.set_live(c.id.0, k as u32);
             }
         }
         self.ids = ids;
@@ -484,28 +587,57 @@ impl OrderBooks {
     /// must have a book (`node.book` is its slot, or NIL to look it up here).
     pub fn insert(&mut self, mut node: OrderNode) -> u32 {
         if node.book == NIL {
-            node.book = self.slot(node.instrument).unwrap_or(NIL);
+            node.book = self.slot(node.instrument).unwrap_or(NIL >> 1);
         }
+        // First in its account's list.
+        let head = self.account_head(node.account);
+        node.acct_next = head;
+        node.acct_prev = NIL;
+        node.live = true;
+        let (hot, cold) = node.split();
         let idx = match self.free_orders.pop() {
             Some(i) => {
-                self.orders[i as usize] = node;
+                self.hot[i as usize] = hot;
+                self.cold[i as usize] = cold;
                 i
             }
             None => {
-                self.orders.push(node);
-                (self.orders.len() - 1) as u32
+                self.hot.push(hot);
+                self.cold.push(cold);
+                (self.hot.len() - 1) as u32
             }
         };
         self.ids.set_live(node.id.0, idx);
-        self.link_back(idx);
-        // First in its account's list.
-        let head = self.account_head(node.account);
-        self.orders[idx as usize].acct_next = head;
+        self.link_back(idx, node.price);
         if head != NIL {
-            self.orders[head as usize].acct_prev = idx;
+            self.cold[head as usize].acct_prev = idx;
         }
         self.set_account_head(node.account, idx);
         idx
+    }
+
+    /// The hot part of a pooled order.
+    #[inline]
+    pub fn hot(&self, i: u32) -> &Hot {
+        &self.hot[i as usize]
+    }
+
+    /// The cold part of a pooled order.
+    #[inline]
+    pub fn cold(&self, i: u32) -> &Cold {
+        &self.cold[i as usize]
+    }
+
+    /// Slots in the order pool (live or free).
+    #[inline]
+    pub fn pool_len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// A pooled order, whole (a copy).
+    #[inline]
+    pub fn node(&self, i: u32) -> OrderNode {
+        OrderNode::join(&self.hot[i as usize], &self.cold[i as usize])
     }
 
     /// The first resting order of an account (NIL: none).
@@ -543,30 +675,25 @@ impl OrderBooks {
         std::iter::from_fn(move || {
             (i != NIL).then(|| {
                 let here = i;
-                i = self.orders[i as usize].acct_next;
+                i = self.cold[i as usize].acct_next;
                 here
             })
         })
     }
 
-    /// Links a pool node at the back of the level of its price.
+    /// Links a pool node at the back of the level of `price` (its price).
     #[inline]
-    fn link_back(&mut self, idx: u32) {
+    fn link_back(&mut self, idx: u32, price: Price) {
         let OrderBooks {
             books,
-            orders,
+            hot: orders,
             levels,
             free_levels,
             ..
         } = self;
-        let OrderNode {
-            book,
-            side,
-            price,
-            qty,
-            ..
-        } = orders[idx as usize];
-        let Some(book) = books.get_mut(book as usize) else {
+        let h = orders[idx as usize];
+        let (side, qty) = (h.side(), h.qty);
+        let Some(book) = books.get_mut(h.book() as usize) else {
             return;
         };
         let ladder = book.side_mut(side);
@@ -618,21 +745,19 @@ impl OrderBooks {
     /// Unlinks a node from its level, removing the level when it empties.
     #[inline]
     fn unlink(&mut self, idx: u32) {
-        let OrderNode {
+        let h = self.hot[idx as usize];
+        let Hot {
             prev,
             next,
             level,
             qty,
-            book,
-            side,
-            price,
             ..
-        } = self.orders[idx as usize];
+        } = h;
         if prev != NIL {
-            self.orders[prev as usize].next = next;
+            self.hot[prev as usize].next = next;
         }
         if next != NIL {
-            self.orders[next as usize].prev = prev;
+            self.hot[next as usize].prev = prev;
         }
         let lv = &mut self.levels[level as usize];
         if lv.head == idx {
@@ -644,9 +769,10 @@ impl OrderBooks {
         lv.sub(qty.0);
         lv.count -= 1;
         if lv.count == 0 {
-            self.level_emptied(book, side, price, level);
+            let price = lv.price;
+            self.level_emptied(h.book(), h.side(), price, level);
         }
-        let n = &mut self.orders[idx as usize];
+        let n = &mut self.hot[idx as usize];
         n.level = NIL;
         n.prev = NIL;
         n.next = NIL;
@@ -705,21 +831,22 @@ impl OrderBooks {
     /// Removes a resting order; its id stays known (never reused).
     pub fn remove(&mut self, idx: u32) {
         self.unlink(idx);
-        let (account, prev, next) = {
-            let n = &self.orders[idx as usize];
-            (n.account, n.acct_prev, n.acct_next)
+        let account = self.hot[idx as usize].account;
+        let (prev, next) = {
+            let c = &self.cold[idx as usize];
+            (c.acct_prev, c.acct_next)
         };
         if prev == NIL {
             self.set_account_head(account, next);
         } else {
-            self.orders[prev as usize].acct_next = next;
+            self.cold[prev as usize].acct_next = next;
         }
         if next != NIL {
-            self.orders[next as usize].acct_prev = prev;
+            self.cold[next as usize].acct_prev = prev;
         }
-        let n = &mut self.orders[idx as usize];
-        n.live = false;
-        let id = n.id;
+        let c = &mut self.cold[idx as usize];
+        c.live = false;
+        let id = c.id;
         self.ids.set_dead(id.0);
         self.free_orders.push(idx);
     }
@@ -727,7 +854,7 @@ impl OrderBooks {
     /// Sets a resting order's open quantity in place (keeps its queue position).
     #[inline]
     pub fn set_qty(&mut self, idx: u32, qty: Qty) {
-        let n = &mut self.orders[idx as usize];
+        let n = &mut self.hot[idx as usize];
         let old = n.qty;
         n.qty = qty;
         let lv = &mut self.levels[n.level as usize];
@@ -738,10 +865,9 @@ impl OrderBooks {
     /// Moves a resting order to the back of the level at `price` with `qty` open.
     pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) {
         self.unlink(idx);
-        let n = &mut self.orders[idx as usize];
-        n.price = price;
-        n.qty = qty;
-        self.link_back(idx);
+        self.cold[idx as usize].price = price;
+        self.hot[idx as usize].qty = qty;
+        self.link_back(idx, price);
     }
 
     /// The resting orders of an instrument: bids best first, then asks best first, each
@@ -756,15 +882,15 @@ impl OrderBooks {
                 // Empty levels have head == NIL and are skipped by the loop.
                 let mut i = self.levels[l as usize].head;
                 while i != NIL {
-                    let n = &self.orders[i as usize];
+                    let (h, c) = (&self.hot[i as usize], &self.cold[i as usize]);
                     out.push(RestingOrder {
                         side,
-                        price: n.price,
-                        order_id: n.id,
-                        account: n.account,
-                        qty: n.qty,
+                        price: c.price,
+                        order_id: c.id,
+                        account: h.account,
+                        qty: h.qty,
                     });
-                    i = n.next;
+                    i = h.next;
                 }
             }
         }
@@ -773,16 +899,15 @@ impl OrderBooks {
 
     /// The resting orders of an instrument as pool nodes, in the order of
     /// [`OrderBooks::resting_orders`].
-    pub fn resting_nodes(&self, instrument: InstrumentId) -> Vec<&OrderNode> {
+    pub fn resting_nodes(&self, instrument: InstrumentId) -> Vec<OrderNode> {
         let mut out = Vec::new();
         if let Some(book) = self.book(instrument) {
             for side in [Side::Buy, Side::Sell] {
                 for &(_, l) in book.side(side).entries.iter().rev() {
                     let mut i = self.levels[l as usize].head;
                     while i != NIL {
-                        let n = &self.orders[i as usize];
-                        out.push(n);
-                        i = n.next;
+                        out.push(self.node(i));
+                        i = self.hot[i as usize].next;
                     }
                 }
             }
@@ -864,7 +989,7 @@ mod tests {
         for a in [1, 2, big] {
             let mut got: Vec<u64> = b
                 .account_orders(AccountId(a))
-                .map(|i| b.orders[i as usize].id.0)
+                .map(|i| b.cold(i).id.0)
                 .collect();
             got.sort();
             let want: Vec<u64> = (1..=40u64)
@@ -874,11 +999,12 @@ mod tests {
             assert_eq!(got, want, "account {a}");
         }
         for &i in &idx {
-            if b.orders[i as usize].live {
+            if b.cold(i).live {
                 b.remove(i);
             }
         }
         assert!(b.acct_sparse.is_empty());
+        assert_eq!(std::mem::size_of::<Hot>(), 32);
         assert_eq!(b.account_orders(AccountId(1)).count(), 0);
     }
 

@@ -125,7 +125,7 @@ impl BookReplica {
                 ..
             } => {
                 if let IdState::Live(i) = self.books.id_state(order_id) {
-                    let n = self.books.orders[i as usize];
+                    let n = self.books.node(i);
                     if let Some(f) = self.funding(n.instrument) {
                         let old = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
                         let new = f.hold(n.side, OrderType::Limit, price, qty.0);
@@ -181,7 +181,7 @@ impl BookReplica {
 
     /// Gives back the hold of a resting order that leaves the book.
     fn release_resting(&mut self, i: u32) {
-        let n = self.books.orders[i as usize];
+        let n = self.books.node(i);
         if let Some(f) = self.funding(n.instrument) {
             let hold = f.hold(n.side, OrderType::Limit, n.price, n.qty.0);
             self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
@@ -197,7 +197,7 @@ impl BookReplica {
         }
         match self.books.id_state(id) {
             IdState::Live(i) => {
-                let n = &self.books.orders[i as usize];
+                let n = self.books.node(i);
                 Some((n.account, n.side, OrderType::Limit, n.price, n.qty.0))
             }
             _ => None,
@@ -243,7 +243,7 @@ impl BookReplica {
 
     fn reduce(&mut self, id: OrderId, qty: Qty) {
         if let IdState::Live(i) = self.books.id_state(id) {
-            let open = self.books.orders[i as usize].qty;
+            let open = self.books.hot(i).qty;
             if open.0 <= qty.0 {
                 self.books.remove(i);
             } else {
@@ -290,7 +290,7 @@ impl BookReplica {
     /// A resting order with all its attributes (current price and open quantity).
     pub fn order(&self, id: OrderId) -> Option<NewOrder> {
         match self.books.id_state(id) {
-            IdState::Live(i) => Some(self.books.orders[i as usize].as_new_order()),
+            IdState::Live(i) => Some(self.books.node(i).as_new_order()),
             _ => None,
         }
     }

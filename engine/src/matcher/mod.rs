@@ -309,7 +309,7 @@ impl Matcher {
     /// `None` when it does not rest.
     pub fn order(&self, id: OrderId) -> Option<NewOrder> {
         match self.books.id_state(id) {
-            IdState::Live(i) => Some(self.books.orders[i as usize].as_new_order()),
+            IdState::Live(i) => Some(self.books.node(i).as_new_order()),
             _ => None,
         }
     }
@@ -337,7 +337,7 @@ impl Matcher {
             }
             self.expiries.pop();
             if let IdState::Live(i) = self.books.id_state(OrderId(id)) {
-                let n = self.books.orders[i as usize];
+                let n = self.books.node(i);
                 out.push(Event::new(
                     seq,
                     EventKind::Expired {
@@ -491,7 +491,7 @@ impl Matcher {
         let books = &self.books;
         self.expiries.retain(|&Reverse((_, accept_seq, id))| {
             matches!(books.id_state(OrderId(id)),
-                IdState::Live(i) if books.orders[i as usize].accept_seq == accept_seq)
+                IdState::Live(i) if books.cold(i).accept_seq == accept_seq)
         });
     }
 
@@ -524,7 +524,7 @@ impl Matcher {
             } else {
                 let mut i = lv.head;
                 while i != NIL {
-                    let n = &self.books.orders[i as usize];
+                    let n = self.books.hot(i);
                     if n.account == taker.account {
                         if taker.stp != SelfTradePrevention::CancelMaker {
                             return avail >= qty as u128;
@@ -576,10 +576,11 @@ impl Matcher {
                 break;
             }
             while i != NIL && remaining > 0 {
-                let n = self.books.orders[i as usize];
+                let n = *self.books.hot(i);
                 let next = n.next;
                 if n.account == taker.account && taker.stp != SelfTradePrevention::Allow {
                     if taker.stp != SelfTradePrevention::CancelTaker {
+                        let n = self.books.node(i);
                         cancelled(
                             seq,
                             n.instrument,
@@ -621,7 +622,7 @@ impl Matcher {
                         EventKind::Fill {
                             instrument: taker.instrument,
                             taker: taker.id,
-                            maker: n.id,
+                            maker: self.books.cold(i).id,
                             maker_account: n.account,
                             price,
                             qty: Qty(q),
@@ -629,6 +630,7 @@ impl Matcher {
                         },
                     ));
                     if let Some(f) = &taker.funding {
+                        let n = self.books.node(i);
                         self.settle(seq, f, taker, remaining, &n, i, price, q, out);
                     }
                     last_price = Some(price);
@@ -668,8 +670,8 @@ impl Matcher {
         let IdState::Live(i) = self.books.id_state(order_id) else {
             return Err(RejectCode::UnknownOrder);
         };
-        let n = &self.books.orders[i as usize];
-        if n.book != slot {
+        let n = self.books.hot(i);
+        if n.book() != slot {
             Err(RejectCode::UnknownOrder)
         } else if n.account != account {
             Err(RejectCode::NotOwner)
@@ -689,14 +691,14 @@ impl Matcher {
         match self.owned_order(instrument, account, order_id) {
             Err(code) => reject_ref(seq, instrument, order_id, account, code, out),
             Ok((i, _)) => {
-                let n = self.books.orders[i as usize];
+                let (h, price) = (*self.books.hot(i), self.books.cold(i).price);
                 cancelled(
                     seq,
                     instrument,
                     order_id,
                     account,
-                    (n.side, n.price),
-                    n.qty.0,
+                    (h.side(), price),
+                    h.qty.0,
                     CancelReason::User,
                     out,
                 );
@@ -720,9 +722,9 @@ impl Matcher {
             Err(code) => return reject_ref(seq, instrument, order_id, account, code, out),
             Ok(x) => x,
         };
-        let n = &self.books.orders[i as usize];
+        let (h, c) = (self.books.hot(i), self.books.cold(i));
         let (old_price, old_qty, side, post_only, stp) =
-            (n.price, n.qty, n.side, n.post_only, n.stp);
+            (c.price, h.qty, h.side(), c.post_only, c.stp);
         let b = &self.books.books[slot as usize];
         let (halted, funded) = (b.halted, b.funding.is_some());
         let code = if halted {
@@ -800,17 +802,17 @@ impl Matcher {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         // Only the account's own orders are visited (a per-account list in the pool).
-        let orders = &self.books.orders;
+        let books = &self.books;
         scratch.extend(
             self.books
                 .account_orders(account)
-                .map(|i| (i, &orders[i as usize]))
+                .map(|i| (i, books.cold(i)))
                 .filter(|(_, n)| instrument.is_none_or(|x| x == n.instrument))
                 .map(|(i, n)| (n.accept_seq, i)),
         );
         scratch.sort_unstable();
         for &(_, i) in &scratch {
-            let n = self.books.orders[i as usize];
+            let n = self.books.node(i);
             cancelled(
                 seq,
                 n.instrument,

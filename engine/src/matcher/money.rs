@@ -52,8 +52,8 @@ impl Matcher {
         qty: u64,
     ) -> Option<RejectCode> {
         let (account, side) = {
-            let n = &self.books.orders[i as usize];
-            (n.account, n.side)
+            let n = self.books.hot(i);
+            (n.account, n.side())
         };
         // Borrowed in place (no copy of the rules on the hot path).
         let book = self.books.books.get(slot as usize)?;
@@ -78,7 +78,7 @@ impl Matcher {
     pub(super) fn set_hold(&mut self, i: u32, hold: i128) {
         let i = i as usize;
         if self.holds.len() <= i {
-            self.holds.resize(self.books.orders.len().max(i + 1), 0);
+            self.holds.resize(self.books.pool_len().max(i + 1), 0);
         }
         self.holds[i] = hold;
     }
@@ -98,14 +98,16 @@ impl Matcher {
     /// Removes a resting order from its book, giving back its hold.
     #[inline]
     pub(super) fn remove_resting(&mut self, i: u32) {
-        let n = &self.books.orders[i as usize];
+        let n = self.books.hot(i);
         if let Some(f) = self
             .books
-            .book(n.instrument)
+            .books
+            .get(n.book() as usize)
             .and_then(|b| b.funding.as_ref())
         {
             let hold = self.holds[i as usize];
-            self.ledger.add_held(n.account, f.hold_asset(n.side), -hold);
+            self.ledger
+                .add_held(n.account, f.hold_asset(n.side()), -hold);
         }
         self.books.remove(i);
     }
@@ -173,7 +175,7 @@ impl Matcher {
             let lv = &self.books.levels[l as usize];
             let mut i = lv.head;
             while i != NIL {
-                let n = &self.books.orders[i as usize];
+                let n = self.books.hot(i);
                 i = n.next;
                 if n.account == taker.account && taker.stp != SelfTradePrevention::Allow {
                     if taker.stp == SelfTradePrevention::CancelMaker {

@@ -1174,3 +1174,16 @@ mod tests {
         assert_eq!(depth.len(), 8);
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    /// The per-order and per-level memory the README states.
+    #[test]
+    fn record_sizes() {
+        use super::*;
+        assert_eq!(std::mem::size_of::<Hot>(), 32);
+        assert_eq!(std::mem::size_of::<Cold>(), 56);
+        assert_eq!(std::mem::size_of::<Level>(), 32);
+        assert_eq!(std::mem::size_of::<(i64, u32)>(), 16);
+    }
+}

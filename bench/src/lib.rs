@@ -10,7 +10,8 @@ pub mod bench_cmd;
 pub mod csv;
 pub mod harness;
 pub mod history_cmd;
-pub mod lobster;
+/// The LOBSTER reader and replay (in the engine, so that its criterion benchmarks replay it).
+pub use ringex_engine::lobster;
 pub mod lobster_cmd;
 pub mod meta;
 #[cfg(feature = "nats")]

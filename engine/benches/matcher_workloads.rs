@@ -1,7 +1,8 @@
-//! Matcher alone, one thread, on the other generated workloads: the deep-book flow
+//! Matcher alone, one thread, on the workloads beside the exchange-core mix: LOBSTER replay
+//! with real ids (every sample in `RINGEX_LOBSTER_DIR` or `../shared/lobster`: the three
+//! message CSVs and the three zips; the replay's setup runs untimed), the deep-book flow
 //! (`DeepBookWorkload`, 200,000 new orders, each of the five price scenarios) and the
-//! multi-symbol flow (`MultiSymbolWorkload`, 1000 instruments, Zipf). LOBSTER replay lives
-//! in `ringex-bench` (it needs the parser): `ringex lobster --throughput FILE`.
+//! multi-symbol flow (`MultiSymbolWorkload`, 1000 instruments, Zipf).
 //!
 //! `cargo bench -p ringex-engine --bench matcher_workloads`
 
@@ -23,6 +24,35 @@ fn run(c: &mut Criterion, name: &str, w: &GeneratedWorkload) {
 }
 
 fn bench(c: &mut Criterion) {
+    let mut files: Vec<std::path::PathBuf> = ringex_engine::lobster::lobster_dir()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into());
+            n.ends_with(".zip") || n.contains("_message_")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        eprintln!("no LOBSTER samples found: set RINGEX_LOBSTER_DIR to run the replay benchmarks");
+    }
+    for f in &files {
+        let w = ringex_engine::lobster::workload(f).expect("read a LOBSTER sample");
+        let name = f
+            .file_stem()
+            .map_or(String::new(), |n| n.to_string_lossy().into());
+        // AAPL_2012-06-21_34200000_57600000_message_1 → AAPL_1 (ticker, levels).
+        let short = name
+            .replace("LOBSTER_SampleFile_", "")
+            .replace("_2012-06-21", "")
+            .replace("_34200000_57600000_message", "");
+        run(c, &format!("lobster_{short}_levels"), &w);
+    }
     for sc in PriceScenario::ALL {
         let w = DeepBookWorkload {
             scenario: sc,

@@ -43,6 +43,7 @@ pub mod consumer;
 pub mod event;
 pub mod funds;
 pub mod instrument;
+pub mod lobster;
 pub mod matcher;
 pub mod pipeline;
 pub mod state;

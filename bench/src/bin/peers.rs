@@ -208,7 +208,7 @@ fn lobster_run(
     cmds: &[Command],
     check: bool,
 ) -> (f64, Trades, Levels, (Option<u64>, Option<u64>)) {
-    use lobster as lb;
+    use ::lobster as lb;
     let mut book = lb::OrderBook::new();
     // lobster keeps no price or side of an order we could read back: the modify needs both.
     let mut live: FxHashMap<u64, (lb::Side, u64)> = FxHashMap::default();

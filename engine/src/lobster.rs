@@ -15,8 +15,8 @@
 //!   price, is a *window refresh* (the level-N window moved): it is synced with a synthetic
 //!   order (or a reduction) and not counted as a failure. Any other difference is a failure.
 
-use ringex_engine::workload::GeneratedWorkload;
-use ringex_engine::*;
+use crate::workload::GeneratedWorkload;
+use crate::*;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 

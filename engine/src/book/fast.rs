@@ -1,11 +1,15 @@
 //! The fast L3 book: an order pool, price levels with intrusive FIFO queues, and a sorted
 //! ladder of levels per side.
 //!
-//! - Orders live in a slab (`Vec<OrderNode>` + free list) and are found by id through a
-//!   small hash map of the live orders (`FxHashMap<u64, u32>`, cache-resident); ids that no
-//!   longer rest go to a second set that only duplicate checks of new orders read. Cancel by
-//!   id is a hash lookup and an O(1) unlink.
-//! - Each price level is a doubly linked FIFO of pool indices with its total quantity.
+//! - Orders live in a pool (free list) split in two arrays at the same index: a 32-byte
+//!   [`Hot`] record (open quantity, owner, queue links, level, book slot and side) that
+//!   matching, linking and cancelling read, and a [`Cold`] record (id, price, expiry, flags,
+//!   account links) that events, modify and snapshots read. An order is found by id through
+//!   the id index (`ids.rs`: a live-id table sized to the resting orders, used ids as
+//!   ranges). Cancel by id is one probe and an O(1) unlink. Every order carries its book's
+//!   dense slot, so a command looks its instrument up once.
+//! - Each price level (32 bytes) is a doubly linked FIFO of pool indices with its total
+//!   quantity (96 bits: a `u64` and a carry word).
 //! - Each side keeps its levels in a `Vec` sorted from worst to best price, so the best level
 //!   is the last element (O(1)); a level is found by binary search. A level that empties
 //!   below the top stays in place, empty, so that an order arriving at that price later

@@ -24,20 +24,7 @@ fn run(c: &mut Criterion, name: &str, w: &GeneratedWorkload) {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut files: Vec<std::path::PathBuf> = ringex_engine::lobster::lobster_dir()
-        .and_then(|d| std::fs::read_dir(d).ok())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into());
-            n.ends_with(".zip") || n.contains("_message_")
-        })
-        .collect();
-    files.sort();
+    let files = ringex_engine::lobster::sample_files();
     if files.is_empty() {
         eprintln!("no LOBSTER samples found: set RINGEX_LOBSTER_DIR to run the replay benchmarks");
     }

@@ -54,6 +54,26 @@ pub fn lobster_dir() -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
+/// Every sample in [`lobster_dir`] (the message CSVs and the sample zips), sorted; empty
+/// when there is no folder.
+pub fn sample_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = lobster_dir()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().to_string());
+            n.ends_with(".zip") || n.contains("_message_")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The level-1 message file of a ticker in [`lobster_dir`].
 pub fn default_file(ticker: &str) -> Option<PathBuf> {
     let d = lobster_dir()?;

@@ -325,22 +325,7 @@ fn main() {
         .collect();
     if files.is_empty() {
         // Every sample: the message CSVs and the zips.
-        if let Some(d) = ringex_bench::lobster::lobster_dir() {
-            let mut v: Vec<_> = std::fs::read_dir(d)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    let n = p
-                        .file_name()
-                        .map_or(String::new(), |n| n.to_string_lossy().to_string());
-                    n.ends_with(".zip") || n.contains("_message_")
-                })
-                .collect();
-            v.sort();
-            files = v;
-        }
+        files = ringex_bench::lobster::sample_files();
     }
     let mut inputs: Vec<(String, Vec<Command>, Vec<Command>)> = Vec::new();
     if deep > 0 {

@@ -57,24 +57,31 @@ impl IdTable {
         (hash(key) >> self.shift) as usize
     }
 
+    /// The slot holding `key` (`Ok`), or the empty slot ending its probe (`Err`). The
+    /// table must have slots.
+    #[inline]
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            let s = self.slots[i];
+            if s.val == EMPTY {
+                return Err(i);
+            }
+            if s.key == key {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// The value stored for `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let s = self.slots[i];
-            if s.val == EMPTY {
-                return None;
-            }
-            if s.key == key {
-                return Some(s.val);
-            }
-            i = (i + 1) & mask;
-        }
+        self.find(key).ok().map(|i| self.slots[i].val)
     }
 
     /// Stores `val` (never `u32::MAX`) for `key`; returns the value it replaces.
@@ -84,19 +91,13 @@ impl IdTable {
         if (self.len + 1) * 8 > self.slots.len() * 5 {
             self.resize((self.slots.len() * 2).max(16));
         }
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let s = &mut self.slots[i];
-            if s.val == EMPTY {
-                *s = Slot { key, val };
+        match self.find(key) {
+            Ok(i) => Some(std::mem::replace(&mut self.slots[i].val, val)),
+            Err(i) => {
+                self.slots[i] = Slot { key, val };
                 self.len += 1;
-                return None;
+                None
             }
-            if s.key == key {
-                return Some(std::mem::replace(&mut s.val, val));
-            }
-            i = (i + 1) & mask;
         }
     }
 
@@ -105,18 +106,8 @@ impl IdTable {
         if self.len == 0 {
             return None;
         }
+        let i = self.find(key).ok()?;
         let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let s = self.slots[i];
-            if s.val == EMPTY {
-                return None;
-            }
-            if s.key == key {
-                break;
-            }
-            i = (i + 1) & mask;
-        }
         let old = self.slots[i].val;
         // Backward shift: move later entries of the run into the hole when their home slot
         // does not lie (cyclically) between the hole and them.

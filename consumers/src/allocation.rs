@@ -11,6 +11,12 @@
 //! share, the split of the fill sums exactly to the fill, and rounding never drifts against
 //! one account.
 //!
+//! **Bounded, no allocation per event.** A block order is kept while it can still trade
+//! (from `Accepted` until it fills completely, is cancelled or expires) and its per-account
+//! vector is then recycled; weights are taken once per group and the apportioning works in
+//! reused buffers, so once warm the consumer allocates nothing (test
+//! `consumers/tests/zero_alloc.rs`).
+//!
 //! **Durability.** Allocations are a pure function of the journaled event stream and the
 //! group definitions (kept in the journal directory's `edge.meta`), so they are durable by
 //! the same journal: replaying the journal through this consumer reproduces them exactly.
@@ -70,28 +76,39 @@ struct BlockOrder {
     instrument: InstrumentId,
     group: AllocGroupId,
     filled: u128,
+    /// Open quantity: the order is forgotten when it reaches 0.
+    open: u64,
     accounts: Vec<AccountAllocation>,
 }
 
 /// Apportions `total` lots by `weights` given the previous running totals `prev`
 /// (see the module docs). Returns the new running totals.
 pub fn apportion(weights: &[Decimal], prev: &[u128], total: u128) -> Vec<u128> {
+    let (mut shares, mut next) = (Vec::new(), Vec::new());
+    apportion_into(weights, prev, total, &mut shares, &mut next);
+    next
+}
+
+/// [`apportion`] into `next`, with `shares` as scratch (both reused: no allocation once
+/// they have the group's size).
+fn apportion_into(
+    weights: &[Decimal],
+    prev: &[u128],
+    total: u128,
+    shares: &mut Vec<(u128, Decimal)>,
+    next: &mut Vec<u128>,
+) {
     let wsum: Decimal = weights.iter().copied().sum();
     let t = Decimal::from_i128_with_scale(total as i128, 0);
     // Exact shares as (floor, remainder) with the remainder compared exactly.
-    let shares: Vec<(u128, Decimal)> = weights
-        .iter()
-        .map(|w| {
-            let s = t * *w / wsum;
-            let f = s.floor();
-            (f.mantissa() as u128 / 10u128.pow(f.scale()), s - f)
-        })
-        .collect();
-    let mut next: Vec<u128> = prev
-        .iter()
-        .zip(&shares)
-        .map(|(&a, &(f, _))| a.max(f))
-        .collect();
+    shares.clear();
+    shares.extend(weights.iter().map(|w| {
+        let s = t * *w / wsum;
+        let f = s.floor();
+        (f.mantissa() as u128 / 10u128.pow(f.scale()), s - f)
+    }));
+    next.clear();
+    next.extend(prev.iter().zip(shares.iter()).map(|(&a, &(f, _))| a.max(f)));
     let mut sum: u128 = next.iter().sum();
     while sum < total {
         // Accounts below the ceiling of their share, largest remainder of share - current.
@@ -119,13 +136,21 @@ pub fn apportion(weights: &[Decimal], prev: &[u128], total: u128) -> Vec<u128> {
             }
         }
     }
-    next
 }
 
 /// The allocation consumer. `F` receives every allocation (an in-process subscriber).
 pub struct Allocator<F: FnMut(&Allocation) + Send + 'static> {
     groups: HashMap<AllocGroupId, Group>,
+    /// Each group's weights, in member order.
+    weights: HashMap<AllocGroupId, Vec<Decimal>>,
+    /// Block orders that can still trade.
     orders: rustc_hash::FxHashMap<OrderId, BlockOrder>,
+    /// Per-account vectors of block orders that are done, for reuse.
+    free: Vec<Vec<AccountAllocation>>,
+    /// Scratch for apportioning: shares, previous and next running totals.
+    shares: Vec<(u128, Decimal)>,
+    prev: Vec<u128>,
+    next: Vec<u128>,
     sink: F,
     /// Allocations made.
     pub allocations: u64,
@@ -134,15 +159,32 @@ pub struct Allocator<F: FnMut(&Allocation) + Send + 'static> {
 impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
     /// An allocator for these groups, sending allocations to `sink`.
     pub fn new(groups: HashMap<AllocGroupId, Group>, sink: F) -> Self {
+        let weights = groups
+            .iter()
+            .map(|(&id, g)| (id, g.members.iter().map(|m| m.1).collect()))
+            .collect();
         Allocator {
             groups,
+            weights,
             orders: Default::default(),
+            free: Vec::new(),
+            shares: Vec::new(),
+            prev: Vec::new(),
+            next: Vec::new(),
             sink,
             allocations: 0,
         }
     }
 
-    /// Totals of a block order per account (in the group's order), if it is known.
+    /// Forgets a block order that can no longer trade (its vector is kept for reuse).
+    fn done(&mut self, id: OrderId) {
+        if let Some(o) = self.orders.remove(&id) {
+            self.free.push(o.accounts);
+        }
+    }
+
+    /// Totals of a block order per account (in the group's order) while it can still
+    /// trade (afterwards its allocations are in the stream the sink received).
     pub fn order_totals(&self, id: OrderId) -> Option<Vec<(AccountId, AccountAllocation)>> {
         let o = self.orders.get(&id)?;
         let g = self.groups.get(&o.group)?;
@@ -156,17 +198,27 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
     }
 
     fn allocate(&mut self, fill_seq: Sequence, id: OrderId, price: Price, qty: Qty) {
-        let Some(o) = self.orders.get_mut(&id) else {
+        let Allocator {
+            groups,
+            weights,
+            orders,
+            shares,
+            prev,
+            next,
+            ..
+        } = self;
+        let Some(o) = orders.get_mut(&id) else {
             return;
         };
-        let Some(g) = self.groups.get(&o.group) else {
+        let (Some(g), Some(weights)) = (groups.get(&o.group), weights.get(&o.group)) else {
             return;
         };
-        let weights: Vec<Decimal> = g.members.iter().map(|m| m.1).collect();
-        let prev: Vec<u128> = o.accounts.iter().map(|a| a.lots).collect();
+        prev.clear();
+        prev.extend(o.accounts.iter().map(|a| a.lots));
         o.filled += qty.0 as u128;
-        let next = apportion(&weights, &prev, o.filled);
-        for (i, (&n, &p)) in next.iter().zip(&prev).enumerate() {
+        o.open = o.open.saturating_sub(qty.0);
+        apportion_into(weights, prev, o.filled, shares, next);
+        for (i, (&n, &p)) in next.iter().zip(prev.iter()).enumerate() {
             if n > p {
                 let lots = n - p;
                 let a = &mut o.accounts[i];
@@ -195,13 +247,17 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
         match e.kind {
             EventKind::Accepted(o) if o.alloc_group != AllocGroupId::NONE => {
                 if let Some(g) = self.groups.get(&o.alloc_group) {
+                    let mut accounts = self.free.pop().unwrap_or_default();
+                    accounts.clear();
+                    accounts.resize(g.members.len(), AccountAllocation::default());
                     self.orders.insert(
                         o.order_id,
                         BlockOrder {
                             instrument: o.instrument,
                             group: o.alloc_group,
                             filled: 0,
-                            accounts: vec![AccountAllocation::default(); g.members.len()],
+                            open: o.qty.0,
+                            accounts,
                         },
                     );
                 }
@@ -213,8 +269,20 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
                 qty,
                 ..
             } => {
-                self.allocate(seq, taker, price, qty);
-                self.allocate(seq, maker, price, qty);
+                for id in [taker, maker] {
+                    self.allocate(seq, id, price, qty);
+                    if self.orders.get(&id).is_some_and(|o| o.open == 0) {
+                        self.done(id);
+                    }
+                }
+            }
+            EventKind::Modified { order_id, qty, .. } => {
+                if let Some(o) = self.orders.get_mut(&order_id) {
+                    o.open = qty.0;
+                }
+            }
+            EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
+                self.done(order_id);
             }
             _ => {}
         }
@@ -228,6 +296,104 @@ mod tests {
 
     fn d(x: u64) -> Decimal {
         Decimal::from(x)
+    }
+
+    /// Block orders are kept while they can trade, and forgotten when they fill
+    /// completely, are cancelled or expire: memory follows the live block orders. A modified
+    /// one keeps its totals.
+    #[test]
+    fn block_orders_are_forgotten_when_done() {
+        use ringex_engine::{Matcher, NewOrder, Side};
+        let g = AllocGroupId(7);
+        let groups = HashMap::from([(
+            g,
+            Group {
+                members: vec![(AccountId(1), d(1)), (AccountId(2), d(1))],
+            },
+        )]);
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let mut a = Allocator::new(groups, move |x: &Allocation| {
+            sink.lock().unwrap().push(*x);
+        });
+        let mut m = Matcher::default();
+        let i = InstrumentId(0);
+        let mut seq = 0u64;
+        let mut run = |a: &mut Allocator<_>, kind: ringex_engine::CommandKind| {
+            seq += 1;
+            let mut out = Vec::new();
+            m.process(
+                Sequence(seq),
+                &ringex_engine::Command::new(ringex_engine::Timestamp(seq), kind),
+                &mut out,
+            );
+            for e in &out {
+                a.on_event(e, Sequence(seq), true);
+            }
+        };
+        run(&mut a, ringex_engine::CommandKind::AddInstrument(i.into()));
+        let block = |id: u64, side, qty| {
+            let mut o = NewOrder::limit(i, AccountId(9), OrderId(id), side, Price(100), Qty(qty));
+            o.alloc_group = g;
+            ringex_engine::CommandKind::NewOrder(o)
+        };
+        let plain = |id: u64, side, qty| {
+            ringex_engine::CommandKind::NewOrder(NewOrder::limit(
+                i,
+                AccountId(5),
+                OrderId(id),
+                side,
+                Price(100),
+                Qty(qty),
+            ))
+        };
+        // Block 1 rests for 10, is modified to 8, trades 5 as maker, then is cancelled.
+        run(&mut a, block(1, Side::Buy, 10));
+        run(
+            &mut a,
+            ringex_engine::CommandKind::Modify {
+                instrument: i,
+                account: AccountId(9),
+                order_id: OrderId(1),
+                price: Price(100),
+                qty: Qty(8),
+            },
+        );
+        run(&mut a, plain(2, Side::Sell, 5));
+        assert_eq!(a.orders.len(), 1);
+        let t = a.order_totals(OrderId(1)).expect("still live");
+        assert_eq!(t.iter().map(|x| x.1.lots).sum::<u128>(), 5);
+        run(
+            &mut a,
+            ringex_engine::CommandKind::Cancel {
+                instrument: i,
+                account: AccountId(9),
+                order_id: OrderId(1),
+            },
+        );
+        assert!(a.orders.is_empty(), "cancelled: forgotten");
+        // Block 3 rests for 4 and is filled completely by two takers.
+        run(&mut a, block(3, Side::Sell, 4));
+        run(&mut a, plain(4, Side::Buy, 3));
+        assert_eq!(a.orders.len(), 1);
+        run(&mut a, plain(5, Side::Buy, 1));
+        assert!(a.orders.is_empty(), "filled: forgotten");
+        // Block 6 takes 2 as an IOC: filled, the rest cancelled.
+        run(&mut a, plain(7, Side::Sell, 2));
+        let mut o = NewOrder::limit(i, AccountId(9), OrderId(6), Side::Buy, Price(100), Qty(5));
+        o.alloc_group = g;
+        o.tif = ringex_engine::TimeInForce::Ioc;
+        run(&mut a, ringex_engine::CommandKind::NewOrder(o));
+        assert!(a.orders.is_empty(), "IOC rest cancelled: forgotten");
+        assert_eq!(a.free.len(), 1, "one vector, reused three times");
+        let v = got.lock().unwrap();
+        let per_order = |id| {
+            v.iter()
+                .filter(|x| x.order_id == OrderId(id))
+                .map(|x| x.qty.0)
+                .sum::<u64>()
+        };
+        assert_eq!((per_order(1), per_order(3), per_order(6)), (5, 4, 2));
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! Every consumer on the hot path makes no allocation per event once warm: the exchange-core
+//! stream (the matcher's own events, every fourth order in an allocation group) is fed to
+//! each consumer in batches of about 64 events, the first half to warm it, and the
+//! allocations during the second half are counted with a counting global allocator.
+//! (The SQLite and PostgreSQL history stores are not on this list: their drivers allocate
+//! per statement; the history consumer conflates per batch and commits on a timer.)
+
+use ringex_consumers::allocation::{Allocation, Allocator, Group};
+use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
+use ringex_consumers::market_data::MarketData;
+use ringex_consumers::risk::RiskUpdater;
+use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::*;
+use rust_decimal::Decimal;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's layout contract is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Tests run one at a time here: the counter is global.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const COMMANDS: usize = 200_000;
+
+/// The exchange-core stream's events.
+fn events() -> Vec<Event> {
+    let w = ExchangeCoreWorkload::default().generate(COMMANDS);
+    let mut m = Matcher::default();
+    let mut out = Vec::with_capacity(COMMANDS * 2);
+    for (i, c) in w.setup.iter().chain(&w.commands).enumerate() {
+        let mut c = *c;
+        if let CommandKind::NewOrder(o) = &mut c.kind {
+            if o.order_id.0 % 4 == 0 {
+                o.alloc_group = AllocGroupId(1);
+            }
+        }
+        m.process(Sequence(i as u64 + 1), &c, &mut out);
+    }
+    out
+}
+
+/// Feeds the first half of the events to warm the consumer, then counts the allocations
+/// made while it takes the second half (and the end of each batch).
+fn allocations_once_warm<C: Consumer>(mut c: C, events: &[Event]) -> u64 {
+    let half = events.len() / 2;
+    let feed = |c: &mut C, range: std::ops::Range<usize>| {
+        for i in range {
+            let e = &events[i];
+            c.on_event(
+                e,
+                Sequence(i as u64 + 1),
+                e.is_last_of_command() && i % 64 >= 63,
+            );
+        }
+    };
+    feed(&mut c, 0..half);
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    feed(&mut c, half..events.len());
+    COUNTING.store(false, Ordering::SeqCst);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    c.on_shutdown();
+    n
+}
+
+#[test]
+fn risk_makes_no_allocation_once_warm() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ev = events();
+    let (risk, _view) = RiskUpdater::new(HashMap::new());
+    assert_eq!(allocations_once_warm(risk, &ev), 0);
+}
+
+#[test]
+fn market_data_makes_no_allocation_once_warm() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ev = events();
+    let (md, _hub) = MarketData::new(10);
+    assert_eq!(allocations_once_warm(md, &ev), 0);
+}
+
+#[test]
+fn allocation_makes_no_allocation_once_warm() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ev = events();
+    let groups = HashMap::from([(
+        AllocGroupId(1),
+        Group {
+            members: vec![
+                (AccountId(1), Decimal::from(50)),
+                (AccountId(2), Decimal::from(30)),
+                (AccountId(3), Decimal::from(20)),
+            ],
+        },
+    )]);
+    let made = std::sync::Arc::new(AtomicU64::new(0));
+    let m = made.clone();
+    let a = Allocator::new(groups, move |_: &Allocation| {
+        m.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(allocations_once_warm(a, &ev), 0);
+    assert!(
+        made.load(Ordering::Relaxed) > 1000,
+        "the allocator had work"
+    );
+}
+
+#[test]
+fn journal_makes_no_allocation_once_warm() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ev = events();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = JournalConfig::new(dir.path());
+    // One segment holds the whole stream (a new segment allocates its path, once per
+    // segment), and no fsync (the allocations are what is measured here).
+    cfg.segment_bytes = 256 << 20;
+    cfg.fsync = FsyncPolicy::None;
+    assert_eq!(allocations_once_warm(Journal::new(cfg), &ev), 0);
+}

@@ -1,6 +1,7 @@
 //! Events per second each consumer sustains alone (one thread, no ring) on a recorded event
 //! stream: the exchange-core workload run through the matcher once, its events kept, then
-//! fed to each consumer. `consumer_throughput [COMMANDS]` (default 1000000).
+//! fed to each consumer. `consumer_throughput [COMMANDS] [multi]` (default 1000000;
+//! `CT_ONLY=risk,market-data` times only those).
 
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::market_data::MarketData;
@@ -12,6 +13,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
+    // `CT_ONLY=NAME[,NAME…]`: time only these consumers (for a profiler).
+    if let Ok(only) = std::env::var("CT_ONLY") {
+        if !only.split(',').any(|o| o == name) {
+            return;
+        }
+    }
     // Batches of about 64 events, ending on command boundaries.
     let t = Instant::now();
     for (i, e) in events.iter().enumerate() {

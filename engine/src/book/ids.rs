@@ -274,7 +274,8 @@ pub(crate) struct IdIndex {
     used: UsedIds,
     /// False for replicas that need no dead ids (market data): a dead id is forgotten.
     track_used: bool,
-    /// Loading a state: its used ranges are in already, so live ids are not added again.
+    /// Loading a state: its used ranges are in already, so a live id is only checked
+    /// against them (not appended out of order).
     loading: bool,
 }
 
@@ -322,7 +323,9 @@ impl IdIndex {
     #[inline]
     pub fn set_live(&mut self, id: u64, idx: u32) {
         let old = self.live.insert(id, idx);
-        if old.is_none() && self.track_used && !self.loading {
+        // While loading a state its ranges should hold its live ids already; a state built
+        // by hand may not, and an id must never become reusable.
+        if old.is_none() && self.track_used && (!self.loading || !self.used.contains(id)) {
             self.used.add(id, id);
         }
     }
@@ -466,6 +469,25 @@ mod tests {
         assert_eq!(
             ix.used_ranges(),
             vec![(5, 5), (10, 11), (500, 500), (1_000_000, 1_000_039)],
+        );
+    }
+
+    /// Loading a state: live ids inside its ranges add nothing; a live id its ranges miss
+    /// (a hand-built state) is still recorded, so it stays refused once it dies.
+    #[test]
+    fn loaded_live_ids_stay_used() {
+        let mut ix = IdIndex::new(true);
+        ix.load_used(1, 3);
+        ix.set_loading(true);
+        ix.set_live(2, 0);
+        ix.set_live(10, 1);
+        ix.set_loading(false);
+        assert_eq!(ix.used_ranges(), vec![(1, 3), (10, 10)]);
+        ix.set_dead(2);
+        ix.set_dead(10);
+        assert_eq!(
+            (ix.get(2), ix.get(10), ix.get(4)),
+            (IdState::Dead, IdState::Dead, IdState::Unknown)
         );
     }
 

@@ -94,6 +94,10 @@ const CHUNK: usize = 1024;
 /// Runs kept apart before further new flows go to the ordered map.
 const MAX_RUNS: usize = 16;
 
+/// An id this far past the end of its run starts a run of its own (a counter never jumps
+/// 2^32 ids; separate flows, like ranges handed to gateways, do).
+const FAR: u64 = 1 << 32;
+
 /// The used ids of one increasing flow: ascending, disjoint, non-adjacent ranges in chunks.
 #[derive(Clone, Debug)]
 struct Run {
@@ -225,8 +229,15 @@ impl UsedIds {
             return;
         }
         let next = self.runs.get(k).map(Run::first);
+        let room = self.runs.len() < MAX_RUNS;
         let r = &mut self.runs[k - 1];
-        if lo > r.end() && next.is_none_or(|n| hi < n) {
+        if lo > r.end() && lo - r.end() > FAR && room {
+            // Far past its run: another flow (a second gateway's range, a replay's
+            // synthetic ids), loaded from a state or starting now: a run of its own, so that
+            // ids still coming in below it append instead of landing inside a span.
+            let run = Run::new(lo, hi, &mut self.spare);
+            self.runs.insert(k, run);
+        } else if lo > r.end() && next.is_none_or(|n| hi < n) {
             // Past the end of its flow, before the next flow: the common case.
             r.push(lo, hi, &mut self.spare);
         } else if lo != hi || !r.contains(lo) {
@@ -489,6 +500,28 @@ mod tests {
             (ix.get(2), ix.get(10), ix.get(4)),
             (IdState::Dead, IdState::Dead, IdState::Unknown)
         );
+    }
+
+    /// Two flows loaded from a state's ranges (real ids, then synthetic ids at 2^62) are two
+    /// runs, so that the real flow appends after recovery instead of landing inside one
+    /// span.
+    #[test]
+    fn loaded_flows_far_apart_are_runs_of_their_own() {
+        let mut ix = IdIndex::new(true);
+        let syn = 1u64 << 62;
+        for (lo, hi) in [(100, 100), (5_000, 5_000), (syn, syn + 9)] {
+            ix.load_used(lo, hi);
+        }
+        assert_eq!(ix.used.runs.len(), 2);
+        for k in 0..100u64 {
+            ix.set_live(10_000 + k * 7, k as u32);
+            ix.set_dead(syn + 10 + k);
+        }
+        assert_eq!(ix.used.runs.len(), 2);
+        assert!(ix.used.other.is_empty(), "both flows appended");
+        assert_eq!(ix.get(5_000), IdState::Dead);
+        assert_eq!(ix.get(syn + 109), IdState::Dead);
+        assert_eq!(ix.get(syn + 110), IdState::Unknown);
     }
 
     /// A run longer than a chunk is searched across chunks.

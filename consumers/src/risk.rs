@@ -81,22 +81,30 @@ impl AccountRisk {
 /// that can be changed at run time.
 #[derive(Clone, Default)]
 pub struct RiskView {
-    accounts: Arc<Mutex<FxHashMap<AccountId, Published>>>,
+    accounts: Arc<Mutex<Published>>,
     limits: Arc<RwLock<(HashMap<AccountId, Limits>, Limits)>>,
-    instruments: Arc<HashMap<InstrumentId, RiskInstrument>>,
+    instruments: Arc<FxHashMap<InstrumentId, RiskInstrument>>,
 }
 
 /// What the consumer publishes: positions with their open-order exposure still in ticks ×
-/// lots (the reader turns it into money, so the consumer's publish stays cheap).
+/// lots (the reader turns it into money, so the consumer's publish stays cheap), in one flat
+/// map keyed by (account, instrument) — a changed position costs one map write — and per
+/// account the instruments it has a position in and its breach.
 #[derive(Clone, Debug, Default)]
 struct Published {
-    positions: BTreeMap<InstrumentId, (Position, i128)>,
+    positions: FxHashMap<(AccountId, InstrumentId), (Position, i128)>,
+    accounts: FxHashMap<AccountId, PublishedAccount>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PublishedAccount {
+    instruments: Vec<InstrumentId>,
     breach: Option<String>,
 }
 
 /// Money value of ticks × lots in an instrument.
 fn tl_money(
-    instruments: &HashMap<InstrumentId, RiskInstrument>,
+    instruments: &FxHashMap<InstrumentId, RiskInstrument>,
     i: InstrumentId,
     tl: i128,
 ) -> Decimal {
@@ -109,17 +117,25 @@ fn tl_money(
 impl RiskView {
     /// An account's state (as of the last published batch).
     pub fn account(&self, a: AccountId) -> Option<AccountRisk> {
-        let p = self.accounts.lock().ok()?.get(&a).cloned()?;
+        let (positions, breach) = {
+            let m = self.accounts.lock().ok()?;
+            let acc = m.accounts.get(&a)?;
+            let positions: Vec<(InstrumentId, (Position, i128))> = acc
+                .instruments
+                .iter()
+                .filter_map(|&i| m.positions.get(&(a, i)).map(|p| (i, p.clone())))
+                .collect();
+            (positions, acc.breach.clone())
+        };
         Some(AccountRisk {
-            positions: p
-                .positions
+            positions: positions
                 .into_iter()
                 .map(|(i, (mut pos, tl))| {
                     pos.open_notional = tl_money(&self.instruments, i, tl);
                     (i, pos)
                 })
                 .collect(),
-            breach: p.breach,
+            breach,
         })
     }
     /// Accounts whose kill switch fired, with the reason.
@@ -128,6 +144,7 @@ impl RiskView {
             return Vec::new();
         };
         let mut v: Vec<_> = m
+            .accounts
             .iter()
             .filter_map(|(a, r)| r.breach.clone().map(|b| (*a, b)))
             .collect();
@@ -148,6 +165,15 @@ impl RiskView {
     }
 }
 
+/// One account's state in one instrument, as the consumer keeps it.
+#[derive(Clone, Debug, Default)]
+struct Pair {
+    pos: Position,
+    /// Open-order exposure in ticks × lots: integer arithmetic on the hot path, turned into
+    /// money only when published or checked.
+    tl: i128,
+}
+
 struct OpenOrder {
     account: AccountId,
     instrument: InstrumentId,
@@ -160,10 +186,12 @@ struct OpenOrder {
 
 /// The risk consumer.
 pub struct RiskUpdater {
-    instruments: HashMap<InstrumentId, RiskInstrument>,
+    /// Tick and lot sizes (a fast hash: looked up on every fill).
+    instruments: FxHashMap<InstrumentId, RiskInstrument>,
     orders: FxHashMap<OrderId, OpenOrder>,
-    /// Position per (account, instrument): one flat map, no per-account tree on the hot path.
-    positions: FxHashMap<(AccountId, InstrumentId), Position>,
+    /// Position and open-order exposure per (account, instrument): one flat map (one lookup
+    /// per change), no per-account tree on the hot path.
+    positions: FxHashMap<(AccountId, InstrumentId), Pair>,
     /// The instruments each account has a position entry in (limit checks, reports).
     account_instruments: FxHashMap<AccountId, Vec<InstrumentId>>,
     /// Why an account's kill switch fired.
@@ -179,9 +207,6 @@ pub struct RiskUpdater {
     /// Kill-switch commands not yet taken by the input ring (never wait on it from here:
     /// the matcher may be waiting for this consumer).
     pending: Vec<CommandKind>,
-    /// Open-order exposure in ticks × lots per (account, instrument): integer arithmetic on
-    /// the hot path, turned into money only when published or checked.
-    open_tl: FxHashMap<(AccountId, InstrumentId), i128>,
     any_limits: bool,
     /// Buyer and seller of the last fill, until its fees arrive.
     last_fill: Option<(AccountId, AccountId)>,
@@ -194,6 +219,8 @@ pub struct RiskUpdater {
 impl RiskUpdater {
     /// A risk updater for these instruments; returns it and its view.
     pub fn new(instruments: HashMap<InstrumentId, RiskInstrument>) -> (Self, RiskView) {
+        let instruments: FxHashMap<InstrumentId, RiskInstrument> =
+            instruments.into_iter().collect();
         let view = RiskView {
             instruments: Arc::new(instruments.clone()),
             ..RiskView::default()
@@ -212,7 +239,6 @@ impl RiskUpdater {
                 gateway: None,
                 killed: HashSet::new(),
                 pending: Vec::new(),
-                open_tl: FxHashMap::default(),
                 any_limits: false,
                 last_fill: None,
                 asset_scale: FxHashMap::default(),
@@ -238,21 +264,27 @@ impl RiskUpdater {
         Some(AccountRisk {
             positions: insts
                 .iter()
-                .filter_map(|&i| self.positions.get(&(a, i)).map(|p| (i, p.clone())))
+                .filter_map(|&i| self.positions.get(&(a, i)).map(|p| (i, p.pos.clone())))
                 .collect(),
             breach: self.breaches.get(&a).cloned(),
         })
     }
 
-    fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Position {
+    /// The state of `a` in `i` (created, and listed under the account, on first use),
+    /// marked changed.
+    fn pair(&mut self, a: AccountId, i: InstrumentId) -> &mut Pair {
         self.dirty.insert((a, i));
         match self.positions.entry((a, i)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.account_instruments.entry(a).or_default().push(i);
-                e.insert(Position::default())
+                e.insert(Pair::default())
             }
         }
+    }
+
+    fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Position {
+        &mut self.pair(a, i).pos
     }
 
     fn money(&self, i: InstrumentId, price: Price, qty: Qty) -> (Decimal, Decimal, Decimal) {
@@ -269,39 +301,20 @@ impl RiskUpdater {
         if let Some(o) = self.orders.get(&id) {
             let (a, i) = (o.account, o.instrument);
             let tl = o.price.0 as i128 * o.qty.0 as i128;
-            *self.open_tl.entry((a, i)).or_default() += if delta_sign > 0 { tl } else { -tl };
-            if self.any_limits {
-                // Limit checks walk the account's positions: make sure this one exists.
-                self.pos(a, i);
-            } else {
-                self.dirty.insert((a, i));
-            }
+            self.pair(a, i).tl += if delta_sign > 0 { tl } else { -tl };
         }
     }
 
     /// Writes the open-order notional of every instrument of `a` into its positions.
     fn settle_exposure(&mut self, a: AccountId) {
-        let mut insts: Vec<InstrumentId> = self
-            .account_instruments
-            .get(&a)
-            .cloned()
-            .unwrap_or_default();
-        insts.extend(self.open_tl.keys().filter(|k| k.0 == a).map(|k| k.1));
-        insts.sort_unstable();
-        insts.dedup();
-        for i in insts {
-            self.settle_pair(a, i);
-        }
-    }
-
-    /// Writes the open-order notional of `a` in `i` into its position.
-    fn settle_pair(&mut self, a: AccountId, i: InstrumentId) {
-        let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
-        let n = tl_money(&self.instruments, i, tl);
-        let dirty = self.dirty.contains(&(a, i));
-        self.pos(a, i).open_notional = n;
-        if !dirty {
-            self.dirty.remove(&(a, i));
+        // Every pair with a position or exposure is listed under its account.
+        let Some(insts) = self.account_instruments.get(&a) else {
+            return;
+        };
+        for &i in insts {
+            if let Some(p) = self.positions.get_mut(&(a, i)) {
+                p.pos.open_notional = tl_money(&self.instruments, i, p.tl);
+            }
         }
     }
 
@@ -410,16 +423,23 @@ impl RiskUpdater {
             return;
         }
         let view = self.view.accounts.clone();
-        if let Ok(mut m) = view.try_lock() {
-            // Only the positions that changed are copied; nothing is reallocated.
+        if let Ok(mut guard) = view.try_lock() {
+            let m = &mut *guard;
+            // Only the positions that changed are copied, one map write each; an account's
+            // instrument list grows only when it trades a new instrument.
             for (a, i) in self.dirty.drain() {
-                let pos = self.positions.get(&(a, i)).cloned().unwrap_or_default();
-                let tl = self.open_tl.get(&(a, i)).copied().unwrap_or(0);
-                m.entry(a).or_default().positions.insert(i, (pos, tl));
+                let (pos, tl) = self
+                    .positions
+                    .get(&(a, i))
+                    .map(|p| (p.pos.clone(), p.tl))
+                    .unwrap_or_default();
+                if m.positions.insert((a, i), (pos, tl)).is_none() {
+                    m.accounts.entry(a).or_default().instruments.push(i);
+                }
             }
             for a in self.dirty_breach.drain() {
                 let b = self.breaches.get(&a).cloned();
-                m.entry(a).or_default().breach = b;
+                m.accounts.entry(a).or_default().breach = b;
             }
         }
         if let Ok(l) = self.view.limits.try_read() {
@@ -473,33 +493,30 @@ impl Consumer for RiskUpdater {
             } => {
                 self.last_fill = None;
                 for (id, side) in [(taker, taker_side), (maker, taker_side.opposite())] {
-                    let Some(o) = self.orders.get(&id) else {
+                    // One order lookup: the exposure the fill takes off, and whether the
+                    // order is done.
+                    let Some(o) = self.orders.get_mut(&id) else {
                         continue;
                     };
-                    let (a, op) = (o.account, o.price);
-                    if o.qty.0 > 0 {
+                    let a = o.account;
+                    let less = if o.qty.0 > 0 {
                         let q = qty.0.min(o.qty.0);
-                        *self.open_tl.entry((a, instrument)).or_default() -=
-                            op.0 as i128 * q as i128;
-                        if let Some(o) = self.orders.get_mut(&id) {
-                            o.qty = Qty(o.qty.0 - q);
-                        }
+                        o.qty = Qty(o.qty.0 - q);
+                        o.price.0 as i128 * q as i128
+                    } else {
+                        0
+                    };
+                    o.remaining = o.remaining.saturating_sub(qty.0);
+                    if o.remaining == 0 {
+                        self.orders.remove(&id);
                     }
+                    // One pair lookup: exposure and position together.
+                    self.pair(a, instrument).tl -= less;
                     self.trade(a, instrument, side, price, qty);
                     let (b, s) = self.last_fill.get_or_insert((a, a));
                     match side {
                         Side::Buy => *b = a,
                         Side::Sell => *s = a,
-                    }
-                    let done = match self.orders.get_mut(&id) {
-                        Some(o) => {
-                            o.remaining = o.remaining.saturating_sub(qty.0);
-                            o.remaining == 0
-                        }
-                        None => false,
-                    };
-                    if done {
-                        self.orders.remove(&id);
                     }
                     self.check_limits(a);
                 }
@@ -547,12 +564,9 @@ impl Consumer for RiskUpdater {
                 o.remaining = qty.0;
                 let (a, i) = (o.account, o.instrument);
                 let delta = price.0 as i128 * qty.0 as i128 - old;
-                *self.open_tl.entry((a, i)).or_default() += delta;
+                self.pair(a, i).tl += delta;
                 if self.any_limits {
-                    self.pos(a, i);
                     self.check_limits(a);
-                } else {
-                    self.dirty.insert((a, i));
                 }
             }
             EventKind::AccountStatus {

@@ -686,7 +686,7 @@ impl OrderBooks {
     }
 
     /// Links a pool node at the back of the level of `price` (its price).
-    #[inline]
+    #[inline(always)]
     fn link_back(&mut self, idx: u32, price: Price) {
         let OrderBooks {
             books,
@@ -747,7 +747,7 @@ impl OrderBooks {
     }
 
     /// Unlinks a node from its level, removing the level when it empties.
-    #[inline]
+    #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let h = self.hot[idx as usize];
         let Hot {
@@ -784,6 +784,7 @@ impl OrderBooks {
 
     /// A level just lost its last order: pop it (and any empty levels under it) when it is
     /// the best, else leave it in place and compact the side when empties pile up.
+    #[inline(never)]
     fn level_emptied(&mut self, book: u32, side: Side, price: Price, level: u32) {
         let OrderBooks {
             books,

@@ -179,7 +179,7 @@ pub fn crossbeam_pipeline_one_to_four(
         }));
     }
     let matcher = std::thread::spawn(move || {
-        // The same matcher as the pipeline's default (4M-id window), so only the transport
+        // The same matcher as the pipeline's default (room for 4M id gaps), so only the transport
         // differs.
         let mut m = Matcher::with_capacity(ringex_engine::MatcherCapacity {
             ids: 1 << 22,

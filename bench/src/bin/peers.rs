@@ -46,7 +46,7 @@ type Trades = BTreeMap<(usize, i64), u64>;
 type Levels = (BTreeMap<i64, u64>, BTreeMap<i64, u64>);
 
 fn ringex_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
-    // The default capacity (an id window of 64Ki ids), as a user would start.
+    // The default capacity (64Ki orders, 64Ki gaps between ids), as a user would start.
     let mut m = Matcher::with_capacity(MatcherCapacity::default());
     let mut out = Vec::with_capacity(256);
     for (k, c) in setup.iter().enumerate() {

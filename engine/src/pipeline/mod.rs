@@ -465,7 +465,7 @@ impl PipelineBuilder {
     }
 
     /// The matcher to run (e.g. one restored from a snapshot, or one sized with
-    /// [`Matcher::with_capacity`]); default: an empty one with a 4M-id window.
+    /// [`Matcher::with_capacity`]); default: an empty one with room for 4M gaps between order ids.
     pub fn matcher(mut self, matcher: Matcher) -> Self {
         self.matcher = Some(matcher);
         self

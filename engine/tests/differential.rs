@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{decode, decode_funded, raw_stream, INSTRUMENTS};
+use common::{decode, decode_funded, raw_stream, reshape_ids, INSTRUMENTS};
 use proptest::prelude::*;
 use ringex_engine::*;
 
@@ -49,6 +49,20 @@ proptest! {
     #[test]
     fn fast_and_naive_agree_with_little_reserved(raw in raw_stream(300)) {
         fast_vs_naive(&decode(&raw), Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 }))?;
+    }
+
+    /// Interleaved flows far apart, random 64-bit ids and falling ids: the id index's runs,
+    /// its ordered map of out-of-order ids and its live table, with little reserved and with
+    /// the defaults.
+    #[test]
+    fn fast_and_naive_agree_on_interleaved_random_and_falling_ids(raw in raw_stream(300), shape in 1u8..4, small in any::<bool>()) {
+        let cmds = reshape_ids(&decode(&raw), shape);
+        let m = if small {
+            Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 })
+        } else {
+            Matcher::default()
+        };
+        fast_vs_naive(&cmds, m)?;
     }
 
     #[test]
@@ -282,6 +296,13 @@ proptest! {
     #[test]
     fn a_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
         restored_continues_identically(&decode(&raw), cut)?;
+    }
+
+    /// The same with interleaved, random and falling ids (the used-id ranges travel through
+    /// the state's bytes and come back as runs).
+    #[test]
+    fn restored_with_other_id_patterns_continues_identically(raw in raw_stream(300), cut in 0usize..300, shape in 1u8..4) {
+        restored_continues_identically(&reshape_ids(&decode(&raw), shape), cut)?;
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! target/release/peers [--runs 5] [FILE …]    # default: the six LOBSTER samples
 //! target/release/peers --deep 1000000           # the deep-book flow, five price scenarios
 //! target/release/peers --only ringex --runs 50  # time one engine (for a profiler)
+//! target/release/peers --exchange-core 1000000  # the exchange-core mix, STP off
 //! ```
 //!
 //! **The messages**: with `--deep N`, the deep-book flow
@@ -311,6 +312,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
+    let xcore = number("--exchange-core", 0) as usize;
     // `--only ENGINE`: time one engine only (for a profiler); the check still runs all three.
     let only_arg = ringex_bench::args::value("--only");
     let only = only_arg.as_deref();
@@ -328,7 +330,28 @@ fn main() {
         files = ringex_bench::lobster::sample_files();
     }
     let mut inputs: Vec<(String, Vec<Command>, Vec<Command>)> = Vec::new();
-    if deep > 0 {
+    if xcore > 0 {
+        // The exchange-core mix (one instrument, 1000 accounts, ~1000 resting orders, GTC and
+        // IOC limits, cancels, moves) with self-trade prevention off: the peers have none,
+        // so every order trades with whatever it crosses in all three engines.
+        let w = ringex_engine::workload::ExchangeCoreWorkload::default().generate(xcore);
+        let allow = |v: Vec<Command>| -> Vec<Command> {
+            v.into_iter()
+                .map(|mut c| {
+                    if let CommandKind::NewOrder(o) = &mut c.kind {
+                        o.stp = SelfTradePrevention::Allow;
+                    }
+                    c
+                })
+                .collect()
+        };
+        inputs.push((
+            format!("exchange-core mix ({xcore} commands, STP off)"),
+            allow(w.setup),
+            allow(w.commands),
+        ));
+        files.clear();
+    } else if deep > 0 {
         for sc in ringex_engine::workload::PriceScenario::ALL {
             let w = ringex_engine::workload::DeepBookWorkload {
                 scenario: sc,

@@ -9,63 +9,26 @@ use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::MarketData;
 use ringex_consumers::risk::RiskUpdater;
+use ringex_engine::testing::{count_allocations, CountingAllocator};
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
 use rust_decimal::Decimal;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout contract is passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Tests run one at a time here: the counter is global.
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const COMMANDS: usize = 200_000;
 
-/// The exchange-core stream's events.
+/// The exchange-core stream's events, every fourth order a block order of group 1.
 fn events() -> Vec<Event> {
-    let w = ExchangeCoreWorkload::default().generate(COMMANDS);
-    let mut m = Matcher::default();
-    let mut out = Vec::with_capacity(COMMANDS * 2);
-    for (i, c) in w.setup.iter().chain(&w.commands).enumerate() {
-        let mut c = *c;
-        if let CommandKind::NewOrder(o) = &mut c.kind {
-            if o.order_id.0 % 4 == 0 {
-                o.alloc_group = AllocGroupId(1);
-            }
-        }
-        m.process(Sequence(i as u64 + 1), &c, &mut out);
-    }
-    out
+    ExchangeCoreWorkload::default()
+        .generate(COMMANDS)
+        .recorded_events(Some(AllocGroupId(1)))
 }
 
 /// Feeds the first half of the events to warm the consumer, then counts the allocations
@@ -83,11 +46,7 @@ fn allocations_once_warm<C: Consumer>(mut c: C, events: &[Event]) -> u64 {
         }
     };
     feed(&mut c, 0..half);
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    feed(&mut c, half..events.len());
-    COUNTING.store(false, Ordering::SeqCst);
-    let n = ALLOCS.load(Ordering::SeqCst);
+    let n = count_allocations(|| feed(&mut c, half..events.len()));
     c.on_shutdown();
     n
 }

@@ -47,6 +47,8 @@ pub mod lobster;
 pub mod matcher;
 pub mod pipeline;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub mod types;
 pub mod workload;
 

@@ -85,6 +85,27 @@ pub struct GeneratedWorkload {
     pub stats: WorkloadStats,
 }
 
+impl GeneratedWorkload {
+    /// The events a default matcher makes from the setup and the commands, with every
+    /// fourth new order (by id) made a block order of `block_group` when one is given (so
+    /// that the allocation consumer has work): the recorded stream consumer benchmarks and
+    /// tests feed to consumers.
+    pub fn recorded_events(&self, block_group: Option<crate::types::AllocGroupId>) -> Vec<Event> {
+        let mut m = Matcher::default();
+        let mut events = Vec::with_capacity(self.commands.len() * 2);
+        for (i, c) in self.setup.iter().chain(&self.commands).enumerate() {
+            let mut c = *c;
+            if let (Some(g), CommandKind::NewOrder(o)) = (block_group, &mut c.kind) {
+                if o.order_id.0 % 4 == 0 {
+                    o.alloc_group = g;
+                }
+            }
+            m.process(Sequence(i as u64 + 1), &c, &mut events);
+        }
+        events
+    }
+}
+
 /// The measured mix of a generated stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkloadStats {

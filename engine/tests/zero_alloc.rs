@@ -1,40 +1,12 @@
 //! Proves the hot path allocates nothing once warm: a counting global allocator around
 //! 200k exchange-core commands (unfunded and funded) after a warm-up pass, plus slot sizes.
 
+use ringex_engine::testing::{count_allocations, CountingAllocator};
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn ring_slots_are_one_cache_line() {
@@ -69,15 +41,14 @@ fn warm_allocations(funded: bool) -> u64 {
         m.process(Sequence(seq), c, &mut out);
     }
     let mut events = 0usize;
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for c in &w.commands[N..] {
-        seq += 1;
-        out.clear();
-        m.process(Sequence(seq), c, &mut out);
-        events += out.len();
-    }
-    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = count_allocations(|| {
+        for c in &w.commands[N..] {
+            seq += 1;
+            out.clear();
+            m.process(Sequence(seq), c, &mut out);
+            events += out.len();
+        }
+    });
     assert!(events >= N, "every command made at least one event");
     if funded {
         assert!(
@@ -85,7 +56,7 @@ fn warm_allocations(funded: bool) -> u64 {
             "the accounts are funded"
         );
     }
-    ALLOCS.load(Ordering::SeqCst)
+    allocs
 }
 
 /// The two tests count in turn (the counter is global).

@@ -49,18 +49,8 @@ fn main() {
     } else {
         ExchangeCoreWorkload::default().generate(n)
     };
-    // Put every fourth order in a 3-account allocation group so the allocator has work.
-    let mut m = Matcher::default();
-    let mut events = Vec::with_capacity(n * 2);
-    for (i, c) in w.setup.iter().chain(&w.commands).enumerate() {
-        let mut c = *c;
-        if let CommandKind::NewOrder(o) = &mut c.kind {
-            if o.order_id.0 % 4 == 0 {
-                o.alloc_group = AllocGroupId(1);
-            }
-        }
-        m.process(Sequence(i as u64 + 1), &c, &mut events);
-    }
+    // Every fourth order in a 3-account allocation group so the allocator has work.
+    let events = w.recorded_events(Some(AllocGroupId(1)));
     println!(
         "recorded {} events from {} exchange-core commands (matcher alone)",
         events.len(),

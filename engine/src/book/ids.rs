@@ -176,6 +176,9 @@ pub(crate) struct UsedIds {
     /// Ids that fell inside a run's span (out of order) or below every run once
     /// [`MAX_RUNS`] runs exist.
     other: RangeSet,
+    /// The lowest and highest id in `other` (a new id outside them skips its search: the
+    /// few out-of-order ids of a real feed lie far below the flow).
+    other_span: (u64, u64),
     /// Empty chunks reserved up front ([`UsedIds::reserve`]), taken before allocating.
     spare: Vec<Vec<(u64, u64)>>,
 }
@@ -209,7 +212,9 @@ impl UsedIds {
                 return true;
             }
         }
-        !self.other.is_empty() && self.other.contains(id)
+        !self.other.is_empty()
+            && (self.other_span.0..=self.other_span.1).contains(&id)
+            && self.other.contains(id)
     }
 
     /// Records `[lo, hi]` as used.
@@ -218,13 +223,13 @@ impl UsedIds {
         if k == 0 {
             // Below every run: a new flow (or the first id of all).
             match self.runs.first() {
-                Some(r) if hi >= r.first() => self.other.insert(lo, hi),
+                Some(r) if hi >= r.first() => self.add_other(lo, hi),
                 _ if self.runs.len() < MAX_RUNS => {
                     let mut r = Run::new(lo, hi, &mut self.spare);
                     r.chunks.reserve(self.spare.len());
                     self.runs.insert(0, r);
                 }
-                _ => self.other.insert(lo, hi),
+                _ => self.add_other(lo, hi),
             }
             return;
         }
@@ -242,8 +247,17 @@ impl UsedIds {
             r.push(lo, hi, &mut self.spare);
         } else if lo != hi || !r.contains(lo) {
             // Inside the run's span (out of order), or reaching into the next run.
-            self.other.insert(lo, hi);
+            self.add_other(lo, hi);
         }
+    }
+
+    fn add_other(&mut self, lo: u64, hi: u64) {
+        self.other_span = if self.other.is_empty() {
+            (lo, hi)
+        } else {
+            (self.other_span.0.min(lo), self.other_span.1.max(hi))
+        };
+        self.other.insert(lo, hi);
     }
 
     /// Every used id as ascending disjoint inclusive ranges.

@@ -261,7 +261,15 @@ pub(crate) struct Ladder {
     /// Direct-indexed cache: level index by price offset (NIL when none); it always agrees
     /// with `entries` for the prices inside its window.
     slots: Vec<u32>,
+    /// Orders linked at prices outside the window since it last moved: past
+    /// [`RECENTER_AFTER`] the window is re-centred on the flow (prices drift through a
+    /// day: a window that stayed where the day opened would miss every time).
+    misses: u32,
 }
+
+/// Orders placed outside a full-size window before it moves to them (a re-centre costs one
+/// pass over the window and the levels, so it is done rarely).
+const RECENTER_AFTER: u32 = 1024;
 
 #[inline]
 fn key(side: Side, price: Price) -> i64 {
@@ -330,6 +338,32 @@ impl Ladder {
             .next_power_of_two()
             .min(SLOTS);
         self.slot_base = (lo / 2 + hi / 2).saturating_sub(len as i64 / 2);
+        self.slots.clear();
+        self.slots.resize(len, NIL);
+        for &(_, l) in &self.entries {
+            let off = levels[l as usize].price.0.wrapping_sub(self.slot_base) as u64;
+            if off < len as u64 {
+                self.slots[off as usize] = l;
+            }
+        }
+    }
+
+    /// Counts an order linked at a price outside the window; after [`RECENTER_AFTER`] of
+    /// them the window (at full size) is re-centred on `price` and refilled from the
+    /// entries.
+    #[cold]
+    fn missed(&mut self, price: Price, levels: &[Level]) {
+        let off = price.0.wrapping_sub(self.slot_base) as u64;
+        if off < self.slots.len() as u64 || self.slots.len() < SLOTS {
+            return;
+        }
+        self.misses += 1;
+        if self.misses < RECENTER_AFTER {
+            return;
+        }
+        self.misses = 0;
+        let len = self.slots.len();
+        self.slot_base = price.0.saturating_sub(len as i64 / 2);
         self.slots.clear();
         self.slots.resize(len, NIL);
         for &(_, l) in &self.entries {
@@ -704,6 +738,7 @@ impl OrderBooks {
         let mut level = ladder.cached(price);
         let mut created = false;
         if level == NIL {
+            ladder.missed(price, levels);
             let k = key(side, price);
             let found = match ladder.entries.last() {
                 Some(&(bk, l)) if bk == k => Ok(l),
@@ -1055,6 +1090,50 @@ mod tests {
             .collect();
         assert!(prices.windows(2).all(|w| w[0] >= w[1]), "bids best first");
         assert_eq!(prices.len(), 2000);
+    }
+
+    /// A price that drifts far past a full-size window brings the window along (after
+    /// enough orders out there), and the cache still agrees with the entries.
+    #[test]
+    fn the_level_cache_follows_a_drifting_price() {
+        let mut b = OrderBooks::with_capacity(1 << 14, 1 << 14);
+        b.add_instrument(InstrumentId(0));
+        let mut id = 0u64;
+        let mut live = std::collections::VecDeque::new();
+        // Prices from 1,000,000 up to 1,200,000 in steps of 100 (ten times the window).
+        for step in 0..2000i64 {
+            let mid = 1_000_000 + step * 100;
+            for k in 0..8 {
+                id += 1;
+                live.push_back(b.insert(node(id, Side::Buy, mid - 100 * k, 1, id)));
+                if live.len() > 64 {
+                    let i = live.pop_front().expect("live");
+                    b.remove(i);
+                }
+            }
+        }
+        let ladder = &b.book(InstrumentId(0)).expect("book").bids;
+        assert_eq!(ladder.slots.len(), SLOTS);
+        // It re-centres every RECENTER_AFTER orders placed outside it: on a price moving
+        // this fast it lags the flow by at most that many orders' drift.
+        assert!(
+            ladder.slot_base > 1_150_000,
+            "the window followed the flow: base {}",
+            ladder.slot_base
+        );
+        for &(_, l) in &ladder.entries {
+            let p = b.levels[l as usize].price;
+            let c = ladder.cached(p);
+            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
+            if off < ladder.slots.len() as u64 {
+                assert_eq!(c, l, "a level inside the window is cached");
+            }
+        }
+        for (off, &l) in ladder.slots.iter().enumerate() {
+            if l != NIL {
+                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
+            }
+        }
     }
 
     /// A book that uses few prices keeps a small cache.

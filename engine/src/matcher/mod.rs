@@ -658,6 +658,7 @@ impl Matcher {
 
     /// Looks up a live order of `account` in `instrument` (its pool index and its book's
     /// slot), or says why not.
+    #[inline(always)]
     fn owned_order(
         &self,
         instrument: InstrumentId,

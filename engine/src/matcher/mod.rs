@@ -709,6 +709,7 @@ impl Matcher {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn modify(
         &mut self,
         seq: Sequence,

@@ -35,6 +35,18 @@ pub struct Group {
     pub members: Vec<(AccountId, Decimal)>,
 }
 
+impl Group {
+    /// A group of whole-number weights, e.g. `[(AccountId(1), 50), (AccountId(2), 30)]`.
+    pub fn weighted(members: &[(AccountId, u64)]) -> Self {
+        Group {
+            members: members
+                .iter()
+                .map(|&(a, w)| (a, Decimal::from(w)))
+                .collect(),
+        }
+    }
+}
+
 /// One allocation: lots of one fill given to one account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Allocation {

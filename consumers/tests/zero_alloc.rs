@@ -12,7 +12,6 @@ use ringex_consumers::risk::RiskUpdater;
 use ringex_engine::testing::{count_allocations, CountingAllocator};
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
-use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,13 +72,7 @@ fn allocation_makes_no_allocation_once_warm() {
     let ev = events();
     let groups = HashMap::from([(
         AllocGroupId(1),
-        Group {
-            members: vec![
-                (AccountId(1), Decimal::from(50)),
-                (AccountId(2), Decimal::from(30)),
-                (AccountId(3), Decimal::from(20)),
-            ],
-        },
+        Group::weighted(&[(AccountId(1), 50), (AccountId(2), 30), (AccountId(3), 20)]),
     )]);
     let made = std::sync::Arc::new(AtomicU64::new(0));
     let m = made.clone();

@@ -8,7 +8,6 @@ use ringex_consumers::market_data::MarketData;
 use ringex_consumers::risk::RiskUpdater;
 use ringex_engine::workload::ExchangeCoreWorkload;
 use ringex_engine::*;
-use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -83,13 +82,7 @@ fn main() {
     time("market-data", MarketData::new(10).0, &events);
     let groups = HashMap::from([(
         AllocGroupId(1),
-        Group {
-            members: vec![
-                (AccountId(1), Decimal::from(50)),
-                (AccountId(2), Decimal::from(30)),
-                (AccountId(3), Decimal::from(20)),
-            ],
-        },
+        Group::weighted(&[(AccountId(1), 50), (AccountId(2), 30), (AccountId(3), 20)]),
     )]);
     let allocs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let a = allocs.clone();

@@ -337,7 +337,16 @@ impl Ladder {
             .max(span.min(SLOTS as u64) as usize)
             .next_power_of_two()
             .min(SLOTS);
-        self.slot_base = (lo / 2 + hi / 2).saturating_sub(len as i64 / 2);
+        self.place(
+            (lo / 2 + hi / 2).saturating_sub(len as i64 / 2),
+            len,
+            levels,
+        );
+    }
+
+    /// Puts the window of `len` slots at `base` and refills it from the entries.
+    fn place(&mut self, base: i64, len: usize, levels: &[Level]) {
+        self.slot_base = base;
         self.slots.clear();
         self.slots.resize(len, NIL);
         for &(_, l) in &self.entries {
@@ -363,15 +372,7 @@ impl Ladder {
         }
         self.misses = 0;
         let len = self.slots.len();
-        self.slot_base = price.0.saturating_sub(len as i64 / 2);
-        self.slots.clear();
-        self.slots.resize(len, NIL);
-        for &(_, l) in &self.entries {
-            let off = levels[l as usize].price.0.wrapping_sub(self.slot_base) as u64;
-            if off < len as u64 {
-                self.slots[off as usize] = l;
-            }
-        }
+        self.place(price.0.saturating_sub(len as i64 / 2), len, levels);
     }
 
     /// Records a level in the cache (the window is placed around the first price seen).
@@ -1048,6 +1049,26 @@ mod tests {
         assert_eq!(b.account_orders(AccountId(1)).count(), 0);
     }
 
+    /// Every level inside a side's cache window is cached, and every cached slot names a
+    /// level of that side at that price.
+    fn assert_cache_agrees(b: &OrderBooks, ladder: &Ladder) {
+        for &(_, l) in &ladder.entries {
+            let p = b.levels[l as usize].price;
+            let c = ladder.cached(p);
+            assert!(c == l || c == NIL, "cache disagrees at {p:?}");
+            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
+            if off < ladder.slots.len() as u64 {
+                assert_eq!(c, l, "a level inside the window is cached");
+            }
+        }
+        for (off, &l) in ladder.slots.iter().enumerate() {
+            if l != NIL {
+                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
+                assert!(ladder.entries.iter().any(|e| e.1 == l));
+            }
+        }
+    }
+
     /// The level cache starts small, grows while levels open outside it, and always agrees
     /// with the sorted entries.
     #[test]
@@ -1068,21 +1089,7 @@ mod tests {
         let book = b.book(InstrumentId(0)).expect("book");
         let ladder = &book.bids;
         assert!(ladder.slots.len() > MIN_SLOTS && ladder.slots.len() <= SLOTS);
-        for &(_, l) in &ladder.entries {
-            let p = b.levels[l as usize].price;
-            let c = ladder.cached(p);
-            assert!(c == l || c == NIL, "cache disagrees at {p:?}");
-            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
-            if off < ladder.slots.len() as u64 {
-                assert_eq!(c, l, "a level inside the window is cached");
-            }
-        }
-        for (off, &l) in ladder.slots.iter().enumerate() {
-            if l != NIL {
-                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
-                assert!(ladder.entries.iter().any(|e| e.1 == l));
-            }
-        }
+        assert_cache_agrees(&b, ladder);
         let prices: Vec<i64> = b
             .resting_orders(InstrumentId(0))
             .iter()
@@ -1121,19 +1128,7 @@ mod tests {
             "the window followed the flow: base {}",
             ladder.slot_base
         );
-        for &(_, l) in &ladder.entries {
-            let p = b.levels[l as usize].price;
-            let c = ladder.cached(p);
-            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
-            if off < ladder.slots.len() as u64 {
-                assert_eq!(c, l, "a level inside the window is cached");
-            }
-        }
-        for (off, &l) in ladder.slots.iter().enumerate() {
-            if l != NIL {
-                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
-            }
-        }
+        assert_cache_agrees(&b, ladder);
     }
 
     /// A book that uses few prices keeps a small cache.

@@ -304,6 +304,26 @@ fn lobster_run(
     (secs, trades, levels, (book.max_bid, book.min_ask))
 }
 
+/// With `PEERS_DEBUG` set: the first (command, price) where a peer's trades differ from
+/// ringex's, the trade counts, and the commands leading up to it.
+fn print_first_difference(peer: &str, ours: &Trades, theirs: &Trades, cmds: &[Command]) {
+    if std::env::var_os("PEERS_DEBUG").is_none() {
+        return;
+    }
+    let d = ours.iter().zip(theirs.iter()).find(|(a, b)| a != b);
+    eprintln!(
+        "first {peer} difference (ringex, {peer}): {d:?}; counts {} vs {}",
+        ours.len(),
+        theirs.len()
+    );
+    if let Some((((k, _), _), _)) = d {
+        let from = k.saturating_sub(3);
+        for (j, c) in cmds.iter().enumerate().skip(from).take(k - from + 1) {
+            eprintln!("command {j}: {c:?}");
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -399,33 +419,11 @@ fn main() {
         let mut why = Vec::new();
         if mt != rt {
             why.push("matchcore trades");
-            if std::env::var_os("PEERS_DEBUG").is_some() {
-                let d = rt.iter().zip(mt.iter()).find(|(a, b)| a != b);
-                eprintln!("first matchcore difference (ringex, matchcore): {d:?}");
-                if let Some((((k, _), _), _)) = d {
-                    let from = k.saturating_sub(2);
-                    for (j, c) in cmds.iter().enumerate().skip(from).take(k - from + 1) {
-                        eprintln!("command {j}: {c:?}");
-                    }
-                }
-            }
+            print_first_difference("matchcore", &rt, &mt, cmds);
         }
         if lt != rt {
             why.push("lobster trades");
-            if std::env::var_os("PEERS_DEBUG").is_some() {
-                let d = rt.iter().zip(lt.iter()).find(|(a, b)| a != b);
-                eprintln!(
-                    "first lobster difference (ringex, lobster): {d:?}; counts {} vs {}",
-                    rt.len(),
-                    lt.len()
-                );
-                if let Some((((k, _), _), _)) = d {
-                    let from = k.saturating_sub(3);
-                    for (j, c) in cmds.iter().enumerate().skip(from).take(k - from + 1) {
-                        eprintln!("command {j}: {c:?}");
-                    }
-                }
-            }
+            print_first_difference("lobster", &rt, &lt, cmds);
         }
         if ml != rl {
             why.push("matchcore book");

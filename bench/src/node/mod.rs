@@ -955,33 +955,35 @@ pub enum NodeCmd {
     Run(NodeOptions),
     /// Publish a command script's commands to their shards (the router).
     Submit {
-        /// The NATS server.
-        #[arg(long, default_value = "nats://127.0.0.1:4222")]
-        nats: String,
-        /// The deployment's name.
-        #[arg(long, default_value = "ringex")]
-        cluster: String,
-        /// How many shards.
-        #[arg(long)]
-        shards: u32,
+        /// The NATS server, deployment and shard count.
+        #[command(flatten)]
+        target: ClusterArgs,
         /// The command script (FORMATS.md).
         script: PathBuf,
     },
     /// Print every shard's events, merged (per instrument in order), as they come.
     Read {
-        /// The NATS server.
-        #[arg(long, default_value = "nats://127.0.0.1:4222")]
-        nats: String,
-        /// The deployment's name.
-        #[arg(long, default_value = "ringex")]
-        cluster: String,
-        /// How many shards.
-        #[arg(long)]
-        shards: u32,
+        /// The NATS server, deployment and shard count.
+        #[command(flatten)]
+        target: ClusterArgs,
         /// Stop after this many events.
         #[arg(long)]
         limit: Option<u64>,
     },
+}
+
+/// Which deployment a client command talks to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// The NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// The deployment's name.
+    #[arg(long, default_value = "ringex")]
+    pub cluster: String,
+    /// How many shards.
+    #[arg(long)]
+    pub shards: u32,
 }
 
 /// Runs `ringex node …`.
@@ -989,9 +991,12 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
     match cmd {
         NodeCmd::Run(o) => run_node(o).map(|_| String::new()),
         NodeCmd::Submit {
-            nats: url,
-            cluster,
-            shards,
+            target:
+                ClusterArgs {
+                    nats: url,
+                    cluster,
+                    shards,
+                },
             script,
         } => {
             let mut sc = crate::script::Script::new();
@@ -1009,9 +1014,12 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             ))
         }
         NodeCmd::Read {
-            nats: url,
-            cluster,
-            shards,
+            target:
+                ClusterArgs {
+                    nats: url,
+                    cluster,
+                    shards,
+                },
             limit,
         } => {
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;

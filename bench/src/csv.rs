@@ -48,8 +48,12 @@ impl EventCsv {
         self.seq += 1;
         let seq = self.seq;
         match e.kind {
-            EventKind::Accepted(o) => {
-                writeln!(w, "accepted,{seq},{},{}", sym(o.instrument), o.order_id)
+            EventKind::Accepted {
+                instrument,
+                order_id,
+                ..
+            } => {
+                writeln!(w, "accepted,{seq},{},{order_id}", sym(instrument))
             }
             EventKind::Rejected {
                 instrument,

@@ -257,18 +257,24 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
 
     fn on_event(&mut self, e: &Event, seq: Sequence, _end: bool) {
         match e.kind {
-            EventKind::Accepted(o) if o.alloc_group != AllocGroupId::NONE => {
-                if let Some(g) = self.groups.get(&o.alloc_group) {
+            EventKind::Accepted {
+                order_id,
+                instrument,
+                qty,
+                alloc_group,
+                ..
+            } if alloc_group != AllocGroupId::NONE => {
+                if let Some(g) = self.groups.get(&alloc_group) {
                     let mut accounts = self.free.pop().unwrap_or_default();
                     accounts.clear();
                     accounts.resize(g.members.len(), AccountAllocation::default());
                     self.orders.insert(
-                        o.order_id,
+                        order_id,
                         BlockOrder {
-                            instrument: o.instrument,
-                            group: o.alloc_group,
+                            instrument,
+                            group: alloc_group,
                             filled: 0,
-                            open: o.qty.0,
+                            open: qty.0,
                             accounts,
                         },
                     );

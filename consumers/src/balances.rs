@@ -135,9 +135,11 @@ impl Consumer for BalancesPublisher {
 
     fn on_event(&mut self, e: &Event, seq: Sequence, end_of_batch: bool) {
         match e.kind {
-            EventKind::Accepted(o) => {
-                self.taker = Some((o.order_id, o.account));
-                self.dirty.insert(o.account);
+            EventKind::Accepted {
+                order_id, account, ..
+            } => {
+                self.taker = Some((order_id, account));
+                self.dirty.insert(account);
             }
             EventKind::Modified {
                 order_id, account, ..
@@ -145,12 +147,15 @@ impl Consumer for BalancesPublisher {
                 self.taker = Some((order_id, account));
                 self.dirty.insert(account);
             }
-            EventKind::Fill { taker, maker, .. } => {
-                for id in [taker, maker] {
-                    if let Some(a) = self.account_of(id) {
-                        self.dirty.insert(a);
-                    }
+            EventKind::Fill {
+                taker,
+                maker_account,
+                ..
+            } => {
+                if let Some(a) = self.account_of(taker) {
+                    self.dirty.insert(a);
                 }
+                self.dirty.insert(maker_account);
             }
             EventKind::Cancelled { account, .. }
             | EventKind::Expired { account, .. }

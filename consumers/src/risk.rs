@@ -174,21 +174,25 @@ struct Pair {
     tl: i128,
 }
 
-struct OpenOrder {
+/// The order that trades in the current command (the accepted or modified one): fills
+/// name it as their taker.
+#[derive(Clone, Copy)]
+struct Taker {
+    id: OrderId,
     account: AccountId,
-    instrument: InstrumentId,
+    /// Its limit price.
     price: Price,
     /// Open quantity that counts as exposure (0 for market orders).
-    qty: Qty,
-    /// Quantity not yet filled; the order is forgotten when it reaches 0.
-    remaining: u64,
+    exposure: u64,
 }
 
 /// The risk consumer.
 pub struct RiskUpdater {
     /// Tick and lot sizes (a fast hash: looked up on every fill).
     instruments: FxHashMap<InstrumentId, RiskInstrument>,
-    orders: FxHashMap<OrderId, OpenOrder>,
+    /// The events carry every order's owner, side, price and quantities, so the consumer
+    /// keeps no order map: only the current command's taker.
+    taker: Option<Taker>,
     /// Position and open-order exposure per (account, instrument): one flat map (one lookup
     /// per change), no per-account tree on the hot path.
     positions: FxHashMap<(AccountId, InstrumentId), Pair>,
@@ -228,7 +232,7 @@ impl RiskUpdater {
         (
             RiskUpdater {
                 instruments,
-                orders: FxHashMap::default(),
+                taker: None,
                 positions: FxHashMap::default(),
                 account_instruments: FxHashMap::default(),
                 breaches: FxHashMap::default(),
@@ -295,14 +299,6 @@ impl RiskUpdater {
         let px = Decimal::from(price.0) * s.tick_size;
         let units = Decimal::from(qty.0) * s.lot_size;
         (px, units, px * units)
-    }
-
-    fn exposure(&mut self, id: OrderId, delta_sign: i8) {
-        if let Some(o) = self.orders.get(&id) {
-            let (a, i) = (o.account, o.instrument);
-            let tl = o.price.0 as i128 * o.qty.0 as i128;
-            self.pair(a, i).tl += if delta_sign > 0 { tl } else { -tl };
-        }
     }
 
     /// Writes the open-order notional of every instrument of `a` into its positions.
@@ -464,52 +460,52 @@ impl Consumer for RiskUpdater {
 
     fn on_event(&mut self, e: &Event, _seq: Sequence, end_of_batch: bool) {
         match e.kind {
-            EventKind::Accepted(o) => {
-                self.orders.insert(
-                    o.order_id,
-                    OpenOrder {
-                        account: o.account,
-                        instrument: o.instrument,
-                        price: o.price,
-                        qty: o.qty,
-                        remaining: o.qty.0,
-                    },
-                );
-                if o.order_type == ringex_engine::OrderType::Limit {
-                    self.exposure(o.order_id, 1);
-                } else if let Some(x) = self.orders.get_mut(&o.order_id) {
-                    x.qty = Qty(0);
-                }
-                self.check_limits(o.account);
+            EventKind::Accepted {
+                order_id,
+                account,
+                instrument,
+                order_type,
+                price,
+                qty,
+                ..
+            } => {
+                let exposure = match order_type {
+                    ringex_engine::OrderType::Limit => qty.0,
+                    ringex_engine::OrderType::Market => 0,
+                };
+                self.taker = Some(Taker {
+                    id: order_id,
+                    account,
+                    price,
+                    exposure,
+                });
+                self.pair(account, instrument).tl += price.0 as i128 * exposure as i128;
+                self.check_limits(account);
             }
             EventKind::Fill {
                 instrument,
                 taker,
-                maker,
-                maker_account: _,
+                maker_account,
                 price,
                 qty,
                 taker_side,
+                ..
             } => {
                 self.last_fill = None;
-                for (id, side) in [(taker, taker_side), (maker, taker_side.opposite())] {
-                    // One order lookup: the exposure the fill takes off, and whether the
-                    // order is done.
-                    let Some(o) = self.orders.get_mut(&id) else {
+                // The taker's exposure is at its own limit price, the maker's at the fill's.
+                let t = match &mut self.taker {
+                    Some(t) if t.id == taker => {
+                        let q = qty.0.min(t.exposure);
+                        t.exposure -= q;
+                        Some((t.account, t.price.0 as i128 * q as i128))
+                    }
+                    _ => None,
+                };
+                let m = Some((maker_account, price.0 as i128 * qty.0 as i128));
+                for (x, side) in [(t, taker_side), (m, taker_side.opposite())] {
+                    let Some((a, less)) = x else {
                         continue;
                     };
-                    let a = o.account;
-                    let less = if o.qty.0 > 0 {
-                        let q = qty.0.min(o.qty.0);
-                        o.qty = Qty(o.qty.0 - q);
-                        o.price.0 as i128 * q as i128
-                    } else {
-                        0
-                    };
-                    o.remaining = o.remaining.saturating_sub(qty.0);
-                    if o.remaining == 0 {
-                        self.orders.remove(&id);
-                    }
                     // One pair lookup: exposure and position together.
                     self.pair(a, instrument).tl -= less;
                     self.trade(a, instrument, side, price, qty);
@@ -544,29 +540,44 @@ impl Consumer for RiskUpdater {
                 let scale = self.asset_scale.get(&quote).copied().unwrap_or(0);
                 self.quote_scale.insert(def.id, scale);
             }
-            EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
-                self.exposure(order_id, -1);
-                self.orders.remove(&order_id);
+            EventKind::Cancelled {
+                account,
+                instrument,
+                price,
+                qty,
+                ..
             }
-            EventKind::Modified {
-                order_id,
+            | EventKind::Expired {
+                account,
+                instrument,
                 price,
                 qty,
                 ..
             } => {
-                // One order lookup and one exposure update: the change in ticks × lots.
-                let Some(o) = self.orders.get_mut(&order_id) else {
-                    return self.after_event(end_of_batch);
-                };
-                let old = o.price.0 as i128 * o.qty.0 as i128;
-                o.price = price;
-                o.qty = qty;
-                o.remaining = qty.0;
-                let (a, i) = (o.account, o.instrument);
-                let delta = price.0 as i128 * qty.0 as i128 - old;
-                self.pair(a, i).tl += delta;
+                // A market order's price is 0: it never counted.
+                self.pair(account, instrument).tl -= price.0 as i128 * qty.0 as i128;
+            }
+            EventKind::Modified {
+                order_id,
+                account,
+                instrument,
+                price,
+                qty,
+                old_price,
+                old_qty,
+                ..
+            } => {
+                let delta =
+                    price.0 as i128 * qty.0 as i128 - old_price.0 as i128 * old_qty.0 as i128;
+                self.pair(account, instrument).tl += delta;
+                self.taker = Some(Taker {
+                    id: order_id,
+                    account,
+                    price,
+                    exposure: qty.0,
+                });
                 if self.any_limits {
-                    self.check_limits(a);
+                    self.check_limits(account);
                 }
             }
             EventKind::AccountStatus {

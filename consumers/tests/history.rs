@@ -270,7 +270,7 @@ fn the_store_agrees_with_the_matcher_on_a_funded_workload() {
     let orders = s.all_orders().expect("orders");
     let accepted = events
         .iter()
-        .filter(|(_, e, _)| matches!(e.kind, EventKind::Accepted(_)))
+        .filter(|(_, e, _)| matches!(e.kind, EventKind::Accepted { .. }))
         .count();
     assert_eq!(
         orders

@@ -23,15 +23,35 @@ fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
         let side = if buy { Side::Buy } else { Side::Sell };
         let id = i as u64 + 1;
         let acct = AccountId(u64::from(k % 3));
+        let mut o = NewOrder::limit(
+            inst,
+            acct,
+            OrderId(id),
+            side,
+            Price(90 + i64::from(px % 20)),
+            Qty(1 + u64::from(qty % 9)),
+        );
+        // Every kind of order: what trades, rests, is cancelled in part or expires.
+        match (px >> 5) % 8 {
+            0 => o.tif = TimeInForce::Ioc,
+            1 => o.tif = TimeInForce::Fok,
+            2 => o.order_type = OrderType::Market,
+            3 => {
+                o.tif = TimeInForce::Gtd;
+                o.expiry = Timestamp(i as u64 + u64::from(qty % 16));
+            }
+            4 => o.post_only = true,
+            5 => {
+                o.stp = [
+                    SelfTradePrevention::CancelMaker,
+                    SelfTradePrevention::CancelBoth,
+                    SelfTradePrevention::Allow,
+                ][usize::from(qty % 3)]
+            }
+            _ => {}
+        }
         let kind = match k % 10 {
-            0..=5 => CommandKind::NewOrder(NewOrder::limit(
-                inst,
-                acct,
-                OrderId(id),
-                side,
-                Price(90 + i64::from(px % 20)),
-                Qty(1 + u64::from(qty % 9)),
-            )),
+            0..=5 => CommandKind::NewOrder(o),
             6 => CommandKind::Cancel {
                 instrument: inst,
                 account: acct,
@@ -47,7 +67,8 @@ fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
             8 => CommandKind::Halt { instrument: inst },
             _ => CommandKind::Resume { instrument: inst },
         };
-        v.push(Command::new(Timestamp(0), kind));
+        // Time moves on, so GTD orders expire.
+        v.push(Command::new(Timestamp(i as u64), kind));
     }
     v
 }

@@ -288,8 +288,10 @@ proptest! {
         let mut fees: HashMap<u64, Decimal> = HashMap::new();
         for e in &events {
             match e.kind {
-                EventKind::Accepted(o) => {
-                    owner.insert(o.order_id, o.account.0);
+                EventKind::Accepted {
+                    order_id, account, ..
+                } => {
+                    owner.insert(order_id, account.0);
                 }
                 EventKind::Fill { taker, maker, price, qty, .. } => {
                     let units = Decimal::from(price.0) * Decimal::from(qty.0) * dec("1000");
@@ -311,6 +313,62 @@ proptest! {
             }
         }
         prop_assert_eq!(total, Decimal::ZERO);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The risk consumer keeps no order map (the events carry owner, side, price and the
+    /// old and remaining quantities): after every command each account's open notional is
+    /// still exactly that of its resting orders in the matcher, through GTC, IOC and market
+    /// orders, partial fills, modifies up and down, cancels of live and dead orders.
+    #[test]
+    fn open_notional_is_always_that_of_the_resting_orders(
+        raw in prop::collection::vec((0u8..7, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200),
+        funded in any::<bool>(),
+    ) {
+        let (mut r, _) = RiskUpdater::new(spec());
+        let mut m = Matcher::default();
+        let mut seq = 0;
+        let setup = if funded {
+            funded_setup()
+        } else {
+            vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))]
+        };
+        feed(&mut r, &mut m, &mut seq, &setup);
+        for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
+            let side = if *buy { Side::Buy } else { Side::Sell };
+            let id = i as u64 + 1;
+            let inst = InstrumentId(0);
+            let account = AccountId(*acct);
+            let k = match k {
+                0 | 1 => order(*acct, id, side, *px, *qty),
+                2 => CommandKind::Cancel { instrument: inst, account, order_id: OrderId(id / 2) },
+                3 | 4 => CommandKind::Modify { instrument: inst, account, order_id: OrderId(id / 2), price: Price(*px), qty: Qty(*qty) },
+                5 => {
+                    let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(*px), Qty(*qty));
+                    o.tif = TimeInForce::Ioc;
+                    CommandKind::NewOrder(o)
+                }
+                _ => {
+                    let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(0), Qty(*qty));
+                    o.order_type = OrderType::Market;
+                    CommandKind::NewOrder(o)
+                }
+            };
+            feed(&mut r, &mut m, &mut seq, &[k]);
+            let resting = m.resting_orders(InstrumentId(0));
+            for a in 1..5 {
+                let want: Decimal = resting
+                    .iter()
+                    .filter(|o| o.account == AccountId(a))
+                    .map(|o| Decimal::from(o.price.0) * Decimal::from(o.qty.0))
+                    .sum();
+                let got = r.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
+                prop_assert_eq!(got, want, "account {} after command {}: {:?}", a, i, k);
+            }
+        }
     }
 }
 

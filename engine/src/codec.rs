@@ -204,7 +204,7 @@ impl Event {
         *out = [0; EVENT_BYTES];
         let mut w = W { b: out, at: 0 };
         let kind: u8 = match self.kind {
-            EventKind::Accepted(_) => 1,
+            EventKind::Accepted { .. } => 1,
             EventKind::Rejected { .. } => 2,
             EventKind::Fill { .. } => 3,
             EventKind::Cancelled { .. } => 4,
@@ -223,7 +223,11 @@ impl Event {
         w.u8(self.is_last_of_command() as u8);
         w.u64(self.cmd_seq().0);
         match self.kind {
-            EventKind::Accepted(o) => put_order(&mut w, &o),
+            EventKind::Accepted { .. } => {
+                if let Some(o) = self.kind.accepted_order() {
+                    put_order(&mut w, &o)
+                }
+            }
             EventKind::Rejected {
                 instrument,
                 order_id,
@@ -237,6 +241,7 @@ impl Event {
                 maker_account,
                 price,
                 qty,
+                maker_left,
                 taker_side,
             } => {
                 w.u32(instrument.0);
@@ -246,6 +251,7 @@ impl Event {
                 w.u64(qty.0);
                 w.u8(side_u8(taker_side));
                 w.u64(maker_account.0);
+                w.u64(maker_left.0);
             }
             EventKind::Cancelled {
                 instrument,
@@ -271,6 +277,9 @@ impl Event {
                 price,
                 qty,
                 kept_priority,
+                side,
+                old_price,
+                old_qty,
             } => {
                 w.u32(instrument.0);
                 w.u64(order_id.0);
@@ -278,6 +287,9 @@ impl Event {
                 w.u64(price.0 as u64);
                 w.u64(qty.0);
                 w.u8(kept_priority as u8);
+                w.u8(side_u8(side));
+                w.u64(old_price.0 as u64);
+                w.u64(old_qty.0);
             }
             EventKind::Expired {
                 instrument,
@@ -337,7 +349,7 @@ impl Event {
         let last = r.u8() & 1 == 1;
         let cmd_seq = Sequence(r.u64());
         let k = match kind {
-            1 => EventKind::Accepted(get_order(&mut r)?),
+            1 => EventKind::accepted(&get_order(&mut r)?),
             2 => {
                 let (instrument, order_id, account, code) = get_reject(&mut r)?;
                 EventKind::Rejected {
@@ -347,7 +359,8 @@ impl Event {
                     code,
                 }
             }
-            // Journals written before the maker's account was added read it as 0.
+            // Journals written before the maker's account and open quantity were added read
+            // them as 0.
             3 => {
                 let instrument = InstrumentId(r.u32());
                 let taker = OrderId(r.u64());
@@ -360,6 +373,7 @@ impl Event {
                     taker,
                     maker,
                     maker_account: AccountId(r.u64()),
+                    maker_left: Qty(r.u64()),
                     price,
                     qty,
                     taker_side,
@@ -375,6 +389,8 @@ impl Event {
                 price: Price(r.u64() as i64),
                 side: side_of(r.u8())?,
             },
+            // Journals written before side and the old price and quantity were added read
+            // them as buy, 0 and 0.
             5 => EventKind::Modified {
                 instrument: InstrumentId(r.u32()),
                 order_id: OrderId(r.u64()),
@@ -382,6 +398,9 @@ impl Event {
                 price: Price(r.u64() as i64),
                 qty: Qty(r.u64()),
                 kept_priority: r.u8() == 1,
+                side: side_of(r.u8())?,
+                old_price: Price(r.u64() as i64),
+                old_qty: Qty(r.u64()),
             },
             6 => EventKind::Expired {
                 instrument: InstrumentId(r.u32()),

@@ -6,7 +6,10 @@
 
 use crate::command::NewOrder;
 use crate::funds::{Amount, AssetId, InstrumentDef};
-use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Sequence, Side};
+use crate::types::{
+    AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
+    Sequence, Side, TimeInForce, Timestamp,
+};
 use std::fmt;
 
 /// Why a command was rejected. Grouped by the stage that finds it.
@@ -176,8 +179,36 @@ impl CancelReason {
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// A new order was accepted (it may then trade, rest, or be cancelled).
-    Accepted(NewOrder),
+    /// A new order was accepted (it may then trade, rest, or be cancelled). The order's
+    /// fields as submitted, flat in the variant so that the 56-byte kind also has room for
+    /// the larger `Fill` and `Modified` ([`EventKind::accepted`] builds it from a
+    /// [`NewOrder`], [`EventKind::accepted_order`] gives the `NewOrder` back).
+    Accepted {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The owner of the order.
+        account: AccountId,
+        /// The client's order id.
+        order_id: OrderId,
+        /// Buy or sell.
+        side: Side,
+        /// Limit or market.
+        order_type: OrderType,
+        /// Time in force.
+        tif: TimeInForce,
+        /// The expiry of a GTD order.
+        expiry: Timestamp,
+        /// The limit price in ticks (ignored for market orders).
+        price: Price,
+        /// The quantity in lots.
+        qty: Qty,
+        /// Post-only.
+        post_only: bool,
+        /// Self-trade prevention.
+        stp: SelfTradePrevention,
+        /// The pro-rata allocation group, or [`AllocGroupId::NONE`].
+        alloc_group: AllocGroupId,
+    },
     /// A command was rejected; nothing changed.
     Rejected {
         /// The instrument, when known.
@@ -204,6 +235,9 @@ pub enum EventKind {
         price: Price,
         /// The traded lots.
         qty: Qty,
+        /// The maker's open quantity after this fill (0: it left the book). The taker's is
+        /// its accepted (or modified) quantity less its fills so far in the command.
+        maker_left: Qty,
         /// The taker's side.
         taker_side: Side,
     },
@@ -238,6 +272,12 @@ pub enum EventKind {
         qty: Qty,
         /// True when the order kept its place in the queue.
         kept_priority: bool,
+        /// Its side.
+        side: Side,
+        /// The price before the modify.
+        old_price: Price,
+        /// The open quantity before the modify.
+        old_qty: Qty,
     },
     /// A GTD order expired.
     Expired {
@@ -316,6 +356,62 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The [`EventKind::Accepted`] of an order.
+    #[inline(always)]
+    pub fn accepted(o: &NewOrder) -> Self {
+        EventKind::Accepted {
+            instrument: o.instrument,
+            account: o.account,
+            order_id: o.order_id,
+            side: o.side,
+            order_type: o.order_type,
+            tif: o.tif,
+            expiry: o.expiry,
+            price: o.price,
+            qty: o.qty,
+            post_only: o.post_only,
+            stp: o.stp,
+            alloc_group: o.alloc_group,
+        }
+    }
+
+    /// The order of an [`EventKind::Accepted`], as submitted.
+    #[inline]
+    pub fn accepted_order(&self) -> Option<NewOrder> {
+        match *self {
+            EventKind::Accepted {
+                instrument,
+                account,
+                order_id,
+                side,
+                order_type,
+                tif,
+                expiry,
+                price,
+                qty,
+                post_only,
+                stp,
+                alloc_group,
+            } => Some(NewOrder {
+                instrument,
+                account,
+                order_id,
+                side,
+                order_type,
+                tif,
+                expiry,
+                price,
+                qty,
+                post_only,
+                stp,
+                alloc_group,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// One event in an output-ring slot: 64 bytes on one cache line (64-byte aligned), `Copy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
@@ -358,9 +454,9 @@ impl Event {
     /// The instrument the event is about, if any.
     pub fn instrument(&self) -> Option<InstrumentId> {
         match self.kind {
-            EventKind::Accepted(o) => Some(o.instrument),
             EventKind::Rejected { instrument, .. } => instrument,
-            EventKind::Fill { instrument, .. }
+            EventKind::Accepted { instrument, .. }
+            | EventKind::Fill { instrument, .. }
             | EventKind::Cancelled { instrument, .. }
             | EventKind::Modified { instrument, .. }
             | EventKind::Expired { instrument, .. }

@@ -15,7 +15,7 @@ fn run<M: MatchingEngine>(m: &mut M, w: &workload::GeneratedWorkload) -> (Vec<Ev
         m.process(Sequence(k as u64 + 1), c, &mut out);
         for e in &out {
             match e.kind {
-                EventKind::Accepted(o) if o.tif != TimeInForce::Ioc => resting += 1,
+                EventKind::Accepted { tif, .. } if tif != TimeInForce::Ioc => resting += 1,
                 EventKind::Cancelled { .. } | EventKind::Expired { .. } => resting -= 1,
                 _ => {}
             }

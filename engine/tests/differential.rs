@@ -160,15 +160,39 @@ fn replica_equals_matcher(cmds: &[Command]) -> Result<(), TestCaseError> {
                         prop_assert_eq!((o.side, o.price), (side, price), "{:?}", e);
                     }
                 }
-                // A fill names the resting order's owner.
+                // A fill names the resting order's owner and what it has left.
                 if let EventKind::Fill {
                     maker,
                     maker_account,
+                    qty,
+                    maker_left,
                     ..
                 } = e.kind
                 {
                     let o = replica.order(maker);
-                    prop_assert_eq!(o.map(|o| o.account), Some(maker_account), "{:?}", e);
+                    prop_assert_eq!(
+                        o.map(|o| (o.account, o.qty.0 - qty.0)),
+                        Some((maker_account, maker_left.0)),
+                        "{:?}",
+                        e
+                    );
+                }
+                // A modify names the order's side and its price and quantity before.
+                if let EventKind::Modified {
+                    order_id,
+                    side,
+                    old_price,
+                    old_qty,
+                    ..
+                } = e.kind
+                {
+                    let o = replica.order(order_id);
+                    prop_assert_eq!(
+                        o.map(|o| (o.side, o.price, o.qty)),
+                        Some((side, old_price, old_qty)),
+                        "{:?}",
+                        e
+                    );
                 }
                 replica.apply(e);
             }

@@ -68,7 +68,7 @@ fn fold(h: u64, e: &Event) -> u64 {
     x = x.wrapping_mul(0x100_0000_01b3) ^ format!("{:?}", e.kind).len() as u64;
     match e.kind {
         EventKind::Fill { maker, qty, .. } => x ^ maker.0.wrapping_mul(31) ^ qty.0,
-        EventKind::Accepted(o) => x ^ o.order_id.0,
+        EventKind::Accepted { order_id, .. } => x ^ order_id.0,
         _ => x,
     }
 }

@@ -87,7 +87,7 @@ fn main() {
             m.process(Sequence(cmd_seq), &c, &mut out);
             for e in &out {
                 ev_seq += 1;
-                if matches!(e.kind, EventKind::Accepted(_)) {
+                if matches!(e.kind, EventKind::Accepted { .. }) {
                     orders += 1;
                 }
                 chunk.push((ev_seq, *e, m.clock().0));

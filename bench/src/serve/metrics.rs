@@ -45,7 +45,7 @@ pub fn handle() -> PrometheusHandle {
 /// The kind of an event as a label.
 pub fn event_kind(e: &Event) -> &'static str {
     match e.kind {
-        EventKind::Accepted(_) => "accepted",
+        EventKind::Accepted { .. } => "accepted",
         EventKind::Rejected { .. } => "rejected",
         EventKind::Fill { .. } => "fill",
         EventKind::Cancelled { .. } => "cancelled",

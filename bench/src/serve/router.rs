@@ -120,7 +120,7 @@ impl ReportRouter {
 /// fill both sides.
 fn accounts(e: &Event, taker: AccountId) -> (Option<AccountId>, Option<AccountId>) {
     match e.kind {
-        EventKind::Accepted(o) => (Some(o.account), None),
+        EventKind::Accepted { account, .. } => (Some(account), None),
         EventKind::Rejected { account, .. }
         | EventKind::Cancelled { account, .. }
         | EventKind::Modified { account, .. }
@@ -145,7 +145,7 @@ impl Consumer for ReportRouter {
         }
         crate::serve::metrics::event(e);
         match e.kind {
-            EventKind::Accepted(o) => self.taker_account = o.account,
+            EventKind::Accepted { account, .. } => self.taker_account = account,
             EventKind::Modified { account, .. } => self.taker_account = account,
             _ => {}
         }

@@ -493,8 +493,10 @@ impl Session {
         };
         let seq = r.seq;
         match e.kind {
-            EventKind::Accepted(o) if request.is_some() => {
-                if let Some(own) = self.orders.get(&o.order_id.0) {
+            EventKind::Accepted { order_id, .. } if request.is_some() => {
+                if let (Some(own), Some(o)) =
+                    (self.orders.get(&order_id.0), e.kind.accepted_order())
+                {
                     out.push(to_json(&Out::Accepted {
                         seq,
                         order_id: o.order_id.0,

@@ -573,7 +573,11 @@ impl<S: HistoryStore> History<S> {
         self.pending += 1;
         self.batch.last_seq = seq;
         match e.kind {
-            EventKind::Accepted(o) => self.accepted(&o, seq),
+            EventKind::Accepted { .. } => {
+                if let Some(o) = e.kind.accepted_order() {
+                    self.accepted(&o, seq)
+                }
+            }
             EventKind::Fill {
                 instrument,
                 taker,
@@ -582,6 +586,7 @@ impl<S: HistoryStore> History<S> {
                 price,
                 qty,
                 taker_side,
+                ..
             } => {
                 let mut accounts = [0u64, maker_account.0];
                 for (k, id) in [taker, maker].into_iter().enumerate() {

@@ -332,6 +332,7 @@ impl NaiveMatcher {
                     maker_account: maker.order.account,
                     price: maker.order.price,
                     qty: Qty(fill),
+                    maker_left: Qty(maker.order.qty.0 - fill),
                     taker_side: taker.side,
                 },
             ));
@@ -448,7 +449,7 @@ impl NaiveMatcher {
                 out,
             );
         }
-        out.push(ev(seq, EventKind::Accepted(*o)));
+        out.push(ev(seq, EventKind::accepted(o)));
         self.used_ids.insert(o.order_id.0);
         self.accept_seq += 1;
         if o.tif == TimeInForce::Fok && !self.fok_fillable(o, limit) {
@@ -607,6 +608,9 @@ impl MatchingEngine for NaiveMatcher {
                             price,
                             qty,
                             kept_priority,
+                            side: self.resting[i].order.side,
+                            old_price: self.resting[i].order.price,
+                            old_qty: self.resting[i].order.qty,
                         },
                     ));
                     if kept_priority {

@@ -57,7 +57,10 @@ impl BookReplica {
             self.admin_events += 1;
         }
         match e.kind {
-            EventKind::Accepted(o) => {
+            EventKind::Accepted { .. } => {
+                let Some(o) = e.kind.accepted_order() else {
+                    return;
+                };
                 self.accept_seq += 1;
                 if let Some(f) = self.funding(o.instrument) {
                     let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
@@ -80,6 +83,7 @@ impl BookReplica {
                 price,
                 qty,
                 taker_side,
+                ..
             } => {
                 if let Some(b) = self.books.book_mut(instrument) {
                     b.last_price = Some(price);

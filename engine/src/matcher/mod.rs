@@ -414,7 +414,7 @@ impl Matcher {
                 out,
             );
         }
-        out.push(Event::new(seq, EventKind::Accepted(*o)));
+        out.push(Event::new(seq, EventKind::accepted(o)));
         self.accept_seq += 1;
         let taker = Taker {
             instrument: o.instrument,
@@ -626,6 +626,7 @@ impl Matcher {
                             maker_account: n.account,
                             price,
                             qty: Qty(q),
+                            maker_left: Qty(n.qty.0 - q),
                             taker_side: taker.side,
                         },
                     ));
@@ -756,6 +757,9 @@ impl Matcher {
                 price,
                 qty,
                 kept_priority,
+                side,
+                old_price,
+                old_qty,
             },
         ));
         if kept_priority {

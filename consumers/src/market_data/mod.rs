@@ -1,6 +1,6 @@
 //! The market-data publisher: L2 depth, best bid and offer, and a trade tape per instrument,
-//! for in-process subscribers, built from the [`BookReplica`] (one component for all state
-//! derived from events).
+//! for in-process subscribers, built from the events alone ([`Levels`]: price levels, no
+//! order map).
 //!
 //! - **Incremental feed**: every update carries a per-instrument sequence number. Depth and
 //!   BBO are **conflated per ring batch**: at the end of a batch the top `depth` levels of
@@ -14,12 +14,13 @@
 //!   told: updates (trades included) are never dropped silently.
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use ringex_engine::{
-    BookReplica, Consumer, Event, EventKind, InstrumentId, Price, Qty, Sequence, Side,
-};
+use ringex_engine::{Consumer, Event, EventKind, InstrumentId, Price, Qty, Sequence, Side};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod levels;
+pub use levels::Levels;
 
 /// One L2 level: price and total lots.
 pub type Level = (Price, u128);
@@ -233,11 +234,12 @@ struct Published {
 
 /// The publisher consumer. `T` is a tap that sees every update (e.g. a CSV writer).
 pub struct MarketData<T: FnMut(&MdUpdate) + Send + 'static = fn(&MdUpdate)> {
-    replica: BookReplica,
+    levels: Levels,
     depth: usize,
     published: ByInstrument<Published>,
-    /// Instruments touched in this batch (sorted and deduplicated at conflation).
-    touched: Vec<InstrumentId>,
+    /// Instruments whose published levels may have changed in this batch, with the sides
+    /// (sorted at conflation).
+    touched: Vec<(InstrumentId, u8)>,
     changes: Vec<(Side, Price, u128)>,
     scratch_bids: Vec<Level>,
     scratch_asks: Vec<Level>,
@@ -266,8 +268,8 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
         let hub = MarketDataHub::default();
         (
             MarketData {
-                // Live books only: its memory follows the resting orders, not the history.
-                replica: BookReplica::live_only(),
+                // Price levels only: its memory follows the levels, not the orders.
+                levels: Levels::new(),
                 depth: depth.max(1),
                 published: ByInstrument::new(),
                 touched: Vec::new(),
@@ -295,21 +297,16 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
         state: &ringex_engine::state::EngineState,
     ) -> (Self, MarketDataHub) {
         let (mut md, hub) = MarketData::with_tap(depth, tap);
-        md.replica = BookReplica::from_state_live_only(state);
-        let instruments: Vec<InstrumentId> = md.replica.instruments().collect();
+        md.levels = Levels::from_state(state);
+        let instruments: Vec<InstrumentId> = md.levels.instruments().collect();
         for i in instruments {
-            let bids = md
-                .replica
-                .depth(i, Side::Buy)
-                .take(md.depth)
-                .map(|(p, q, _)| (p, q))
-                .collect();
-            let asks = md
-                .replica
-                .depth(i, Side::Sell)
-                .take(md.depth)
-                .map(|(p, q, _)| (p, q))
-                .collect();
+            let (mut bids, mut asks) = (Vec::new(), Vec::new());
+            md.levels.top(i, Side::Buy, md.depth, &mut bids);
+            md.levels.top(i, Side::Sell, md.depth, &mut asks);
+            for (side, l) in [(Side::Buy, &bids), (Side::Sell, &asks)] {
+                let last = (l.len() == md.depth).then(|| l[l.len() - 1].0);
+                md.levels.set_floor(i, side, last);
+            }
             if let Some(p) = md.published.entry(i) {
                 *p = Published { seq: 0, bids, asks };
             }
@@ -352,7 +349,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
             seq: p.map_or(0, |p| p.seq),
             bids: p.map_or(Vec::new(), |p| p.bids.clone()),
             asks: p.map_or(Vec::new(), |p| p.asks.clone()),
-            halted: self.replica.is_halted(i),
+            halted: self.levels.is_halted(i),
         }
     }
 
@@ -368,38 +365,35 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> MarketData<T> {
 
     fn conflate_levels(&mut self) {
         let mut touched = std::mem::take(&mut self.touched);
+        self.levels.take_changed(&mut touched);
         touched.sort_unstable();
-        touched.dedup();
         let mut changes = std::mem::take(&mut self.changes);
-        for &i in &touched {
+        for &(i, sides) in &touched {
             let Some(p) = self.published.entry(i) else {
                 continue;
             };
-            let mut bids = std::mem::take(&mut self.scratch_bids);
-            let mut asks = std::mem::take(&mut self.scratch_asks);
-            bids.clear();
-            asks.clear();
-            bids.extend(
-                self.replica
-                    .depth(i, Side::Buy)
-                    .take(self.depth)
-                    .map(|(p, q, _)| (p, q)),
-            );
-            asks.extend(
-                self.replica
-                    .depth(i, Side::Sell)
-                    .take(self.depth)
-                    .map(|(p, q, _)| (p, q)),
-            );
-            let bbo_changed = bids.first() != p.bids.first() || asks.first() != p.asks.first();
+            let (old_bid, old_ask) = (p.bids.first().copied(), p.asks.first().copied());
             changes.clear();
-            diff_levels(Side::Buy, &p.bids, &bids, &mut changes);
-            diff_levels(Side::Sell, &p.asks, &asks, &mut changes);
-            // The new levels become the published ones; the old vectors are reused next time.
-            std::mem::swap(&mut p.bids, &mut bids);
-            std::mem::swap(&mut p.asks, &mut asks);
-            self.scratch_bids = bids;
-            self.scratch_asks = asks;
+            // Only the sides that changed above their last published level.
+            for side in [Side::Buy, Side::Sell] {
+                if sides & (1 << side as u8) == 0 {
+                    continue;
+                }
+                let (published, scratch) = match side {
+                    Side::Buy => (&mut p.bids, &mut self.scratch_bids),
+                    Side::Sell => (&mut p.asks, &mut self.scratch_asks),
+                };
+                scratch.clear();
+                self.levels.top(i, side, self.depth, scratch);
+                diff_levels(side, published, scratch, &mut changes);
+                // The new levels become the published ones; the old vector is reused.
+                std::mem::swap(published, scratch);
+                let full = published.len() == self.depth;
+                self.levels
+                    .set_floor(i, side, full.then(|| published[published.len() - 1].0));
+            }
+            let bbo_changed =
+                p.bids.first().copied() != old_bid || p.asks.first().copied() != old_ask;
             for &(side, price, qty) in &changes {
                 let seq = self.next_seq(i);
                 self.out.push(MdUpdate::Level {
@@ -484,7 +478,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
     }
 
     fn on_event(&mut self, e: &Event, seq: Sequence, end_of_batch: bool) {
-        self.replica.apply(e);
+        self.levels.apply(e);
         match e.kind {
             EventKind::Fill {
                 instrument,
@@ -493,7 +487,6 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
                 taker_side,
                 ..
             } => {
-                self.touched.push(instrument);
                 let s = self.next_seq(instrument);
                 self.out.push(MdUpdate::Trade {
                     instrument,
@@ -524,11 +517,7 @@ impl<T: FnMut(&MdUpdate) + Send + 'static> Consumer for MarketData<T> {
                 let snap = self.snapshot(instrument);
                 self.out.push(MdUpdate::Snapshot(snap));
             }
-            _ => {
-                if let Some(i) = e.instrument() {
-                    self.touched.push(i);
-                }
-            }
+            _ => {}
         }
         if end_of_batch || (self.per_command && e.is_last_of_command()) {
             self.conflate();

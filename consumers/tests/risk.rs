@@ -372,6 +372,52 @@ proptest! {
     }
 }
 
+/// The consumer keeps lots and ticks and turns them into money for readers: with a tick of
+/// 0.01 and a lot of 10 units the figures are those worked by hand in money.
+#[test]
+fn positions_in_ticks_and_lots_read_back_in_money() {
+    let spec = HashMap::from([(
+        InstrumentId(0),
+        RiskInstrument {
+            tick_size: dec("0.01"),
+            lot_size: dec("10"),
+        },
+    )]);
+    let (mut r, view) = RiskUpdater::new(spec);
+    let mut m = Matcher::default();
+    let mut seq = 0;
+    feed(
+        &mut r,
+        &mut m,
+        &mut seq,
+        &[
+            CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0))),
+            order(2, 1, Side::Sell, 10050, 3),
+            order(1, 2, Side::Buy, 10050, 3),
+            order(2, 3, Side::Sell, 10100, 1),
+            order(1, 4, Side::Buy, 10100, 1),
+            order(2, 5, Side::Buy, 10200, 2),
+            order(1, 6, Side::Sell, 10200, 2),
+            // A resting bid of 4 lots at 99.00: 3960 of open notional.
+            order(1, 7, Side::Buy, 9900, 4),
+        ],
+    );
+    r.on_shutdown();
+    for (account, sign) in [(1, 1), (2, -1)] {
+        let got = view.account(AccountId(account)).expect("published");
+        let p = &got.positions[&InstrumentId(0)];
+        let sign = Decimal::from(sign);
+        // Bought 30 units at 100.50 and 10 at 101.00 (average 100.625), sold 20 at 102.00.
+        assert_eq!(p.qty, dec("20") * sign, "account {account}");
+        assert_eq!(p.avg_price, dec("100.625"));
+        assert_eq!(p.realized, dec("27.5") * sign);
+        assert_eq!(p.traded_notional, dec("6065"));
+        assert_eq!(r.account(AccountId(account)), Some(got));
+    }
+    let a1 = view.account(AccountId(1)).expect("published");
+    assert_eq!(a1.open_notional(), dec("3960"));
+}
+
 #[test]
 fn open_notional_and_loss_limits_are_breaches_too() {
     let (mut r, view) = RiskUpdater::new(spec());

@@ -1,7 +1,8 @@
 //! Events per second each consumer sustains alone (one thread, no ring) on a recorded event
 //! stream: the exchange-core workload run through the matcher once, its events kept, then
 //! fed to each consumer. `consumer_throughput [COMMANDS] [multi]` (default 1000000;
-//! `CT_ONLY=risk,market-data` times only those).
+//! `CT_ONLY=risk,market-data` times only those; `CT_DROP=fill,modified` leaves those event
+//! kinds out of the stream, to see what each kind costs). Prints the stream's event mix.
 
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::market_data::MarketData;
@@ -49,12 +50,42 @@ fn main() {
         ExchangeCoreWorkload::default().generate(n)
     };
     // Every fourth order in a 3-account allocation group so the allocator has work.
-    let events = w.recorded_events(Some(AllocGroupId(1)));
+    let mut events = w.recorded_events(Some(AllocGroupId(1)));
+    if let Ok(drop) = std::env::var("CT_DROP") {
+        events.retain(|e| {
+            let k = match e.kind {
+                EventKind::Accepted { .. } => "accepted",
+                EventKind::Fill { .. } => "fill",
+                EventKind::Cancelled { .. } => "cancelled",
+                EventKind::Modified { .. } => "modified",
+                _ => "other",
+            };
+            !drop.split(',').any(|d| d == k)
+        });
+    }
     println!(
-        "recorded {} events from {} exchange-core commands (matcher alone)",
+        "recorded {} events from {} {} commands (matcher alone)",
         events.len(),
-        n
+        n,
+        if std::env::args().nth(2).as_deref() == Some("multi") {
+            "multi-symbol"
+        } else {
+            "exchange-core"
+        }
     );
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &events {
+        let k = match e.kind {
+            EventKind::Accepted { .. } => "accepted",
+            EventKind::Fill { .. } => "fill",
+            EventKind::Cancelled { .. } => "cancelled",
+            EventKind::Modified { .. } => "modified",
+            EventKind::Rejected { .. } => "rejected",
+            _ => "other",
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
+    println!("  event mix: {kinds:?}");
     let (risk, _) = RiskUpdater::new(HashMap::new());
     time("risk", risk, &events);
     // The query path: a reader thread polling an account's state as fast as it can while

@@ -6,9 +6,9 @@
 //! without an order map: memory follows the price levels, not the orders.
 
 use ringex_engine::state::EngineState;
-use ringex_engine::{Event, EventKind, InstrumentId, OrderId, OrderType, Price, Side};
+use ringex_engine::{Event, EventKind, InstrumentId, OrderId, OrderType, Price, Qty, Side};
 
-use super::Level;
+use super::{ByInstrument, Level};
 use std::collections::BTreeMap;
 
 /// Levels a side keeps in a sorted vector before it takes a window: a small book is a few
@@ -392,14 +392,43 @@ struct Incoming {
     rests: bool,
 }
 
+impl Incoming {
+    fn new(
+        id: OrderId,
+        instrument: InstrumentId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        rests: bool,
+    ) -> Self {
+        Incoming {
+            id,
+            instrument,
+            side,
+            price,
+            open: qty.0,
+            rests,
+        }
+    }
+}
+
 /// Every instrument's L2 book, kept from the matcher's events.
-#[derive(Clone, Debug, Default)]
 pub struct Levels {
     /// Indexed by instrument id (the engine's books are, below `MAX_INSTRUMENTS`).
-    books: Vec<Option<Book>>,
+    books: ByInstrument<Book>,
     incoming: Option<Incoming>,
     /// Instruments with a changed side, in the order they first changed.
     changed: Vec<InstrumentId>,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Levels {
+            books: ByInstrument::new(),
+            incoming: None,
+            changed: Vec::new(),
+        }
+    }
 }
 
 impl Levels {
@@ -427,14 +456,7 @@ impl Levels {
 
     #[inline]
     fn book(&mut self, i: InstrumentId) -> Option<&mut Book> {
-        if i.0 >= ringex_engine::matcher::MAX_INSTRUMENTS {
-            return None;
-        }
-        let k = i.0 as usize;
-        if k >= self.books.len() {
-            self.books.resize_with(k + 1, || None);
-        }
-        Some(self.books[k].get_or_insert_with(Book::default))
+        self.books.entry(i)
     }
 
     #[inline]
@@ -461,7 +483,7 @@ impl Levels {
     /// with the sides (bit 0 bids, bit 1 asks), into `out`.
     pub fn take_changed(&mut self, out: &mut Vec<(InstrumentId, u8)>) {
         for i in self.changed.drain(..) {
-            if let Some(Some(b)) = self.books.get_mut(i.0 as usize) {
+            if let Some(b) = self.books.get_mut(i) {
                 out.push((i, std::mem::take(&mut b.changed)));
             }
         }
@@ -471,7 +493,7 @@ impl Levels {
     /// many levels as it can (`None` when it shows fewer): changes below it are not
     /// reported by [`Levels::take_changed`].
     pub fn set_floor(&mut self, i: InstrumentId, side: Side, last: Option<Price>) {
-        if let Some(Some(b)) = self.books.get_mut(i.0 as usize) {
+        if let Some(b) = self.books.get_mut(i) {
             b.floor[side as usize] = last.map_or(i64::MIN, |p| key(side, p));
         }
     }
@@ -491,14 +513,8 @@ impl Levels {
                 qty,
                 ..
             } => {
-                self.incoming = Some(Incoming {
-                    id: order_id,
-                    instrument,
-                    side,
-                    price,
-                    open: qty.0,
-                    rests: order_type == OrderType::Limit && tif.may_rest(),
-                });
+                let rests = order_type == OrderType::Limit && tif.may_rest();
+                self.incoming = Some(Incoming::new(order_id, instrument, side, price, qty, rests));
             }
             EventKind::Fill {
                 instrument,
@@ -546,14 +562,7 @@ impl Levels {
                 ..
             } => {
                 self.change(instrument, side, old_price, old_qty.0, false);
-                self.incoming = Some(Incoming {
-                    id: order_id,
-                    instrument,
-                    side,
-                    price,
-                    open: qty.0,
-                    rests: true,
-                });
+                self.incoming = Some(Incoming::new(order_id, instrument, side, price, qty, true));
             }
             EventKind::InstrumentStatus { instrument, halted } => {
                 if let Some(b) = self.book(instrument) {
@@ -576,7 +585,7 @@ impl Levels {
 
     /// Appends the best `n` levels of one side to `out`, best first: (price, total lots).
     pub fn top(&self, i: InstrumentId, side: Side, n: usize, out: &mut Vec<Level>) {
-        if let Some(b) = self.books.get(i.0 as usize).and_then(|b| b.as_ref()) {
+        if let Some(b) = self.books.get(i) {
             match side {
                 Side::Buy => b.bids.top(side, n, out),
                 Side::Sell => b.asks.top(side, n, out),
@@ -586,14 +595,10 @@ impl Levels {
 
     /// The levels of one side, best first: (price, total lots).
     pub fn depth(&self, i: InstrumentId, side: Side) -> impl Iterator<Item = Level> + '_ {
-        let l = self
-            .books
-            .get(i.0 as usize)
-            .and_then(|b| b.as_ref())
-            .map(|b| match side {
-                Side::Buy => &b.bids,
-                Side::Sell => &b.asks,
-            });
+        let l = self.books.get(i).map(|b| match side {
+            Side::Buy => &b.bids,
+            Side::Sell => &b.asks,
+        });
         l.into_iter().flat_map(move |l| {
             l.best_first().map(move |(k, q)| {
                 let p = match side {
@@ -607,19 +612,12 @@ impl Levels {
 
     /// True when the instrument is halted.
     pub fn is_halted(&self, i: InstrumentId) -> bool {
-        self.books
-            .get(i.0 as usize)
-            .and_then(|b| b.as_ref())
-            .is_some_and(|b| b.halted)
+        self.books.get(i).is_some_and(|b| b.halted)
     }
 
     /// Instruments with a book, in id order.
     pub fn instruments(&self) -> impl Iterator<Item = InstrumentId> + '_ {
-        self.books
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_some())
-            .map(|(k, _)| InstrumentId(k as u32))
+        self.books.keys()
     }
 }
 

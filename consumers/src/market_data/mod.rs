@@ -176,13 +176,13 @@ impl MarketDataHub {
 /// Per-instrument state indexed by instrument id (ids are small and dense: the engine's
 /// books are indexed the same way, below `MAX_INSTRUMENTS`); a tree lookup per update was a
 /// large part of the publisher's time on many instruments.
-struct ByInstrument<T> {
+pub(crate) struct ByInstrument<T> {
     slots: Vec<Option<T>>,
     count: usize,
 }
 
 impl<T: Default> ByInstrument<T> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ByInstrument {
             slots: Vec::new(),
             count: 0,
@@ -192,7 +192,7 @@ impl<T: Default> ByInstrument<T> {
     /// The instrument's entry, made on first use. `None` for an id the engine never has
     /// a book for.
     #[inline]
-    fn entry(&mut self, i: InstrumentId) -> Option<&mut T> {
+    pub(crate) fn entry(&mut self, i: InstrumentId) -> Option<&mut T> {
         if i.0 >= ringex_engine::matcher::MAX_INSTRUMENTS {
             return None;
         }
@@ -208,11 +208,17 @@ impl<T: Default> ByInstrument<T> {
     }
 
     #[inline]
-    fn get(&self, i: InstrumentId) -> Option<&T> {
+    pub(crate) fn get(&self, i: InstrumentId) -> Option<&T> {
         self.slots.get(i.0 as usize)?.as_ref()
     }
 
-    fn keys(&self) -> impl Iterator<Item = InstrumentId> + '_ {
+    /// The instrument's entry if it has one (none is made).
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: InstrumentId) -> Option<&mut T> {
+        self.slots.get_mut(i.0 as usize)?.as_mut()
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = InstrumentId> + '_ {
         self.slots
             .iter()
             .enumerate()

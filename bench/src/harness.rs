@@ -213,6 +213,12 @@ impl<C: Consumer> Consumer for Timed<C> {
     fn gate_sequence(&self) -> Option<u64> {
         self.inner.gate_sequence()
     }
+    fn lookahead(&self) -> usize {
+        self.inner.lookahead()
+    }
+    fn prefetch(&mut self, e: &Event) {
+        self.inner.prefetch(e);
+    }
     fn failure(&self) -> Option<String> {
         self.inner.failure()
     }

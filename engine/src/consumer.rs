@@ -82,4 +82,149 @@ pub trait Consumer: Send + 'static {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// How many events ahead of [`Consumer::on_event`] the pipeline shows this consumer
+    /// each event in [`Consumer::prefetch`] (0, the default: none). Read once, at start;
+    /// at most [`MAX_LOOKAHEAD`].
+    fn lookahead(&self) -> usize {
+        0
+    }
+
+    /// An event that [`Consumer::on_event`] will get `lookahead()` events from now (or at
+    /// the end of its batch): a hint. A consumer whose state is larger than the caches
+    /// starts loading the state the event will touch, so that the loads of several events
+    /// overlap instead of each waiting on memory in turn. Must not change what `on_event`
+    /// does.
+    fn prefetch(&mut self, event: &Event) {
+        let _ = event;
+    }
+}
+
+/// The most events a consumer is shown ahead ([`Consumer::lookahead`]).
+pub const MAX_LOOKAHEAD: usize = 16;
+
+/// Delivers one batch of `n` events, whose sequences follow `seq`, to a consumer: each event
+/// first to [`Consumer::prefetch`] (when `lookahead` > 0), then `lookahead` events later to
+/// [`Consumer::on_event`], the last one with `end_of_batch`. The pipeline's stages and the
+/// consumer benchmarks drive consumers through it.
+#[inline]
+pub fn deliver<'a, C: Consumer + ?Sized>(
+    consumer: &mut C,
+    lookahead: usize,
+    events: impl Iterator<Item = &'a Event>,
+    seq: u64,
+    n: u64,
+) {
+    let mut s = seq;
+    let end = seq + n;
+    let lookahead = lookahead.min(MAX_LOOKAHEAD);
+    if lookahead == 0 {
+        for e in events {
+            s += 1;
+            consumer.on_event(e, Sequence(s), s == end);
+        }
+        return;
+    }
+    // A ring of the events shown but not yet handled.
+    let mut window: [Option<&Event>; MAX_LOOKAHEAD] = [None; MAX_LOOKAHEAD];
+    let (mut head, mut len) = (0usize, 0usize);
+    for e in events {
+        consumer.prefetch(e);
+        if len == lookahead {
+            if let Some(old) = window[head].take() {
+                s += 1;
+                consumer.on_event(old, Sequence(s), s == end);
+            }
+            head = (head + 1) % MAX_LOOKAHEAD;
+            len -= 1;
+        }
+        window[(head + len) % MAX_LOOKAHEAD] = Some(e);
+        len += 1;
+    }
+    while len > 0 {
+        if let Some(old) = window[head].take() {
+            s += 1;
+            consumer.on_event(old, Sequence(s), s == end);
+        }
+        head = (head + 1) % MAX_LOOKAHEAD;
+        len -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+    use crate::types::InstrumentId;
+
+    /// Records what it is shown and handed.
+    struct Recorder {
+        lookahead: usize,
+        log: Vec<(char, u32, u64, bool)>,
+    }
+
+    impl Consumer for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn on_event(&mut self, e: &Event, s: Sequence, end: bool) {
+            self.log.push(('e', tag(e), s.0, end));
+        }
+        fn lookahead(&self) -> usize {
+            self.lookahead
+        }
+        fn prefetch(&mut self, e: &Event) {
+            self.log.push(('p', tag(e), 0, false));
+        }
+    }
+
+    fn tag(e: &Event) -> u32 {
+        e.instrument().map_or(u32::MAX, |i| i.0)
+    }
+
+    /// Every event reaches `on_event` once, in order, with its sequence and the batch's end
+    /// on the last; with a lookahead each is shown first, exactly that many events before
+    /// it is handled (or when the batch ends).
+    #[test]
+    fn deliver_hands_every_event_once_in_order_after_showing_it_ahead() {
+        for lookahead in [0, 1, 3, 8, 16, 40] {
+            for n in 0..40u32 {
+                let events: Vec<Event> = (0..n)
+                    .map(|i| {
+                        Event::new(
+                            Sequence(1),
+                            EventKind::SnapshotRequested {
+                                instrument: InstrumentId(i),
+                            },
+                        )
+                    })
+                    .collect();
+                let mut r = Recorder {
+                    lookahead,
+                    log: Vec::new(),
+                };
+                deliver(&mut r, lookahead, events.iter(), 100, n as u64);
+                let handled: Vec<_> = r.log.iter().filter(|x| x.0 == 'e').copied().collect();
+                let want: Vec<_> = (0..n)
+                    .map(|i| ('e', i, 101 + i as u64, i + 1 == n))
+                    .collect();
+                assert_eq!(handled, want, "lookahead {lookahead}, {n} events");
+                let la = lookahead.min(MAX_LOOKAHEAD);
+                let shown = r.log.iter().filter(|x| x.0 == 'p').count();
+                assert_eq!(shown, if la == 0 { 0 } else { n as usize });
+                for i in 0..n {
+                    let p = r.log.iter().position(|x| *x == ('p', i, 0, false));
+                    let e = r.log.iter().position(|x| x.0 == 'e' && x.1 == i);
+                    if la > 0 {
+                        let (p, e) = (p.expect("shown"), e.expect("handled"));
+                        assert!(p < e, "shown before handled");
+                        // Shown `la` events ahead: between the two, `la` more are shown
+                        // (fewer near the end of the batch).
+                        let between = r.log[p + 1..e].iter().filter(|x| x.0 == 'p').count();
+                        assert_eq!(between, la.min((n - 1 - i) as usize));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -19,14 +19,23 @@ fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
             return;
         }
     }
-    // Batches of about 64 events, ending on command boundaries.
+    // Batches of about 64 events, ending on command boundaries, delivered as a pipeline
+    // stage delivers them (with the consumer's lookahead).
+    let lookahead = c.lookahead();
     let t = Instant::now();
+    let mut start = 0;
     for (i, e) in events.iter().enumerate() {
-        c.on_event(
-            e,
-            Sequence(i as u64 + 1),
-            e.is_last_of_command() && i % 64 >= 63,
-        );
+        if (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len() {
+            let batch = &events[start..=i];
+            ringex_engine::consumer::deliver(
+                &mut c,
+                lookahead,
+                batch.iter(),
+                start as u64,
+                batch.len() as u64,
+            );
+            start = i + 1;
+        }
     }
     c.on_shutdown();
     let best = t.elapsed().as_secs_f64();

@@ -1000,6 +1000,8 @@ struct Stage<C: Consumer> {
     skipping: bool,
     seq: u64,
     timeout: Option<std::time::Duration>,
+    /// The consumer's [`Consumer::lookahead`], read once.
+    lookahead: usize,
     last_work: std::time::Instant,
     state: StageState,
 }
@@ -1007,12 +1009,14 @@ struct Stage<C: Consumer> {
 impl<C: Consumer> Stage<C> {
     fn new(consumer: C, run: ConsumerRun) -> Self {
         let seq = run.cell.sequence.load(Ordering::Acquire);
+        let lookahead = consumer.lookahead();
         Stage {
             consumer,
             run,
             skipping: false,
             seq,
             timeout: None,
+            lookahead,
             last_work: std::time::Instant::now(),
             state: StageState::Running,
         }
@@ -1158,12 +1162,9 @@ impl<C: Consumer> Member for Stage<C> {
                 let mut failed = false;
                 if !self.skipping {
                     let consumer = &mut self.consumer;
+                    let lookahead = self.lookahead;
                     let r = catch_unwind(AssertUnwindSafe(|| {
-                        let mut s = seq;
-                        for e in &mut guard {
-                            s += 1;
-                            consumer.on_event(e, Sequence(s), s == seq + n);
-                        }
+                        crate::consumer::deliver(consumer, lookahead, &mut guard, seq, n);
                         consumer.failure()
                     }));
                     failed = match r {

@@ -26,6 +26,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+mod pairs;
+use pairs::PairTable;
+
 /// What the risk updater needs to know of an instrument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RiskInstrument {
@@ -89,6 +92,8 @@ impl AccountRisk {
 pub struct RiskView {
     accounts: Arc<Mutex<Published>>,
     limits: Arc<RwLock<(HashMap<AccountId, Limits>, Limits)>>,
+    /// Bumped on every change of `limits`: the consumer copies them only when it moved.
+    limits_version: Arc<std::sync::atomic::AtomicU64>,
     instruments: Arc<FxHashMap<InstrumentId, RiskInstrument>>,
 }
 
@@ -137,8 +142,10 @@ fn sizes(
 struct Lots {
     /// Signed lots.
     qty: i128,
-    /// Average entry price in ticks.
-    avg: Decimal,
+    /// Entry cost of the open position in ticks × lots (its magnitude): the average entry
+    /// price is `cost / |qty|`, divided only when read (adding to a position is then an
+    /// addition, not a division).
+    cost: Decimal,
     /// Realized P&L in ticks × lots.
     realized: Decimal,
     /// Traded notional in ticks × lots.
@@ -150,9 +157,13 @@ struct Lots {
 impl Lots {
     /// The money view, with `tl` ticks × lots of open-order exposure.
     fn position(&self, tick: Decimal, lot: Decimal, tl: i128) -> Position {
+        let avg = match self.qty {
+            0 => Decimal::ZERO,
+            q => self.cost / dec(q.abs()),
+        };
         Position {
             qty: dec(self.qty) * lot,
-            avg_price: self.avg * tick,
+            avg_price: avg * tick,
             realized: self.realized * tick * lot,
             fees: self.fees,
             open_notional: dec(tl) * tick * lot,
@@ -160,31 +171,35 @@ impl Lots {
         }
     }
 
-    /// A trade of `qty` lots at `price` ticks on `side`: weighted average entry when
-    /// opening or adding; realized P&L at the average when reducing, closing or flipping.
+    /// A trade of `qty` lots at `price` ticks on `side`: opening or adding adds to the
+    /// entry cost (weighted average entry); reducing realizes P&L against the average and
+    /// takes its share of the cost (a division only when part of the position closes);
+    /// flipping starts a new cost at the trade's price.
     #[inline]
     fn trade(&mut self, side: Side, price: Price, qty: Qty) {
         let lots = qty.0 as i128;
         let signed = if side == Side::Buy { lots } else { -lots };
-        self.traded = self.traded.saturating_add(price.0 as i128 * lots);
+        let value = price.0 as i128 * lots;
+        self.traded = self.traded.saturating_add(value);
         let old = self.qty;
-        let px = Decimal::from(price.0);
-        if old == 0 {
-            self.avg = px;
-            self.qty = signed;
-        } else if (old > 0) == (signed > 0) {
-            let new = old + signed;
-            self.avg = (self.avg * dec(old.abs()) + px * dec(lots)) / dec(new.abs());
-            self.qty = new;
+        if old == 0 || (old > 0) == (signed > 0) {
+            self.cost += dec(value);
+            self.qty = old + signed;
         } else {
-            let closing = lots.min(old.abs());
-            let dir = if old > 0 { 1 } else { -1 };
-            self.realized += (px - self.avg) * dec(closing * dir);
+            let held = old.abs();
+            let closing = lots.min(held);
+            let closed_cost = match closing == held {
+                true => self.cost,
+                false => self.cost * dec(closing) / dec(held),
+            };
+            let pnl = dec(price.0 as i128 * closing) - closed_cost;
+            self.realized += if old > 0 { pnl } else { -pnl };
+            self.cost -= closed_cost;
             self.qty = old + signed;
             if self.qty == 0 {
-                self.avg = Decimal::ZERO;
+                self.cost = Decimal::ZERO;
             } else if (self.qty > 0) != (old > 0) {
-                self.avg = px;
+                self.cost = dec(price.0 as i128 * self.qty.abs());
             }
         }
     }
@@ -233,33 +248,24 @@ impl RiskView {
     /// Sets an account's limits (takes effect from the next batch).
     pub fn set_limits(&self, a: AccountId, l: Limits) {
         if let Ok(mut g) = self.limits.write() {
+            self.limits_version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             g.0.insert(a, l);
         }
     }
     /// Sets the limits of accounts without their own.
     pub fn set_default_limits(&self, l: Limits) {
         if let Ok(mut g) = self.limits.write() {
+            self.limits_version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             g.1 = l;
         }
     }
 }
 
-/// One account's state in one instrument, the part every order event changes: it lives in
-/// the index's own entry, so an exposure change is one cache miss, not two.
-///
-/// Packed to 8-byte alignment (24 bytes, not 32; a map entry 40 bytes, not 48): read and
-/// write `tl` by value.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C, packed(8))]
-struct Hot {
-    /// Open-order exposure in ticks × lots: integer arithmetic on the hot path, turned into
-    /// money only when published or checked.
-    tl: i128,
-    /// The pair's index in the position and published vectors.
-    k: u32,
-    /// Listed in `dirty` since the last publish.
-    dirty: bool,
-}
+/// Events whose pairs risk prefetches ahead ([`Consumer::lookahead`]); the second stage
+/// runs half as far ahead. (Multi-symbol stream: 8 ahead 9.5M events/s, 16 ahead 9.5–10M.)
+const AHEAD: usize = 16;
 
 /// The part only trades and fees change.
 #[derive(Clone, Debug, Default)]
@@ -290,7 +296,9 @@ pub struct RiskUpdater {
     taker: Option<Taker>,
     /// Position and open-order exposure per (account, instrument): one flat map (one lookup
     /// per change), no per-account tree on the hot path.
-    positions: FxHashMap<(AccountId, InstrumentId), Hot>,
+    /// Exposure per (account, instrument), and the pair's dense index: its own table, so
+    /// that a pair's slot is known from its key (prefetched a few events ahead).
+    positions: PairTable,
     /// The position of each (account, instrument), at the index its entry gives: dense, so
     /// that publishing copies by index.
     pairs: Vec<Cold>,
@@ -306,10 +314,15 @@ pub struct RiskUpdater {
     dirty: Vec<(AccountId, InstrumentId)>,
     /// Pairs whose position changed since the last publish.
     dirty_positions: Vec<u32>,
+    /// The last [`AHEAD`] pairs prefetched (account, instrument, a fill's maker), a ring.
+    ahead: [(u64, u32, bool); AHEAD],
+    ahead_at: usize,
     /// Accounts whose breach state changed since the last publish.
     dirty_breach: FxHashSet<AccountId>,
     view: RiskView,
     limits: (HashMap<AccountId, Limits>, Limits),
+    /// The view's `limits_version` when `limits` was copied.
+    limits_seen: u64,
     gateway: Option<Gateway>,
     killed: HashSet<AccountId>,
     /// Kill-switch commands not yet taken by the input ring (never wait on it from here:
@@ -337,7 +350,7 @@ impl RiskUpdater {
             RiskUpdater {
                 instruments,
                 taker: None,
-                positions: FxHashMap::default(),
+                positions: PairTable::new(),
                 pairs: Vec::new(),
                 published_pairs: 0,
                 keys: Vec::new(),
@@ -345,9 +358,12 @@ impl RiskUpdater {
                 breaches: FxHashMap::default(),
                 dirty: Vec::new(),
                 dirty_positions: Vec::new(),
+                ahead: [(0, 0, false); AHEAD],
+                ahead_at: 0,
                 dirty_breach: FxHashSet::default(),
                 view: view.clone(),
                 limits: Default::default(),
+                limits_seen: 0,
                 gateway: None,
                 killed: HashSet::new(),
                 pending: Vec::new(),
@@ -376,7 +392,7 @@ impl RiskUpdater {
             positions: insts
                 .iter()
                 .map(|&(i, k)| {
-                    let tl = self.positions.get(&(a, i)).map_or(0, |h| h.tl);
+                    let tl = self.positions.get(a.0, i.0).map_or(0, |h| h.tl());
                     let (tick, lot) = sizes(&self.instruments, i);
                     (i, self.pairs[k as usize].pos.position(tick, lot, tl))
                 })
@@ -385,31 +401,29 @@ impl RiskUpdater {
         })
     }
 
-    /// The hot entry of `a` in `i` (created, and listed under the account, on first use).
+    /// The slot of `a` in `i` (created, and listed under the account, on first use).
     #[inline]
-    fn hot(&mut self, a: AccountId, i: InstrumentId) -> &mut Hot {
-        match self.positions.entry((a, i)) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let k = self.pairs.len() as u32;
-                self.account_instruments.entry(a).or_default().push((i, k));
-                self.pairs.push(Cold::default());
-                self.keys.push((a, i));
-                e.insert(Hot {
-                    k,
-                    ..Hot::default()
-                })
-            }
+    fn hot(&mut self, a: AccountId, i: InstrumentId) -> &mut pairs::Slot {
+        let next = self.pairs.len() as u32;
+        let (slot, new) = self.positions.entry(a.0, i.0, || next);
+        if new {
+            self.account_instruments
+                .entry(a)
+                .or_default()
+                .push((i, next));
+            self.pairs.push(Cold::default());
+            self.keys.push((a, i));
         }
+        slot
     }
 
     /// Adds `delta` ticks × lots to the exposure of `a` in `i`.
     #[inline]
     fn expose(&mut self, a: AccountId, i: InstrumentId, delta: i128) {
         let h = self.hot(a, i);
-        h.tl = h.tl.saturating_add(delta);
-        if !h.dirty {
-            h.dirty = true;
+        h.set_tl(h.tl().saturating_add(delta));
+        if !h.dirty() {
+            h.set_dirty(true);
             self.dirty.push((a, i));
         }
     }
@@ -417,7 +431,7 @@ impl RiskUpdater {
     /// The position of `a` in `i`, marked changed.
     #[inline]
     fn pos(&mut self, a: AccountId, i: InstrumentId) -> &mut Lots {
-        let k = self.hot(a, i).k as usize;
+        let k = self.hot(a, i).k() as usize;
         let c = &mut self.pairs[k];
         if !c.dirty {
             c.dirty = true;
@@ -498,7 +512,8 @@ impl RiskUpdater {
     }
 
     fn publish(&mut self) {
-        if self.dirty.is_empty() && self.dirty_breach.is_empty() {
+        if self.dirty.is_empty() && self.dirty_positions.is_empty() && self.dirty_breach.is_empty()
+        {
             return;
         }
         let view = self.view.accounts.clone();
@@ -517,11 +532,21 @@ impl RiskUpdater {
                     .push((i, k as u32));
             }
             self.published_pairs = self.pairs.len();
-            // The entries were touched in this batch: these lookups hit the cache.
-            for key in self.dirty.drain(..) {
-                if let Some(h) = self.positions.get_mut(&key) {
-                    h.dirty = false;
-                    m.exposure[h.k as usize] = h.tl;
+            // The copies' destinations are all over the published vectors: start loading
+            // them all first, so their misses overlap. (The sources were touched in this
+            // batch and are in the cache.)
+            for &k in &self.dirty_positions {
+                pairs::prefetch(m.positions.as_ptr().wrapping_add(k as usize));
+            }
+            for &(a, i) in &self.dirty {
+                if let Some(h) = self.positions.get(a.0, i.0) {
+                    pairs::prefetch(m.exposure.as_ptr().wrapping_add(h.k() as usize));
+                }
+            }
+            for (a, i) in self.dirty.drain(..) {
+                if let Some(h) = self.positions.get_mut(a.0, i.0) {
+                    h.set_dirty(false);
+                    m.exposure[h.k() as usize] = h.tl();
                 }
             }
             for k in self.dirty_positions.drain(..) {
@@ -534,9 +559,18 @@ impl RiskUpdater {
                 m.accounts.entry(a).or_default().breach = b;
             }
         }
-        if let Ok(l) = self.view.limits.try_read() {
-            self.limits = l.clone();
-            self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
+        // Copied only when they changed (a clone per batch of a map of every account's
+        // limits would cost more than the batch).
+        let v = self
+            .view
+            .limits_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if v != self.limits_seen {
+            if let Ok(l) = self.view.limits.try_read() {
+                self.limits = l.clone();
+                self.limits_seen = v;
+                self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
+            }
         }
     }
 }
@@ -687,6 +721,59 @@ impl Consumer for RiskUpdater {
             _ => {}
         }
         self.after_event(end_of_batch);
+    }
+
+    /// Starts loading the (account, instrument) entries of events a few ahead: on many
+    /// accounts and instruments they are not in any cache, and each would otherwise wait
+    /// on memory in turn.
+    fn lookahead(&self) -> usize {
+        AHEAD
+    }
+
+    fn prefetch(&mut self, e: &Event) {
+        let (key, fill) = match e.kind {
+            EventKind::Accepted {
+                account,
+                instrument,
+                ..
+            }
+            | EventKind::Cancelled {
+                account,
+                instrument,
+                ..
+            }
+            | EventKind::Expired {
+                account,
+                instrument,
+                ..
+            }
+            | EventKind::Modified {
+                account,
+                instrument,
+                ..
+            } => ((account, instrument), false),
+            EventKind::Fill {
+                maker_account,
+                instrument,
+                ..
+            } => ((maker_account, instrument), true),
+            _ => return,
+        };
+        // Stage one: the pair's slot. Stage two, four events later (the slot has arrived by
+        // then): a fill's position record, which the slot's index locates.
+        self.positions.prefetch(key.0 .0, key.1 .0);
+        let at = self.ahead_at;
+        self.ahead[at] = (key.0 .0, key.1 .0, fill);
+        self.ahead_at = (at + 1) % AHEAD;
+        let (a, i, fill) = self.ahead[(at + AHEAD / 2) % AHEAD];
+        if fill {
+            if let Some(h) = self.positions.get(a, i) {
+                // 96 bytes: two or three cache lines.
+                let p = self.pairs.as_ptr().wrapping_add(h.k() as usize) as *const u8;
+                pairs::prefetch(p);
+                pairs::prefetch(p.wrapping_add(64));
+            }
+        }
     }
 
     /// Kill-switch commands refused with `Busy` are retried on a quiet pipeline too.

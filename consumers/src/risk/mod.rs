@@ -731,6 +731,9 @@ impl Consumer for RiskUpdater {
     }
 
     fn prefetch(&mut self, e: &Event) {
+        if self.positions.is_small() {
+            return;
+        }
         let (key, fill) = match e.kind {
             EventKind::Accepted {
                 account,

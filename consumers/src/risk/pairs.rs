@@ -155,6 +155,13 @@ impl PairTable {
         }
     }
 
+    /// True while the table is small enough to stay in the caches (512 KiB): prefetching
+    /// it would only cost.
+    #[inline]
+    pub(super) fn is_small(&self) -> bool {
+        self.slots.len() <= 1 << 14
+    }
+
     /// Starts loading the pair's home slot into the cache (a hint: nothing is read).
     #[inline]
     pub(super) fn prefetch(&self, account: u64, instrument: u32) {

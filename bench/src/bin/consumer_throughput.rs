@@ -22,20 +22,24 @@ fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
     // Batches of about 64 events, ending on command boundaries, delivered as a pipeline
     // stage delivers them (with the consumer's lookahead).
     let lookahead = c.lookahead();
+    let ends: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|&(i, e)| (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len())
+        .map(|(i, _)| i + 1)
+        .collect();
     let t = Instant::now();
     let mut start = 0;
-    for (i, e) in events.iter().enumerate() {
-        if (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len() {
-            let batch = &events[start..=i];
-            ringex_engine::consumer::deliver(
-                &mut c,
-                lookahead,
-                batch.iter(),
-                start as u64,
-                batch.len() as u64,
-            );
-            start = i + 1;
-        }
+    for &end in &ends {
+        let batch = &events[start..end];
+        ringex_engine::consumer::deliver(
+            &mut c,
+            lookahead,
+            batch.iter(),
+            start as u64,
+            batch.len() as u64,
+        );
+        start = end;
     }
     c.on_shutdown();
     let best = t.elapsed().as_secs_f64();

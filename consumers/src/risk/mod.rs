@@ -267,6 +267,15 @@ impl RiskView {
 /// runs half as far ahead. (Multi-symbol stream: 8 ahead 9.5M events/s, 16 ahead 9.5–10M.)
 const AHEAD: usize = 16;
 
+/// What an event prefetched touches: a pair (account, instrument), or a fill's maker and
+/// taker accounts in an instrument.
+#[derive(Clone, Copy, Debug)]
+enum Ahead {
+    None,
+    Pair(u64, u32),
+    Fill(u64, u32, u64),
+}
+
 /// The part only trades and fees change.
 #[derive(Clone, Debug, Default)]
 struct Cold {
@@ -314,9 +323,11 @@ pub struct RiskUpdater {
     dirty: Vec<(AccountId, InstrumentId)>,
     /// Pairs whose position changed since the last publish.
     dirty_positions: Vec<u32>,
-    /// The last [`AHEAD`] pairs prefetched (account, instrument, a fill's maker), a ring.
-    ahead: [(u64, u32, bool); AHEAD],
+    /// The last [`AHEAD`] events prefetched, a ring.
+    ahead: [Ahead; AHEAD],
     ahead_at: usize,
+    /// The taker (account, instrument) as last seen by `prefetch`.
+    ahead_taker: (u64, u32),
     /// Accounts whose breach state changed since the last publish.
     dirty_breach: FxHashSet<AccountId>,
     view: RiskView,
@@ -358,8 +369,9 @@ impl RiskUpdater {
                 breaches: FxHashMap::default(),
                 dirty: Vec::new(),
                 dirty_positions: Vec::new(),
-                ahead: [(0, 0, false); AHEAD],
+                ahead: [Ahead::None; AHEAD],
                 ahead_at: 0,
+                ahead_taker: (0, 0),
                 dirty_breach: FxHashSet::default(),
                 view: view.clone(),
                 limits: Default::default(),
@@ -734,18 +746,11 @@ impl Consumer for RiskUpdater {
         if self.positions.is_small() {
             return;
         }
-        let (key, fill) = match e.kind {
+        // The pair each event touches; a fill touches its maker's and its taker's (the
+        // taker is the order of the command's last accepted or modified event, shown
+        // before it), and their positions too.
+        let entry = match e.kind {
             EventKind::Accepted {
-                account,
-                instrument,
-                ..
-            }
-            | EventKind::Cancelled {
-                account,
-                instrument,
-                ..
-            }
-            | EventKind::Expired {
                 account,
                 instrument,
                 ..
@@ -754,27 +759,43 @@ impl Consumer for RiskUpdater {
                 account,
                 instrument,
                 ..
-            } => ((account, instrument), false),
+            } => {
+                self.ahead_taker = (account.0, instrument.0);
+                Ahead::Pair(account.0, instrument.0)
+            }
+            EventKind::Cancelled {
+                account,
+                instrument,
+                ..
+            }
+            | EventKind::Expired {
+                account,
+                instrument,
+                ..
+            } => Ahead::Pair(account.0, instrument.0),
             EventKind::Fill {
                 maker_account,
                 instrument,
                 ..
-            } => ((maker_account, instrument), true),
+            } => Ahead::Fill(maker_account.0, instrument.0, self.ahead_taker.0),
             _ => return,
         };
-        // Stage one: the pair's slot. Stage two, four events later (the slot has arrived by
-        // then): a fill's position record, which the slot's index locates.
-        self.positions.prefetch(key.0 .0, key.1 .0);
+        // Stage one: the pair's slot. Stage two, half the lookahead later (the slot has
+        // arrived by then): a fill's two position records, which the slots' indexes locate.
+        if let Ahead::Pair(a, i) | Ahead::Fill(a, i, _) = entry {
+            self.positions.prefetch(a, i);
+        }
         let at = self.ahead_at;
-        self.ahead[at] = (key.0 .0, key.1 .0, fill);
+        self.ahead[at] = entry;
         self.ahead_at = (at + 1) % AHEAD;
-        let (a, i, fill) = self.ahead[(at + AHEAD / 2) % AHEAD];
-        if fill {
-            if let Some(h) = self.positions.get(a, i) {
-                // 96 bytes: two or three cache lines.
-                let p = self.pairs.as_ptr().wrapping_add(h.k() as usize) as *const u8;
-                pairs::prefetch(p);
-                pairs::prefetch(p.wrapping_add(64));
+        if let Ahead::Fill(maker, i, taker) = self.ahead[(at + AHEAD / 2) % AHEAD] {
+            for a in [maker, taker] {
+                if let Some(h) = self.positions.get(a, i) {
+                    // 96 bytes: two or three cache lines.
+                    let p = self.pairs.as_ptr().wrapping_add(h.k() as usize) as *const u8;
+                    pairs::prefetch(p);
+                    pairs::prefetch(p.wrapping_add(64));
+                }
             }
         }
     }

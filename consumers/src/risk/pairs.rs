@@ -165,11 +165,13 @@ impl PairTable {
     /// Starts loading the pair's home slot into the cache (a hint: nothing is read).
     #[inline]
     pub(super) fn prefetch(&self, account: u64, instrument: u32) {
-        prefetch(
-            self.slots
-                .as_ptr()
-                .wrapping_add(self.home(account, instrument)),
-        );
+        // The home slot's line and the next (probing goes on past a taken slot).
+        let p = self
+            .slots
+            .as_ptr()
+            .wrapping_add(self.home(account, instrument));
+        prefetch(p);
+        prefetch(p.wrapping_add(2));
     }
 }
 

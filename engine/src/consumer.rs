@@ -100,6 +100,21 @@ pub trait Consumer: Send + 'static {
     }
 }
 
+/// Starts loading the cache line at `p` into the caches, for a consumer's
+/// [`Consumer::prefetch`]: a hint, nothing is read (any address will do).
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never dereferences its address: it cannot fault or read, whatever
+    // `p` is; SSE is part of x86_64. Measured (README, issue 14): risk alone on the
+    // multi-symbol stream 7.1–7.5M → 9.7–10.4M events/s with its state loaded ahead.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The most events a consumer is shown ahead ([`Consumer::lookahead`]).
 pub const MAX_LOOKAHEAD: usize = 16;
 

@@ -175,19 +175,7 @@ impl PairTable {
     }
 }
 
-/// Starts loading the cache line at `p` (a hint: nothing is read, any address will do).
-#[inline(always)]
-pub(super) fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never dereferences its address: it cannot fault or read, whatever
-    // `p` is; SSE is part of x86_64. Measured (README, issue 14): risk alone on the
-    // multi-symbol stream 7.3–7.9M → 8.3–9.0M events/s with its slots loaded 8 events ahead.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
+pub(super) use ringex_engine::consumer::prefetch;
 
 #[cfg(test)]
 mod tests {

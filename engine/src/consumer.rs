@@ -27,6 +27,10 @@
 //!   policy applies.
 //! - Calls never overlap: a consumer is only ever called from its own thread, so it needs no
 //!   locks for its own state.
+//! - **Seeing ahead** (optional): a consumer whose `lookahead()` is `k` > 0 gets
+//!   `prefetch(event)` for each event `k` events before that event's `on_event` (or when its
+//!   batch ends), to start loading the state it will touch; [`prefetch`] is the hint. It
+//!   changes nothing else: every event still reaches `on_event` once, in order.
 //!
 //! The pipeline calls consumers through generics (one monomorphized loop per consumer type),
 //! never through `dyn`.

@@ -461,6 +461,59 @@ proptest! {
     }
 }
 
+/// No figure panics the consumer or its readers: the largest prices and quantities the
+/// engine takes, traded, added to, partly closed and flipped, with every limit set (the
+/// checks read the money view) and tick and lot sizes that overflow a `Decimal`.
+#[test]
+fn extreme_prices_and_quantities_never_panic() {
+    let spec = HashMap::from([(
+        InstrumentId(0),
+        RiskInstrument {
+            tick_size: Decimal::MAX,
+            lot_size: Decimal::MAX,
+        },
+    )]);
+    let (mut r, view) = RiskUpdater::new(spec);
+    view.set_default_limits(Limits {
+        max_position: Some(Decimal::MAX),
+        max_open_notional: Some(Decimal::MAX),
+        max_loss: Some(Decimal::MAX),
+    });
+    r.on_start_with_view_limits();
+    let mut m = Matcher::default();
+    let mut seq = 0;
+    let (big, huge) = (i64::MAX - 1, u64::MAX);
+    let mut kinds = vec![CommandKind::AddInstrument(InstrumentDef::unfunded(
+        InstrumentId(0),
+    ))];
+    let mut id = 0;
+    for (seller, buyer, px, qty) in [
+        (2, 1, big, huge),
+        (2, 1, 1, huge),
+        (1, 2, big, huge / 3),
+        (1, 2, 1, huge),
+        (2, 1, big / 2, 7),
+    ] {
+        id += 1;
+        kinds.push(order(seller, id, Side::Sell, px, qty));
+        id += 1;
+        kinds.push(order(buyer, id, Side::Buy, px, qty));
+    }
+    // Something left resting: open notional beyond any Decimal.
+    id += 1;
+    kinds.push(order(3, id, Side::Buy, big, huge));
+    let events = feed(&mut r, &mut m, &mut seq, &kinds);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Fill { .. })));
+    r.on_shutdown();
+    for a in 1..=3 {
+        let got = view.account(AccountId(a)).expect("published");
+        let _ = (got.open_notional(), got.net_realized());
+        assert_eq!(r.account(AccountId(a)), Some(got));
+    }
+}
+
 /// The consumer keeps lots and ticks and turns them into money for readers: with a tick of
 /// 0.01 and a lot of 10 units the figures are those worked by hand in money.
 #[test]

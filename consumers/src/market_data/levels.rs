@@ -160,7 +160,7 @@ impl Ladder {
             .clamp(MIN_WINDOW, MAX_WINDOW);
         // The top of the book matters most: when the levels are wider than the window,
         // it holds the best of them.
-        let base = match span as usize <= w {
+        let base = match span <= w as u128 {
             true => lo as i128 + span as i128 / 2 - w as i128 / 2,
             false => hi as i128 - (w as i128 * 3 / 4),
         };
@@ -177,7 +177,7 @@ impl Ladder {
             _ => (key, key),
         };
         let span = hi as i128 - lo as i128 + 1;
-        if self.count == 0 || span as usize <= MAX_WINDOW / 2 && span > 0 {
+        if self.count == 0 || (1..=(MAX_WINDOW / 2) as i128).contains(&span) {
             // Empty, or the window's levels and this key fit in half the largest window:
             // a window twice their span, centred on them (at least as large as now).
             let w = ((span as usize) * 2)

@@ -78,11 +78,15 @@ pub struct AccountRisk {
 impl AccountRisk {
     /// Open-order notional over all instruments.
     pub fn open_notional(&self) -> Decimal {
-        self.positions.values().map(|p| p.open_notional).sum()
+        self.positions
+            .values()
+            .fold(Decimal::ZERO, |a, p| a.saturating_add(p.open_notional))
     }
     /// Realized P&L minus fees over all instruments.
     pub fn net_realized(&self) -> Decimal {
-        self.positions.values().map(|p| p.realized - p.fees).sum()
+        self.positions.values().fold(Decimal::ZERO, |a, p| {
+            a.saturating_add(p.realized.saturating_sub(p.fees))
+        })
     }
 }
 
@@ -157,17 +161,19 @@ struct Lots {
 impl Lots {
     /// The money view, with `tl` ticks × lots of open-order exposure.
     fn position(&self, tick: Decimal, lot: Decimal, tl: i128) -> Position {
+        // Saturating arithmetic: no figure, however large, can panic the reader.
         let avg = match self.qty {
             0 => Decimal::ZERO,
-            q => self.cost / dec(q.abs()),
+            q => self.cost.checked_div(dec(q.abs())).unwrap_or(Decimal::MAX),
         };
+        let money = |v: Decimal| v.saturating_mul(tick).saturating_mul(lot);
         Position {
-            qty: dec(self.qty) * lot,
-            avg_price: avg * tick,
-            realized: self.realized * tick * lot,
+            qty: dec(self.qty).saturating_mul(lot),
+            avg_price: avg.saturating_mul(tick),
+            realized: money(self.realized),
             fees: self.fees,
-            open_notional: dec(tl) * tick * lot,
-            traded_notional: dec(self.traded) * tick * lot,
+            open_notional: money(dec(tl)),
+            traded_notional: money(dec(self.traded)),
         }
     }
 
@@ -182,24 +188,32 @@ impl Lots {
         let value = price.0 as i128 * lots;
         self.traded = self.traded.saturating_add(value);
         let old = self.qty;
+        // Saturating `Decimal` arithmetic (integers up to 2^96 are exact): no position,
+        // however large, can panic the consumer.
         if old == 0 || (old > 0) == (signed > 0) {
-            self.cost += dec(value);
-            self.qty = old + signed;
+            self.cost = self.cost.saturating_add(dec(value));
+            self.qty = old.saturating_add(signed);
         } else {
             let held = old.abs();
             let closing = lots.min(held);
             let closed_cost = match closing == held {
                 true => self.cost,
-                false => self.cost * dec(closing) / dec(held),
+                false => self
+                    .cost
+                    .saturating_mul(dec(closing))
+                    .checked_div(dec(held))
+                    .unwrap_or(self.cost),
             };
-            let pnl = dec(price.0 as i128 * closing) - closed_cost;
-            self.realized += if old > 0 { pnl } else { -pnl };
-            self.cost -= closed_cost;
+            let pnl = dec(price.0 as i128 * closing).saturating_sub(closed_cost);
+            self.realized = self
+                .realized
+                .saturating_add(if old > 0 { pnl } else { -pnl });
+            self.cost = self.cost.saturating_sub(closed_cost);
             self.qty = old + signed;
             if self.qty == 0 {
                 self.cost = Decimal::ZERO;
             } else if (self.qty > 0) != (old > 0) {
-                self.cost = dec(price.0 as i128 * self.qty.abs());
+                self.cost = dec((price.0 as i128).saturating_mul(self.qty.abs()));
             }
         }
     }
@@ -668,7 +682,8 @@ impl Consumer for RiskUpdater {
                     for (a, fee) in [(buyer, buyer_fee), (seller, seller_fee)] {
                         let fee = Decimal::try_from_i128_with_scale(fee.get(), scale as u32)
                             .unwrap_or(Decimal::MAX);
-                        self.pos(a, instrument).fees += fee;
+                        let p = self.pos(a, instrument);
+                        p.fees = p.fees.saturating_add(fee);
                         self.check_limits(a);
                     }
                 }

@@ -65,6 +65,38 @@ fn order(account: u64, id: u64, side: Side, price: i64, qty: u64) -> CommandKind
     ))
 }
 
+/// One command of a random stream on instrument 0: `k` 0–2 a limit order, 3 a cancel and
+/// 4–5 a modify (of an earlier id), 6 an IOC limit order, 7 a market order.
+fn random_command(k: u8, acct: u64, id: u64, px: i64, qty: u64, buy: bool) -> CommandKind {
+    let (inst, account) = (InstrumentId(0), AccountId(acct));
+    let side = if buy { Side::Buy } else { Side::Sell };
+    match k % 8 {
+        0..=2 => order(acct, id, side, px, qty),
+        3 => CommandKind::Cancel {
+            instrument: inst,
+            account,
+            order_id: OrderId(id / 2),
+        },
+        4 | 5 => CommandKind::Modify {
+            instrument: inst,
+            account,
+            order_id: OrderId(id / 2),
+            price: Price(px),
+            qty: Qty(qty),
+        },
+        6 => {
+            let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(px), Qty(qty));
+            o.tif = TimeInForce::Ioc;
+            CommandKind::NewOrder(o)
+        }
+        _ => {
+            let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(0), Qty(qty));
+            o.order_type = OrderType::Market;
+            CommandKind::NewOrder(o)
+        }
+    }
+}
+
 /// Feeds commands through a matcher into the risk updater directly.
 fn feed(r: &mut RiskUpdater, m: &mut Matcher, seq: &mut u64, kinds: &[CommandKind]) -> Vec<Event> {
     let mut all = Vec::new();
@@ -266,20 +298,14 @@ proptest! {
 
     #[test]
     fn positions_sum_to_zero_and_fees_are_the_engines_rates_times_notional(
-        raw in prop::collection::vec((0u8..4, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200)
+        raw in prop::collection::vec((0u8..6, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200)
     ) {
         let (mut r, _) = RiskUpdater::new(spec());
         let mut m = Matcher::default();
         let mut seq = 0;
         let mut kinds = funded_setup();
-        for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
-            let side = if *buy { Side::Buy } else { Side::Sell };
-            let id = i as u64 + 1;
-            kinds.push(match k {
-                0 | 1 => order(*acct, id, side, *px, *qty),
-                2 => CommandKind::Cancel { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2) },
-                _ => CommandKind::Modify { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2), price: Price(*px), qty: Qty(*qty) },
-            });
+        for (i, &(k, acct, px, qty, buy)) in raw.iter().enumerate() {
+            kinds.push(random_command(k, acct, i as u64 + 1, px, qty, buy));
         }
         let events = feed(&mut r, &mut m, &mut seq, &kinds);
         // Expected fees from the fills: the taker pays 0.1%, the maker gets 0.02% back, each
@@ -325,7 +351,7 @@ proptest! {
     /// orders, partial fills, modifies up and down, cancels of live and dead orders.
     #[test]
     fn open_notional_is_always_that_of_the_resting_orders(
-        raw in prop::collection::vec((0u8..7, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200),
+        raw in prop::collection::vec((0u8..8, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..200),
         funded in any::<bool>(),
     ) {
         let (mut r, _) = RiskUpdater::new(spec());
@@ -337,26 +363,8 @@ proptest! {
             vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))]
         };
         feed(&mut r, &mut m, &mut seq, &setup);
-        for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
-            let side = if *buy { Side::Buy } else { Side::Sell };
-            let id = i as u64 + 1;
-            let inst = InstrumentId(0);
-            let account = AccountId(*acct);
-            let k = match k {
-                0 | 1 => order(*acct, id, side, *px, *qty),
-                2 => CommandKind::Cancel { instrument: inst, account, order_id: OrderId(id / 2) },
-                3 | 4 => CommandKind::Modify { instrument: inst, account, order_id: OrderId(id / 2), price: Price(*px), qty: Qty(*qty) },
-                5 => {
-                    let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(*px), Qty(*qty));
-                    o.tif = TimeInForce::Ioc;
-                    CommandKind::NewOrder(o)
-                }
-                _ => {
-                    let mut o = NewOrder::limit(inst, account, OrderId(id), side, Price(0), Qty(*qty));
-                    o.order_type = OrderType::Market;
-                    CommandKind::NewOrder(o)
-                }
-            };
+        for (i, &(k, acct, px, qty, buy)) in raw.iter().enumerate() {
+            let k = random_command(k, acct, i as u64 + 1, px, qty, buy);
             feed(&mut r, &mut m, &mut seq, &[k]);
             let resting = m.resting_orders(InstrumentId(0));
             for a in 1..5 {
@@ -419,20 +427,14 @@ proptest! {
     /// when read or when part of a position closes: equal up to the 28th digit).
     #[test]
     fn positions_and_pnl_follow_the_average_cost_reference(
-        raw in prop::collection::vec((0u8..6, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..300)
+        raw in prop::collection::vec((0u8..8, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..300)
     ) {
         let (mut r, _) = RiskUpdater::new(spec());
         let mut m = Matcher::default();
         let mut seq = 0;
         let mut kinds = vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))];
-        for (i, (k, acct, px, qty, buy)) in raw.iter().enumerate() {
-            let side = if *buy { Side::Buy } else { Side::Sell };
-            let id = i as u64 + 1;
-            kinds.push(match k {
-                0..=3 => order(*acct, id, side, *px, *qty),
-                4 => CommandKind::Cancel { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2) },
-                _ => CommandKind::Modify { instrument: InstrumentId(0), account: AccountId(*acct), order_id: OrderId(id / 2), price: Price(*px), qty: Qty(*qty) },
-            });
+        for (i, &(k, acct, px, qty, buy)) in raw.iter().enumerate() {
+            kinds.push(random_command(k, acct, i as u64 + 1, px, qty, buy));
         }
         let events = feed(&mut r, &mut m, &mut seq, &kinds);
         let mut owner = HashMap::new();

@@ -405,8 +405,26 @@ impl RiskUpdater {
     /// Reads the limits set through the view now (the pipeline does this in `on_start`; for
     /// driving the consumer by hand).
     pub fn on_start_with_view_limits(&mut self) {
-        if let Ok(l) = self.view.limits.read() {
+        self.refresh_limits(true);
+    }
+
+    /// Copies the view's limits when they changed since the last copy (or now, when
+    /// `wait`); a copy per batch of every account's limits would cost more than the batch.
+    fn refresh_limits(&mut self, wait: bool) {
+        let v = self
+            .view
+            .limits_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if v == self.limits_seen && !wait {
+            return;
+        }
+        let guard = match wait {
+            true => self.view.limits.read().ok(),
+            false => self.view.limits.try_read().ok(),
+        };
+        if let Some(l) = guard {
             self.limits = l.clone();
+            self.limits_seen = v;
             self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
         }
     }
@@ -585,19 +603,7 @@ impl RiskUpdater {
                 m.accounts.entry(a).or_default().breach = b;
             }
         }
-        // Copied only when they changed (a clone per batch of a map of every account's
-        // limits would cost more than the batch).
-        let v = self
-            .view
-            .limits_version
-            .load(std::sync::atomic::Ordering::Acquire);
-        if v != self.limits_seen {
-            if let Ok(l) = self.view.limits.try_read() {
-                self.limits = l.clone();
-                self.limits_seen = v;
-                self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
-            }
-        }
+        self.refresh_limits(false);
     }
 }
 
@@ -608,10 +614,7 @@ impl Consumer for RiskUpdater {
 
     fn on_start_with(&mut self, ctx: &ConsumerContext) {
         self.gateway = Some(ctx.gateway());
-        if let Ok(l) = self.view.limits.read() {
-            self.limits = l.clone();
-            self.any_limits = !self.limits.0.is_empty() || self.limits.1 != Limits::default();
-        }
+        self.refresh_limits(true);
     }
 
     fn on_event(&mut self, e: &Event, _seq: Sequence, end_of_batch: bool) {

@@ -380,6 +380,82 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// A risk updater restored from the engine state after the first `cut` commands (as
+    /// recovery rebuilds it), then fed the rest, has every account's open notional equal to
+    /// that of one that saw everything (and to the resting orders'), and counts the later
+    /// fees in the same unit; its positions start at the restart.
+    #[test]
+    fn restored_from_a_state_it_counts_open_exposure_as_if_it_saw_everything(
+        raw in prop::collection::vec((0u8..8, 1u64..5, 95i64..106, 1u64..10, any::<bool>()), 1..160),
+        cut in 0usize..160,
+        funded in any::<bool>(),
+    ) {
+        let cut = cut.min(raw.len());
+        let (mut whole, _) = RiskUpdater::new(spec());
+        let mut m = Matcher::default();
+        let mut replica = BookReplica::new();
+        let mut seq = 0;
+        let setup = if funded {
+            funded_setup()
+        } else {
+            vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))]
+        };
+        let mut event_seq = 0;
+        let mut apply = |replica: &mut BookReplica, events: &[Event]| {
+            for e in events {
+                replica.apply(e);
+                event_seq += 1;
+            }
+            event_seq
+        };
+        let evs = feed(&mut whole, &mut m, &mut seq, &setup);
+        let mut last = apply(&mut replica, &evs);
+        let cmds: Vec<CommandKind> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &(k, acct, px, qty, buy))| random_command(k, acct, i as u64 + 1, px, qty, buy))
+            .collect();
+        for k in &cmds[..cut] {
+            let evs = feed(&mut whole, &mut m, &mut seq, std::slice::from_ref(k));
+            last = apply(&mut replica, &evs);
+        }
+        let state = replica.state(seq, last);
+        let fees_at_cut: Vec<Decimal> = (1..5)
+            .map(|a| whole.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.positions.values().map(|p| p.fees).sum()))
+            .collect();
+        let (mut restored, _) = RiskUpdater::restored(spec(), &state);
+        for (i, k) in cmds[cut..].iter().enumerate() {
+            let evs = feed(&mut whole, &mut m, &mut seq, std::slice::from_ref(k));
+            let n = evs.len();
+            for (j, e) in evs.iter().enumerate() {
+                restored.on_event(e, Sequence(0), j + 1 == n);
+            }
+            let resting = m.resting_orders(InstrumentId(0));
+            for a in 1..5u64 {
+                let want: Decimal = resting
+                    .iter()
+                    .filter(|o| o.account == AccountId(a))
+                    .map(|o| Decimal::from(o.price.0) * Decimal::from(o.qty.0))
+                    .sum();
+                let got = restored.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
+                let all = whole.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
+                prop_assert_eq!(got, want, "account {} after command {}: {:?}", a, cut + i, k);
+                prop_assert_eq!(all, want);
+                let fees_since: Decimal = restored
+                    .account(AccountId(a))
+                    .map_or(Decimal::ZERO, |x| x.positions.values().map(|p| p.fees).sum());
+                let fees_all: Decimal = whole
+                    .account(AccountId(a))
+                    .map_or(Decimal::ZERO, |x| x.positions.values().map(|p| p.fees).sum());
+                prop_assert_eq!(fees_since, fees_all - fees_at_cut[a as usize - 1]);
+            }
+        }
+    }
+}
+
 /// The average-cost reference: position, average entry and realized P&L per account, in
 /// `Decimal`, updated fill by fill as a textbook would (an average after every add).
 #[derive(Default)]

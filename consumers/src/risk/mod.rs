@@ -402,6 +402,36 @@ impl RiskUpdater {
         )
     }
 
+    /// A risk updater that continues from a recovered engine state (a snapshot plus the
+    /// journal tail, [`crate::recovery`]): the resting orders' open exposure, the assets'
+    /// scales and the funded instruments' fee units are what the events before the state
+    /// made them, so later cancels, modifies and fills of those orders are counted against
+    /// exposure that is there. Without this, a cancel of an order accepted before the
+    /// restart would subtract exposure this consumer never added.
+    ///
+    /// Positions, realized P&L and fees start at zero: the engine state holds orders and
+    /// balances, not trading history. A team that must carry positions across restarts
+    /// replays the journal's fills into a fresh updater instead (every fill is in it).
+    pub fn restored(
+        instruments: HashMap<InstrumentId, RiskInstrument>,
+        state: &ringex_engine::state::EngineState,
+    ) -> (Self, RiskView) {
+        let (mut r, view) = RiskUpdater::new(instruments);
+        r.asset_scale.extend(state.assets.iter().copied());
+        for def in state.definitions.iter().filter(|d| d.is_funded()) {
+            let scale = r.asset_scale.get(&def.assets().1).copied().unwrap_or(0);
+            r.quote_scale.insert(def.id, scale);
+        }
+        for o in &state.orders {
+            let o = &o.order;
+            if o.order_type == ringex_engine::OrderType::Limit {
+                r.expose(o.account, o.instrument, o.price.0 as i128 * o.qty.0 as i128);
+            }
+        }
+        r.publish();
+        (r, view)
+    }
+
     /// Reads the limits set through the view now (the pipeline does this in `on_start`; for
     /// driving the consumer by hand).
     pub fn on_start_with_view_limits(&mut self) {

@@ -102,51 +102,56 @@ const FAR: u64 = 1 << 32;
 #[derive(Clone, Debug)]
 struct Run {
     chunks: Vec<Vec<(u64, u64)>>,
+    /// Its first id (its first range never changes) and its last: kept beside the chunks,
+    /// so that finding a flow's run reads one line per run.
+    first: u64,
+    end: u64,
 }
 
 impl Run {
     fn new(lo: u64, hi: u64, spare: &mut Vec<Vec<(u64, u64)>>) -> Self {
         let mut c = spare.pop().unwrap_or_else(|| Vec::with_capacity(4));
         c.push((lo, hi));
-        Run { chunks: vec![c] }
+        Run {
+            chunks: vec![c],
+            first: lo,
+            end: hi,
+        }
     }
 
     #[inline]
     fn first(&self) -> u64 {
-        self.chunks[0][0].0
-    }
-
-    #[inline]
-    fn last_mut(&mut self) -> &mut (u64, u64) {
-        // A run always holds at least one range.
-        let c = self.chunks.len() - 1;
-        let k = self.chunks[c].len() - 1;
-        &mut self.chunks[c][k]
+        self.first
     }
 
     #[inline]
     fn end(&self) -> u64 {
-        self.chunks[self.chunks.len() - 1]
-            .last()
-            .map_or(0, |&(_, h)| h)
+        self.end
     }
 
     /// Appends `[lo, hi]` (all past the run's end), merging when adjacent.
     #[inline]
     fn push(&mut self, lo: u64, hi: u64, spare: &mut Vec<Vec<(u64, u64)>>) {
-        let last = self.last_mut();
-        if last.1.checked_add(1) == Some(lo) {
-            last.1 = hi;
+        let adjacent = self.end.checked_add(1) == Some(lo);
+        self.end = hi;
+        // A run always holds a chunk, and its chunks a range each.
+        let Some(ch) = self.chunks.last_mut() else {
             return;
-        }
-        // The first chunk grows by doubling up to a full chunk (a run of few ranges stays
-        // small); later chunks are full size, from the reserve when there is one.
-        if self.chunks[self.chunks.len() - 1].len() == CHUNK {
-            let c = spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        };
+        if adjacent {
+            if let Some(last) = ch.last_mut() {
+                last.1 = hi;
+            }
+        } else if ch.len() < CHUNK {
+            // The first chunk grows by doubling up to a full chunk (a run of few ranges
+            // stays small).
+            ch.push((lo, hi));
+        } else {
+            // Later chunks are full size, from the reserve when there is one.
+            let mut c = spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            c.push((lo, hi));
             self.chunks.push(c);
         }
-        let c = self.chunks.len() - 1;
-        self.chunks[c].push((lo, hi));
     }
 
     fn contains(&self, id: u64) -> bool {
@@ -181,6 +186,9 @@ pub(crate) struct UsedIds {
     other_span: (u64, u64),
     /// Empty chunks reserved up front ([`UsedIds::reserve`]), taken before allocating.
     spare: Vec<Vec<(u64, u64)>>,
+    /// `run_of` of the last id added (0: none yet): most ids come from the flow the last
+    /// one came from, and it is checked first.
+    hint: usize,
 }
 
 impl UsedIds {
@@ -199,6 +207,13 @@ impl UsedIds {
     /// The number of runs whose first id is at or below `id`.
     #[inline]
     fn run_of(&self, id: u64) -> usize {
+        let h = self.hint;
+        if h > 0
+            && self.runs.get(h - 1).is_some_and(|r| r.first() <= id)
+            && self.runs.get(h).is_none_or(|r| r.first() > id)
+        {
+            return h;
+        }
         // Few runs: a linear scan of their heads beats a binary search.
         self.runs.iter().take_while(|r| r.first() <= id).count()
     }
@@ -228,6 +243,7 @@ impl UsedIds {
                     let mut r = Run::new(lo, hi, &mut self.spare);
                     r.chunks.reserve(self.spare.len());
                     self.runs.insert(0, r);
+                    self.hint = 1;
                 }
                 _ => self.add_other(lo, hi),
             }
@@ -242,9 +258,11 @@ impl UsedIds {
             // ids still coming in below it append instead of landing inside a span.
             let run = Run::new(lo, hi, &mut self.spare);
             self.runs.insert(k, run);
+            self.hint = k + 1;
         } else if lo > r.end() && next.is_none_or(|n| hi < n) {
             // Past the end of its flow, before the next flow: the common case.
             r.push(lo, hi, &mut self.spare);
+            self.hint = k;
         } else if lo != hi || !r.contains(lo) {
             // Inside the run's span (out of order), or reaching into the next run.
             self.add_other(lo, hi);

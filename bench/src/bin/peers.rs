@@ -31,7 +31,8 @@
 //! ask equal ringex's. A disagreement is printed and the exit code is 1.
 //!
 //! **The measure**: commands per second, matcher alone, each engine in turn, `--runs`
-//! rounds interleaved; the median round per engine is reported.
+//! rounds interleaved, each round in a rotated order (ringex first, then matchcore first,
+//! then lobster first, …); the median round per engine is reported.
 
 use ringex_bench::args::number;
 use ringex_engine::*;
@@ -432,15 +433,22 @@ fn main() {
             why.push("lobster book");
         }
         let (mut r, mut m, mut l) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..runs {
-            if only.is_none_or(|o| o == "ringex") {
-                r.push(cmds.len() as f64 / ringex_run(setup, cmds, false).0);
-            }
-            if only.is_none_or(|o| o == "matchcore") {
-                m.push(cmds.len() as f64 / matchcore_run(setup, cmds, false).0);
-            }
-            if only.is_none_or(|o| o == "lobster") {
-                l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0);
+        // Each round rotates the order, so that no engine always runs right after the same
+        // other one (whose memory traffic and freed heap the next run starts with).
+        for round in 0..runs {
+            for k in 0..3 {
+                match (round + k) % 3 {
+                    0 if only.is_none_or(|o| o == "ringex") => {
+                        r.push(cmds.len() as f64 / ringex_run(setup, cmds, false).0)
+                    }
+                    1 if only.is_none_or(|o| o == "matchcore") => {
+                        m.push(cmds.len() as f64 / matchcore_run(setup, cmds, false).0)
+                    }
+                    2 if only.is_none_or(|o| o == "lobster") => {
+                        l.push(cmds.len() as f64 / lobster_run(setup, cmds, false).0)
+                    }
+                    _ => {}
+                }
             }
         }
         let (r, m, l) = (median(r), median(m), median(l));

@@ -518,7 +518,7 @@ impl OrderBooks {
             free_levels: Vec::with_capacity(orders.min(1 << 20)),
             ids: {
                 let mut x = IdIndex::new(true);
-                x.reserve(orders, ids);
+                x.reserve(ids);
                 x
             },
             acct_heads: Vec::new(),
@@ -592,7 +592,7 @@ impl OrderBooks {
     /// Forgets dead ids from now on (a replica that only needs the live books).
     pub fn forget_dead_ids(&mut self) {
         let mut ids = IdIndex::new(false);
-        ids.reserve(self.ids.live(), 0);
+        ids.reserve_live(self.ids.live());
         // Carry the live ids over (a replica may forget dead ids at any time).
         for (k, c) in self.cold.iter().enumerate() {
             if c.live {

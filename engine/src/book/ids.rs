@@ -338,13 +338,17 @@ impl IdIndex {
         }
     }
 
-    /// Room for `live` live orders before the table grows, and for `gaps` gaps between
-    /// used ids (16 bytes each) before their ranges allocate.
-    pub fn reserve(&mut self, live: usize, gaps: usize) {
-        self.live.reserve(live);
+    /// Room for `gaps` gaps between used ids (16 bytes each) before their ranges allocate.
+    /// The live table is not presized: it follows the live orders (`table.rs`).
+    pub fn reserve(&mut self, gaps: usize) {
         if self.track_used {
             self.used.reserve(gaps);
         }
+    }
+
+    /// Room in the live table for `n` more live ids (a known live set about to go in).
+    pub fn reserve_live(&mut self, n: usize) {
+        self.live.reserve(n);
     }
 
     /// The number of live ids.

@@ -85,11 +85,14 @@ struct MatchEnd {
 /// Sizes to reserve up front so that the hot path never allocates once warm.
 #[derive(Clone, Copy, Debug)]
 pub struct MatcherCapacity {
-    /// Resting orders across all books.
+    /// Resting orders across all books (the order pool and its free list; the pool is
+    /// touched only as orders use it).
     pub orders: usize,
     /// Gaps between used order ids (one range of 16 bytes each) before the id index
     /// allocates: a counter with no gaps needs none, sparse ids one per id. Live ids are in
-    /// a table reserved for `orders`. See `book/ids.rs`.
+    /// a table that follows the live orders, doubling without a stall (`book/table.rs`):
+    /// presized to `orders`, a small live set spread over a large table missed the caches
+    /// on every lookup. See `book/ids.rs`.
     pub ids: usize,
     /// GTD orders waiting to expire (room reserved; also how many entries of GTD orders
     /// that left early the expiry heap tolerates beyond twice the live orders).

@@ -17,11 +17,13 @@
 //!   search. An id inside a run's span (an out-of-order id) is binary-searched there and, if
 //!   new, goes to an ordered map (`other`) of ranges.
 //!
-//! Costs: memory is 16 bytes per live order (table at most 5/8 full: up to ~26 bytes) plus
-//! 16 bytes per gap between used ids. For a counter with gaps that is one range per gap;
-//! for sparse ids it is one range per id used (what "never reused" costs for ids with no
-//! structure). Time per command is O(1) for ids that increase within their flow; a table
-//! or a chunk that grows copies at most the live set or one chunk, never the history.
+//! Costs: memory is a 16-byte slot per live order in a table at most 3/8 full (43–85 bytes
+//! per live order, 128 KiB at least) plus 16 bytes per gap between used ids. For a counter
+//! with gaps that is one range per gap; for sparse ids it is one range per id used (what
+//! "never reused" costs for ids with no structure). Time per command is O(1) for ids that
+//! increase within their flow; a table that doubles is drained a few slots per operation,
+//! and a chunk that fills is never copied, so no command copies the live set or the
+//! history.
 
 use super::table::IdTable;
 use std::collections::BTreeMap;

@@ -612,6 +612,12 @@ impl OrderBooks {
         self.ids.set_loading(true);
     }
 
+    /// Room in the live-id table for `n` orders about to be loaded (a state's), so that
+    /// loading does not double it step by step.
+    pub fn reserve_live_ids(&mut self, n: usize) {
+        self.ids.reserve_live(n);
+    }
+
     /// The state's orders are in: new live ids are recorded as used again.
     pub fn end_load(&mut self) {
         self.ids.set_loading(false);

@@ -362,6 +362,7 @@ impl BookReplica {
             clock: state.clock,
         };
         r.books.add_instruments_of(state);
+        r.books.reserve_live_ids(state.orders.len());
         if live_only {
             r.books.forget_dead_ids();
         } else {

@@ -158,6 +158,7 @@ impl Matcher {
             gtd: cap.gtd,
         });
         m.books.add_instruments_of(state);
+        m.books.reserve_live_ids(state.orders.len());
         m.books.load_used_ids(&state.used_ids);
         m.clock = state.clock;
         m.ledger = state.ledger();

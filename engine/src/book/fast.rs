@@ -279,6 +279,33 @@ fn key(side: Side, price: Price) -> i64 {
     }
 }
 
+/// Where key `k` is (`Ok`) or would go (`Err`) in a side's ascending entries, searched
+/// from the best end: galloping down 1, 2, 4, … entries, then a binary search of the last
+/// stretch. Orders go mostly near the top of a book, so a deep side costs the few cache
+/// lines at its end instead of a binary search's walk from the middle (the LOBSTER
+/// level-10 sample: 6% of the matcher's time in that search, most of it outside the price
+/// window because LOBSTER prices come in $0.0001 and move in cents).
+#[inline]
+fn search_from_top(entries: &[(i64, u32)], k: i64) -> Result<usize, usize> {
+    let mut hi = entries.len();
+    let mut step = 1;
+    let lo = loop {
+        if step >= hi {
+            break 0;
+        }
+        let probe = hi - step;
+        if entries[probe].0 <= k {
+            break probe;
+        }
+        hi = probe;
+        step *= 2;
+    };
+    match entries[lo..hi].binary_search_by_key(&k, |&(bk, _)| bk) {
+        Ok(p) => Ok(lo + p),
+        Err(p) => Err(lo + p),
+    }
+}
+
 /// Takes a level from the free list (or grows the pool).
 fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price) -> u32 {
     let level = Level::new(price);
@@ -750,7 +777,7 @@ impl OrderBooks {
             let found = match ladder.entries.last() {
                 Some(&(bk, l)) if bk == k => Ok(l),
                 Some(&(bk, _)) if bk < k => Err(ladder.entries.len()),
-                _ => match ladder.entries.binary_search_by_key(&k, |&(bk, _)| bk) {
+                _ => match search_from_top(&ladder.entries, k) {
                     Ok(p) => Ok(ladder.entries[p].1),
                     Err(p) => Err(p),
                 },
@@ -1103,6 +1130,22 @@ mod tests {
             .collect();
         assert!(prices.windows(2).all(|w| w[0] >= w[1]), "bids best first");
         assert_eq!(prices.len(), 2000);
+    }
+
+    /// The search from the best end agrees with a binary search of the whole side for
+    /// every key, present or not, on sides of every length.
+    #[test]
+    fn search_from_top_agrees_with_a_binary_search() {
+        for n in 0..70usize {
+            let entries: Vec<(i64, u32)> = (0..n).map(|i| (3 * i as i64 - 50, i as u32)).collect();
+            for k in -60..(3 * n as i64) {
+                assert_eq!(
+                    search_from_top(&entries, k),
+                    entries.binary_search_by_key(&k, |e| e.0),
+                    "n {n}, k {k}"
+                );
+            }
+        }
     }
 
     /// A price that drifts far past a full-size window brings the window along (after

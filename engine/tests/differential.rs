@@ -470,3 +470,85 @@ fn cancelled_gtd_orders_do_not_accumulate() {
         m.expiry_entries()
     );
 }
+
+/// A live set large enough that the live-id table doubles several times while commands
+/// come (8,192 slots at first; ~12,000 live orders at the peak), with sparse 64-bit ids,
+/// cancels and modifies of random live orders, crossing orders and cancels of dead and
+/// unknown ids: the fast matcher and the naive reference give the same events and books,
+/// and so does a matcher restored from the replica's state in the middle.
+#[test]
+fn fast_and_naive_agree_while_the_live_id_table_doubles() {
+    let mut rng = workload::SplitMix64::new(11);
+    let inst = INSTRUMENTS[0];
+    let mut cmds = vec![Command::new(
+        Timestamp(0),
+        CommandKind::AddInstrument(inst.into()),
+    )];
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    let mut dead: Vec<u64> = Vec::new();
+    for t in 1..40_000u64 {
+        let account = AccountId(1 + rng.below(50));
+        let kind = match rng.below(10) {
+            // Growing the book for the first 20,000 commands, shrinking it after.
+            k if (t < 20_000 && k < 8) || k < 3 => {
+                let id = rng.next_u64() | 1 << 63;
+                let buy = rng.below(2) == 0;
+                // Mostly resting (bids 900–999, asks 1001–1100), now and then crossing.
+                let px = match (buy, rng.below(50)) {
+                    (true, 0) => 1_050,
+                    (true, _) => 900 + rng.below(100) as i64,
+                    (false, 0) => 950,
+                    (false, _) => 1_001 + rng.below(100) as i64,
+                };
+                let side = if buy { Side::Buy } else { Side::Sell };
+                live.push((id, account.0));
+                CommandKind::NewOrder(NewOrder::limit(
+                    inst,
+                    account,
+                    OrderId(id),
+                    side,
+                    Price(px),
+                    Qty(1 + rng.below(20)),
+                ))
+            }
+            8 if !live.is_empty() => {
+                let (id, acct) = live[rng.below(live.len() as u64) as usize];
+                CommandKind::Modify {
+                    instrument: inst,
+                    account: AccountId(acct),
+                    order_id: OrderId(id),
+                    price: Price(if id % 2 == 0 { 950 } else { 1_050 } + rng.below(10) as i64),
+                    qty: Qty(1 + rng.below(20)),
+                }
+            }
+            _ if !live.is_empty() => {
+                let (id, acct) = live.swap_remove(rng.below(live.len() as u64) as usize);
+                dead.push(id);
+                // Now and then a cancel of an id that is gone, or was never used.
+                let id = match rng.below(20) {
+                    0 => dead[rng.below(dead.len() as u64) as usize],
+                    1 => rng.next_u64(),
+                    _ => id,
+                };
+                CommandKind::Cancel {
+                    instrument: inst,
+                    account: AccountId(acct),
+                    order_id: OrderId(id),
+                }
+            }
+            _ => CommandKind::Tick,
+        };
+        cmds.push(Command::new(Timestamp(t), kind));
+    }
+    // The live set did pass three doublings of the table (3/8 of 8,192, 16,384, 32,768).
+    let mut m = Matcher::default();
+    let (mut out, mut peak) = (Vec::new(), 0);
+    for (i, c) in cmds.iter().enumerate() {
+        out.clear();
+        m.process(Sequence(i as u64 + 1), c, &mut out);
+        peak = peak.max(m.resting_count());
+    }
+    assert!(peak > 12_288, "peak live orders {peak}");
+    fast_vs_naive(&cmds, Matcher::default()).expect("fast = naive");
+    restored_continues_identically(&cmds, 25_000).expect("restored = uninterrupted");
+}

@@ -54,6 +54,26 @@ fn funded_setup() -> Vec<CommandKind> {
     v
 }
 
+/// The setup of a random-stream test: [`funded_setup`], or instrument 0 unfunded.
+fn world(funded: bool) -> Vec<CommandKind> {
+    if funded {
+        funded_setup()
+    } else {
+        vec![CommandKind::AddInstrument(InstrumentDef::unfunded(
+            InstrumentId(0),
+        ))]
+    }
+}
+
+/// The open notional of an account's resting orders in the matcher (instrument 0).
+fn resting_notional(m: &Matcher, a: u64) -> Decimal {
+    m.resting_orders(InstrumentId(0))
+        .iter()
+        .filter(|o| o.account == AccountId(a))
+        .map(|o| Decimal::from(o.price.0) * Decimal::from(o.qty.0))
+        .sum()
+}
+
 fn order(account: u64, id: u64, side: Side, price: i64, qty: u64) -> CommandKind {
     CommandKind::NewOrder(NewOrder::limit(
         InstrumentId(0),
@@ -357,22 +377,13 @@ proptest! {
         let (mut r, _) = RiskUpdater::new(spec());
         let mut m = Matcher::default();
         let mut seq = 0;
-        let setup = if funded {
-            funded_setup()
-        } else {
-            vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))]
-        };
+        let setup = world(funded);
         feed(&mut r, &mut m, &mut seq, &setup);
         for (i, &(k, acct, px, qty, buy)) in raw.iter().enumerate() {
             let k = random_command(k, acct, i as u64 + 1, px, qty, buy);
             feed(&mut r, &mut m, &mut seq, &[k]);
-            let resting = m.resting_orders(InstrumentId(0));
             for a in 1..5 {
-                let want: Decimal = resting
-                    .iter()
-                    .filter(|o| o.account == AccountId(a))
-                    .map(|o| Decimal::from(o.price.0) * Decimal::from(o.qty.0))
-                    .sum();
+                let want = resting_notional(&m, a);
                 let got = r.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
                 prop_assert_eq!(got, want, "account {} after command {}: {:?}", a, i, k);
             }
@@ -398,11 +409,7 @@ proptest! {
         let mut m = Matcher::default();
         let mut replica = BookReplica::new();
         let mut seq = 0;
-        let setup = if funded {
-            funded_setup()
-        } else {
-            vec![CommandKind::AddInstrument(InstrumentDef::unfunded(InstrumentId(0)))]
-        };
+        let setup = world(funded);
         let mut event_seq = 0;
         let mut apply = |replica: &mut BookReplica, events: &[Event]| {
             for e in events {
@@ -433,13 +440,8 @@ proptest! {
             for (j, e) in evs.iter().enumerate() {
                 restored.on_event(e, Sequence(0), j + 1 == n);
             }
-            let resting = m.resting_orders(InstrumentId(0));
             for a in 1..5u64 {
-                let want: Decimal = resting
-                    .iter()
-                    .filter(|o| o.account == AccountId(a))
-                    .map(|o| Decimal::from(o.price.0) * Decimal::from(o.qty.0))
-                    .sum();
+                let want = resting_notional(&m, a);
                 let got = restored.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
                 let all = whole.account(AccountId(a)).map_or(Decimal::ZERO, |x| x.open_notional());
                 prop_assert_eq!(got, want, "account {} after command {}: {:?}", a, cut + i, k);

@@ -258,6 +258,16 @@ pub(crate) struct Ladder {
     pub empties: usize,
     /// Price of `slots[0]`.
     slot_base: i64,
+    /// Price units per slot (0 reads as 1). Prices may come in units finer than the
+    /// prices really used (LOBSTER's are $0.0001 for a market that moves in cents): then
+    /// one slot in a hundred would ever hold a level, and the window would cover a hundredth
+    /// of the book. The step is the grid the side's prices have shown so far: the greatest
+    /// common divisor of their distances from `anchor` (at most [`MAX_STEP`]).
+    step: u64,
+    /// That greatest common divisor (0: no price but the anchor yet).
+    grid: u64,
+    /// The first price this side had a level at.
+    anchor: i64,
     /// Direct-indexed cache: level index by price offset (NIL when none); it always agrees
     /// with `entries` for the prices inside its window.
     slots: Vec<u32>,
@@ -327,24 +337,89 @@ fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price
 const SLOTS: usize = 4096;
 const MIN_SLOTS: usize = 64;
 
+/// The largest price step the cache takes (prices further apart than this share no grid
+/// worth indexing).
+const MAX_STEP: u64 = 1 << 20;
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 impl Ladder {
+    /// Price units per slot.
+    #[inline]
+    fn unit(&self) -> u64 {
+        self.step.max(1)
+    }
+
+    /// The slot of `price` in the window, if it is inside it and on the grid.
+    #[inline]
+    fn slot_of(&self, price: Price) -> Option<usize> {
+        // Below the base the difference wraps past any window.
+        let d = price.0.wrapping_sub(self.slot_base) as u64;
+        let off = if self.step <= 1 {
+            d
+        } else if d % self.step == 0 {
+            d / self.step
+        } else {
+            return None;
+        };
+        (off < self.slots.len() as u64).then_some(off as usize)
+    }
+
     /// The level at `price` from the direct-indexed cache, or NIL (none, or outside the
     /// cached window: then the sorted entries decide).
     #[inline]
     fn cached(&self, price: Price) -> u32 {
-        let off = price.0.wrapping_sub(self.slot_base) as u64;
-        if off < self.slots.len() as u64 {
-            self.slots[off as usize]
-        } else {
-            NIL
+        match self.slot_of(price) {
+            Some(s) => self.slots[s],
+            None => NIL,
         }
+    }
+
+    /// The grid price at or below `x` (clamped to `i64`).
+    fn align(&self, x: i128) -> i64 {
+        let u = self.unit() as i128;
+        let a = self.anchor as i128;
+        (a + (x - a).div_euclid(u) * u).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// A new level at `price`: refines the grid, and re-places the window (same centre,
+    /// same number of slots) when the step changes.
+    #[inline]
+    fn learn(&mut self, price: Price, levels: &[Level]) {
+        // A grid of one unit is as fine as it gets (most books, after a few levels).
+        if self.grid == 1 || self.slots.is_empty() {
+            return; // (The first level: `cache` takes it as the anchor.)
+        }
+        self.refine(price, levels);
+    }
+
+    #[cold]
+    fn refine(&mut self, price: Price, levels: &[Level]) {
+        let d = price.0.abs_diff(self.anchor);
+        if d == 0 || (self.grid != 0 && d % self.grid == 0) {
+            return;
+        }
+        self.grid = gcd(self.grid, d);
+        let step = if self.grid <= MAX_STEP { self.grid } else { 1 };
+        if step == self.unit() {
+            return;
+        }
+        let len = self.slots.len();
+        let centre = self.slot_base as i128 + (len as i128 * self.unit() as i128) / 2;
+        self.step = step;
+        let base = self.align(centre - (len as i128 / 2) * step as i128);
+        self.place(base, len, levels);
     }
 
     /// Grows the window (up to `SLOTS`) when a new level at `price` falls outside it: the
     /// new window is centred on the span of prices in use and refilled from the entries.
     fn grow_for(&mut self, price: Price, levels: &[Level]) {
-        let off = price.0.wrapping_sub(self.slot_base) as u64;
-        if off < self.slots.len() as u64 || self.slots.len() >= SLOTS || self.slots.is_empty() {
+        if self.slot_of(price).is_some() || self.slots.len() >= SLOTS || self.slots.is_empty() {
             return;
         }
         // Cover the span of the levels in use (twice over, for room), centred on it.
@@ -356,19 +431,15 @@ impl Ladder {
             levels[first as usize].price.0,
             levels[last as usize].price.0,
         );
-        let (lo, hi) = (a.min(b).min(price.0), a.max(b).max(price.0));
-        let span = (hi.saturating_sub(lo) as u64)
-            .saturating_add(1)
-            .saturating_mul(2);
+        let (lo, hi) = (a.min(b).min(price.0) as i128, a.max(b).max(price.0) as i128);
+        let u = self.unit() as i128;
+        let span = ((hi - lo) / u + 1).saturating_mul(2);
         let len = (self.slots.len() * 4)
-            .max(span.min(SLOTS as u64) as usize)
+            .max(span.min(SLOTS as i128) as usize)
             .next_power_of_two()
             .min(SLOTS);
-        self.place(
-            (lo / 2 + hi / 2).saturating_sub(len as i64 / 2),
-            len,
-            levels,
-        );
+        let base = self.align((lo + hi) / 2 - (len as i128 / 2) * u);
+        self.place(base, len, levels);
     }
 
     /// Puts the window of `len` slots at `base` and refills it from the entries.
@@ -376,10 +447,10 @@ impl Ladder {
         self.slot_base = base;
         self.slots.clear();
         self.slots.resize(len, NIL);
-        for &(_, l) in &self.entries {
-            let off = levels[l as usize].price.0.wrapping_sub(self.slot_base) as u64;
-            if off < len as u64 {
-                self.slots[off as usize] = l;
+        for i in 0..self.entries.len() {
+            let l = self.entries[i].1;
+            if let Some(s) = self.slot_of(levels[l as usize].price) {
+                self.slots[s] = l;
             }
         }
     }
@@ -389,8 +460,7 @@ impl Ladder {
     /// entries.
     #[cold]
     fn missed(&mut self, price: Price, levels: &[Level]) {
-        let off = price.0.wrapping_sub(self.slot_base) as u64;
-        if off < self.slots.len() as u64 || self.slots.len() < SLOTS {
+        if self.slot_of(price).is_some() || self.slots.len() < SLOTS {
             return;
         }
         self.misses += 1;
@@ -399,19 +469,23 @@ impl Ladder {
         }
         self.misses = 0;
         let len = self.slots.len();
-        self.place(price.0.saturating_sub(len as i64 / 2), len, levels);
+        let base = self.align(price.0 as i128 - (len as i128 / 2) * self.unit() as i128);
+        self.place(base, len, levels);
     }
 
-    /// Records a level in the cache (the window is placed around the first price seen).
+    /// Records a level in the cache (the window is placed around the first price seen,
+    /// which anchors the grid).
     #[inline]
     fn cache(&mut self, price: Price, level: u32) {
         if self.slots.is_empty() {
+            self.anchor = price.0;
+            self.grid = 0;
+            self.step = 1;
             self.slot_base = price.0.saturating_sub(MIN_SLOTS as i64 / 2);
             self.slots = vec![NIL; MIN_SLOTS];
         }
-        let off = price.0.wrapping_sub(self.slot_base) as u64;
-        if off < self.slots.len() as u64 {
-            self.slots[off as usize] = level;
+        if let Some(s) = self.slot_of(price) {
+            self.slots[s] = level;
         }
     }
 }
@@ -787,6 +861,7 @@ impl OrderBooks {
                 Err(pos) => {
                     let l = alloc_level(levels, free_levels, price);
                     ladder.entries.insert(pos, (k, l));
+                    ladder.learn(price, levels);
                     ladder.grow_for(price, levels);
                     ladder.cache(price, l);
                     created = true;
@@ -1089,14 +1164,18 @@ mod tests {
             let p = b.levels[l as usize].price;
             let c = ladder.cached(p);
             assert!(c == l || c == NIL, "cache disagrees at {p:?}");
-            let off = p.0.wrapping_sub(ladder.slot_base) as u64;
-            if off < ladder.slots.len() as u64 {
+            let d = p.0.wrapping_sub(ladder.slot_base) as u64;
+            assert_eq!(d % ladder.unit(), 0, "every level price is on the grid");
+            if d / ladder.unit() < ladder.slots.len() as u64 {
                 assert_eq!(c, l, "a level inside the window is cached");
             }
         }
         for (off, &l) in ladder.slots.iter().enumerate() {
             if l != NIL {
-                assert_eq!(b.levels[l as usize].price.0, ladder.slot_base + off as i64);
+                assert_eq!(
+                    b.levels[l as usize].price.0,
+                    ladder.slot_base + (off as u64 * ladder.unit()) as i64
+                );
                 assert!(ladder.entries.iter().any(|e| e.1 == l));
             }
         }
@@ -1156,12 +1235,14 @@ mod tests {
         b.add_instrument(InstrumentId(0));
         let mut id = 0u64;
         let mut live = std::collections::VecDeque::new();
-        // Prices from 1,000,000 up to 1,200,000 in steps of 100 (ten times the window).
+        // Prices from 1,000,000 up to 1,200,000 (fifty times the window), odd and even
+        // (the grid is one unit).
         for step in 0..2000i64 {
             let mid = 1_000_000 + step * 100;
             for k in 0..8 {
                 id += 1;
-                live.push_back(b.insert(node(id, Side::Buy, mid - 100 * k, 1, id)));
+                let price = mid - 100 * k - (k % 2);
+                live.push_back(b.insert(node(id, Side::Buy, price, 1, id)));
                 if live.len() > 64 {
                     let i = live.pop_front().expect("live");
                     b.remove(i);
@@ -1178,6 +1259,39 @@ mod tests {
             ladder.slot_base
         );
         assert_cache_agrees(&b, ladder);
+    }
+
+    /// Prices in units finer than the prices used (a cent market in $0.0001): the side
+    /// learns the grid, one slot per grid step, so a book 2,000 steps wide is all in the
+    /// window; a price off the grid refines it, and the cache agrees with the entries
+    /// throughout.
+    #[test]
+    fn the_level_cache_learns_the_price_grid() {
+        let mut b = OrderBooks::with_capacity(1 << 14, 1 << 14);
+        b.add_instrument(InstrumentId(0));
+        let mut x = 99u64;
+        let mut id = 0u64;
+        for _ in 0..6000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            id += 1;
+            let price = 5_000_000 + 100 * (((x >> 33) % 2000) as i64 - 1000);
+            b.insert(node(id, Side::Sell, price, 1, id));
+        }
+        let asks = &b.book(InstrumentId(0)).expect("book").asks;
+        assert_eq!(asks.unit(), 100);
+        assert_cache_agrees(&b, asks);
+        let levels = asks.entries.len();
+        let cached = asks.slots.iter().filter(|&&l| l != NIL).count();
+        assert_eq!(cached, levels, "every level is in the window");
+        for (price, step) in [(5_000_050, 50), (4_999_999, 1)] {
+            id += 1;
+            b.insert(node(id, Side::Sell, price, 1, id));
+            let asks = &b.book(InstrumentId(0)).expect("book").asks;
+            assert_eq!(asks.unit(), step);
+            assert_cache_agrees(&b, asks);
+        }
     }
 
     /// A book that uses few prices keeps a small cache.

@@ -362,7 +362,7 @@ impl Ladder {
         let d = price.0.wrapping_sub(self.slot_base) as u64;
         let off = if self.step <= 1 {
             d
-        } else if d % self.step == 0 {
+        } else if d.is_multiple_of(self.step) {
             d / self.step
         } else {
             return None;
@@ -401,7 +401,7 @@ impl Ladder {
     #[cold]
     fn refine(&mut self, price: Price, levels: &[Level]) {
         let d = price.0.abs_diff(self.anchor);
-        if d == 0 || (self.grid != 0 && d % self.grid == 0) {
+        if d == 0 || (self.grid != 0 && d.is_multiple_of(self.grid)) {
             return;
         }
         self.grid = gcd(self.grid, d);

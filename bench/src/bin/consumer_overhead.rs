@@ -69,6 +69,10 @@ fn run(setup: &[Command], cmds: &[Command], mode: u8, idle: IdleStrategy) -> f64
 }
 
 fn main() {
+    ringex_bench::args::check(
+        "usage: consumer_overhead [--commands N] [--runs R] [--idle spin|backoff|yield]",
+        &["--commands", "--runs", "--idle"],
+    );
     let n: usize = ringex_bench::args::value("--commands")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);

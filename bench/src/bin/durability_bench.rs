@@ -58,6 +58,10 @@ fn run(
 }
 
 fn main() {
+    ringex_bench::args::check(
+        "usage: durability_bench [--commands N] [--orders N] [--dir DIR]",
+        &["--commands", "--orders", "--dir"],
+    );
     let n = ringex_bench::args::number("--commands", 1_000_000) as usize;
     let orders = ringex_bench::args::number("--orders", 1_000_000);
     let base: PathBuf = std::env::args()

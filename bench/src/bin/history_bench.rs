@@ -26,6 +26,10 @@ fn percentiles(mut v: Vec<f64>) -> String {
 }
 
 fn main() {
+    ringex_bench::args::check(
+        "usage: history_bench [--orders N] [--db FILE] [--keep]",
+        &["--orders", "--db", "--keep"],
+    );
     let want: u64 = ringex_bench::args::value("--orders")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);

@@ -21,6 +21,7 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
+    ringex_bench::args::check("usage: matcher_loop [N] [--funded]", &["--funded"]);
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

@@ -331,6 +331,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    ringex_bench::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core"]);
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
     let xcore = number("--exchange-core", 0) as usize;

@@ -32,6 +32,10 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
+    ringex_bench::args::check(
+        "usage: soak [--commands N] [--every N] [--dir DIR]",
+        &["--commands", "--every", "--dir"],
+    );
     let total = ringex_bench::args::number("--commands", 100_000_000);
     let every = ringex_bench::args::number("--every", 10_000_000).max(1);
     let dir: PathBuf = std::env::args()

@@ -289,6 +289,10 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 }
 
 fn main() {
+    ringex_bench::args::check(
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--latency N]",
+        &["--nats", "--commands", "--trials", "--shards", "--latency"],
+    );
     let url = value("--nats")
         .or_else(|| std::env::var("RINGEX_NATS_URL").ok())
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());

@@ -100,6 +100,36 @@ fn remove_at(slots: &mut [Slot], shift: u32, i: usize) {
     slots[hole] = [0, 0];
 }
 
+#[inline]
+fn encode(key: u64, val: u32) -> Slot {
+    [key, val as u64 + 1]
+}
+
+#[inline]
+fn decode(s: Slot) -> u32 {
+    (s[1] - 1) as u32
+}
+
+/// The value of `key` in a table (which may be empty).
+#[inline]
+fn lookup(slots: &[Slot], shift: u32, key: u64) -> Option<u32> {
+    if slots.is_empty() {
+        return None;
+    }
+    find(slots, shift, key).ok().map(|i| decode(slots[i]))
+}
+
+/// Removes `key` from a table (which may be empty); returns its value.
+fn take(slots: &mut [Slot], shift: u32, key: u64) -> Option<u32> {
+    if slots.is_empty() {
+        return None;
+    }
+    let i = find(slots, shift, key).ok()?;
+    let v = decode(slots[i]);
+    remove_at(slots, shift, i);
+    Some(v)
+}
+
 impl IdTable {
     /// Room for `n` entries before the next doubling. (The matcher does not presize its
     /// table: see the module docs.)
@@ -127,20 +157,7 @@ impl IdTable {
         if self.len == 0 {
             return None;
         }
-        if let Ok(i) = find(&self.slots, self.shift, key) {
-            return Some((self.slots[i][1] - 1) as u32);
-        }
-        self.get_old(key)
-    }
-
-    #[inline]
-    fn get_old(&self, key: u64) -> Option<u32> {
-        if self.old.is_empty() {
-            return None;
-        }
-        find(&self.old, self.old_shift, key)
-            .ok()
-            .map(|i| (self.old[i][1] - 1) as u32)
+        lookup(&self.slots, self.shift, key).or_else(|| lookup(&self.old, self.old_shift, key))
     }
 
     /// Stores `val` for `key`; returns the value it replaces.
@@ -149,24 +166,20 @@ impl IdTable {
         if (self.len + 1) * LOAD_DEN > self.slots.len() * LOAD_NUM {
             self.grow();
         }
-        let mut replaced = None;
         if !self.old.is_empty() {
             self.drain(DRAIN_STEP);
         }
-        if !self.old.is_empty() {
-            if let Ok(i) = find(&self.old, self.old_shift, key) {
-                // Moves to the new table with its new value.
-                replaced = Some((self.old[i][1] - 1) as u32);
-                remove_at(&mut self.old, self.old_shift, i);
-                self.len -= 1;
-            }
-        }
+        // A key still in the old table moves to the new one with its new value.
+        let moved = take(&mut self.old, self.old_shift, key);
         match find(&self.slots, self.shift, key) {
-            Ok(i) => Some((std::mem::replace(&mut self.slots[i][1], val as u64 + 1) - 1) as u32),
+            Ok(i) => Some(decode(std::mem::replace(
+                &mut self.slots[i],
+                encode(key, val),
+            ))),
             Err(i) => {
-                self.slots[i] = [key, val as u64 + 1];
-                self.len += 1;
-                replaced
+                self.slots[i] = encode(key, val);
+                self.len += usize::from(moved.is_none());
+                moved
             }
         }
     }
@@ -179,20 +192,10 @@ impl IdTable {
         if !self.old.is_empty() {
             self.drain(DRAIN_STEP);
         }
-        if let Ok(i) = find(&self.slots, self.shift, key) {
-            let old = (self.slots[i][1] - 1) as u32;
-            remove_at(&mut self.slots, self.shift, i);
-            self.len -= 1;
-            return Some(old);
-        }
-        if self.old.is_empty() {
-            return None;
-        }
-        let i = find(&self.old, self.old_shift, key).ok()?;
-        let old = (self.old[i][1] - 1) as u32;
-        remove_at(&mut self.old, self.old_shift, i);
+        let v = take(&mut self.slots, self.shift, key)
+            .or_else(|| take(&mut self.old, self.old_shift, key))?;
         self.len -= 1;
-        Some(old)
+        Some(v)
     }
 
     /// Doubles the table; the old one is drained as operations come (or at once, if the
@@ -240,7 +243,7 @@ impl IdTable {
             .iter()
             .chain(&self.old)
             .filter(|s| s[1] != 0)
-            .map(|s| (s[0], (s[1] - 1) as u32))
+            .map(|&s| (s[0], decode(s)))
     }
 }
 

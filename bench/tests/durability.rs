@@ -195,6 +195,33 @@ fn wait_for_bytes(file: &Path, bytes: u64, child: &mut std::process::Child) {
     }
 }
 
+/// Runs to the end and returns how many bytes it wrote to its `--acks-out` file: the
+/// whole run's progress, against which kills are placed.
+fn acked_bytes(mut child: std::process::Child, acks: &Path) -> u64 {
+    let _ = child.wait();
+    let n = std::fs::metadata(acks).map(|m| m.len()).unwrap_or(0);
+    assert!(n > 0, "the uninterrupted run acknowledged nothing");
+    n
+}
+
+/// kill -9 once the run is past parsing (its edge state in `j` is written) and has
+/// acknowledged `bytes` bytes, a random few microseconds later (inside a write, a flush or
+/// an fsync as it falls). The kill follows the run's progress, not a clock: a timing
+/// measured once (cold files, a busy CI machine) let most kills land after the end.
+fn kill_after(
+    mut child: std::process::Child,
+    j: &Path,
+    acks: &Path,
+    bytes: u64,
+    rng: &mut SplitMix64,
+) {
+    wait_for_meta(j, &mut child);
+    wait_for_bytes(acks, bytes, &mut child);
+    std::thread::sleep(Duration::from_micros(rng.below(200)));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
 /// The highest event sequence in an `--acks-out` file (`durable,<event_seq>,<cmd_seq>`).
 fn max_ack(acks: &Path) -> u64 {
     std::fs::read_to_string(acks)
@@ -431,27 +458,14 @@ fn kill_minus_nine_at_random_moments_loses_nothing_acknowledged() {
             ],
         )
     };
-    // The kill moments follow the run's progress, not a clock: a timing measured once
-    // (cold files, a busy CI machine) let most kills land after the run had ended.
-    let full_bytes = {
-        let acks = tmp.path().join("acks-full");
-        let mut child = spawn(&tmp.path().join("full"), &acks);
-        let _ = child.wait();
-        std::fs::metadata(&acks).map(|m| m.len()).unwrap_or(0)
-    };
-    assert!(full_bytes > 0, "the uninterrupted run acknowledged nothing");
+    let full_acks = tmp.path().join("acks-full");
+    let full_bytes = acked_bytes(spawn(&tmp.path().join("full"), &full_acks), &full_acks);
     for trial in 0..trials {
         let j = tmp.path().join(format!("j{trial}"));
         let acks = tmp.path().join(format!("acks{trial}"));
-        let mut child = spawn(&j, &acks);
-        // Wait until the run is past parsing (its edge state is written) and has
-        // acknowledged a random share of what the whole run acknowledges, then kill it a
-        // random few microseconds later (inside a write, a flush or an fsync as it falls).
-        wait_for_meta(&j, &mut child);
-        wait_for_bytes(&acks, rng.below(full_bytes), &mut child);
-        std::thread::sleep(Duration::from_micros(rng.below(200)));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+        // Killed after a random share of what the whole run acknowledges.
+        let at = rng.below(full_bytes);
+        kill_after(spawn(&j, &acks), &j, &acks, at, &mut rng);
         if !j.join("edge.meta").exists() {
             continue; // killed before it wrote anything: nothing to recover
         }
@@ -668,19 +682,13 @@ fn the_history_store_after_kill_minus_nine_equals_an_uninterrupted_run() {
             ],
         )
     };
-    // Kills follow the run's acknowledged progress (a share of what a whole run
-    // acknowledges), not a clock measured once.
-    let full_bytes = {
-        let acks = tmp.path().join("hacks-full");
-        let mut child = spawn(
-            &tmp.path().join("hfull"),
-            &tmp.path().join("hfull.db"),
-            &acks,
-        );
-        let _ = child.wait();
-        std::fs::metadata(&acks).map(|m| m.len()).unwrap_or(0)
-    };
-    assert!(full_bytes > 0, "the uninterrupted run acknowledged nothing");
+    let full_acks = tmp.path().join("hacks-full");
+    let full = spawn(
+        &tmp.path().join("hfull"),
+        &tmp.path().join("hfull.db"),
+        &full_acks,
+    );
+    let full_bytes = acked_bytes(full, &full_acks);
     for trial in 0..12 {
         if partial >= 4 {
             break;
@@ -688,16 +696,9 @@ fn the_history_store_after_kill_minus_nine_equals_an_uninterrupted_run() {
         let j = tmp.path().join(format!("hj{trial}"));
         let db = tmp.path().join(format!("h{trial}.db"));
         let acks = tmp.path().join(format!("hacks{trial}"));
-        let mut child = spawn(&j, &db, &acks);
-        wait_for_meta(&j, &mut child);
-        wait_for_bytes(
-            &acks,
-            full_bytes / 8 + rng.below(full_bytes * 3 / 4),
-            &mut child,
-        );
-        std::thread::sleep(Duration::from_micros(rng.below(200)));
-        let _ = child.kill();
-        let _ = child.wait();
+        // Killed between 1/8 and 7/8 of what the whole run acknowledges.
+        let at = full_bytes / 8 + rng.below(full_bytes * 3 / 4);
+        kill_after(spawn(&j, &db, &acks), &j, &acks, at, &mut rng);
         if !j.join("edge.meta").exists() {
             continue;
         }

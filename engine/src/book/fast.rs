@@ -829,95 +829,111 @@ impl OrderBooks {
     /// Links a pool node at the back of the level of `price` (its price).
     #[inline(always)]
     fn link_back(&mut self, idx: u32, price: Price) {
-        let OrderBooks {
-            books,
-            hot: orders,
-            levels,
-            free_levels,
-            ..
-        } = self;
-        let h = orders[idx as usize];
-        let (side, qty) = (h.side(), h.qty);
-        let Some(book) = books.get_mut(h.book() as usize) else {
+        let h = self.hot[idx as usize];
+        let (book, side) = (h.book(), h.side());
+        let Some(b) = self.books.get_mut(book as usize) else {
             return;
         };
-        let ladder = book.side_mut(side);
-        let mut level = ladder.cached(price);
-        let mut created = false;
-        if level == NIL {
-            ladder.missed(price, levels);
-            let k = key(side, price);
-            let found = match ladder.entries.last() {
-                Some(&(bk, l)) if bk == k => Ok(l),
-                Some(&(bk, _)) if bk < k => Err(ladder.entries.len()),
-                _ => match search_from_top(&ladder.entries, k) {
-                    Ok(p) => Ok(ladder.entries[p].1),
-                    Err(p) => Err(p),
-                },
-            };
-            level = match found {
-                Ok(l) => l,
-                Err(pos) => {
-                    let l = alloc_level(levels, free_levels, price);
-                    ladder.entries.insert(pos, (k, l));
-                    ladder.learn(price, levels);
-                    ladder.grow_for(price, levels);
-                    ladder.cache(price, l);
-                    created = true;
-                    l
-                }
-            };
-        }
+        let ladder = b.side_mut(side);
+        let cached = ladder.cached(price);
+        // The level's slot in `levels`, and whether it was empty before (a kept empty level
+        // comes back to life: one empty less). Prices outside the cache go the slow way.
+        let level = if cached != NIL {
+            if self.levels[cached as usize].count == 0 {
+                ladder.empties -= 1;
+            }
+            cached
+        } else {
+            self.level_at(book, side, price)
+        };
+        // Local slices: their pointers and lengths stay in registers across the stores.
+        let levels = self.levels.as_mut_slice();
+        let hot = self.hot.as_mut_slice();
         let lv = &mut levels[level as usize];
-        if lv.count == 0 && !created {
-            // An empty level kept in place comes back to life.
-            ladder.empties -= 1;
-        }
         let tail = lv.tail;
         lv.tail = idx;
         if tail == NIL {
             lv.head = idx;
+        } else {
+            hot[tail as usize].next = idx;
         }
-        lv.add(qty.0);
+        lv.add(h.qty.0);
         lv.count += 1;
-        if tail != NIL {
-            orders[tail as usize].next = idx;
-        }
-        let n = &mut orders[idx as usize];
+        let n = &mut hot[idx as usize];
         n.prev = tail;
         n.next = NIL;
         n.level = level;
+    }
+
+    /// The level at `price` on one side of a book when the price cache does not have it:
+    /// found in the sorted entries (a kept empty level comes back to life) or opened.
+    #[inline(never)]
+    fn level_at(&mut self, book: u32, side: Side, price: Price) -> u32 {
+        let OrderBooks {
+            books,
+            levels,
+            free_levels,
+            ..
+        } = self;
+        let ladder = books[book as usize].side_mut(side);
+        ladder.missed(price, levels);
+        let k = key(side, price);
+        let found = match ladder.entries.last() {
+            Some(&(bk, l)) if bk == k => Ok(l),
+            Some(&(bk, _)) if bk < k => Err(ladder.entries.len()),
+            _ => match search_from_top(&ladder.entries, k) {
+                Ok(p) => Ok(ladder.entries[p].1),
+                Err(p) => Err(p),
+            },
+        };
+        match found {
+            Ok(l) => {
+                if levels[l as usize].count == 0 {
+                    ladder.empties -= 1;
+                }
+                l
+            }
+            Err(pos) => {
+                let l = alloc_level(levels, free_levels, price);
+                ladder.entries.insert(pos, (k, l));
+                ladder.learn(price, levels);
+                ladder.grow_for(price, levels);
+                ladder.cache(price, l);
+                l
+            }
+        }
+    }
+
+    /// Takes a node out of its level's queue (its own links are left as they were); true
+    /// when the level is now empty.
+    #[inline(always)]
+    fn take_out(&mut self, idx: u32, h: &Hot) -> bool {
+        let hot = self.hot.as_mut_slice();
+        if h.prev != NIL {
+            hot[h.prev as usize].next = h.next;
+        }
+        if h.next != NIL {
+            hot[h.next as usize].prev = h.prev;
+        }
+        let lv = &mut self.levels[h.level as usize];
+        if lv.head == idx {
+            lv.head = h.next;
+        }
+        if lv.tail == idx {
+            lv.tail = h.prev;
+        }
+        lv.sub(h.qty.0);
+        lv.count -= 1;
+        lv.count == 0
     }
 
     /// Unlinks a node from its level, removing the level when it empties.
     #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let h = self.hot[idx as usize];
-        let Hot {
-            prev,
-            next,
-            level,
-            qty,
-            ..
-        } = h;
-        if prev != NIL {
-            self.hot[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.hot[next as usize].prev = prev;
-        }
-        let lv = &mut self.levels[level as usize];
-        if lv.head == idx {
-            lv.head = next;
-        }
-        if lv.tail == idx {
-            lv.tail = prev;
-        }
-        lv.sub(qty.0);
-        lv.count -= 1;
-        if lv.count == 0 {
-            let price = lv.price;
-            self.level_emptied(h.book(), h.side(), price, level);
+        if self.take_out(idx, &h) {
+            let price = self.levels[h.level as usize].price;
+            self.level_emptied(h.book(), h.side(), price, h.level);
         }
         let n = &mut self.hot[idx as usize];
         n.level = NIL;
@@ -927,33 +943,14 @@ impl OrderBooks {
 
     /// A level just lost its last order: pop it (and any empty levels under it) when it is
     /// the best, else leave it in place and compact the side when empties pile up.
-    #[inline(never)]
+    #[inline(always)]
     fn level_emptied(&mut self, book: u32, side: Side, price: Price, level: u32) {
-        let OrderBooks {
-            books,
-            levels,
-            free_levels,
-            ..
-        } = self;
-        let Some(b) = books.get_mut(book as usize) else {
+        let Some(b) = self.books.get_mut(book as usize) else {
             return;
         };
         let ladder = b.side_mut(side);
         if ladder.entries.last().map(|e| e.1) == Some(level) {
-            ladder.entries.pop();
-            ladder.cache(price, NIL);
-            free_levels.push(level);
-            while let Some(&(_, l)) = ladder.entries.last() {
-                let lv = &levels[l as usize];
-                if lv.count != 0 {
-                    break;
-                }
-                ladder.entries.pop();
-                ladder.cache(lv.price, NIL);
-                ladder.empties -= 1;
-                free_levels.push(l);
-            }
-            return;
+            return self.pop_empty_top(book, side, price, level);
         }
         debug_assert!(ladder
             .entries
@@ -961,19 +958,58 @@ impl OrderBooks {
             .is_ok());
         ladder.empties += 1;
         if ladder.empties >= 1024 && ladder.empties > 8 * (ladder.entries.len() - ladder.empties) {
-            let mut entries = std::mem::take(&mut ladder.entries);
-            entries.retain(|&(_, l)| {
-                let lv = &levels[l as usize];
-                let keep = lv.count != 0;
-                if !keep {
-                    ladder.cache(lv.price, NIL);
-                    free_levels.push(l);
-                }
-                keep
-            });
-            ladder.entries = entries;
-            ladder.empties = 0;
+            self.compact_side(book, side);
         }
+    }
+
+    /// The best level of a side emptied: pop it and any empty levels under it.
+    #[inline(never)]
+    fn pop_empty_top(&mut self, book: u32, side: Side, price: Price, level: u32) {
+        let OrderBooks {
+            books,
+            levels,
+            free_levels,
+            ..
+        } = self;
+        let ladder = books[book as usize].side_mut(side);
+        ladder.entries.pop();
+        ladder.cache(price, NIL);
+        free_levels.push(level);
+        while let Some(&(_, l)) = ladder.entries.last() {
+            let lv = &levels[l as usize];
+            if lv.count != 0 {
+                break;
+            }
+            ladder.entries.pop();
+            ladder.cache(lv.price, NIL);
+            ladder.empties -= 1;
+            free_levels.push(l);
+        }
+    }
+
+    /// Drops a side's empty levels (they outnumber the live ones eight to one).
+    #[cold]
+    #[inline(never)]
+    fn compact_side(&mut self, book: u32, side: Side) {
+        let OrderBooks {
+            books,
+            levels,
+            free_levels,
+            ..
+        } = self;
+        let ladder = books[book as usize].side_mut(side);
+        let mut entries = std::mem::take(&mut ladder.entries);
+        entries.retain(|&(_, l)| {
+            let lv = &levels[l as usize];
+            let keep = lv.count != 0;
+            if !keep {
+                ladder.cache(lv.price, NIL);
+                free_levels.push(l);
+            }
+            keep
+        });
+        ladder.entries = entries;
+        ladder.empties = 0;
     }
 
     /// Removes a resting order; its id stays known (never reused).
@@ -1010,12 +1046,31 @@ impl OrderBooks {
         lv.add(qty.0);
     }
 
-    /// Moves a resting order to the back of the level at `price` with `qty` open.
-    pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) {
-        self.unlink(idx);
+    /// Moves a resting order to the back of the level at `price` with `qty` open. Returns
+    /// true when the opposite side's best price crosses `price` now (the order must trade).
+    #[inline]
+    pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) -> bool {
+        let h = self.hot[idx as usize];
+        if self.take_out(idx, &h) {
+            let old = self.levels[h.level as usize].price;
+            self.level_emptied(h.book(), h.side(), old, h.level);
+        }
         self.cold[idx as usize].price = price;
         self.hot[idx as usize].qty = qty;
         self.link_back(idx, price);
+        let Some(b) = self.books.get(h.book() as usize) else {
+            return false;
+        };
+        match b.side(h.side().opposite()).entries.last() {
+            None => false,
+            Some(&(_, l)) => {
+                let p = self.levels[l as usize].price;
+                match h.side() {
+                    Side::Buy => p <= price,
+                    Side::Sell => p >= price,
+                }
+            }
+        }
     }
 
     /// The resting orders of an instrument: bids best first, then asks best first, each

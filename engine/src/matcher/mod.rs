@@ -770,8 +770,7 @@ impl Matcher {
             self.books.set_qty(i, qty);
             return;
         }
-        self.books.move_to_back(i, price, qty);
-        if !self.best_crosses(slot, side, price) {
+        if !self.books.move_to_back(i, price, qty) {
             return;
         }
         let funding = self.books.books[slot as usize].funding;

@@ -839,9 +839,7 @@ impl OrderBooks {
         // The level's slot in `levels`, and whether it was empty before (a kept empty level
         // comes back to life: one empty less). Prices outside the cache go the slow way.
         let level = if cached != NIL {
-            if self.levels[cached as usize].count == 0 {
-                ladder.empties -= 1;
-            }
+            ladder.empties -= (self.levels[cached as usize].count == 0) as usize;
             cached
         } else {
             self.level_at(book, side, price)
@@ -852,11 +850,11 @@ impl OrderBooks {
         let lv = &mut levels[level as usize];
         let tail = lv.tail;
         lv.tail = idx;
-        if tail == NIL {
-            lv.head = idx;
-        } else {
-            hot[tail as usize].next = idx;
-        }
+        // Without branches (which level is empty is as good as random): an empty level gets
+        // its head, else the tail its next; the order's own link is written when there is no
+        // tail, then set below.
+        lv.head = if tail == NIL { idx } else { lv.head };
+        hot[if tail == NIL { idx } else { tail } as usize].next = idx;
         lv.add(h.qty.0);
         lv.count += 1;
         let n = &mut hot[idx as usize];
@@ -909,19 +907,13 @@ impl OrderBooks {
     #[inline(always)]
     fn take_out(&mut self, idx: u32, h: &Hot) -> bool {
         let hot = self.hot.as_mut_slice();
-        if h.prev != NIL {
-            hot[h.prev as usize].next = h.next;
-        }
-        if h.next != NIL {
-            hot[h.next as usize].prev = h.prev;
-        }
+        // Without branches: a missing neighbour's link is written to the order itself
+        // (every caller sets the order's links afterwards).
+        hot[if h.prev != NIL { h.prev } else { idx } as usize].next = h.next;
+        hot[if h.next != NIL { h.next } else { idx } as usize].prev = h.prev;
         let lv = &mut self.levels[h.level as usize];
-        if lv.head == idx {
-            lv.head = h.next;
-        }
-        if lv.tail == idx {
-            lv.tail = h.prev;
-        }
+        lv.head = if lv.head == idx { h.next } else { lv.head };
+        lv.tail = if lv.tail == idx { h.prev } else { lv.tail };
         lv.sub(h.qty.0);
         lv.count -= 1;
         lv.count == 0

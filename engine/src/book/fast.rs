@@ -27,6 +27,7 @@ use crate::types::{
     Side, TimeInForce, Timestamp,
 };
 use rustc_hash::FxHashMap;
+use std::hint::select_unpredictable;
 
 /// No index.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -853,8 +854,8 @@ impl OrderBooks {
         // Without branches (which level is empty is as good as random): an empty level gets
         // its head, else the tail its next; the order's own link is written when there is no
         // tail, then set below.
-        lv.head = if tail == NIL { idx } else { lv.head };
-        hot[if tail == NIL { idx } else { tail } as usize].next = idx;
+        lv.head = select_unpredictable(tail == NIL, idx, lv.head);
+        hot[select_unpredictable(tail == NIL, idx, tail) as usize].next = idx;
         lv.add(h.qty.0);
         lv.count += 1;
         let n = &mut hot[idx as usize];
@@ -909,11 +910,11 @@ impl OrderBooks {
         let hot = self.hot.as_mut_slice();
         // Without branches: a missing neighbour's link is written to the order itself
         // (every caller sets the order's links afterwards).
-        hot[if h.prev != NIL { h.prev } else { idx } as usize].next = h.next;
-        hot[if h.next != NIL { h.next } else { idx } as usize].prev = h.prev;
+        hot[select_unpredictable(h.prev != NIL, h.prev, idx) as usize].next = h.next;
+        hot[select_unpredictable(h.next != NIL, h.next, idx) as usize].prev = h.prev;
         let lv = &mut self.levels[h.level as usize];
-        lv.head = if lv.head == idx { h.next } else { lv.head };
-        lv.tail = if lv.tail == idx { h.prev } else { lv.tail };
+        lv.head = select_unpredictable(lv.head == idx, h.next, lv.head);
+        lv.tail = select_unpredictable(lv.tail == idx, h.prev, lv.tail);
         lv.sub(h.qty.0);
         lv.count -= 1;
         lv.count == 0
@@ -923,33 +924,41 @@ impl OrderBooks {
     #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let h = self.hot[idx as usize];
-        if self.take_out(idx, &h) {
-            let price = self.levels[h.level as usize].price;
-            self.level_emptied(h.book(), h.side(), price, h.level);
-        }
+        let emptied = self.take_out(idx, &h);
+        self.taken_out(h.book(), h.side(), h.level, emptied);
         let n = &mut self.hot[idx as usize];
         n.level = NIL;
         n.prev = NIL;
         n.next = NIL;
     }
 
-    /// A level just lost its last order: pop it (and any empty levels under it) when it is
-    /// the best, else leave it in place and compact the side when empties pile up.
+    /// An order was taken out of `level` (`emptied`: it was the last one). An emptied level
+    /// is popped (with any empty levels under it) when it is the best, else left in place
+    /// and counted; the side is compacted when empties pile up. Decided with as few
+    /// branches as possible: whether a level empties is as good as random.
     #[inline(always)]
-    fn level_emptied(&mut self, book: u32, side: Side, price: Price, level: u32) {
+    fn taken_out(&mut self, book: u32, side: Side, level: u32, emptied: bool) {
         let Some(b) = self.books.get_mut(book as usize) else {
             return;
         };
         let ladder = b.side_mut(side);
-        if ladder.entries.last().map(|e| e.1) == Some(level) {
-            return self.pop_empty_top(book, side, price, level);
-        }
-        debug_assert!(ladder
-            .entries
-            .binary_search_by_key(&key(side, price), |e| e.0)
-            .is_ok());
-        ladder.empties += 1;
-        if ladder.empties >= 1024 && ladder.empties > 8 * (ladder.entries.len() - ladder.empties) {
+        let last = ladder.entries.last().map_or(NIL, |e| e.1);
+        let top = last == level;
+        debug_assert!(
+            !emptied
+                || ladder
+                    .entries
+                    .binary_search_by_key(&key(side, self.levels[level as usize].price), |e| e.0)
+                    .is_ok()
+        );
+        ladder.empties += (emptied & !top) as usize;
+        // One test for "emptied and the best" (LLVM would branch on each half of `&`).
+        if ((!emptied as u32) | (last ^ level)) == 0 {
+            let price = self.levels[level as usize].price;
+            self.pop_empty_top(book, side, price, level);
+        } else if ladder.empties >= 1024
+            && ladder.empties > 8 * (ladder.entries.len() - ladder.empties)
+        {
             self.compact_side(book, side);
         }
     }
@@ -1043,10 +1052,8 @@ impl OrderBooks {
     #[inline]
     pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) -> bool {
         let h = self.hot[idx as usize];
-        if self.take_out(idx, &h) {
-            let old = self.levels[h.level as usize].price;
-            self.level_emptied(h.book(), h.side(), old, h.level);
-        }
+        let emptied = self.take_out(idx, &h);
+        self.taken_out(h.book(), h.side(), h.level, emptied);
         self.cold[idx as usize].price = price;
         self.hot[idx as usize].qty = qty;
         self.link_back(idx, price);
@@ -1056,11 +1063,11 @@ impl OrderBooks {
         match b.side(h.side().opposite()).entries.last() {
             None => false,
             Some(&(_, l)) => {
+                // A buy crosses an ask at or below its price, a sell a bid at or above it
+                // (the side is as good as random: no branch on it).
                 let p = self.levels[l as usize].price;
-                match h.side() {
-                    Side::Buy => p <= price,
-                    Side::Sell => p >= price,
-                }
+                let (lo, hi) = select_unpredictable(h.side() == Side::Buy, (p, price), (price, p));
+                lo <= hi
             }
         }
     }

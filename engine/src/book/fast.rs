@@ -755,9 +755,11 @@ impl OrderBooks {
         };
         self.ids.set_live(node.id.0, idx);
         self.link_back(idx, node.price);
-        if head != NIL {
-            self.cold[head as usize].acct_prev = idx;
-        }
+        // The old head (if any) gets its back link; with none, the order's own NIL link is
+        // written again (no branch: whether an account has orders resting is random).
+        let cold = self.cold.as_mut_slice();
+        cold[select_unpredictable(head != NIL, head, idx) as usize].acct_prev =
+            select_unpredictable(head != NIL, idx, NIL);
         self.set_account_head(node.account, idx);
         idx
     }
@@ -1021,13 +1023,17 @@ impl OrderBooks {
             let c = &self.cold[idx as usize];
             (c.acct_prev, c.acct_next)
         };
-        if prev == NIL {
-            self.set_account_head(account, next);
-        } else {
-            self.cold[prev as usize].acct_next = next;
-        }
-        if next != NIL {
-            self.cold[next as usize].acct_prev = prev;
+        // Out of its account's list without branches on its neighbours (a missing one's
+        // link is written to the order itself, which leaves the lists now).
+        let cold = self.cold.as_mut_slice();
+        cold[select_unpredictable(prev != NIL, prev, idx) as usize].acct_next = next;
+        cold[select_unpredictable(next != NIL, next, idx) as usize].acct_prev = prev;
+        match self.acct_heads.get_mut(account.0 as usize) {
+            Some(head) if account.0 < DENSE_ACCOUNT_HEADS => {
+                *head = select_unpredictable(prev == NIL, next, *head);
+            }
+            _ if prev == NIL => self.set_account_head(account, next),
+            _ => {}
         }
         let c = &mut self.cold[idx as usize];
         c.live = false;

@@ -8,10 +8,14 @@
 //! target/release/peers --deep 1000000           # the deep-book flow, five price scenarios
 //! target/release/peers --only ringex --runs 50  # time one engine (for a profiler)
 //! target/release/peers --exchange-core 1000000  # the exchange-core mix, STP off
+//! target/release/peers --multi 1000000          # 1000 instruments (Zipf), STP off
 //! ```
 //!
 //! **The messages**: with `--deep N`, the deep-book flow
-//! (`ringex_engine::workload::DeepBookWorkload`, N new orders per price scenario); else the
+//! (`ringex_engine::workload::DeepBookWorkload`, N new orders per price scenario); with
+//! `--exchange-core N` or `--multi N`, N commands of the exchange-core mix or of the
+//! multi-symbol flow (`MultiSymbolWorkload`: 1000 instruments; matchcore and lobster get an
+//! order book per instrument, created when the instrument is added); else the
 //! commands of ringex's checked LOBSTER replay
 //! (`ringex_bench::lobster::workload`: real NASDAQ ids, sparse and large; prices in
 //! ticks of $0.0001; the setup — the synthetic orders seeding row 0 — runs untimed).
@@ -40,12 +44,35 @@ use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-const INST: InstrumentId = InstrumentId(0);
-
 /// (command index, price, quantity) of every trade, summed per command and price.
 type Trades = BTreeMap<(usize, i64), u64>;
-/// Bid and ask levels: price → total quantity (quantity 0 when unknown).
-type Levels = (BTreeMap<i64, u64>, BTreeMap<i64, u64>);
+/// Bid and ask levels of every book: (instrument, price) → total quantity (quantity 0 when
+/// unknown).
+type Levels = (BTreeMap<(u32, i64), u64>, BTreeMap<(u32, i64), u64>);
+/// Best bid and ask of every book that has one (lobster's own record of them).
+type Best = BTreeMap<u32, (Option<u64>, Option<u64>)>;
+
+/// The instrument a command is for (every command the workloads make names one).
+fn instrument_of(c: &Command) -> u32 {
+    match c.kind {
+        CommandKind::NewOrder(o) => o.instrument.0,
+        CommandKind::Modify { instrument, .. } | CommandKind::Cancel { instrument, .. } => {
+            instrument.0
+        }
+        CommandKind::AddInstrument(def) => def.id.0,
+        _ => 0,
+    }
+}
+
+/// One book per instrument of a command stream, created when first named (matchcore and
+/// lobster books hold one instrument each).
+fn book_for<B>(books: &mut Vec<Option<B>>, i: u32, make: impl FnOnce() -> B) -> &mut B {
+    let i = i as usize;
+    if books.len() <= i {
+        books.resize_with(i + 1, || None);
+    }
+    books[i].get_or_insert_with(make)
+}
 
 fn ringex_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
     // The default capacity (64Ki orders, 64Ki gaps between ids), as a user would start.
@@ -72,30 +99,35 @@ fn ringex_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades,
     }
     let secs = t.elapsed().as_secs_f64();
     let mut levels = Levels::default();
-    for o in m.resting_orders(INST) {
-        let side = if o.side == Side::Buy {
-            &mut levels.0
-        } else {
-            &mut levels.1
-        };
-        *side.entry(o.price.0).or_default() += o.qty.0;
+    for inst in m.instruments() {
+        for o in m.resting_orders(inst) {
+            let side = if o.side == Side::Buy {
+                &mut levels.0
+            } else {
+                &mut levels.1
+            };
+            *side.entry((inst.0, o.price.0)).or_default() += o.qty.0;
+        }
     }
     (secs, trades, levels)
 }
 
 fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels) {
     use matchcore as mc;
-    let mut book: mc::OrderBook = mc::OrderBook::new("LOBSTER");
+    // Each book with the sequence number it expects next (matchcore numbers a book's
+    // commands 0, 1, 2, … and names an order after its command's number).
+    let mut books: Vec<Option<(mc::OrderBook, u64)>> = Vec::new();
     let mut ids: FxHashMap<u64, mc::OrderId> = FxHashMap::default();
-    let mut seq = 0u64;
     let mut trades = Trades::new();
-    let mut step = |book: &mut mc::OrderBook,
+    let mut step = |books: &mut Vec<Option<(mc::OrderBook, u64)>>,
                     ids: &mut FxHashMap<u64, mc::OrderId>,
                     c: &Command,
                     k: usize,
                     record: bool| {
+        let inst = instrument_of(c);
+        let (book, seq) = book_for(books, inst, || (mc::OrderBook::new(&format!("I{inst}")), 0));
         let meta = mc::CommandMeta {
-            sequence_number: mc::SequenceNumber(seq),
+            sequence_number: mc::SequenceNumber(*seq),
             timestamp: mc::Timestamp(c.ts.0),
         };
         let kind = match c.kind {
@@ -154,7 +186,7 @@ fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trad
             }
             _ => return,
         };
-        seq += 1;
+        *seq += 1;
         let outcome = book.execute(&mc::Command { meta, kind });
         if let mc::CommandOutcome::Rejected(f) = &outcome {
             if std::env::var_os("PEERS_DEBUG").is_some() {
@@ -184,42 +216,40 @@ fn matchcore_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trad
         std::hint::black_box(&outcome);
     };
     for c in setup {
-        step(&mut book, &mut ids, c, usize::MAX, false);
+        step(&mut books, &mut ids, c, usize::MAX, false);
     }
     let t = Instant::now();
     for (k, c) in cmds.iter().enumerate() {
-        step(&mut book, &mut ids, c, k, check);
+        step(&mut books, &mut ids, c, k, check);
     }
     let secs = t.elapsed().as_secs_f64();
-    let l2 = mc::Level2::from(&book);
-    let levels = (
-        l2.bid_levels()
-            .iter()
-            .map(|(p, q)| (p.0 as i64, q.0))
-            .collect(),
-        l2.ask_levels()
-            .iter()
-            .map(|(p, q)| (p.0 as i64, q.0))
-            .collect(),
-    );
+    let mut levels = Levels::default();
+    for (i, book) in books.iter().enumerate() {
+        let Some((book, _)) = book else { continue };
+        let l2 = mc::Level2::from(book);
+        let i = i as u32;
+        levels
+            .0
+            .extend(l2.bid_levels().iter().map(|(p, q)| ((i, p.0 as i64), q.0)));
+        levels
+            .1
+            .extend(l2.ask_levels().iter().map(|(p, q)| ((i, p.0 as i64), q.0)));
+    }
     (secs, trades, levels)
 }
 
-fn lobster_run(
-    setup: &[Command],
-    cmds: &[Command],
-    check: bool,
-) -> (f64, Trades, Levels, (Option<u64>, Option<u64>)) {
+fn lobster_run(setup: &[Command], cmds: &[Command], check: bool) -> (f64, Trades, Levels, Best) {
     use ::lobster as lb;
-    let mut book = lb::OrderBook::new();
+    let mut books: Vec<Option<lb::OrderBook>> = Vec::new();
     // lobster keeps no price or side of an order we could read back: the modify needs both.
     let mut live: FxHashMap<u64, (lb::Side, u64)> = FxHashMap::default();
     let mut trades = Trades::new();
-    let mut step = |book: &mut lb::OrderBook,
+    let mut step = |books: &mut Vec<Option<lb::OrderBook>>,
                     live: &mut FxHashMap<u64, (lb::Side, u64)>,
                     c: &Command,
                     k: usize,
                     record: bool| {
+        let book = book_for(books, instrument_of(c), lb::OrderBook::new);
         let mut record_fills = |ev: &lb::OrderEvent| {
             if let lb::OrderEvent::Filled { fills, .. }
             | lb::OrderEvent::PartiallyFilled { fills, .. } = ev
@@ -283,26 +313,30 @@ fn lobster_run(
         }
     };
     for c in setup {
-        step(&mut book, &mut live, c, usize::MAX, false);
+        step(&mut books, &mut live, c, usize::MAX, false);
     }
     let t = Instant::now();
     for (k, c) in cmds.iter().enumerate() {
-        step(&mut book, &mut live, c, k, check);
+        step(&mut books, &mut live, c, k, check);
     }
     let secs = t.elapsed().as_secs_f64();
-    let levels = (
-        book.bids
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(p, _)| (*p as i64, 0))
-            .collect(),
-        book.asks
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(p, _)| (*p as i64, 0))
-            .collect(),
-    );
-    (secs, trades, levels, (book.max_bid, book.min_ask))
+    let (mut levels, mut best) = (Levels::default(), Best::new());
+    for (i, book) in books.iter().enumerate() {
+        let Some(book) = book else { continue };
+        let i = i as u32;
+        let open = |side: &BTreeMap<u64, std::collections::VecDeque<usize>>| {
+            side.iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(p, _)| ((i, *p as i64), 0))
+                .collect::<Vec<_>>()
+        };
+        levels.0.extend(open(&book.bids));
+        levels.1.extend(open(&book.asks));
+        if book.max_bid.is_some() || book.min_ask.is_some() {
+            best.insert(i, (book.max_bid, book.min_ask));
+        }
+    }
+    (secs, trades, levels, best)
 }
 
 /// With `PEERS_DEBUG` set: the first (command, price) where a peer's trades differ from
@@ -331,10 +365,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    ringex_bench::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core"]);
+    ringex_bench::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N | --multi N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core", "--multi"]);
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
     let xcore = number("--exchange-core", 0) as usize;
+    let multi = number("--multi", 0) as usize;
     // `--only ENGINE`: time one engine only (for a profiler); the check still runs all three.
     let only_arg = ringex_bench::args::value("--only");
     let only = only_arg.as_deref();
@@ -352,21 +387,32 @@ fn main() {
         files = ringex_bench::lobster::sample_files();
     }
     let mut inputs: Vec<(String, Vec<Command>, Vec<Command>)> = Vec::new();
-    if xcore > 0 {
+    // Self-trade prevention off: the peers have none, so every order trades with whatever
+    // it crosses in all three engines.
+    let allow = |v: Vec<Command>| -> Vec<Command> {
+        v.into_iter()
+            .map(|mut c| {
+                if let CommandKind::NewOrder(o) = &mut c.kind {
+                    o.stp = SelfTradePrevention::Allow;
+                }
+                c
+            })
+            .collect()
+    };
+    if multi > 0 {
+        // Many instruments (1000, Zipf activity, 20 resting orders each at the start; GTC and
+        // IOC limits, cancels, moves): one book per instrument in each peer.
+        let w = ringex_engine::workload::MultiSymbolWorkload::default().generate(multi);
+        inputs.push((
+            format!("multi-symbol, 1000 instruments ({multi} commands, STP off)"),
+            allow(w.setup),
+            allow(w.commands),
+        ));
+        files.clear();
+    } else if xcore > 0 {
         // The exchange-core mix (one instrument, 1000 accounts, ~1000 resting orders, GTC and
-        // IOC limits, cancels, moves) with self-trade prevention off: the peers have none,
-        // so every order trades with whatever it crosses in all three engines.
+        // IOC limits, cancels, moves).
         let w = ringex_engine::workload::ExchangeCoreWorkload::default().generate(xcore);
-        let allow = |v: Vec<Command>| -> Vec<Command> {
-            v.into_iter()
-                .map(|mut c| {
-                    if let CommandKind::NewOrder(o) = &mut c.kind {
-                        o.stp = SelfTradePrevention::Allow;
-                    }
-                    c
-                })
-                .collect()
-        };
         inputs.push((
             format!("exchange-core mix ({xcore} commands, STP off)"),
             allow(w.setup),
@@ -412,12 +458,16 @@ fn main() {
         // The check run.
         let (_, rt, rl) = ringex_run(setup, cmds, true);
         let (_, mt, ml) = matchcore_run(setup, cmds, true);
-        let (_, lt, ll, (lbid, lask)) = lobster_run(setup, cmds, true);
-        let keys = |l: &BTreeMap<i64, u64>| l.keys().copied().collect::<Vec<_>>();
-        let best = (
-            rl.0.keys().next_back().map(|p| *p as u64),
-            rl.1.keys().next().map(|p| *p as u64),
-        );
+        let (_, lt, ll, lbest) = lobster_run(setup, cmds, true);
+        let keys = |l: &BTreeMap<(u32, i64), u64>| l.keys().copied().collect::<Vec<_>>();
+        // ringex's best bid and ask per book.
+        let mut best = Best::new();
+        for &(i, p) in rl.0.keys() {
+            best.entry(i).or_insert((None, None)).0 = Some(p as u64);
+        }
+        for &(i, p) in rl.1.keys().rev() {
+            best.entry(i).or_insert((None, None)).1 = Some(p as u64);
+        }
         let mut why = Vec::new();
         if mt != rt {
             why.push("matchcore trades");
@@ -430,7 +480,7 @@ fn main() {
         if ml != rl {
             why.push("matchcore book");
         }
-        if keys(&ll.0) != keys(&rl.0) || keys(&ll.1) != keys(&rl.1) || (lbid, lask) != best {
+        if keys(&ll.0) != keys(&rl.0) || keys(&ll.1) != keys(&rl.1) || lbest != best {
             why.push("lobster book");
         }
         let (mut r, mut m, mut l) = (Vec::new(), Vec::new(), Vec::new());

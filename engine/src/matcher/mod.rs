@@ -267,6 +267,11 @@ impl Matcher {
         }
     }
 
+    /// The instruments with a book, in id order.
+    pub fn instruments(&self) -> impl Iterator<Item = InstrumentId> + '_ {
+        self.books.instruments()
+    }
+
     /// True when the instrument has a book.
     pub fn has_instrument(&self, instrument: InstrumentId) -> bool {
         self.books.book(instrument).is_some()

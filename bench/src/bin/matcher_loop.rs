@@ -2,10 +2,10 @@
 //! with callgrind (`bench/callgrind.sh`). The measured loop is the `#[inline(never)]`
 //! function `run_matcher`, so `--toggle-collect=*run_matcher*` counts only it.
 //!
-//! Usage: `matcher_loop [COMMANDS] [--funded]` (default 200000; `--funded`: the funded
-//! exchange-core mix).
+//! Usage: `matcher_loop [COMMANDS] [--funded | --multi]` (default 200000; `--funded`: the
+//! funded exchange-core mix; `--multi`: the multi-symbol flow, 1000 instruments).
 
-use ringex_engine::workload::ExchangeCoreWorkload;
+use ringex_engine::workload::{ExchangeCoreWorkload, MultiSymbolWorkload};
 use ringex_engine::{Command, Event, Matcher, MatcherCapacity, Sequence};
 use std::hint::black_box;
 
@@ -21,21 +21,33 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    ringex_bench::args::check("usage: matcher_loop [N] [--funded]", &["--funded"]);
+    ringex_bench::args::check(
+        "usage: matcher_loop [N] [--funded | --multi]",
+        &["--funded", "--multi"],
+    );
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
     let funded = std::env::args().any(|a| a == "--funded");
-    let w = ExchangeCoreWorkload {
-        funded,
-        ..ExchangeCoreWorkload::default()
-    }
-    .generate(n);
-    let mut m = Matcher::with_capacity(MatcherCapacity {
-        orders: 8192,
-        ids: n + 8192,
-        gtd: 16,
+    let multi = std::env::args().any(|a| a == "--multi");
+    let w = if multi {
+        MultiSymbolWorkload::default().generate(n)
+    } else {
+        ExchangeCoreWorkload {
+            funded,
+            ..ExchangeCoreWorkload::default()
+        }
+        .generate(n)
+    };
+    let mut m = Matcher::with_capacity(if multi {
+        MatcherCapacity::default()
+    } else {
+        MatcherCapacity {
+            orders: 8192,
+            ids: n + 8192,
+            gtd: 16,
+        }
     });
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();
@@ -44,8 +56,9 @@ fn main() {
     let events = run_matcher(&mut m, &w.commands, setup as u64, &mut out);
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{}setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
+        "{}{}setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
         if funded { "funded: " } else { "" },
+        if multi { "multi-symbol: " } else { "" },
         w.commands.len(),
         secs * 1e3,
         w.commands.len() as f64 / secs / 1e6,

@@ -1170,6 +1170,50 @@ mod tests {
         OrderNode::from_new(&o, Qty(qty), seq)
     }
 
+    /// A move says whether the order now crosses the other side's best price, for either
+    /// side, at, inside and past that price; the queues it leaves and joins stay exact
+    /// (head, tail, links, totals), also when it was alone or last in its level.
+    #[test]
+    fn a_move_relinks_its_order_and_says_whether_it_crosses() {
+        let mut b = OrderBooks::with_capacity(64, 64);
+        b.add_instrument(InstrumentId(0));
+        let bid1 = b.insert(node(1, Side::Buy, 100, 5, 1));
+        let bid2 = b.insert(node(2, Side::Buy, 100, 7, 2));
+        let bid3 = b.insert(node(3, Side::Buy, 99, 1, 3));
+        let ask = b.insert(node(4, Side::Sell, 105, 3, 4));
+        let queue = |b: &OrderBooks, side: Side, price: i64| -> Vec<u64> {
+            b.resting_orders(InstrumentId(0))
+                .into_iter()
+                .filter(|o| o.side == side && o.price == Price(price))
+                .map(|o| o.order_id.0)
+                .collect()
+        };
+        // The head of a two-order level moves below the ask: no cross.
+        assert!(!b.move_to_back(bid1, Price(104), Qty(6)));
+        assert_eq!(queue(&b, Side::Buy, 100), vec![2]);
+        assert_eq!(queue(&b, Side::Buy, 104), vec![1]);
+        let lv = &b.levels[b.hot(bid2).level as usize];
+        assert_eq!((lv.head, lv.tail, lv.count, lv.qty()), (bid2, bid2, 1, 7));
+        // The last order of a level joins the back of another: it follows order 1.
+        assert!(!b.move_to_back(bid2, Price(104), Qty(7)));
+        assert_eq!(queue(&b, Side::Buy, 104), vec![1, 2]);
+        assert_eq!((b.hot(bid1).next, b.hot(bid2).prev), (bid2, bid1));
+        let lv = &b.levels[b.hot(bid1).level as usize];
+        assert_eq!((lv.head, lv.tail, lv.count, lv.qty()), (bid1, bid2, 2, 13));
+        // A buy at the ask crosses; a sell at or below the best bid crosses, above it not.
+        assert!(b.move_to_back(bid3, Price(105), Qty(1)));
+        assert!(!b.move_to_back(ask, Price(106), Qty(3)));
+        assert!(b.move_to_back(ask, Price(105), Qty(3)));
+        assert!(b.move_to_back(ask, Price(90), Qty(3)));
+        assert_eq!(queue(&b, Side::Sell, 90), vec![4]);
+        // The middle of a three-order level leaves: its neighbours link to each other.
+        let bid5 = b.insert(node(5, Side::Buy, 104, 2, 5));
+        assert!(b.move_to_back(bid2, Price(95), Qty(7)));
+        assert_eq!(queue(&b, Side::Buy, 104), vec![1, 5]);
+        assert_eq!((b.hot(bid1).next, b.hot(bid5).prev), (bid5, bid1));
+        assert_eq!(b.live_count(), 5);
+    }
+
     /// Each account's resting orders are found without looking at anyone else's, dense and
     /// sparse account ids alike, through inserts and removals in any order.
     #[test]

@@ -331,6 +331,27 @@ fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price
     }
 }
 
+/// Links pooled order `idx` (its record `h`: quantity, owner, book and side) at the back of
+/// `level`, writing the whole record. Without branches (which level is empty is as good as
+/// random): an empty level gets its head, else the tail its next; with no tail the order's
+/// own link is written first, then the record over it.
+#[inline(always)]
+fn link_at(hot: &mut [Hot], levels: &mut [Level], idx: u32, h: Hot, level: u32) {
+    let lv = &mut levels[level as usize];
+    let tail = lv.tail;
+    lv.tail = idx;
+    lv.head = select_unpredictable(tail == NIL, idx, lv.head);
+    hot[select_unpredictable(tail == NIL, idx, tail) as usize].next = idx;
+    lv.add(h.qty.0);
+    lv.count += 1;
+    hot[idx as usize] = Hot {
+        prev: tail,
+        next: NIL,
+        level,
+        ..h
+    };
+}
+
 /// Price slots per side in the direct-indexed level cache: it starts at `MIN_SLOTS` and
 /// grows (four times at a step, re-placed around the new price) while levels open outside
 /// it, up to `SLOTS`, so a book's cache stays proportional to the prices it really uses.
@@ -833,37 +854,25 @@ impl OrderBooks {
     #[inline(always)]
     fn link_back(&mut self, idx: u32, price: Price) {
         let h = self.hot[idx as usize];
-        let (book, side) = (h.book(), h.side());
-        let Some(b) = self.books.get_mut(book as usize) else {
+        let Some(level) = self.level_for(h.book(), h.side(), price) else {
             return;
         };
-        let ladder = b.side_mut(side);
+        link_at(&mut self.hot, &mut self.levels, idx, h, level);
+    }
+
+    /// The level an order joins at `price` on one side of a book: from the price cache (a
+    /// kept empty level comes back to life: one empty less), else found or opened the slow
+    /// way. None when there is no such book.
+    #[inline(always)]
+    fn level_for(&mut self, book: u32, side: Side, price: Price) -> Option<u32> {
+        let ladder = self.books.get_mut(book as usize)?.side_mut(side);
         let cached = ladder.cached(price);
-        // The level's slot in `levels`, and whether it was empty before (a kept empty level
-        // comes back to life: one empty less). Prices outside the cache go the slow way.
-        let level = if cached != NIL {
+        Some(if cached != NIL {
             ladder.empties -= (self.levels[cached as usize].count == 0) as usize;
             cached
         } else {
             self.level_at(book, side, price)
-        };
-        // Local slices: their pointers and lengths stay in registers across the stores.
-        let levels = self.levels.as_mut_slice();
-        let hot = self.hot.as_mut_slice();
-        let lv = &mut levels[level as usize];
-        let tail = lv.tail;
-        lv.tail = idx;
-        // Without branches (which level is empty is as good as random): an empty level gets
-        // its head, else the tail its next; the order's own link is written when there is no
-        // tail, then set below.
-        lv.head = select_unpredictable(tail == NIL, idx, lv.head);
-        hot[select_unpredictable(tail == NIL, idx, tail) as usize].next = idx;
-        lv.add(h.qty.0);
-        lv.count += 1;
-        let n = &mut hot[idx as usize];
-        n.prev = tail;
-        n.next = NIL;
-        n.level = level;
+        })
     }
 
     /// The level at `price` on one side of a book when the price cache does not have it:
@@ -1058,21 +1067,34 @@ impl OrderBooks {
     #[inline]
     pub fn move_to_back(&mut self, idx: u32, price: Price, qty: Qty) -> bool {
         let h = self.hot[idx as usize];
+        let (book, side) = (h.book(), h.side());
         let emptied = self.take_out(idx, &h);
-        self.taken_out(h.book(), h.side(), h.level, emptied);
-        self.cold[idx as usize].price = price;
-        self.hot[idx as usize].qty = qty;
-        self.link_back(idx, price);
-        let Some(b) = self.books.get(h.book() as usize) else {
+        self.taken_out(book, side, h.level, emptied);
+        let Some(level) = self.level_for(book, side, price) else {
             return false;
         };
-        match b.side(h.side().opposite()).entries.last() {
+        // No call from here on: the pool and the levels as slices, whose pointers and
+        // lengths stay in registers.
+        let OrderBooks {
+            books,
+            hot,
+            cold,
+            levels,
+            ..
+        } = self;
+        let levels = levels.as_mut_slice();
+        cold[idx as usize].price = price;
+        link_at(hot, levels, idx, Hot { qty, ..h }, level);
+        let Some(b) = books.get(book as usize) else {
+            return false;
+        };
+        match b.side(side.opposite()).entries.last() {
             None => false,
             Some(&(_, l)) => {
                 // A buy crosses an ask at or below its price, a sell a bid at or above it
                 // (the side is as good as random: no branch on it).
-                let p = self.levels[l as usize].price;
-                let (lo, hi) = select_unpredictable(h.side() == Side::Buy, (p, price), (price, p));
+                let p = levels[l as usize].price;
+                let (lo, hi) = select_unpredictable(side == Side::Buy, (p, price), (price, p));
                 lo <= hi
             }
         }

@@ -3,23 +3,29 @@
 # instructions, not seconds.
 #
 #   bench/callgrind.sh [COMMANDS]          (default 200000; FUNDED=1: the funded mix)
+#   WORKLOAD="--multi" bench/callgrind.sh  (any other `matcher_loop` workload: --multi,
+#                                           "--deep calm", "--lobster FILE")
 #
-# Matcher alone: `matcher_loop` generates the exchange-core stream (not counted), then runs
-# the matcher over it inside the #[inline(never)] function `run_matcher`, and only that
-# function is counted (--toggle-collect). The figure includes the 1001 setup commands'
-# instructions in the numerator and denominator alike (they are the same kind of work).
+# Matcher alone: `matcher_loop` generates the stream (not counted), then runs the matcher
+# over its setup (the instruments, the starting book) and its measured commands inside the
+# #[inline(never)] function `run_matcher`, and only that function is counted
+# (--toggle-collect). The figure includes the setup commands' instructions in the numerator
+# and the denominator alike (1,001 of 201,001 commands for the exchange-core mix, 21,000
+# for the multi-symbol flow, 1 to 3 for the deep flow and LOBSTER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-200000}"
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
 cargo build --release -q -p ringex-bench --bin matcher_loop
 out="$(mktemp -d)"
+# shellcheck disable=SC2086
 valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \
-  --toggle-collect='*run_matcher*' ./target/release/matcher_loop "$n" ${FUNDED:+--funded} >"$out/stdout" 2>"$out/stderr"
+  --toggle-collect='*run_matcher*' ./target/release/matcher_loop "$n" ${FUNDED:+--funded} ${WORKLOAD:-} >"$out/stdout" 2>"$out/stderr"
 total=$(grep -E '^(summary|totals):' "$out/cg.out" | head -1 | awk '{print $2}')
 setup=$(grep -o 'setup commands [0-9]*' "$out/stdout" | awk '{print $3}')
-cmds=$((n + setup))
-echo "matcher alone (exchange-core mix${FUNDED:+, funded}, seed 1): $total instructions / $cmds commands = $((total / cmds)) instructions per command"
+cmds=$(( $(grep -o 'measured commands [0-9]*' "$out/stdout" | awk '{print $3}') + setup ))
+name=$(cut -d: -f1 "$out/stdout")
+echo "matcher alone ($name): $total instructions / $cmds commands = $((total / cmds)) instructions per command"
 echo "profile: $out/cg.out (callgrind_annotate $out/cg.out)"
 
 # The pipeline: the same stream through gateway -> input ring -> matcher -> output ring -> 4

@@ -1,11 +1,19 @@
-//! Runs the matcher alone over a generated exchange-core stream, for instruction counting
-//! with callgrind (`bench/callgrind.sh`). The measured loop is the `#[inline(never)]`
-//! function `run_matcher`, so `--toggle-collect=*run_matcher*` counts only it.
+//! Runs the matcher alone over one workload, for timing and for instruction counting with
+//! callgrind (`bench/callgrind.sh`). The setup (the instrument, the starting book) and then
+//! the measured commands run in the `#[inline(never)]` function `run_matcher`, so
+//! `--toggle-collect=*run_matcher*` counts both (the time is the measured commands').
 //!
-//! Usage: `matcher_loop [COMMANDS] [--funded | --multi]` (default 200000; `--funded`: the
-//! funded exchange-core mix; `--multi`: the multi-symbol flow, 1000 instruments).
+//! ```text
+//! matcher_loop [N]                     # the exchange-core mix, N commands (default 200000)
+//! matcher_loop [N] --funded            # the funded exchange-core mix
+//! matcher_loop [N] --multi             # the multi-symbol flow (1000 instruments)
+//! matcher_loop [N] --deep [SCENARIO]   # the deep-book flow, N new orders (default calm)
+//! matcher_loop --lobster FILE          # a LOBSTER replay with real ids (N is ignored)
+//! ```
 
-use ringex_engine::workload::{ExchangeCoreWorkload, MultiSymbolWorkload};
+use ringex_engine::workload::{
+    DeepBookWorkload, ExchangeCoreWorkload, GeneratedWorkload, MultiSymbolWorkload, PriceScenario,
+};
 use ringex_engine::{Command, Event, Matcher, MatcherCapacity, Sequence};
 use std::hint::black_box;
 
@@ -21,34 +29,55 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    ringex_bench::args::check(
-        "usage: matcher_loop [N] [--funded | --multi]",
-        &["--funded", "--multi"],
-    );
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
-    let funded = std::env::args().any(|a| a == "--funded");
-    let multi = std::env::args().any(|a| a == "--multi");
-    let w = if multi {
-        MultiSymbolWorkload::default().generate(n)
-    } else {
-        ExchangeCoreWorkload {
-            funded,
-            ..ExchangeCoreWorkload::default()
-        }
-        .generate(n)
-    };
-    let mut m = Matcher::with_capacity(if multi {
-        MatcherCapacity::default()
-    } else {
-        MatcherCapacity {
-            orders: 8192,
-            ids: n + 8192,
-            gtd: 16,
-        }
-    });
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --deep [SCENARIO] | --lobster FILE]";
+    ringex_bench::args::check(usage, &["--funded", "--multi", "--deep", "--lobster"]);
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let has = |f: &str| args.iter().any(|a| a == f);
+    let (name, w, cap): (String, GeneratedWorkload, MatcherCapacity) =
+        if let Some(file) = ringex_bench::args::value("--lobster") {
+            let w = ringex_engine::lobster::workload(file.as_ref()).unwrap_or_else(|e| {
+                eprintln!("{file}: {e}");
+                std::process::exit(2)
+            });
+            (format!("LOBSTER {file}"), w, MatcherCapacity::default())
+        } else if has("--deep") {
+            let sc = ringex_bench::args::value("--deep")
+                .and_then(|s| PriceScenario::parse(&s))
+                .unwrap_or(PriceScenario::ALL[0]);
+            let w = DeepBookWorkload {
+                scenario: sc,
+                ..Default::default()
+            }
+            .generate(n);
+            (
+                format!("deep {} ({n} new orders)", sc.name()),
+                w,
+                MatcherCapacity::default(),
+            )
+        } else if has("--multi") {
+            let w = MultiSymbolWorkload::default().generate(n);
+            ("multi-symbol".into(), w, MatcherCapacity::default())
+        } else {
+            let funded = has("--funded");
+            let w = ExchangeCoreWorkload {
+                funded,
+                ..ExchangeCoreWorkload::default()
+            }
+            .generate(n);
+            let cap = MatcherCapacity {
+                orders: 8192,
+                ids: n + 8192,
+                gtd: 16,
+            };
+            let name = if funded {
+                "funded exchange-core"
+            } else {
+                "exchange-core"
+            };
+            (name.into(), w, cap)
+        };
+    let mut m = Matcher::with_capacity(cap);
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();
     let events_setup = run_matcher(&mut m, &w.setup, 0, &mut out);
@@ -56,9 +85,7 @@ fn main() {
     let events = run_matcher(&mut m, &w.commands, setup as u64, &mut out);
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{}{}setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
-        if funded { "funded: " } else { "" },
-        if multi { "multi-symbol: " } else { "" },
+        "{name}: setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
         w.commands.len(),
         secs * 1e3,
         w.commands.len() as f64 / secs / 1e6,

@@ -1,7 +1,9 @@
 //! Runs the matcher alone over one workload, for timing and for instruction counting with
 //! callgrind (`bench/callgrind.sh`). The setup (the instrument, the starting book) and then
 //! the measured commands run in the `#[inline(never)]` function `run_matcher`, so
-//! `--toggle-collect=*run_matcher*` counts both (the time is the measured commands').
+//! `--toggle-collect=*run_matcher*` counts both (the time is the measured commands'). One
+//! run in a fresh process: a workload whose book grows (the deep-book flow) pays for its
+//! first page faults here, so time those with `peers` or criterion (warmed runs).
 //!
 //! ```text
 //! matcher_loop [N]                     # the exchange-core mix, N commands (default 200000)

@@ -392,7 +392,11 @@ impl Matcher {
             );
         };
         let book = &self.books.books[slot as usize];
-        let (halted, funding, last_price) = (book.halted, book.funding, book.last_price);
+        let (halted, last_price) = (book.halted, book.last_price);
+        // The rules are copied only for a funded book: copying a whole `Option<Funding>` (its
+        // tag a byte inside it) for every order stalled the loads of the copy behind the
+        // tag's store — 35% of `new_order`'s time on LOBSTER (`perf annotate`).
+        let funding = funding_of(book);
         let code = if o.qty.0 == 0 {
             Some(RejectCode::ZeroQty)
         } else if self.books.id_state(o.order_id) != IdState::Unknown {
@@ -778,7 +782,7 @@ impl Matcher {
         if !self.books.move_to_back(i, price, qty) {
             return;
         }
-        let funding = self.books.books[slot as usize].funding;
+        let funding = funding_of(&self.books.books[slot as usize]);
         let taker = Taker {
             instrument,
             book: slot,
@@ -916,6 +920,15 @@ fn reject_ref(
 ) {
     let inst = (code != RejectCode::UnknownInstrument).then_some(instrument);
     reject(seq, inst, Some(order_id), account, code, out)
+}
+
+/// A book's funding rules, copied only when it has them.
+#[inline(always)]
+fn funding_of(book: &crate::book::fast::InstrumentBook) -> Option<Funding> {
+    match &book.funding {
+        Some(f) => Some(*f),
+        None => None,
+    }
 }
 
 /// The price an order's events report: its limit, or 0 for a market order.

@@ -925,10 +925,7 @@ fn reject_ref(
 /// A book's funding rules, copied only when it has them.
 #[inline(always)]
 fn funding_of(book: &crate::book::fast::InstrumentBook) -> Option<Funding> {
-    match &book.funding {
-        Some(f) => Some(*f),
-        None => None,
-    }
+    book.funding.as_ref().copied()
 }
 
 /// The price an order's events report: its limit, or 0 for a market order.

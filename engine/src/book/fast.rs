@@ -875,17 +875,27 @@ impl OrderBooks {
         })
     }
 
-    /// The level at `price` on one side of a book when the price cache does not have it:
-    /// found in the sorted entries (a kept empty level comes back to life) or opened.
-    #[inline(never)]
-    fn level_at(&mut self, book: u32, side: Side, price: Price) -> u32 {
+    /// One side of a book, with the level pool and its free list, borrowed together.
+    #[inline(always)]
+    fn side_and_levels(
+        &mut self,
+        book: u32,
+        side: Side,
+    ) -> (&mut Ladder, &mut Vec<Level>, &mut Vec<u32>) {
         let OrderBooks {
             books,
             levels,
             free_levels,
             ..
         } = self;
-        let ladder = books[book as usize].side_mut(side);
+        (books[book as usize].side_mut(side), levels, free_levels)
+    }
+
+    /// The level at `price` on one side of a book when the price cache does not have it:
+    /// found in the sorted entries (a kept empty level comes back to life) or opened.
+    #[inline(never)]
+    fn level_at(&mut self, book: u32, side: Side, price: Price) -> u32 {
+        let (ladder, levels, free_levels) = self.side_and_levels(book, side);
         ladder.missed(price, levels);
         let k = key(side, price);
         let found = match ladder.entries.last() {
@@ -977,13 +987,7 @@ impl OrderBooks {
     /// The best level of a side emptied: pop it and any empty levels under it.
     #[inline(never)]
     fn pop_empty_top(&mut self, book: u32, side: Side, price: Price, level: u32) {
-        let OrderBooks {
-            books,
-            levels,
-            free_levels,
-            ..
-        } = self;
-        let ladder = books[book as usize].side_mut(side);
+        let (ladder, levels, free_levels) = self.side_and_levels(book, side);
         ladder.entries.pop();
         ladder.cache(price, NIL);
         free_levels.push(level);
@@ -1003,13 +1007,7 @@ impl OrderBooks {
     #[cold]
     #[inline(never)]
     fn compact_side(&mut self, book: u32, side: Side) {
-        let OrderBooks {
-            books,
-            levels,
-            free_levels,
-            ..
-        } = self;
-        let ladder = books[book as usize].side_mut(side);
+        let (ladder, levels, free_levels) = self.side_and_levels(book, side);
         let mut entries = std::mem::take(&mut ladder.entries);
         entries.retain(|&(_, l)| {
             let lv = &levels[l as usize];

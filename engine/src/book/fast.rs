@@ -265,8 +265,6 @@ pub(crate) struct Ladder {
     /// of the book. The step is the grid the side's prices have shown so far: the greatest
     /// common divisor of their distances from `anchor` (at most [`MAX_STEP`]).
     step: u64,
-    /// `⌈2^64 / step⌉` for a step of 2 or more (see [`Ladder::slot_of`]).
-    recip: u64,
     /// That greatest common divisor (0: no price but the anchor yet).
     grid: u64,
     /// The first price this side had a level at.
@@ -383,26 +381,14 @@ impl Ladder {
     fn slot_of(&self, price: Price) -> Option<usize> {
         // Below the base the difference wraps past any window.
         let d = price.0.wrapping_sub(self.slot_base) as u64;
-        if self.step <= 1 {
-            return (d < self.slots.len() as u64).then_some(d as usize);
-        }
-        // Inside the window's span (below 2^32: at most 4,096 slots of at most 2^20
-        // units), on the grid, and in which slot — by multiplying with the step's
-        // reciprocal instead of dividing (a 64-bit division had been on every lookup of a
-        // LOBSTER book): for a 32-bit n and c = ⌈2^64 / step⌉, n / step = (c·n) >> 64, and
-        // step divides n exactly when c·n mod 2^64 < c (Lemire, Kaser and Kurz, "Faster
-        // remainder by direct computation", 2019).
-        if d >= self.slots.len() as u64 * self.step {
+        let off = if self.step <= 1 {
+            d
+        } else if d.is_multiple_of(self.step) {
+            d / self.step
+        } else {
             return None;
-        }
-        let p = self.recip as u128 * d as u128;
-        ((p as u64) < self.recip).then_some((p >> 64) as usize)
-    }
-
-    /// Sets the step (and its reciprocal).
-    fn set_step(&mut self, step: u64) {
-        self.step = step;
-        self.recip = if step >= 2 { u64::MAX / step + 1 } else { 0 };
+        };
+        (off < self.slots.len() as u64).then_some(off as usize)
     }
 
     /// The level at `price` from the direct-indexed cache, or NIL (none, or outside the
@@ -446,7 +432,7 @@ impl Ladder {
         }
         let len = self.slots.len();
         let centre = self.slot_base as i128 + (len as i128 * self.unit() as i128) / 2;
-        self.set_step(step);
+        self.step = step;
         let base = self.align(centre - (len as i128 / 2) * step as i128);
         self.place(base, len, levels);
     }
@@ -515,7 +501,7 @@ impl Ladder {
         if self.slots.is_empty() {
             self.anchor = price.0;
             self.grid = 0;
-            self.set_step(1);
+            self.step = 1;
             self.slot_base = price.0.saturating_sub(MIN_SLOTS as i64 / 2);
             self.slots = vec![NIL; MIN_SLOTS];
         }
@@ -1346,36 +1332,6 @@ mod tests {
             .collect();
         assert!(prices.windows(2).all(|w| w[0] >= w[1]), "bids best first");
         assert_eq!(prices.len(), 2000);
-    }
-
-    /// The slot of a price by the step's reciprocal agrees with dividing, on and off the
-    /// grid, inside and outside the window, below its base, for steps up to `MAX_STEP`.
-    #[test]
-    fn slot_of_by_reciprocal_agrees_with_division() {
-        let mut rng = crate::workload::SplitMix64::new(5);
-        for step in [1u64, 2, 3, 7, 10, 50, 100, 1000, 4096, 99_991, MAX_STEP] {
-            for len in [0usize, 1, 64, 4096] {
-                let mut l = Ladder {
-                    slot_base: 1_000_000_007,
-                    slots: vec![NIL; len],
-                    ..Ladder::default()
-                };
-                l.set_step(step);
-                let span = len as i64 * step as i64;
-                for k in 0..20_000 {
-                    let p = match k % 4 {
-                        0 => l.slot_base + rng.below(span.max(1) as u64 + 10) as i64,
-                        1 => l.slot_base + (rng.below(len.max(1) as u64 + 2) * step) as i64,
-                        2 => l.slot_base - 1 - rng.below(1 << 40) as i64,
-                        _ => rng.next_u64() as i64,
-                    };
-                    let d = p.wrapping_sub(l.slot_base) as u64;
-                    let want = (d.is_multiple_of(step) && d / step < len as u64)
-                        .then_some((d / step) as usize);
-                    assert_eq!(l.slot_of(Price(p)), want, "step {step} len {len} price {p}");
-                }
-            }
-        }
     }
 
     /// The search from the best end agrees with a binary search of the whole side for

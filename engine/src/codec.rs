@@ -152,6 +152,47 @@ pub(crate) fn get_transfer(r: &mut R) -> (AccountId, AssetId, Amount) {
 }
 
 /// Writes a [`NewOrder`] in 48 bytes.
+/// Writes the definition in 47 bytes (the codec of events and snapshots).
+pub(crate) fn put_def(w: &mut W, d: &InstrumentDef) {
+    w.u32(d.id.0);
+    w.u64(d.base_per_lot);
+    w.u64(d.quote_per_tick_lot);
+    w.u64(d.max_qty);
+    w.u32(d.maker_m as u32);
+    w.u32(d.taker_m as u32);
+    w.u32(d.band_m);
+    w.u16(d.base);
+    w.u16(d.quote);
+    w.u8(d.maker_s);
+    w.u8(d.taker_s);
+    w.u8(d.band_s);
+}
+
+/// Reads what [`put_def`] wrote. A definition without a base unit is
+/// unfunded (journals written before funded instruments hold only the id, then zeros).
+pub(crate) fn get_def(r: &mut R) -> InstrumentDef {
+    let id = InstrumentId(r.u32());
+    let d = InstrumentDef {
+        id,
+        base_per_lot: r.u64(),
+        quote_per_tick_lot: r.u64(),
+        max_qty: r.u64(),
+        maker_m: r.u32() as i32,
+        taker_m: r.u32() as i32,
+        band_m: r.u32(),
+        base: r.u16(),
+        quote: r.u16(),
+        maker_s: r.u8(),
+        taker_s: r.u8(),
+        band_s: r.u8(),
+    };
+    if d.is_funded() {
+        d
+    } else {
+        InstrumentDef::unfunded(id)
+    }
+}
+
 pub(crate) fn put_order(w: &mut W, o: &NewOrder) {
     w.u32(o.instrument.0);
     w.u64(o.account.0);
@@ -314,7 +355,7 @@ impl Event {
                 w.u64(account.0);
                 w.u8(blocked as u8);
             }
-            EventKind::InstrumentAdded(d) => d.encode(&mut w),
+            EventKind::InstrumentAdded(d) => put_def(&mut w, &d),
             EventKind::SnapshotRequested { instrument } => w.u32(instrument.0),
             EventKind::AssetAdded { asset, scale } => {
                 w.u16(asset.0);
@@ -418,7 +459,7 @@ impl Event {
                 account: AccountId(r.u64()),
                 blocked: r.u8() == 1,
             },
-            9 => EventKind::InstrumentAdded(InstrumentDef::decode(&mut r)),
+            9 => EventKind::InstrumentAdded(get_def(&mut r)),
             10 => EventKind::SnapshotRequested {
                 instrument: InstrumentId(r.u32()),
             },
@@ -522,7 +563,7 @@ impl crate::command::Command {
             | K::SnapshotRequest { instrument } => w.u32(instrument.0),
             K::Block { account } | K::Unblock { account } => w.u64(account.0),
             K::Tick => {}
-            K::AddInstrument(d) => d.encode(&mut w),
+            K::AddInstrument(d) => put_def(&mut w, &d),
             K::AddAsset { asset, scale } => {
                 w.u16(asset.0);
                 w.u8(scale);
@@ -592,7 +633,7 @@ impl crate::command::Command {
             10 => K::SnapshotRequest {
                 instrument: InstrumentId(r.u32()),
             },
-            11 => K::AddInstrument(InstrumentDef::decode(&mut r)),
+            11 => K::AddInstrument(get_def(&mut r)),
             12 => K::AddAsset {
                 asset: AssetId(r.u16()),
                 scale: r.u8(),

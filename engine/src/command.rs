@@ -2,8 +2,8 @@
 //!
 //! A command is a small `Copy` value written in place into a preallocated ring slot.
 
-use crate::event::RejectCode;
 use crate::funds::{Amount, AssetId, InstrumentDef};
+use crate::reject::RejectCode;
 use crate::types::{
     AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
     Side, TimeInForce, Timestamp,
@@ -179,6 +179,10 @@ pub struct Command {
     /// What it asks for.
     pub kind: CommandKind,
 }
+
+// One ring slot, one cache line: no slot straddles two.
+const _: () =
+    assert!(std::mem::size_of::<Command>() == 64 && std::mem::align_of::<Command>() == 64);
 
 impl Command {
     /// A command at `ts`.

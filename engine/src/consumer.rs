@@ -35,8 +35,8 @@
 //! The pipeline calls consumers through generics (one monomorphized loop per consumer type),
 //! never through `dyn`.
 
+use crate::context::ConsumerContext;
 use crate::event::Event;
-use crate::pipeline::ConsumerContext;
 use crate::types::Sequence;
 
 /// A plug-in reader of the event stream. See the module docs for the contract.

@@ -222,18 +222,21 @@ const NO_BAND: u8 = u8::MAX;
 pub struct InstrumentDef {
     /// The instrument.
     pub id: InstrumentId,
-    base_per_lot: u64,
-    quote_per_tick_lot: u64,
-    max_qty: u64,
-    maker_m: i32,
-    taker_m: i32,
-    band_m: u32,
-    base: u16,
-    quote: u16,
-    maker_s: u8,
-    taker_s: u8,
-    band_s: u8,
+    pub(crate) base_per_lot: u64,
+    pub(crate) quote_per_tick_lot: u64,
+    pub(crate) max_qty: u64,
+    pub(crate) maker_m: i32,
+    pub(crate) taker_m: i32,
+    pub(crate) band_m: u32,
+    pub(crate) base: u16,
+    pub(crate) quote: u16,
+    pub(crate) maker_s: u8,
+    pub(crate) taker_s: u8,
+    pub(crate) band_s: u8,
 }
+
+// Copied into every book: kept small.
+const _: () = assert!(std::mem::size_of::<InstrumentDef>() == 48);
 
 impl Default for InstrumentDef {
     fn default() -> Self {
@@ -380,47 +383,6 @@ impl InstrumentDef {
             return Some("zero quote units per tick and lot");
         }
         None
-    }
-
-    /// Writes the definition in 47 bytes (the codec of events and snapshots).
-    pub(crate) fn encode(&self, w: &mut crate::codec::W) {
-        w.u32(self.id.0);
-        w.u64(self.base_per_lot);
-        w.u64(self.quote_per_tick_lot);
-        w.u64(self.max_qty);
-        w.u32(self.maker_m as u32);
-        w.u32(self.taker_m as u32);
-        w.u32(self.band_m);
-        w.u16(self.base);
-        w.u16(self.quote);
-        w.u8(self.maker_s);
-        w.u8(self.taker_s);
-        w.u8(self.band_s);
-    }
-
-    /// Reads what [`InstrumentDef::encode`] wrote. A definition without a base unit is
-    /// unfunded (journals written before funded instruments hold only the id, then zeros).
-    pub(crate) fn decode(r: &mut crate::codec::R) -> InstrumentDef {
-        let id = InstrumentId(r.u32());
-        let d = InstrumentDef {
-            id,
-            base_per_lot: r.u64(),
-            quote_per_tick_lot: r.u64(),
-            max_qty: r.u64(),
-            maker_m: r.u32() as i32,
-            taker_m: r.u32() as i32,
-            band_m: r.u32(),
-            base: r.u16(),
-            quote: r.u16(),
-            maker_s: r.u8(),
-            taker_s: r.u8(),
-            band_s: r.u8(),
-        };
-        if d.is_funded() {
-            d
-        } else {
-            InstrumentDef::unfunded(id)
-        }
     }
 
     /// The expanded form the matcher uses, for a funded instrument.
@@ -877,10 +839,5 @@ mod tests {
             .funding()
             .unwrap();
         assert_eq!(f.hold, rate("0.0015"));
-    }
-
-    #[test]
-    fn the_definition_is_small() {
-        assert_eq!(std::mem::size_of::<InstrumentDef>(), 48);
     }
 }

@@ -40,18 +40,26 @@ pub mod book;
 pub mod codec;
 pub mod command;
 pub mod consumer;
+pub mod context;
 pub mod event;
 pub mod funds;
+pub mod gateway;
+pub mod idle;
 pub mod instrument;
+#[cfg(feature = "testkit")]
 pub mod lobster;
 pub mod matcher;
+pub mod matching;
 pub mod pipeline;
+pub mod reject;
 pub mod state;
-#[doc(hidden)]
+#[cfg(feature = "testkit")]
 pub mod testing;
 pub mod types;
+#[cfg(feature = "testkit")]
 pub mod workload;
 
+#[cfg(feature = "testkit")]
 pub use book::naive::NaiveMatcher;
 pub use book::replica::BookReplica;
 pub use book::RestingOrder;

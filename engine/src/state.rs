@@ -3,7 +3,7 @@
 //!
 //! Built from the replica (off the matcher's thread), never by stopping the matcher.
 
-use crate::codec::{get_order, put_order, EVENT_BYTES, R, W};
+use crate::codec::{get_def, get_order, put_def, put_order, EVENT_BYTES, R, W};
 use crate::command::NewOrder;
 use crate::funds::{AssetId, Balance, InstrumentDef, Ledger};
 use crate::types::{AccountId, InstrumentId, Price};
@@ -146,7 +146,7 @@ impl EngineState {
                 b: &mut block,
                 at: 0,
             };
-            d.encode(&mut w);
+            put_def(&mut w, d);
             v.extend_from_slice(&block[..DEF_BYTES]);
         }
         for (i, p) in &self.last_prices {
@@ -248,7 +248,7 @@ impl EngineState {
         };
         for _ in 0..nf {
             let block = fixed(DEF_BYTES)?;
-            let d = InstrumentDef::decode(&mut R { b: &block, at: 0 });
+            let d = get_def(&mut R { b: &block, at: 0 });
             s.definitions.push(d);
         }
         for _ in 0..nl {

@@ -138,3 +138,6 @@ pub enum SelfTradePrevention {
     /// Let the two orders trade.
     Allow,
 }
+
+/// Instrument ids must be below this (books are indexed by id through a two-level index).
+pub const MAX_INSTRUMENTS: u32 = 1 << 20;

@@ -7,11 +7,11 @@
 //! holds by summing the holds of its resting orders whenever it needs it, with fees and
 //! bands in straightforward `i128` and `Decimal` arithmetic.
 
-use crate::book::fast::RestingOrder;
+use crate::book::books::RestingOrder;
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{AssetId, Balance, InstrumentDef, Rate};
-use crate::matcher::MatchingEngine;
+use crate::matching::MatchingEngine;
 use crate::types::{
     AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
     TimeInForce,
@@ -696,7 +696,7 @@ impl MatchingEngine for NaiveMatcher {
             }
             CommandKind::AddInstrument(def) => {
                 let (base, quote) = def.assets();
-                let code = if def.id.0 >= crate::matcher::MAX_INSTRUMENTS {
+                let code = if def.id.0 >= crate::types::MAX_INSTRUMENTS {
                     Some(RejectCode::InstrumentIdOutOfRange)
                 } else if self.halted.contains_key(&def.id.0) {
                     Some(RejectCode::DuplicateInstrument)

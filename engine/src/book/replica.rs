@@ -4,7 +4,8 @@
 //! through this one component. After any command, a replica that has applied the matcher's
 //! events holds exactly the matcher's books.
 
-use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder};
+use crate::book::books::{IdState, OrderBooks, RestingOrder};
+use crate::book::order::OrderNode;
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind};
 use crate::funds::{Funding, Ledger};

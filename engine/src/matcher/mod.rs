@@ -17,7 +17,8 @@
 
 mod money;
 
-use crate::book::fast::{IdState, OrderBooks, OrderNode, RestingOrder, NIL};
+use crate::book::books::{IdState, OrderBooks, RestingOrder};
+use crate::book::order::{OrderNode, NIL};
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Balance, Funding, InstrumentDef, Ledger};
@@ -29,21 +30,8 @@ use rustc_hash::FxHashSet;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Instrument ids must be below this (books are a vector indexed by id).
-pub const MAX_INSTRUMENTS: u32 = 1 << 20;
-
-/// Anything that turns commands into events: the fast [`Matcher`] and the naive
-/// reference ([`crate::book::naive::NaiveMatcher`]) both do, and tests run them side by side.
-pub trait MatchingEngine {
-    /// Handles the command at input sequence `seq`, appending its events to `out` (the last
-    /// one marked with [`Event::is_last_of_command`]).
-    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>);
-    /// The resting orders of an instrument: bids best first, then asks best first, each
-    /// price level in queue order.
-    fn resting_orders(&self, instrument: InstrumentId) -> Vec<RestingOrder>;
-    /// Every non-zero balance, accounts ascending, then assets ascending.
-    fn balances(&self) -> Vec<(AccountId, crate::funds::AssetId, Balance)>;
-}
+pub use crate::matching::MatchingEngine;
+pub use crate::types::MAX_INSTRUMENTS;
 
 /// The incoming side of a match.
 #[derive(Clone, Copy)]
@@ -924,7 +912,7 @@ fn reject_ref(
 
 /// A book's funding rules, copied only when it has them.
 #[inline(always)]
-fn funding_of(book: &crate::book::fast::InstrumentBook) -> Option<Funding> {
+fn funding_of(book: &crate::book::books::InstrumentBook) -> Option<Funding> {
     book.funding.as_ref().copied()
 }
 

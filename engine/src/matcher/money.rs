@@ -9,7 +9,7 @@
 //! on unfunded instruments the money branches cost about 20 instructions per command.
 
 use super::{reject, Matcher, Taker, MAX_INSTRUMENTS, NIL};
-use crate::book::fast::OrderNode;
+use crate::book::order::OrderNode;
 use crate::command::NewOrder;
 use crate::event::{Event, EventKind, RejectCode};
 use crate::funds::{AssetId, Funding, InstrumentDef};

@@ -1,515 +1,20 @@
-//! The fast L3 book: an order pool, price levels with intrusive FIFO queues, and a sorted
-//! ladder of levels per side.
+//! Every instrument's book, sharing one order pool ([`super::order`]) and one level pool
+//! ([`super::level`]); each book has a [`Ladder`] per side.
 //!
-//! - Orders live in a pool (free list) split in two arrays at the same index: a 32-byte
-//!   [`Hot`] record (open quantity, owner, queue links, level, book slot and side) that
-//!   matching, linking and cancelling read, and a [`Cold`] record (id, price, expiry, flags,
-//!   account links) that events, modify and snapshots read. An order is found by id through
-//!   the id index (`ids.rs`: a live-id table sized to the resting orders, used ids as
-//!   ranges). Cancel by id is one probe and an O(1) unlink. Every order carries its book's
-//!   dense slot, so a command looks its instrument up once.
-//! - Each price level (32 bytes) is a doubly linked FIFO of pool indices with its total
-//!   quantity (96 bits: a `u64` and a carry word).
-//! - Each side keeps its levels in a `Vec` sorted from worst to best price, so the best level
-//!   is the last element (O(1)); a level is found by binary search. A level that empties
-//!   below the top stays in place, empty, so that an order arriving at that price later
-//!   (the common case: orders move among nearby prices) needs no insert; empty levels at the
-//!   top are popped at once, so the last element is always the non-empty best. When empty
-//!   levels pass 1024 and eight times the live ones, the side is compacted in place (memory
-//!   stays bounded when prices drift; in a steady book the empty levels are reused).
+//! An order is found by id through the id index (`ids.rs`: a live-id table sized to the
+//! resting orders, used ids as ranges). Cancel by id is one probe and an O(1) unlink. Every
+//! order carries its book's dense slot, so a command looks its instrument up once. Each
+//! account's resting orders are linked through the pool, so a mass cancel visits only them.
 //!
 //! Once the vectors and the map have grown to the working size, nothing here allocates.
 
-use crate::command::NewOrder;
+use super::ladder::{key, search_from_top, Ladder};
+use super::level::{alloc_level, link_at, Level};
+use super::order::{Cold, Hot, OrderNode, NIL};
 use crate::funds::{Funding, InstrumentDef};
-use crate::types::{
-    AccountId, AllocGroupId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention,
-    Side, TimeInForce, Timestamp,
-};
+use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
 use std::hint::select_unpredictable;
-
-/// No index.
-pub(crate) const NIL: u32 = u32::MAX;
-
-/// What matching, linking and cancelling touch of a resting order: 32 bytes, two to a
-/// cache line. The pool keeps these apart from the [`Cold`] fields.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Hot {
-    pub qty: Qty,
-    pub account: AccountId,
-    pub prev: u32,
-    pub next: u32,
-    pub level: u32,
-    /// Its book's slot, shifted left once, with the side in the low bit (1: sell).
-    book_side: u32,
-}
-
-impl Hot {
-    /// Its book's dense slot.
-    #[inline]
-    pub fn book(&self) -> u32 {
-        self.book_side >> 1
-    }
-
-    #[inline]
-    pub fn side(&self) -> Side {
-        if self.book_side & 1 == 1 {
-            Side::Sell
-        } else {
-            Side::Buy
-        }
-    }
-}
-
-/// The rest of a resting order: read when an event reports it, by modify, expiry and
-/// mass cancel, and by snapshots.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Cold {
-    pub id: OrderId,
-    pub price: Price,
-    pub expiry: Timestamp,
-    pub accept_seq: u64,
-    pub instrument: InstrumentId,
-    pub alloc_group: AllocGroupId,
-    pub acct_prev: u32,
-    pub acct_next: u32,
-    pub tif: TimeInForce,
-    pub stp: SelfTradePrevention,
-    pub post_only: bool,
-    pub live: bool,
-}
-
-/// A resting order, whole: what goes into the pool ([`OrderBooks::insert`]) and what
-/// [`OrderBooks::node`] reads back (a copy of its hot and cold parts).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OrderNode {
-    pub id: OrderId,
-    pub account: AccountId,
-    pub price: Price,
-    pub qty: Qty,
-    pub expiry: Timestamp,
-    pub accept_seq: u64,
-    pub instrument: InstrumentId,
-    /// The dense slot of its instrument's book (`OrderBooks::books`): linking and
-    /// unlinking never look the instrument up.
-    pub book: u32,
-    pub alloc_group: AllocGroupId,
-    pub prev: u32,
-    pub next: u32,
-    pub level: u32,
-    pub side: Side,
-    pub tif: TimeInForce,
-    pub stp: SelfTradePrevention,
-    pub post_only: bool,
-    pub live: bool,
-    /// The account's other resting orders (a doubly linked list per account).
-    pub acct_prev: u32,
-    pub acct_next: u32,
-}
-
-impl OrderNode {
-    /// A node for a new order that will rest with `qty` open.
-    pub fn from_new(o: &NewOrder, qty: Qty, accept_seq: u64) -> Self {
-        OrderNode {
-            id: o.order_id,
-            account: o.account,
-            price: o.price,
-            qty,
-            expiry: o.expiry,
-            accept_seq,
-            instrument: o.instrument,
-            book: NIL,
-            alloc_group: o.alloc_group,
-            prev: NIL,
-            next: NIL,
-            level: NIL,
-            side: o.side,
-            tif: o.tif,
-            stp: o.stp,
-            post_only: o.post_only,
-            live: true,
-            acct_prev: NIL,
-            acct_next: NIL,
-        }
-    }
-
-    fn split(&self) -> (Hot, Cold) {
-        (
-            Hot {
-                qty: self.qty,
-                account: self.account,
-                prev: self.prev,
-                next: self.next,
-                level: self.level,
-                book_side: (self.book << 1) | (self.side == Side::Sell) as u32,
-            },
-            Cold {
-                id: self.id,
-                price: self.price,
-                expiry: self.expiry,
-                accept_seq: self.accept_seq,
-                instrument: self.instrument,
-                alloc_group: self.alloc_group,
-                acct_prev: self.acct_prev,
-                acct_next: self.acct_next,
-                tif: self.tif,
-                stp: self.stp,
-                post_only: self.post_only,
-                live: self.live,
-            },
-        )
-    }
-
-    fn join(h: &Hot, c: &Cold) -> Self {
-        OrderNode {
-            id: c.id,
-            account: h.account,
-            price: c.price,
-            qty: h.qty,
-            expiry: c.expiry,
-            accept_seq: c.accept_seq,
-            instrument: c.instrument,
-            book: h.book(),
-            alloc_group: c.alloc_group,
-            prev: h.prev,
-            next: h.next,
-            level: h.level,
-            side: h.side(),
-            tif: c.tif,
-            stp: c.stp,
-            post_only: c.post_only,
-            live: c.live,
-            acct_prev: c.acct_prev,
-            acct_next: c.acct_next,
-        }
-    }
-
-    /// The order as a [`NewOrder`] with its current price and open quantity.
-    pub fn as_new_order(&self) -> NewOrder {
-        NewOrder {
-            instrument: self.instrument,
-            account: self.account,
-            order_id: self.id,
-            side: self.side,
-            order_type: OrderType::Limit,
-            tif: self.tif,
-            expiry: self.expiry,
-            price: self.price,
-            qty: self.qty,
-            post_only: self.post_only,
-            stp: self.stp,
-            alloc_group: self.alloc_group,
-        }
-    }
-}
-
-/// One price level: a FIFO of orders. 32 bytes, two to a cache line.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Level {
-    pub price: Price,
-    /// Total open lots, low 64 bits (with `qty_hi`: 96 bits, exact for up to 2^32 orders
-    /// of `u64::MAX` lots each; the high word is touched only on a carry).
-    qty_lo: u64,
-    pub head: u32,
-    pub tail: u32,
-    pub count: u32,
-    qty_hi: u32,
-}
-
-impl Level {
-    fn new(price: Price) -> Self {
-        Level {
-            price,
-            qty_lo: 0,
-            head: NIL,
-            tail: NIL,
-            count: 0,
-            qty_hi: 0,
-        }
-    }
-
-    /// Total open lots.
-    #[inline]
-    pub fn qty(&self) -> u128 {
-        ((self.qty_hi as u128) << 64) | self.qty_lo as u128
-    }
-
-    #[inline]
-    fn add(&mut self, q: u64) {
-        let (lo, carry) = self.qty_lo.overflowing_add(q);
-        self.qty_lo = lo;
-        self.qty_hi += carry as u32;
-    }
-
-    #[inline]
-    fn sub(&mut self, q: u64) {
-        let (lo, borrow) = self.qty_lo.overflowing_sub(q);
-        self.qty_lo = lo;
-        self.qty_hi -= borrow as u32;
-    }
-}
-
-/// The levels of one side, worst first, best last. The key orders prices so that a larger
-/// key is a better price: the price for bids, its bitwise complement for asks.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Ladder {
-    pub entries: Vec<(i64, u32)>,
-    /// How many entries are empty levels.
-    pub empties: usize,
-    /// Price of `slots[0]`.
-    slot_base: i64,
-    /// Price units per slot (0 reads as 1). Prices may come in units finer than the
-    /// prices really used (LOBSTER's are $0.0001 for a market that moves in cents): then
-    /// one slot in a hundred would ever hold a level, and the window would cover a hundredth
-    /// of the book. The step is the grid the side's prices have shown so far: the greatest
-    /// common divisor of their distances from `anchor` (at most [`MAX_STEP`]).
-    step: u64,
-    /// That greatest common divisor (0: no price but the anchor yet).
-    grid: u64,
-    /// The first price this side had a level at.
-    anchor: i64,
-    /// Direct-indexed cache: level index by price offset (NIL when none); it always agrees
-    /// with `entries` for the prices inside its window.
-    slots: Vec<u32>,
-    /// Orders linked at prices outside the window since it last moved: past
-    /// [`RECENTER_AFTER`] the window is re-centred on the flow (prices drift through a
-    /// day: a window that stayed where the day opened would miss every time).
-    misses: u32,
-}
-
-/// Orders placed outside a full-size window before it moves to them (a re-centre costs one
-/// pass over the window and the levels, so it is done rarely).
-const RECENTER_AFTER: u32 = 1024;
-
-#[inline]
-fn key(side: Side, price: Price) -> i64 {
-    match side {
-        Side::Buy => price.0,
-        Side::Sell => !price.0,
-    }
-}
-
-/// Where key `k` is (`Ok`) or would go (`Err`) in a side's ascending entries, searched
-/// from the best end: galloping down 1, 2, 4, … entries, then a binary search of the last
-/// stretch. Orders go mostly near the top of a book, so a deep side costs the few cache
-/// lines at its end instead of a binary search's walk from the middle (on the LOBSTER
-/// level-10 sample that search had been 6% of the matcher's time).
-#[inline]
-fn search_from_top(entries: &[(i64, u32)], k: i64) -> Result<usize, usize> {
-    let mut hi = entries.len();
-    let mut step = 1;
-    let lo = loop {
-        if step >= hi {
-            break 0;
-        }
-        let probe = hi - step;
-        if entries[probe].0 <= k {
-            break probe;
-        }
-        hi = probe;
-        step *= 2;
-    };
-    match entries[lo..hi].binary_search_by_key(&k, |&(bk, _)| bk) {
-        Ok(p) => Ok(lo + p),
-        Err(p) => Err(lo + p),
-    }
-}
-
-/// Takes a level from the free list (or grows the pool).
-fn alloc_level(levels: &mut Vec<Level>, free_levels: &mut Vec<u32>, price: Price) -> u32 {
-    let level = Level::new(price);
-    match free_levels.pop() {
-        Some(i) => {
-            levels[i as usize] = level;
-            i
-        }
-        None => {
-            levels.push(level);
-            (levels.len() - 1) as u32
-        }
-    }
-}
-
-/// Links pooled order `idx` (its record `h`: quantity, owner, book and side) at the back of
-/// `level`, writing the whole record. Without branches (which level is empty is as good as
-/// random): an empty level gets its head, else the tail its next; with no tail the order's
-/// own link is written first, then the record over it.
-#[inline(always)]
-fn link_at(hot: &mut [Hot], levels: &mut [Level], idx: u32, h: Hot, level: u32) {
-    let lv = &mut levels[level as usize];
-    let tail = lv.tail;
-    lv.tail = idx;
-    lv.head = select_unpredictable(tail == NIL, idx, lv.head);
-    hot[select_unpredictable(tail == NIL, idx, tail) as usize].next = idx;
-    lv.add(h.qty.0);
-    lv.count += 1;
-    hot[idx as usize] = Hot {
-        prev: tail,
-        next: NIL,
-        level,
-        ..h
-    };
-}
-
-/// Price slots per side in the direct-indexed level cache: it starts at `MIN_SLOTS` and
-/// grows (four times at a step, re-placed around the new price) while levels open outside
-/// it, up to `SLOTS`, so a book's cache stays proportional to the prices it really uses.
-const SLOTS: usize = 4096;
-const MIN_SLOTS: usize = 64;
-
-/// The largest price step the cache takes (prices further apart than this share no grid
-/// worth indexing).
-const MAX_STEP: u64 = 1 << 20;
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-impl Ladder {
-    /// Price units per slot.
-    #[inline]
-    fn unit(&self) -> u64 {
-        self.step.max(1)
-    }
-
-    /// The slot of `price` in the window, if it is inside it and on the grid.
-    #[inline]
-    fn slot_of(&self, price: Price) -> Option<usize> {
-        // Below the base the difference wraps past any window.
-        let d = price.0.wrapping_sub(self.slot_base) as u64;
-        let off = if self.step <= 1 {
-            d
-        } else if d.is_multiple_of(self.step) {
-            d / self.step
-        } else {
-            return None;
-        };
-        (off < self.slots.len() as u64).then_some(off as usize)
-    }
-
-    /// The level at `price` from the direct-indexed cache, or NIL (none, or outside the
-    /// cached window: then the sorted entries decide).
-    #[inline]
-    fn cached(&self, price: Price) -> u32 {
-        match self.slot_of(price) {
-            Some(s) => self.slots[s],
-            None => NIL,
-        }
-    }
-
-    /// The grid price at or below `x` (clamped to `i64`).
-    fn align(&self, x: i128) -> i64 {
-        let u = self.unit() as i128;
-        let a = self.anchor as i128;
-        (a + (x - a).div_euclid(u) * u).clamp(i64::MIN as i128, i64::MAX as i128) as i64
-    }
-
-    /// A new level at `price`: refines the grid, and re-places the window (same centre,
-    /// same number of slots) when the step changes.
-    #[inline]
-    fn learn(&mut self, price: Price, levels: &[Level]) {
-        // A grid of one unit is as fine as it gets (most books, after a few levels).
-        if self.grid == 1 || self.slots.is_empty() {
-            return; // (The first level: `cache` takes it as the anchor.)
-        }
-        self.refine(price, levels);
-    }
-
-    #[cold]
-    fn refine(&mut self, price: Price, levels: &[Level]) {
-        let d = price.0.abs_diff(self.anchor);
-        if d == 0 || (self.grid != 0 && d.is_multiple_of(self.grid)) {
-            return;
-        }
-        self.grid = gcd(self.grid, d);
-        let step = if self.grid <= MAX_STEP { self.grid } else { 1 };
-        if step == self.unit() {
-            return;
-        }
-        let len = self.slots.len();
-        let centre = self.slot_base as i128 + (len as i128 * self.unit() as i128) / 2;
-        self.step = step;
-        let base = self.align(centre - (len as i128 / 2) * step as i128);
-        self.place(base, len, levels);
-    }
-
-    /// Grows the window (up to `SLOTS`) when a new level at `price` falls outside it: the
-    /// new window is centred on the span of prices in use and refilled from the entries.
-    fn grow_for(&mut self, price: Price, levels: &[Level]) {
-        if self.slot_of(price).is_some() || self.slots.len() >= SLOTS || self.slots.is_empty() {
-            return;
-        }
-        // Cover the span of the levels in use (twice over, for room), centred on it.
-        let (Some(&(_, first)), Some(&(_, last))) = (self.entries.first(), self.entries.last())
-        else {
-            return;
-        };
-        let (a, b) = (
-            levels[first as usize].price.0,
-            levels[last as usize].price.0,
-        );
-        let (lo, hi) = (a.min(b).min(price.0) as i128, a.max(b).max(price.0) as i128);
-        let u = self.unit() as i128;
-        let span = ((hi - lo) / u + 1).saturating_mul(2);
-        let len = (self.slots.len() * 4)
-            .max(span.min(SLOTS as i128) as usize)
-            .next_power_of_two()
-            .min(SLOTS);
-        let base = self.align((lo + hi) / 2 - (len as i128 / 2) * u);
-        self.place(base, len, levels);
-    }
-
-    /// Puts the window of `len` slots at `base` and refills it from the entries.
-    fn place(&mut self, base: i64, len: usize, levels: &[Level]) {
-        self.slot_base = base;
-        self.slots.clear();
-        self.slots.resize(len, NIL);
-        for i in 0..self.entries.len() {
-            let l = self.entries[i].1;
-            if let Some(s) = self.slot_of(levels[l as usize].price) {
-                self.slots[s] = l;
-            }
-        }
-    }
-
-    /// Counts an order linked at a price outside the window; after [`RECENTER_AFTER`] of
-    /// them the window (at full size) is re-centred on `price` and refilled from the
-    /// entries.
-    #[cold]
-    fn missed(&mut self, price: Price, levels: &[Level]) {
-        if self.slot_of(price).is_some() || self.slots.len() < SLOTS {
-            return;
-        }
-        self.misses += 1;
-        if self.misses < RECENTER_AFTER {
-            return;
-        }
-        self.misses = 0;
-        let len = self.slots.len();
-        let base = self.align(price.0 as i128 - (len as i128 / 2) * self.unit() as i128);
-        self.place(base, len, levels);
-    }
-
-    /// Records a level in the cache (the window is placed around the first price seen,
-    /// which anchors the grid).
-    #[inline]
-    fn cache(&mut self, price: Price, level: u32) {
-        if self.slots.is_empty() {
-            self.anchor = price.0;
-            self.grid = 0;
-            self.step = 1;
-            self.slot_base = price.0.saturating_sub(MIN_SLOTS as i64 / 2);
-            self.slots = vec![NIL; MIN_SLOTS];
-        }
-        if let Some(s) = self.slot_of(price) {
-            self.slots[s] = level;
-        }
-    }
-}
 
 /// The book of one instrument.
 #[derive(Clone, Debug, Default)]
@@ -652,7 +157,7 @@ impl OrderBooks {
     pub fn add_instrument(&mut self, def: impl Into<InstrumentDef>) -> bool {
         let def = def.into();
         let id = def.id;
-        if id.0 >= crate::matcher::MAX_INSTRUMENTS {
+        if id.0 >= crate::types::MAX_INSTRUMENTS {
             return false;
         }
         if self.index.get(id).is_some() {
@@ -1177,6 +682,8 @@ impl OrderBooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::book::ladder::{MIN_SLOTS, SLOTS};
+    use crate::command::NewOrder;
 
     fn node(id: u64, side: Side, price: i64, qty: u64, seq: u64) -> OrderNode {
         let o = NewOrder::limit(
@@ -1276,7 +783,6 @@ mod tests {
             }
         }
         assert!(b.acct_sparse.is_empty());
-        assert_eq!(std::mem::size_of::<Hot>(), 32);
         assert_eq!(b.account_orders(AccountId(1)).count(), 0);
     }
 
@@ -1435,13 +941,13 @@ mod tests {
     #[test]
     fn a_large_instrument_id_costs_no_more_than_a_small_one() {
         let mut b = OrderBooks::with_capacity(16, 16);
-        let big = InstrumentId(crate::matcher::MAX_INSTRUMENTS - 1);
+        let big = InstrumentId(crate::types::MAX_INSTRUMENTS - 1);
         assert!(b.add_instrument(big));
         assert!(!b.add_instrument(big));
         assert!(b.add_instrument(InstrumentId(1)));
         assert_eq!(b.books.len(), 2);
         assert_eq!(b.index.pages.iter().filter(|p| p.is_some()).count(), 2);
-        assert!(b.index.pages.len() <= crate::matcher::MAX_INSTRUMENTS as usize / BOOK_PAGE);
+        assert!(b.index.pages.len() <= crate::types::MAX_INSTRUMENTS as usize / BOOK_PAGE);
         assert_eq!(
             b.instruments().collect::<Vec<_>>(),
             vec![InstrumentId(1), big]
@@ -1449,10 +955,9 @@ mod tests {
         assert!(b.book(InstrumentId(2)).is_none());
     }
 
-    /// A level is 32 bytes and its 96-bit total is exact past `u64::MAX`, up and down.
+    /// A level's 96-bit total is exact past `u64::MAX`, up and down.
     #[test]
     fn level_totals_carry_past_u64() {
-        assert_eq!(std::mem::size_of::<Level>(), 32);
         let mut lv = Level::new(Price(1));
         for _ in 0..3 {
             lv.add(u64::MAX);
@@ -1537,18 +1042,5 @@ mod tests {
             .collect();
         assert_eq!(depth[4], (1234, 3));
         assert_eq!(depth.len(), 8);
-    }
-}
-
-#[cfg(test)]
-mod sizes {
-    /// The per-order and per-level memory the README states.
-    #[test]
-    fn record_sizes() {
-        use super::*;
-        assert_eq!(std::mem::size_of::<Hot>(), 32);
-        assert_eq!(std::mem::size_of::<Cold>(), 56);
-        assert_eq!(std::mem::size_of::<Level>(), 32);
-        assert_eq!(std::mem::size_of::<(i64, u32)>(), 16);
     }
 }

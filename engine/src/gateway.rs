@@ -1,7 +1,7 @@
 //! [`Gateway`]: the producer handle of the input ring. One clone per producer thread.
 
 use crate::command::{Command, CommandKind};
-use crate::pipeline::idle::{IdleStrategy, Idler};
+use crate::idle::{IdleStrategy, Idler};
 use crate::types::{Sequence, Timestamp};
 use crossbeam_utils::CachePadded;
 use disruptor::{MultiProducer, Producer, SingleConsumerBarrier};

@@ -1,7 +1,7 @@
 //! `ringex`: run command scripts, benchmark the pipeline, recover journals, replay LOBSTER.
 
 use clap::{Parser, Subcommand};
-use ringex_bench::run::{recover_to_book, run_script, RunOptions};
+use ringex_bench::cli::run::{recover_to_book, run_script, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +21,7 @@ enum Cmd {
     /// Feed a command script (FORMATS.md) through the engine and write its events and book.
     Run(RunOptions),
     /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
-    Bench(ringex_bench::bench_cmd::BenchArgs),
+    Bench(ringex_bench::cli::bench::BenchArgs),
     /// Replay LOBSTER messages and check the book against LOBSTER's after every message.
     Lobster {
         /// The message file (CSV), or a LOBSTER sample zip.
@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long)]
         db: PathBuf,
         #[command(subcommand)]
-        what: ringex_bench::history_cmd::Query,
+        what: ringex_bench::cli::query::Query,
     },
     /// Serve the engine over the network: WebSocket order entry and market data, REST,
     /// Prometheus metrics and a live web page (built with `--features serve`).
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Bench(args) => match ringex_bench::bench_cmd::bench(&args) {
+        Cmd::Bench(args) => match ringex_bench::cli::bench::bench(&args) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             message,
             orderbook,
             throughput,
-        } => match ringex_bench::lobster_cmd::run(&message, orderbook.as_deref(), throughput) {
+        } => match ringex_bench::cli::lobster::run(&message, orderbook.as_deref(), throughput) {
             Ok((text, failed)) => {
                 print!("{text}");
                 if failed {
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Query { db, what } => match ringex_bench::history_cmd::query(&db, &what) {
+        Cmd::Query { db, what } => match ringex_bench::cli::query::query(&db, &what) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -181,7 +181,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Reconcile { journal, db } => {
-            match ringex_bench::history_cmd::reconcile_cmd(&journal, &db) {
+            match ringex_bench::cli::query::reconcile_cmd(&journal, &db) {
                 Ok(diffs) if diffs.is_empty() => {
                     println!("the store and the journal's books agree");
                     ExitCode::SUCCESS
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
             match recover_to_book(&journal, book_out.as_deref(), balances_out.as_deref()).and_then(
                 |r| match &history {
                     Some(db) => {
-                        let (n, at) = ringex_bench::history_cmd::recover_history(&journal, db)?;
+                        let (n, at) = ringex_bench::cli::query::recover_history(&journal, db)?;
                         eprintln!("history: {n} events applied, the store holds events up to {at}");
                         Ok(r)
                     }

@@ -3,8 +3,8 @@
 //! output files are written and parse. No test asserts a speed.
 
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use ringex_bench::harness::report::write_all;
 use ringex_bench::harness::{run, timed, BenchConfig};
-use ringex_bench::report::write_all;
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::MarketData;
 use ringex_engine::workload::ExchangeCoreWorkload;
@@ -51,7 +51,7 @@ fn every_stage_records_every_measured_command_and_outputs_parse() {
     }
     let header = vec![("title".to_string(), "test".to_string())];
     let out = tmp.path().join("out");
-    let baselines = [ringex_bench::report::Baseline {
+    let baselines = [ringex_bench::harness::report::Baseline {
         name: "the ring alone".into(),
         hist: Some(r.stages[0].hist.clone()),
     }];

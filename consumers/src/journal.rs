@@ -23,7 +23,7 @@ use ringex_engine::codec::EVENT_BYTES;
 use ringex_engine::{Consumer, Event, Sequence};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,37 +123,6 @@ impl DurableSeq {
     }
 }
 
-/// The segment file name for a segment whose first event is `seq`.
-pub fn segment_name(seq: u64) -> String {
-    format!("{seq:020}.journal")
-}
-
-/// Files `<prefix><number><suffix>` in `dir`, by number ascending (none if `dir` is missing).
-pub fn list_numbered(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    if !dir.exists() {
-        return Ok(v);
-    }
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        let n = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|n| n.strip_suffix(suffix))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(n) = n {
-            v.push((n, p));
-        }
-    }
-    v.sort();
-    Ok(v)
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn preallocate(f: &File, bytes: u64) {
     use std::os::unix::io::AsRawFd;
     // SAFETY: fd is a valid open file descriptor owned by `f` for the duration of the call.
@@ -163,6 +132,9 @@ fn preallocate(f: &File, bytes: u64) {
         tracing::debug!("posix_fallocate failed ({r}); segment not preallocated");
     }
 }
+
+pub(crate) use crate::files::sync_dir;
+pub use crate::files::{list_numbered, segment_name};
 
 struct Segment {
     file: File,

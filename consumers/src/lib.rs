@@ -10,6 +10,7 @@
 
 pub mod allocation;
 pub mod balances;
+pub mod files;
 pub mod history;
 pub mod journal;
 pub mod market_data;

@@ -5,6 +5,7 @@
 //! followed by any valid record, or a gap in the sequence numbers, is corruption in the
 //! middle of the journal: recovery stops with a clear error rather than build a wrong book.
 
+pub use crate::files::list_segments;
 use crate::journal::{
     DurableMark, HEADER_BYTES, HEADER_BYTES_V1, RECORD_MAGIC, RECORD_MAGIC_V1, RECORD_MAGIC_V2,
 };
@@ -84,11 +85,6 @@ pub struct Recovered {
 
 fn io_err(p: &Path) -> impl Fn(io::Error) -> RecoveryError + '_ {
     move |e| RecoveryError::Io(p.to_path_buf(), e)
-}
-
-/// Journal segments in `dir`, in order: (first event sequence, path).
-pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    crate::journal::list_numbered(dir, "", ".journal")
 }
 
 /// A parsed record header.

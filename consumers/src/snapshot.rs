@@ -5,8 +5,9 @@
 //! File `snapshot-<cmd_seq>.snap` (20 digits): magic `RGXSNAP1`, payload length (u64),
 //! CRC-32 of the payload (u32), payload ([`EngineState::to_bytes`]).
 
-use crate::journal::{list_numbered, segment_name, sync_dir, DurableSeq};
-use crate::recovery::list_segments;
+use crate::files::{list_segments, segment_name, sync_dir};
+pub use crate::files::{list_snapshots, snapshot_name};
+use crate::journal::DurableSeq;
 use ringex_engine::state::EngineState;
 use ringex_engine::{BookReplica, Consumer, Event, Sequence};
 use std::fs::File;
@@ -14,11 +15,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RGXSNAP1";
-
-/// The file name of the snapshot covering commands up to `cmd_seq`.
-pub fn snapshot_name(cmd_seq: u64) -> String {
-    format!("snapshot-{cmd_seq:020}.snap")
-}
 
 /// Writes `state` atomically into `dir`; returns its path.
 pub fn write_snapshot(dir: &Path, state: &EngineState) -> io::Result<PathBuf> {
@@ -72,13 +68,6 @@ pub fn read_snapshot(path: &Path) -> Result<EngineState, SnapshotError> {
         return Err(damaged("checksum mismatch"));
     }
     EngineState::from_bytes(payload).map_err(|e| damaged(&e.to_string()))
-}
-
-/// Snapshot files in `dir`, newest (highest command sequence) first.
-pub fn list_snapshots(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut v = list_numbered(dir, "snapshot-", ".snap")?;
-    v.reverse();
-    Ok(v)
 }
 
 /// Snapshot settings.

@@ -6,7 +6,7 @@
 //!
 //! `consumer_overhead [--commands N] [--runs R] [--idle spin|backoff|yield]`
 
-use ringex_bench::topology::CountingConsumer;
+use ringex_bench::harness::topology::CountingConsumer;
 use ringex_consumers::allocation::{Allocation, Allocator};
 use ringex_consumers::market_data::MarketData;
 use ringex_consumers::risk::RiskUpdater;
@@ -69,17 +69,17 @@ fn run(setup: &[Command], cmds: &[Command], mode: u8, idle: IdleStrategy) -> f64
 }
 
 fn main() {
-    ringex_bench::args::check(
+    ringex_bench::harness::args::check(
         "usage: consumer_overhead [--commands N] [--runs R] [--idle spin|backoff|yield]",
         &["--commands", "--runs", "--idle"],
     );
-    let n: usize = ringex_bench::args::value("--commands")
+    let n: usize = ringex_bench::harness::args::value("--commands")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let runs: usize = ringex_bench::args::value("--runs")
+    let runs: usize = ringex_bench::harness::args::value("--runs")
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let idle = match ringex_bench::args::value("--idle").as_deref() {
+    let idle = match ringex_bench::harness::args::value("--idle").as_deref() {
         Some("spin") => IdleStrategy::BusySpin,
         Some("yield") => IdleStrategy::Yield,
         _ => IdleStrategy::SHARED,

@@ -52,7 +52,7 @@ fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
 }
 
 fn main() {
-    ringex_bench::args::check("usage: consumer_throughput [N] [multi]   (CT_ONLY=consumer, CT_DROP=kind,… in the environment)", &[]);
+    ringex_bench::harness::args::check("usage: consumer_throughput [N] [multi]   (CT_ONLY=consumer, CT_DROP=kind,… in the environment)", &[]);
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

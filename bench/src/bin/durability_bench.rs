@@ -4,7 +4,7 @@
 //! `durability_bench [--commands N] [--orders N] [--dir DIR]` (DIR: where journals go;
 //! default a temporary directory on the working disk).
 
-use ringex_bench::topology::CountingConsumer;
+use ringex_bench::harness::topology::CountingConsumer;
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::recovery::recover;
 use ringex_consumers::snapshot::write_snapshot;
@@ -58,12 +58,12 @@ fn run(
 }
 
 fn main() {
-    ringex_bench::args::check(
+    ringex_bench::harness::args::check(
         "usage: durability_bench [--commands N] [--orders N] [--dir DIR]",
         &["--commands", "--orders", "--dir"],
     );
-    let n = ringex_bench::args::number("--commands", 1_000_000) as usize;
-    let orders = ringex_bench::args::number("--orders", 1_000_000);
+    let n = ringex_bench::harness::args::number("--commands", 1_000_000) as usize;
+    let orders = ringex_bench::harness::args::number("--orders", 1_000_000);
     let base: PathBuf = std::env::args()
         .skip_while(|a| a != "--dir")
         .nth(1)

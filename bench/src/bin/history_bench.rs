@@ -26,14 +26,14 @@ fn percentiles(mut v: Vec<f64>) -> String {
 }
 
 fn main() {
-    ringex_bench::args::check(
+    ringex_bench::harness::args::check(
         "usage: history_bench [--orders N] [--db FILE] [--keep]",
         &["--orders", "--db", "--keep"],
     );
-    let want: u64 = ringex_bench::args::value("--orders")
+    let want: u64 = ringex_bench::harness::args::value("--orders")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let db: PathBuf = ringex_bench::args::value("--db")
+    let db: PathBuf = ringex_bench::harness::args::value("--db")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("ringex-history-{}.db", std::process::id()))

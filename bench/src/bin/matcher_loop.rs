@@ -32,19 +32,19 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 
 fn main() {
     let usage = "usage: matcher_loop [N] [--funded | --multi | --deep [SCENARIO] | --lobster FILE]";
-    ringex_bench::args::check(usage, &["--funded", "--multi", "--deep", "--lobster"]);
+    ringex_bench::harness::args::check(usage, &["--funded", "--multi", "--deep", "--lobster"]);
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let has = |f: &str| args.iter().any(|a| a == f);
     let (name, w, cap): (String, GeneratedWorkload, MatcherCapacity) =
-        if let Some(file) = ringex_bench::args::value("--lobster") {
+        if let Some(file) = ringex_bench::harness::args::value("--lobster") {
             let w = ringex_engine::lobster::workload(file.as_ref()).unwrap_or_else(|e| {
                 eprintln!("{file}: {e}");
                 std::process::exit(2)
             });
             (format!("LOBSTER {file}"), w, MatcherCapacity::default())
         } else if has("--deep") {
-            let sc = ringex_bench::args::value("--deep")
+            let sc = ringex_bench::harness::args::value("--deep")
                 .and_then(|s| PriceScenario::parse(&s))
                 .unwrap_or(PriceScenario::ALL[0]);
             let w = DeepBookWorkload {

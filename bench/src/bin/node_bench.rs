@@ -21,7 +21,7 @@
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use ringex_bench::args::{number, value};
+use ringex_bench::harness::args::{number, value};
 use ringex_bench::node::{last_published, targets, Names, NodeStatus, Router, Targets};
 use ringex_engine::workload::MultiSymbolWorkload;
 use ringex_engine::*;
@@ -289,7 +289,7 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 }
 
 fn main() {
-    ringex_bench::args::check(
+    ringex_bench::harness::args::check(
         "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--latency N]",
         &["--nats", "--commands", "--trials", "--shards", "--latency"],
     );

@@ -38,7 +38,7 @@
 //! rounds interleaved, each round in a rotated order (ringex first, then matchcore first,
 //! then lobster first, …); the median round per engine is reported.
 
-use ringex_bench::args::number;
+use ringex_bench::harness::args::number;
 use ringex_engine::*;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -365,13 +365,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    ringex_bench::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N | --multi N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core", "--multi"]);
+    ringex_bench::harness::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N | --multi N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core", "--multi"]);
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
     let xcore = number("--exchange-core", 0) as usize;
     let multi = number("--multi", 0) as usize;
     // `--only ENGINE`: time one engine only (for a profiler); the check still runs all three.
-    let only_arg = ringex_bench::args::value("--only");
+    let only_arg = ringex_bench::harness::args::value("--only");
     let only = only_arg.as_deref();
     let mut files: Vec<std::path::PathBuf> = std::env::args()
         .skip(1)

@@ -19,7 +19,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use ringex_bench::args::{number, value};
+use ringex_bench::harness::args::{number, value};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -334,7 +334,7 @@ fn idle_sessions(addr: &str, pid: u32, m: u64) -> (u64, u64, u64, f64) {
 }
 
 fn main() {
-    ringex_bench::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--keep 1: print the server address and its /metrics]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep"]);
+    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--keep 1: print the server address and its /metrics]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep"]);
     let rates: Vec<u64> = value("--rates")
         .unwrap_or_else(|| "10000,100000".into())
         .split(',')

@@ -32,12 +32,12 @@ fn rss_mib() -> f64 {
 }
 
 fn main() {
-    ringex_bench::args::check(
+    ringex_bench::harness::args::check(
         "usage: soak [--commands N] [--every N] [--dir DIR]",
         &["--commands", "--every", "--dir"],
     );
-    let total = ringex_bench::args::number("--commands", 100_000_000);
-    let every = ringex_bench::args::number("--every", 10_000_000).max(1);
+    let total = ringex_bench::harness::args::number("--commands", 100_000_000);
+    let every = ringex_bench::harness::args::number("--every", 10_000_000).max(1);
     let dir: PathBuf = std::env::args()
         .skip_while(|a| a != "--dir")
         .nth(1)

@@ -11,7 +11,7 @@
 //! or open loop at `--rate` events/s with latency percentiles from the intended send time.
 
 use clap::{Parser, Subcommand};
-use ringex_bench::topology::{
+use ringex_bench::harness::topology::{
     crossbeam_pipeline_one_to_four, pipeline_one_to_four, ring_one_to_four, Placement,
 };
 use ringex_engine::pipeline::IdleStrategy;

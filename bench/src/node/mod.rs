@@ -21,7 +21,7 @@
 //! shard, so funded trading across shards is not supported (each shard would count a
 //! deposit once); shard unfunded instruments.
 
-use crate::run::RunError;
+use crate::startup::RunError;
 use async_nats::jetstream::{self, consumer, context::Publish, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -1001,7 +1001,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
         } => {
             let mut sc = crate::script::Script::new();
             let mut meta = crate::meta::EdgeMeta::default();
-            let (cmds, malformed) = crate::run::read_script(&script, &mut sc, 0, &mut meta)?;
+            let (cmds, malformed) = crate::startup::read_script(&script, &mut sc, 0, &mut meta)?;
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             let n = rt.block_on(async {
                 let r = Router::connect(&url, &cluster, shards).await?;

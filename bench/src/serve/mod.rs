@@ -20,8 +20,8 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 
-use crate::run::{read_script, recover_dir, RunError};
 use crate::script::{AssetSpec, Script};
+use crate::startup::{read_script, recover_dir, RunError};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -412,7 +412,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let (balances, view) = BalancesPublisher::new(BookReplica::from_state(&state));
     builder.add_consumer(balances, after());
     if let Some(p) = &opts.history {
-        let h = crate::history_cmd::open_history(p, Some(&opts.journal), &meta.specs)?;
+        let h = crate::startup::open_history(p, Some(&opts.journal), &meta.specs)?;
         builder.add_consumer(h, ConsumerOptions::default().after(jid));
     }
     let pipeline = Arc::new(builder.start().map_err(RunError::from)?);

@@ -1,7 +1,7 @@
 //! `ringex lobster`: the replay check and its summary (ending `N passed, M failed`).
 
+use crate::harness::topology::{pipeline_one_to_four, Placement};
 use crate::lobster::{read, replay};
-use crate::topology::{pipeline_one_to_four, Placement};
 use ringex_engine::{Matcher, MatcherCapacity, Sequence};
 use std::fmt::Write as _;
 use std::path::Path;

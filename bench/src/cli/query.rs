@@ -1,55 +1,15 @@
-//! The history store from the command line: `ringex run --history`, `ringex recover
-//! --history` (catch up after a crash), `ringex query` and `ringex reconcile`.
+//! The history store from the command line: `ringex query` and `ringex reconcile` (opening
+//! and catching up a store is shared start-up: [`crate::startup`]).
 
-use crate::run::{recover_dir, RunError};
+pub use crate::startup::{catch_up, open_history, recover_history};
+use crate::startup::{recover_dir, RunError};
 use ringex_consumers::history::sqlite::SqliteStore;
 use ringex_consumers::history::{
-    reconcile, side_str, tif_str, type_str, History, HistoryConfig, HistoryError, HistoryQuery,
-    OrderRow, TradeRow,
+    reconcile, side_str, tif_str, type_str, HistoryError, HistoryQuery, OrderRow, TradeRow,
 };
-use ringex_consumers::recovery::journal_events_timed;
-use ringex_engine::{BookReplica, InstrumentSpec};
+use ringex_engine::BookReplica;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// The history consumer for a run: the SQLite store at `path`, caught up with the journal
-/// in `journal` (events it holds that the store does not: a crash between the journal's
-/// sync and the store's commit), with the script's symbols.
-pub fn open_history(
-    path: &Path,
-    journal: Option<&Path>,
-    specs: &[InstrumentSpec],
-) -> Result<History<SqliteStore>, RunError> {
-    let mut h = History::new(SqliteStore::open(path)?, HistoryConfig::default())?
-        .with_symbols(specs.iter().map(|s| (s.id, s.symbol.clone())));
-    if let Some(dir) = journal.filter(|d| d.is_dir()) {
-        catch_up(&mut h, dir)?;
-    }
-    Ok(h)
-}
-
-/// Applies the journal's events after the store's last sequence; returns how many.
-pub fn catch_up(h: &mut History<SqliteStore>, dir: &Path) -> Result<u64, RunError> {
-    // Recovery first: a torn tail is cut, so only durable events are applied.
-    let _ = recover_dir(dir)?;
-    let after = h.applied();
-    let events = journal_events_timed(dir)?;
-    if events.first().is_some_and(|(s, _, _)| *s > after + 1) {
-        return Err(RunError::History(HistoryError::Format(format!(
-            "the journal starts at event {} but the store holds only up to {after} (segments \
-             were pruned after a snapshot): rebuild the store from a journal that starts at 1",
-            events[0].0
-        ))));
-    }
-    Ok(h.catch_up(events)?)
-}
-
-/// `ringex recover --history FILE`: brings the store up to the journal.
-pub fn recover_history(journal: &Path, db: &Path) -> Result<(u64, u64), RunError> {
-    let mut h = History::new(SqliteStore::open(db)?, HistoryConfig::default())?;
-    let n = catch_up(&mut h, journal)?;
-    Ok((n, h.applied()))
-}
 
 /// What `ringex query` asks.
 #[derive(Clone, Debug, clap::Subcommand)]

@@ -14,6 +14,10 @@
 //!   command's last event;
 //! - `slowest`: the latest of all of the above for each command.
 
+pub mod args;
+pub mod report;
+pub mod topology;
+
 use hdrhistogram::Histogram;
 use ringex_engine::pipeline::{ConsumerOptions, IdleStrategy};
 use ringex_engine::workload::{ExchangeCoreWorkload, GeneratedWorkload, MultiSymbolWorkload};

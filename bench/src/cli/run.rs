@@ -3,21 +3,20 @@
 
 use crate::csv::{write_balances, write_book, EventCsv};
 use crate::meta::EdgeMeta;
-use crate::script::{Script, ScriptError, ScriptItem};
+use crate::script::{Script, ScriptError};
+use crate::startup::meta_err;
+pub use crate::startup::{read_script, recover_dir, RunError};
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::{MarketData, MdUpdate};
-use ringex_consumers::recovery::{recover, RecoveryError, RecoveryReport};
+use ringex_consumers::recovery::RecoveryReport;
 use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
 use ringex_engine::pipeline::ConsumerOptions;
 use ringex_engine::state::EngineState;
 use ringex_engine::AllocGroupId;
-use ringex_engine::{
-    BookReplica, Command, Consumer, Event, Matcher, MatcherCapacity, Pipeline, PipelineError,
-    Sequence,
-};
+use ringex_engine::{BookReplica, Consumer, Event, Matcher, MatcherCapacity, Pipeline, Sequence};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,55 +73,6 @@ pub struct RunReport {
     pub events: u64,
     /// Lines that could not be parsed (reported and skipped).
     pub malformed: Vec<ScriptError>,
-}
-
-/// Why a run could not happen at all.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The script could not be read.
-    #[error("cannot read script {path}: {source}")]
-    Script {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// An output file could not be written.
-    #[error("cannot write {path}: {source}")]
-    Output {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The pipeline did not start.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    /// Recovery refused to go on.
-    #[error(transparent)]
-    Recovery(#[from] RecoveryError),
-    /// The journal directory's edge state could not be read or written.
-    #[error("journal directory {path}: {source}")]
-    Meta {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The pipeline halted on a failure (a consumer failed, or the matcher panicked).
-    #[error("the pipeline halted: {0}")]
-    Halted(String),
-    /// `recover` was pointed at a directory that does not exist.
-    #[error(
-        "no journal directory at {0}: give the --journal DIR of an earlier `ringex run --journal`"
-    )]
-    NoJournal(PathBuf),
-    /// The journal failed while running (the events before the failure are durable).
-    #[error("journal failed: {0}")]
-    Journal(io::Error),
-    /// The history store failed.
-    #[error(transparent)]
-    History(#[from] ringex_consumers::history::HistoryError),
 }
 
 fn out_file(path: &Path) -> Result<BufWriter<File>, RunError> {
@@ -196,80 +146,6 @@ impl<W: Write + Send + 'static> Consumer for CsvEventWriter<W> {
             .as_ref()
             .map(|e| format!("event log write error: {e}"))
     }
-}
-
-/// Reads and parses a whole script with `script` as the edge; malformed lines are reported
-/// on stderr and skipped. Input sequences continue after `cmd_seq`, and `meta` gets the
-/// anchors that map them back to command numbers.
-pub fn read_script(
-    path: &Path,
-    script: &mut Script,
-    cmd_seq: u64,
-    meta: &mut EdgeMeta,
-) -> Result<(Vec<Command>, Vec<ScriptError>), RunError> {
-    let script_err = |source| RunError::Script {
-        path: path.to_path_buf(),
-        source,
-    };
-    let input = BufReader::new(File::open(path).map_err(script_err)?);
-    let mut cmds = Vec::new();
-    let mut malformed = Vec::new();
-    let mut seq = cmd_seq;
-    for bytes in input.split(b'\n') {
-        let mut bytes = bytes.map_err(script_err)?;
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-        // A line that is not UTF-8 is one malformed line, not the end of the run.
-        let parsed = match String::from_utf8(bytes) {
-            Ok(line) => script.parse_line(&line).map_err(|e| (e, line)),
-            Err(b) => Err((
-                script.bad_bytes_line(),
-                String::from_utf8_lossy(b.as_bytes()).into_owned(),
-            )),
-        };
-        match parsed {
-            Ok(ScriptItem::Command { cmd, number }) => {
-                seq += 1;
-                meta.anchor(seq, number);
-                cmds.push(cmd);
-            }
-            Ok(ScriptItem::Instrument(cmd)) => {
-                seq += 1;
-                meta.anchor(seq, script.commands_read());
-                cmds.push(cmd);
-            }
-            Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
-            Err((e, line)) => {
-                tracing::warn!("{e}");
-                eprintln!("{}: {e}: {line}", path.display());
-                malformed.push(e);
-            }
-        }
-    }
-    Ok((cmds, malformed))
-}
-
-fn meta_err(dir: &Path) -> impl Fn(io::Error) -> RunError + '_ {
-    move |source| RunError::Meta {
-        path: dir.to_path_buf(),
-        source,
-    }
-}
-
-/// The state in a journal directory: edge state, engine state, recovery report.
-pub fn recover_dir(
-    dir: &Path,
-) -> Result<(EdgeMeta, EngineState, Option<RecoveryReport>), RunError> {
-    let meta = EdgeMeta::read(dir).map_err(meta_err(dir))?;
-    let Some(mut meta) = meta else {
-        return Ok((EdgeMeta::default(), EngineState::default(), None));
-    };
-    let rec = recover(dir)?;
-    // Instruments whose definition never became durable are forgotten.
-    meta.specs
-        .retain(|s| rec.state.instruments.iter().any(|(i, _)| *i == s.id));
-    Ok((meta, rec.state, Some(rec.report)))
 }
 
 /// The allocation post-processor writing `--alloc-out` lines, numbering fills as the event
@@ -552,7 +428,7 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         );
     }
     let history = match &opts.history {
-        Some(p) => Some(crate::history_cmd::open_history(
+        Some(p) => Some(crate::startup::open_history(
             p,
             opts.journal.as_deref(),
             script.specs(),

@@ -1,7 +1,7 @@
 //! `ringex bench`: configuration, the run, and its outputs.
 
+use crate::harness::report;
 use crate::harness::{self, timed, AddConsumer, BenchConfig, Recorded, Workload};
-use crate::report;
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_engine::pipeline::{validate_core, IdleStrategy};
 use ringex_engine::workload::{ExchangeCoreWorkload, MultiSymbolWorkload};
@@ -360,16 +360,23 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                     .take(a.commands)
                     .copied()
                     .collect();
-                let place = crate::topology::Placement {
+                let place = crate::harness::topology::Placement {
                     stage_core: a.matcher_core,
                     consumer_cores: a.consumer_cores.clone(),
                     idle,
                 };
-                let ours =
-                    crate::topology::pipeline_one_to_four(&data.setup, &cmds, a.ring, &place)
-                        .map_err(|e| e.to_string())?;
-                let base =
-                    crate::topology::crossbeam_pipeline_one_to_four(&data.setup, &cmds, a.ring);
+                let ours = crate::harness::topology::pipeline_one_to_four(
+                    &data.setup,
+                    &cmds,
+                    a.ring,
+                    &place,
+                )
+                .map_err(|e| e.to_string())?;
+                let base = crate::harness::topology::crossbeam_pipeline_one_to_four(
+                    &data.setup,
+                    &cmds,
+                    a.ring,
+                );
                 text.push_str(&format!(
                     "\nbaseline, same stream, closed loop, matcher + 4 counting consumers: ringex {:.0} commands/s, crossbeam-channel {:.0} commands/s, ratio {:.2}\n",
                     ours.per_second(),
@@ -386,14 +393,19 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 });
             }
             "ring" => {
-                let place = crate::topology::Placement {
+                let place = crate::harness::topology::Placement {
                     stage_core: a.matcher_core,
                     consumer_cores: a.consumer_cores.clone(),
                     idle,
                 };
-                let closed = crate::topology::ring_one_to_four(10_000_000, a.ring, None, &place);
-                let open =
-                    crate::topology::ring_one_to_four(1_000_000, a.ring, Some(1_000_000), &place);
+                let closed =
+                    crate::harness::topology::ring_one_to_four(10_000_000, a.ring, None, &place);
+                let open = crate::harness::topology::ring_one_to_four(
+                    1_000_000,
+                    a.ring,
+                    Some(1_000_000),
+                    &place,
+                );
                 text.push_str(&format!(
                     "\nring only (1 -> 1 -> 4, 64-byte slots): {:.1}M events/s closed loop",
                     closed.throughput.per_second() / 1e6

@@ -1,0 +1,441 @@
+//! A shard's node ([`run_node`]): consumes the command stream in order, runs the full
+//! pipeline with its own journal, and publishes the events while it holds the lease.
+
+use super::*;
+
+/// The events of one command, encoded.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// First event sequence.
+    pub first: u64,
+    /// Last event sequence.
+    pub last: u64,
+    /// 64 bytes per event.
+    pub bytes: Vec<u8>,
+}
+
+/// The consumer (gated after the journal) that hands each command's durable events to the
+/// publisher task.
+pub(crate) struct BatchTap {
+    tx: mpsc::UnboundedSender<Batch>,
+    cur: Vec<u8>,
+    first: u64,
+}
+
+impl Consumer for BatchTap {
+    fn name(&self) -> &str {
+        "nats-publisher"
+    }
+    fn on_event(&mut self, e: &Event, seq: Sequence, _: bool) {
+        if self.cur.is_empty() {
+            self.first = seq.0;
+        }
+        let mut b = [0u8; EVENT_BYTES];
+        e.encode(&mut b);
+        self.cur.extend_from_slice(&b);
+        if e.is_last_of_command() {
+            let bytes = std::mem::take(&mut self.cur);
+            let _ = self.tx.send(Batch {
+                first: self.first,
+                last: seq.0,
+                bytes,
+            });
+        }
+    }
+}
+
+/// Groups journaled events by command.
+pub(crate) fn batches(events: &[(u64, Event)]) -> Vec<Batch> {
+    let mut out = Vec::new();
+    let mut cur: Option<Batch> = None;
+    for (s, e) in events {
+        let b = cur.get_or_insert_with(|| Batch {
+            first: *s,
+            last: *s,
+            bytes: Vec::new(),
+        });
+        let mut x = [0u8; EVENT_BYTES];
+        e.encode(&mut x);
+        b.bytes.extend_from_slice(&x);
+        b.last = *s;
+        if e.is_last_of_command() {
+            out.extend(cur.take());
+        }
+    }
+    out
+}
+
+/// The flags of `ringex node run`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NodeOptions {
+    /// The NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// The deployment's name (its streams and subjects; README).
+    #[arg(long, default_value = "ringex")]
+    pub cluster: String,
+    /// The shard this node serves.
+    #[arg(long)]
+    pub shard: u32,
+    /// This node's name (in the lease and on every message it publishes).
+    #[arg(long)]
+    pub node_id: String,
+    /// The local journal (recovered at start; the stream resumes after its last command).
+    #[arg(long)]
+    pub journal: PathBuf,
+    /// The lease's time to live: a dead primary is replaced after at most this long.
+    #[arg(long, default_value_t = 500)]
+    pub lease_ms: u64,
+    /// When the local journal syncs: batch (the default), interval:<ms>, none.
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+}
+
+/// Where a node stands, written to `<journal>/node.status` five times a lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// `primary` or `standby`.
+    pub role: String,
+    /// The last command durable in the local journal.
+    pub cmd_seq: u64,
+    /// The last event durable in the local journal.
+    pub event_seq: u64,
+    /// The last event the shard's event stream holds, as this node last saw it.
+    pub published: u64,
+}
+
+impl NodeStatus {
+    /// Reads `<journal>/node.status`.
+    pub fn read(journal: &std::path::Path) -> Option<NodeStatus> {
+        let t = std::fs::read_to_string(journal.join("node.status")).ok()?;
+        let mut s = NodeStatus::default();
+        for kv in t.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "role" => s.role = v.to_string(),
+                "cmd_seq" => s.cmd_seq = v.parse().ok()?,
+                "event_seq" => s.event_seq = v.parse().ok()?,
+                "published" => s.published = v.parse().ok()?,
+                _ => {}
+            }
+        }
+        Some(s)
+    }
+}
+
+/// Runs a node until SIGTERM or Ctrl-C.
+pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&o.journal).map_err(|source| RunError::Output {
+        path: o.journal.clone(),
+        source,
+    })?;
+    let rec = ringex_consumers::recovery::recover(&o.journal)?;
+    let state = rec.state;
+    let unpublished_from_journal = ringex_consumers::recovery::journal_events(&o.journal)?;
+    let matcher = Matcher::from_state(&state, MatcherCapacity::default());
+    let mut b = Pipeline::builder()
+        .matcher(matcher)
+        .resume_after(state.cmd_seq, state.event_seq);
+    let mut cfg = JournalConfig::new(&o.journal);
+    cfg.fsync = o.fsync.unwrap_or(FsyncPolicy::Batch);
+    let journal = Journal::new(cfg).resume_after(DurableMark {
+        event_seq: state.event_seq,
+        cmd_seq: state.cmd_seq,
+    });
+    let durable = journal.durable();
+    let jid = b.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    let (tx, rx) = mpsc::unbounded_channel();
+    b.add_consumer(
+        BatchTap {
+            tx,
+            cur: Vec::new(),
+            first: 0,
+        },
+        ConsumerOptions::default().after(jid),
+    );
+    let pipeline = b.start().map_err(RunError::from)?;
+    let gateway = pipeline.gateway();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(NodeError::Runtime)?;
+    let r = rt.block_on(node_main(
+        o,
+        state.cmd_seq,
+        batches(&unpublished_from_journal),
+        gateway,
+        rx,
+        durable,
+        pipeline,
+    ));
+    drop(rt);
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn node_main(
+    o: NodeOptions,
+    cmd_seq: u64,
+    journaled: Vec<Batch>,
+    gateway: Gateway,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    durable: ringex_consumers::journal::DurableSeq,
+    pipeline: Pipeline,
+) -> Result<(), NodeError> {
+    let lease = Duration::from_millis(o.lease_ms.max(50));
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("ringex-node-{}", o.node_id))
+        .connect(&o.nats)
+        .await
+        .map_err(nats("connect"))?;
+    let js = jetstream::new(client);
+    let names = Names::new(&o.cluster);
+    setup(&js, &names, [o.shard], lease).await?;
+    let leases = Lease::new(js.clone(), &names, o.shard);
+    let mut end = last_published(&js, &names, o.shard).await?;
+    let mut published = end.last;
+    // Events this node journaled before a restart that the stream still lacks (it was the
+    // primary and died before publishing them): they go out if it becomes the primary.
+    let mut pending: VecDeque<Batch> = journaled
+        .into_iter()
+        .filter(|b| b.last > published)
+        .collect();
+    let consumer = tokio::spawn(consume(
+        js.clone(),
+        names.clone(),
+        o.shard,
+        cmd_seq + 1,
+        gateway,
+    ));
+    let mut role: Option<u64> = None; // Some(revision) while primary
+    let mut tick = tokio::time::interval(lease / 5);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(NodeError::Runtime)?;
+    let status_path = o.journal.join("node.status");
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match role {
+                    None => {
+                        end = last_published(&js, &names, o.shard).await.unwrap_or(end);
+                        published = end.last;
+                        if !stopping {
+                            if let Ok(rev) = leases.acquire(&o.node_id).await {
+                                // Primary now: everything after the stream's last event is ours
+                                // to publish.
+                                end = last_published(&js, &names, o.shard).await?;
+                                published = end.last;
+                                role = Some(rev);
+                                tracing::warn!("node {} is the primary of shard {} (events published up to {published})", o.node_id, o.shard);
+                                eprintln!("ringex node {}: primary of shard {} from event {}", o.node_id, o.shard, published + 1);
+                            }
+                        }
+                    }
+                    Some(rev) => match leases.renew(&o.node_id, rev).await {
+                        Ok(r) => role = Some(r),
+                        Err(e) => {
+                            eprintln!("ringex node {}: lost the lease of shard {}: {e}", o.node_id, o.shard);
+                            role = None;
+                        }
+                    },
+                }
+                while pending.front().is_some_and(|b| b.last <= published) {
+                    pending.pop_front();
+                }
+                let status = format!(
+                    "role={} cmd_seq={} event_seq={} published={published}\n",
+                    if role.is_some() { "primary" } else { "standby" },
+                    durable.cmd_seq(),
+                    durable.event_seq()
+                );
+                let tmp = status_path.with_extension("tmp");
+                if std::fs::write(&tmp, status).is_ok() {
+                    let _ = std::fs::rename(&tmp, &status_path);
+                }
+                if stopping && pending.is_empty() {
+                    break;
+                }
+            }
+            b = rx.recv(), if !stopping => match b {
+                Some(b) => {
+                    if b.last > published {
+                        pending.push_back(b);
+                    }
+                    while let Ok(b) = rx.try_recv() {
+                        if b.last > published {
+                            pending.push_back(b);
+                        }
+                    }
+                }
+                None => stopping = true,
+            },
+            _ = term.recv() => { stopping = true; consumer.abort(); }
+            _ = tokio::signal::ctrl_c() => { stopping = true; consumer.abort(); }
+        }
+        if role.is_some() && !pending.is_empty() {
+            match publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await {
+                Ok(()) => published = end.last,
+                Err(e) => {
+                    // Another publisher moved the stream's end (a primary that lost its
+                    // lease and did not know yet): find the end again and go on after it.
+                    eprintln!("ringex node {}: publish: {e}", o.node_id);
+                    if let Ok(e2) = last_published(&js, &names, o.shard).await {
+                        end = e2;
+                        published = end.last;
+                        while pending.front().is_some_and(|b| b.last <= published) {
+                            pending.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        if stopping && (role.is_none() || pending.is_empty()) {
+            break;
+        }
+    }
+    // A clean stop: the journal is flushed; a primary hands the lease back at once.
+    consumer.abort();
+    let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+    if role.is_some() {
+        while let Ok(b) = rx.try_recv() {
+            if b.last > published {
+                pending.push_back(b);
+            }
+        }
+        let _ = publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await;
+        let _ = leases.release().await;
+    }
+    Ok(())
+}
+
+/// Publishes the pending batches in order, up to 512 acknowledgements in flight, and moves
+/// `end` along. Each message names the message it must follow
+/// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication and
+/// never holds a gap; a re-publication of a message it has is deduplicated by its id.
+pub(crate) async fn publish(
+    js: &jetstream::Context,
+    names: &Names,
+    shard: u32,
+    node: &str,
+    pending: &mut VecDeque<Batch>,
+    end: &mut StreamEnd,
+) -> Result<(), NodeError> {
+    let subject = names.evt_subject(shard);
+    while !pending.is_empty() {
+        let n = pending.len().min(512);
+        let mut acks = Vec::with_capacity(n);
+        let mut prev = *end;
+        for b in pending.iter().take(n) {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Ringex-First", b.first.to_string().as_str());
+            h.insert("Ringex-Last", b.last.to_string().as_str());
+            h.insert("Ringex-Node", node);
+            if prev.last == 0 {
+                h.insert("Nats-Expected-Last-Sequence", "0");
+            } else {
+                h.insert(
+                    "Nats-Expected-Last-Msg-Id",
+                    format!("{shard}.{}", prev.last_first).as_str(),
+                );
+            }
+            prev = StreamEnd {
+                last: b.last,
+                last_first: b.first,
+            };
+            let p = Publish::build()
+                .payload(Bytes::copy_from_slice(&b.bytes))
+                .headers(h)
+                .message_id(format!("{shard}.{}", b.first));
+            acks.push(
+                js.send_publish(subject.clone(), p)
+                    .await
+                    .map_err(nats("publish"))?,
+            );
+        }
+        for a in acks {
+            a.await.map_err(nats("publish ack"))?;
+            if let Some(b) = pending.pop_front() {
+                *end = StreamEnd {
+                    last: b.last,
+                    last_first: b.first,
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Feeds the shard's command stream, from `start`, into the pipeline.
+pub(crate) async fn consume(
+    js: jetstream::Context,
+    names: Names,
+    shard: u32,
+    start: u64,
+    mut gateway: Gateway,
+) -> Result<(), NodeError> {
+    let (_, mut msgs) = ordered(
+        &js,
+        &names.cmd_stream(shard),
+        names.cmd_subject(shard),
+        start,
+    )
+    .await?;
+    let mut expect = start;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(nats("command message"))?;
+        let seq = m.info().map_err(nats("command info"))?.stream_sequence;
+        if seq != expect {
+            let e = NodeError::Gap {
+                shard,
+                expected: expect,
+                got: seq,
+            };
+            eprintln!("ringex node: {e}");
+            std::process::exit(3);
+        }
+        let cmd = command_of(&m.payload);
+        loop {
+            match gateway.try_submit_at(cmd) {
+                Ok(_) => break,
+                Err(SubmitError::Busy) => tokio::task::yield_now().await,
+                Err(_) => return Ok(()),
+            }
+        }
+        expect += 1;
+    }
+    Ok(())
+}
+
+/// An ordered consumer of `subject` in `stream` from `start` (1: the beginning), with the
+/// number of messages the stream holds now.
+pub(crate) async fn ordered(
+    js: &jetstream::Context,
+    stream_name: &str,
+    subject: String,
+    start: u64,
+) -> Result<(u64, consumer::pull::Ordered), NodeError> {
+    let mut s = js
+        .get_stream(stream_name)
+        .await
+        .map_err(nats("get stream"))?;
+    let total = s.info().await.map_err(nats("stream info"))?.state.messages;
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: if start <= 1 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                }
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(nats("ordered consumer"))?;
+    let msgs = c.messages().await.map_err(nats("ordered messages"))?;
+    Ok((total, msgs))
+}

@@ -1,0 +1,106 @@
+//! The JetStream streams: creating them, where a shard's event stream ends, and the
+//! payloads of command and event messages.
+
+use super::*;
+
+/// Creates (or finds) the command and event streams of `shards` and the lease stream.
+pub async fn setup(
+    js: &jetstream::Context,
+    names: &Names,
+    shards: impl IntoIterator<Item = u32>,
+    lease: Duration,
+) -> Result<(), NodeError> {
+    let file_stream = |name, subject, dedup_secs| stream::Config {
+        name,
+        subjects: vec![subject],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(dedup_secs),
+        ..Default::default()
+    };
+    for s in shards {
+        js.get_or_create_stream(file_stream(names.cmd_stream(s), names.cmd_subject(s), 120))
+            .await
+            .map_err(nats("command stream"))?;
+        // Re-publications after a failover come within seconds; ten minutes is ample.
+        js.get_or_create_stream(file_stream(names.evt_stream(s), names.evt_subject(s), 600))
+            .await
+            .map_err(nats("event stream"))?;
+    }
+    js.get_or_create_stream(stream::Config {
+        name: names.lease_stream(),
+        subjects: vec![format!("{}.lease.>", names.cluster)],
+        storage: stream::StorageType::Memory,
+        max_messages_per_subject: 1,
+        max_age: lease,
+        duplicate_window: lease,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats("lease stream"))?;
+    Ok(())
+}
+
+/// Where a shard's event stream ends: its last event sequence and the first event of its
+/// last message (0, 0: empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// The last event.
+    pub last: u64,
+    /// The first event of the last message (its message id is `<shard>.<first>`).
+    pub last_first: u64,
+}
+
+/// Where a shard's event stream ends.
+pub async fn last_published(
+    js: &jetstream::Context,
+    names: &Names,
+    shard: u32,
+) -> Result<StreamEnd, NodeError> {
+    let s = js
+        .get_stream(names.evt_stream(shard))
+        .await
+        .map_err(nats("event stream"))?;
+    match s
+        .get_last_raw_message_by_subject(&names.evt_subject(shard))
+        .await
+    {
+        Ok(m) => Ok(StreamEnd {
+            last: header_u64(&m.headers, "Ringex-Last").unwrap_or(0),
+            last_first: header_u64(&m.headers, "Ringex-First").unwrap_or(0),
+        }),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+            Ok(StreamEnd::default())
+        }
+        Err(e) => Err(NodeError::Nats(format!("last event: {e}"))),
+    }
+}
+
+pub(crate) fn header_u64(h: &async_nats::HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.as_str().parse().ok()
+}
+
+/// A command message's payload. Bytes that are not a command still take their sequence
+/// (every node reads the same bytes, so all of them do the same): a tick that changes
+/// nothing.
+pub(crate) fn command_of(payload: &[u8]) -> Command {
+    <&[u8; COMMAND_BYTES]>::try_from(payload)
+        .ok()
+        .and_then(Command::decode)
+        .unwrap_or(Command::new(Timestamp(0), CommandKind::Tick))
+}
+
+/// The events of an event message (`first`: the sequence of its first event).
+pub(crate) fn events_of(first: u64, payload: &[u8]) -> Result<Vec<(u64, Event)>, u64> {
+    payload
+        .chunks(EVENT_BYTES)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let seq = first + k as u64;
+            <&[u8; EVENT_BYTES]>::try_from(chunk)
+                .ok()
+                .and_then(Event::decode)
+                .map(|e| (seq, e))
+                .ok_or(seq)
+        })
+        .collect()
+}

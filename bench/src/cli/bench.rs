@@ -1,11 +1,15 @@
 //! `ringex bench`: configuration, the run, and its outputs.
 
 use crate::harness::report;
+use crate::harness::topology::{
+    crossbeam_pipeline_one_to_four, pipeline_one_to_four, ring_one_to_four, Placement,
+};
 use crate::harness::{self, timed, AddConsumer, BenchConfig, Recorded, Workload};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_engine::pipeline::{validate_core, IdleStrategy};
+use ringex_engine::workload::GeneratedWorkload;
 use ringex_engine::workload::{ExchangeCoreWorkload, MultiSymbolWorkload};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `ringex bench` options.
@@ -106,13 +110,97 @@ fn cpu_model() -> String {
 
 /// Runs the benchmark and writes its outputs; returns the table.
 pub fn bench(a: &BenchArgs) -> Result<String, String> {
-    let rate = match a.rate.as_str() {
-        "max" => None,
-        r => Some(
+    let rate = parse_rate(&a.rate)?;
+    let a = &with_pinning(a)?;
+    let (group, layout) = plan_layout(a)?;
+    let idle = a.idle.as_deref().map(parse_idle).transpose()?;
+    for c in a.matcher_core.iter().chain(&a.consumer_cores) {
+        validate_core(*c).map_err(|e| e.to_string())?;
+    }
+    let n = a.commands + a.warmup;
+    let gen_t = Instant::now();
+    let work = workload(a)?;
+    let data = work.generate(n);
+    if data.commands.is_empty() {
+        return Err("the workload made no commands".into());
+    }
+    let journal_dir = a.journal_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ringex-bench-journal-{}", std::process::id()))
+    });
+    let temp_journal = a.journal_dir.is_none();
+    let _ = std::fs::remove_dir_all(&journal_dir);
+    let consumers = consumers(a, &journal_dir)?;
+    let header = header(a, work.name(), rate, idle, layout, &journal_dir, || {
+        format!(
+            "{} (generated in {:.1} s, {} setup commands)",
+            work.name(),
+            gen_t.elapsed().as_secs_f64(),
+            data.setup.len()
+        )
+    });
+    let mut text = String::new();
+    for (k, v) in &header {
+        text.push_str(&format!("# {k}: {v}\n"));
+    }
+    eprint!("{text}");
+    let cfg = BenchConfig {
+        commands: a.commands,
+        warmup: a.warmup,
+        rate,
+        ring: a.ring,
+        matcher_core: a.matcher_core,
+        consumer_cores: a.consumer_cores.clone(),
+        idle,
+        grouped: group,
+    };
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(n as u64)
+    };
+    let t = Instant::now();
+    let r =
+        harness::run(&data, consumers, &cfg, |i| bar.set_position(i)).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    if temp_journal {
+        let _ = std::fs::remove_dir_all(&journal_dir);
+    }
+    text.push('\n');
+    text.push_str(&report::table(&r));
+    let place = Placement {
+        stage_core: a.matcher_core,
+        consumer_cores: a.consumer_cores.clone(),
+        idle,
+    };
+    let mut baselines: Vec<report::Baseline> = Vec::new();
+    for c in &a.compare {
+        match c.as_str() {
+            "crossbeam" => compare_crossbeam(a, &data, &place, &mut text, &mut baselines)?,
+            "ring" => compare_ring(a, &place, &mut text, &mut baselines),
+            o => return Err(format!("unknown --compare {o:?}: crossbeam, ring")),
+        }
+    }
+    report::write_all(&a.out, &r, &baselines, &header, secs)
+        .map_err(|e| format!("writing {}: {e}", a.out.display()))?;
+    text.push_str(&format!("\noutputs: {}/{{percentiles.txt,percentiles.json,latency.hlog,latency.svg,<stage>.hgrm}}\n", a.out.display()));
+    Ok(text)
+}
+
+/// `--rate`: a number of commands per second, or `max` (closed loop: `None`).
+fn parse_rate(rate: &str) -> Result<Option<u64>, String> {
+    match rate {
+        "max" => Ok(None),
+        r => Ok(Some(
             r.parse::<u64>()
                 .map_err(|_| format!("--rate {r:?}: a number or max"))?,
-        ),
-    };
+        )),
+    }
+}
+
+/// The arguments with `--pin` applied: the matcher on core 1, the probe and each consumer on
+/// the next cores, busy spinning; refused when the machine has too few cores.
+fn with_pinning(a: &BenchArgs) -> Result<BenchArgs, String> {
     let mut a = a.clone();
     if a.pin {
         let stages = 1 + a.consumers.iter().filter(|c| !c.is_empty()).count();
@@ -128,7 +216,12 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         a.consumer_cores = (2..2 + stages).collect();
         a.idle = Some("spin".into());
     }
-    let a = &a;
+    Ok(a)
+}
+
+/// `--layout`: which stages share the group thread (the probe first, then each consumer;
+/// empty for a thread per stage) and the line that says so.
+fn plan_layout(a: &BenchArgs) -> Result<(Vec<bool>, String), String> {
     let stages = 1 + a.consumers.iter().filter(|c| !c.is_empty()).count();
     let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
     let grouped = match a.layout.as_str() {
@@ -137,45 +230,42 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         "auto" => !a.pin && cores < stages + 2,
         o => return Err(format!("--layout {o:?}: auto, threads or grouped")),
     };
-    let io_bound = |c: &str| c == "journal" || c == "history";
-    let group: Vec<bool> = if grouped {
-        std::iter::once(true)
-            .chain(
-                a.consumers
-                    .iter()
-                    .filter(|c| !c.is_empty())
-                    .map(|c| !io_bound(c)),
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let layout = if grouped {
-        let solo: Vec<&str> = a
-            .consumers
-            .iter()
-            .filter(|c| io_bound(c))
-            .map(|c| c.as_str())
-            .collect();
-        format!(
-            "grouped: the probe and {} in-memory consumers on one thread, {} on their own ({cores} cores; --layout {})",
-            group.iter().filter(|&&g| g).count() - 1,
-            if solo.is_empty() { "none".to_string() } else { solo.join(", ") },
-            a.layout
-        )
-    } else {
-        format!(
-            "threads: one per stage, {stages} consumer threads ({cores} cores; --layout {})",
-            a.layout
-        )
-    };
-    let idle = a.idle.as_deref().map(parse_idle).transpose()?;
-    for c in a.matcher_core.iter().chain(&a.consumer_cores) {
-        validate_core(*c).map_err(|e| e.to_string())?;
+    if !grouped {
+        return Ok((
+            Vec::new(),
+            format!(
+                "threads: one per stage, {stages} consumer threads ({cores} cores; --layout {})",
+                a.layout
+            ),
+        ));
     }
-    let n = a.commands + a.warmup;
-    let gen_t = Instant::now();
-    let work: Box<dyn Workload> = match a.workload.as_str() {
+    let io_bound = |c: &str| c == "journal" || c == "history";
+    let group: Vec<bool> = std::iter::once(true)
+        .chain(
+            a.consumers
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|c| !io_bound(c)),
+        )
+        .collect();
+    let solo: Vec<&str> = a
+        .consumers
+        .iter()
+        .filter(|c| io_bound(c))
+        .map(|c| c.as_str())
+        .collect();
+    let layout = format!(
+        "grouped: the probe and {} in-memory consumers on one thread, {} on their own ({cores} cores; --layout {})",
+        group.iter().filter(|&&g| g).count() - 1,
+        if solo.is_empty() { "none".to_string() } else { solo.join(", ") },
+        a.layout
+    );
+    Ok((group, layout))
+}
+
+/// `--workload` (and `--funded`, `--lobster-file`).
+fn workload(a: &BenchArgs) -> Result<Box<dyn Workload>, String> {
+    Ok(match a.workload.as_str() {
         "exchange-core" => Box::new(ExchangeCoreWorkload {
             funded: a.funded,
             ..ExchangeCoreWorkload::default()
@@ -212,21 +302,17 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 "unknown workload {w:?}: exchange-core, multi-symbol, deep[:scenario] or lobster"
             ))
         }
-    };
-    let data = work.generate(n);
-    if data.commands.is_empty() {
-        return Err("the workload made no commands".into());
-    }
-    let journal_dir = a.journal_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ringex-bench-journal-{}", std::process::id()))
-    });
-    let temp_journal = a.journal_dir.is_none();
-    let _ = std::fs::remove_dir_all(&journal_dir);
+    })
+}
+
+/// `--consumers`, each wrapped to stamp its latencies; the journal and the history store in
+/// `journal_dir`.
+fn consumers(a: &BenchArgs, journal_dir: &Path) -> Result<Vec<AddConsumer>, String> {
     let mut consumers: Vec<AddConsumer> = Vec::new();
     for c in &a.consumers {
         match c.as_str() {
             "journal" => {
-                let mut cfg = JournalConfig::new(&journal_dir);
+                let mut cfg = JournalConfig::new(journal_dir);
                 cfg.fsync = a.fsync;
                 consumers.push(timed(Journal::new(cfg)));
             }
@@ -256,12 +342,25 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
             }
         }
     }
-    let header: Vec<(String, String)> = vec![
+    Ok(consumers)
+}
+
+/// The run's description: `# key: value` lines of the table and of every output file.
+fn header(
+    a: &BenchArgs,
+    name: String,
+    rate: Option<u64>,
+    idle: Option<IdleStrategy>,
+    layout: String,
+    journal_dir: &Path,
+    workload: impl FnOnce() -> String,
+) -> Vec<(String, String)> {
+    vec![
         (
             "title".into(),
             format!(
                 "ringex {}: {} commands, {}",
-                work.name(),
+                name,
                 thousands(a.commands as u64),
                 rate.map_or("closed loop (as fast as it goes)".to_string(), |r| format!(
                     "open loop at {} commands/s",
@@ -277,15 +376,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
                 cpu_model()
             ),
         ),
-        (
-            "workload".into(),
-            format!(
-                "{} (generated in {:.1} s, {} setup commands)",
-                work.name(),
-                gen_t.elapsed().as_secs_f64(),
-                data.setup.len()
-            ),
-        ),
+        ("workload".into(), workload()),
         (
             "commands".into(),
             format!("{} measured after {} warm-up", a.commands, a.warmup),
@@ -318,122 +409,74 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
             "journal".into(),
             format!("{:?} in {}", a.fsync, journal_dir.display()),
         ),
-    ];
-    let mut text = String::new();
-    for (k, v) in &header {
-        text.push_str(&format!("# {k}: {v}\n"));
-    }
-    eprint!("{text}");
-    let cfg = BenchConfig {
-        commands: a.commands,
-        warmup: a.warmup,
-        rate,
-        ring: a.ring,
-        matcher_core: a.matcher_core,
-        consumer_cores: a.consumer_cores.clone(),
-        idle,
-        grouped: group,
-    };
-    let bar = if a.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(n as u64)
-    };
-    let t = Instant::now();
-    let r =
-        harness::run(&data, consumers, &cfg, |i| bar.set_position(i)).map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
-    let secs = t.elapsed().as_secs_f64();
-    if temp_journal {
-        let _ = std::fs::remove_dir_all(&journal_dir);
+    ]
+}
+
+/// `--compare crossbeam`: the same stream through the matcher and four counting consumers,
+/// on the ring and on crossbeam channels, closed loop.
+fn compare_crossbeam(
+    a: &BenchArgs,
+    data: &GeneratedWorkload,
+    place: &Placement,
+    text: &mut String,
+    baselines: &mut Vec<report::Baseline>,
+) -> Result<(), String> {
+    let cmds: Vec<_> = data
+        .commands
+        .iter()
+        .cycle()
+        .take(a.commands)
+        .copied()
+        .collect();
+    let ours =
+        pipeline_one_to_four(&data.setup, &cmds, a.ring, place).map_err(|e| e.to_string())?;
+    let base = crossbeam_pipeline_one_to_four(&data.setup, &cmds, a.ring);
+    text.push_str(&format!(
+        "\nbaseline, same stream, closed loop, matcher + 4 counting consumers: ringex {:.0} commands/s, crossbeam-channel {:.0} commands/s, ratio {:.2}\n",
+        ours.per_second(),
+        base.per_second(),
+        ours.per_second() / base.per_second()
+    ));
+    baselines.push(report::Baseline {
+        name: format!(
+            "crossbeam baseline (closed loop): {:.2}M vs ringex {:.2}M commands/s",
+            base.per_second() / 1e6,
+            ours.per_second() / 1e6
+        ),
+        hist: None,
+    });
+    Ok(())
+}
+
+/// `--compare ring`: the ring alone (1 → 1 → 4), closed loop and at 1M events/s.
+fn compare_ring(
+    a: &BenchArgs,
+    place: &Placement,
+    text: &mut String,
+    baselines: &mut Vec<report::Baseline>,
+) {
+    let closed = ring_one_to_four(10_000_000, a.ring, None, place);
+    let open = ring_one_to_four(1_000_000, a.ring, Some(1_000_000), place);
+    text.push_str(&format!(
+        "\nring only (1 -> 1 -> 4, 64-byte slots): {:.1}M events/s closed loop",
+        closed.throughput.per_second() / 1e6
+    ));
+    if let Some(h) = &open.latency {
+        baselines.push(report::Baseline {
+            name: format!(
+                "ring only, 1M events/s (baseline; {:.0}M events/s closed loop)",
+                closed.throughput.per_second() / 1e6
+            ),
+            hist: Some(h.clone()),
+        });
+        text.push_str(&format!(
+            "; at 1M events/s open loop p50 {:.1} µs, p99 {:.1} µs, p99.99 {:.1} µs",
+            h.value_at_quantile(0.5) as f64 / 1e3,
+            h.value_at_quantile(0.99) as f64 / 1e3,
+            h.value_at_quantile(0.9999) as f64 / 1e3
+        ));
     }
     text.push('\n');
-    text.push_str(&report::table(&r));
-    let mut baselines: Vec<report::Baseline> = Vec::new();
-    for c in &a.compare {
-        match c.as_str() {
-            "crossbeam" => {
-                let cmds: Vec<_> = data
-                    .commands
-                    .iter()
-                    .cycle()
-                    .take(a.commands)
-                    .copied()
-                    .collect();
-                let place = crate::harness::topology::Placement {
-                    stage_core: a.matcher_core,
-                    consumer_cores: a.consumer_cores.clone(),
-                    idle,
-                };
-                let ours = crate::harness::topology::pipeline_one_to_four(
-                    &data.setup,
-                    &cmds,
-                    a.ring,
-                    &place,
-                )
-                .map_err(|e| e.to_string())?;
-                let base = crate::harness::topology::crossbeam_pipeline_one_to_four(
-                    &data.setup,
-                    &cmds,
-                    a.ring,
-                );
-                text.push_str(&format!(
-                    "\nbaseline, same stream, closed loop, matcher + 4 counting consumers: ringex {:.0} commands/s, crossbeam-channel {:.0} commands/s, ratio {:.2}\n",
-                    ours.per_second(),
-                    base.per_second(),
-                    ours.per_second() / base.per_second()
-                ));
-                baselines.push(report::Baseline {
-                    name: format!(
-                        "crossbeam baseline (closed loop): {:.2}M vs ringex {:.2}M commands/s",
-                        base.per_second() / 1e6,
-                        ours.per_second() / 1e6
-                    ),
-                    hist: None,
-                });
-            }
-            "ring" => {
-                let place = crate::harness::topology::Placement {
-                    stage_core: a.matcher_core,
-                    consumer_cores: a.consumer_cores.clone(),
-                    idle,
-                };
-                let closed =
-                    crate::harness::topology::ring_one_to_four(10_000_000, a.ring, None, &place);
-                let open = crate::harness::topology::ring_one_to_four(
-                    1_000_000,
-                    a.ring,
-                    Some(1_000_000),
-                    &place,
-                );
-                text.push_str(&format!(
-                    "\nring only (1 -> 1 -> 4, 64-byte slots): {:.1}M events/s closed loop",
-                    closed.throughput.per_second() / 1e6
-                ));
-                if let Some(h) = &open.latency {
-                    baselines.push(report::Baseline {
-                        name: format!(
-                            "ring only, 1M events/s (baseline; {:.0}M events/s closed loop)",
-                            closed.throughput.per_second() / 1e6
-                        ),
-                        hist: Some(h.clone()),
-                    });
-                    text.push_str(&format!(
-                        "; at 1M events/s open loop p50 {:.1} µs, p99 {:.1} µs, p99.99 {:.1} µs",
-                        h.value_at_quantile(0.5) as f64 / 1e3,
-                        h.value_at_quantile(0.99) as f64 / 1e3,
-                        h.value_at_quantile(0.9999) as f64 / 1e3
-                    ));
-                }
-                text.push('\n');
-            }
-            o => return Err(format!("unknown --compare {o:?}: crossbeam, ring")),
-        }
-    }
-    report::write_all(&a.out, &r, &baselines, &header, secs)
-        .map_err(|e| format!("writing {}: {e}", a.out.display()))?;
-    text.push_str(&format!("\noutputs: {}/{{percentiles.txt,percentiles.json,latency.hlog,latency.svg,<stage>.hgrm}}\n", a.out.display()));
-    Ok(text)
 }
 
 /// 1000000 → "1,000,000".

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 
+use crate::meta::EdgeMeta;
 use crate::script::{AssetSpec, Script};
 use crate::startup::{read_script, recover_dir, RunError};
 use axum::extract::ws::WebSocketUpgrade;
@@ -33,6 +34,8 @@ use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::{MarketData, MdUpdate};
 use ringex_engine::pipeline::ConsumerOptions;
 use ringex_engine::pipeline::ShutdownReport;
+use ringex_engine::state::EngineState;
+use ringex_engine::Command;
 use ringex_engine::{
     AccountId, BookReplica, Gateway, InstrumentId, InstrumentSpec, Matcher, MatcherCapacity,
     Pipeline,
@@ -319,6 +322,77 @@ fn parse_keys(opts: &ServeOptions) -> Result<HashMap<String, AccountId>, ServeEr
 /// Starts the server on its own threads and returns once it listens.
 pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let keys = parse_keys(&opts)?;
+    let (meta, state, setup_cmds) = prepare_journal(&opts)?;
+    let specs = Arc::new(Specs::new(&meta.specs));
+    let next_id = next_order_id(&state, &setup_cmds);
+    let grouped = grouped_layout(&opts)?;
+    let Stages {
+        pipeline,
+        registry,
+        progress,
+        feed,
+        balances,
+    } = start_pipeline(&opts, &state, &meta, &specs, grouped)?;
+    let pipeline = Arc::new(pipeline);
+    let mut gateway = pipeline.gateway();
+    for c in &setup_cmds {
+        let _ = gateway.submit_at(*c);
+    }
+    let (halt_tx, halt_rx) = watch::channel(None);
+    let app = Arc::new(App {
+        specs,
+        keys,
+        next_order_id: AtomicU64::new(next_id),
+        registry,
+        progress,
+        md: feed,
+        balances,
+        assets: meta.assets.clone(),
+        history: opts.history.clone(),
+        submitted: AtomicU64::new(state.cmd_seq + setup_cmds.len() as u64),
+        next_session: AtomicU64::new(1),
+        limits: Limits {
+            max_msgs_per_sec: opts.max_msgs_per_sec,
+            max_frame: opts.max_frame,
+            report_queue: opts.report_queue.max(16),
+        },
+        depth: opts.depth,
+        gateway: Mutex::new(gateway),
+        pipeline: Arc::clone(&pipeline),
+        halted: halt_rx,
+        started: Instant::now(),
+    });
+    metrics::handle();
+    let std_listener =
+        std::net::TcpListener::bind(opts.listen).map_err(|e| ServeError::Bind(opts.listen, e))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(opts.listen, e))?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("ringex-serve".into())
+        .spawn(move || -> Result<ShutdownReport, ServeError> {
+            serve_until_stopped(app, std_listener, addr, halt_tx, stop_rx)?;
+            // Every connection is gone: the App (and its gateway clones) go with them.
+            Ok(take_pipeline(pipeline)?.shutdown())
+        })
+        .map_err(ServeError::Runtime)?;
+    Ok(Server {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+/// Recovers the journal directory (created if missing) and, on a fresh journal, reads the
+/// setup script (`--setup`, or the demo's); writes the edge state back. Returns the edge
+/// state, the engine state and the setup commands still to submit.
+fn prepare_journal(
+    opts: &ServeOptions,
+) -> Result<(EdgeMeta, EngineState, Vec<Command>), ServeError> {
     std::fs::create_dir_all(&opts.journal).map_err(|source| RunError::Output {
         path: opts.journal.clone(),
         source,
@@ -357,26 +431,22 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         path: opts.journal.clone(),
         source,
     })?;
-    let specs = Arc::new(Specs::new(&meta.specs));
-    // Order ids continue above every id the engine has seen.
+    Ok((meta, state, setup_cmds))
+}
+
+/// Order ids continue above every id the engine has seen (and every id of the setup).
+fn next_order_id(state: &EngineState, setup_cmds: &[Command]) -> u64 {
     let mut next_id = state.used_ids.iter().map(|r| r.1).max().unwrap_or(0) + 1;
-    for c in &setup_cmds {
+    for c in setup_cmds {
         if let ringex_engine::CommandKind::NewOrder(o) = c.kind {
             next_id = next_id.max(o.order_id.0 + 1);
         }
     }
+    next_id
+}
 
-    let matcher = Matcher::from_state(&state, MatcherCapacity::default());
-    let mut builder = Pipeline::builder()
-        .matcher(matcher)
-        .resume_after(state.cmd_seq, state.event_seq);
-    let mut cfg = JournalConfig::new(&opts.journal);
-    cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
-    let journal = Journal::new(cfg).resume_after(ringex_consumers::journal::DurableMark {
-        event_seq: state.event_seq,
-        cmd_seq: state.cmd_seq,
-    });
-    let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+/// `--layout`: whether the in-memory consumers share one thread.
+fn grouped_layout(opts: &ServeOptions) -> Result<bool, ServeError> {
     let stages = 5 + opts.history.is_some() as usize;
     let cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
     let grouped = match opts.layout.as_str() {
@@ -391,6 +461,38 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         "layout: {} ({cores} cores, {stages} stages)",
         if grouped { "grouped" } else { "threads" }
     );
+    Ok(grouped)
+}
+
+/// The running pipeline and the handles the network side reads.
+struct Stages {
+    pipeline: Pipeline,
+    registry: crossbeam_channel::Sender<router::Registration>,
+    progress: Arc<router::RouterProgress>,
+    feed: Arc<md::MdFeed>,
+    balances: BalancesView,
+}
+
+/// The pipeline from the recovered state: the journal, then, gated after it, the report
+/// router, market data, balances and (with `--history`) the history store.
+fn start_pipeline(
+    opts: &ServeOptions,
+    state: &EngineState,
+    meta: &EdgeMeta,
+    specs: &Arc<Specs>,
+    grouped: bool,
+) -> Result<Stages, ServeError> {
+    let matcher = Matcher::from_state(state, MatcherCapacity::default());
+    let mut builder = Pipeline::builder()
+        .matcher(matcher)
+        .resume_after(state.cmd_seq, state.event_seq);
+    let mut cfg = JournalConfig::new(&opts.journal);
+    cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
+    let journal = Journal::new(cfg).resume_after(ringex_consumers::journal::DurableMark {
+        event_seq: state.event_seq,
+        cmd_seq: state.cmd_seq,
+    });
+    let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
     // The in-memory consumers share one thread when grouped; the journal and the history
     // store (they wait on I/O) keep their own.
     let after = || {
@@ -403,121 +505,88 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     };
     let (router, registry, progress) = router::ReportRouter::new();
     builder.add_consumer(router, after());
-    let feed = md::MdFeed::new(Arc::clone(&specs), opts.md_queue);
+    let feed = md::MdFeed::new(Arc::clone(specs), opts.md_queue);
     let tap_feed = Arc::clone(&feed);
     let tap = move |u: &MdUpdate| tap_feed.apply(u);
     // Books recovered from the journal are published as snapshots at once.
-    let (mdc, _hub) = MarketData::restored(opts.depth, tap, &state);
+    let (mdc, _hub) = MarketData::restored(opts.depth, tap, state);
     builder.add_consumer(mdc, after());
-    let (balances, view) = BalancesPublisher::new(BookReplica::from_state(&state));
+    let (balances, view) = BalancesPublisher::new(BookReplica::from_state(state));
     builder.add_consumer(balances, after());
     if let Some(p) = &opts.history {
         let h = crate::startup::open_history(p, Some(&opts.journal), &meta.specs)?;
         builder.add_consumer(h, ConsumerOptions::default().after(jid));
     }
-    let pipeline = Arc::new(builder.start().map_err(RunError::from)?);
-    let mut gateway = pipeline.gateway();
-    for c in &setup_cmds {
-        let _ = gateway.submit_at(*c);
-    }
-    let (halt_tx, halt_rx) = watch::channel(None);
-    let app = Arc::new(App {
-        specs,
-        keys,
-        next_order_id: AtomicU64::new(next_id),
+    let pipeline = builder.start().map_err(RunError::from)?;
+    Ok(Stages {
+        pipeline,
         registry,
         progress,
-        md: feed,
+        feed,
         balances: view,
-        assets: meta.assets.clone(),
-        history: opts.history.clone(),
-        submitted: AtomicU64::new(state.cmd_seq + setup_cmds.len() as u64),
-        next_session: AtomicU64::new(1),
-        limits: Limits {
-            max_msgs_per_sec: opts.max_msgs_per_sec,
-            max_frame: opts.max_frame,
-            report_queue: opts.report_queue.max(16),
-        },
-        depth: opts.depth,
-        gateway: Mutex::new(gateway),
-        pipeline: Arc::clone(&pipeline),
-        halted: halt_rx,
-        started: Instant::now(),
-    });
-    metrics::handle();
-    let std_listener =
-        std::net::TcpListener::bind(opts.listen).map_err(|e| ServeError::Bind(opts.listen, e))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| ServeError::Bind(opts.listen, e))?;
-    let addr = std_listener
-        .local_addr()
-        .map_err(|e| ServeError::Bind(opts.listen, e))?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("ringex-serve".into())
-        .spawn(move || -> Result<ShutdownReport, ServeError> {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .thread_name("ringex-net")
-                .build()
-                .map_err(ServeError::Runtime)?;
-            rt.block_on(async move {
-                use axum::serve::ListenerExt;
-                // Reports are small frames: send them at once (no Nagle delay).
-                let listener = tokio::net::TcpListener::from_std(std_listener)
-                    .map_err(|e| ServeError::Bind(addr, e))?
-                    .tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                let monitor = tokio::spawn(monitor(Arc::clone(&app), halt_tx));
-                let routes = routes(Arc::clone(&app));
-                let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
-                    tokio::select! {
-                        _ = stop_rx => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                });
-                let r = serve.await;
-                monitor.abort();
-                if let Err(e) = r {
-                    tracing::error!("server: {e}");
-                }
-                Ok::<(), ServeError>(())
-            })?;
-            drop(rt);
-            // Every connection is gone: the App (and its gateway clones) go with them.
-            let pipeline = match Arc::try_unwrap(pipeline) {
-                Ok(p) => p,
-                Err(p) => {
-                    // A session task still holds the App: wait for it briefly.
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    let mut p = p;
-                    loop {
-                        match Arc::try_unwrap(p) {
-                            Ok(x) => break x,
-                            Err(x) if Instant::now() < deadline => {
-                                std::thread::sleep(Duration::from_millis(10));
-                                p = x;
-                            }
-                            Err(_) => {
-                                return Err(ServeError::Runtime(std::io::Error::other(
-                                    "the pipeline is still referenced at shutdown",
-                                )))
-                            }
-                        }
-                    }
-                }
-            };
-            Ok(pipeline.shutdown())
-        })
-        .map_err(ServeError::Runtime)?;
-    Ok(Server {
-        addr,
-        stop: Some(stop_tx),
-        thread: Some(thread),
     })
+}
+
+/// Runs the HTTP/WebSocket server on its own runtime until `stop` or Ctrl-C.
+fn serve_until_stopped(
+    app: Arc<App>,
+    std_listener: std::net::TcpListener,
+    addr: SocketAddr,
+    halt_tx: watch::Sender<Option<String>>,
+    stop_rx: oneshot::Receiver<()>,
+) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("ringex-net")
+        .build()
+        .map_err(ServeError::Runtime)?;
+    rt.block_on(async move {
+        use axum::serve::ListenerExt;
+        // Reports are small frames: send them at once (no Nagle delay).
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| ServeError::Bind(addr, e))?
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+        let monitor = tokio::spawn(monitor(Arc::clone(&app), halt_tx));
+        let routes = routes(Arc::clone(&app));
+        let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+        let r = serve.await;
+        monitor.abort();
+        if let Err(e) = r {
+            tracing::error!("server: {e}");
+        }
+        Ok::<(), ServeError>(())
+    })?;
+    drop(rt);
+    Ok(())
+}
+
+/// The pipeline back from the last `Arc` once the sessions are gone (a session task that
+/// still holds the App is waited for briefly).
+fn take_pipeline(pipeline: Arc<Pipeline>) -> Result<Pipeline, ServeError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut p = pipeline;
+    loop {
+        match Arc::try_unwrap(p) {
+            Ok(x) => return Ok(x),
+            Err(x) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+                p = x;
+            }
+            Err(_) => {
+                return Err(ServeError::Runtime(std::io::Error::other(
+                    "the pipeline is still referenced at shutdown",
+                )))
+            }
+        }
+    }
 }
 
 /// Every 100 ms: ring occupancy and lag into the metrics, and a halted pipeline reported to

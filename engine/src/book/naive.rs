@@ -10,7 +10,7 @@
 use crate::book::books::RestingOrder;
 use crate::command::{Command, CommandKind, NewOrder};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
-use crate::funds::{AssetId, Balance, InstrumentDef, Rate};
+use crate::funds::{Amount, AssetId, Balance, InstrumentDef, Rate};
 use crate::matching::MatchingEngine;
 use crate::types::{
     AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
@@ -509,16 +509,13 @@ impl NaiveMatcher {
     }
 }
 
-impl MatchingEngine for NaiveMatcher {
-    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
-        let start = out.len();
-        self.now = self.now.max(cmd.ts.0);
-        let cmd = &Command::new(crate::types::Timestamp(self.now), cmd.kind);
-        // Expiries first, earliest expiry then earliest accepted.
+impl NaiveMatcher {
+    /// Expires the GTD orders due at `now`: earliest expiry first, then earliest accepted.
+    fn expire_due(&mut self, seq: Sequence, now: crate::types::Timestamp, out: &mut Vec<Event>) {
         let mut due: Vec<Resting> = self
             .resting
             .iter()
-            .filter(|r| r.order.tif == TimeInForce::Gtd && r.order.expiry <= cmd.ts)
+            .filter(|r| r.order.tif == TimeInForce::Gtd && r.order.expiry <= now)
             .copied()
             .collect();
         due.sort_by_key(|r| (r.order.expiry, r.accept_seq));
@@ -537,6 +534,210 @@ impl MatchingEngine for NaiveMatcher {
             self.resting
                 .retain(|x| x.order.order_id != r.order.order_id);
         }
+    }
+
+    /// A modify: refused by the checks in order, else priority kept or lost (and matched).
+    fn modify(
+        &mut self,
+        seq: Sequence,
+        (instrument, account, order_id): (InstrumentId, AccountId, OrderId),
+        price: Price,
+        qty: Qty,
+        out: &mut Vec<Event>,
+    ) {
+        match self.owned(instrument, account, order_id) {
+            Err((inst, code)) => Self::reject(seq, inst, Some(order_id), account, code, out),
+            Ok(i) => {
+                let r = self.resting[i];
+                let code = if self.halted[&instrument.0] {
+                    Some(RejectCode::Halted)
+                } else if self.blocked.contains(&account.0) {
+                    Some(RejectCode::Blocked)
+                } else if qty.0 == 0 {
+                    Some(RejectCode::ZeroQty)
+                } else if r.order.post_only
+                    && price != r.order.price
+                    && self.would_cross(instrument, r.order.side, price)
+                {
+                    Some(RejectCode::PostOnlyWouldTake)
+                } else if let Some(d) = self.defs.get(&instrument.0) {
+                    let mut new = r.order;
+                    new.price = price;
+                    let (asset, new_hold) = hold(d, &new, qty.0);
+                    let (_, old_hold) = hold(d, &r.order, r.order.qty.0);
+                    if d.max_qty().is_some_and(|m| qty > m) {
+                        Some(RejectCode::MaxQty)
+                    } else if outside_band(d, r.order.side, price, self.last.get(&instrument.0)) {
+                        Some(RejectCode::PriceBand)
+                    } else if self.available(account, asset) + old_hold < new_hold {
+                        Some(RejectCode::InsufficientFunds)
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                };
+                if let Some(code) = code {
+                    Self::reject(seq, Some(instrument), Some(order_id), account, code, out);
+                    return;
+                }
+                let kept_priority = price == r.order.price && qty <= r.order.qty;
+                out.push(ev(
+                    seq,
+                    EventKind::Modified {
+                        instrument,
+                        order_id,
+                        account,
+                        price,
+                        qty,
+                        kept_priority,
+                        side: self.resting[i].order.side,
+                        old_price: self.resting[i].order.price,
+                        old_qty: self.resting[i].order.qty,
+                    },
+                ));
+                if kept_priority {
+                    self.resting[i].order.qty = qty;
+                } else {
+                    let mut r = self.resting.remove(i);
+                    r.order.price = price;
+                    r.order.qty = qty;
+                    let (remaining, stp, _) =
+                        self.match_taker(seq, &r.order, Some(price), qty.0, out);
+                    if !stp && remaining > 0 {
+                        self.clock += 1;
+                        r.order.qty = Qty(remaining);
+                        r.queue_time = self.clock;
+                        self.resting.push(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A mass cancel of an account's orders (of one instrument, or all), in acceptance order.
+    fn mass_cancel(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        out: &mut Vec<Event>,
+    ) {
+        if instrument.is_some_and(|i| !self.halted.contains_key(&i.0)) {
+            Self::reject(seq, None, None, account, RejectCode::UnknownInstrument, out);
+        } else {
+            let mut mine: Vec<Resting> = self
+                .resting
+                .iter()
+                .filter(|r| {
+                    r.order.account == account && instrument.is_none_or(|i| i == r.order.instrument)
+                })
+                .copied()
+                .collect();
+            mine.sort_by_key(|r| r.accept_seq);
+            for r in mine {
+                out.push(Self::cancel_event(
+                    seq,
+                    &r.order,
+                    r.order.qty.0,
+                    CancelReason::MassCancel,
+                ));
+                self.resting
+                    .retain(|x| x.order.order_id != r.order.order_id);
+            }
+        }
+    }
+
+    /// Defines an instrument (funded or not).
+    fn add_instrument(&mut self, seq: Sequence, def: InstrumentDef, out: &mut Vec<Event>) {
+        let (base, quote) = def.assets();
+        let code = if def.id.0 >= crate::types::MAX_INSTRUMENTS {
+            Some(RejectCode::InstrumentIdOutOfRange)
+        } else if self.halted.contains_key(&def.id.0) {
+            Some(RejectCode::DuplicateInstrument)
+        } else if def.problem().is_some() {
+            Some(RejectCode::InvalidInstrument)
+        } else if def.is_funded()
+            && !(self.assets.contains_key(&base.0) && self.assets.contains_key(&quote.0))
+        {
+            Some(RejectCode::UnknownAsset)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            Self::reject(seq, Some(def.id), None, AccountId(0), code, out);
+        } else {
+            self.halted.insert(def.id.0, false);
+            if def.is_funded() {
+                self.defs.insert(def.id.0, def);
+            }
+            out.push(ev(seq, EventKind::InstrumentAdded(def)));
+        }
+    }
+
+    /// A deposit: a declared asset, a positive amount that overflows no total.
+    fn deposit(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        asset: AssetId,
+        amount: Amount,
+        out: &mut Vec<Event>,
+    ) {
+        let a = amount.get();
+        if !self.assets.contains_key(&asset.0) {
+            Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
+        } else if a <= 0 || self.total(account, asset.0).checked_add(a).is_none() {
+            Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
+        } else {
+            self.add_total(account, asset.0, a);
+            out.push(ev(
+                seq,
+                EventKind::Deposited {
+                    account,
+                    asset,
+                    amount,
+                },
+            ));
+        }
+    }
+
+    /// A withdrawal: a declared asset, a positive amount within what is available.
+    fn withdraw(
+        &mut self,
+        seq: Sequence,
+        account: AccountId,
+        asset: AssetId,
+        amount: Amount,
+        out: &mut Vec<Event>,
+    ) {
+        let a = amount.get();
+        if !self.assets.contains_key(&asset.0) {
+            Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
+        } else if a <= 0 {
+            Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
+        } else if self.available(account, asset.0) < a {
+            Self::reject(seq, None, None, account, RejectCode::InsufficientFunds, out);
+        } else {
+            self.add_total(account, asset.0, -a);
+            out.push(ev(
+                seq,
+                EventKind::Withdrawn {
+                    account,
+                    asset,
+                    amount,
+                },
+            ));
+        }
+    }
+}
+
+impl MatchingEngine for NaiveMatcher {
+    fn process(&mut self, seq: Sequence, cmd: &Command, out: &mut Vec<Event>) {
+        let start = out.len();
+        self.now = self.now.max(cmd.ts.0);
+        let cmd = &Command::new(crate::types::Timestamp(self.now), cmd.kind);
+        self.expire_due(seq, cmd.ts, out);
         match cmd.kind {
             CommandKind::NewOrder(ref o) => self.new_order(seq, cmd, o, out),
             CommandKind::Cancel {
@@ -561,104 +762,11 @@ impl MatchingEngine for NaiveMatcher {
                 order_id,
                 price,
                 qty,
-            } => match self.owned(instrument, account, order_id) {
-                Err((inst, code)) => Self::reject(seq, inst, Some(order_id), account, code, out),
-                Ok(i) => {
-                    let r = self.resting[i];
-                    let code = if self.halted[&instrument.0] {
-                        Some(RejectCode::Halted)
-                    } else if self.blocked.contains(&account.0) {
-                        Some(RejectCode::Blocked)
-                    } else if qty.0 == 0 {
-                        Some(RejectCode::ZeroQty)
-                    } else if r.order.post_only
-                        && price != r.order.price
-                        && self.would_cross(instrument, r.order.side, price)
-                    {
-                        Some(RejectCode::PostOnlyWouldTake)
-                    } else if let Some(d) = self.defs.get(&instrument.0) {
-                        let mut new = r.order;
-                        new.price = price;
-                        let (asset, new_hold) = hold(d, &new, qty.0);
-                        let (_, old_hold) = hold(d, &r.order, r.order.qty.0);
-                        if d.max_qty().is_some_and(|m| qty > m) {
-                            Some(RejectCode::MaxQty)
-                        } else if outside_band(d, r.order.side, price, self.last.get(&instrument.0))
-                        {
-                            Some(RejectCode::PriceBand)
-                        } else if self.available(account, asset) + old_hold < new_hold {
-                            Some(RejectCode::InsufficientFunds)
-                        } else {
-                            None
-                        }
-                    } else {
-                        None
-                    };
-                    if let Some(code) = code {
-                        Self::reject(seq, Some(instrument), Some(order_id), account, code, out);
-                        return finish(out, start);
-                    }
-                    let kept_priority = price == r.order.price && qty <= r.order.qty;
-                    out.push(ev(
-                        seq,
-                        EventKind::Modified {
-                            instrument,
-                            order_id,
-                            account,
-                            price,
-                            qty,
-                            kept_priority,
-                            side: self.resting[i].order.side,
-                            old_price: self.resting[i].order.price,
-                            old_qty: self.resting[i].order.qty,
-                        },
-                    ));
-                    if kept_priority {
-                        self.resting[i].order.qty = qty;
-                    } else {
-                        let mut r = self.resting.remove(i);
-                        r.order.price = price;
-                        r.order.qty = qty;
-                        let (remaining, stp, _) =
-                            self.match_taker(seq, &r.order, Some(price), qty.0, out);
-                        if !stp && remaining > 0 {
-                            self.clock += 1;
-                            r.order.qty = Qty(remaining);
-                            r.queue_time = self.clock;
-                            self.resting.push(r);
-                        }
-                    }
-                }
-            },
+            } => self.modify(seq, (instrument, account, order_id), price, qty, out),
             CommandKind::MassCancel {
                 account,
                 instrument,
-            } => {
-                if instrument.is_some_and(|i| !self.halted.contains_key(&i.0)) {
-                    Self::reject(seq, None, None, account, RejectCode::UnknownInstrument, out);
-                } else {
-                    let mut mine: Vec<Resting> = self
-                        .resting
-                        .iter()
-                        .filter(|r| {
-                            r.order.account == account
-                                && instrument.is_none_or(|i| i == r.order.instrument)
-                        })
-                        .copied()
-                        .collect();
-                    mine.sort_by_key(|r| r.accept_seq);
-                    for r in mine {
-                        out.push(Self::cancel_event(
-                            seq,
-                            &r.order,
-                            r.order.qty.0,
-                            CancelReason::MassCancel,
-                        ));
-                        self.resting
-                            .retain(|x| x.order.order_id != r.order.order_id);
-                    }
-                }
-            }
+            } => self.mass_cancel(seq, account, instrument, out),
             CommandKind::Halt { instrument } | CommandKind::Resume { instrument } => {
                 let halted = matches!(cmd.kind, CommandKind::Halt { .. });
                 match self.halted.get_mut(&instrument.0) {
@@ -694,31 +802,7 @@ impl MatchingEngine for NaiveMatcher {
                     Self::reject(seq, None, None, AccountId(0), code, out);
                 }
             }
-            CommandKind::AddInstrument(def) => {
-                let (base, quote) = def.assets();
-                let code = if def.id.0 >= crate::types::MAX_INSTRUMENTS {
-                    Some(RejectCode::InstrumentIdOutOfRange)
-                } else if self.halted.contains_key(&def.id.0) {
-                    Some(RejectCode::DuplicateInstrument)
-                } else if def.problem().is_some() {
-                    Some(RejectCode::InvalidInstrument)
-                } else if def.is_funded()
-                    && !(self.assets.contains_key(&base.0) && self.assets.contains_key(&quote.0))
-                {
-                    Some(RejectCode::UnknownAsset)
-                } else {
-                    None
-                };
-                if let Some(code) = code {
-                    Self::reject(seq, Some(def.id), None, AccountId(0), code, out);
-                } else {
-                    self.halted.insert(def.id.0, false);
-                    if def.is_funded() {
-                        self.defs.insert(def.id.0, def);
-                    }
-                    out.push(ev(seq, EventKind::InstrumentAdded(def)));
-                }
-            }
+            CommandKind::AddInstrument(def) => self.add_instrument(seq, def, out),
             CommandKind::AddAsset { asset, scale } => {
                 if scale > 18 {
                     Self::reject(seq, None, None, AccountId(0), RejectCode::BadAmount, out);
@@ -736,48 +820,12 @@ impl MatchingEngine for NaiveMatcher {
                 account,
                 asset,
                 amount,
-            } => {
-                let a = amount.get();
-                if !self.assets.contains_key(&asset.0) {
-                    Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
-                } else if a <= 0 || self.total(account, asset.0).checked_add(a).is_none() {
-                    Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
-                } else {
-                    self.add_total(account, asset.0, a);
-                    out.push(ev(
-                        seq,
-                        EventKind::Deposited {
-                            account,
-                            asset,
-                            amount,
-                        },
-                    ));
-                }
-            }
+            } => self.deposit(seq, account, asset, amount, out),
             CommandKind::Withdraw {
                 account,
                 asset,
                 amount,
-            } => {
-                let a = amount.get();
-                if !self.assets.contains_key(&asset.0) {
-                    Self::reject(seq, None, None, account, RejectCode::UnknownAsset, out);
-                } else if a <= 0 {
-                    Self::reject(seq, None, None, account, RejectCode::BadAmount, out);
-                } else if self.available(account, asset.0) < a {
-                    Self::reject(seq, None, None, account, RejectCode::InsufficientFunds, out);
-                } else {
-                    self.add_total(account, asset.0, -a);
-                    out.push(ev(
-                        seq,
-                        EventKind::Withdrawn {
-                            account,
-                            asset,
-                            amount,
-                        },
-                    ));
-                }
-            }
+            } => self.withdraw(seq, account, asset, amount, out),
             CommandKind::Invalid {
                 instrument,
                 order_id,

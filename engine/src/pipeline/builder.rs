@@ -151,25 +151,7 @@ impl PipelineBuilder {
 
     /// Validates everything, builds both rings and starts every thread.
     pub fn start(self) -> Result<Pipeline, PipelineError> {
-        for (ring, size) in [("input", self.input_size), ("output", self.output_size)] {
-            if size < 2 || !size.is_power_of_two() {
-                return Err(PipelineError::RingSize { ring, size });
-            }
-        }
-        if self.consumers.is_empty() {
-            return Err(PipelineError::NoConsumers);
-        }
-        let matcher_core = self.matcher_core.map(validate_core).transpose()?;
-        let mut cores = Vec::with_capacity(self.consumers.len());
-        for (i, c) in self.consumers.iter().enumerate() {
-            cores.push(c.opts.core.map(validate_core).transpose()?);
-            if let Some(&bad) = c.opts.after.iter().find(|d| d.0 >= i) {
-                return Err(PipelineError::BadGate {
-                    consumer: c.name.clone(),
-                    after: bad,
-                });
-            }
-        }
+        let (matcher_core, cores) = self.validate()?;
 
         // 1. Input ring: many gateways, one reader (the matcher).
         let (input_poller, input_builder) =
@@ -196,20 +178,7 @@ impl PipelineBuilder {
         let output: SingleProducer<Event, MultiConsumerBarrier> = out_builder.build();
 
         // 3. Status cells.
-        let cells: Vec<Arc<ConsumerCell>> = self
-            .consumers
-            .iter()
-            .map(|c| {
-                Arc::new(ConsumerCell {
-                    name: c.name.clone(),
-                    sequence: CachePadded::new(AtomicU64::new(self.resume.1)),
-                    gate: CachePadded::new(AtomicU64::new(self.resume.1)),
-                    finished: AtomicBool::new(false),
-                    failed: AtomicBool::new(false),
-                    failure: Mutex::new(None),
-                })
-            })
-            .collect();
+        let cells = status_cells(&self.consumers, self.resume.1);
         let shared = Arc::new(Shared {
             commands: CachePadded::new(AtomicU64::new(self.resume.0)),
             published: CachePadded::new(AtomicU64::new(self.resume.1)),
@@ -223,70 +192,33 @@ impl PipelineBuilder {
         });
 
         // 4. Consumer threads: one per group (or per consumer without a group).
-        let mut threads: Vec<(String, Option<core_affinity::CoreId>, IdleStrategy)> = Vec::new();
-        let mut thread_members: Vec<Vec<(usize, Box<dyn Member>)>> = Vec::new();
-        let mut group_thread: std::collections::HashMap<u32, usize> = Default::default();
-        for (id, ((pending, poller), (cell, core))) in self
+        let runs = self
             .consumers
             .into_iter()
             .zip(pollers)
             .zip(cells.iter().cloned().zip(cores))
-            .enumerate()
-        {
-            let deps = pending
-                .opts
-                .after
-                .iter()
-                .map(|d| Arc::clone(&cells[d.0]))
-                .collect();
-            let idle = pending
-                .opts
-                .idle
-                .unwrap_or(IdleStrategy::default_for(core.is_some()));
-            let run = ConsumerRun {
-                poller,
-                cell,
-                deps,
-                max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
-                policy: pending.opts.on_failure,
-                shared: Arc::clone(&shared),
-                ctx: Some(ConsumerContext {
-                    gateway: gateway.clone(),
-                    clocks: Arc::clone(&clocks),
-                }),
-            };
-            let member = (pending.start)(run);
-            let t = match pending.opts.group {
-                Some(g) if group_thread.contains_key(&g) => group_thread[&g],
-                g => {
-                    threads.push((
-                        match g {
-                            Some(g) => format!("ringex-group-{g}"),
-                            None => format!("ringex-{}", pending.name),
-                        },
-                        core,
-                        idle,
-                    ));
-                    thread_members.push(Vec::new());
-                    if let Some(g) = g {
-                        group_thread.insert(g, threads.len() - 1);
-                    }
-                    threads.len() - 1
-                }
-            };
-            thread_members[t].push((id, member));
-        }
-        let mut consumer_threads = Vec::with_capacity(threads.len());
-        for ((name, core, idle), members) in threads.into_iter().zip(thread_members) {
-            let ids: Vec<usize> = members.iter().map(|(id, _)| *id).collect();
-            let stages: Vec<Box<dyn Member>> = members.into_iter().map(|(_, m)| m).collect();
-            let tname = name.clone();
-            let h = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || run_group(stages, core, idle, &tname))
-                .map_err(|source| PipelineError::Spawn { name, source })?;
-            consumer_threads.push((h, ids));
-        }
+            .map(|((pending, poller), (cell, core))| {
+                let deps = pending
+                    .opts
+                    .after
+                    .iter()
+                    .map(|d| Arc::clone(&cells[d.0]))
+                    .collect();
+                let run = ConsumerRun {
+                    poller,
+                    cell,
+                    deps,
+                    max_batch: pending.opts.max_batch.unwrap_or(u64::MAX),
+                    policy: pending.opts.on_failure,
+                    shared: Arc::clone(&shared),
+                    ctx: Some(ConsumerContext {
+                        gateway: gateway.clone(),
+                        clocks: Arc::clone(&clocks),
+                    }),
+                };
+                (pending, run, core)
+            });
+        let consumer_threads = spawn_consumers(runs)?;
         let consumer_count = cells.len();
 
         // 5. The matcher thread.
@@ -333,4 +265,105 @@ impl PipelineBuilder {
             consumer_count,
         })
     }
+
+    /// Checks ring sizes, that there is a consumer, every core id, and that each consumer is
+    /// gated only after consumers registered before it. Returns the matcher's core and each
+    /// consumer's.
+    #[allow(clippy::type_complexity)]
+    fn validate(
+        &self,
+    ) -> Result<
+        (
+            Option<core_affinity::CoreId>,
+            Vec<Option<core_affinity::CoreId>>,
+        ),
+        PipelineError,
+    > {
+        for (ring, size) in [("input", self.input_size), ("output", self.output_size)] {
+            if size < 2 || !size.is_power_of_two() {
+                return Err(PipelineError::RingSize { ring, size });
+            }
+        }
+        if self.consumers.is_empty() {
+            return Err(PipelineError::NoConsumers);
+        }
+        let matcher_core = self.matcher_core.map(validate_core).transpose()?;
+        let mut cores = Vec::with_capacity(self.consumers.len());
+        for (i, c) in self.consumers.iter().enumerate() {
+            cores.push(c.opts.core.map(validate_core).transpose()?);
+            if let Some(&bad) = c.opts.after.iter().find(|d| d.0 >= i) {
+                return Err(PipelineError::BadGate {
+                    consumer: c.name.clone(),
+                    after: bad,
+                });
+            }
+        }
+        Ok((matcher_core, cores))
+    }
+}
+
+/// One live status cell per consumer, starting at the resumed output sequence.
+fn status_cells(consumers: &[PendingConsumer], resume: u64) -> Vec<Arc<ConsumerCell>> {
+    consumers
+        .iter()
+        .map(|c| {
+            Arc::new(ConsumerCell {
+                name: c.name.clone(),
+                sequence: CachePadded::new(AtomicU64::new(resume)),
+                gate: CachePadded::new(AtomicU64::new(resume)),
+                finished: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
+                failure: Mutex::new(None),
+            })
+        })
+        .collect()
+}
+
+/// Starts each consumer's stage on its thread: one thread per group (the first member's
+/// core and idle strategy), one per consumer without a group. Returns each thread with the
+/// ids of the consumers it runs.
+fn spawn_consumers(
+    runs: impl Iterator<Item = (PendingConsumer, ConsumerRun, Option<core_affinity::CoreId>)>,
+) -> Result<Vec<(ConsumerThread, Vec<usize>)>, PipelineError> {
+    let mut threads: Vec<(String, Option<core_affinity::CoreId>, IdleStrategy)> = Vec::new();
+    let mut thread_members: Vec<Vec<(usize, Box<dyn Member>)>> = Vec::new();
+    let mut group_thread: std::collections::HashMap<u32, usize> = Default::default();
+    for (id, (pending, run, core)) in runs.enumerate() {
+        let idle = pending
+            .opts
+            .idle
+            .unwrap_or(IdleStrategy::default_for(core.is_some()));
+        let member = (pending.start)(run);
+        let t = match pending.opts.group {
+            Some(g) if group_thread.contains_key(&g) => group_thread[&g],
+            g => {
+                threads.push((
+                    match g {
+                        Some(g) => format!("ringex-group-{g}"),
+                        None => format!("ringex-{}", pending.name),
+                    },
+                    core,
+                    idle,
+                ));
+                thread_members.push(Vec::new());
+                if let Some(g) = g {
+                    group_thread.insert(g, threads.len() - 1);
+                }
+                threads.len() - 1
+            }
+        };
+        thread_members[t].push((id, member));
+    }
+    let mut consumer_threads = Vec::with_capacity(threads.len());
+    for ((name, core, idle), members) in threads.into_iter().zip(thread_members) {
+        let ids: Vec<usize> = members.iter().map(|(id, _)| *id).collect();
+        let stages: Vec<Box<dyn Member>> = members.into_iter().map(|(_, m)| m).collect();
+        let tname = name.clone();
+        let h = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run_group(stages, core, idle, &tname))
+            .map_err(|source| PipelineError::Spawn { name, source })?;
+        consumer_threads.push((h, ids));
+    }
+    Ok(consumer_threads)
 }

@@ -1,11 +1,20 @@
 //! # ringex consumers
 //!
-//! The consumers that ship with ringex, each a [`ringex_engine::Consumer`] on its own
-//! thread reading the output ring:
+//! The consumers that ship with ringex, each a [`ringex_engine::Consumer`] reading the
+//! output ring:
 //!
 //! - [`journal`]: the persistence batcher (group-committed, checksummed segments), with
-//!   [`snapshot`]s and [`recovery`].
+//!   [`snapshot`]s and [`recovery`]; [`files`]: the names and listing of a journal
+//!   directory's segments and snapshots.
+//! - [`risk`]: post-trade risk (positions, P&L, exposure, limits, the kill switch).
+//! - [`market_data`]: L2 books, best bid and offer, trades, conflated.
+//! - [`allocation`]: the pro-rata allocation of block orders' fills.
 //! - [`balances`]: every account's balances, readable from any thread.
+//! - [`history`]: order history in SQLite (and PostgreSQL), with queries.
+//!
+//! # Features
+//!
+//! - `postgres` (off by default): the history store on PostgreSQL (`history::postgres`).
 #![deny(missing_docs)]
 
 pub mod allocation;

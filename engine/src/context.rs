@@ -41,7 +41,7 @@ impl EventClocks {
 
 impl ConsumerContext {
     /// The engine clock after the command whose **last** event has output sequence `seq`
-    /// ([`Event::is_last_of_command`]). Valid only while that event is being handled (from
+    /// ([`crate::Event::is_last_of_command`]). Valid only while that event is being handled (from
     /// `on_event`, or before the end of its batch): the slot is reused when the ring wraps.
     /// The journal writes it into each record and snapshots into the state, so recovery
     /// carries the clock on.
@@ -56,7 +56,7 @@ impl ConsumerContext {
 
     /// A gateway into the input ring, for consumers that submit commands themselves (the
     /// risk updater's kill switch). Submits after shutdown began return
-    /// [`SubmitError::Closed`].
+    /// [`crate::SubmitError::Closed`].
     pub fn gateway(&self) -> Gateway {
         self.gateway.clone()
     }

@@ -10,17 +10,36 @@
 //!                                                                  risk ◀────────┘  └──▶ market data
 //! ```
 //!
-//! Each arrow is one module: [`command`] → [`pipeline`] (input ring) → [`matcher`] →
-//! [`event`] → [`pipeline`] (output ring) → [`consumer`].
+//! Each arrow is one module: [`command`] → [`gateway`] → [`pipeline`] (input ring) →
+//! [`matcher`] → [`event`] → [`pipeline`] (output ring) → [`consumer`].
 //!
 //! Prices are [`Price`] ticks (`i64`) and quantities [`Qty`] lots (`u64`); decimals live only at
 //! the edge ([`instrument`]).
 //!
-//! Around that path: [`book`] holds the fast book the matcher uses, the naive reference
-//! book the tests compare it with, and the [`BookReplica`] that rebuilds books from events
-//! (market data, snapshots, recovery); [`state`] is the snapshot form of the engine and
-//! [`codec`] the stable binary form of events; [`workload`] generates seeded command
-//! streams for benchmarks.
+//! # Modules, from the bottom up
+//!
+//! - [`types`]: ids, prices, quantities, sides, sequences, time.
+//! - [`reject`]: [`RejectCode`], shared by commands and events.
+//! - [`funds`]: assets, funded instrument definitions, balances, hold and fee arithmetic.
+//! - [`command`]: what gateways submit; [`event`]: what the matcher emits; [`codec`]: their
+//!   stable 64-byte binary forms (journal, snapshots, the network).
+//! - [`instrument`]: the decimal edge (tick and lot sizes, exact conversion).
+//! - [`book`]: the fast book (order pool records, levels, ladders, books, the order-id
+//!   index) and the [`BookReplica`] that rebuilds books from events.
+//! - [`matching`]: the [`MatchingEngine`] contract; [`matcher`]: the fast matcher, with
+//!   the money checks, holds and settlement.
+//! - [`state`]: the engine's snapshot form.
+//! - [`idle`]: idle strategies; [`gateway`]: submitting into the input ring;
+//!   [`context`]: what a consumer gets at start; [`consumer`]: the plug-in contract.
+//! - [`pipeline`]: the builder, the matcher's and the consumers' threads, status, failure
+//!   policies.
+//!
+//! # Features
+//!
+//! - `testkit` (off by default): test and benchmark support — the naive reference matcher
+//!   (`book::naive`, `NaiveMatcher`), seeded workload generators (`workload`), the LOBSTER
+//!   reader and checked replay (`lobster`, which brings `zip` and `flate2`), and a counting
+//!   allocator (`testing`). An embedder needs none of it.
 //!
 //! ```
 //! use ringex_engine::*;

@@ -1,4 +1,4 @@
-//! The CSV event log and book dump of `ringex run` (FORMATS.md).
+//! The CSV event log and book dump of `ringex run` (docs/formats.md).
 //!
 //! Events that have no line in the format (account status, instrument added) are not
 //! written, and `seq` counts only the lines written, from 1.

@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Feed a command script (FORMATS.md) through the engine and write its events and book.
+    /// Feed a command script (docs/formats.md) through the engine and write its events and book.
     Run(RunOptions),
     /// The latency harness: the full pipeline on a workload, HDR histograms per stage.
     Bench(ringex_bench::cli::bench::BenchArgs),

@@ -1,4 +1,4 @@
-//! The command-script format of `ringex run` (FORMATS.md): parsing lines into engine
+//! The command-script format of `ringex run` (docs/formats.md): parsing lines into engine
 //! [`Command`]s, and the symbol / allocation-group registry that the edge keeps.
 //!
 //! Decimal prices and quantities are converted here, at the edge, with the instrument's

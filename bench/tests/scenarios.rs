@@ -1,4 +1,4 @@
-//! Hand-written scenarios, one per rule of FORMATS.md: each directory under
+//! Hand-written scenarios, one per rule of docs/formats.md: each directory under
 //! `tests/scenarios/` holds `script.csv`, the expected `events.csv` and `book.csv`, and
 //! optionally `stderr.txt` (lines that must appear in what `ringex run` reports), `md.csv`,
 //! `alloc.csv` and `balances.csv` (the market-data feed, the allocations, the balances).

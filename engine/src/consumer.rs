@@ -110,7 +110,7 @@ pub trait Consumer: Send + 'static {
 pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never dereferences its address: it cannot fault or read, whatever
-    // `p` is; SSE is part of x86_64. Measured (README, issue 14): risk alone on the
+    // `p` is; SSE is part of x86_64. Measured (docs/performance-log.md): risk alone on the
     // multi-symbol stream 7.1–7.5M → 9.7–10.4M events/s with its state loaded ahead.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);

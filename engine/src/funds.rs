@@ -1,5 +1,5 @@
 //! Money in the sequenced path: assets, funded instruments, balances and the hold, fee and
-//! settlement arithmetic (FORMATS.md, "Accounts, balances and pre-trade risk").
+//! settlement arithmetic (docs/formats.md, "Accounts, balances and pre-trade risk").
 //!
 //! Everything here is integer arithmetic: an asset's balances count whole units of
 //! 10^-scale in `i128`, notionals are `price ticks × lots × quote units per tick-lot`, and a

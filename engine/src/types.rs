@@ -49,7 +49,7 @@ newtype!(
     Timestamp(u64)
 );
 newtype!(
-    /// A pro-rata allocation group (see `alloc_group` in FORMATS.md). 0 means none.
+    /// A pro-rata allocation group (see `alloc_group` in docs/formats.md). 0 means none.
     AllocGroupId(u32)
 );
 

@@ -693,7 +693,7 @@ impl PriceScenario {
     }
 }
 
-/// A realistic single-stock flow with a deep book (issue 13's NVDA-like flow): new orders
+/// A realistic single-stock flow with a deep book (an NVDA-like flow): new orders
 /// expanding to about twice as many messages — 95% of resting orders are cancelled later,
 /// 20% are modified first (a one-tick reprice with a quantity increase), 15% of new orders
 /// are IOC — with the standing book swelling from `min_depth` to `max_depth` orders and back

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 /// What to run and where to write (also the flags of `ringex run`).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RunOptions {
-    /// The command script (CSV, FORMATS.md).
+    /// The command script (CSV, docs/formats.md).
     pub script: PathBuf,
     /// Write the event log here (default: stdout).
     #[arg(long)]
@@ -50,7 +50,7 @@ pub struct RunOptions {
     /// (`alloc,<fill_seq>,<symbol>,<order_id>,<account>,<qty>,<price>`).
     #[arg(long)]
     pub alloc_out: Option<PathBuf>,
-    /// Write the market-data feed here (depth 10, conflated per command; README has the
+    /// Write the market-data feed here (depth 10, conflated per command; docs/formats.md has the
     /// format).
     #[arg(long)]
     pub md_out: Option<PathBuf>,

@@ -24,7 +24,7 @@ pub enum NodeCmd {
         /// The NATS server, deployment and shard count.
         #[command(flatten)]
         target: ClusterArgs,
-        /// The command script (FORMATS.md).
+        /// The command script (docs/formats.md).
         script: PathBuf,
     },
     /// Print every shard's events, merged (per instrument in order), as they come.

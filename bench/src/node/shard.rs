@@ -71,7 +71,7 @@ pub struct NodeOptions {
     /// The NATS server.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
-    /// The deployment's name (its streams and subjects; README).
+    /// The deployment's name (its streams and subjects; docs/node.md).
     #[arg(long, default_value = "ringex")]
     pub cluster: String,
     /// The shard this node serves.

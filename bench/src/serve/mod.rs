@@ -61,7 +61,7 @@ pub struct ServeOptions {
     /// When the journal syncs: batch (the default), interval:<ms>, or none.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
-    /// A command script (FORMATS.md) run once into a fresh journal: instruments, assets,
+    /// A command script (docs/formats.md) run once into a fresh journal: instruments, assets,
     /// deposits, resting orders. Ignored when the journal already holds commands.
     #[arg(long)]
     pub setup: Option<PathBuf>,

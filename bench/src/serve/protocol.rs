@@ -1,4 +1,4 @@
-//! The JSON messages of `ringex serve` (README: "Order entry over WebSocket").
+//! The JSON messages of `ringex serve` (docs/server.md: "Order entry over WebSocket").
 //!
 //! Client → server (order entry), one JSON object per text frame, tagged by `type`:
 //! `auth`, `new`, `cancel`, `modify`, `mass_cancel`, `ping`. Server → client: `authenticated`,
@@ -311,7 +311,7 @@ pub enum Out<'a> {
         seq: u64,
         /// `new`, `cancel`, `modify`, `mass_cancel`.
         request: &'static str,
-        /// The reject code (FORMATS.md).
+        /// The reject code (docs/formats.md).
         code: &'static str,
         /// The order it named.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,7 @@
 //! [`IdIndex`]: the pool index of each live order id, and every order id the engine has
 //! seen, compactly.
 //!
-//! FORMATS.md: an order id is unique in the whole engine, for ever. Two structures keep that
+//! docs/formats.md: an order id is unique in the whole engine, for ever. Two structures keep that
 //! rule exactly:
 //!
 //! - **Live ids** in an open-addressing table ([`IdTable`]) sized to the live orders, not the

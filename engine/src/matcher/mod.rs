@@ -5,13 +5,13 @@
 //! the same commands always give the same events, byte for byte. Bad input never panics: it
 //! becomes a [`EventKind::Rejected`] event with a [`RejectCode`].
 //!
-//! Rules (FORMATS.md): price-time priority; fills at the maker's price; limit and market
+//! Rules (docs/formats.md): price-time priority; fills at the maker's price; limit and market
 //! orders; GTC, IOC, FOK (all or nothing, across levels), GTD (expires before the first
 //! command whose time is at or past the expiry); post-only; self-trade prevention; cancel;
 //! modify (a same-price decrease keeps priority, anything else goes to the back and may
 //! trade); mass cancel; halt/resume; block/unblock; order ids are never reused.
 //!
-//! Money (FORMATS.md, "Accounts, balances and pre-trade risk") is checked here too, in the
+//! Money (docs/formats.md, "Accounts, balances and pre-trade risk") is checked here too, in the
 //! same thread and the same step as matching ([`money`]): an order on a funded instrument
 //! holds its funds before the book sees it, and each fill settles as it happens.
 

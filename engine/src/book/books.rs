@@ -12,6 +12,7 @@ use super::ladder::{key, search_from_top, Ladder};
 use super::level::{alloc_level, link_at, Level};
 use super::order::{Cold, Hot, OrderNode, NIL};
 use crate::funds::{Funding, InstrumentDef};
+pub use crate::matching::RestingOrder;
 use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
 use std::hint::select_unpredictable;
@@ -46,21 +47,6 @@ impl InstrumentBook {
             Side::Sell => &mut self.asks,
         }
     }
-}
-
-/// A resting order as seen from outside: enough to compare books exactly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RestingOrder {
-    /// Bid or ask.
-    pub side: Side,
-    /// Its price.
-    pub price: Price,
-    /// Its id.
-    pub order_id: OrderId,
-    /// Its owner.
-    pub account: AccountId,
-    /// Its open quantity.
-    pub qty: Qty,
 }
 
 use super::ids::IdIndex;

@@ -11,7 +11,7 @@ use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::{MarketData, MdUpdate};
 use ringex_consumers::recovery::RecoveryReport;
 use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
-use ringex_engine::pipeline::ConsumerOptions;
+use ringex_engine::pipeline::{ConsumerId, ConsumerOptions, PipelineBuilder};
 use ringex_engine::state::EngineState;
 use ringex_engine::AllocGroupId;
 use ringex_engine::{BookReplica, Consumer, Event, Matcher, MatcherCapacity, Pipeline, Sequence};
@@ -435,55 +435,13 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         )?),
         None => None,
     };
-    let mut journal_id = None;
-    if let Some(dir) = &opts.journal {
-        let mut cfg = JournalConfig::new(dir);
-        cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
-        let mark = ringex_consumers::journal::DurableMark {
-            event_seq: state.event_seq,
-            cmd_seq: state.cmd_seq,
-        };
-        let acks = match &opts.acks_out {
-            Some(p) => Some(AckFile(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|source| RunError::Output {
-                        path: p.clone(),
-                        source,
-                    })?,
-            )),
-            None => None,
-        };
-        let (id, durable) = match acks {
-            Some(a) => {
-                let j = Journal::with_hook(cfg, a.hook()).resume_after(mark);
-                let d = j.durable();
-                (builder.add_consumer(j, journal_opts()), d)
-            }
-            None => {
-                let j = Journal::new(cfg).resume_after(mark);
-                let d = j.durable();
-                (builder.add_consumer(j, journal_opts()), d)
-            }
-        };
-        journal_id = Some((id, opts.acks_out.is_some()));
-        if let Some(every) = opts.snapshot_every {
-            let snap = Snapshotter::new(
-                SnapshotConfig {
-                    dir: dir.clone(),
-                    every_commands: every.max(1),
-                    prune: true,
-                },
-                BookReplica::from_state(&state),
-                durable,
-                state.cmd_seq,
-                state.event_seq,
-            );
-            builder.add_consumer(snap, ConsumerOptions::default().after(id));
-        }
-    }
+    let journal_id = match &opts.journal {
+        Some(dir) => Some((
+            add_journal(&mut builder, dir, opts, &state)?,
+            opts.acks_out.is_some(),
+        )),
+        None => None,
+    };
     if let Some(h) = history {
         // Gated after the journal: the store never holds an event the journal may lose.
         let o = match journal_id {
@@ -532,6 +490,62 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
         }
     }
     Ok(report)
+}
+
+/// The journal in `dir` (with `--acks-out`'s hook), resumed after the recovered state, and
+/// with `--snapshot-every` the snapshot consumer gated after it. Returns the journal's id.
+fn add_journal(
+    builder: &mut PipelineBuilder,
+    dir: &Path,
+    opts: &RunOptions,
+    state: &EngineState,
+) -> Result<ConsumerId, RunError> {
+    let mut cfg = JournalConfig::new(dir);
+    cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
+    let mark = ringex_consumers::journal::DurableMark {
+        event_seq: state.event_seq,
+        cmd_seq: state.cmd_seq,
+    };
+    let acks = match &opts.acks_out {
+        Some(p) => Some(AckFile(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| RunError::Output {
+                    path: p.clone(),
+                    source,
+                })?,
+        )),
+        None => None,
+    };
+    let (id, durable) = match acks {
+        Some(a) => {
+            let j = Journal::with_hook(cfg, a.hook()).resume_after(mark);
+            let d = j.durable();
+            (builder.add_consumer(j, journal_opts()), d)
+        }
+        None => {
+            let j = Journal::new(cfg).resume_after(mark);
+            let d = j.durable();
+            (builder.add_consumer(j, journal_opts()), d)
+        }
+    };
+    if let Some(every) = opts.snapshot_every {
+        let snap = Snapshotter::new(
+            SnapshotConfig {
+                dir: dir.to_path_buf(),
+                every_commands: every.max(1),
+                prune: true,
+            },
+            BookReplica::from_state(state),
+            durable,
+            state.cmd_seq,
+            state.event_seq,
+        );
+        builder.add_consumer(snap, ConsumerOptions::default().after(id));
+    }
+    Ok(id)
 }
 
 fn write_book_file(

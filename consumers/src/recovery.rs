@@ -170,20 +170,7 @@ fn any_valid_after(b: &[u8], from: usize) -> bool {
 pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
     let t = Instant::now();
     let mut report = RecoveryReport::default();
-    let mut state = EngineState::default();
-    for (_, p) in list_snapshots(dir).map_err(io_err(dir))? {
-        match read_snapshot(&p) {
-            Ok(s) => {
-                state = s;
-                report.snapshot = Some(p);
-                break;
-            }
-            Err(e) => {
-                tracing::warn!("{e}; trying an older snapshot");
-                report.damaged_snapshots.push(p);
-            }
-        }
-    }
+    let state = newest_snapshot(dir, &mut report)?;
     // The replica is built only if the journal has events after the snapshot.
     let mut replica: Option<BookReplica> = None;
     let mut mark = DurableMark {
@@ -191,14 +178,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
         cmd_seq: state.cmd_seq,
     };
     let segments = list_segments(dir).map_err(io_err(dir))?;
-    let mut data: Vec<Vec<u8>> = Vec::with_capacity(segments.len());
-    for (_, p) in &segments {
-        let mut b = Vec::new();
-        File::open(p)
-            .and_then(|mut f| f.read_to_end(&mut b))
-            .map_err(io_err(p))?;
-        data.push(b);
-    }
+    let data = read_segments(&segments)?;
     let mut buf = [0u8; EVENT_BYTES];
     // The last event that came from the journal itself (a record that repeats it is a
     // duplicate, not a record the snapshot already covers).
@@ -229,18 +209,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
                         offset: at as u64,
                     });
                 }
-                let cut = b.len() as u64 - at as u64;
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                f.set_len(at as u64).map_err(io_err(path))?;
-                f.sync_all().map_err(io_err(path))?;
-                tracing::warn!(
-                    "journal {}: torn tail at byte {at} cut ({cut} bytes)",
-                    path.display()
-                );
-                report.torn_tail = Some((path.clone(), at as u64, cut));
+                cut_torn_tail(path, at as u64, b.len() as u64, &mut report)?;
                 break;
             };
             let last = h.first + h.count as u64 - 1;
@@ -304,6 +273,60 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
         mark,
         report,
     })
+}
+
+/// The newest snapshot that reads back whole (the state at command 0 if none); damaged ones
+/// are passed over and named in the report.
+fn newest_snapshot(dir: &Path, report: &mut RecoveryReport) -> Result<EngineState, RecoveryError> {
+    for (_, p) in list_snapshots(dir).map_err(io_err(dir))? {
+        match read_snapshot(&p) {
+            Ok(s) => {
+                report.snapshot = Some(p);
+                return Ok(s);
+            }
+            Err(e) => {
+                tracing::warn!("{e}; trying an older snapshot");
+                report.damaged_snapshots.push(p);
+            }
+        }
+    }
+    Ok(EngineState::default())
+}
+
+/// Every segment's bytes, in order.
+fn read_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<Vec<u8>>, RecoveryError> {
+    let mut data: Vec<Vec<u8>> = Vec::with_capacity(segments.len());
+    for (_, p) in segments {
+        let mut b = Vec::new();
+        File::open(p)
+            .and_then(|mut f| f.read_to_end(&mut b))
+            .map_err(io_err(p))?;
+        data.push(b);
+    }
+    Ok(data)
+}
+
+/// Cuts a torn tail: the segment is truncated at `at` (of `len` bytes) and synced, and the
+/// cut is reported.
+fn cut_torn_tail(
+    path: &Path,
+    at: u64,
+    len: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), RecoveryError> {
+    let cut = len - at;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.set_len(at).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    tracing::warn!(
+        "journal {}: torn tail at byte {at} cut ({cut} bytes)",
+        path.display()
+    );
+    report.torn_tail = Some((path.to_path_buf(), at, cut));
+    Ok(())
 }
 
 /// Every event the journal in `dir` holds, in order, with its output sequence (run

@@ -347,33 +347,7 @@ pub fn run(
         done: Arc::new(Mutex::new(Vec::new())),
         results: Arc::new(Mutex::new(Vec::new())),
     };
-    let mut b = Pipeline::builder()
-        .input_ring(cfg.ring)
-        .output_ring(cfg.ring);
-    if let Some(c) = cfg.matcher_core {
-        b = b.matcher_core(c);
-    }
-    if let Some(i) = cfg.idle {
-        b = b.matcher_idle(i).gateway_idle(i);
-    }
-    let opts = |k: usize| {
-        let mut o = ConsumerOptions::default();
-        if let Some(&c) = cfg.consumer_cores.get(k) {
-            o = o.pinned(c);
-        }
-        if let Some(i) = cfg.idle {
-            o = o.idle(i);
-        }
-        if cfg.grouped.get(k).copied().unwrap_or(false) {
-            o = o.in_group(0);
-        }
-        o
-    };
-    b.add_consumer(Timed::new(Probe, &sh, 0), opts(0));
-    for (k, add) in consumers.into_iter().enumerate() {
-        add(&mut b, &sh, k + 1, opts(k + 1));
-    }
-    let p = b.start()?;
+    let p = start_pipeline(cfg, consumers, &sh)?;
     let mut g = p.gateway();
     for c in &work.setup {
         let _ = g.submit_at(*c);
@@ -423,7 +397,59 @@ pub fn run(
             progress(i as u64);
         }
     }
-    let all = setup + cmds.len() as u64;
+    wait_until_drained(&p, setup + cmds.len() as u64);
+    let secs = (schedule.now() - measured_start) as f64 / 1e9;
+    drop(g);
+    let report = p.shutdown();
+    progress(total as u64);
+    let events = report.events_published - events_at_measure;
+    let stages = collect_stages(&sh, cfg.warmup);
+    Ok(BenchResult {
+        commands_per_sec: cfg.commands as f64 / secs,
+        events_per_sec: events as f64 / secs,
+        commands: cfg.commands as u64,
+        stages,
+    })
+}
+
+/// The pipeline under test: rings, matcher core and idling from `cfg`, the ring probe and
+/// each consumer wrapped to stamp its latencies, pinned, idled and grouped as `cfg` says.
+fn start_pipeline(
+    cfg: &BenchConfig,
+    consumers: Vec<AddConsumer>,
+    sh: &Shared,
+) -> Result<Pipeline, PipelineError> {
+    let mut b = Pipeline::builder()
+        .input_ring(cfg.ring)
+        .output_ring(cfg.ring);
+    if let Some(c) = cfg.matcher_core {
+        b = b.matcher_core(c);
+    }
+    if let Some(i) = cfg.idle {
+        b = b.matcher_idle(i).gateway_idle(i);
+    }
+    let opts = |k: usize| {
+        let mut o = ConsumerOptions::default();
+        if let Some(&c) = cfg.consumer_cores.get(k) {
+            o = o.pinned(c);
+        }
+        if let Some(i) = cfg.idle {
+            o = o.idle(i);
+        }
+        if cfg.grouped.get(k).copied().unwrap_or(false) {
+            o = o.in_group(0);
+        }
+        o
+    };
+    b.add_consumer(Timed::new(Probe, sh, 0), opts(0));
+    for (k, add) in consumers.into_iter().enumerate() {
+        add(&mut b, sh, k + 1, opts(k + 1));
+    }
+    b.start()
+}
+
+/// Waits until every command has been processed and every consumer has seen every event.
+fn wait_until_drained(p: &Pipeline, all: u64) {
     loop {
         let st = p.status();
         if st.commands_processed >= all
@@ -436,11 +462,11 @@ pub fn run(
         }
         std::thread::yield_now();
     }
-    let secs = (schedule.now() - measured_start) as f64 / 1e9;
-    drop(g);
-    let report = p.shutdown();
-    progress(total as u64);
-    let events = report.events_published - events_at_measure;
+}
+
+/// Each stage's histogram in registration order, then `slowest`: per command, the latest
+/// of every stage (warm-up commands left out).
+fn collect_stages(sh: &Shared, warmup: usize) -> Vec<StageResult> {
     let mut stages: Vec<(usize, StageResult)> = match sh.results.lock() {
         Ok(mut r) => r.drain(..).collect(),
         Err(_) => Vec::new(),
@@ -449,7 +475,7 @@ pub fn run(
     let mut stages: Vec<StageResult> = stages.into_iter().map(|s| s.1).collect();
     let mut slowest = histogram();
     if let Ok(d) = sh.done.lock() {
-        for &l in d.iter().skip(cfg.warmup) {
+        for &l in d.iter().skip(warmup) {
             if l > 0 {
                 let _ = slowest.record(l);
             }
@@ -459,10 +485,5 @@ pub fn run(
         name: "slowest".into(),
         hist: slowest,
     });
-    Ok(BenchResult {
-        commands_per_sec: cfg.commands as f64 / secs,
-        events_per_sec: events as f64 / secs,
-        commands: cfg.commands as u64,
-        stages,
-    })
+    stages
 }

@@ -267,7 +267,7 @@ pub fn ring_one_to_four(
         .idle
         .unwrap_or(IdleStrategy::default_for(place.stage_core.is_some()));
     let epoch = Arc::new(Instant::now());
-    let (mut stage_poller, b) =
+    let (stage_poller, b) =
         disruptor::build_single_producer(ring, Slot::default, disruptor::BusySpin)
             .new_event_poller();
     let mut input = b.build();
@@ -279,117 +279,20 @@ pub fn ring_one_to_four(
         pollers.push(p);
         out_b = nb;
     }
-    let mut output = out_b.build();
-    let stage_core = place.stage_core;
-    let stage = std::thread::spawn(move || {
-        pin(stage_core);
-        let mut idler = idle.idler();
-        let mut buf: Vec<Slot> = Vec::with_capacity(1024);
-        loop {
-            match stage_poller.take(1024) {
-                Ok(mut g) => {
-                    idler.reset();
-                    buf.clear();
-                    buf.extend((&mut g).copied());
-                    drop(g);
-                    while output
-                        .try_batch_publish(buf.len(), |it| {
-                            for (s, e) in it.zip(&buf) {
-                                *s = *e;
-                            }
-                        })
-                        .is_err()
-                    {
-                        idler.idle();
-                    }
-                }
-                Err(Polling::NoEvents) => idler.idle(),
-                Err(Polling::Shutdown) => break,
-            }
-        }
-    });
+    let output = out_b.build();
+    let stage = spawn_relay(stage_poller, output, place.stage_core, idle);
     let consumers: Vec<_> = pollers
         .into_iter()
         .enumerate()
-        .map(|(k, mut poller)| {
+        .map(|(k, poller)| {
             let core = place.consumer_cores.get(k).copied();
-            let epoch = Arc::clone(&epoch);
-            let open = rate.is_some();
-            std::thread::spawn(move || {
-                pin(core);
-                let mut idler = idle.idler();
-                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).ok();
-                let mut n = 0u64;
-                let mut sum = 0u64;
-                loop {
-                    match poller.poll() {
-                        Ok(mut g) => {
-                            idler.reset();
-                            let now = if open {
-                                epoch.elapsed().as_nanos() as u64
-                            } else {
-                                0
-                            };
-                            for s in &mut g {
-                                n += 1;
-                                sum = sum.wrapping_add(s.v[0]);
-                                if open {
-                                    if let Some(h) = h.as_mut() {
-                                        let _ = h.record(now.saturating_sub(s.t).max(1));
-                                    }
-                                }
-                            }
-                        }
-                        Err(Polling::NoEvents) => idler.idle(),
-                        Err(Polling::Shutdown) => break,
-                    }
-                }
-                black_box(sum);
-                (n, h)
-            })
+            spawn_counter(poller, core, idle, Arc::clone(&epoch), rate.is_some())
         })
         .collect();
     let t = Instant::now();
-    let mut idler = idle.idler();
     match rate {
-        None => {
-            let mut i = 0u64;
-            while i < events {
-                let n = (events - i).min(64) as usize;
-                match input.try_batch_publish(n, |it| {
-                    for (k, s) in it.enumerate() {
-                        s.t = i + k as u64;
-                        s.v[0] = i + k as u64;
-                    }
-                }) {
-                    Ok(_) => {
-                        i += n as u64;
-                        idler.reset();
-                    }
-                    Err(_) => idler.idle(),
-                }
-            }
-        }
-        Some(r) => {
-            let start = epoch.elapsed().as_nanos() as u64;
-            let period = 1_000_000_000f64 / r as f64;
-            for i in 0..events {
-                let intended = start + (i as f64 * period) as u64;
-                // Wait for the intended time without holding a core the stages need.
-                while (epoch.elapsed().as_nanos() as u64) < intended {
-                    std::thread::yield_now();
-                }
-                while input
-                    .try_publish(|s| {
-                        s.t = intended;
-                        s.v[0] = i;
-                    })
-                    .is_err()
-                {
-                    std::hint::spin_loop();
-                }
-            }
-        }
+        None => send_closed(&mut input, events, idle),
+        Some(r) => send_open(&mut input, events, r, &epoch),
     }
     drop(input);
     let _ = stage.join();
@@ -416,5 +319,129 @@ pub fn ring_one_to_four(
             seconds,
         },
         latency: merged,
+    }
+}
+
+type RingPoller = EventPoller<Slot, disruptor::SingleProducerBarrier>;
+
+/// The pass-through stage: copies each batch it takes from the input ring into the output
+/// ring.
+fn spawn_relay(
+    mut stage_poller: RingPoller,
+    mut output: disruptor::SingleProducer<Slot, disruptor::MultiConsumerBarrier>,
+    stage_core: Option<usize>,
+    idle: IdleStrategy,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        pin(stage_core);
+        let mut idler = idle.idler();
+        let mut buf: Vec<Slot> = Vec::with_capacity(1024);
+        loop {
+            match stage_poller.take(1024) {
+                Ok(mut g) => {
+                    idler.reset();
+                    buf.clear();
+                    buf.extend((&mut g).copied());
+                    drop(g);
+                    while output
+                        .try_batch_publish(buf.len(), |it| {
+                            for (s, e) in it.zip(&buf) {
+                                *s = *e;
+                            }
+                        })
+                        .is_err()
+                    {
+                        idler.idle();
+                    }
+                }
+                Err(Polling::NoEvents) => idler.idle(),
+                Err(Polling::Shutdown) => break,
+            }
+        }
+    })
+}
+
+/// A consumer that counts (and, `open` loop, records each slot's latency from its stamp).
+fn spawn_counter(
+    mut poller: RingPoller,
+    core: Option<usize>,
+    idle: IdleStrategy,
+    epoch: Arc<Instant>,
+    open: bool,
+) -> std::thread::JoinHandle<(u64, Option<Histogram<u64>>)> {
+    std::thread::spawn(move || {
+        pin(core);
+        let mut idler = idle.idler();
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).ok();
+        let mut n = 0u64;
+        let mut sum = 0u64;
+        loop {
+            match poller.poll() {
+                Ok(mut g) => {
+                    idler.reset();
+                    let now = if open {
+                        epoch.elapsed().as_nanos() as u64
+                    } else {
+                        0
+                    };
+                    for s in &mut g {
+                        n += 1;
+                        sum = sum.wrapping_add(s.v[0]);
+                        if open {
+                            if let Some(h) = h.as_mut() {
+                                let _ = h.record(now.saturating_sub(s.t).max(1));
+                            }
+                        }
+                    }
+                }
+                Err(Polling::NoEvents) => idler.idle(),
+                Err(Polling::Shutdown) => break,
+            }
+        }
+        black_box(sum);
+        (n, h)
+    })
+}
+
+/// Closed loop: `events` slots in batches of up to 64, as fast as the ring takes them.
+fn send_closed<P: Producer<Slot>>(input: &mut P, events: u64, idle: IdleStrategy) {
+    let mut idler = idle.idler();
+    let mut i = 0u64;
+    while i < events {
+        let n = (events - i).min(64) as usize;
+        match input.try_batch_publish(n, |it| {
+            for (k, s) in it.enumerate() {
+                s.t = i + k as u64;
+                s.v[0] = i + k as u64;
+            }
+        }) {
+            Ok(_) => {
+                i += n as u64;
+                idler.reset();
+            }
+            Err(_) => idler.idle(),
+        }
+    }
+}
+
+/// Open loop: one slot at each intended time at `rate` per second, stamped with it.
+fn send_open<P: Producer<Slot>>(input: &mut P, events: u64, rate: u64, epoch: &Instant) {
+    let start = epoch.elapsed().as_nanos() as u64;
+    let period = 1_000_000_000f64 / rate as f64;
+    for i in 0..events {
+        let intended = start + (i as f64 * period) as u64;
+        // Wait for the intended time without holding a core the stages need.
+        while (epoch.elapsed().as_nanos() as u64) < intended {
+            std::thread::yield_now();
+        }
+        while input
+            .try_publish(|s| {
+                s.t = intended;
+                s.v[0] = i;
+            })
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
     }
 }

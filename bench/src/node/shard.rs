@@ -242,19 +242,8 @@ pub(crate) async fn node_main(
                         }
                     },
                 }
-                while pending.front().is_some_and(|b| b.last <= published) {
-                    pending.pop_front();
-                }
-                let status = format!(
-                    "role={} cmd_seq={} event_seq={} published={published}\n",
-                    if role.is_some() { "primary" } else { "standby" },
-                    durable.cmd_seq(),
-                    durable.event_seq()
-                );
-                let tmp = status_path.with_extension("tmp");
-                if std::fs::write(&tmp, status).is_ok() {
-                    let _ = std::fs::rename(&tmp, &status_path);
-                }
+                drop_published(&mut pending, published);
+                write_status(&status_path, role.is_some(), &durable, published);
                 if stopping && pending.is_empty() {
                     break;
                 }
@@ -264,11 +253,7 @@ pub(crate) async fn node_main(
                     if b.last > published {
                         pending.push_back(b);
                     }
-                    while let Ok(b) = rx.try_recv() {
-                        if b.last > published {
-                            pending.push_back(b);
-                        }
-                    }
+                    take_ready(&mut rx, &mut pending, published);
                 }
                 None => stopping = true,
             },
@@ -285,9 +270,7 @@ pub(crate) async fn node_main(
                     if let Ok(e2) = last_published(&js, &names, o.shard).await {
                         end = e2;
                         published = end.last;
-                        while pending.front().is_some_and(|b| b.last <= published) {
-                            pending.pop_front();
-                        }
+                        drop_published(&mut pending, published);
                     }
                 }
             }
@@ -300,15 +283,51 @@ pub(crate) async fn node_main(
     consumer.abort();
     let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
     if role.is_some() {
-        while let Ok(b) = rx.try_recv() {
-            if b.last > published {
-                pending.push_back(b);
-            }
-        }
+        take_ready(&mut rx, &mut pending, published);
         let _ = publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await;
         let _ = leases.release().await;
     }
     Ok(())
+}
+
+/// Forgets the pending batches the stream already holds.
+fn drop_published(pending: &mut VecDeque<Batch>, published: u64) {
+    while pending.front().is_some_and(|b| b.last <= published) {
+        pending.pop_front();
+    }
+}
+
+/// Queues every batch the pipeline has handed over so far that the stream lacks.
+fn take_ready(
+    rx: &mut mpsc::UnboundedReceiver<Batch>,
+    pending: &mut VecDeque<Batch>,
+    published: u64,
+) {
+    while let Ok(b) = rx.try_recv() {
+        if b.last > published {
+            pending.push_back(b);
+        }
+    }
+}
+
+/// `<journal>/node.status`, replaced atomically: the role, the durable sequences and how
+/// far the stream holds this shard's events.
+fn write_status(
+    path: &std::path::Path,
+    primary: bool,
+    durable: &ringex_consumers::journal::DurableSeq,
+    published: u64,
+) {
+    let status = format!(
+        "role={} cmd_seq={} event_seq={} published={published}\n",
+        if primary { "primary" } else { "standby" },
+        durable.cmd_seq(),
+        durable.event_seq()
+    );
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, status).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
 
 /// Publishes the pending batches in order, up to 512 acknowledgements in flight, and moves

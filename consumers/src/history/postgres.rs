@@ -293,117 +293,19 @@ impl HistoryStore for PgStore {
     fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
         let mut tx = self.client.transaction()?;
         if !b.orders.is_empty() {
-            // Binary COPY into the staging table, then one upsert from it.
-            let mut w = copy_in(&mut tx, "orders_stage", ORDER_COLUMNS, &ORDER_TYPES)?;
-            for o in &b.orders {
-                let (id, inst, acct) = (i(o.order_id), o.instrument as i64, i(o.account));
-                let (exp, orig, open, filled) =
-                    (i(o.expiry), i(o.orig_qty), i(o.open_qty), i(o.filled_qty));
-                let (acc, pri, last, c, u) = (
-                    i(o.accept_seq),
-                    i(o.priority_seq),
-                    i(o.last_seq),
-                    i(o.created_ts),
-                    i(o.updated_ts),
-                );
-                let row: [&(dyn ToSql + Sync); 18] = [
-                    &id,
-                    &inst,
-                    &acct,
-                    &side_str(o.side),
-                    &type_str(o.order_type),
-                    &tif_str(o.tif),
-                    &exp,
-                    &o.price,
-                    &orig,
-                    &open,
-                    &filled,
-                    &o.status.as_str(),
-                    &o.reason.as_deref(),
-                    &acc,
-                    &pri,
-                    &last,
-                    &c,
-                    &u,
-                ];
-                w.write(&row)?;
-            }
-            w.finish()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM orders_stage {ORDERS_UPSERT}"
-                ),
-                &[],
-            )?;
+            upsert_orders(&mut tx, &b.orders)?;
         }
         if !b.rejected.is_empty() {
             OrderArrays::of(&b.rejected).execute(&mut tx, "ON CONFLICT (order_id) DO NOTHING")?;
         }
         if !b.trades.is_empty() {
-            let mut w = copy_in(&mut tx, "trades", TRADE_COLUMNS, &TRADE_TYPES)?;
-            for t in &b.trades {
-                let v = [
-                    i(t.seq),
-                    t.instrument as i64,
-                    i(t.taker_order),
-                    i(t.maker_order),
-                    i(t.taker_account),
-                    i(t.maker_account),
-                ];
-                let (price, qty, ts) = (t.price, i(t.qty), i(t.ts));
-                let fees = t.fees.map(|f| (f.0.to_string(), f.1.to_string()));
-                let (bf, sf) = match &fees {
-                    Some((b, s)) => (Some(b.as_str()), Some(s.as_str())),
-                    None => (None, None),
-                };
-                let row: [&(dyn ToSql + Sync); 12] = [
-                    &v[0],
-                    &v[1],
-                    &v[2],
-                    &v[3],
-                    &v[4],
-                    &v[5],
-                    &side_str(t.taker_side),
-                    &price,
-                    &qty,
-                    &bf,
-                    &sf,
-                    &ts,
-                ];
-                w.write(&row)?;
-            }
-            w.finish()?;
+            copy_trades(&mut tx, &b.trades)?;
         }
         if !b.transfers.is_empty() {
-            let t = &b.transfers;
-            tx.execute(
-                "INSERT INTO transfers (seq, account, asset, amount, ts) SELECT * FROM \
-                 unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])",
-                &[
-                    &t.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
-                    &t.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
-                    &t.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
-                    &t.iter().map(|x| x.amount.to_string()).collect::<Vec<_>>(),
-                    &t.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
-                ],
-            )?;
+            insert_transfers(&mut tx, &b.transfers)?;
         }
         if !b.balance_changes.is_empty() {
-            let c = &b.balance_changes;
-            tx.execute(
-                "INSERT INTO balance_changes (seq, n, account, asset, delta, kind, ts) SELECT * \
-                 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                 $6::text[], $7::bigint[])",
-                &[
-                    &c.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
-                    &c.iter().map(|x| x.n as i64).collect::<Vec<_>>(),
-                    &c.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
-                    &c.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
-                    &c.iter().map(|x| x.delta.to_string()).collect::<Vec<_>>(),
-                    &c.iter().map(|x| x.kind).collect::<Vec<_>>(),
-                    &c.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
-                ],
-            )?;
+            insert_balance_changes(&mut tx, &b.balance_changes)?;
         }
         for f in &b.funded {
             tx.execute(
@@ -523,4 +425,135 @@ impl HistoryQuery for PgStore {
             .map(|r| Ok(r.try_get::<_, i64>(0)? as u32))
             .collect()
     }
+}
+
+/// The changed orders: a binary COPY into the staging table, then one upsert from it.
+fn upsert_orders(
+    tx: &mut ::postgres::Transaction<'_>,
+    orders: &[OrderRow],
+) -> Result<(), HistoryError> {
+    let mut w = copy_in(tx, "orders_stage", ORDER_COLUMNS, &ORDER_TYPES)?;
+    for o in orders {
+        let (id, inst, acct) = (i(o.order_id), o.instrument as i64, i(o.account));
+        let (exp, orig, open, filled) =
+            (i(o.expiry), i(o.orig_qty), i(o.open_qty), i(o.filled_qty));
+        let (acc, pri, last, c, u) = (
+            i(o.accept_seq),
+            i(o.priority_seq),
+            i(o.last_seq),
+            i(o.created_ts),
+            i(o.updated_ts),
+        );
+        let row: [&(dyn ToSql + Sync); 18] = [
+            &id,
+            &inst,
+            &acct,
+            &side_str(o.side),
+            &type_str(o.order_type),
+            &tif_str(o.tif),
+            &exp,
+            &o.price,
+            &orig,
+            &open,
+            &filled,
+            &o.status.as_str(),
+            &o.reason.as_deref(),
+            &acc,
+            &pri,
+            &last,
+            &c,
+            &u,
+        ];
+        w.write(&row)?;
+    }
+    w.finish()?;
+    tx.execute(
+            &format!(
+                "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM orders_stage {ORDERS_UPSERT}"
+            ),
+            &[],
+        )?;
+    Ok(())
+}
+
+/// The new trades, by binary COPY.
+fn copy_trades(
+    tx: &mut ::postgres::Transaction<'_>,
+    trades: &[TradeRow],
+) -> Result<(), HistoryError> {
+    let mut w = copy_in(tx, "trades", TRADE_COLUMNS, &TRADE_TYPES)?;
+    for t in trades {
+        let v = [
+            i(t.seq),
+            t.instrument as i64,
+            i(t.taker_order),
+            i(t.maker_order),
+            i(t.taker_account),
+            i(t.maker_account),
+        ];
+        let (price, qty, ts) = (t.price, i(t.qty), i(t.ts));
+        let fees = t.fees.map(|f| (f.0.to_string(), f.1.to_string()));
+        let (bf, sf) = match &fees {
+            Some((b, s)) => (Some(b.as_str()), Some(s.as_str())),
+            None => (None, None),
+        };
+        let row: [&(dyn ToSql + Sync); 12] = [
+            &v[0],
+            &v[1],
+            &v[2],
+            &v[3],
+            &v[4],
+            &v[5],
+            &side_str(t.taker_side),
+            &price,
+            &qty,
+            &bf,
+            &sf,
+            &ts,
+        ];
+        w.write(&row)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Deposits and withdrawals, in one multi-row insert.
+fn insert_transfers(
+    tx: &mut ::postgres::Transaction<'_>,
+    t: &[TransferRow],
+) -> Result<(), HistoryError> {
+    tx.execute(
+        "INSERT INTO transfers (seq, account, asset, amount, ts) SELECT * FROM \
+             unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])",
+        &[
+            &t.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
+            &t.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
+            &t.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
+            &t.iter().map(|x| x.amount.to_string()).collect::<Vec<_>>(),
+            &t.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Balance changes, in one multi-row insert.
+fn insert_balance_changes(
+    tx: &mut ::postgres::Transaction<'_>,
+    c: &[BalanceChangeRow],
+) -> Result<(), HistoryError> {
+    tx.execute(
+        "INSERT INTO balance_changes (seq, n, account, asset, delta, kind, ts) SELECT * \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+             $6::text[], $7::bigint[])",
+        &[
+            &c.iter().map(|x| i(x.seq)).collect::<Vec<_>>(),
+            &c.iter().map(|x| x.n as i64).collect::<Vec<_>>(),
+            &c.iter().map(|x| i(x.account)).collect::<Vec<_>>(),
+            &c.iter().map(|x| x.asset as i64).collect::<Vec<_>>(),
+            &c.iter().map(|x| x.delta.to_string()).collect::<Vec<_>>(),
+            &c.iter().map(|x| x.kind).collect::<Vec<_>>(),
+            &c.iter().map(|x| i(x.ts)).collect::<Vec<_>>(),
+        ],
+    )?;
+    Ok(())
 }

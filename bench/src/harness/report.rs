@@ -174,21 +174,7 @@ pub fn plot(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
     root.fill(&WHITE)?;
-    let hists = stages
-        .iter()
-        .map(|s| &s.hist)
-        .chain(baselines.iter().filter_map(|b| b.hist.as_ref()));
-    let (mut lo, mut hi) = (f64::MAX, 0f64);
-    for h in hists {
-        lo = lo.min(h.min().max(1) as f64 / 1e3);
-        hi = hi.max(h.max().max(1) as f64 / 1e3);
-    }
-    if lo > hi {
-        (lo, hi) = (0.1, 10.0);
-    }
-    // Whole decades around the data.
-    let ylo = 10f64.powf(lo.log10().floor()).max(0.01);
-    let yhi = 10f64.powf(hi.log10().ceil()).max(ylo * 10.0);
+    let (ylo, yhi) = latency_axis(stages, baselines);
     let title = header
         .iter()
         .find(|(k, _)| k == "title")
@@ -228,17 +214,7 @@ pub fn plot(
         RGBColor(255, 140, 0),
         RGBColor(128, 0, 128),
     ];
-    let points = |h: &Histogram<u64>| -> Vec<(f64, f64)> {
-        h.iter_quantiles(5)
-            .map(|v| {
-                let q = v.quantile_iterated_to().min(0.99999);
-                (
-                    1.0 / (1.0 - q),
-                    (v.value_iterated_to() as f64 / 1e3).clamp(ylo, yhi),
-                )
-            })
-            .collect()
-    };
+    let points = |h: &Histogram<u64>| percentile_points(h, ylo, yhi);
     // "slowest" first, wide and pale, so the stage it follows stays visible on top of it.
     let mut order: Vec<usize> = (0..stages.len()).collect();
     order.sort_by_key(|&i| stages[i].name != "slowest");
@@ -297,4 +273,36 @@ pub fn plot(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The latency axis in µs: whole decades around every histogram's minimum and maximum.
+fn latency_axis(stages: &[StageResult], baselines: &[Baseline]) -> (f64, f64) {
+    let hists = stages
+        .iter()
+        .map(|s| &s.hist)
+        .chain(baselines.iter().filter_map(|b| b.hist.as_ref()));
+    let (mut lo, mut hi) = (f64::MAX, 0f64);
+    for h in hists {
+        lo = lo.min(h.min().max(1) as f64 / 1e3);
+        hi = hi.max(h.max().max(1) as f64 / 1e3);
+    }
+    if lo > hi {
+        (lo, hi) = (0.1, 10.0);
+    }
+    let ylo = 10f64.powf(lo.log10().floor()).max(0.01);
+    let yhi = 10f64.powf(hi.log10().ceil()).max(ylo * 10.0);
+    (ylo, yhi)
+}
+
+/// A histogram as (1/(1−p), µs) points, clamped to the axis.
+fn percentile_points(h: &Histogram<u64>, ylo: f64, yhi: f64) -> Vec<(f64, f64)> {
+    h.iter_quantiles(5)
+        .map(|v| {
+            let q = v.quantile_iterated_to().min(0.99999);
+            (
+                1.0 / (1.0 - q),
+                (v.value_iterated_to() as f64 / 1e3).clamp(ylo, yhi),
+            )
+        })
+        .collect()
 }

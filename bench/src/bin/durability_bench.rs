@@ -106,12 +106,54 @@ fn main() {
 
     // Recovery of `orders` resting orders: from a snapshot, and from the journal alone.
     let dir = base.join("recovery");
+    let (m, replica) = journal_resting_orders(&dir, orders);
+    let t = Instant::now();
+    let rec = recover(&dir).expect("recover journal");
+    let from_journal = t.elapsed();
+    assert_eq!(rec.state.orders.len() as u64, orders);
+    // What a snapshot holds the snapshot consumer's thread for (and so, once the ring fills
+    // behind it, the matcher): before, the copy of the state plus encoding, writing and the
+    // fsyncs; now only the copy (the writer thread does the rest).
+    let t = Instant::now();
+    let state = replica.state(rec.mark.cmd_seq, rec.mark.event_seq);
+    let copy = t.elapsed();
+    let snap_dir = base.join("snapshot");
+    let t = Instant::now();
+    write_snapshot(&snap_dir, &state).expect("snapshot");
+    let write = t.elapsed();
+    println!(
+        "snapshot of {orders} orders: the consumer's thread is held {:.3} s (state copy; was {:.3} s with the write and fsyncs on it)",
+        copy.as_secs_f64(),
+        (copy + write).as_secs_f64()
+    );
+    let t = Instant::now();
+    let rec = recover(&snap_dir).expect("recover snapshot");
+    let from_snapshot = t.elapsed();
+    let t2 = Instant::now();
+    let matcher = Matcher::from_state(&rec.state, MatcherCapacity::default());
+    let to_matcher = t2.elapsed();
+    assert_eq!(matcher.resting_count() as u64, orders);
+    assert_eq!(matcher.ledger().balances(), m.ledger().balances());
+    assert!(matcher.ledger().balances().len() as u64 >= 2 * ACCOUNTS);
+    println!(
+        "recovery of {orders} resting orders, {ACCOUNTS} funded accounts: from the snapshot {:.3} s (+ {:.3} s to rebuild the matcher), from the journal alone ({} events) {:.3} s",
+        from_snapshot.as_secs_f64(),
+        to_matcher.as_secs_f64(),
+        rec.state.event_seq.max(state.event_seq),
+        from_journal.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Journals (without syncs) a funded instrument, `ACCOUNTS` funded accounts and `orders`
+/// resting orders into `dir`; returns the matcher and a replica that saw the same events.
+fn journal_resting_orders(dir: &Path, orders: u64) -> (Matcher, BookReplica) {
     let mut m = Matcher::with_capacity(MatcherCapacity {
         orders: orders as usize + 16,
         ids: orders as usize + 16,
         gtd: 16,
     });
-    let mut cfg = JournalConfig::new(&dir);
+    let mut cfg = JournalConfig::new(dir);
     cfg.fsync = FsyncPolicy::None;
     let mut j = Journal::new(cfg);
     let mut replica = BookReplica::new();
@@ -200,40 +242,5 @@ fn main() {
         );
     }
     j.on_shutdown();
-    let t = Instant::now();
-    let rec = recover(&dir).expect("recover journal");
-    let from_journal = t.elapsed();
-    assert_eq!(rec.state.orders.len() as u64, orders);
-    // What a snapshot holds the snapshot consumer's thread for (and so, once the ring fills
-    // behind it, the matcher): before, the copy of the state plus encoding, writing and the
-    // fsyncs; now only the copy (the writer thread does the rest).
-    let t = Instant::now();
-    let state = replica.state(rec.mark.cmd_seq, rec.mark.event_seq);
-    let copy = t.elapsed();
-    let snap_dir = base.join("snapshot");
-    let t = Instant::now();
-    write_snapshot(&snap_dir, &state).expect("snapshot");
-    let write = t.elapsed();
-    println!(
-        "snapshot of {orders} orders: the consumer's thread is held {:.3} s (state copy; was {:.3} s with the write and fsyncs on it)",
-        copy.as_secs_f64(),
-        (copy + write).as_secs_f64()
-    );
-    let t = Instant::now();
-    let rec = recover(&snap_dir).expect("recover snapshot");
-    let from_snapshot = t.elapsed();
-    let t2 = Instant::now();
-    let matcher = Matcher::from_state(&rec.state, MatcherCapacity::default());
-    let to_matcher = t2.elapsed();
-    assert_eq!(matcher.resting_count() as u64, orders);
-    assert_eq!(matcher.ledger().balances(), m.ledger().balances());
-    assert!(matcher.ledger().balances().len() as u64 >= 2 * ACCOUNTS);
-    println!(
-        "recovery of {orders} resting orders, {ACCOUNTS} funded accounts: from the snapshot {:.3} s (+ {:.3} s to rebuild the matcher), from the journal alone ({} events) {:.3} s",
-        from_snapshot.as_secs_f64(),
-        to_matcher.as_secs_f64(),
-        rec.state.event_seq.max(state.event_seq),
-        from_journal.as_secs_f64()
-    );
-    let _ = std::fs::remove_dir_all(&base);
+    (m, replica)
 }

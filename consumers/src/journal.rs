@@ -21,8 +21,7 @@
 use crossbeam_utils::CachePadded;
 use ringex_engine::codec::EVENT_BYTES;
 use ringex_engine::{Consumer, Event, Sequence};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,28 +122,20 @@ impl DurableSeq {
     }
 }
 
-fn preallocate(f: &File, bytes: u64) {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: fd is a valid open file descriptor owned by `f` for the duration of the call.
-    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, bytes as libc::off_t) };
-    if r != 0 {
-        // Not supported here (e.g. some file systems): appends will grow the file instead.
-        tracing::debug!("posix_fallocate failed ({r}); segment not preallocated");
-    }
-}
-
-pub(crate) use crate::files::sync_dir;
 pub use crate::files::{list_numbered, segment_name};
+pub use crate::storage::{Disk, PowerLossDisk, SegmentFile, Storage};
 
-struct Segment {
-    file: File,
+struct Segment<T> {
+    file: T,
     pos: u64,
 }
 
-/// The journal consumer. `F` is the hook called after each sync with the new mark.
-pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark)> {
+/// The journal consumer. `F` is the hook called after each sync with the new mark; `S` is
+/// where its segments live ([`Disk`] unless a test says otherwise).
+pub struct Journal<F: FnMut(DurableMark) + Send + 'static = fn(DurableMark), S: Storage = Disk> {
     cfg: JournalConfig,
-    segment: Option<Segment>,
+    storage: S,
+    segment: Option<Segment<S::File>>,
     /// Encoded events not yet written.
     pending: Vec<u8>,
     pending_first: u64,
@@ -184,6 +175,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
     pub fn with_hook(cfg: JournalConfig, on_durable: F) -> Self {
         Journal {
             cfg,
+            storage: Disk,
             segment: None,
             pending: Vec::with_capacity(1 << 20),
             pending_first: 0,
@@ -203,6 +195,32 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         }
     }
 
+    /// The same journal on other storage (a test's [`PowerLossDisk`]).
+    pub fn on_storage<S: Storage>(self, storage: S) -> Journal<F, S> {
+        Journal {
+            cfg: self.cfg,
+            storage,
+            segment: None,
+            pending: self.pending,
+            pending_first: self.pending_first,
+            boundary: self.boundary,
+            boundary_clock: self.boundary_clock,
+            pending_clocks: self.pending_clocks,
+            clocks: self.clocks,
+            record: self.record,
+            written: self.written,
+            durable: self.durable,
+            on_durable: self.on_durable,
+            last_sync: self.last_sync,
+            error: self.error,
+            records: self.records,
+            syncs: self.syncs,
+            bytes_written: self.bytes_written,
+        }
+    }
+}
+
+impl<F: FnMut(DurableMark) + Send + 'static, S: Storage> Journal<F, S> {
     /// Continues after a recovered mark (sequence numbers and durable state).
     pub fn resume_after(mut self, mark: DurableMark) -> Self {
         self.written = mark;
@@ -215,16 +233,20 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
         self.durable.clone()
     }
 
+    /// Rolls to a new segment whose first event is `first_seq`. What was written to the
+    /// outgoing segment since its last sync is synced first (unless the policy is `none`):
+    /// a later sync covers only the new segment, so without it an interval policy would
+    /// mark durable a tail that only the page cache holds.
     fn open_segment(&mut self, first_seq: u64) -> io::Result<()> {
+        if let Some(old) = self.segment.as_mut() {
+            if self.cfg.fsync != FsyncPolicy::None {
+                old.file.sync()?;
+                self.syncs += 1;
+            }
+        }
         std::fs::create_dir_all(&self.cfg.dir)?;
         let path = self.cfg.dir.join(segment_name(first_seq));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)?;
-        preallocate(&file, self.cfg.segment_bytes);
-        file.sync_all()?;
-        sync_dir(&self.cfg.dir)?;
+        let file = self.storage.create(&path, self.cfg.segment_bytes)?;
         self.segment = Some(Segment { file, pos: 0 });
         Ok(())
     }
@@ -277,7 +299,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
             }
         }
         if let Some(seg) = self.segment.as_mut() {
-            seg.file.write_all(&self.record)?;
+            seg.file.append(&self.record)?;
             seg.pos += len;
         }
         self.bytes_written += len;
@@ -298,8 +320,8 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        if let Some(seg) = &self.segment {
-            seg.file.sync_data()?;
+        if let Some(seg) = self.segment.as_mut() {
+            seg.file.sync()?;
         }
         self.syncs += 1;
         self.last_sync = Instant::now();
@@ -315,7 +337,7 @@ impl<F: FnMut(DurableMark) + Send + 'static> Journal<F> {
     }
 }
 
-impl<F: FnMut(DurableMark) + Send + 'static> Consumer for Journal<F> {
+impl<F: FnMut(DurableMark) + Send + 'static, S: Storage> Consumer for Journal<F, S> {
     fn name(&self) -> &str {
         "journal"
     }

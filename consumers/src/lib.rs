@@ -5,7 +5,8 @@
 //!
 //! - [`journal`]: the persistence batcher (group-committed, checksummed segments), with
 //!   [`snapshot`]s and [`recovery`]; [`files`]: the names and listing of a journal
-//!   directory's segments and snapshots.
+//!   directory's segments and snapshots; [`storage`]: where segments live (the disk, or a
+//!   test disk that can lose power).
 //! - [`risk`]: post-trade risk (positions, P&L, exposure, limits, the kill switch).
 //! - [`market_data`]: L2 books, best bid and offer, trades, conflated.
 //! - [`allocation`]: the pro-rata allocation of block orders' fills.
@@ -26,3 +27,4 @@ pub mod market_data;
 pub mod recovery;
 pub mod risk;
 pub mod snapshot;
+pub mod storage;

@@ -80,6 +80,11 @@ pub fn roundtrip(secs: f64) {
     histogram!("ringex_order_roundtrip_seconds").record(secs);
 }
 
+/// Requests sent by sessions whose last report has not reached them yet (all sessions).
+pub fn pending_requests(delta: f64) {
+    gauge!("ringex_session_pending_requests").increment(delta);
+}
+
 /// Sessions open now, by kind (`order_entry`, `market_data`).
 pub fn sessions(kind: &'static str, delta: f64) {
     gauge!("ringex_sessions", "kind" => kind).increment(delta);

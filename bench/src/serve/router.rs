@@ -58,6 +58,8 @@ pub struct ReportRouter {
     by_account: FxHashMap<AccountId, Vec<SessionLink>>,
     /// The account of the current command's incoming order (its fills name only the maker's).
     taker_account: AccountId,
+    /// The maker of the last fill (its `FillFees` goes where the fill went).
+    fill_maker: AccountId,
     in_batch: bool,
     progress: Arc<RouterProgress>,
 }
@@ -72,6 +74,7 @@ impl ReportRouter {
                 joins: rx,
                 by_account: FxHashMap::default(),
                 taker_account: AccountId(0),
+                fill_maker: AccountId(0),
                 in_batch: false,
                 progress: Arc::clone(&progress),
             },
@@ -117,8 +120,13 @@ impl ReportRouter {
 }
 
 /// The accounts an event concerns (taker, maker): the owner of the order it names; for a
-/// fill both sides.
-fn accounts(e: &Event, taker: AccountId) -> (Option<AccountId>, Option<AccountId>) {
+/// fill, and the fees that follow it on a funded instrument, both sides (`maker`: the last
+/// fill's).
+fn accounts(
+    e: &Event,
+    taker: AccountId,
+    maker: AccountId,
+) -> (Option<AccountId>, Option<AccountId>) {
     match e.kind {
         EventKind::Accepted { account, .. } => (Some(account), None),
         EventKind::Rejected { account, .. }
@@ -129,6 +137,7 @@ fn accounts(e: &Event, taker: AccountId) -> (Option<AccountId>, Option<AccountId
             Some(taker),
             (maker_account != taker).then_some(maker_account),
         ),
+        EventKind::FillFees { .. } => (Some(taker), (maker != taker).then_some(maker)),
         _ => (None, None),
     }
 }
@@ -147,10 +156,11 @@ impl Consumer for ReportRouter {
         match e.kind {
             EventKind::Accepted { account, .. } => self.taker_account = account,
             EventKind::Modified { account, .. } => self.taker_account = account,
+            EventKind::Fill { maker_account, .. } => self.fill_maker = maker_account,
             _ => {}
         }
         if !self.by_account.is_empty() {
-            let (a, b) = accounts(e, self.taker_account);
+            let (a, b) = accounts(e, self.taker_account, self.fill_maker);
             let r = Report {
                 seq: seq.0,
                 event: *e,

@@ -21,6 +21,7 @@ use ringex_engine::{
     TimeInForce, Timestamp,
 };
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +93,9 @@ struct Session {
     account: Option<AccountId>,
     cancel_on_disconnect: bool,
     gateway: ringex_engine::Gateway,
-    pending: FxHashMap<u64, Pending>,
+    /// Requests sent and not yet answered in full, by input sequence (ascending: one session
+    /// submits in order).
+    pending: VecDeque<(u64, Pending)>,
     orders: FxHashMap<u64, OwnOrder>,
     bucket: Bucket,
     bad_keys: u32,
@@ -116,6 +119,12 @@ fn tif_str(t: TimeInForce) -> &'static str {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::pending_requests(-(self.pending.len() as f64));
+    }
+}
+
 impl Session {
     fn new(app: Arc<App>) -> Self {
         let id = app
@@ -129,7 +138,7 @@ impl Session {
             account: None,
             cancel_on_disconnect: false,
             gateway,
-            pending: FxHashMap::default(),
+            pending: VecDeque::new(),
             orders: FxHashMap::default(),
             bucket,
             bad_keys: 0,
@@ -453,14 +462,15 @@ impl Session {
         metrics::command(request);
         // A mass cancel that finds nothing makes no event: only its rejection is awaited.
         if request != "mass_cancel" || matches!(kind, CommandKind::Invalid { .. }) {
-            self.pending.insert(
+            self.pending.push_back((
                 seq.0,
                 Pending {
                     at: Instant::now(),
                     request,
                     req_id,
                 },
-            );
+            ));
+            metrics::pending_requests(1.0);
         }
         Ok(())
     }
@@ -487,9 +497,10 @@ impl Session {
     fn on_report(&mut self, r: Report, out: &mut Vec<String>) {
         let e = r.event;
         let cmd = e.cmd_seq().0;
-        let (request, req_id) = match self.pending.get(&cmd) {
-            Some(p) => (Some(p.request), p.req_id),
-            None => (None, None),
+        self.complete_before(cmd);
+        let (request, req_id) = match self.pending.front() {
+            Some((s, p)) if *s == cmd => (Some(p.request), p.req_id),
+            _ => (None, None),
         };
         let seq = r.seq;
         match e.kind {
@@ -611,8 +622,18 @@ impl Session {
             _ => {}
         }
         if e.is_last_of_command() {
-            if let Some(p) = self.pending.remove(&cmd) {
+            self.complete_before(cmd + 1);
+        }
+    }
+
+    /// Every request of a command before `cmd` is answered in full: the router hands a
+    /// session its events in sequence order, so a report of a later command means the earlier
+    /// ones are done (also when their last event concerned nobody here).
+    fn complete_before(&mut self, cmd: u64) {
+        while self.pending.front().is_some_and(|(s, _)| *s < cmd) {
+            if let Some((_, p)) = self.pending.pop_front() {
                 metrics::roundtrip(p.at.elapsed().as_secs_f64());
+                metrics::pending_requests(-1.0);
             }
         }
     }

@@ -72,11 +72,42 @@ pub fn parse_decimal(
     if int_sig > 28 {
         return Err(EdgeError::Reject(overflow));
     }
-    match Decimal::from_str(t) {
-        Ok(d) => Ok(d),
+    let d = match Decimal::from_str(t) {
+        Ok(d) => d,
         // Digits that fit the checks above but still exceed 96 bits.
-        Err(_) => Err(EdgeError::Reject(overflow)),
+        Err(_) => return Err(EdgeError::Reject(overflow)),
+    };
+    // `Decimal::from_str` rounds what its 96-bit mantissa cannot hold (30 significant digits:
+    // `10.9999999999999999999999999999` reads as 11). The value must be the one written, or
+    // it would be rounded onto the grid; a value that cannot be held exactly is refused, as
+    // off the grid (or too large, when its whole part alone has more digits than any
+    // quantity of lots or ticks can have).
+    if !written_exactly(d, int, frac) {
+        let code = if int_sig > 19 { overflow } else { too_fine };
+        return Err(EdgeError::Reject(code));
     }
+    Ok(d)
+}
+
+/// Whether `d` is exactly the decimal whose digits are `int` and `frac` (sign aside).
+fn written_exactly(d: Decimal, int: &str, frac: &str) -> bool {
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let m = d.abs().normalize();
+    let digits = m.mantissa().unsigned_abs().to_string();
+    let scale = m.scale() as usize;
+    // `digits` with the point `scale` places from the right, as (whole, fraction).
+    let (w, f) = if digits.len() > scale {
+        let (w, f) = digits.split_at(digits.len() - scale);
+        (w.to_string(), f.to_string())
+    } else {
+        (
+            String::new(),
+            format!("{}{digits}", "0".repeat(scale - digits.len())),
+        )
+    };
+    let w = if w == "0" { "" } else { w.as_str() };
+    w == int && f == frac
 }
 
 impl InstrumentSpec {
@@ -159,6 +190,49 @@ impl InstrumentSpec {
 
 #[cfg(test)]
 mod tests {
+    /// A decimal with more digits than a `Decimal` holds is refused, never rounded onto the
+    /// grid: `from_str` alone reads `10.9999999999999999999999999999` as 11.
+    #[test]
+    fn too_many_digits_are_refused_not_rounded() {
+        let s = spec("1", "1");
+        let nines = "10.9999999999999999999999999999";
+        assert_eq!(
+            s.parse_qty(nines),
+            Err(EdgeError::Reject(RejectCode::OffLot))
+        );
+        assert_eq!(
+            s.parse_price(nines),
+            Err(EdgeError::Reject(RejectCode::OffTick))
+        );
+        let fine = spec("0.01", "0.001");
+        assert_eq!(
+            fine.parse_price("100.000000000000000000000000001"),
+            Err(EdgeError::Reject(RejectCode::OffTick))
+        );
+        // Exact values with many digits still convert, trailing and leading zeros included.
+        assert_eq!(
+            fine.parse_price("0100.2500000000000000000000000000"),
+            Ok(Price(10025))
+        );
+        assert_eq!(
+            fine.parse_qty("-0.0"),
+            Err(EdgeError::Reject(RejectCode::ZeroQty))
+        );
+        assert_eq!(
+            s.parse_qty("1234567890123456789012345678.5"),
+            Err(EdgeError::Reject(RejectCode::OffLot))
+        );
+        assert_eq!(
+            s.parse_qty("123456789012345678901234567891.5"),
+            Err(EdgeError::Reject(RejectCode::QtyOverflow))
+        );
+        assert_eq!(
+            s.parse_qty("79228162514264337593543950335"),
+            Err(EdgeError::Reject(RejectCode::QtyOverflow))
+        );
+        assert_eq!(s.parse_qty("18446744073709551615"), Ok(Qty(u64::MAX)));
+    }
+
     use super::*;
 
     fn spec(tick: &str, lot: &str) -> InstrumentSpec {

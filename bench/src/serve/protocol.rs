@@ -223,6 +223,10 @@ impl ProtocolError {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
+    // Prices and quantities written as JSON numbers are read as the digits written (serde
+    // reads a number as an `f64`: `100.000000000000001` would become 100 and be accepted).
+    let quoted = quote_decimals(text);
+    let text = quoted.as_ref();
     // The common case in one pass; a message that does not parse is taken apart again to
     // say precisely what is wrong with it.
     if let Ok(m) = serde_json::from_str::<ClientMsg>(text) {
@@ -251,6 +255,69 @@ pub fn parse(text: &str) -> Result<ClientMsg, ProtocolError> {
     let m: ClientMsg = serde_json::from_value(v)
         .map_err(|e| ProtocolError::new("invalid_message", format!("{t}: {e}"), req_id))?;
     check(m, req_id)
+}
+
+/// The message with the JSON numbers of its top-level `price` and `qty` fields turned into
+/// strings of the same digits (the text itself when there are none).
+fn quote_decimals(text: &str) -> std::borrow::Cow<'_, str> {
+    let b = text.as_bytes();
+    let mut out: Option<String> = None;
+    let (mut i, mut depth, mut copied) = (0, 0usize, 0);
+    let mut key: Option<(usize, usize)> = None; // the last string read at depth 1
+    let mut after_colon = false;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                key = (depth == 1 && !after_colon).then_some((start, i.min(b.len())));
+                after_colon = false;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                after_colon = false;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                after_colon = false;
+            }
+            b':' => after_colon = true,
+            b',' => {
+                after_colon = false;
+                key = None;
+            }
+            c if after_colon && (c == b'-' || c.is_ascii_digit()) => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let name = key.map(|(k0, k1)| &text[k0..k1]);
+                if depth == 1 && matches!(name, Some("price" | "qty")) {
+                    let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 4));
+                    o.push_str(&text[copied..start]);
+                    o.push('"');
+                    o.push_str(&text[start..i]);
+                    o.push('"');
+                    copied = i;
+                }
+                after_colon = false;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    match out {
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+        None => std::borrow::Cow::Borrowed(text),
+    }
 }
 
 fn check(m: ClientMsg, req_id: Option<u64>) -> Result<ClientMsg, ProtocolError> {
@@ -425,4 +492,42 @@ pub fn to_json(m: &Out<'_>) -> String {
     serde_json::to_string(m).unwrap_or_else(|e| {
         format!("{{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialize: {e}\"}}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A price or quantity written as a JSON number keeps every digit written (an `f64`
+    /// would make `100.000000000000001` into 100); other numbers stay numbers.
+    #[test]
+    fn json_numbers_for_decimals_are_read_exactly() {
+        let m = parse(
+            r#"{"type":"new","symbol":"X","side":"buy","price":100.000000000000001,"qty":10.9999999999999999999999999999,"req_id":7}"#,
+        )
+        .expect("parses");
+        let ClientMsg::New(n) = m else {
+            panic!("not a new order")
+        };
+        assert_eq!(
+            n.price.map(|p| p.text()),
+            Some("100.000000000000001".to_string())
+        );
+        assert_eq!(n.qty.text(), "10.9999999999999999999999999999");
+        assert_eq!(n.req_id, Some(7));
+        // Strings are untouched, a key inside a string is not a key, nested values are not
+        // fields of the message.
+        assert_eq!(
+            quote_decimals(r#"{"cl_ord_id":"price: 5","price":"1.5","x":{"qty":2},"qty":-3e2}"#),
+            r#"{"cl_ord_id":"price: 5","price":"1.5","x":{"qty":2},"qty":"-3e2"}"#
+        );
+        assert_eq!(
+            quote_decimals(r#"{"type":"ping","req_id":1}"#),
+            r#"{"type":"ping","req_id":1}"#
+        );
+        assert_eq!(
+            quote_decimals(r#"{"cl_ord_id":"a\"b,\"qty\":1","qty":2}"#),
+            r#"{"cl_ord_id":"a\"b,\"qty\":1","qty":"2"}"#
+        );
+    }
 }

@@ -265,3 +265,102 @@ fn two_shards_survive_killed_primaries_with_nothing_lost_or_duplicated() {
         }
     }
 }
+
+/// A unique deployment name on the shared server.
+fn cluster_name(tag: &str) -> String {
+    format!(
+        "{tag}{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// `ringex node read` prints a shard's stream as `ringex run --events-out` writes the same
+/// script's events (byte for byte), and JSON lines with `--format json`.
+#[test]
+fn node_read_prints_the_event_lines_of_a_run_of_the_same_script() {
+    let url = nats_url();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster_name("r");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scripts/demo.csv");
+    let run_out = dir.path().join("run.csv");
+    let st = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+        .arg("run")
+        .arg(&script)
+        .arg("--events-out")
+        .arg(&run_out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let expected = std::fs::read_to_string(&run_out).unwrap();
+    let lines = expected.lines().count();
+    let node = Node::start(&cluster, 0, "a", &dir.path().join("a"));
+    node.wait_for("primary", |s| s.role == "primary");
+    let st = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+        .args([
+            "node",
+            "submit",
+            "--nats",
+            &url,
+            "--cluster",
+            &cluster,
+            "--shards",
+            "1",
+        ])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let read = |format: &str| {
+        let out = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+            .args([
+                "node",
+                "read",
+                "--nats",
+                &url,
+                "--cluster",
+                &cluster,
+                "--shards",
+                "1",
+            ])
+            .args([
+                "--format",
+                format,
+                "--limit",
+                &lines.to_string(),
+                "--script",
+            ])
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(read("csv"), expected);
+    let json = read("json");
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"shard": 0, "event_seq": 3, "event": "accepted", "seq": 1,
+                           "symbol": "ABC", "order_id": "1"})
+    );
+    let fill = json.lines().find(|l| l.contains("\"fill\"")).unwrap();
+    let fill: serde_json::Value = serde_json::from_str(fill).unwrap();
+    assert_eq!(
+        (
+            fill["price"].as_str(),
+            fill["qty"].as_str(),
+            fill["taker_order_id"].as_str()
+        ),
+        (Some("100.05"), Some("3"), Some("4"))
+    );
+    assert_eq!(json.lines().count(), lines);
+}

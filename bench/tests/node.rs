@@ -364,3 +364,86 @@ fn node_read_prints_the_event_lines_of_a_run_of_the_same_script() {
     );
     assert_eq!(json.lines().count(), lines);
 }
+
+/// Every command message has a stable id: acknowledgements lost after the message was
+/// stored are retried with the same id and dropped by the stream as duplicates, and the
+/// same submission made again publishes nothing twice; commands for every shard reach each
+/// shard once.
+#[test]
+fn lost_acks_and_resubmissions_sequence_nothing_twice() {
+    use ringex_bench::node::{targets, Targets};
+    let url = nats_url();
+    let cluster = cluster_name("d");
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = MultiSymbolWorkload {
+        seed: 7,
+        instruments: 6,
+        accounts: 20,
+        orders_per_instrument: 5,
+        ..Default::default()
+    }
+    .generate(1_500);
+    let mut cmds = w.setup.clone();
+    for (k, c) in w.commands.iter().enumerate() {
+        cmds.push(*c);
+        if k % 301 == 0 {
+            cmds.push(Command::new(c.ts, CommandKind::Tick));
+            cmds.push(Command::new(
+                c.ts,
+                CommandKind::MassCancel {
+                    account: AccountId(1 + k as u64 % 20),
+                    instrument: None,
+                },
+            ));
+        }
+    }
+    let expected: Vec<Vec<Command>> = (0..2u32)
+        .map(|s| {
+            cmds.iter()
+                .filter(|c| match targets(c, 2) {
+                    Targets::One(t) => t == s,
+                    Targets::All => true,
+                })
+                .copied()
+                .collect()
+        })
+        .collect();
+    let messages = (expected[0].len() + expected[1].len()) as u64;
+    let lossy = rt
+        .block_on(Router::connect(&url, &cluster, 2))
+        .unwrap()
+        .lose_acks_every(7);
+    let done = rt.block_on(lossy.submit_as("sub-1", &cmds, 32)).unwrap();
+    assert_eq!(done.messages, messages);
+    assert!(done.retries >= messages / 7, "{done:?}");
+    assert_eq!(
+        done.duplicates, done.retries,
+        "every retried message was stored already"
+    );
+    let streams = |r: &Router| -> Vec<Vec<Command>> {
+        (0..2)
+            .map(|s| rt.block_on(read_commands(r.context(), &names, s)).unwrap())
+            .collect()
+    };
+    assert_eq!(streams(&lossy), expected, "each command once, in order");
+    // The same submission again (a script resubmitted after an error): nothing new.
+    let other = rt.block_on(Router::connect(&url, &cluster, 2)).unwrap();
+    let again = rt.block_on(other.submit_as("sub-1", &cmds, 32)).unwrap();
+    assert_eq!((again.messages, again.duplicates), (messages, messages));
+    assert_eq!(streams(&lossy), expected);
+    // A broadcast command that reached one shard only is completed by the resubmission.
+    let tick = [Command::new(Timestamp(1 << 40), CommandKind::Tick)];
+    let one = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    // (A one-shard router publishes it to shard 0 only, as a router that stopped would.)
+    let r1 = rt.block_on(one.submit_as("sub-2", &tick, 1)).unwrap();
+    assert_eq!(r1.messages, 1);
+    let two = rt.block_on(Router::connect(&url, &cluster, 2)).unwrap();
+    let r2 = rt.block_on(two.submit_as("sub-2", &tick, 1)).unwrap();
+    assert_eq!((r2.messages, r2.duplicates), (2, 1));
+    let s = streams(&two);
+    assert_eq!(
+        (s[0].len(), s[1].len()),
+        (expected[0].len() + 1, expected[1].len() + 1)
+    );
+}

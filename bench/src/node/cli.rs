@@ -26,6 +26,11 @@ pub enum NodeCmd {
         target: ClusterArgs,
         /// The command script (docs/formats.md).
         script: PathBuf,
+        /// The submission's id: its commands' message ids are `<id>.<index>.<shard>`, so the
+        /// same submission made again publishes nothing twice (within the command streams'
+        /// two-minute duplicate window). Default: a digest of the script's bytes.
+        #[arg(long)]
+        id: Option<String>,
     },
     /// Print every shard's events, merged (per instrument in order), as they come: the event
     /// lines of the script format, as `ringex run --events-out` writes them (one shard's
@@ -75,18 +80,27 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
                     shards,
                 },
             script,
+            id,
         } => {
             let mut sc = crate::script::Script::new();
             let mut meta = crate::meta::EdgeMeta::default();
             let (cmds, malformed) = crate::startup::read_script(&script, &mut sc, 0, &mut meta)?;
+            let id = match id {
+                Some(id) => id,
+                None => script_digest(&script)?,
+            };
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
-            let n = rt.block_on(async {
+            let done = rt.block_on(async {
                 let r = Router::connect(&url, &cluster, shards).await?;
-                r.submit(&cmds, 1024).await
+                r.submit_as(&id, &cmds, 1024).await
             })?;
             Ok(format!(
-                "{} commands published as {n} messages to {shards} shard(s); {} malformed line(s) skipped\n",
+                "submission {id}: {} commands as {} messages to {shards} shard(s) ({} already \
+                 there, {} publishes retried); {} malformed line(s) skipped\n",
                 cmds.len(),
+                done.messages,
+                done.duplicates,
+                done.retries,
                 malformed.len()
             ))
         }
@@ -238,4 +252,13 @@ fn csv_line_json(line: &str, shard: u32, seq: u64) -> String {
         o.insert((*k).into(), v);
     }
     serde_json::Value::Object(o).to_string()
+}
+
+/// A submission id from the script's bytes: CRC-32 and length.
+fn script_digest(path: &std::path::Path) -> Result<String, NodeError> {
+    let bytes = std::fs::read(path).map_err(|source| RunError::Script {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(format!("s{:08x}{:x}", crc32fast::hash(&bytes), bytes.len()))
 }

@@ -40,8 +40,14 @@ impl EventCsv {
         w: &mut W,
     ) -> io::Result<Option<u64>> {
         let sym = |i: InstrumentId| script.spec(i).map_or("-", |s| s.symbol.as_str());
-        let price = |i: InstrumentId, p| script.spec(i).map(|s| s.price(p)).unwrap_or_default();
-        let qty = |i: InstrumentId, q| script.spec(i).map(|s| s.qty(q)).unwrap_or_default();
+        let price =
+            |i: InstrumentId, p| script.spec(i).map(|s| s.price_text(p)).unwrap_or_default();
+        let qty = |i: InstrumentId, q: ringex_engine::Qty| {
+            script
+                .spec(i)
+                .map(|s| s.qty_text(q.0 as u128))
+                .unwrap_or_default()
+        };
         if e.is_admin() {
             return Ok(None);
         }
@@ -183,9 +189,9 @@ pub fn write_book(
                 w,
                 "book,{},{side},{},{},{}",
                 spec.symbol,
-                spec.price(o.price),
+                spec.price_text(o.price),
                 o.order_id,
-                spec.qty(o.qty)
+                spec.qty_text(o.qty.0 as u128)
             )?;
         }
     }

@@ -283,10 +283,15 @@ impl Script {
             return Err(bad(line, "base and quote must differ"));
         }
         let whole = |d: Decimal, scale: u8, what: &str| -> Result<u64, ScriptError> {
-            units_of(d, scale)
+            let u = units_of(d, scale)
                 .and_then(|u| u64::try_from(u).ok())
                 .filter(|u| *u > 0)
-                .ok_or_else(|| bad(line, format!("{what} is not a whole number of units")))
+                .ok_or_else(|| bad(line, format!("{what} is not a whole number of units")))?;
+            // `qty × units` must stay exact in `i128` for every quantity of lots.
+            if u > i64::MAX as u64 {
+                return Err(bad(line, format!("{what} is more than 2^63 units")));
+            }
+            Ok(u)
         };
         let bpl = whole(lot, bs, "lot size")?;
         let qptl = whole(

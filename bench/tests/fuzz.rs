@@ -227,6 +227,168 @@ fn fuzz_journals(cases: u32) {
         .expect("journal recovery never panics");
 }
 
+/// Decimals at and past every limit: the smallest and largest a `Decimal` holds, the edges
+/// of `i64` and `u64`, 2^63 and past it, many digits.
+const EXTREME: &[&str] = &[
+    "1",
+    "0.01",
+    "0.0000000000000000000000000001",
+    "79228162514264337593543950335",
+    "7922816251426433759354395033.5",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1000000000000000000",
+    "10.9999999999999999999999999999",
+    "0.000000000000000001",
+    "123456789012345678901234567890",
+];
+
+/// A script of extreme values through the whole pipeline (every output, market data and
+/// balances included): the run ends normally, never halted by a panicking consumer.
+fn fuzz_extremes(cases: u32) {
+    let pick = || prop::sample::select(EXTREME.to_vec());
+    let instrument = (pick(), pick(), 0u8..=18, 0u8..=18, any::<bool>());
+    // Prices and quantities on the grid (ticks and lots at their limits) or anything extreme.
+    let ticks = prop::sample::select(vec![
+        1i64,
+        2,
+        3,
+        -1,
+        1 << 32,
+        i64::MAX,
+        i64::MIN,
+        i64::MAX / 2,
+    ]);
+    let lots = prop::sample::select(vec![1u64, 2, 3, 1 << 32, 1 << 63, u64::MAX, u64::MAX / 3]);
+    let order = (
+        any::<bool>(),
+        0u8..8,
+        (ticks, any::<bool>(), pick()),
+        (lots, any::<bool>(), pick()),
+        1u64..5,
+    );
+    runner(cases)
+        .run(
+            &(instrument, prop::collection::vec(order, 1..24), pick()),
+            |((tick, lot, bs, qs, funded), orders, deposit)| {
+                // (A tick or lot that is no decimal makes the instrument line malformed: then
+                // the orders name an unknown symbol, which is fine too.)
+                let spec = tick
+                    .parse()
+                    .ok()
+                    .zip(lot.parse().ok())
+                    .and_then(|(t, l)| InstrumentSpec::new(InstrumentId(0), "X", t, l).ok());
+                let mut text = format!("asset,B,{bs}\nasset,Q,{qs}\n");
+                if funded {
+                    text += &format!("instrument,X,{tick},{lot},base=B,quote=Q,taker_fee=0.001\n");
+                } else {
+                    text += &format!("instrument,X,{tick},{lot}\n");
+                }
+                for a in 1..=4 {
+                    text += &format!("deposit,0,{a},B,{deposit}\ndeposit,0,{a},Q,{deposit}\n");
+                }
+                for (k, (buy, kind, (t, on_tick, px), (l, on_lot, qty), acct)) in
+                    orders.iter().enumerate()
+                {
+                    let side = if *buy { "buy" } else { "sell" };
+                    let px = match &spec {
+                        Some(s) if *on_tick => s.price_text(Price(*t)),
+                        _ => px.to_string(),
+                    };
+                    let qty = match &spec {
+                        Some(s) if *on_lot => s.qty_text(*l as u128),
+                        _ => qty.to_string(),
+                    };
+                    let (ty, px) = if *kind == 0 {
+                        ("market", "-".to_string())
+                    } else {
+                        ("limit", px)
+                    };
+                    text += &format!("new,{k},X,{acct},{},{side},{ty},gtc,{px},{qty}\n", k + 1);
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let script = dir.path().join("s.csv");
+                std::fs::write(&script, &text).unwrap();
+                let out = |n: &str| Some(dir.path().join(n));
+                let r = ringex_bench::cli::run::run_script(&ringex_bench::cli::run::RunOptions {
+                    script: script.clone(),
+                    events_out: out("events.csv"),
+                    book_out: out("book.csv"),
+                    md_out: out("md.csv"),
+                    balances_out: out("balances.csv"),
+                    alloc_out: out("alloc.csv"),
+                    ..Default::default()
+                });
+                prop_assert!(r.is_ok(), "{text}\n{:?}", r.err());
+                Ok(())
+            },
+        )
+        .expect("extreme values never halt the pipeline");
+}
+
+/// Runs `text` as a script with every output on; returns the run and the market-data file.
+fn run_all(
+    text: &str,
+) -> (
+    Result<ringex_bench::cli::run::RunReport, String>,
+    String,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.csv");
+    std::fs::write(&script, text).unwrap();
+    let out = |n: &str| Some(dir.path().join(n));
+    let r = ringex_bench::cli::run::run_script(&ringex_bench::cli::run::RunOptions {
+        script,
+        events_out: out("events.csv"),
+        book_out: out("book.csv"),
+        md_out: out("md.csv"),
+        balances_out: out("balances.csv"),
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string());
+    let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+    (r, read("md.csv"), read("events.csv"))
+}
+
+/// The cases found by reading the code: a level whose total in decimals passes 96 bits (the
+/// market-data consumer's `Decimal` multiply panicked and halted the pipeline), and a funded
+/// lot of more than 2^63 base units (`qty × units per lot` wrapped in `i128`: refused now).
+#[test]
+fn extreme_values_regressions() {
+    // A lot of 28 digits; eleven orders of one lot at one price: a level total past 2^96.
+    let lot = "7922816251426433759354395033";
+    let mut text = format!("instrument,X,1,{lot}\n");
+    for k in 1..=11 {
+        text += &format!("new,{k},X,{k},{k},buy,limit,gtc,5,{lot}\n");
+    }
+    let (r, md, _) = run_all(&text);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        md.contains(&format!(
+            "level,21,X,bid,5,{}",
+            11 * 7922816251426433759354395033u128
+        )),
+        "{md}"
+    );
+    let (r, _, events) = run_all(
+        "asset,B,0\nasset,Q,0\ninstrument,X,1,9223372036854775809,base=B,quote=Q\n\
+         deposit,0,1,B,9223372036854775809\nnew,1,X,1,1,sell,limit,gtc,5,9223372036854775809\n",
+    );
+    assert!(r.as_ref().is_ok_and(|r| r.malformed.len() == 1), "{r:?}");
+    assert_eq!(
+        events,
+        "deposited,1,1,B,9223372036854775809\nrejected,2,-,1,unknown_symbol\n"
+    );
+}
+
+#[test]
+fn extreme_values_pass_through_the_whole_pipeline() {
+    fuzz_extremes((cases() / 10).max(50));
+}
+
 #[test]
 fn the_script_parser_takes_any_line() {
     fuzz_script(cases());

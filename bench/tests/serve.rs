@@ -603,3 +603,87 @@ fn a_gtd_order_expires_and_its_session_hears_it() {
     alice.close();
     server.stop().unwrap();
 }
+
+/// Extreme values over the wire (numbers at and past every limit, as strings and as JSON
+/// numbers, on instruments with huge and tiny lots): every message is answered and nothing
+/// halts — a level whose total passes a `Decimal`'s 96 bits is published exactly.
+#[test]
+fn extreme_values_over_the_wire_never_halt_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setup.csv");
+    let lot = "7922816251426433759354395033";
+    std::fs::write(
+        &setup,
+        format!(
+            "instrument,BIG,1,{lot}\ninstrument,LVL,1,{lot}\ninstrument,TINY,0.0000000000000000000000000001,0.0000000000000000000000000001\n\
+             asset,B,18\nasset,Q,18\ninstrument,F,0.000000000000000001,1,base=B,quote=Q,taker_fee=0.5\n\
+             deposit,0,11,Q,79228162514.264337593543950335\ndeposit,0,11,B,79228162514.264337593543950335\n"
+        ),
+    )
+    .unwrap();
+    let server = demo_server_in(dir.path(), |o| {
+        o.setup = Some(setup.clone());
+        o.demo = false;
+        o.keys = vec!["alice:11".into()];
+    });
+    let addr = server.addr;
+    let mut md = Client::connect(addr, "/v1/md?symbols=LVL");
+    let mut c = Client::authed(addr, "alice", false);
+    let values = [
+        "1",
+        "0",
+        "-1",
+        lot,
+        "79228162514264337593543950335",
+        "79228162514264337593543950336",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551615",
+        "0.0000000000000000000000000001",
+        "10.9999999999999999999999999999",
+        "1e30",
+        "-0",
+    ];
+    let mut rng = ringex_engine::workload::SplitMix64::new(5);
+    for k in 0..300u64 {
+        let sym = ["BIG", "TINY", "F"][rng.below(3) as usize];
+        let px = values[rng.below(values.len() as u64) as usize];
+        let qty = values[rng.below(values.len() as u64) as usize];
+        let side = if rng.below(2) == 0 { "buy" } else { "sell" };
+        // Half as strings, half as bare JSON numbers.
+        let text = if k % 2 == 0 {
+            format!(
+                r#"{{"type":"new","cl_ord_id":"{k}","symbol":"{sym}","side":"{side}","price":"{px}","qty":"{qty}","req_id":{k}}}"#
+            )
+        } else {
+            format!(
+                r#"{{"type":"new","cl_ord_id":"{k}","symbol":"{sym}","side":"{side}","price":{px},"qty":{qty},"req_id":{k}}}"#
+            )
+        };
+        c.send_text(&text);
+        // The answer: an error or a rejection (with the req_id) or the acceptance (with the
+        // cl_ord_id).
+        let cl = k.to_string();
+        let got = c.recv_until(|v| v["req_id"] == k || v["cl_ord_id"] == cl.as_str());
+        let last = got.last().unwrap();
+        assert!(
+            ["accepted", "rejected", "error", "fill", "cancelled"]
+                .contains(&last["type"].as_str().unwrap_or("")),
+            "{text} → {last}"
+        );
+    }
+    // Eleven one-lot bids at one price on LVL: a level of 11 × 7.9e27 (past 96 bits).
+    for k in 0..11 {
+        let cl = format!("b{k}");
+        c.send(json!({"type": "new", "cl_ord_id": cl, "symbol": "LVL", "side": "buy", "price": "1", "qty": lot}));
+        c.recv_until(|v| v["cl_ord_id"] == cl.as_str() && v["type"] != "fill");
+    }
+    let total = (11 * 7922816251426433759354395033u128).to_string();
+    md.recv_until(|v| v["type"] == "level" && v["price"] == "1" && v["qty"] == total.as_str());
+    let st = get_json(addr, "/v1/status", None);
+    assert_eq!(st["halted"], json!(null), "{st}");
+    c.send(json!({"type": "ping", "req_id": 1}));
+    assert!(!c.recv_until(|v| v["type"] == "pong").is_empty());
+    c.close();
+    server.stop().unwrap();
+}

@@ -382,6 +382,14 @@ impl InstrumentDef {
         if self.quote_per_tick_lot == 0 {
             return Some("zero quote units per tick and lot");
         }
+        // A lot of more than 2^63 base units would overflow `i128` in `qty × units per lot`
+        // (holds, settlement): a sell's hold could wrap negative.
+        if self.base_per_lot > i64::MAX as u64 {
+            return Some("more than 2^63 base units per lot");
+        }
+        if self.quote_per_tick_lot > i64::MAX as u64 {
+            return Some("more than 2^63 quote units per tick and lot");
+        }
         None
     }
 

@@ -177,19 +177,138 @@ impl InstrumentSpec {
         self.to_lots(d).map_err(EdgeError::Reject)
     }
 
-    /// Ticks back to a decimal price, normalized (`100.5`, not `100.50`).
-    pub fn price(&self, p: Price) -> Decimal {
-        (Decimal::from(p.0) * self.tick_size).normalize()
+    /// Ticks back to a decimal price, normalized (`100.5`, not `100.50`); `None` when the
+    /// value has more digits than a `Decimal` holds (a huge tick or price):
+    /// [`InstrumentSpec::price_text`] writes every value.
+    pub fn price(&self, p: Price) -> Option<Decimal> {
+        Decimal::from(p.0)
+            .checked_mul(self.tick_size)
+            .map(|d| d.normalize())
     }
 
-    /// Lots back to a decimal quantity, normalized.
-    pub fn qty(&self, q: Qty) -> Decimal {
-        (Decimal::from(q.0) * self.lot_size).normalize()
+    /// Lots back to a decimal quantity, normalized; `None` when it does not fit a `Decimal`.
+    pub fn qty(&self, q: Qty) -> Option<Decimal> {
+        Decimal::from(q.0)
+            .checked_mul(self.lot_size)
+            .map(|d| d.normalize())
+    }
+
+    /// A price as its exact decimal text, normalized, whatever its size.
+    pub fn price_text(&self, p: Price) -> String {
+        match self.price(p) {
+            Some(d) => d.to_string(),
+            None => exact_product(p.0 < 0, p.0.unsigned_abs() as u128, self.tick_size),
+        }
+    }
+
+    /// A quantity of lots (a level's total may pass `u64`) as its exact decimal text.
+    pub fn qty_text(&self, q: u128) -> String {
+        let fits = Decimal::from_i128_with_scale_checked(q);
+        match fits.and_then(|d| d.checked_mul(self.lot_size)) {
+            Some(d) => d.normalize().to_string(),
+            None => exact_product(false, q, self.lot_size),
+        }
+    }
+}
+
+/// `Decimal::from(q)` for a `q` that fits 96 bits.
+trait FromU128 {
+    fn from_i128_with_scale_checked(q: u128) -> Option<Decimal>;
+}
+
+impl FromU128 for Decimal {
+    fn from_i128_with_scale_checked(q: u128) -> Option<Decimal> {
+        i128::try_from(q)
+            .ok()
+            .and_then(|v| Decimal::try_from_i128_with_scale(v, 0).ok())
+    }
+}
+
+/// `n × unit` written exactly (normalized, `-` when `negative` and not zero), by schoolbook
+/// multiplication of the decimal digits: for values a `Decimal` cannot hold.
+fn exact_product(negative: bool, n: u128, unit: Decimal) -> String {
+    let digits = |x: u128| -> Vec<u32> {
+        x.to_string()
+            .bytes()
+            .rev()
+            .map(|b| (b - b'0') as u32)
+            .collect()
+    };
+    let (a, b) = (digits(n), digits(unit.mantissa().unsigned_abs()));
+    let mut p = vec![0u32; a.len() + b.len()];
+    for (i, x) in a.iter().enumerate() {
+        let mut carry = 0;
+        for (j, y) in b.iter().enumerate() {
+            let t = p[i + j] + x * y + carry;
+            p[i + j] = t % 10;
+            carry = t / 10;
+        }
+        let mut k = i + b.len();
+        while carry > 0 {
+            let t = p[k] + carry;
+            p[k] = t % 10;
+            carry = t / 10;
+            k += 1;
+        }
+    }
+    let scale = unit.scale() as usize;
+    while p.len() <= scale {
+        p.push(0);
+    }
+    let (frac, whole) = p.split_at(scale);
+    let mut whole: String = whole
+        .iter()
+        .rev()
+        .map(|d| char::from(b'0' + *d as u8))
+        .collect();
+    let w = whole.trim_start_matches('0').to_string();
+    whole = if w.is_empty() { "0".into() } else { w };
+    let frac: String = frac
+        .iter()
+        .rev()
+        .map(|d| char::from(b'0' + *d as u8))
+        .collect();
+    let frac = frac.trim_end_matches('0');
+    let zero = whole == "0" && frac.is_empty();
+    let sign = if negative && !zero { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{frac}")
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Prices and quantities are written exactly whatever their size (a `Decimal` multiply
+    /// would panic past 96 bits and halt the consumer that writes them).
+    #[test]
+    fn display_values_never_overflow() {
+        let s = spec("0.01", "1000");
+        assert_eq!(s.price_text(Price(10025)), "100.25");
+        assert_eq!(s.price_text(Price(-5)), "-0.05");
+        assert_eq!(s.qty_text(1500), "1500000");
+        // Past a Decimal: a level total of 2^96 lots of 1000, a huge tick times i64::MIN.
+        assert_eq!(s.qty_text(1u128 << 96), format!("{}000", 1u128 << 96));
+        assert_eq!(s.qty_text(u128::MAX), format!("{}000", u128::MAX));
+        let huge = spec(
+            "79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+        );
+        assert_eq!(huge.price(Price(2)), None);
+        assert_eq!(huge.price_text(Price(2)), "158456325028528675187087900670");
+        assert_eq!(
+            huge.price_text(Price(i64::MIN)),
+            "-730750818665451459101842416348918137791111495680"
+        );
+        assert_eq!(huge.qty_text(3), "0.0000000000000000000000000003");
+        assert_eq!(huge.qty_text(0), "0");
+        assert_eq!(
+            exact_product(false, 123, Decimal::from_str("0.5").unwrap()),
+            "61.5"
+        );
+    }
+
     /// A decimal with more digits than a `Decimal` holds is refused, never rounded onto the
     /// grid: `from_str` alone reads `10.9999999999999999999999999999` as 11.
     #[test]
@@ -306,9 +425,9 @@ mod tests {
     #[test]
     fn decimals_print_normalized() {
         let s = spec("0.01", "0.001");
-        assert_eq!(s.price(Price(10025)).to_string(), "100.25");
-        assert_eq!(s.price(Price(10000)).to_string(), "100");
-        assert_eq!(s.qty(Qty(1500)).to_string(), "1.5");
+        assert_eq!(s.price_text(Price(10025)), "100.25");
+        assert_eq!(s.price_text(Price(10000)), "100");
+        assert_eq!(s.qty(Qty(1500)).map(|d| d.to_string()), Some("1.5".into()));
     }
 
     #[test]

@@ -222,8 +222,8 @@ fn alloc_consumer(
                 spec.symbol,
                 x.order_id,
                 x.account,
-                spec.qty(x.qty),
-                spec.price(x.price)
+                spec.qty_text(x.qty.0 as u128),
+                spec.price_text(x.price)
             );
         }
     });
@@ -265,20 +265,8 @@ fn md_consumer(script: &Arc<Script>, path: &Path) -> Result<MarketData<MdTap>, R
         let sym = |i: ringex_engine::InstrumentId| {
             sc.spec(i).map_or("-".to_string(), |s| s.symbol.clone())
         };
-        let px = |i, p| {
-            sc.spec(i)
-                .map(|s| s.price(p).to_string())
-                .unwrap_or_default()
-        };
-        let lots = |i, q: u128| {
-            sc.spec(i)
-                .map(|s| {
-                    (rust_decimal::Decimal::from(q) * s.lot_size)
-                        .normalize()
-                        .to_string()
-                })
-                .unwrap_or_default()
-        };
+        let px = |i, p| sc.spec(i).map(|s| s.price_text(p)).unwrap_or_default();
+        let lots = |i, q: u128| sc.spec(i).map(|s| s.qty_text(q)).unwrap_or_default();
         let side = |s: ringex_engine::Side| {
             if s == ringex_engine::Side::Buy {
                 "bid"

@@ -89,21 +89,15 @@ impl MdFeed {
     }
 
     fn px(&self, i: InstrumentId, p: i64) -> String {
-        self.specs.by_id(i).map_or_else(
-            || p.to_string(),
-            |s| s.price(ringex_engine::Price(p)).to_string(),
-        )
+        self.specs
+            .by_id(i)
+            .map_or_else(|| p.to_string(), |s| s.price_text(ringex_engine::Price(p)))
     }
 
     fn lots(&self, i: InstrumentId, q: u128) -> String {
-        self.specs.by_id(i).map_or_else(
-            || q.to_string(),
-            |s| {
-                (rust_decimal::Decimal::from(q) * s.lot_size)
-                    .normalize()
-                    .to_string()
-            },
-        )
+        self.specs
+            .by_id(i)
+            .map_or_else(|| q.to_string(), |s| s.qty_text(q))
     }
 
     fn sym(&self, i: InstrumentId) -> String {

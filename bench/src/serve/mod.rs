@@ -753,13 +753,8 @@ async fn order_status(
     match r {
         Ok(Ok(Some(o))) if o.account == account.0 => {
             let spec = app2.specs.by_id(InstrumentId(o.instrument));
-            let px = |p: i64| {
-                spec.map_or(p.to_string(), |s| {
-                    s.price(ringex_engine::Price(p)).to_string()
-                })
-            };
-            let q =
-                |x: u64| spec.map_or(x.to_string(), |s| s.qty(ringex_engine::Qty(x)).to_string());
+            let px = |p: i64| spec.map_or(p.to_string(), |s| s.price_text(ringex_engine::Price(p)));
+            let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty_text(x as u128));
             Json(json!({
                 "order_id": o.order_id,
                 "symbol": spec.map(|s| s.symbol.clone()),

@@ -480,17 +480,17 @@ impl Session {
     }
 
     fn px(&self, i: InstrumentId, p: i64) -> String {
-        self.app.specs.by_id(i).map_or_else(
-            || p.to_string(),
-            |s| s.price(ringex_engine::Price(p)).to_string(),
-        )
+        self.app
+            .specs
+            .by_id(i)
+            .map_or_else(|| p.to_string(), |s| s.price_text(ringex_engine::Price(p)))
     }
 
     fn qty(&self, i: InstrumentId, q: u64) -> String {
         self.app
             .specs
             .by_id(i)
-            .map_or_else(|| q.to_string(), |s| s.qty(Qty(q)).to_string())
+            .map_or_else(|| q.to_string(), |s| s.qty_text(q as u128))
     }
 
     /// The reports of one routed event for this session (possibly none).

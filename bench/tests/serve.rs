@@ -538,6 +538,12 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     let first = alice.recv()["order_id"].as_u64().unwrap();
     alice.send(new_order("b", "DEMO-A", "buy", "99", "2"));
     alice.recv();
+    // A rejected order takes an id too, and leaves no trace in the engine's state.
+    alice.send(new_order("x", "DEMO-A", "buy", "99.001", "2"));
+    let rejected = alice.recv();
+    assert_eq!(rejected["code"], "off_tick");
+    let rejected = rejected["order_id"].as_u64().unwrap();
+    assert_eq!(rejected, first + 2);
     alice.close();
     let book = || get_json(server.addr, "/v1/book/DEMO-A", None);
     eventually("both orders in the feed", || {
@@ -554,7 +560,8 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     let mut bob = Client::authed(server.addr, "bob", false);
     bob.send(new_order("c", "DEMO-A", "buy", "100", "1"));
     let r = bob.recv_n(2);
-    assert_eq!(r[0]["order_id"].as_u64(), Some(first + 2));
+    // Ids go on above every id handed out before the restart, the rejected one included.
+    assert!(r[0]["order_id"].as_u64().unwrap() > rejected, "{}", r[0]);
     // The recovered order is not this session's, so only the taker side is reported here.
     assert_eq!(
         (r[1]["type"].as_str(), r[1]["liquidity"].as_str()),
@@ -562,7 +569,7 @@ fn a_restarted_server_recovers_books_and_goes_on_with_fresh_ids() {
     );
     assert_eq!(
         get_json(server.addr, "/v1/status", None)["commands_processed"],
-        5
+        6
     );
     bob.close();
     server.stop().unwrap();

@@ -308,6 +308,23 @@ async fn send_snapshots(
     Some(rx)
 }
 
+/// Notes that the client was heard from, and passes its message on.
+fn heard_now<T>(heard: &mut std::time::Instant, msg: T) -> T {
+    *heard = std::time::Instant::now();
+    msg
+}
+
+/// Sends one message within `limit`; false when the connection is gone or too slow.
+async fn timed(socket: &mut WebSocket, m: Message, limit: std::time::Duration) -> bool {
+    match tokio::time::timeout(limit, socket.send(m)).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            metrics::dropped("write_timeout");
+            false
+        }
+    }
+}
+
 /// Runs one market-data connection to its end.
 pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<InstrumentId>) {
     metrics::sessions("market_data", 1.0);
@@ -320,8 +337,31 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
             return;
         }
     };
+    let limits = app.limits;
+    let mut stopping = app.stopping_watch();
+    // As for order entry: pings every third of the idle timeout, silence closes.
+    let mut ping = tokio::time::interval(limits.idle_timeout / 3);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = std::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() >= limits.idle_timeout {
+                    metrics::dropped("idle");
+                    crate::serve::session::close(&mut socket, crate::serve::session::CLOSE_POLICY,
+                        format!("idle: nothing heard for {:?}", limits.idle_timeout)).await;
+                    break;
+                }
+                if !timed(&mut socket, Message::Ping(Vec::new().into()), limits.write_timeout).await {
+                    break;
+                }
+            }
+            _ = stopping.changed() => {
+                crate::serve::session::close(&mut socket, crate::serve::session::CLOSE_AWAY,
+                    "the server is stopping".into()).await;
+                break;
+            }
             m = rx.recv() => match m {
                 Ok(m) => {
                     if !symbols.contains(&m.instrument) {
@@ -332,21 +372,22 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
                         continue;
                     }
                     last.insert(m.instrument, m.seq);
-                    if socket.send(Message::Text(m.json)).await.is_err() {
+                    if !timed(&mut socket, Message::Text(m.json), limits.write_timeout).await {
                         break;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics::dropped("md_slow_client");
-                    let _ = socket.send(Message::Text(Utf8Bytes::from(json!({"type": "error", "code": "slow_client",
-                        "message": format!("fell {n} updates behind: disconnected; reconnect for fresh snapshots")}).to_string()))).await;
+                    let e = json!({"type": "error", "code": "slow_client",
+                        "message": format!("fell {n} updates behind: disconnected; reconnect for fresh snapshots")});
+                    let _ = timed(&mut socket, Message::Text(Utf8Bytes::from(e.to_string())), limits.write_timeout).await;
                     crate::serve::session::close(&mut socket, crate::serve::session::CLOSE_POLICY,
                         format!("slow client: {n} updates behind")).await;
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            msg = socket.recv() => match msg {
+            msg = socket.recv() => match heard_now(&mut heard, msg) {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Text(t))) => {
                     // {"type":"subscribe","symbols":["A"]} or {"type":"snapshot"} (a resync).
@@ -367,7 +408,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
                     };
                     match reply {
                         Some(r) => {
-                            if socket.send(Message::Text(Utf8Bytes::from(r.to_string()))).await.is_err() {
+                            if !timed(&mut socket, Message::Text(Utf8Bytes::from(r.to_string())), limits.write_timeout).await {
                                 break;
                             }
                         }

@@ -14,6 +14,7 @@
 //! Every consumer that talks to clients is gated after the journal: an execution report,
 //! a trade on the feed or a row in the history is never out before its event is durable.
 
+pub mod ids;
 pub mod md;
 pub mod metrics;
 pub mod protocol;
@@ -99,6 +100,38 @@ pub struct ServeOptions {
     /// Market-data updates a client may fall behind before it is dropped.
     #[arg(long, default_value_t = 65_536)]
     pub md_queue: usize,
+    /// A connection that sends nothing for this long (not even the pong to the pings the
+    /// server sends every third of it) is closed (`30s`, `500ms`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// An order-entry connection that has not authenticated within this is closed.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+    /// A write to a client that takes longer than this closes the connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+}
+
+/// `30s`, `500ms`, `2m`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: a duration such as 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: a duration such as 30s, 500ms or 2m")),
+    };
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{s:?}: a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl ServeOptions {
@@ -119,6 +152,9 @@ impl ServeOptions {
             report_queue: 65_536,
             md_queue: 65_536,
             layout: "auto".into(),
+            idle_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -203,6 +239,12 @@ pub struct Limits {
     pub max_frame: usize,
     /// Execution reports queued per session.
     pub report_queue: usize,
+    /// Silence after which a connection is closed (pings go out every third of it).
+    pub idle_timeout: Duration,
+    /// Time to authenticate.
+    pub auth_timeout: Duration,
+    /// Longest write to a client.
+    pub write_timeout: Duration,
 }
 
 /// What every connection shares.
@@ -211,8 +253,8 @@ pub struct App {
     pub specs: Arc<Specs>,
     /// API key → account.
     pub keys: HashMap<String, AccountId>,
-    /// The next order id the server assigns.
-    pub next_order_id: AtomicU64,
+    /// The order ids the server assigns.
+    pub ids: ids::OrderIds,
     /// Session sign-ups for the report router.
     pub registry: crossbeam_channel::Sender<router::Registration>,
     /// The router's progress.
@@ -237,6 +279,10 @@ pub struct App {
     pipeline: Arc<Pipeline>,
     halted: watch::Receiver<Option<String>>,
     started: Instant,
+    /// Set when the server stops: sessions end (cancel-on-disconnect included) first.
+    stopping: watch::Receiver<bool>,
+    /// Order-entry sessions running now.
+    pub live_sessions: AtomicU64,
 }
 
 impl App {
@@ -251,6 +297,11 @@ impl App {
     /// Changes when the pipeline halts.
     pub fn halted_watch(&self) -> watch::Receiver<Option<String>> {
         self.halted.clone()
+    }
+
+    /// Changes to `true` when the server begins to stop.
+    pub fn stopping_watch(&self) -> watch::Receiver<bool> {
+        self.stopping.clone()
     }
 
     fn account_of(&self, headers: &HeaderMap) -> Option<AccountId> {
@@ -324,7 +375,13 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let keys = parse_keys(&opts)?;
     let (meta, state, setup_cmds) = prepare_journal(&opts)?;
     let specs = Arc::new(Specs::new(&meta.specs));
-    let next_id = next_order_id(&state, &setup_cmds);
+    let ids = ids::OrderIds::open(&opts.journal, &state, &setup_cmds).map_err(|source| {
+        RunError::Output {
+            path: opts.journal.join("order-ids"),
+            source,
+        }
+    })?;
+    let gone = cod_orders(&state);
     let grouped = grouped_layout(&opts)?;
     let Stages {
         pipeline,
@@ -338,29 +395,46 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     for c in &setup_cmds {
         let _ = gateway.submit_at(*c);
     }
+    // Every session is gone after a restart: the resting orders of those that had
+    // cancel-on-disconnect (their id range says which) are cancelled now, sequenced.
+    for c in &gone {
+        let _ = gateway.submit(*c);
+    }
+    if !gone.is_empty() {
+        tracing::warn!(
+            "cancelled {} resting order(s) of cancel-on-disconnect sessions that are gone",
+            gone.len()
+        );
+    }
     let (halt_tx, halt_rx) = watch::channel(None);
+    let (stop_tx_sessions, stopping) = watch::channel(false);
     let app = Arc::new(App {
         specs,
         keys,
-        next_order_id: AtomicU64::new(next_id),
+        ids,
         registry,
         progress,
         md: feed,
         balances,
         assets: meta.assets.clone(),
         history: opts.history.clone(),
-        submitted: AtomicU64::new(state.cmd_seq + setup_cmds.len() as u64),
+        submitted: AtomicU64::new(state.cmd_seq + (setup_cmds.len() + gone.len()) as u64),
         next_session: AtomicU64::new(1),
         limits: Limits {
             max_msgs_per_sec: opts.max_msgs_per_sec,
             max_frame: opts.max_frame,
             report_queue: opts.report_queue.max(16),
+            idle_timeout: opts.idle_timeout,
+            auth_timeout: opts.auth_timeout,
+            write_timeout: opts.write_timeout,
         },
         depth: opts.depth,
         gateway: Mutex::new(gateway),
         pipeline: Arc::clone(&pipeline),
         halted: halt_rx,
         started: Instant::now(),
+        stopping,
+        live_sessions: AtomicU64::new(0),
     });
     metrics::handle();
     let std_listener =
@@ -375,7 +449,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let thread = std::thread::Builder::new()
         .name("ringex-serve".into())
         .spawn(move || -> Result<ShutdownReport, ServeError> {
-            serve_until_stopped(app, std_listener, addr, halt_tx, stop_rx)?;
+            serve_until_stopped(app, std_listener, addr, halt_tx, stop_rx, stop_tx_sessions)?;
             // Every connection is gone: the App (and its gateway clones) go with them.
             Ok(take_pipeline(pipeline)?.shutdown())
         })
@@ -434,15 +508,19 @@ fn prepare_journal(
     Ok((meta, state, setup_cmds))
 }
 
-/// Order ids continue above every id the engine has seen (and every id of the setup).
-fn next_order_id(state: &EngineState, setup_cmds: &[Command]) -> u64 {
-    let mut next_id = state.used_ids.iter().map(|r| r.1).max().unwrap_or(0) + 1;
-    for c in setup_cmds {
-        if let ringex_engine::CommandKind::NewOrder(o) = c.kind {
-            next_id = next_id.max(o.order_id.0 + 1);
-        }
-    }
-    next_id
+/// Cancels of the resting orders of cancel-on-disconnect sessions (their ids are in the
+/// range [`ids::COD_BASE`] up).
+fn cod_orders(state: &EngineState) -> Vec<ringex_engine::CommandKind> {
+    state
+        .orders
+        .iter()
+        .filter(|r| r.order.order_id.0 >= ids::COD_BASE)
+        .map(|r| ringex_engine::CommandKind::Cancel {
+            instrument: r.order.instrument,
+            account: r.order.account,
+            order_id: r.order.order_id,
+        })
+        .collect()
 }
 
 /// `--layout`: whether the in-memory consumers share one thread.
@@ -534,6 +612,7 @@ fn serve_until_stopped(
     addr: SocketAddr,
     halt_tx: watch::Sender<Option<String>>,
     stop_rx: oneshot::Receiver<()>,
+    stopping: watch::Sender<bool>,
 ) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -556,8 +635,17 @@ fn serve_until_stopped(
                 _ = stop_rx => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            // Sessions end now: cancel-on-disconnect cancels go in before the pipeline stops.
+            let _ = stopping.send(true);
         });
         let r = serve.await;
+        // Upgraded connections outlive axum's graceful shutdown: wait for the sessions.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while app.live_sessions.load(std::sync::atomic::Ordering::Acquire) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         monitor.abort();
         if let Err(e) = r {
             tracing::error!("server: {e}");

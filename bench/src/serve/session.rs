@@ -351,10 +351,13 @@ impl Session {
         account: AccountId,
         n: NewMsg,
     ) -> Result<Vec<String>, Result<ProtocolError, (u16, String)>> {
-        let id = self
-            .app
-            .next_order_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.app.ids.next(self.cancel_on_disconnect).map_err(|e| {
+            Ok(ProtocolError::new(
+                "unavailable",
+                format!("no order id: {e}"),
+                n.req_id,
+            ))
+        })?;
         let Some(spec) = self.app.specs.by_symbol(&n.symbol) else {
             self.submit(
                 invalid(None, Some(id), account, RejectCode::UnknownInstrument),
@@ -438,23 +441,17 @@ impl Session {
         request: &'static str,
         req_id: Option<u64>,
     ) -> Result<(), ProtocolError> {
-        let mut tries = 0u32;
-        let seq = loop {
-            match self.gateway.try_submit(kind) {
-                Ok(s) => break s,
-                Err(SubmitError::Busy) if tries < 100_000 => {
-                    tries += 1;
-                    std::hint::spin_loop();
-                }
-                Err(SubmitError::Busy) => {
-                    return Err(ProtocolError::new(
-                        "busy",
-                        "the engine's input ring stayed full: retry later",
-                        req_id,
-                    ))
-                }
-                Err(e) => return Err(ProtocolError::new("unavailable", e.to_string(), req_id)),
+        // Never spin or block an async worker on a full ring: the client hears `busy`.
+        let seq = match self.gateway.try_submit(kind) {
+            Ok(s) => s,
+            Err(SubmitError::Busy) => {
+                return Err(ProtocolError::new(
+                    "busy",
+                    "the engine's input ring is full: retry later",
+                    req_id,
+                ))
             }
+            Err(e) => return Err(ProtocolError::new("unavailable", e.to_string(), req_id)),
         };
         self.app
             .submitted
@@ -672,29 +669,48 @@ impl Session {
     }
 
     /// Leaves the router; with cancel-on-disconnect, cancels this session's open orders.
-    fn end(&mut self) {
-        if let Some(a) = self.account {
-            let _ = self.app.registry.send(Registration::Leave(a, self.id));
-            if self.cancel_on_disconnect {
-                let open: Vec<(u64, InstrumentId)> = self
-                    .orders
-                    .iter()
-                    .map(|(id, o)| (*id, o.instrument))
-                    .collect();
-                for (id, instrument) in open {
-                    if self
-                        .gateway
-                        .submit(CommandKind::Cancel {
-                            instrument,
-                            account: a,
-                            order_id: OrderId(id),
-                        })
-                        .is_ok()
-                    {
+    /// The session is over: it leaves the router and, with cancel-on-disconnect, cancels
+    /// every open order it placed. A full input ring is waited out asynchronously (never on
+    /// a spinning worker); a halted engine refuses the cancels, and then the restart cancels
+    /// those orders (their ids mark them: [`super::ids::COD_BASE`]).
+    async fn end(&mut self) {
+        let Some(a) = self.account else {
+            return;
+        };
+        let _ = self.app.registry.send(Registration::Leave(a, self.id));
+        if !self.cancel_on_disconnect {
+            return;
+        }
+        let open: Vec<(u64, InstrumentId)> = self
+            .orders
+            .iter()
+            .map(|(id, o)| (*id, o.instrument))
+            .collect();
+        for (id, instrument) in open {
+            let kind = CommandKind::Cancel {
+                instrument,
+                account: a,
+                order_id: OrderId(id),
+            };
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match self.gateway.try_submit(kind) {
+                    Ok(_) => {
                         self.app
                             .submitted
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         metrics::command("cancel_on_disconnect");
+                        break;
+                    }
+                    Err(SubmitError::Busy) if Instant::now() < deadline => {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "cancel-on-disconnect of order {id} not sequenced now ({e}): the \
+                             restart cancels it"
+                        );
+                        break;
                     }
                 }
             }
@@ -748,25 +764,38 @@ fn convert(
     }
 }
 
-/// Sends messages in one flush; false when the connection is gone.
-async fn send_all(socket: &mut WebSocket, msgs: impl IntoIterator<Item = String>) -> bool {
-    let mut ok = true;
-    for m in msgs {
-        ok &= socket.feed(Message::Text(m.into())).await.is_ok();
+/// Sends messages in one flush; false when the connection is gone or the write took longer
+/// than `limit` (a client that does not read).
+async fn send_all(
+    socket: &mut WebSocket,
+    msgs: impl IntoIterator<Item = String>,
+    limit: std::time::Duration,
+) -> bool {
+    let write = async {
+        let mut ok = true;
+        for m in msgs {
+            ok &= socket.feed(Message::Text(m.into())).await.is_ok();
+        }
+        ok && socket.flush().await.is_ok()
+    };
+    match tokio::time::timeout(limit, write).await {
+        Ok(ok) => ok,
+        Err(_) => {
+            metrics::dropped("write_timeout");
+            false
+        }
     }
-    ok && socket.flush().await.is_ok()
 }
 
 /// Sends a close frame and waits (at most a second) for the client's, discarding what it
 /// still sends, so the reason reaches it instead of a reset.
 pub async fn close(socket: &mut WebSocket, code: u16, reason: String) {
     let reason: String = reason.chars().take(120).collect();
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    let send = socket.send(Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         while let Some(Ok(m)) = socket.recv().await {
             if matches!(m, Message::Close(_)) {
@@ -780,9 +809,20 @@ pub async fn close(socket: &mut WebSocket, code: u16, reason: String) {
 /// Runs one order-entry connection to its end.
 pub async fn run(mut socket: WebSocket, app: Arc<App>) {
     metrics::sessions("order_entry", 1.0);
+    app.live_sessions
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     let mut s = Session::new(Arc::clone(&app));
     let mut out = Vec::with_capacity(64);
     let mut halted = app.halted_watch();
+    let mut stopping = app.stopping_watch();
+    let limits = app.limits;
+    // Pings every third of the idle timeout; silence (no frame at all, pongs included) for
+    // the whole of it closes the connection: a half-open client is noticed.
+    let mut ping = tokio::time::interval(limits.idle_timeout / 3);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = Instant::now();
+    let auth_deadline = tokio::time::Instant::now() + limits.auth_timeout;
     loop {
         let reports = async {
             match s.reports.as_mut() {
@@ -790,8 +830,10 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                 None => std::future::pending().await,
             }
         };
+        let unauthenticated = s.account.is_none();
         tokio::select! {
             msg = socket.recv() => {
+                heard = Instant::now();
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Err(e)) => {
@@ -804,7 +846,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                     }
                     Some(Ok(Message::Text(t))) => match s.on_text(t.as_str()) {
                         Step::Reply(v) => {
-                            if !send_all(&mut socket, v).await {
+                            if !send_all(&mut socket, v, limits.write_timeout).await {
                                 break;
                             }
                         }
@@ -816,7 +858,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                     },
                     Some(Ok(Message::Binary(_))) => {
                         let e = ProtocolError::new("invalid_message", "binary frames are not taken: send JSON text", None);
-                        if socket.send(Message::Text(e.to_json().into())).await.is_err() {
+                        if !send_all(&mut socket, [e.to_json()], limits.write_timeout).await {
                             break;
                         }
                     }
@@ -834,7 +876,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                                 _ => break,
                             }
                         }
-                        if !send_all(&mut socket, out.drain(..)).await {
+                        if !send_all(&mut socket, out.drain(..), limits.write_timeout).await {
                             break;
                         }
                     }
@@ -847,13 +889,35 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>) {
                     }
                 }
             }
+            _ = ping.tick() => {
+                if heard.elapsed() >= limits.idle_timeout {
+                    metrics::dropped("idle");
+                    close(&mut socket, CLOSE_POLICY, format!("idle: nothing heard for {:?}", limits.idle_timeout)).await;
+                    break;
+                }
+                let ping = tokio::time::timeout(limits.write_timeout, socket.send(Message::Ping(Vec::new().into())));
+                if !matches!(ping.await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(auth_deadline), if unauthenticated => {
+                metrics::dropped("auth_timeout");
+                close(&mut socket, CLOSE_POLICY, format!("not authenticated within {:?}", limits.auth_timeout)).await;
+                break;
+            }
             _ = halted.changed() => {
                 let why = halted.borrow().clone().unwrap_or_default();
                 close(&mut socket, CLOSE_AWAY, format!("the engine stopped: {why}")).await;
                 break;
             }
+            _ = stopping.changed() => {
+                close(&mut socket, CLOSE_AWAY, "the server is stopping".into()).await;
+                break;
+            }
         }
     }
-    s.end();
+    s.end().await;
+    app.live_sessions
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     metrics::sessions("order_entry", -1.0);
 }

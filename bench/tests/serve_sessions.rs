@@ -1,0 +1,183 @@
+//! Sessions that end in every way: idle (half-open) clients noticed by ping and closed,
+//! connections that never authenticate closed, and cancel-on-disconnect honoured when the
+//! server stops gracefully (its cancels journaled before exit), on Ctrl-C, and after a
+//! crash (the restart cancels the orders of the sessions that are gone).
+#![cfg(feature = "serve")]
+
+#[path = "common/ws.rs"]
+mod ws;
+
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use ws::{demo_server_in, eventually, get_json, Client, Got};
+
+/// Reads raw frames until `f` says stop, or the timeout; answers pings (tungstenite does).
+fn read_until(c: &mut Client, limit: Duration, mut f: impl FnMut(&Message) -> bool) -> bool {
+    if let tokio_tungstenite::tungstenite::stream::MaybeTlsStream::Plain(s) = c.ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        match c.ws.read() {
+            Ok(m) => {
+                if f(&m) {
+                    return true;
+                }
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_idle_timeout_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server_in(dir.path(), |o| o.idle_timeout = Duration::from_millis(300));
+    // A client that reads answers the server's pings and stays, also saying nothing.
+    let mut live = Client::authed(server.addr, "alice", false);
+    let mut pings = 0;
+    assert!(!read_until(&mut live, Duration::from_millis(1_200), |m| {
+        pings += matches!(m, Message::Ping(_)) as u32;
+        matches!(m, Message::Close(_))
+    }));
+    assert!(pings >= 3, "{pings} pings in 1.2 s");
+    live.send(json!({"type": "ping", "req_id": 9}));
+    assert_eq!(live.recv()["type"], "pong");
+    // A half-open client: it reads nothing (no pong) for longer than the idle timeout.
+    let mut silent = Client::authed(server.addr, "bob", false);
+    std::thread::sleep(Duration::from_millis(900));
+    let mut why = None;
+    read_until(&mut silent, Duration::from_secs(3), |m| {
+        if let Message::Close(Some(f)) = m {
+            why = Some((u16::from(f.code), f.reason.to_string()));
+            return true;
+        }
+        false
+    });
+    let (code, reason) = why.expect("closed by the server");
+    assert_eq!(code, 1008);
+    assert!(reason.contains("idle"), "{reason}");
+    live.close();
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_connection_that_never_authenticates_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server_in(dir.path(), |o| o.auth_timeout = Duration::from_millis(200));
+    let mut c = Client::orders(server.addr);
+    match c.next() {
+        Got::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1008);
+            assert!(reason.contains("not authenticated"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    server.stop().unwrap();
+}
+
+/// The resting orders a journal directory holds (after recovery).
+fn resting(journal: &std::path::Path) -> usize {
+    ringex_consumers::recovery::recover(journal)
+        .expect("recover")
+        .state
+        .orders
+        .len()
+}
+
+#[test]
+fn stopping_the_server_cancels_the_orders_of_cancel_on_disconnect_sessions_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server_in(dir.path(), |_| {});
+    let mut cod = Client::authed(server.addr, "alice", true);
+    let mut keep = Client::authed(server.addr, "bob", false);
+    cod.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "99", "qty": "3"}));
+    assert_eq!(cod.recv()["type"], "accepted");
+    keep.send(
+        json!({"type": "new", "symbol": "DEMO-A", "side": "sell", "price": "101", "qty": "2"}),
+    );
+    assert_eq!(keep.recv()["type"], "accepted");
+    // Stop while both sessions are connected: the cancel is journaled before the exit.
+    server.stop().unwrap();
+    assert_eq!(
+        resting(&dir.path().join("journal")),
+        1,
+        "only bob's order rests"
+    );
+    let server = demo_server_in(dir.path(), |_| {});
+    let book = get_json(server.addr, "/v1/book/DEMO-A", None);
+    assert_eq!(
+        (book["bids"].clone(), book["asks"].clone()),
+        (json!([]), json!([["101", "2"]]))
+    );
+    server.stop().unwrap();
+}
+
+/// `ringex serve` as its own process, and its address.
+fn spawn_server(journal: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--journal"])
+        .arg(journal)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines.next().expect("ringex serve said nothing").unwrap();
+        if let Some(rest) = l.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining its stderr so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Places a resting order from a cancel-on-disconnect session, then stops the process with
+/// `signal`; returns the journal directory.
+fn cod_order_then(signal: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let (mut child, addr) = spawn_server(&journal);
+    let mut cod = Client::authed(addr, "alice", true);
+    cod.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "99", "qty": "3"}));
+    assert_eq!(cod.recv()["type"], "accepted");
+    let st = Proc::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.wait().unwrap();
+    dir
+}
+
+#[test]
+fn ctrl_c_cancels_them_before_exit() {
+    let dir = cod_order_then("INT");
+    assert_eq!(resting(&dir.path().join("journal")), 0);
+}
+
+#[test]
+fn after_a_crash_the_restart_cancels_them() {
+    let dir = cod_order_then("KILL");
+    let journal = dir.path().join("journal");
+    assert_eq!(resting(&journal), 1, "kill -9: nothing cancelled it");
+    let (mut child, addr) = spawn_server(&journal);
+    eventually("the restart cancelled the gone session's order", || {
+        get_json(addr, "/v1/book/DEMO-A", None)["bids"] == json!([])
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(resting(&journal), 0, "the cancel is journaled");
+}

@@ -1,7 +1,8 @@
 //! Hand-written scenarios, one per rule of docs/formats.md: each directory under
 //! `tests/scenarios/` holds `script.csv`, the expected `events.csv` and `book.csv`, and
 //! optionally `stderr.txt` (lines that must appear in what `ringex run` reports), `md.csv`,
-//! `alloc.csv` and `balances.csv` (the market-data feed, the allocations, the balances).
+//! `alloc.csv` and `balances.csv` (the market-data feed, the allocations, the balances), and
+//! `args.txt` (more flags for `ringex run`, one a line).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +46,12 @@ fn run(dir: &Path) -> Outputs {
         .arg(&md)
         .arg("--balances-out")
         .arg(&balances)
+        .args(
+            std::fs::read_to_string(dir.join("args.txt"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.trim().is_empty()),
+        )
         .output()
         .expect("run ringex");
     assert!(

@@ -393,6 +393,7 @@ fn a_slow_market_data_client_is_dropped_and_the_engine_goes_on() {
     let (server, _dir) = demo_server(|o| {
         o.md_queue = 16;
         o.max_msgs_per_sec = 1_000_000;
+        o.max_open_orders = 0;
     });
     let addr = server.addr;
     // Connects and never reads.

@@ -181,3 +181,62 @@ fn after_a_crash_the_restart_cancels_them() {
     child.wait().unwrap();
     assert_eq!(resting(&journal), 0, "the cancel is journaled");
 }
+
+#[test]
+fn limits_keep_one_client_from_hurting_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server_in(dir.path(), |o| {
+        o.max_sessions_per_key = 2;
+        o.max_open_orders = 2;
+        o.max_snapshots_per_sec = 3;
+    });
+    let addr = server.addr;
+    // Sessions per key: a third session of alice's key is refused; bob's are not affected.
+    let mut a1 = Client::authed(addr, "alice", false);
+    let a2 = Client::authed(addr, "alice", false);
+    let mut a3 = Client::orders(addr);
+    a3.send(json!({"type": "auth", "key": "alice"}));
+    match a3.next() {
+        Got::Closed(Some((code, reason))) => {
+            assert_eq!(code, 1008);
+            assert!(reason.contains("sessions"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut b = Client::authed(addr, "bob", false);
+    // Once one of them leaves, another may come.
+    a2.close();
+    ws::eventually("a place freed", || {
+        let mut c = Client::orders(addr);
+        c.send(json!({"type": "auth", "key": "alice"}));
+        matches!(c.next(), Got::Msg(m) if m["type"] == "authenticated")
+    });
+    // Open orders per account, in the sequenced path.
+    for (k, px) in ["99", "98", "97"].iter().enumerate() {
+        a1.send(json!({"type": "new", "cl_ord_id": format!("o{k}"), "symbol": "DEMO-A", "side": "buy", "price": px, "qty": "1"}));
+    }
+    let got: Vec<_> = (0..3).map(|_| a1.recv()).collect();
+    assert_eq!(
+        got.iter()
+            .map(|m| m["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["accepted", "accepted", "rejected"]
+    );
+    assert_eq!(got[2]["code"], "too_many_orders");
+    b.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "97", "qty": "1"}));
+    assert_eq!(
+        b.recv()["type"],
+        "accepted",
+        "another account is not limited"
+    );
+    // Book snapshots: a server-wide budget a second.
+    let codes: Vec<u16> = (0..6)
+        .map(|_| ws::http_get(addr, "/v1/book/DEMO-A", None).0)
+        .collect();
+    assert!(codes.contains(&200) && codes.contains(&429), "{codes:?}");
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(ws::http_get(addr, "/v1/book/DEMO-A", None).0, 200);
+    a1.close();
+    b.close();
+    server.stop().unwrap();
+}

@@ -63,6 +63,9 @@ pub enum RejectCode {
     /// A funded instrument definition that cannot be used (same asset on both sides, a zero
     /// unit, a bad rate, an undeclared asset's scale).
     InvalidInstrument,
+    /// The account already has as many resting orders as the engine allows
+    /// ([`crate::Matcher::with_max_open_orders`]).
+    TooManyOrders,
 }
 
 impl RejectCode {
@@ -94,11 +97,12 @@ impl RejectCode {
             RejectCode::PriceBand => "price_band",
             RejectCode::DuplicateAsset => "duplicate_asset",
             RejectCode::InvalidInstrument => "invalid_instrument",
+            RejectCode::TooManyOrders => "too_many_orders",
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [RejectCode; 25] = [
+    pub const ALL: [RejectCode; 26] = [
         RejectCode::OffTick,
         RejectCode::OffLot,
         RejectCode::NegativeQty,
@@ -124,6 +128,7 @@ impl RejectCode {
         RejectCode::PriceBand,
         RejectCode::DuplicateAsset,
         RejectCode::InvalidInstrument,
+        RejectCode::TooManyOrders,
     ];
 }
 

@@ -8,8 +8,16 @@ use proptest::prelude::*;
 use ringex_engine::*;
 
 /// Runs both matchers command by command: identical events, then identical books.
-fn fast_vs_naive(cmds: &[Command], mut fast: Matcher) -> Result<(), TestCaseError> {
-    let mut naive = NaiveMatcher::new();
+fn fast_vs_naive(cmds: &[Command], fast: Matcher) -> Result<(), TestCaseError> {
+    fast_vs(cmds, fast, NaiveMatcher::new())
+}
+
+/// The same with the naive matcher given.
+fn fast_vs(
+    cmds: &[Command],
+    mut fast: Matcher,
+    mut naive: NaiveMatcher,
+) -> Result<(), TestCaseError> {
     let (mut fe, mut ne) = (Vec::new(), Vec::new());
     for (i, c) in cmds.iter().enumerate() {
         let seq = Sequence(i as u64 + 1);
@@ -63,6 +71,18 @@ proptest! {
             Matcher::default()
         };
         fast_vs_naive(&cmds, m)?;
+    }
+
+    /// A limit on resting orders per account (`too_many_orders`), small enough to be hit
+    /// often, set before the stream or on a matcher part-way through it.
+    #[test]
+    fn fast_and_naive_agree_with_a_limit_on_open_orders(raw in raw_stream(300), limit in 1u32..6, funded in any::<bool>()) {
+        let cmds = if funded { decode_funded(&raw) } else { decode(&raw) };
+        fast_vs(
+            &cmds,
+            Matcher::default().with_max_open_orders(limit),
+            NaiveMatcher::new().with_max_open_orders(limit),
+        )?;
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct RunOptions {
     /// (`balance,<account>,<asset>,<total>,<held>`).
     #[arg(long)]
     pub balances_out: Option<PathBuf>,
+    /// Resting orders an account may have: a GTC or GTD limit order past it is rejected
+    /// `too_many_orders`. No limit unless given.
+    #[arg(long)]
+    pub max_open_orders: Option<u32>,
     /// Keep the order history in this SQLite file (orders, trades, transfers; `ringex
     /// query`). With --journal it is gated after the journal and first catches up with it.
     #[arg(long)]
@@ -394,7 +398,8 @@ pub fn run_script(opts: &RunOptions) -> Result<RunReport, RunError> {
             ids: cmds.len().clamp(1 << 16, 1 << 22),
             ..MatcherCapacity::default()
         },
-    );
+    )
+    .with_max_open_orders(opts.max_open_orders.unwrap_or(u32::MAX));
     let mut builder = Pipeline::builder()
         .matcher(matcher)
         .resume_after(state.cmd_seq, state.event_seq);

@@ -89,6 +89,10 @@ pub struct NodeOptions {
     /// When the local journal syncs: batch (the default), interval:<ms>, none.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
+    /// Resting orders an account may have (`too_many_orders` past it); every node of a
+    /// shard must say the same. None by default.
+    #[arg(long)]
+    pub max_open_orders: Option<u32>,
 }
 
 /// Where a node stands, written to `<journal>/node.status` five times a lease.
@@ -132,7 +136,8 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
     let rec = ringex_consumers::recovery::recover(&o.journal)?;
     let state = rec.state;
     let unpublished_from_journal = ringex_consumers::recovery::journal_events(&o.journal)?;
-    let matcher = Matcher::from_state(&state, MatcherCapacity::default());
+    let matcher = Matcher::from_state(&state, MatcherCapacity::default())
+        .with_max_open_orders(o.max_open_orders.unwrap_or(u32::MAX));
     let mut b = Pipeline::builder()
         .matcher(matcher)
         .resume_after(state.cmd_seq, state.event_seq);

@@ -330,6 +330,16 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
     metrics::sessions("market_data", 1.0);
     let feed = Arc::clone(&app.md);
     let mut last: BTreeMap<InstrumentId, u64> = BTreeMap::new();
+    if !app.take_snapshot() {
+        crate::serve::session::close(
+            &mut socket,
+            crate::serve::session::CLOSE_POLICY,
+            "rate_limited: too many book snapshots a second (--max-snapshots-per-sec)".into(),
+        )
+        .await;
+        metrics::sessions("market_data", -1.0);
+        return;
+    }
     let mut rx = match send_snapshots(&mut socket, &feed, &symbols, &mut last).await {
         Some(rx) => rx,
         None => {
@@ -409,6 +419,13 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
                     match reply {
                         Some(r) => {
                             if !timed(&mut socket, Message::Text(Utf8Bytes::from(r.to_string())), limits.write_timeout).await {
+                                break;
+                            }
+                        }
+                        None if !app.take_snapshot() => {
+                            let e = json!({"type": "error", "code": "rate_limited",
+                                "message": "too many book snapshots a second: ask again later"});
+                            if !timed(&mut socket, Message::Text(Utf8Bytes::from(e.to_string())), limits.write_timeout).await {
                                 break;
                             }
                         }

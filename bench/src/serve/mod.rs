@@ -100,6 +100,17 @@ pub struct ServeOptions {
     /// Market-data updates a client may fall behind before it is dropped.
     #[arg(long, default_value_t = 65_536)]
     pub md_queue: usize,
+    /// Resting orders an account may have: a GTC or GTD limit order past it is rejected
+    /// `too_many_orders` (sequenced). `0`: no limit.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_open_orders: u32,
+    /// Order-entry sessions one API key may have open at once; another is refused (1008).
+    #[arg(long, default_value_t = 16)]
+    pub max_sessions_per_key: u32,
+    /// Book snapshots (`GET /v1/book`, market-data subscriptions and resyncs) a second, for
+    /// the whole server; past it they are refused (`429`, `rate_limited`).
+    #[arg(long, default_value_t = 200)]
+    pub max_snapshots_per_sec: u32,
     /// A connection that sends nothing for this long (not even the pong to the pings the
     /// server sends every third of it) is closed (`30s`, `500ms`, `2m`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -152,6 +163,9 @@ impl ServeOptions {
             report_queue: 65_536,
             md_queue: 65_536,
             layout: "auto".into(),
+            max_open_orders: 10_000,
+            max_sessions_per_key: 16,
+            max_snapshots_per_sec: 200,
             idle_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
@@ -245,6 +259,8 @@ pub struct Limits {
     pub auth_timeout: Duration,
     /// Longest write to a client.
     pub write_timeout: Duration,
+    /// Order-entry sessions per API key.
+    pub max_sessions_per_key: u32,
 }
 
 /// What every connection shares.
@@ -283,6 +299,8 @@ pub struct App {
     stopping: watch::Receiver<bool>,
     /// Order-entry sessions running now.
     pub live_sessions: AtomicU64,
+    sessions_by_key: Mutex<HashMap<String, u32>>,
+    snapshots: Mutex<session::Bucket>,
 }
 
 impl App {
@@ -297,6 +315,47 @@ impl App {
     /// Changes when the pipeline halts.
     pub fn halted_watch(&self) -> watch::Receiver<Option<String>> {
         self.halted.clone()
+    }
+
+    /// Counts a session of `key`; false (nothing counted) when it has the most allowed.
+    pub fn open_session(&self, key: &str) -> bool {
+        let mut m = self
+            .sessions_by_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_default();
+        if *n >= self.limits.max_sessions_per_key {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A session of `key` ended.
+    pub fn close_session(&self, key: &str) {
+        let mut m = self
+            .sessions_by_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// Takes one book snapshot from the server-wide budget (false: over it).
+    pub fn take_snapshot(&self) -> bool {
+        let ok = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if !ok {
+            metrics::dropped_message("snapshot_rate_limited");
+        }
+        ok
     }
 
     /// Changes to `true` when the server begins to stop.
@@ -427,7 +486,10 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
             idle_timeout: opts.idle_timeout,
             auth_timeout: opts.auth_timeout,
             write_timeout: opts.write_timeout,
+            max_sessions_per_key: opts.max_sessions_per_key.max(1),
         },
+        sessions_by_key: Mutex::new(HashMap::new()),
+        snapshots: Mutex::new(session::Bucket::new(opts.max_snapshots_per_sec)),
         depth: opts.depth,
         gateway: Mutex::new(gateway),
         pipeline: Arc::clone(&pipeline),
@@ -560,7 +622,12 @@ fn start_pipeline(
     specs: &Arc<Specs>,
     grouped: bool,
 ) -> Result<Stages, ServeError> {
-    let matcher = Matcher::from_state(state, MatcherCapacity::default());
+    let limit = match opts.max_open_orders {
+        0 => u32::MAX,
+        n => n,
+    };
+    let matcher =
+        Matcher::from_state(state, MatcherCapacity::default()).with_max_open_orders(limit);
     let mut builder = Pipeline::builder()
         .matcher(matcher)
         .resume_after(state.cmd_seq, state.event_seq);
@@ -767,6 +834,13 @@ async fn book(
             format!("no symbol {symbol:?}"),
         );
     };
+    if !app.take_snapshot() {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many book snapshots a second (--max-snapshots-per-sec): retry later",
+        );
+    }
     let depth = q
         .get("depth")
         .and_then(|d| d.parse().ok())

@@ -48,7 +48,7 @@ struct Pending {
 }
 
 /// A token bucket: `rate` messages a second, bursts of one second's worth.
-struct Bucket {
+pub(crate) struct Bucket {
     rate: f64,
     tokens: f64,
     last: Instant,
@@ -56,7 +56,7 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         Bucket {
             rate: rate.max(1) as f64,
             tokens: rate.max(1) as f64,
@@ -65,7 +65,7 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self) -> bool {
+    pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         self.last = now;
@@ -99,6 +99,8 @@ struct Session {
     orders: FxHashMap<u64, OwnOrder>,
     bucket: Bucket,
     bad_keys: u32,
+    /// The API key it authenticated with (its sessions are counted).
+    key: Option<String>,
     reports: Option<mpsc::Receiver<Report>>,
     overflowed: Arc<AtomicBool>,
 }
@@ -142,6 +144,7 @@ impl Session {
             orders: FxHashMap::default(),
             bucket,
             bad_keys: 0,
+            key: None,
             reports: None,
             overflowed: Arc::new(AtomicBool::new(false)),
         }
@@ -202,6 +205,17 @@ impl Session {
                 }
                 return Err(Ok(ProtocolError::new("bad_key", "unknown API key", None)));
             };
+            if !self.app.open_session(key) {
+                metrics::dropped("sessions_per_key");
+                return Err(Err((
+                    CLOSE_POLICY,
+                    format!(
+                        "this key has {} sessions open already (--max-sessions-per-key)",
+                        self.app.limits.max_sessions_per_key
+                    ),
+                )));
+            }
+            self.key = Some(key.clone());
             self.account = Some(account);
             self.cancel_on_disconnect = *cancel_on_disconnect;
             let (tx, rx) = mpsc::channel(self.app.limits.report_queue);
@@ -674,6 +688,9 @@ impl Session {
     /// a spinning worker); a halted engine refuses the cancels, and then the restart cancels
     /// those orders (their ids mark them: [`super::ids::COD_BASE`]).
     async fn end(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.app.close_session(&k);
+        }
         let Some(a) = self.account else {
             return;
         };

@@ -70,6 +70,41 @@ pub(crate) struct OrderBooks {
     /// in a map that holds only accounts with resting orders.
     acct_heads: Vec<u32>,
     acct_sparse: FxHashMap<u64, u32>,
+    /// Resting orders per account, kept only while a limit on them is set.
+    acct_counts: Option<AccountCounts>,
+}
+
+/// Resting orders per account: dense below 2^20, a map above.
+#[derive(Clone, Debug, Default)]
+struct AccountCounts {
+    dense: Vec<u32>,
+    sparse: FxHashMap<u64, u32>,
+}
+
+impl AccountCounts {
+    fn get(&self, a: AccountId) -> u32 {
+        if a.0 < DENSE_ACCOUNT_HEADS {
+            self.dense.get(a.0 as usize).copied().unwrap_or(0)
+        } else {
+            self.sparse.get(&a.0).copied().unwrap_or(0)
+        }
+    }
+
+    fn add(&mut self, a: AccountId, up: bool) {
+        let c = if a.0 < DENSE_ACCOUNT_HEADS {
+            let i = a.0 as usize;
+            if self.dense.len() <= i {
+                self.dense.resize((i + 1).next_power_of_two(), 0);
+            }
+            &mut self.dense[i]
+        } else {
+            self.sparse.entry(a.0).or_default()
+        };
+        *c = if up { *c + 1 } else { c.saturating_sub(1) };
+        if !up && *c == 0 && a.0 >= DENSE_ACCOUNT_HEADS {
+            self.sparse.remove(&a.0);
+        }
+    }
 }
 
 /// Accounts below this id find their resting orders by direct indexing.
@@ -136,6 +171,7 @@ impl OrderBooks {
             },
             acct_heads: Vec::new(),
             acct_sparse: FxHashMap::default(),
+            acct_counts: None,
         }
     }
 
@@ -273,7 +309,28 @@ impl OrderBooks {
         cold[select_unpredictable(head != NIL, head, idx) as usize].acct_prev =
             select_unpredictable(head != NIL, idx, NIL);
         self.set_account_head(node.account, idx);
+        if let Some(c) = self.acct_counts.as_mut() {
+            c.add(node.account, true);
+        }
         idx
+    }
+
+    /// Starts counting resting orders per account (for a limit on them), from the orders
+    /// resting now.
+    pub fn count_accounts(&mut self) {
+        let mut c = AccountCounts::default();
+        for (h, k) in self.hot.iter().zip(&self.cold) {
+            if k.live {
+                c.add(h.account, true);
+            }
+        }
+        self.acct_counts = Some(c);
+    }
+
+    /// An account's resting orders (0 unless counting is on).
+    #[inline]
+    pub fn open_orders(&self, account: AccountId) -> u32 {
+        self.acct_counts.as_ref().map_or(0, |c| c.get(account))
     }
 
     /// The hot part of a pooled order.
@@ -532,6 +589,9 @@ impl OrderBooks {
             }
             _ if prev == NIL => self.set_account_head(account, next),
             _ => {}
+        }
+        if let Some(c) = self.acct_counts.as_mut() {
+            c.add(account, false);
         }
         let c = &mut self.cold[idx as usize];
         c.live = false;

@@ -47,6 +47,8 @@ pub struct NaiveMatcher {
     assets: BTreeMap<u16, u8>,
     /// (account, asset) → total.
     totals: BTreeMap<(u64, u16), i128>,
+    /// Resting orders an account may have (`None`: no limit).
+    max_open_orders: Option<usize>,
 }
 
 /// `n × r` truncated toward zero.
@@ -115,6 +117,12 @@ impl NaiveMatcher {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same limit as [`crate::Matcher::with_max_open_orders`].
+    pub fn with_max_open_orders(mut self, n: u32) -> Self {
+        self.max_open_orders = (n != u32::MAX).then_some(n as usize);
+        self
     }
 
     fn reject(
@@ -417,6 +425,17 @@ impl NaiveMatcher {
             Some(RejectCode::Halted)
         } else if self.blocked.contains(&o.account.0) {
             Some(RejectCode::Blocked)
+        } else if self.max_open_orders.is_some_and(|m| {
+            o.order_type == OrderType::Limit
+                && o.tif.may_rest()
+                && self
+                    .resting
+                    .iter()
+                    .filter(|r| r.order.account == o.account)
+                    .count()
+                    >= m
+        }) {
+            Some(RejectCode::TooManyOrders)
         } else if o.tif == TimeInForce::Gtd && o.expiry <= cmd.ts {
             Some(RejectCode::ExpiryInPast)
         } else if o.post_only

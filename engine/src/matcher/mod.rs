@@ -114,6 +114,8 @@ pub struct Matcher {
     holds: Vec<i128>,
     /// The latest command time handled: time never goes backwards in sequence order.
     clock: u64,
+    /// Resting orders an account may have (`u32::MAX`: no limit).
+    max_open_orders: u32,
 }
 
 impl Default for Matcher {
@@ -135,7 +137,21 @@ impl Matcher {
             ledger: Ledger::new(),
             holds: Vec::with_capacity(cap.orders),
             clock: 0,
+            max_open_orders: u32::MAX,
         }
+    }
+
+    /// Limits how many orders an account may have resting: a GTC or GTD limit order of an
+    /// account that has `n` resting is rejected `too_many_orders` (after the halted and
+    /// blocked checks; IOC, FOK and market orders never rest and are not limited). The
+    /// same limit must be set wherever the same commands are replayed (every node of a
+    /// shard); it counts the orders resting now, so it can be set on a recovered matcher.
+    pub fn with_max_open_orders(mut self, n: u32) -> Self {
+        self.max_open_orders = n;
+        if n != u32::MAX {
+            self.books.count_accounts();
+        }
+        self
     }
 
     /// A matcher that carries on from `state` (a snapshot or a recovered journal).
@@ -393,6 +409,12 @@ impl Matcher {
             Some(RejectCode::Halted)
         } else if self.is_blocked(o.account) {
             Some(RejectCode::Blocked)
+        } else if self.max_open_orders != u32::MAX
+            && o.order_type == OrderType::Limit
+            && o.tif.may_rest()
+            && self.books.open_orders(o.account) >= self.max_open_orders
+        {
+            Some(RejectCode::TooManyOrders)
         } else if o.tif == TimeInForce::Gtd && o.expiry <= ts {
             Some(RejectCode::ExpiryInPast)
         } else if o.post_only

@@ -447,3 +447,264 @@ fn lost_acks_and_resubmissions_sequence_nothing_twice() {
         (expected[0].len() + 1, expected[1].len() + 1)
     );
 }
+
+/// A nats-server of the test's own, on a free port with its store in `dir`.
+struct OwnNats {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnNats {
+    fn start(dir: &Path, port: u16) -> OwnNats {
+        let mut n = OwnNats {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        n.up();
+        n
+    }
+
+    fn up(&mut self) {
+        let child = Proc::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.join("js"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH (bash .ci/test installs it)");
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A clean restart (SIGTERM, then the same port and store).
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Proc::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            c.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.up();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The NATS server restarts in the middle of a run (its store on disk): the router's
+/// submissions are made again with the same ids until they go through, the nodes follow the
+/// command stream again and the lease is taken again, and the shard's event stream ends up
+/// equal to one engine's, with no gap and no duplicate.
+#[test]
+fn a_nats_server_restart_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = OwnNats::start(dir.path(), port);
+    let url = server.url();
+    let cluster = cluster_name("n");
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let w = MultiSymbolWorkload {
+        seed: 11,
+        instruments: 4,
+        accounts: 20,
+        orders_per_instrument: 5,
+        ..Default::default()
+    }
+    .generate(4_000);
+    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    let start = |id: &str, j: &str| {
+        let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+            .args([
+                "node",
+                "run",
+                "--nats",
+                &url,
+                "--cluster",
+                &cluster,
+                "--shard",
+                "0",
+            ])
+            .args(["--node-id", id, "--lease-ms", "500", "--journal"])
+            .arg(dir.path().join(j))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Node {
+            child: Some(child),
+            journal: dir.path().join(j),
+            id: id.to_string(),
+            shard: 0,
+        }
+    };
+    let primary = start("p", "p");
+    primary.wait_for("primary", |s| s.role == "primary");
+    let standby = start("s", "s");
+    standby.wait_for("standby", |s| s.role == "standby");
+    let chunks: Vec<&[Command]> = cmds.chunks(200).collect();
+    for (k, chunk) in chunks.iter().enumerate() {
+        if k == chunks.len() / 2 {
+            server.restart();
+        }
+        // The same submission again until it goes through (nothing is sequenced twice).
+        let t = Instant::now();
+        while rt
+            .block_on(router.submit_as(&format!("chunk{k}"), chunk, 64))
+            .is_err()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "chunk {k} never went through"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let shard_cmds = rt
+        .block_on(read_commands(router.context(), &names, 0))
+        .unwrap();
+    assert_eq!(shard_cmds, cmds, "each command once, in order");
+    let (_, expected) = reference(&cmds);
+    let last = expected.last().unwrap().0;
+    let t = Instant::now();
+    while rt
+        .block_on(last_published(router.context(), &names, 0))
+        .map_or(0, |e| e.last)
+        < last
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "events stopped short of {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = rt
+        .block_on(read_events(router.context(), &names, 0))
+        .unwrap();
+    assert_eq!(got.duplicates, 0);
+    assert!(
+        got.events == expected,
+        "the events differ from the engine's"
+    );
+    for n in [&primary, &standby] {
+        n.wait_for("caught up", |s| s.cmd_seq == cmds.len() as u64);
+    }
+}
+
+/// A message on the event subject that no node wrote does not wedge the primary: the next
+/// publication steps over it, and readers skip it.
+#[test]
+fn a_foreign_message_on_the_event_subject_does_not_wedge_the_primary() {
+    let url = nats_url();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster_name("f");
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let node = Node::start(&cluster, 0, "p", &dir.path().join("p"));
+    node.wait_for("primary", |s| s.role == "primary");
+    let w = MultiSymbolWorkload {
+        seed: 3,
+        instruments: 2,
+        accounts: 5,
+        orders_per_instrument: 3,
+        ..Default::default()
+    }
+    .generate(300);
+    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    let (a, b) = cmds.split_at(cmds.len() / 2);
+    rt.block_on(router.submit(a, 64)).unwrap();
+    node.wait_for("published the first half", |s| s.cmd_seq == a.len() as u64);
+    // Someone else publishes on the event subject.
+    rt.block_on(async {
+        router
+            .context()
+            .publish(
+                names.evt_subject(0),
+                bytes::Bytes::from_static(b"not events"),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    rt.block_on(router.submit(b, 64)).unwrap();
+    let (_, expected) = reference(&cmds);
+    let last = expected.last().unwrap().0;
+    let t = Instant::now();
+    while rt
+        .block_on(last_published(router.context(), &names, 0))
+        .unwrap()
+        .last
+        < last
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the primary is wedged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = rt
+        .block_on(read_events(router.context(), &names, 0))
+        .unwrap();
+    assert_eq!((got.foreign, got.duplicates), (1, 0));
+    assert!(got.events == expected);
+}
+
+/// Releasing a lease that expired and went to another node leaves the new holder's alone.
+#[test]
+fn releasing_a_lost_lease_leaves_the_new_holder_alone() {
+    use ringex_bench::node::Lease;
+    let url = nats_url();
+    let cluster = cluster_name("l");
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // (Connecting creates the streams; the lease lives 500 ms.)
+    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let lease = Lease::new(router.context().clone(), &names, 0);
+    let a = rt.block_on(lease.acquire("a")).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    let b = rt.block_on(lease.acquire("b")).expect("a's lease expired");
+    rt.block_on(lease.release(a)).unwrap();
+    assert!(
+        rt.block_on(lease.acquire("c")).is_err(),
+        "b still holds the lease after a released its old one"
+    );
+    rt.block_on(lease.release(b)).unwrap();
+    assert!(
+        rt.block_on(lease.acquire("c")).is_ok(),
+        "b's own release frees it"
+    );
+}

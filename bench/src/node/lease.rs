@@ -6,7 +6,8 @@ use super::*;
 /// A shard's lease: a message on the shard's lease subject that expires after the lease
 /// time. Taking it publishes with `Nats-Expected-Last-Subject-Sequence: 0` (only when no
 /// live message is there); renewing publishes with the revision the holder last wrote
-/// (compare-and-set); releasing purges the subject.
+/// (compare-and-set); releasing deletes the holder's own message only (a lease that
+/// another node holds by then is left alone).
 ///
 /// The lease stream keeps one message per subject and expires it after the lease time:
 /// JetStream's key-value buckets are built the same way (the client's bucket API does not
@@ -58,17 +59,22 @@ impl Lease {
         self.put(holder, revision).await
     }
 
-    /// Gives the lease back at once.
-    pub async fn release(&self) -> Result<(), NodeError> {
+    /// Gives back the lease held at `revision`, at once. If it is no longer this holder's
+    /// (expired, taken by another node), nothing is touched: the message at `revision` is
+    /// gone then, and deleting it does nothing to the new holder's.
+    pub async fn release(&self, revision: u64) -> Result<(), NodeError> {
         let s = self
             .js
             .get_stream(&self.stream)
             .await
             .map_err(nats("lease stream"))?;
-        s.purge()
-            .filter(self.subject.clone())
-            .await
-            .map_err(nats("lease release"))?;
+        // Ours only if the subject's current message is the one we wrote.
+        match s.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(m) if m.sequence == revision => {
+                let _ = s.delete_message(revision).await;
+            }
+            _ => {}
+        }
         Ok(())
     }
 }

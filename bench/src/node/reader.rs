@@ -15,6 +15,8 @@ pub struct ShardEvents {
     pub messages: u64,
     /// The node that published each message, in order (its first event, the node).
     pub publishers: Vec<(u64, String)>,
+    /// Messages no node wrote (no `Ringex-First` header): skipped.
+    pub foreign: u64,
 }
 
 /// Reads a shard's whole event stream, checking that events follow each other with no gap
@@ -33,8 +35,10 @@ pub async fn read_events(
         let m = m.map_err(nats("event message"))?;
         out.messages += 1;
         let h = m.headers.clone().unwrap_or_default();
-        let first = header_u64(&h, "Ringex-First")
-            .ok_or_else(|| NodeError::Events(shard, "a message without Ringex-First".into()))?;
+        let Some(first) = header_u64(&h, "Ringex-First") else {
+            out.foreign += 1;
+            continue;
+        };
         let node = h.get("Ringex-Node").map_or("?", |v| v.as_str()).to_string();
         out.publishers.push((first, node));
         if first <= last {

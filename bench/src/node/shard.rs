@@ -206,13 +206,15 @@ pub(crate) async fn node_main(
         .into_iter()
         .filter(|b| b.last > published)
         .collect();
-    let consumer = tokio::spawn(consume(
+    let mut consumer = tokio::spawn(consume(
         js.clone(),
         names.clone(),
         o.shard,
         cmd_seq + 1,
         gateway,
     ));
+    let mut failed: Option<NodeError> = None;
+    let mut last_setup = Instant::now();
     let mut role: Option<u64> = None; // Some(revision) while primary
     let mut tick = tokio::time::interval(lease / 5);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,10 +230,23 @@ pub(crate) async fn node_main(
                         end = last_published(&js, &names, o.shard).await.unwrap_or(end);
                         published = end.last;
                         if !stopping {
-                            if let Ok(rev) = leases.acquire(&o.node_id).await {
+                            let got = leases.acquire(&o.node_id).await;
+                            if got.is_err() && last_setup.elapsed() > Duration::from_secs(1) {
+                                // The lease stream lives in memory: after a NATS server
+                                // restart it is gone until someone creates it again.
+                                last_setup = Instant::now();
+                                let _ = setup(&js, &names, [o.shard], lease).await;
+                            }
+                            if let Ok(rev) = got {
                                 // Primary now: everything after the stream's last event is ours
-                                // to publish.
-                                end = last_published(&js, &names, o.shard).await?;
+                                // to publish (unless the end cannot be read: then give it back).
+                                match last_published(&js, &names, o.shard).await {
+                                    Ok(e) => end = e,
+                                    Err(_) => {
+                                        let _ = leases.release(rev).await;
+                                        continue;
+                                    }
+                                }
                                 published = end.last;
                                 role = Some(rev);
                                 tracing::warn!("node {} is the primary of shard {} (events published up to {published})", o.node_id, o.shard);
@@ -262,6 +277,20 @@ pub(crate) async fn node_main(
                 }
                 None => stopping = true,
             },
+            // The command stream cannot be followed any more: this node can no longer
+            // keep up, so it must not hold the lease. Fatal: step down and exit non-zero.
+            r = &mut consumer, if !stopping => {
+                let e = match r {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => NodeError::Nats("the command stream ended".into()),
+                    Err(e) => NodeError::Nats(format!("command consumer: {e}")),
+                };
+                eprintln!("ringex node {}: {e}; stepping down", o.node_id);
+                failed = Some(e);
+                break;
+            }
+            // Pending batches go out at once, a chunk per turn (the tick still gets its turns).
+            _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
             _ = term.recv() => { stopping = true; consumer.abort(); }
             _ = tokio::signal::ctrl_c() => { stopping = true; consumer.abort(); }
         }
@@ -284,15 +313,28 @@ pub(crate) async fn node_main(
             break;
         }
     }
-    // A clean stop: the journal is flushed; a primary hands the lease back at once.
+    // A clean stop: the journal is flushed; a primary publishes what is left and hands the
+    // lease back at once. A failed node gives the lease back without publishing more.
     consumer.abort();
     let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
-    if role.is_some() {
-        take_ready(&mut rx, &mut pending, published);
-        let _ = publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await;
-        let _ = leases.release().await;
+    if let Some(rev) = role {
+        if failed.is_none() {
+            take_ready(&mut rx, &mut pending, published);
+            while !pending.is_empty() {
+                if publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        let _ = leases.release(rev).await;
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Forgets the pending batches the stream already holds.
@@ -335,10 +377,13 @@ fn write_status(
     }
 }
 
-/// Publishes the pending batches in order, up to 512 acknowledgements in flight, and moves
-/// `end` along. Each message names the message it must follow
-/// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication and
-/// never holds a gap; a re-publication of a message it has is deduplicated by its id.
+/// Publishes the next pending batches in order (one chunk of at most 512, acknowledgements
+/// in flight; the caller comes back for the rest, so a long backlog never keeps the lease
+/// from being renewed) and moves `end` along. Each message must follow the stream's last
+/// (`Nats-Expected-Last-Sequence`), so the stream refuses an out-of-order publication (a
+/// stale primary's) and never holds a gap; a message the nodes did not write moves the end
+/// and is stepped over; a re-publication of a message the stream has is deduplicated by its
+/// id `<shard>.<first event>`.
 pub(crate) async fn publish(
     js: &jetstream::Context,
     names: &Names,
@@ -348,51 +393,45 @@ pub(crate) async fn publish(
     end: &mut StreamEnd,
 ) -> Result<(), NodeError> {
     let subject = names.evt_subject(shard);
-    while !pending.is_empty() {
-        let n = pending.len().min(512);
-        let mut acks = Vec::with_capacity(n);
-        let mut prev = *end;
-        for b in pending.iter().take(n) {
-            let mut h = async_nats::HeaderMap::new();
-            h.insert("Ringex-First", b.first.to_string().as_str());
-            h.insert("Ringex-Last", b.last.to_string().as_str());
-            h.insert("Ringex-Node", node);
-            if prev.last == 0 {
-                h.insert("Nats-Expected-Last-Sequence", "0");
-            } else {
-                h.insert(
-                    "Nats-Expected-Last-Msg-Id",
-                    format!("{shard}.{}", prev.last_first).as_str(),
-                );
-            }
-            prev = StreamEnd {
+    let n = pending.len().min(512);
+    let mut acks = Vec::with_capacity(n);
+    for (k, b) in pending.iter().take(n).enumerate() {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Ringex-First", b.first.to_string().as_str());
+        h.insert("Ringex-Last", b.last.to_string().as_str());
+        h.insert("Ringex-Node", node);
+        h.insert(
+            "Nats-Expected-Last-Sequence",
+            (end.seq + k as u64).to_string().as_str(),
+        );
+        let p = Publish::build()
+            .payload(Bytes::copy_from_slice(&b.bytes))
+            .headers(h)
+            .message_id(format!("{shard}.{}", b.first));
+        acks.push(
+            js.send_publish(subject.clone(), p)
+                .await
+                .map_err(nats("publish"))?,
+        );
+    }
+    for a in acks {
+        let ack = a.await.map_err(nats("publish ack"))?;
+        if let Some(b) = pending.pop_front() {
+            *end = StreamEnd {
                 last: b.last,
                 last_first: b.first,
+                seq: ack.sequence,
             };
-            let p = Publish::build()
-                .payload(Bytes::copy_from_slice(&b.bytes))
-                .headers(h)
-                .message_id(format!("{shard}.{}", b.first));
-            acks.push(
-                js.send_publish(subject.clone(), p)
-                    .await
-                    .map_err(nats("publish"))?,
-            );
-        }
-        for a in acks {
-            a.await.map_err(nats("publish ack"))?;
-            if let Some(b) = pending.pop_front() {
-                *end = StreamEnd {
-                    last: b.last,
-                    last_first: b.first,
-                };
-            }
         }
     }
     Ok(())
 }
 
-/// Feeds the shard's command stream, from `start`, into the pipeline.
+/// Feeds the shard's command stream into the pipeline in order, from stream sequence
+/// `start`. A lost subscription (a NATS server restart, a network cut) is taken up again
+/// from the next sequence needed, as often as it takes within `GIVE_UP`; a gap in the
+/// sequence (messages deleted from the stream) or a stream that stays unreachable ends it
+/// with an error, which the node treats as fatal.
 pub(crate) async fn consume(
     js: jetstream::Context,
     names: Names,
@@ -400,37 +439,63 @@ pub(crate) async fn consume(
     start: u64,
     mut gateway: Gateway,
 ) -> Result<(), NodeError> {
-    let (_, mut msgs) = ordered(
-        &js,
-        &names.cmd_stream(shard),
-        names.cmd_subject(shard),
-        start,
-    )
-    .await?;
+    const GIVE_UP: Duration = Duration::from_secs(60);
     let mut expect = start;
-    while let Some(m) = msgs.next().await {
-        let m = m.map_err(nats("command message"))?;
-        let seq = m.info().map_err(nats("command info"))?.stream_sequence;
-        if seq != expect {
-            let e = NodeError::Gap {
-                shard,
-                expected: expect,
-                got: seq,
-            };
-            eprintln!("ringex node: {e}");
-            std::process::exit(3);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let r = async {
+            let (_, mut msgs) = ordered(
+                &js,
+                &names.cmd_stream(shard),
+                names.cmd_subject(shard),
+                expect,
+            )
+            .await?;
+            while let Some(m) = msgs.next().await {
+                let m = m.map_err(nats("command message"))?;
+                let seq = m.info().map_err(nats("command info"))?.stream_sequence;
+                if seq < expect {
+                    continue; // Delivered again after a re-subscription.
+                }
+                if seq != expect {
+                    return Err(NodeError::Gap {
+                        shard,
+                        expected: expect,
+                        got: seq,
+                    });
+                }
+                let cmd = command_of(&m.payload);
+                loop {
+                    match gateway.try_submit_at(cmd) {
+                        Ok(_) => break,
+                        Err(SubmitError::Busy) => tokio::task::yield_now().await,
+                        Err(_) => return Ok(true),
+                    }
+                }
+                expect += 1;
+                failing_since = None;
+            }
+            Ok(false)
         }
-        let cmd = command_of(&m.payload);
-        loop {
-            match gateway.try_submit_at(cmd) {
-                Ok(_) => break,
-                Err(SubmitError::Busy) => tokio::task::yield_now().await,
-                Err(_) => return Ok(()),
+        .await;
+        match r {
+            Ok(true) => return Ok(()),
+            Err(e @ NodeError::Gap { .. }) => return Err(e),
+            Ok(false) | Err(_) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > GIVE_UP {
+                    return Err(match r {
+                        Err(e) => e,
+                        _ => NodeError::Nats("the command stream keeps ending".into()),
+                    });
+                }
+                if let Err(e) = &r {
+                    eprintln!("ringex node: shard {shard}: {e}; following the command stream again from {expect}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        expect += 1;
     }
-    Ok(())
 }
 
 /// An ordered consumer of `subject` in `stream` from `start` (1: the beginning), with the

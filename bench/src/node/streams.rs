@@ -48,6 +48,9 @@ pub struct StreamEnd {
     pub last: u64,
     /// The first event of the last message (its message id is `<shard>.<first>`).
     pub last_first: u64,
+    /// The stream sequence of the stream's last message, whoever wrote it: the next
+    /// publication must follow it (`Nats-Expected-Last-Sequence`).
+    pub seq: u64,
 }
 
 /// Where a shard's event stream ends.
@@ -60,19 +63,42 @@ pub async fn last_published(
         .get_stream(names.evt_stream(shard))
         .await
         .map_err(nats("event stream"))?;
-    match s
+    let m = match s
         .get_last_raw_message_by_subject(&names.evt_subject(shard))
         .await
     {
-        Ok(m) => Ok(StreamEnd {
-            last: header_u64(&m.headers, "Ringex-Last").unwrap_or(0),
-            last_first: header_u64(&m.headers, "Ringex-First").unwrap_or(0),
-        }),
+        Ok(m) => m,
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-            Ok(StreamEnd::default())
+            return Ok(StreamEnd::default())
         }
-        Err(e) => Err(NodeError::Nats(format!("last event: {e}"))),
+        Err(e) => return Err(NodeError::Nats(format!("last event: {e}"))),
+    };
+    let mut end = StreamEnd {
+        seq: m.sequence,
+        ..StreamEnd::default()
+    };
+    // A message the nodes did not write (no Ringex headers) holds no events: the last
+    // events are in the last message before it that has them.
+    // (Looked for over the last 10,000 sequences, deleted ones skipped.)
+    let (mut n, mut here) = (m.sequence, Some(m));
+    for _ in 0..10_000 {
+        if let Some(m) = &here {
+            if let (Some(first), Some(last)) = (
+                header_u64(&m.headers, "Ringex-First"),
+                header_u64(&m.headers, "Ringex-Last"),
+            ) {
+                end.last = last;
+                end.last_first = first;
+                break;
+            }
+        }
+        if n <= 1 {
+            break;
+        }
+        n -= 1;
+        here = s.get_raw_message(n).await.ok();
     }
+    Ok(end)
 }
 
 pub(crate) fn header_u64(h: &async_nats::HeaderMap, name: &str) -> Option<u64> {

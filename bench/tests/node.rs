@@ -708,3 +708,140 @@ fn releasing_a_lost_lease_leaves_the_new_holder_alone() {
         "b's own release frees it"
     );
 }
+
+/// Against a nats-server that requires credentials and grants each role its subjects
+/// (`bench/nats/ringex-nats.conf`): nodes, router and reader work with theirs; an
+/// unauthenticated client is refused, and a router cannot publish events.
+#[test]
+fn with_credentials_and_per_subject_permissions() {
+    use ringex_bench::node::NatsAuth;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/ringex-nats.conf");
+    let mut server = Proc::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path().join("js"))
+        .envs([
+            ("RINGEX_NODE_PASSWORD", "n0de"),
+            ("RINGEX_ROUTER_PASSWORD", "r0uter"),
+            ("RINGEX_READER_PASSWORD", "re4der"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // No credentials: refused.
+    assert!(
+        rt.block_on(async_nats::connect(&url)).is_err(),
+        "anonymous connection taken"
+    );
+    // A node with the node's credentials (the deployment the configuration names: ringex).
+    let node_dir = dir.path().join("p");
+    let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
+        .args([
+            "node",
+            "run",
+            "--nats",
+            &url,
+            "--shard",
+            "0",
+            "--node-id",
+            "p",
+        ])
+        .args([
+            "--lease-ms",
+            "500",
+            "--nats-user",
+            "node",
+            "--nats-password",
+            "n0de",
+            "--journal",
+        ])
+        .arg(&node_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = Node {
+        child: Some(child),
+        journal: node_dir,
+        id: "p".into(),
+        shard: 0,
+    };
+    node.wait_for("primary", |s| s.role == "primary");
+    let router = rt
+        .block_on(Router::connect_with(
+            &url,
+            &NatsAuth::user("router", "r0uter"),
+            "ringex",
+            1,
+        ))
+        .expect("the router connects with its credentials");
+    let w = MultiSymbolWorkload {
+        seed: 5,
+        instruments: 2,
+        accounts: 5,
+        orders_per_instrument: 3,
+        ..Default::default()
+    }
+    .generate(200);
+    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    rt.block_on(router.submit(&cmds, 32)).unwrap();
+    node.wait_for("caught up", |s| s.cmd_seq == cmds.len() as u64);
+    // The router may not publish on the event subject.
+    let names = Names::new("ringex");
+    let refused = rt.block_on(async {
+        let mut js = router.context().clone();
+        js.set_timeout(Duration::from_millis(500));
+        match js
+            .publish(names.evt_subject(0), bytes::Bytes::from_static(b"forged"))
+            .await
+        {
+            Ok(ack) => ack.await.is_err(),
+            Err(_) => true,
+        }
+    });
+    assert!(refused, "a router published an event");
+    // The reader reads the events: the engine's, and nothing forged.
+    let reader = rt
+        .block_on(NatsAuth::user("reader", "re4der").connect(&url, "reader"))
+        .unwrap();
+    let (_, expected) = reference(&cmds);
+    let t = Instant::now();
+    let js = async_nats::jetstream::new(reader);
+    loop {
+        let got = rt.block_on(read_events(&js, &names, 0)).unwrap();
+        if got.events.len() == expected.len() {
+            assert!(got.events == expected && got.foreign == 0);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "events stopped short"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A wrong password is refused.
+    assert!(rt
+        .block_on(NatsAuth::user("router", "wrong").connect(&url, "x"))
+        .is_err());
+    drop(node);
+    let _ = server.kill();
+    let _ = server.wait();
+}

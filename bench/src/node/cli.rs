@@ -66,6 +66,9 @@ pub struct ClusterArgs {
     /// How many shards.
     #[arg(long)]
     pub shards: u32,
+    /// NATS credentials.
+    #[command(flatten)]
+    pub auth: NatsAuth,
 }
 
 /// Runs `ringex node …`.
@@ -78,6 +81,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
                     nats: url,
                     cluster,
                     shards,
+                    auth,
                 },
             script,
             id,
@@ -91,7 +95,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             };
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             let done = rt.block_on(async {
-                let r = Router::connect(&url, &cluster, shards).await?;
+                let r = Router::connect_with(&url, &auth, &cluster, shards).await?;
                 r.submit_as(&id, &cmds, 1024).await
             })?;
             Ok(format!(
@@ -110,6 +114,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
                     nats: url,
                     cluster,
                     shards,
+                    auth,
                 },
             script,
             format,
@@ -118,7 +123,7 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             let mut printer = EventPrinter::new(script.as_deref(), format)?;
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             rt.block_on(async {
-                let client = async_nats::connect(&url).await.map_err(nats("connect"))?;
+                let client = auth.connect(&url, "ringex-reader").await?;
                 let mut rx = follow(jetstream::new(client), &Names::new(&cluster), shards).await?;
                 let mut n = 0;
                 let mut line = String::new();

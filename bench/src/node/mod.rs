@@ -21,6 +21,7 @@
 //! shard, so funded trading across shards is not supported (each shard would count a
 //! deposit once); shard unfunded instruments.
 
+mod auth;
 mod cli;
 mod lease;
 mod names;
@@ -30,6 +31,7 @@ mod routing;
 mod shard;
 mod streams;
 
+pub use auth::*;
 pub use cli::*;
 pub use lease::*;
 pub use names::*;

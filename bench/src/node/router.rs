@@ -68,7 +68,17 @@ struct Inflight {
 impl Router {
     /// A router on `url` for `shards` shards (creates the streams if needed).
     pub async fn connect(url: &str, cluster: &str, shards: u32) -> Result<Router, NodeError> {
-        let client = async_nats::connect(url).await.map_err(nats("connect"))?;
+        Router::connect_with(url, &NatsAuth::default(), cluster, shards).await
+    }
+
+    /// The same with NATS credentials.
+    pub async fn connect_with(
+        url: &str,
+        auth: &NatsAuth,
+        cluster: &str,
+        shards: u32,
+    ) -> Result<Router, NodeError> {
+        let client = auth.connect(url, "ringex-router").await?;
         let js = jetstream::new(client);
         let names = Names::new(cluster);
         setup(&js, &names, 0..shards, Duration::from_millis(500)).await?;

@@ -89,6 +89,9 @@ pub struct NodeOptions {
     /// When the local journal syncs: batch (the default), interval:<ms>, none.
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
+    /// NATS credentials.
+    #[command(flatten)]
+    pub auth: NatsAuth,
     /// Resting orders an account may have (`too_many_orders` past it); every node of a
     /// shard must say the same. None by default.
     #[arg(long)]
@@ -189,11 +192,10 @@ pub(crate) async fn node_main(
     pipeline: Pipeline,
 ) -> Result<(), NodeError> {
     let lease = Duration::from_millis(o.lease_ms.max(50));
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("ringex-node-{}", o.node_id))
-        .connect(&o.nats)
-        .await
-        .map_err(nats("connect"))?;
+    let client = o
+        .auth
+        .connect(&o.nats, &format!("ringex-node-{}", o.node_id))
+        .await?;
     let js = jetstream::new(client);
     let names = Names::new(&o.cluster);
     setup(&js, &names, [o.shard], lease).await?;

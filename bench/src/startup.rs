@@ -6,7 +6,9 @@ use crate::meta::EdgeMeta;
 use crate::script::{Script, ScriptError, ScriptItem};
 use ringex_consumers::history::sqlite::SqliteStore;
 use ringex_consumers::history::{History, HistoryConfig, HistoryError};
-use ringex_consumers::recovery::{journal_events_timed, recover, RecoveryError, RecoveryReport};
+use ringex_consumers::recovery::{
+    journal_events_timed_after, recover, RecoveryError, RecoveryReport,
+};
 use ringex_engine::pipeline::PipelineError;
 use ringex_engine::state::EngineState;
 use ringex_engine::{Command, InstrumentSpec};
@@ -153,12 +155,24 @@ pub fn open_history(
     Ok(h)
 }
 
-/// Applies the journal's events after the store's last sequence; returns how many.
+/// Applies the journal's events after the store's last sequence; returns how many. Reads
+/// the journal from the segment the store needs on. A store ahead of the journal (it was
+/// kept for another journal directory) is refused: applying this journal to it would mix
+/// two histories.
 pub fn catch_up(h: &mut History<SqliteStore>, dir: &Path) -> Result<u64, RunError> {
     // Recovery first: a torn tail is cut, so only durable events are applied.
-    let _ = recover_dir(dir)?;
+    let (_, state, _) = recover_dir(dir)?;
     let after = h.applied();
-    let events = journal_events_timed(dir)?;
+    if after > state.event_seq {
+        return Err(RunError::History(HistoryError::Format(format!(
+            "the history store holds events up to {after} but the journal in {} ends at {}: \
+             the store belongs to another journal (a new journal directory?); give the \
+             store of this journal, or a new store file",
+            dir.display(),
+            state.event_seq
+        ))));
+    }
+    let events = journal_events_timed_after(dir, after)?;
     if events.first().is_some_and(|(s, _, _)| *s > after + 1) {
         return Err(RunError::History(HistoryError::Format(format!(
             "the journal starts at event {} but the store holds only up to {after} (segments \
@@ -174,4 +188,26 @@ pub fn recover_history(journal: &Path, db: &Path) -> Result<(u64, u64), RunError
     let mut h = History::new(SqliteStore::open(db)?, HistoryConfig::default())?;
     let n = catch_up(&mut h, journal)?;
     Ok((n, h.applied()))
+}
+
+/// The snapshot consumer of a journal directory: a snapshot every `every` commands from a
+/// replica of the recovered `state`, gated after the journal (`durable`), pruning the
+/// segments the older of the two newest snapshots covers.
+pub fn snapshotter(
+    dir: &Path,
+    every: u64,
+    state: &EngineState,
+    durable: ringex_consumers::journal::DurableSeq,
+) -> ringex_consumers::snapshot::Snapshotter {
+    ringex_consumers::snapshot::Snapshotter::new(
+        ringex_consumers::snapshot::SnapshotConfig {
+            dir: dir.to_path_buf(),
+            every_commands: every.max(1),
+            prune: true,
+        },
+        ringex_engine::BookReplica::from_state(state),
+        durable,
+        state.cmd_seq,
+        state.event_seq,
+    )
 }

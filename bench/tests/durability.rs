@@ -764,3 +764,43 @@ fn the_history_store_after_kill_minus_nine_equals_an_uninterrupted_run() {
         .skip(1)
         .all(|l| l.contains(",ABC,1,") && l.contains(",active,")));
 }
+
+/// A history store kept for one journal, given with a new journal directory, is refused
+/// with a clear error instead of being silently skipped (its events are not this journal's).
+#[test]
+fn a_history_store_ahead_of_its_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.csv");
+    std::fs::write(&s, script(7, 300)).unwrap();
+    let db = dir.path().join("h.db");
+    let first = ringex()
+        .arg("run")
+        .arg(&s)
+        .arg("--journal")
+        .arg(dir.path().join("j1"))
+        .arg("--history")
+        .arg(&db)
+        .arg("--events-out")
+        .arg(dir.path().join("e1.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = ringex()
+        .arg("run")
+        .arg(&s)
+        .arg("--journal")
+        .arg(dir.path().join("j2"))
+        .arg("--history")
+        .arg(&db)
+        .arg("--events-out")
+        .arg(dir.path().join("e2.csv"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("belongs to another journal"), "{err}");
+}

@@ -39,6 +39,9 @@ impl Node {
                 id,
                 "--lease-ms",
                 "500",
+                // Snapshots (and pruning) while the run goes on: restarts recover from them.
+                "--snapshot-every",
+                "997",
             ])
             .arg("--journal")
             .arg(journal)

@@ -240,3 +240,47 @@ fn limits_keep_one_client_from_hurting_others() {
     b.close();
     server.stop().unwrap();
 }
+
+/// `ringex serve` takes snapshots and prunes its journal: a restart recovers from the
+/// newest snapshot plus the tail, to the same book, and ids go on above every one used.
+#[test]
+fn serve_takes_snapshots_and_a_restart_recovers_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let server = demo_server_in(dir.path(), |o| o.snapshot_every = 40);
+    let mut c = Client::authed(server.addr, "alice", false);
+    let mut last = 0;
+    for k in 0..300u64 {
+        let side = if k % 2 == 0 { "buy" } else { "sell" };
+        let px = if k % 2 == 0 { 90 + k % 7 } else { 110 + k % 5 };
+        c.send(json!({"type": "new", "symbol": "DEMO-A", "side": side, "price": px.to_string(), "qty": "1"}));
+        last = c.recv()["order_id"].as_u64().unwrap();
+    }
+    let before = get_json(server.addr, "/v1/book/DEMO-A?depth=20", None);
+    c.close();
+    server.stop().unwrap();
+    let snaps = ringex_consumers::snapshot::list_snapshots(&journal).unwrap();
+    assert_eq!(
+        snaps.len(),
+        2,
+        "the two newest snapshots are kept: {snaps:?}"
+    );
+    let rec = ringex_consumers::recovery::recover(&journal).unwrap();
+    assert!(rec.report.snapshot.is_some(), "recovered from a snapshot");
+    assert!(
+        rec.report.events < 300,
+        "replayed {} events, not the whole run",
+        rec.report.events
+    );
+    let server = demo_server_in(dir.path(), |o| o.snapshot_every = 40);
+    let after = get_json(server.addr, "/v1/book/DEMO-A?depth=20", None);
+    assert_eq!(
+        (&after["bids"], &after["asks"]),
+        (&before["bids"], &before["asks"])
+    );
+    let mut c = Client::authed(server.addr, "alice", false);
+    c.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "1", "qty": "1"}));
+    assert!(c.recv()["order_id"].as_u64().unwrap() > last);
+    c.close();
+    server.stop().unwrap();
+}

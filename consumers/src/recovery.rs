@@ -178,13 +178,15 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
         cmd_seq: state.cmd_seq,
     };
     let segments = list_segments(dir).map_err(io_err(dir))?;
-    let data = read_segments(&segments)?;
     let mut buf = [0u8; EVENT_BYTES];
     // The last event that came from the journal itself (a record that repeats it is a
     // duplicate, not a record the snapshot already covers).
     let mut from_journal = 0u64;
     let mut clock = state.clock;
-    for (i, ((_, path), b)) in segments.iter().zip(&data).enumerate() {
+    // One segment in memory at a time (a later one is read only to tell a torn tail from
+    // damage in the middle).
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let b = &read_segment(path)?;
         let mut at = 0usize;
         let mut records_here = 0u64;
         loop {
@@ -201,8 +203,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, RecoveryError> {
                 break;
             }
             let Some((h, total)) = valid_record(&b[at..]) else {
-                let later = any_valid_after(b, at + 32)
-                    || data[i + 1..].iter().any(|d| any_valid_after(d, 0));
+                let later = any_valid_after(b, at + 32) || valid_in_later(&segments[i + 1..])?;
                 if later {
                     return Err(RecoveryError::Corrupt {
                         segment: path.clone(),
@@ -293,17 +294,23 @@ fn newest_snapshot(dir: &Path, report: &mut RecoveryReport) -> Result<EngineStat
     Ok(EngineState::default())
 }
 
-/// Every segment's bytes, in order.
-fn read_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<Vec<u8>>, RecoveryError> {
-    let mut data: Vec<Vec<u8>> = Vec::with_capacity(segments.len());
+/// A segment's bytes.
+fn read_segment(path: &Path) -> Result<Vec<u8>, RecoveryError> {
+    let mut b = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut b))
+        .map_err(io_err(path))?;
+    Ok(b)
+}
+
+/// Whether any of `segments` holds a valid record (read one at a time).
+fn valid_in_later(segments: &[(u64, PathBuf)]) -> Result<bool, RecoveryError> {
     for (_, p) in segments {
-        let mut b = Vec::new();
-        File::open(p)
-            .and_then(|mut f| f.read_to_end(&mut b))
-            .map_err(io_err(p))?;
-        data.push(b);
+        if any_valid_after(&read_segment(p)?, 0) {
+            return Ok(true);
+        }
     }
-    Ok(data)
+    Ok(false)
 }
 
 /// Cuts a torn tail: the segment is truncated at `at` (of `len` bytes) and synced, and the
@@ -333,7 +340,13 @@ fn cut_torn_tail(
 /// [`recover`] first: this reads the valid records and stops at the first invalid one).
 /// Consumers that keep their own state (the allocator) rebuild it from this.
 pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
-    Ok(journal_events_timed(dir)?
+    journal_events_after(dir, 0)
+}
+
+/// The journaled events after event `after`, read from the segment that holds `after + 1`
+/// on: time and memory follow what is needed, not the whole history.
+pub fn journal_events_after(dir: &Path, after: u64) -> Result<Vec<(u64, Event)>, RecoveryError> {
+    Ok(journal_events_timed_after(dir, after)?
         .into_iter()
         .map(|(s, e, _)| (s, e))
         .collect())
@@ -343,13 +356,28 @@ pub fn journal_events(dir: &Path) -> Result<Vec<(u64, Event)>, RecoveryError> {
 /// records' command times; records of the earlier formats give the record's last time, or
 /// 0).
 pub fn journal_events_timed(dir: &Path) -> Result<Vec<(u64, Event, u64)>, RecoveryError> {
+    journal_events_timed_after(dir, 0)
+}
+
+/// Like [`journal_events_after`], with each event's command time.
+pub fn journal_events_timed_after(
+    dir: &Path,
+    after: u64,
+) -> Result<Vec<(u64, Event, u64)>, RecoveryError> {
     let mut out = Vec::new();
     let mut buf = [0u8; EVENT_BYTES];
-    for (_, path) in list_segments(dir).map_err(io_err(dir))? {
+    let segments = list_segments(dir).map_err(io_err(dir))?;
+    // A segment is named by its first event: the ones whose successor starts at or before
+    // `after + 1` hold nothing needed.
+    let from = segments
+        .iter()
+        .rposition(|(first, _)| *first <= after + 1)
+        .unwrap_or(0);
+    for (_, path) in &segments[from..] {
         let mut b = Vec::new();
-        File::open(&path)
+        File::open(path)
             .and_then(|mut f| f.read_to_end(&mut b))
-            .map_err(io_err(&path))?;
+            .map_err(io_err(path))?;
         let mut at = 0;
         while let Some((h, total)) = b.get(at..).and_then(valid_record) {
             let times_at = at + h.hlen + h.count as usize * EVENT_BYTES;
@@ -373,8 +401,10 @@ pub fn journal_events_timed(dir: &Path) -> Result<Vec<(u64, Event, u64)>, Recove
                 }
             }
             for (seq, e, c) in decoded {
-                let t = if c < h.ncmds { time(c) } else { h.clock };
-                out.push((seq, e, t));
+                if seq > after {
+                    let t = if c < h.ncmds { time(c) } else { h.clock };
+                    out.push((seq, e, t));
+                }
             }
             at += total;
         }

@@ -282,3 +282,38 @@ fn with_interval_fsync_a_power_cut_loses_nothing_acknowledged_across_segment_rol
         );
     }
 }
+
+/// The events after a given one are read from the segment that holds the next on: earlier
+/// segments are not needed (they may be gone, pruned after a snapshot).
+#[test]
+fn events_after_a_point_need_only_the_segments_from_there() {
+    use ringex_consumers::recovery::{journal_events, journal_events_after};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cfg = JournalConfig::new(tmp.path());
+    cfg.segment_bytes = 16 << 10;
+    let mut j = Journal::new(cfg);
+    let w = ExchangeCoreWorkload::default().generate(3_000);
+    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    journal_commands(&mut j, &cmds, 64, |_, _| {});
+    j.on_shutdown();
+    let all = journal_events(tmp.path()).expect("read");
+    let segments = ringex_consumers::files::list_segments(tmp.path()).expect("list");
+    assert!(segments.len() > 4, "{} segments", segments.len());
+    // Take away the first half of the segments: what comes after them still reads.
+    let keep = segments.len() / 2;
+    for (_, p) in &segments[..keep] {
+        std::fs::remove_file(p).unwrap();
+    }
+    let from = segments[keep].0;
+    for after in [
+        from - 1,
+        from,
+        from + 100,
+        all.last().unwrap().0 - 1,
+        all.last().unwrap().0,
+    ] {
+        let got = journal_events_after(tmp.path(), after).expect("read after");
+        let want: Vec<_> = all.iter().filter(|(s, _)| *s > after).cloned().collect();
+        assert_eq!(got, want, "after {after}");
+    }
+}

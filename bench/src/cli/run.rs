@@ -10,7 +10,6 @@ use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::journal::{FsyncPolicy, Journal, JournalConfig};
 use ringex_consumers::market_data::{MarketData, MdUpdate};
 use ringex_consumers::recovery::RecoveryReport;
-use ringex_consumers::snapshot::{SnapshotConfig, Snapshotter};
 use ringex_engine::pipeline::{ConsumerId, ConsumerOptions, PipelineBuilder};
 use ringex_engine::state::EngineState;
 use ringex_engine::AllocGroupId;
@@ -525,17 +524,7 @@ fn add_journal(
         }
     };
     if let Some(every) = opts.snapshot_every {
-        let snap = Snapshotter::new(
-            SnapshotConfig {
-                dir: dir.to_path_buf(),
-                every_commands: every.max(1),
-                prune: true,
-            },
-            BookReplica::from_state(state),
-            durable,
-            state.cmd_seq,
-            state.event_seq,
-        );
+        let snap = crate::startup::snapshotter(dir, every, state, durable);
         builder.add_consumer(snap, ConsumerOptions::default().after(id));
     }
     Ok(id)

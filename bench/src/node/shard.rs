@@ -92,6 +92,10 @@ pub struct NodeOptions {
     /// NATS credentials.
     #[command(flatten)]
     pub auth: NatsAuth,
+    /// Take a snapshot every N commands (older journal segments are then pruned), so a
+    /// restart replays at most the commands since the older of the two newest. `0`: none.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub snapshot_every: u64,
     /// Resting orders an account may have (`too_many_orders` past it); every node of a
     /// shard must say the same. None by default.
     #[arg(long)]
@@ -138,7 +142,6 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
     })?;
     let rec = ringex_consumers::recovery::recover(&o.journal)?;
     let state = rec.state;
-    let unpublished_from_journal = ringex_consumers::recovery::journal_events(&o.journal)?;
     let matcher = Matcher::from_state(&state, MatcherCapacity::default())
         .with_max_open_orders(o.max_open_orders.unwrap_or(u32::MAX));
     let mut b = Pipeline::builder()
@@ -152,6 +155,12 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
     });
     let durable = journal.durable();
     let jid = b.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    if o.snapshot_every > 0 {
+        b.add_consumer(
+            crate::startup::snapshotter(&o.journal, o.snapshot_every, &state, durable.clone()),
+            ConsumerOptions::default().after(jid),
+        );
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     b.add_consumer(
         BatchTap {
@@ -168,15 +177,7 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
         .enable_all()
         .build()
         .map_err(NodeError::Runtime)?;
-    let r = rt.block_on(node_main(
-        o,
-        state.cmd_seq,
-        batches(&unpublished_from_journal),
-        gateway,
-        rx,
-        durable,
-        pipeline,
-    ));
+    let r = rt.block_on(node_main(o, state.cmd_seq, gateway, rx, durable, pipeline));
     drop(rt);
     r
 }
@@ -185,7 +186,6 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
 pub(crate) async fn node_main(
     o: NodeOptions,
     cmd_seq: u64,
-    journaled: Vec<Batch>,
     gateway: Gateway,
     mut rx: mpsc::UnboundedReceiver<Batch>,
     durable: ringex_consumers::journal::DurableSeq,
@@ -203,8 +203,10 @@ pub(crate) async fn node_main(
     let mut end = last_published(&js, &names, o.shard).await?;
     let mut published = end.last;
     // Events this node journaled before a restart that the stream still lacks (it was the
-    // primary and died before publishing them): they go out if it becomes the primary.
-    let mut pending: VecDeque<Batch> = journaled
+    // primary and died before publishing them): they go out if it becomes the primary. The
+    // journal is read from where the stream ends, not from its first segment.
+    let journaled = ringex_consumers::recovery::journal_events_after(&o.journal, published)?;
+    let mut pending: VecDeque<Batch> = batches(&journaled)
         .into_iter()
         .filter(|b| b.last > published)
         .collect();

@@ -23,7 +23,7 @@ pub mod session;
 
 use crate::meta::EdgeMeta;
 use crate::script::{AssetSpec, Script};
-use crate::startup::{read_script, recover_dir, RunError};
+use crate::startup::{read_script, recover_dir, snapshotter, RunError};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -100,6 +100,11 @@ pub struct ServeOptions {
     /// Market-data updates a client may fall behind before it is dropped.
     #[arg(long, default_value_t = 65_536)]
     pub md_queue: usize,
+    /// Take a snapshot every N commands (written beside the journal, whose older segments
+    /// are then pruned): a restart replays at most the commands since the older of the two
+    /// newest snapshots. `0`: none (a restart replays the whole journal).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub snapshot_every: u64,
     /// Resting orders an account may have: a GTC or GTD limit order past it is rejected
     /// `too_many_orders` (sequenced). `0`: no limit.
     #[arg(long, default_value_t = 10_000)]
@@ -163,6 +168,7 @@ impl ServeOptions {
             report_queue: 65_536,
             md_queue: 65_536,
             layout: "auto".into(),
+            snapshot_every: 1_000_000,
             max_open_orders: 10_000,
             max_sessions_per_key: 16,
             max_snapshots_per_sec: 200,
@@ -637,7 +643,14 @@ fn start_pipeline(
         event_seq: state.event_seq,
         cmd_seq: state.cmd_seq,
     });
+    let durable = journal.durable();
     let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    if opts.snapshot_every > 0 {
+        builder.add_consumer(
+            snapshotter(&opts.journal, opts.snapshot_every, state, durable),
+            ConsumerOptions::default().after(jid),
+        );
+    }
     // The in-memory consumers share one thread when grouped; the journal and the history
     // store (they wait on I/O) keep their own.
     let after = || {

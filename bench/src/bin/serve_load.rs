@@ -16,6 +16,15 @@
 //! The flow: each client alternates a GTC limit order (buy or sell, ±5 ticks around 100)
 //! with a cancel of its previous one, so the book stays small and about half the orders
 //! trade.
+//!
+//! `--funded` makes the instrument funded (assets, fees, deposits for every client: every
+//! trade settles money and ends with its fees event), and `--soak N` runs N orders at the
+//! first rate while sampling the server's RSS every two seconds, then reads
+//! `ringex_session_pending_requests` once the clients are gone:
+//!
+//! ```text
+//! target/release/serve_load --funded 1 --soak 2000000 --rates 20000 --clients 50 --idle 0
+//! ```
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -42,7 +51,7 @@ impl Drop for ServerProc {
     }
 }
 
-fn start_server(clients: u64, fsync: &str) -> ServerProc {
+fn start_server(clients: u64, fsync: &str, funded: bool) -> ServerProc {
     let dir = std::env::temp_dir().join(format!("ringex-serve-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -54,7 +63,18 @@ fn start_server(clients: u64, fsync: &str) -> ServerProc {
         ringex.display()
     );
     let setup = dir.join("setup.csv");
-    std::fs::write(&setup, "instrument,LOAD,0.01,1\n").expect("setup file");
+    let text = if funded {
+        let mut t = String::from(
+            "asset,USD,2\nasset,XYZ,0\ninstrument,LOAD,0.01,1,base=XYZ,quote=USD,maker_fee=0.0001,taker_fee=0.0002\n",
+        );
+        for i in 0..clients {
+            t += &format!("deposit,0,{a},USD,100000000000\ndeposit,0,{a},XYZ,100000000000\n", a = 1000 + i);
+        }
+        t
+    } else {
+        "instrument,LOAD,0.01,1\n".to_string()
+    };
+    std::fs::write(&setup, text).expect("setup file");
     let keys = dir.join("keys");
     let mut k = String::from("idle:999999\n");
     for i in 0..clients {
@@ -333,8 +353,82 @@ fn idle_sessions(addr: &str, pid: u32, m: u64) -> (u64, u64, u64, f64) {
     (n, before, after, probe_us)
 }
 
+/// `GET /metrics` of the server, as text.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    body
+}
+
+/// A metric's value (`None` if absent).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `--soak N`: N orders at `rate`, the server's RSS every two seconds, then the pending
+/// requests once the clients have gone.
+fn soak(server: &ServerProc, orders: u64, rate: u64, clients: u64) {
+    let pid = server.child.id();
+    let secs = orders as f64 / rate as f64;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let t = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                v.push((t.elapsed().as_secs_f64(), rss_kib(pid)));
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            v
+        })
+    };
+    let r = run_rate(&server.addr, rate, clients, secs);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().expect("sampler");
+    std::thread::sleep(Duration::from_millis(500));
+    let m = metrics(&server.addr);
+    let pending = metric(&m, "ringex_session_pending_requests");
+    let rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
+    let warm = rss.len() / 10;
+    let after: Vec<u64> = rss[warm.min(rss.len().saturating_sub(1))..].to_vec();
+    let (lo, hi) = (
+        after.iter().copied().min().unwrap_or(0),
+        after.iter().copied().max().unwrap_or(0),
+    );
+    println!(
+        "# soak: {} orders sent, {} answered in {:.0} s ({:.0}/s); p50 {} µs, p99 {} µs",
+        r.sent,
+        r.answered,
+        r.secs,
+        r.answered as f64 / r.secs.max(1e-9),
+        us(r.hist.value_at_quantile(0.5)),
+        us(r.hist.value_at_quantile(0.99)),
+    );
+    println!(
+        "# server RSS every 2 s (MiB): {}",
+        rss.iter()
+            .map(|k| format!("{:.0}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "# after the first tenth: {:.1}–{:.1} MiB ({:+.1}% spread); ringex_session_pending_requests after the clients left: {}",
+        lo as f64 / 1024.0,
+        hi as f64 / 1024.0,
+        (hi as f64 / lo.max(1) as f64 - 1.0) * 100.0,
+        pending.map_or("absent".into(), |p| format!("{p}"))
+    );
+}
+
 fn main() {
-    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--keep 1: print the server address and its /metrics]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep"]);
+    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--funded 1] [--soak ORDERS] [--keep 1: print the server address and its /metrics]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep", "--funded", "--soak"]);
     let rates: Vec<u64> = value("--rates")
         .unwrap_or_else(|| "10000,100000".into())
         .split(',')
@@ -344,7 +438,13 @@ fn main() {
     let secs = number("--seconds", 5) as f64;
     let idle = number("--idle", 10_000);
     let fsync = value("--fsync").unwrap_or_else(|| "batch".into());
-    let server = start_server(clients, &fsync);
+    let funded = value("--funded").is_some();
+    let server = start_server(clients, &fsync, funded);
+    if let Some(orders) = value("--soak").and_then(|v| v.parse::<u64>().ok()) {
+        println!("# ringex serve soak: {clients} clients, funded {funded}, journal fsync {fsync}");
+        soak(&server, orders, rates.first().copied().unwrap_or(20_000), clients);
+        return;
+    }
     if value("--keep").is_some() {
         eprintln!("server at {} (pid {})", server.addr, server.child.id());
     }

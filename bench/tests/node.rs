@@ -30,8 +30,21 @@ struct Node {
 
 impl Node {
     fn start(cluster: &str, shard: u32, id: &str, journal: &Path) -> Node {
+        Node::start_on(&nats_url(), cluster, shard, id, journal, &[])
+    }
+
+    /// A node on the server at `url`, with more flags.
+    fn start_on(
+        url: &str,
+        cluster: &str,
+        shard: u32,
+        id: &str,
+        journal: &Path,
+        more: &[&str],
+    ) -> Node {
         let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
-            .args(["node", "run", "--nats", &nats_url(), "--cluster", cluster])
+            .args(["node", "run", "--nats", url, "--cluster", cluster])
+            .args(more)
             .args([
                 "--shard",
                 &shard.to_string(),
@@ -89,6 +102,34 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A seeded multi-instrument flow, its setup first, with a tick and a mass cancel of every
+/// symbol (commands for every shard) after every `every`-th command (0: none).
+fn flow(seed: u64, instruments: u32, accounts: u64, n: usize, every: usize) -> Vec<Command> {
+    let w = MultiSymbolWorkload {
+        seed,
+        instruments,
+        accounts,
+        orders_per_instrument: 5,
+        ..Default::default()
+    }
+    .generate(n);
+    let mut cmds = w.setup.clone();
+    for (k, c) in w.commands.iter().enumerate() {
+        cmds.push(*c);
+        if every > 0 && k % every == 0 {
+            cmds.push(Command::new(c.ts, CommandKind::Tick));
+            cmds.push(Command::new(
+                c.ts,
+                CommandKind::MassCancel {
+                    account: AccountId(1 + k as u64 % accounts),
+                    instrument: None,
+                },
+            ));
+        }
+    }
+    cmds
 }
 
 /// The engine's events for commands fed in order from input sequence 1.
@@ -269,6 +310,29 @@ fn two_shards_survive_killed_primaries_with_nothing_lost_or_duplicated() {
     }
 }
 
+/// Shard 0's events once its stream reaches event `last` (30 s at most).
+fn events_through(
+    rt: &tokio::runtime::Runtime,
+    router: &Router,
+    names: &Names,
+    last: u64,
+) -> ringex_bench::node::ShardEvents {
+    let t = Instant::now();
+    while rt
+        .block_on(last_published(router.context(), names, 0))
+        .map_or(0, |e| e.last)
+        < last
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "events stopped short of {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(read_events(router.context(), names, 0))
+        .unwrap()
+}
+
 /// A unique deployment name on the shared server.
 fn cluster_name(tag: &str) -> String {
     format!(
@@ -379,28 +443,7 @@ fn lost_acks_and_resubmissions_sequence_nothing_twice() {
     let cluster = cluster_name("d");
     let names = Names::new(&cluster);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let w = MultiSymbolWorkload {
-        seed: 7,
-        instruments: 6,
-        accounts: 20,
-        orders_per_instrument: 5,
-        ..Default::default()
-    }
-    .generate(1_500);
-    let mut cmds = w.setup.clone();
-    for (k, c) in w.commands.iter().enumerate() {
-        cmds.push(*c);
-        if k % 301 == 0 {
-            cmds.push(Command::new(c.ts, CommandKind::Tick));
-            cmds.push(Command::new(
-                c.ts,
-                CommandKind::MassCancel {
-                    account: AccountId(1 + k as u64 % 20),
-                    instrument: None,
-                },
-            ));
-        }
-    }
+    let cmds = flow(7, 6, 20, 1_500, 301);
     let expected: Vec<Vec<Command>> = (0..2u32)
         .map(|s| {
             cmds.iter()
@@ -539,40 +582,8 @@ fn a_nats_server_restart_loses_and_repeats_nothing() {
     let names = Names::new(&cluster);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
-    let w = MultiSymbolWorkload {
-        seed: 11,
-        instruments: 4,
-        accounts: 20,
-        orders_per_instrument: 5,
-        ..Default::default()
-    }
-    .generate(4_000);
-    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
-    let start = |id: &str, j: &str| {
-        let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
-            .args([
-                "node",
-                "run",
-                "--nats",
-                &url,
-                "--cluster",
-                &cluster,
-                "--shard",
-                "0",
-            ])
-            .args(["--node-id", id, "--lease-ms", "500", "--journal"])
-            .arg(dir.path().join(j))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Node {
-            child: Some(child),
-            journal: dir.path().join(j),
-            id: id.to_string(),
-            shard: 0,
-        }
-    };
+    let cmds = flow(11, 4, 20, 4_000, 0);
+    let start = |id: &str, j: &str| Node::start_on(&url, &cluster, 0, id, &dir.path().join(j), &[]);
     let primary = start("p", "p");
     primary.wait_for("primary", |s| s.role == "primary");
     let standby = start("s", "s");
@@ -601,21 +612,7 @@ fn a_nats_server_restart_loses_and_repeats_nothing() {
     assert_eq!(shard_cmds, cmds, "each command once, in order");
     let (_, expected) = reference(&cmds);
     let last = expected.last().unwrap().0;
-    let t = Instant::now();
-    while rt
-        .block_on(last_published(router.context(), &names, 0))
-        .map_or(0, |e| e.last)
-        < last
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "events stopped short of {last}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let got = rt
-        .block_on(read_events(router.context(), &names, 0))
-        .unwrap();
+    let got = events_through(&rt, &router, &names, last);
     assert_eq!(got.duplicates, 0);
     assert!(
         got.events == expected,
@@ -638,15 +635,7 @@ fn a_foreign_message_on_the_event_subject_does_not_wedge_the_primary() {
     let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
     let node = Node::start(&cluster, 0, "p", &dir.path().join("p"));
     node.wait_for("primary", |s| s.role == "primary");
-    let w = MultiSymbolWorkload {
-        seed: 3,
-        instruments: 2,
-        accounts: 5,
-        orders_per_instrument: 3,
-        ..Default::default()
-    }
-    .generate(300);
-    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    let cmds = flow(3, 2, 5, 300, 0);
     let (a, b) = cmds.split_at(cmds.len() / 2);
     rt.block_on(router.submit(a, 64)).unwrap();
     node.wait_for("published the first half", |s| s.cmd_seq == a.len() as u64);
@@ -665,23 +654,7 @@ fn a_foreign_message_on_the_event_subject_does_not_wedge_the_primary() {
     });
     rt.block_on(router.submit(b, 64)).unwrap();
     let (_, expected) = reference(&cmds);
-    let last = expected.last().unwrap().0;
-    let t = Instant::now();
-    while rt
-        .block_on(last_published(router.context(), &names, 0))
-        .unwrap()
-        .last
-        < last
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the primary is wedged"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let got = rt
-        .block_on(read_events(router.context(), &names, 0))
-        .unwrap();
+    let got = events_through(&rt, &router, &names, expected.last().unwrap().0);
     assert_eq!((got.foreign, got.duplicates), (1, 0));
     assert!(got.events == expected);
 }
@@ -755,38 +728,14 @@ fn with_credentials_and_per_subject_permissions() {
         "anonymous connection taken"
     );
     // A node with the node's credentials (the deployment the configuration names: ringex).
-    let node_dir = dir.path().join("p");
-    let child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
-        .args([
-            "node",
-            "run",
-            "--nats",
-            &url,
-            "--shard",
-            "0",
-            "--node-id",
-            "p",
-        ])
-        .args([
-            "--lease-ms",
-            "500",
-            "--nats-user",
-            "node",
-            "--nats-password",
-            "n0de",
-            "--journal",
-        ])
-        .arg(&node_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let node = Node {
-        child: Some(child),
-        journal: node_dir,
-        id: "p".into(),
-        shard: 0,
-    };
+    let node = Node::start_on(
+        &url,
+        "ringex",
+        0,
+        "p",
+        &dir.path().join("p"),
+        &["--nats-user", "node", "--nats-password", "n0de"],
+    );
     node.wait_for("primary", |s| s.role == "primary");
     let router = rt
         .block_on(Router::connect_with(
@@ -796,15 +745,7 @@ fn with_credentials_and_per_subject_permissions() {
             1,
         ))
         .expect("the router connects with its credentials");
-    let w = MultiSymbolWorkload {
-        seed: 5,
-        instruments: 2,
-        accounts: 5,
-        orders_per_instrument: 3,
-        ..Default::default()
-    }
-    .generate(200);
-    let cmds: Vec<Command> = w.setup.iter().chain(&w.commands).copied().collect();
+    let cmds = flow(5, 2, 5, 200, 0);
     rt.block_on(router.submit(&cmds, 32)).unwrap();
     node.wait_for("caught up", |s| s.cmd_seq == cmds.len() as u64);
     // The router may not publish on the event subject.

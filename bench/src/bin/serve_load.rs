@@ -68,7 +68,10 @@ fn start_server(clients: u64, fsync: &str, funded: bool) -> ServerProc {
             "asset,USD,2\nasset,XYZ,0\ninstrument,LOAD,0.01,1,base=XYZ,quote=USD,maker_fee=0.0001,taker_fee=0.0002\n",
         );
         for i in 0..clients {
-            t += &format!("deposit,0,{a},USD,100000000000\ndeposit,0,{a},XYZ,100000000000\n", a = 1000 + i);
+            t += &format!(
+                "deposit,0,{a},USD,100000000000\ndeposit,0,{a},XYZ,100000000000\n",
+                a = 1000 + i
+            );
         }
         t
     } else {
@@ -359,7 +362,10 @@ fn metrics(addr: &str) -> String {
     let Ok(mut c) = std::net::TcpStream::connect(addr) else {
         return String::new();
     };
-    let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        c,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut body = String::new();
     let _ = c.read_to_string(&mut body);
     body
@@ -442,7 +448,12 @@ fn main() {
     let server = start_server(clients, &fsync, funded);
     if let Some(orders) = value("--soak").and_then(|v| v.parse::<u64>().ok()) {
         println!("# ringex serve soak: {clients} clients, funded {funded}, journal fsync {fsync}");
-        soak(&server, orders, rates.first().copied().unwrap_or(20_000), clients);
+        soak(
+            &server,
+            orders,
+            rates.first().copied().unwrap_or(20_000),
+            clients,
+        );
         return;
     }
     if value("--keep").is_some() {

@@ -50,8 +50,13 @@ fn write_script(path: &std::path::Path, n: u64) {
             let buy = rng >> 20 & 1 == 0;
             let px = 10_000 + (rng >> 8) % 21 - 10;
             let side = if buy { "buy" } else { "sell" };
-            writeln!(w, "new,{ts},LOAD,{acct},{id},{side},limit,gtc,{}.{:02},1", px / 100, px % 100)
-                .unwrap();
+            writeln!(
+                w,
+                "new,{ts},LOAD,{acct},{id},{side},limit,gtc,{}.{:02},1",
+                px / 100,
+                px % 100
+            )
+            .unwrap();
             open.push_back((acct, id));
         }
     }
@@ -62,7 +67,14 @@ fn write_script(path: &std::path::Path, n: u64) {
 fn restart(ringex: &std::path::Path, journal: &std::path::Path, snapshots: bool) -> (f64, u64) {
     let t = Instant::now();
     let mut child = Command::new(ringex)
-        .args(["serve", "--listen", "127.0.0.1:0", "--key", "k:1", "--journal"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            "k:1",
+            "--journal",
+        ])
         .arg(journal)
         .args(["--snapshot-every", if snapshots { "1000000" } else { "0" }])
         .stderr(Stdio::piped())
@@ -78,7 +90,8 @@ fn restart(ringex: &std::path::Path, journal: &std::path::Path, snapshots: bool)
     };
     std::thread::spawn(move || for _ in lines {});
     let (mut ws, _) = connect(format!("ws://{addr}/v1/orders/ws")).expect("connect");
-    ws.send(Message::Text(r#"{"type":"auth","key":"k"}"#.into())).unwrap();
+    ws.send(Message::Text(r#"{"type":"auth","key":"k"}"#.into()))
+        .unwrap();
     ws.read().unwrap();
     ws.send(Message::Text(
         r#"{"type":"new","symbol":"LOAD","side":"buy","price":"1","qty":"1"}"#.into(),
@@ -100,10 +113,7 @@ fn restart(ringex: &std::path::Path, journal: &std::path::Path, snapshots: bool)
 }
 
 fn main() {
-    check(
-        "usage: serve_restart [--commands N]",
-        &["--commands"],
-    );
+    check("usage: serve_restart [--commands N]", &["--commands"]);
     let n = number("--commands", 10_000_000);
     let exe = std::env::current_exe().expect("own path");
     let ringex = exe.with_file_name("ringex");
@@ -113,7 +123,10 @@ fn main() {
     let script = dir.join("script.csv");
     let t = Instant::now();
     write_script(&script, n);
-    eprintln!("script of {n} commands written in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "script of {n} commands written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     println!("# ringex serve restart after {n} commands (journal written by ringex run --journal)");
     println!("| snapshots | journal written in | segments kept | restart → first order accepted | peak RSS during recovery |");
     println!("|---|---:|---:|---:|---:|");
@@ -121,7 +134,10 @@ fn main() {
         let journal = dir.join(if snapshots { "with" } else { "without" });
         let t = Instant::now();
         let mut run = Command::new(&ringex);
-        run.arg("run").arg(&script).args(["--events-out", "/dev/null", "--journal"]).arg(&journal);
+        run.arg("run")
+            .arg(&script)
+            .args(["--events-out", "/dev/null", "--journal"])
+            .arg(&journal);
         if snapshots {
             run.args(["--snapshot-every", "1000000"]);
         }
@@ -129,12 +145,22 @@ fn main() {
         assert!(st.success());
         let written = t.elapsed().as_secs_f64();
         let segments = std::fs::read_dir(&journal)
-            .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "journal"))).count())
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "journal"))
+                })
+                .count()
+            })
             .unwrap_or(0);
         let (secs, peak) = restart(&ringex, &journal, snapshots);
         println!(
             "| {} | {written:.1} s | {segments} | {secs:.2} s | {:.0} MiB |",
-            if snapshots { "every 1,000,000 commands" } else { "none" },
+            if snapshots {
+                "every 1,000,000 commands"
+            } else {
+                "none"
+            },
             peak as f64 / 1024.0
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -383,11 +383,12 @@ fn write_status(
 
 /// Publishes the next pending batches in order (one chunk of at most 512, acknowledgements
 /// in flight; the caller comes back for the rest, so a long backlog never keeps the lease
-/// from being renewed) and moves `end` along. Each message must follow the stream's last
-/// (`Nats-Expected-Last-Sequence`), so the stream refuses an out-of-order publication (a
+/// from being renewed) and moves `end` along. The first message must follow the stream's
+/// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
+/// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication (a
 /// stale primary's) and never holds a gap; a message the nodes did not write moves the end
-/// and is stepped over; a re-publication of a message the stream has is deduplicated by its
-/// id `<shard>.<first event>`.
+/// and is stepped over at the next chunk; a re-publication of a message the stream has is
+/// deduplicated by its id `<shard>.<first event>`.
 pub(crate) async fn publish(
     js: &jetstream::Context,
     names: &Names,
@@ -399,15 +400,25 @@ pub(crate) async fn publish(
     let subject = names.evt_subject(shard);
     let n = pending.len().min(512);
     let mut acks = Vec::with_capacity(n);
+    let mut prev_first = 0;
     for (k, b) in pending.iter().take(n).enumerate() {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Ringex-First", b.first.to_string().as_str());
         h.insert("Ringex-Last", b.last.to_string().as_str());
         h.insert("Ringex-Node", node);
-        h.insert(
-            "Nats-Expected-Last-Sequence",
-            (end.seq + k as u64).to_string().as_str(),
-        );
+        // The chunk's first message follows the stream's last, whoever wrote it; each next
+        // one follows its predecessor by id, so if one is refused every later one of the
+        // chunk is too (a sequence number alone could let a later one in after a foreign
+        // message took the refused one's place: a gap).
+        if k == 0 {
+            h.insert("Nats-Expected-Last-Sequence", end.seq.to_string().as_str());
+        } else {
+            h.insert(
+                "Nats-Expected-Last-Msg-Id",
+                format!("{shard}.{prev_first}").as_str(),
+            );
+        }
+        prev_first = b.first;
         let p = Publish::build()
             .payload(Bytes::copy_from_slice(&b.bytes))
             .headers(h)

@@ -765,6 +765,9 @@ async fn monitor(app: Arc<App>, halted: watch::Sender<Option<String>>) {
         t.tick().await;
         let s = app.pipeline.status();
         metrics::pipeline(&s, app.submitted.load(std::sync::atomic::Ordering::Relaxed));
+        // The recorder keeps every histogram sample until upkeep folds it into the buckets:
+        // without it, memory grew by every round trip recorded between two scrapes.
+        metrics::handle().run_upkeep();
         if s.halted.is_some() && halted.borrow().is_none() {
             tracing::error!("the pipeline halted: {:?}", s.halted);
             let _ = halted.send(s.halted.clone());

@@ -495,25 +495,38 @@ fn lost_acks_and_resubmissions_sequence_nothing_twice() {
 }
 
 /// A nats-server of the test's own, on a free port with its store in `dir`.
+/// (With a configuration file and the environment it reads, when given.)
+type NatsConf = Option<(PathBuf, Vec<(&'static str, &'static str)>)>;
+
 struct OwnNats {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    conf: NatsConf,
 }
 
 impl OwnNats {
     fn start(dir: &Path, port: u16) -> OwnNats {
+        OwnNats::start_with(dir, port, None)
+    }
+
+    fn start_with(dir: &Path, port: u16, conf: NatsConf) -> OwnNats {
         let mut n = OwnNats {
             child: None,
             port,
             dir: dir.to_path_buf(),
+            conf,
         };
         n.up();
         n
     }
 
     fn up(&mut self) {
-        let child = Proc::new("nats-server")
+        let mut cmd = Proc::new("nats-server");
+        if let Some((conf, env)) = &self.conf {
+            cmd.arg("-c").arg(conf).envs(env.iter().copied());
+        }
+        let child = cmd
             .args([
                 "-js",
                 "-a",
@@ -698,28 +711,12 @@ fn with_credentials_and_per_subject_permissions() {
         .unwrap()
         .port();
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/ringex-nats.conf");
-    let mut server = Proc::new("nats-server")
-        .arg("-c")
-        .arg(&conf)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path().join("js"))
-        .envs([
-            ("RINGEX_NODE_PASSWORD", "n0de"),
-            ("RINGEX_ROUTER_PASSWORD", "r0uter"),
-            ("RINGEX_READER_PASSWORD", "re4der"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nats-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let env = vec![
+        ("RINGEX_NODE_PASSWORD", "n0de"),
+        ("RINGEX_ROUTER_PASSWORD", "r0uter"),
+        ("RINGEX_READER_PASSWORD", "re4der"),
+    ];
+    let _server = OwnNats::start_with(dir.path(), port, Some((conf, env)));
     let url = format!("nats://127.0.0.1:{port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     // No credentials: refused.
@@ -786,6 +783,4 @@ fn with_credentials_and_per_subject_permissions() {
         .block_on(NatsAuth::user("router", "wrong").connect(&url, "x"))
         .is_err());
     drop(node);
-    let _ = server.kill();
-    let _ = server.wait();
 }

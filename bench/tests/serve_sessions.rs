@@ -123,8 +123,18 @@ fn stopping_the_server_cancels_the_orders_of_cancel_on_disconnect_sessions_first
     server.stop().unwrap();
 }
 
+/// A `ringex serve` process, killed when dropped (also when a test fails).
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ringex serve` as its own process, and its address.
-fn spawn_server(journal: &std::path::Path) -> (Child, SocketAddr) {
+fn spawn_server(journal: &std::path::Path) -> (Spawned, SocketAddr) {
     let mut child = Proc::new(env!("CARGO_BIN_EXE_ringex"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--journal"])
         .arg(journal)
@@ -141,7 +151,7 @@ fn spawn_server(journal: &std::path::Path) -> (Child, SocketAddr) {
     };
     // Keep draining its stderr so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (Spawned(child), addr)
 }
 
 /// Places a resting order from a cancel-on-disconnect session, then stops the process with
@@ -154,11 +164,11 @@ fn cod_order_then(signal: &str) -> tempfile::TempDir {
     cod.send(json!({"type": "new", "symbol": "DEMO-A", "side": "buy", "price": "99", "qty": "3"}));
     assert_eq!(cod.recv()["type"], "accepted");
     let st = Proc::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
+        .args(["-s", signal, &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    child.wait().unwrap();
+    child.0.wait().unwrap();
     dir
 }
 
@@ -173,12 +183,11 @@ fn after_a_crash_the_restart_cancels_them() {
     let dir = cod_order_then("KILL");
     let journal = dir.path().join("journal");
     assert_eq!(resting(&journal), 1, "kill -9: nothing cancelled it");
-    let (mut child, addr) = spawn_server(&journal);
+    let (child, addr) = spawn_server(&journal);
     eventually("the restart cancelled the gone session's order", || {
         get_json(addr, "/v1/book/DEMO-A", None)["bids"] == json!([])
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert_eq!(resting(&journal), 0, "the cancel is journaled");
 }
 

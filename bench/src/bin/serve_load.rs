@@ -104,6 +104,12 @@ fn start_server(clients: u64, fsync: &str, funded: bool) -> ServerProc {
         .arg(value("--layout").unwrap_or_else(|| "auto".into()))
         .arg("--max-msgs-per-sec")
         .arg("1000000")
+        // More flags for the server (e.g. `--snapshot-every 0`), space-separated.
+        .args(
+            std::env::var("RINGEX_SERVE_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ringex serve");

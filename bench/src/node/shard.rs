@@ -155,10 +155,12 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
     });
     let durable = journal.durable();
     let jid = b.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    // The snapshot consumer shares a thread with the events' tap (both in memory; the
+    // snapshot's writing has a thread of its own).
     if o.snapshot_every > 0 {
         b.add_consumer(
             crate::startup::snapshotter(&o.journal, o.snapshot_every, &state, durable.clone()),
-            ConsumerOptions::default().after(jid),
+            ConsumerOptions::default().after(jid).in_group(1),
         );
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -168,7 +170,7 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
             cur: Vec::new(),
             first: 0,
         },
-        ConsumerOptions::default().after(jid),
+        ConsumerOptions::default().after(jid).in_group(1),
     );
     let pipeline = b.start().map_err(RunError::from)?;
     let gateway = pipeline.gateway();

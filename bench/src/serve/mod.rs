@@ -645,14 +645,9 @@ fn start_pipeline(
     });
     let durable = journal.durable();
     let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
-    if opts.snapshot_every > 0 {
-        builder.add_consumer(
-            snapshotter(&opts.journal, opts.snapshot_every, state, durable),
-            ConsumerOptions::default().after(jid),
-        );
-    }
     // The in-memory consumers share one thread when grouped; the journal and the history
-    // store (they wait on I/O) keep their own.
+    // store (they wait on I/O) keep their own. (The snapshot consumer only copies the state:
+    // a writer thread of its own encodes and writes it.)
     let after = || {
         let o = ConsumerOptions::default().after(jid);
         if grouped {
@@ -661,6 +656,12 @@ fn start_pipeline(
             o
         }
     };
+    if opts.snapshot_every > 0 {
+        builder.add_consumer(
+            snapshotter(&opts.journal, opts.snapshot_every, state, durable),
+            after(),
+        );
+    }
     let (router, registry, progress) = router::ReportRouter::new();
     builder.add_consumer(router, after());
     let feed = md::MdFeed::new(Arc::clone(specs), opts.md_queue);

@@ -784,3 +784,69 @@ fn with_credentials_and_per_subject_permissions() {
         .is_err());
     drop(node);
 }
+
+/// A long backlog does not starve the lease: a node that takes over with tens of thousands
+/// of events to publish renews its lease between chunks, so an intruder that tries to take
+/// the lease all the while never gets it.
+#[test]
+fn a_long_backlog_does_not_starve_lease_renewal() {
+    use ringex_bench::node::Lease;
+    let url = nats_url();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster_name("b");
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    // Someone else holds the lease: the node follows the commands as a standby and
+    // publishes nothing, so its backlog grows.
+    let lease = Lease::new(router.context().clone(), &names, 0);
+    let mut rev = rt.block_on(lease.acquire("other")).unwrap();
+    let node = Node::start_on(&url, &cluster, 0, "p", &dir.path().join("p"), &[]);
+    let cmds = flow(9, 8, 50, 40_000, 0);
+    for chunk in cmds.chunks(2_000) {
+        rt.block_on(router.submit(chunk, 512)).unwrap();
+        rev = rt.block_on(lease.renew("other", rev)).unwrap();
+    }
+    let total = cmds.len() as u64;
+    let t = Instant::now();
+    while node.status().is_none_or(|s| s.cmd_seq < total) {
+        rev = rt.block_on(lease.renew("other", rev)).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the node never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(node.status().unwrap().role, "standby");
+    // The lease goes: the node takes it with the whole backlog to publish.
+    rt.block_on(lease.release(rev)).unwrap();
+    node.wait_for("primary", |s| s.role == "primary");
+    let (_, expected) = reference(&cmds);
+    let last = expected.last().unwrap().0;
+    let t = Instant::now();
+    let mut tries = 0;
+    while rt
+        .block_on(last_published(router.context(), &names, 0))
+        .map_or(0, |e| e.last)
+        < last
+    {
+        assert!(
+            rt.block_on(lease.acquire("intruder")).is_err(),
+            "the node's lease lapsed while it published its backlog"
+        );
+        tries += 1;
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the backlog never went out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        tries >= 5,
+        "the backlog went out in {tries} tries: too short to tell"
+    );
+    let got = rt
+        .block_on(read_events(router.context(), &names, 0))
+        .unwrap();
+    assert!(got.events == expected && got.duplicates == 0);
+}

@@ -498,6 +498,7 @@ fn rest_status_orders_balances_and_metrics() {
         names,
         [
             "journal",
+            "snapshotter",
             "report-router",
             "market-data",
             "balances",

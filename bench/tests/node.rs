@@ -333,6 +333,15 @@ fn events_through(
         .unwrap()
 }
 
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A unique deployment name on the shared server.
 fn cluster_name(tag: &str) -> String {
     format!(
@@ -584,11 +593,7 @@ impl Drop for OwnNats {
 #[test]
 fn a_nats_server_restart_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = OwnNats::start(dir.path(), port);
     let url = server.url();
     let cluster = cluster_name("n");
@@ -705,11 +710,7 @@ fn releasing_a_lost_lease_leaves_the_new_holder_alone() {
 fn with_credentials_and_per_subject_permissions() {
     use ringex_bench::node::NatsAuth;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/ringex-nats.conf");
     let env = vec![
         ("RINGEX_NODE_PASSWORD", "n0de"),

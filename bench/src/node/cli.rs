@@ -75,17 +75,7 @@ pub struct ClusterArgs {
 pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
     match cmd {
         NodeCmd::Run(o) => run_node(o).map(|_| String::new()),
-        NodeCmd::Submit {
-            target:
-                ClusterArgs {
-                    nats: url,
-                    cluster,
-                    shards,
-                    auth,
-                },
-            script,
-            id,
-        } => {
+        NodeCmd::Submit { target, script, id } => {
             let mut sc = crate::script::Script::new();
             let mut meta = crate::meta::EdgeMeta::default();
             let (cmds, malformed) = crate::startup::read_script(&script, &mut sc, 0, &mut meta)?;
@@ -95,27 +85,28 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             };
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             let done = rt.block_on(async {
-                let r = Router::connect_with(&url, &auth, &cluster, shards).await?;
+                let r = Router::connect_with(
+                    &target.nats,
+                    &target.auth,
+                    &target.cluster,
+                    target.shards,
+                )
+                .await?;
                 r.submit_as(&id, &cmds, 1024).await
             })?;
             Ok(format!(
-                "submission {id}: {} commands as {} messages to {shards} shard(s) ({} already \
+                "submission {id}: {} commands as {} messages to {} shard(s) ({} already \
                  there, {} publishes retried); {} malformed line(s) skipped\n",
                 cmds.len(),
                 done.messages,
+                target.shards,
                 done.duplicates,
                 done.retries,
                 malformed.len()
             ))
         }
         NodeCmd::Read {
-            target:
-                ClusterArgs {
-                    nats: url,
-                    cluster,
-                    shards,
-                    auth,
-                },
+            target,
             script,
             format,
             limit,
@@ -123,8 +114,9 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
             let mut printer = EventPrinter::new(script.as_deref(), format)?;
             let rt = tokio::runtime::Runtime::new().map_err(NodeError::Runtime)?;
             rt.block_on(async {
-                let client = auth.connect(&url, "ringex-reader").await?;
-                let mut rx = follow(jetstream::new(client), &Names::new(&cluster), shards).await?;
+                let client = target.auth.connect(&target.nats, "ringex-reader").await?;
+                let names = Names::new(&target.cluster);
+                let mut rx = follow(jetstream::new(client), &names, target.shards).await?;
                 let mut n = 0;
                 let mut line = String::new();
                 while let Some((shard, seq, e)) = rx.recv().await {
@@ -160,6 +152,8 @@ pub struct EventPrinter {
     given: bool,
     csv: crate::csv::EventCsv,
     format: ReadFormat,
+    /// The line being written (reused).
+    buf: Vec<u8>,
 }
 
 impl EventPrinter {
@@ -175,6 +169,7 @@ impl EventPrinter {
             given: script.is_some(),
             csv: crate::csv::EventCsv::new(),
             format,
+            buf: Vec::new(),
         })
     }
 
@@ -183,12 +178,12 @@ impl EventPrinter {
         if let (false, ringex_engine::EventKind::InstrumentAdded(d)) = (self.given, e.kind) {
             self.learn(d.id);
         }
-        let mut buf = Vec::new();
-        match self.csv.write(&self.script, e, &mut buf) {
+        self.buf.clear();
+        match self.csv.write(&self.script, e, &mut self.buf) {
             Ok(Some(_)) => {}
             _ => return false,
         }
-        let text = String::from_utf8_lossy(&buf);
+        let text = String::from_utf8_lossy(&self.buf);
         match self.format {
             ReadFormat::Csv => out.push_str(&text),
             ReadFormat::Json => {

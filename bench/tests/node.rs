@@ -801,23 +801,38 @@ fn a_long_backlog_does_not_starve_lease_renewal() {
     // Someone else holds the lease: the node follows the commands as a standby and
     // publishes nothing, so its backlog grows.
     let lease = Lease::new(router.context().clone(), &names, 0);
-    let mut rev = rt.block_on(lease.acquire("other")).unwrap();
+    let rev = rt.block_on(lease.acquire("other")).unwrap();
     let node = Node::start_on(&url, &cluster, 0, "p", &dir.path().join("p"), &[]);
     let cmds = flow(9, 8, 50, 40_000, 0);
-    for chunk in cmds.chunks(2_000) {
-        rt.block_on(router.submit(chunk, 512)).unwrap();
-        rev = rt.block_on(lease.renew("other", rev)).unwrap();
-    }
     let total = cmds.len() as u64;
-    let t = Instant::now();
-    while node.status().is_none_or(|s| s.cmd_seq < total) {
-        rev = rt.block_on(lease.renew("other", rev)).unwrap();
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the node never caught up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // "other" renews its lease every 100 ms on a thread of its own (however slow the
+    // submissions are on a busy machine) until the node has every command.
+    let caught_up = std::sync::atomic::AtomicBool::new(false);
+    let rev = std::thread::scope(|sc| {
+        let holder = sc.spawn(|| {
+            let mut rev = rev;
+            while !caught_up.load(std::sync::atomic::Ordering::Acquire) {
+                rev = rt
+                    .block_on(lease.renew("other", rev))
+                    .expect("other keeps its lease");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            rev
+        });
+        for chunk in cmds.chunks(2_000) {
+            rt.block_on(router.submit(chunk, 512)).unwrap();
+        }
+        let t = Instant::now();
+        while node.status().is_none_or(|s| s.cmd_seq < total) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the node never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        caught_up.store(true, std::sync::atomic::Ordering::Release);
+        holder.join().unwrap()
+    });
     assert_eq!(node.status().unwrap().role, "standby");
     // The lease goes: the node takes it with the whole backlog to publish.
     rt.block_on(lease.release(rev)).unwrap();

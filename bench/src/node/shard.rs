@@ -229,7 +229,10 @@ pub(crate) async fn node_main(
     let status_path = o.journal.join("node.status");
     let mut stopping = false;
     loop {
+        // In order: the lease's tick first (renewal must never wait behind a backlog), and
+        // publishing pending batches last (it is always ready while there are some).
         tokio::select! {
+            biased;
             _ = tick.tick() => {
                 match role {
                     None => {
@@ -295,10 +298,10 @@ pub(crate) async fn node_main(
                 failed = Some(e);
                 break;
             }
-            // Pending batches go out at once, a chunk per turn (the tick still gets its turns).
-            _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
             _ = term.recv() => { stopping = true; consumer.abort(); }
             _ = tokio::signal::ctrl_c() => { stopping = true; consumer.abort(); }
+            // Pending batches go out at once, a chunk per turn (the tick comes first).
+            _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
         }
         if role.is_some() && !pending.is_empty() {
             match publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await {

@@ -123,6 +123,11 @@ impl EventCsv {
                 let st = if halted { "halted" } else { "open" };
                 writeln!(w, "status,{seq},{},{st}", sym(instrument))
             }
+            EventKind::Triggered {
+                instrument,
+                order_id,
+                ..
+            } => writeln!(w, "triggered,{seq},{},{order_id}", sym(instrument)),
             EventKind::Deposited {
                 account,
                 asset,
@@ -143,6 +148,8 @@ impl EventCsv {
             | EventKind::InstrumentAdded(_)
             | EventKind::AssetAdded { .. }
             | EventKind::FillFees { .. }
+            | EventKind::OrderTerms { .. }
+            | EventKind::MatchPolicySet { .. }
             | EventKind::SnapshotRequested { .. } => Ok(()),
         }?;
         Ok(Some(seq))

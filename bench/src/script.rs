@@ -10,7 +10,8 @@ use ringex_engine::funds::units_of;
 use ringex_engine::instrument::parse_decimal;
 use ringex_engine::{
     AccountId, AllocGroupId, Amount, AssetId, Command, CommandKind, EdgeError, InstrumentDef,
-    InstrumentId, InstrumentSpec, NewOrder, OrderId, OrderType, Price, Qty, Rate, RejectCode,
+    InstrumentId, InstrumentSpec, MatchPolicy, NewOrder, OrderId, OrderTerms, OrderType, Price,
+    Qty, Rate, RejectCode,
     SelfTradePrevention, Side, TimeInForce, Timestamp,
 };
 use rust_decimal::prelude::ToPrimitive;
@@ -64,9 +65,12 @@ pub enum ScriptItem {
         cmd: Command,
         /// Its command-line number.
         number: u64,
+        /// The [`CommandKind::OrderTerms`] that goes just before it (an iceberg or a stop).
+        terms: Option<Command>,
     },
-    /// An `instrument` or `asset` line: the command that defines it.
-    Instrument(Command),
+    /// An `instrument` or `asset` line: the command that defines it, and the
+    /// [`CommandKind::SetMatchPolicy`] that follows it when the line chose a policy.
+    Instrument(Command, Option<Command>),
     /// An `alloc_group` line.
     AllocGroup(AllocGroupId),
     /// A comment or a blank line.
@@ -199,9 +203,9 @@ impl Script {
             _ => {
                 self.command_no += 1;
                 let number = self.command_no;
-                let cmd = self.command(line, &f)?;
+                let (cmd, terms) = self.command(line, &f)?;
                 self.last_ts = cmd.ts.0;
-                Ok(ScriptItem::Command { cmd, number })
+                Ok(ScriptItem::Command { cmd, number, terms })
             }
         }
     }
@@ -236,10 +240,13 @@ impl Script {
             name: name.to_string(),
             scale,
         });
-        Ok(ScriptItem::Instrument(Command::new(
-            Timestamp(self.last_ts),
-            CommandKind::AddAsset { asset: id, scale },
-        )))
+        Ok(ScriptItem::Instrument(
+            Command::new(
+                Timestamp(self.last_ts),
+                CommandKind::AddAsset { asset: id, scale },
+            ),
+            None,
+        ))
     }
 
     /// The funding part of an instrument line (`base=`, `quote=`, fees, limits), if any.
@@ -354,13 +361,66 @@ impl Script {
         let id = InstrumentId(self.specs.len() as u32);
         let spec =
             InstrumentSpec::new(id, f[1], tick, lot).map_err(|e| bad(line, e.to_string()))?;
-        let def = self.funding(line, id, tick, lot, &f[4..])?;
+        // `match=` and `min_alloc=` choose the policy; the other options are funding.
+        let (mut policy, mut min_alloc) = (None, None);
+        let mut rest = Vec::new();
+        for o in &f[4..] {
+            match o.split_once('=') {
+                Some(("match", m)) => {
+                    policy = Some(match m {
+                        "fifo" => MatchPolicy::Fifo,
+                        "pro_rata" => MatchPolicy::ProRata,
+                        "pro_rata_top" => MatchPolicy::ProRataTop,
+                        _ => {
+                            return Err(bad(
+                                line,
+                                format!("match {m:?} is not fifo, pro_rata or pro_rata_top"),
+                            ))
+                        }
+                    })
+                }
+                Some(("min_alloc", q)) => min_alloc = Some(q),
+                _ => rest.push(*o),
+            }
+        }
+        let min_alloc = match min_alloc {
+            None => Qty(1),
+            Some(_) if !policy.is_some_and(MatchPolicy::is_pro_rata) => {
+                return Err(bad(
+                    line,
+                    "min_alloc is allowed only with match=pro_rata or match=pro_rata_top",
+                ))
+            }
+            Some(q) => match spec.parse_qty(q) {
+                Ok(x) if x.0 > 0 => x,
+                _ => {
+                    return Err(bad(
+                        line,
+                        format!("min_alloc {q:?} is not a whole number of lots above 0"),
+                    ))
+                }
+            },
+        };
+        let def = self.funding(line, id, tick, lot, &rest)?;
         self.symbols.insert(spec.symbol.clone(), id);
         self.specs.push(spec);
-        Ok(ScriptItem::Instrument(Command::new(
-            Timestamp(self.last_ts),
-            CommandKind::AddInstrument(def),
-        )))
+        let ts = Timestamp(self.last_ts);
+        let set_policy = policy
+            .filter(|p| *p != MatchPolicy::Fifo)
+            .map(|policy| {
+                Command::new(
+                    ts,
+                    CommandKind::SetMatchPolicy {
+                        instrument: id,
+                        policy,
+                        min_alloc,
+                    },
+                )
+            });
+        Ok(ScriptItem::Instrument(
+            Command::new(ts, CommandKind::AddInstrument(def)),
+            set_policy,
+        ))
     }
 
     fn alloc_group(&mut self, line: usize, f: &[&str]) -> Result<ScriptItem, ScriptError> {
@@ -405,7 +465,7 @@ impl Script {
         self.symbols.get(s).copied()
     }
 
-    fn command(&self, line: usize, f: &[&str]) -> Result<Command, ScriptError> {
+    fn command(&self, line: usize, f: &[&str]) -> Result<(Command, Option<Command>), ScriptError> {
         let arity = |lo: usize, hi: usize, usage: &str| {
             if f.len() < lo || f.len() > hi {
                 Err(bad(line, format!("expected {usage}")))
@@ -443,7 +503,7 @@ impl Script {
         };
         let k = match kind {
             "new" => {
-                arity(10, 13, "new,<ts>,<symbol>,<account>,<order_id>,<buy|sell>,<limit|market>,<tif>,<price|->,<qty>[,post_only][,stp=<mode>][,alloc=<group_id>]")?;
+                arity(10, 15, "new,<ts>,<symbol>,<account>,<order_id>,<buy|sell>,<limit|market>,<tif>,<price|->,<qty>[,post_only][,stp=<mode>][,alloc=<group_id>][,display=<qty>][,stop=<price>]")?;
                 return self.new_order(line, ts, f);
             }
             "cancel" => {
@@ -559,10 +619,15 @@ impl Script {
             }
             other => return Err(bad(line, format!("unknown record type {other:?}"))),
         };
-        Ok(Command::new(ts, k))
+        Ok((Command::new(ts, k), None))
     }
 
-    fn new_order(&self, line: usize, ts: Timestamp, f: &[&str]) -> Result<Command, ScriptError> {
+    fn new_order(
+        &self,
+        line: usize,
+        ts: Timestamp,
+        f: &[&str],
+    ) -> Result<(Command, Option<Command>), ScriptError> {
         let account = AccountId(uint(line, f[3], "account")?);
         let order_id = OrderId(uint(line, f[4], "order id")?);
         let side = match f[5] {
@@ -597,6 +662,7 @@ impl Script {
         let mut post_only = false;
         let mut stp = SelfTradePrevention::CancelTaker;
         let mut group = None;
+        let (mut display, mut stop): (Option<&str>, Option<&str>) = (None, None);
         for opt in &f[10..] {
             match opt.split_once('=') {
                 None if *opt == "post_only" => post_only = true,
@@ -610,6 +676,8 @@ impl Script {
                     }
                 }
                 Some(("alloc", g)) => group = Some(uint(line, g, "allocation group")?),
+                Some(("display", d)) if display.is_none() => display = Some(d),
+                Some(("stop", p)) if stop.is_none() => stop = Some(p),
                 _ => return Err(bad(line, format!("unknown option {opt:?}"))),
             }
         }
@@ -629,6 +697,21 @@ impl Script {
                 .copied()
                 .ok_or(RejectCode::UnknownAllocGroup),
         };
+        // A display size that is not a whole number of lots above 0 is `invalid_display`;
+        // a trigger is a price (`off_tick`, `price_overflow`; at or below 0 the matcher
+        // says `bad_price`).
+        let display = match display {
+            None => Ok(Qty(0)),
+            Some(d) => match edge(line, spec.map(|s| s.parse_qty(d)), d, "display")? {
+                Ok(q) if q.0 > 0 => Ok(q),
+                _ => Err(RejectCode::InvalidDisplay),
+            },
+        };
+        let stop = match stop {
+            None => Ok(None),
+            Some(p) => edge(line, spec.map(|s| s.parse_price(p)), p, "stop")?.map(Some),
+        };
+        let alloc = alloc.and_then(|a| display.map(|_| a)).and_then(|a| stop.map(|_| a));
         let kind = match (sym, price, qty, alloc) {
             (None, ..) => CommandKind::Invalid {
                 instrument: None,
@@ -661,7 +744,15 @@ impl Script {
                 })
             }
         };
-        Ok(Command::new(ts, kind))
+        let terms = OrderTerms {
+            instrument: sym.unwrap_or_default(),
+            order_id,
+            display: display.unwrap_or_default(),
+            stop: stop.unwrap_or_default(),
+        };
+        let terms = (matches!(kind, CommandKind::NewOrder(_)) && !terms.is_plain())
+            .then(|| Command::new(ts, CommandKind::OrderTerms(terms)));
+        Ok((Command::new(ts, kind), terms))
     }
 }
 

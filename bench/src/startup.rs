@@ -96,15 +96,20 @@ pub fn read_script(
             )),
         };
         match parsed {
-            Ok(ScriptItem::Command { cmd, number }) => {
-                seq += 1;
-                meta.anchor(seq, number);
-                cmds.push(cmd);
+            Ok(ScriptItem::Command { cmd, number, terms }) => {
+                // An order's terms go just before it, under the same command line.
+                for c in terms.into_iter().chain([cmd]) {
+                    seq += 1;
+                    meta.anchor(seq, number);
+                    cmds.push(c);
+                }
             }
-            Ok(ScriptItem::Instrument(cmd)) => {
-                seq += 1;
-                meta.anchor(seq, script.commands_read());
-                cmds.push(cmd);
+            Ok(ScriptItem::Instrument(cmd, policy)) => {
+                for c in [cmd].into_iter().chain(policy) {
+                    seq += 1;
+                    meta.anchor(seq, script.commands_read());
+                    cmds.push(c);
+                }
             }
             Ok(ScriptItem::AllocGroup(_)) | Ok(ScriptItem::Nothing) => {}
             Err((e, line)) => {

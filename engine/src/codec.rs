@@ -105,6 +105,35 @@ const REASONS: [CancelReason; 7] = [
     CancelReason::InsufficientFunds,
 ];
 
+const POLICIES: [MatchPolicy; 3] = [
+    MatchPolicy::Fifo,
+    MatchPolicy::ProRata,
+    MatchPolicy::ProRataTop,
+];
+
+/// An order's terms: instrument, id, display size, stop flag and trigger (29 bytes).
+pub(crate) fn put_terms(w: &mut W, t: &crate::command::OrderTerms) {
+    w.u32(t.instrument.0);
+    w.u64(t.order_id.0);
+    w.u64(t.display.0);
+    w.u8(t.stop.is_some() as u8);
+    w.u64(t.stop.map_or(0, |p| p.0 as u64));
+}
+
+pub(crate) fn get_terms(r: &mut R) -> crate::command::OrderTerms {
+    let instrument = InstrumentId(r.u32());
+    let order_id = OrderId(r.u64());
+    let display = Qty(r.u64());
+    let has_stop = r.u8() == 1;
+    let stop = Price(r.u64() as i64);
+    crate::command::OrderTerms {
+        instrument,
+        order_id,
+        display,
+        stop: has_stop.then_some(stop),
+    }
+}
+
 fn pos<T: PartialEq>(all: &[T], v: T) -> u8 {
     all.iter().position(|x| *x == v).unwrap_or(0) as u8
 }
@@ -259,6 +288,9 @@ impl Event {
             EventKind::Deposited { .. } => 12,
             EventKind::Withdrawn { .. } => 13,
             EventKind::FillFees { .. } => 14,
+            EventKind::OrderTerms { .. } => 15,
+            EventKind::Triggered { .. } => 16,
+            EventKind::MatchPolicySet { .. } => 17,
         };
         w.u8(kind);
         w.u8(self.is_last_of_command() as u8);
@@ -380,6 +412,32 @@ impl Event {
                 w.amount(buyer_fee);
                 w.amount(seller_fee);
             }
+            EventKind::OrderTerms { instrument, terms } => {
+                w.u32(instrument.0);
+                put_terms(&mut w, &terms);
+            }
+            EventKind::Triggered {
+                instrument,
+                order_id,
+                account,
+                side,
+                stop,
+            } => {
+                w.u32(instrument.0);
+                w.u64(order_id.0);
+                w.u64(account.0);
+                w.u8(side_u8(side));
+                w.u64(stop.0 as u64);
+            }
+            EventKind::MatchPolicySet {
+                instrument,
+                policy,
+                min_alloc,
+            } => {
+                w.u32(instrument.0);
+                w.u8(pos(&POLICIES, policy));
+                w.u64(min_alloc.0);
+            }
         }
     }
 
@@ -488,6 +546,22 @@ impl Event {
                 buyer_fee: r.amount(),
                 seller_fee: r.amount(),
             },
+            15 => EventKind::OrderTerms {
+                instrument: InstrumentId(r.u32()),
+                terms: get_terms(&mut r),
+            },
+            16 => EventKind::Triggered {
+                instrument: InstrumentId(r.u32()),
+                order_id: OrderId(r.u64()),
+                account: AccountId(r.u64()),
+                side: side_of(r.u8())?,
+                stop: Price(r.u64() as i64),
+            },
+            17 => EventKind::MatchPolicySet {
+                instrument: InstrumentId(r.u32()),
+                policy: *POLICIES.get(r.u8() as usize)?,
+                min_alloc: Qty(r.u64()),
+            },
             _ => return None,
         };
         let mut e = Event::new(cmd_seq, k);
@@ -523,6 +597,8 @@ impl crate::command::Command {
             K::Deposit { .. } => 13,
             K::Withdraw { .. } => 14,
             K::Invalid { .. } => 15,
+            K::OrderTerms(_) => 16,
+            K::SetMatchPolicy { .. } => 17,
         };
         w.u8(kind);
         w.u64(self.ts.0);
@@ -584,6 +660,16 @@ impl crate::command::Command {
                 account,
                 code,
             } => put_reject(&mut w, instrument, order_id, account, code),
+            K::OrderTerms(t) => put_terms(&mut w, &t),
+            K::SetMatchPolicy {
+                instrument,
+                policy,
+                min_alloc,
+            } => {
+                w.u32(instrument.0);
+                w.u8(pos(&POLICIES, policy));
+                w.u64(min_alloc.0);
+            }
         }
     }
 
@@ -663,6 +749,12 @@ impl crate::command::Command {
                     code,
                 }
             }
+            16 => K::OrderTerms(get_terms(&mut r)),
+            17 => K::SetMatchPolicy {
+                instrument: InstrumentId(r.u32()),
+                policy: *POLICIES.get(r.u8() as usize)?,
+                min_alloc: Qty(r.u64()),
+            },
             _ => return None,
         };
         Some(crate::command::Command::new(ts, k))

@@ -65,6 +65,31 @@ impl NewOrder {
     }
 }
 
+/// What a new order carries beyond [`NewOrder`]: an iceberg's display size or a stop's
+/// trigger. A command slot has no room for them, so such an order is two commands, sent
+/// together ([`crate::Gateway::submit_order_at`]): [`CommandKind::OrderTerms`] and, right
+/// after it, the [`CommandKind::NewOrder`] with the same id. Terms that no such order
+/// follows are ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderTerms {
+    /// The instrument of the order (routes the terms with it).
+    pub instrument: InstrumentId,
+    /// The order they belong to.
+    pub order_id: OrderId,
+    /// The iceberg's display size in lots (0: not an iceberg).
+    pub display: Qty,
+    /// The stop's trigger price in ticks (`None`: not a stop).
+    pub stop: Option<Price>,
+}
+
+impl OrderTerms {
+    /// True when the terms ask for nothing (a plain order).
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        self.display.0 == 0 && self.stop.is_none()
+    }
+}
+
 /// What a command asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandKind {
@@ -154,6 +179,18 @@ pub enum CommandKind {
         asset: AssetId,
         /// Units of the asset (positive, at most the available balance).
         amount: Amount,
+    },
+    /// The display size or stop trigger of the [`CommandKind::NewOrder`] that comes next.
+    OrderTerms(OrderTerms),
+    /// Chooses how the instrument's price levels are shared (only while its book is empty;
+    /// `min_alloc` in lots, at least 1, used by the pro-rata policies).
+    SetMatchPolicy {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The policy.
+        policy: crate::types::MatchPolicy,
+        /// The smallest pro-rata share in lots.
+        min_alloc: Qty,
     },
     /// A command the edge already found bad (off-tick price, unknown symbol, …). It still
     /// goes through the matcher so that its rejection is sequenced with everything else and

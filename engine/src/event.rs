@@ -40,7 +40,7 @@ impl CancelReason {
             CancelReason::Ioc => "ioc",
             CancelReason::Fok => "fok",
             CancelReason::Market => "market",
-            CancelReason::SelfTrade => "self_trade",
+            CancelReason::SelfTrade => "stp",
             CancelReason::InsufficientFunds => "insufficient_funds",
         }
     }
@@ -217,6 +217,36 @@ pub enum EventKind {
         /// The seller's fee.
         seller_fee: Amount,
     },
+    /// The display size or stop trigger of the order accepted in the next event (an
+    /// [`EventKind::Accepted`] of the same command). (Not part of the CSV event log.)
+    OrderTerms {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The terms.
+        terms: crate::command::OrderTerms,
+    },
+    /// A pending stop order was elected: it arrives now as a new order of its type.
+    Triggered {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// Its side.
+        side: Side,
+        /// Its trigger price.
+        stop: Price,
+    },
+    /// An instrument's matching policy was set. (Not part of the CSV event log.)
+    MatchPolicySet {
+        /// The instrument.
+        instrument: InstrumentId,
+        /// The policy.
+        policy: crate::types::MatchPolicy,
+        /// The smallest pro-rata share in lots.
+        min_alloc: Qty,
+    },
     /// Someone asked for a book snapshot of the instrument: consumers that publish books
     /// (market data) send one, sequenced here with everything else. (Not part of the CSV
     /// event log.)
@@ -335,6 +365,9 @@ impl Event {
             | EventKind::Expired { instrument, .. }
             | EventKind::InstrumentStatus { instrument, .. }
             | EventKind::FillFees { instrument, .. }
+            | EventKind::OrderTerms { instrument, .. }
+            | EventKind::Triggered { instrument, .. }
+            | EventKind::MatchPolicySet { instrument, .. }
             | EventKind::SnapshotRequested { instrument } => Some(instrument),
             EventKind::InstrumentAdded(d) => Some(d.id),
             EventKind::AccountStatus { .. }
@@ -345,7 +378,7 @@ impl Event {
     }
 
     /// True for administrative events (account status, instrument or asset added, snapshot
-    /// requested, the fees of a fill): they have no line in the CSV event log, whose `seq`
+    /// requested, the fees of a fill, an order's terms, a matching policy): they have no line in the CSV event log, whose `seq`
     /// numbers only the other events.
     #[inline]
     pub fn is_admin(&self) -> bool {
@@ -356,6 +389,8 @@ impl Event {
                 | EventKind::AssetAdded { .. }
                 | EventKind::FillFees { .. }
                 | EventKind::SnapshotRequested { .. }
+                | EventKind::OrderTerms { .. }
+                | EventKind::MatchPolicySet { .. }
         )
     }
 }

@@ -82,7 +82,7 @@ pub mod workload;
 pub use book::naive::NaiveMatcher;
 pub use book::replica::BookReplica;
 pub use book::RestingOrder;
-pub use command::{Command, CommandKind, NewOrder};
+pub use command::{Command, CommandKind, NewOrder, OrderTerms};
 pub use consumer::Consumer;
 pub use event::{CancelReason, Event, EventKind, RejectCode};
 pub use funds::{Amount, AssetId, Balance, Funding, InstrumentDef, Ledger, Rate};

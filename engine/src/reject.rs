@@ -66,6 +66,19 @@ pub enum RejectCode {
     /// The account already has as many resting orders as the engine allows
     /// ([`crate::Matcher::with_max_open_orders`]).
     TooManyOrders,
+    // -- matcher: order types --
+    /// An iceberg that cannot be one: a market, IOC or FOK order, a display size that is
+    /// not a whole number of lots above 0 and at most the quantity, or a pro-rata instrument.
+    InvalidDisplay,
+    /// A stop order with `post_only` or a display size.
+    InvalidStop,
+    /// A stop trigger at or below 0.
+    BadPrice,
+    /// A stop whose trigger the last trade price has already reached (a buy stop at or
+    /// below it, a sell stop at or above it).
+    StopWouldTrigger,
+    /// A modify of a stop order that has not been triggered yet.
+    StopPending,
 }
 
 impl RejectCode {
@@ -98,11 +111,16 @@ impl RejectCode {
             RejectCode::DuplicateAsset => "duplicate_asset",
             RejectCode::InvalidInstrument => "invalid_instrument",
             RejectCode::TooManyOrders => "too_many_orders",
+            RejectCode::InvalidDisplay => "invalid_display",
+            RejectCode::InvalidStop => "invalid_stop",
+            RejectCode::BadPrice => "bad_price",
+            RejectCode::StopWouldTrigger => "stop_would_trigger",
+            RejectCode::StopPending => "stop_pending",
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [RejectCode; 26] = [
+    pub const ALL: [RejectCode; 31] = [
         RejectCode::OffTick,
         RejectCode::OffLot,
         RejectCode::NegativeQty,
@@ -129,6 +147,11 @@ impl RejectCode {
         RejectCode::DuplicateAsset,
         RejectCode::InvalidInstrument,
         RejectCode::TooManyOrders,
+        RejectCode::InvalidDisplay,
+        RejectCode::InvalidStop,
+        RejectCode::BadPrice,
+        RejectCode::StopWouldTrigger,
+        RejectCode::StopPending,
     ];
 }
 

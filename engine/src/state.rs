@@ -6,7 +6,7 @@
 use crate::codec::{get_def, get_order, put_def, put_order, EVENT_BYTES, R, W};
 use crate::command::NewOrder;
 use crate::funds::{AssetId, Balance, InstrumentDef, Ledger};
-use crate::types::{AccountId, InstrumentId, Price};
+use crate::types::{AccountId, InstrumentId, MatchPolicy, OrderId, Price, Qty, Side};
 
 /// One resting order with its acceptance number (orders expiries and mass cancels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,13 +50,34 @@ pub struct EngineState {
     pub assets: Vec<(AssetId, u8)>,
     /// Every non-zero balance, accounts ascending, then assets ascending.
     pub balances: Vec<(AccountId, AssetId, Balance)>,
+    /// Instruments with a matching policy other than FIFO: (instrument, policy, min_alloc).
+    pub policies: Vec<(InstrumentId, MatchPolicy, Qty)>,
+    /// The TOP order of each side that has one (`pro_rata_top`).
+    pub tops: Vec<(InstrumentId, Side, OrderId)>,
+    /// Resting icebergs: (order, display size, shown peak).
+    pub icebergs: Vec<(OrderId, Qty, Qty)>,
+    /// Pending stop orders, in acceptance order.
+    pub stops: Vec<PendingStop>,
+}
+
+/// A stop order waiting for its trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingStop {
+    /// The order as accepted (a stop-market order has type market).
+    pub order: NewOrder,
+    /// The global acceptance counter when it was accepted.
+    pub accept_seq: u64,
+    /// The trigger price.
+    pub stop: Price,
 }
 
 /// Version 1 (before funded instruments): still read.
 const MAGIC_V1: &[u8; 8] = b"RGXSTAT1";
 /// Version 2 (dead ids one by one, no clock): still read.
 const MAGIC_V2: &[u8; 8] = b"RGXSTAT2";
-const MAGIC: &[u8; 8] = b"RGXSTAT3";
+/// Version 3 (before matching policies and order types): still read.
+const MAGIC_V3: &[u8; 8] = b"RGXSTAT3";
+const MAGIC: &[u8; 8] = b"RGXSTAT4";
 /// Bytes of an encoded [`InstrumentDef`].
 const DEF_BYTES: usize = 47;
 
@@ -163,7 +184,105 @@ impl EngineState {
             v.extend_from_slice(&b.total.to_le_bytes());
             v.extend_from_slice(&b.held.to_le_bytes());
         }
+        self.put_extras(&mut v);
         v
+    }
+
+    /// Policies, TOP orders, icebergs and pending stops (version 4).
+    fn put_extras(&self, v: &mut Vec<u8>) {
+        for n in [
+            self.policies.len(),
+            self.tops.len(),
+            self.icebergs.len(),
+            self.stops.len(),
+        ] {
+            v.extend_from_slice(&(n as u64).to_le_bytes());
+        }
+        for &(i, p, m) in &self.policies {
+            v.extend_from_slice(&i.0.to_le_bytes());
+            v.push(p as u8);
+            v.extend_from_slice(&m.0.to_le_bytes());
+        }
+        for &(i, side, o) in &self.tops {
+            v.extend_from_slice(&i.0.to_le_bytes());
+            v.push(side as u8);
+            v.extend_from_slice(&o.0.to_le_bytes());
+        }
+        for &(o, d, p) in &self.icebergs {
+            for x in [o.0, d.0, p.0] {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        for st in &self.stops {
+            let mut block = [0u8; EVENT_BYTES];
+            let mut w = W {
+                b: &mut block,
+                at: 0,
+            };
+            put_order(&mut w, &st.order);
+            w.u64(st.accept_seq);
+            w.u64(st.stop.0 as u64);
+            v.extend_from_slice(&block);
+        }
+    }
+
+    /// Reads what [`EngineState::put_extras`] wrote.
+    fn get_extras(
+        &mut self,
+        take: &mut dyn FnMut(usize) -> Result<Vec<u8>, StateFormatError>,
+    ) -> Result<(), StateFormatError> {
+        let word = |take: &mut dyn FnMut(usize) -> Result<Vec<u8>, StateFormatError>| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&take(8)?);
+            Ok::<u64, StateFormatError>(u64::from_le_bytes(a))
+        };
+        let counts = [word(take)?, word(take)?, word(take)?, word(take)?];
+        let block = |take: &mut dyn FnMut(usize) -> Result<Vec<u8>, StateFormatError>,
+                         n: usize| {
+            let mut b = [0u8; EVENT_BYTES];
+            b[..n].copy_from_slice(&take(n)?);
+            Ok::<[u8; EVENT_BYTES], StateFormatError>(b)
+        };
+        const POLICIES: [MatchPolicy; 3] = [
+            MatchPolicy::Fifo,
+            MatchPolicy::ProRata,
+            MatchPolicy::ProRataTop,
+        ];
+        for _ in 0..counts[0] {
+            let b = block(take, 13)?;
+            let mut r = R { b: &b, at: 0 };
+            let i = InstrumentId(r.u32());
+            let p = *POLICIES
+                .get(r.u8() as usize)
+                .ok_or(StateFormatError("bad policy"))?;
+            self.policies.push((i, p, Qty(r.u64())));
+        }
+        for _ in 0..counts[1] {
+            let b = block(take, 13)?;
+            let mut r = R { b: &b, at: 0 };
+            let i = InstrumentId(r.u32());
+            let side = if r.u8() == 1 { Side::Sell } else { Side::Buy };
+            self.tops.push((i, side, OrderId(r.u64())));
+        }
+        for _ in 0..counts[2] {
+            let b = block(take, 24)?;
+            let mut r = R { b: &b, at: 0 };
+            self.icebergs
+                .push((OrderId(r.u64()), Qty(r.u64()), Qty(r.u64())));
+        }
+        for _ in 0..counts[3] {
+            let b = block(take, EVENT_BYTES)?;
+            let mut r = R { b: &b, at: 0 };
+            let order = get_order(&mut r).ok_or(StateFormatError("bad stop order"))?;
+            let accept_seq = r.u64();
+            let stop = Price(r.u64() as i64);
+            self.stops.push(PendingStop {
+                order,
+                accept_seq,
+                stop,
+            });
+        }
+        Ok(())
     }
 
     /// Decodes bytes written by [`EngineState::to_bytes`].
@@ -175,13 +294,14 @@ impl EngineState {
             Ok(s)
         };
         let version = match take(8)? {
-            m if m == MAGIC => 3,
+            m if m == MAGIC => 4,
+            m if m == MAGIC_V3 => 3,
             m if m == MAGIC_V2 => 2,
             m if m == MAGIC_V1 => 1,
             _ => return Err(StateFormatError("bad magic")),
         };
         let mut u64s = [0u64; 13];
-        for x in u64s.iter_mut().take([8, 12, 13][version - 1]) {
+        for x in u64s.iter_mut().take([8, 12, 13, 13][version - 1]) {
             let mut a = [0u8; 8];
             a.copy_from_slice(take(8)?);
             *x = u64::from_le_bytes(a);
@@ -203,6 +323,7 @@ impl EngineState {
             last_prices: Vec::with_capacity(cap(nl)),
             assets: Vec::with_capacity(cap(na)),
             balances: Vec::with_capacity(cap(nbal)),
+            ..EngineState::default()
         };
         for _ in 0..ni {
             let x = take(5)?;
@@ -226,7 +347,7 @@ impl EngineState {
                 a.copy_from_slice(take(8)?);
                 Ok(u64::from_le_bytes(a))
             };
-            if version == 3 {
+            if version >= 3 {
                 let (lo, hi) = (word()?, word()?);
                 if lo > hi || s.used_ids.last().is_some_and(|&(_, h)| h >= lo) {
                     return Err(StateFormatError("used id ranges out of order"));
@@ -268,6 +389,10 @@ impl EngineState {
             let (acc, asset) = (AccountId(r.u64()), AssetId(r.u16()));
             let (total, held) = (r.amount().get(), r.amount().get());
             s.balances.push((acc, asset, Balance { total, held }));
+        }
+        if version >= 4 {
+            let mut t = |n: usize| take(n).map(<[u8]>::to_vec);
+            s.get_extras(&mut t)?;
         }
         if at != b.len() {
             return Err(StateFormatError("trailing bytes"));

@@ -139,5 +139,35 @@ pub enum SelfTradePrevention {
     Allow,
 }
 
+/// How a price level is shared among its resting orders (docs/formats.md, "Matching
+/// policies and order types").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MatchPolicy {
+    /// First come, first served (the default).
+    #[default]
+    Fifo,
+    /// By size: each order gets its share of what the level trades, exact in integers.
+    ProRata,
+    /// By size, after the side's TOP order (the one that last bettered the market).
+    ProRataTop,
+}
+
+impl MatchPolicy {
+    /// The name written in scripts (`match=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchPolicy::Fifo => "fifo",
+            MatchPolicy::ProRata => "pro_rata",
+            MatchPolicy::ProRataTop => "pro_rata_top",
+        }
+    }
+
+    /// True for the pro-rata policies.
+    #[inline]
+    pub fn is_pro_rata(self) -> bool {
+        self != MatchPolicy::Fifo
+    }
+}
+
 /// Instrument ids must be below this (books are indexed by id through a two-level index).
 pub const MAX_INSTRUMENTS: u32 = 1 << 20;

@@ -31,6 +31,8 @@ pub fn targets(cmd: &Command, shards: u32) -> Targets {
             ..
         } => one(instrument),
         CommandKind::AddInstrument(d) => one(d.id),
+        CommandKind::OrderTerms(t) => one(t.instrument),
+        CommandKind::SetMatchPolicy { instrument, .. } => one(instrument),
         CommandKind::Invalid {
             instrument: Some(i),
             ..

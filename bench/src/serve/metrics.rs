@@ -59,6 +59,9 @@ pub fn event_kind(e: &Event) -> &'static str {
         EventKind::Withdrawn { .. } => "withdrawn",
         EventKind::FillFees { .. } => "fill_fees",
         EventKind::SnapshotRequested { .. } => "snapshot_requested",
+        EventKind::OrderTerms { .. } => "order_terms",
+        EventKind::Triggered { .. } => "triggered",
+        EventKind::MatchPolicySet { .. } => "match_policy_set",
     }
 }
 

@@ -13,7 +13,8 @@ use super::level::{alloc_level, link_at, Level};
 use super::order::{Cold, Hot, OrderNode, NIL};
 use crate::funds::{Funding, InstrumentDef};
 pub use crate::matching::RestingOrder;
-use crate::types::{AccountId, InstrumentId, OrderId, Price, Qty, Side};
+use super::ext::{Ext, StopBook};
+use crate::types::{AccountId, InstrumentId, MatchPolicy, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
 use std::hint::select_unpredictable;
 
@@ -29,6 +30,16 @@ pub(crate) struct InstrumentBook {
     pub funding: Option<Funding>,
     /// The price of its last trade (the centre of the price band).
     pub last_price: Option<Price>,
+    /// How a level is shared.
+    pub policy: MatchPolicy,
+    /// The smallest pro-rata share in lots (1 unless set).
+    pub min_alloc: u64,
+    /// The TOP order of each side (`pro_rata_top`), as pool index + 1 (0: none).
+    pub top: [u32; 2],
+    /// Icebergs resting in the book (0: the plain FIFO loop is enough).
+    pub icebergs: u32,
+    /// Pending stop orders, ordered by trigger (allocated with the first stop).
+    pub stops: Option<Box<StopBook>>,
 }
 
 impl InstrumentBook {
@@ -72,6 +83,8 @@ pub(crate) struct OrderBooks {
     acct_sparse: FxHashMap<u64, u32>,
     /// Resting orders per account, kept only while a limit on them is set.
     acct_counts: Option<AccountCounts>,
+    /// Icebergs' and pending stops' terms by pool index (empty until the first one).
+    ext: Vec<Ext>,
 }
 
 /// Resting orders per account: dense below 2^20, a map above.
@@ -172,6 +185,7 @@ impl OrderBooks {
             acct_heads: Vec::new(),
             acct_sparse: FxHashMap::default(),
             acct_counts: None,
+            ext: Vec::new(),
         }
     }
 
@@ -189,6 +203,7 @@ impl OrderBooks {
         self.books.push(InstrumentBook {
             def,
             funding: def.funding(),
+            min_alloc: 1,
             ..InstrumentBook::default()
         });
         true
@@ -202,6 +217,77 @@ impl OrderBooks {
             if let Some(b) = self.book_mut(i) {
                 b.halted = halted;
                 b.last_price = state.last_price(i);
+            }
+        }
+        for &(i, policy, min_alloc) in &state.policies {
+            if let Some(b) = self.book_mut(i) {
+                b.policy = policy;
+                b.min_alloc = min_alloc.0.max(1);
+            }
+        }
+    }
+
+    /// After a state's resting orders are in: their icebergs' peaks, the TOP orders, and
+    /// the pending stops (in acceptance order). Returns the stops' pool indices.
+    pub fn load_extras(&mut self, state: &crate::state::EngineState) -> Vec<u32> {
+        for &(id, display, peak) in &state.icebergs {
+            if let IdState::Live(i) = self.id_state(id) {
+                let open = self.hot[i as usize].qty.0;
+                let mut e = super::ext::Ext::iceberg(display.0, open);
+                e.peak = peak.0.min(open);
+                self.set_ext(i, e);
+            }
+        }
+        for &(inst, side, id) in &state.tops {
+            if let (IdState::Live(i), Some(slot)) = (self.id_state(id), self.slot(inst)) {
+                self.books[slot as usize].top[side as usize] = i + 1;
+            }
+        }
+        let mut v = Vec::with_capacity(state.stops.len());
+        for st in &state.stops {
+            let o = &st.order;
+            let mut node = OrderNode::from_new(o, o.qty, st.accept_seq);
+            if o.order_type == crate::types::OrderType::Market {
+                node.price = Price(0);
+            }
+            let market = o.order_type == crate::types::OrderType::Market;
+            v.push(self.insert_pending(node, super::ext::Ext::stop(st.stop.0, market)));
+        }
+        v
+    }
+
+    /// What [`OrderBooks::load_extras`] reads, for a state of these instruments.
+    pub fn extras_into(&self, state: &mut crate::state::EngineState) {
+        for &(i, _) in &state.instruments {
+            let Some(b) = self.book(i) else { continue };
+            if b.policy != MatchPolicy::Fifo {
+                state.policies.push((i, b.policy, Qty(b.min_alloc)));
+            }
+            for side in [Side::Buy, Side::Sell] {
+                if let Some(t) = b.top[side as usize].checked_sub(1) {
+                    state.tops.push((i, side, self.cold[t as usize].id));
+                }
+            }
+            for idx in self.pending_stops(i) {
+                let mut o = self.node(idx).as_new_order();
+                let e = self.ext(idx);
+                if e.kind == super::ext::STOP_MARKET {
+                    o.order_type = crate::types::OrderType::Market;
+                }
+                state.stops.push(crate::state::PendingStop {
+                    order: o,
+                    accept_seq: self.cold[idx as usize].accept_seq,
+                    stop: Price(e.stop),
+                });
+            }
+        }
+        state.stops.sort_by_key(|s| s.accept_seq);
+        for o in &state.orders {
+            if let IdState::Live(i) = self.id_state(o.order.order_id) {
+                let e = self.ext(i);
+                if e.is_iceberg() {
+                    state.icebergs.push((o.order.order_id, Qty(e.display), Qty(e.peak)));
+                }
             }
         }
     }
@@ -279,7 +365,14 @@ impl OrderBooks {
 
     /// Adds a node at the back of its price level; returns its pool index. The instrument
     /// must have a book (`node.book` is its slot, or NIL to look it up here).
-    pub fn insert(&mut self, mut node: OrderNode) -> u32 {
+    pub fn insert(&mut self, node: OrderNode) -> u32 {
+        self.insert_at(node, true)
+    }
+
+    /// Adds a node to the pool (its id live, in its account's list), linked at the back of
+    /// its level when `link`; unlinked it is a pending stop, outside every level.
+    #[inline(always)]
+    fn insert_at(&mut self, mut node: OrderNode, link: bool) -> u32 {
         if node.book == NIL {
             node.book = self.slot(node.instrument).unwrap_or(NIL >> 1);
         }
@@ -302,7 +395,12 @@ impl OrderBooks {
             }
         };
         self.ids.set_live(node.id.0, idx);
-        self.link_back(idx, node.price);
+        if link {
+            self.link_back(idx, node.price);
+        } else {
+            let h = &mut self.hot[idx as usize];
+            (h.level, h.prev, h.next) = (NIL, NIL, NIL);
+        }
         // The old head (if any) gets its back link; with none, the order's own NIL link is
         // written again (no branch: whether an account has orders resting is random).
         let cold = self.cold.as_mut_slice();
@@ -572,8 +670,18 @@ impl OrderBooks {
 
     /// Removes a resting order; its id stays known (never reused).
     pub fn remove(&mut self, idx: u32) {
-        self.unlink(idx);
-        let account = self.hot[idx as usize].account;
+        let h = self.hot[idx as usize];
+        if h.level != NIL {
+            self.unlink(idx);
+        }
+        if let Some(b) = self.books.get_mut(h.book() as usize) {
+            let top = &mut b.top[h.side() as usize];
+            *top = select_unpredictable(*top == idx + 1, 0, *top);
+        }
+        if (idx as usize) < self.ext.len() {
+            self.drop_ext(idx);
+        }
+        let account = h.account;
         let (prev, next) = {
             let c = &self.cold[idx as usize];
             (c.acct_prev, c.acct_next)
@@ -598,6 +706,156 @@ impl OrderBooks {
         let id = c.id;
         self.ids.set_dead(id.0);
         self.free_orders.push(idx);
+    }
+
+    /// An iceberg's or a pending stop's terms (plain: all zero).
+    #[inline]
+    pub fn ext(&self, idx: u32) -> Ext {
+        self.ext.get(idx as usize).copied().unwrap_or_default()
+    }
+
+    /// Sets an order's terms, counting icebergs and stops in its book.
+    pub fn set_ext(&mut self, idx: u32, e: Ext) {
+        let i = idx as usize;
+        if self.ext.len() <= i {
+            if e.is_plain() {
+                return;
+            }
+            self.ext.resize(self.hot.len().max(i + 1), Ext::default());
+        }
+        let old = self.ext[i];
+        let book = self.hot[i].book() as usize;
+        if let Some(b) = self.books.get_mut(book) {
+            b.icebergs = b.icebergs - old.is_iceberg() as u32 + e.is_iceberg() as u32;
+            if let Some(st) = b.stops.as_mut() {
+                st.count = st.count - old.is_stop() as u32 + e.is_stop() as u32;
+            }
+        }
+        self.ext[i] = e;
+    }
+
+    /// Forgets the terms of an order that leaves the pool.
+    fn drop_ext(&mut self, idx: u32) {
+        if !self.ext[idx as usize].is_plain() {
+            self.set_ext(idx, Ext::default());
+        }
+    }
+
+    /// Sets an iceberg's shown peak.
+    #[inline]
+    pub fn set_peak(&mut self, idx: u32, peak: u64) {
+        if let Some(e) = self.ext.get_mut(idx as usize) {
+            e.peak = peak;
+        }
+    }
+
+    /// Adds a pending stop to the pool, outside every level, and to its book's trigger
+    /// queues; returns its pool index.
+    pub fn insert_pending(&mut self, node: OrderNode, e: Ext) -> u32 {
+        let (side, accept_seq) = (node.side, node.accept_seq);
+        let idx = self.insert_at(node, false);
+        let book = self.hot[idx as usize].book() as usize;
+        if let Some(b) = self.books.get_mut(book) {
+            b.stops
+                .get_or_insert_with(Default::default)
+                .push(side, e.stop, accept_seq, idx);
+        }
+        self.set_ext(idx, e);
+        idx
+    }
+
+    /// True when pool index `idx` is a pending stop accepted as `accept_seq`.
+    #[inline]
+    pub fn is_pending(&self, idx: u32, accept_seq: u64) -> bool {
+        (idx as usize) < self.cold.len()
+            && self.cold[idx as usize].live
+            && self.cold[idx as usize].accept_seq == accept_seq
+            && self.ext(idx).is_stop()
+    }
+
+    /// A pending stop (elected) becomes a plain order at the back of its level, with `qty`
+    /// open.
+    pub fn activate(&mut self, idx: u32, qty: Qty) {
+        self.set_ext(idx, Ext::default());
+        self.hot[idx as usize].qty = qty;
+        let price = self.cold[idx as usize].price;
+        self.link_back(idx, price);
+    }
+
+    /// A pending stop (elected) stops being one: it is matched as an incoming order, still
+    /// in the pool and outside every level ([`OrderBooks::activate`] or
+    /// [`OrderBooks::remove`] come next).
+    pub fn elect(&mut self, idx: u32) {
+        let e = self.ext(idx);
+        self.set_ext(
+            idx,
+            Ext {
+                kind: super::ext::ELECTED,
+                ..e
+            },
+        );
+    }
+
+    /// An iceberg whose peak was used up goes to the back of its level (same level, same
+    /// open quantity).
+    #[inline]
+    pub fn requeue(&mut self, idx: u32) {
+        let h = self.hot[idx as usize];
+        let level = h.level;
+        if level == NIL {
+            return;
+        }
+        self.take_out(idx, &h);
+        link_at(&mut self.hot, &mut self.levels, idx, h, level);
+    }
+
+    /// The best price of a side among orders other than `idx` (a modify's own old place
+    /// does not count).
+    pub fn best_price_excluding(&self, book: u32, side: Side, idx: u32) -> Option<Price> {
+        let b = self.books.get(book as usize)?;
+        for &(_, l) in b.side(side).entries.iter().rev() {
+            let lv = &self.levels[l as usize];
+            if lv.count == 0 || (lv.count == 1 && lv.head == idx) {
+                continue;
+            }
+            return Some(lv.price);
+        }
+        None
+    }
+
+    /// The visible (market-data) total of a level: each iceberg counts its peak only.
+    pub fn visible_qty(&self, level: u32) -> u128 {
+        let lv = &self.levels[level as usize];
+        let mut total = lv.qty();
+        if self.ext.is_empty() {
+            return total;
+        }
+        let mut i = lv.head;
+        while i != NIL {
+            let e = self.ext(i);
+            if e.is_iceberg() {
+                total -= (self.hot[i as usize].qty.0 - e.peak.min(self.hot[i as usize].qty.0)) as u128;
+            }
+            i = self.hot[i as usize].next;
+        }
+        total
+    }
+
+    /// Every pending stop: (pool index), in acceptance order.
+    pub fn pending_stops(&self, instrument: InstrumentId) -> Vec<u32> {
+        let Some(b) = self.book(instrument) else {
+            return Vec::new();
+        };
+        let Some(st) = b.stops.as_ref() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(u64, u32)> = st
+            .entries()
+            .filter(|&(seq, i)| self.is_pending(i, seq))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v.into_iter().map(|(_, i)| i).collect()
     }
 
     /// Sets a resting order's open quantity in place (keeps its queue position).
@@ -704,18 +962,23 @@ impl OrderBooks {
         self.ids.used_entries()
     }
 
-    /// Aggregated depth of one side, best first: (price, total lots, order count).
+    /// Aggregated depth of one side, best first: (price, total lots, order count). Each
+    /// iceberg counts its shown peak only (the public view of the book).
     pub fn depth(
         &self,
         instrument: InstrumentId,
         side: Side,
     ) -> impl Iterator<Item = (Price, u128, u32)> + '_ {
+        let icebergs = self.book(instrument).is_some_and(|b| b.icebergs != 0);
         self.book(instrument)
             .into_iter()
             .flat_map(move |b| b.side(side).entries.iter().rev())
-            .map(move |&(_, l)| &self.levels[l as usize])
-            .filter(|lv| lv.count != 0)
-            .map(|lv| (lv.price, lv.qty(), lv.count))
+            .filter(|&&(_, l)| self.levels[l as usize].count != 0)
+            .map(move |&(_, l)| {
+                let lv = &self.levels[l as usize];
+                let q = if icebergs { self.visible_qty(l) } else { lv.qty() };
+                (lv.price, q, lv.count)
+            })
     }
 
     /// The number of resting orders.

@@ -2,6 +2,7 @@
 //! rebuilds books from events.
 
 pub(crate) mod books;
+pub(crate) mod ext;
 pub(crate) mod ids;
 pub(crate) mod ladder;
 pub(crate) mod level;

@@ -8,13 +8,13 @@
 //! bands in straightforward `i128` and `Decimal` arithmetic.
 
 use crate::book::books::RestingOrder;
-use crate::command::{Command, CommandKind, NewOrder};
+use crate::command::{Command, CommandKind, NewOrder, OrderTerms};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Amount, AssetId, Balance, InstrumentDef, Rate};
 use crate::matching::MatchingEngine;
 use crate::types::{
-    AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
-    TimeInForce,
+    AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, SelfTradePrevention,
+    Sequence, Side, TimeInForce,
 };
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,32 @@ struct Resting {
     queue_time: u64,
     /// When it was accepted (orders expiries and mass cancels).
     accept_seq: u64,
+    /// An iceberg's display size (0: not an iceberg) and the peak it shows.
+    display: u64,
+    peak: u64,
+    /// A pending stop's trigger: it is not in the book (but holds its funds).
+    stop: Option<Price>,
+    /// A stop elected in this command and not yet arrived.
+    elected: bool,
+}
+
+impl Resting {
+    fn plain(order: NewOrder, queue_time: u64, accept_seq: u64) -> Self {
+        Resting {
+            order,
+            queue_time,
+            accept_seq,
+            display: 0,
+            peak: 0,
+            stop: None,
+            elected: false,
+        }
+    }
+
+    /// True when it is in the book (not a pending stop).
+    fn in_book(&self) -> bool {
+        self.stop.is_none()
+    }
 }
 
 /// The naive reference matcher.
@@ -49,6 +75,12 @@ pub struct NaiveMatcher {
     totals: BTreeMap<(u64, u16), i128>,
     /// Resting orders an account may have (`None`: no limit).
     max_open_orders: Option<usize>,
+    /// Instruments with a pro-rata policy: (policy, min_alloc).
+    policies: BTreeMap<u32, (MatchPolicy, u64)>,
+    /// The TOP order per (instrument, side as u8), while it rests.
+    tops: BTreeMap<(u32, u8), u64>,
+    /// The terms announced for the next order.
+    terms: Option<OrderTerms>,
 }
 
 /// `n × r` truncated toward zero.
@@ -238,7 +270,8 @@ impl NaiveMatcher {
         let mut v: Vec<usize> = (0..self.resting.len())
             .filter(|&i| {
                 let o = &self.resting[i].order;
-                o.instrument == instrument
+                self.resting[i].in_book()
+                    && o.instrument == instrument
                     && o.side == side.opposite()
                     && match (limit, side) {
                         (None, _) => true,
@@ -273,6 +306,9 @@ impl NaiveMatcher {
         out: &mut Vec<Event>,
     ) -> (u64, bool, bool) {
         let def = self.defs.get(&taker.instrument.0).copied();
+        if self.policies.contains_key(&taker.instrument.0) {
+            return self.match_pro_rata(seq, taker, limit, remaining, out);
+        }
         while remaining > 0 {
             let q = self.queue(taker.instrument, taker.side, limit);
             let Some(&i) = q.first() else {
@@ -318,7 +354,12 @@ impl NaiveMatcher {
                     }
                 }
             }
-            let mut fill = remaining.min(maker.order.qty.0);
+            let shown = if maker.display > 0 {
+                maker.peak
+            } else {
+                maker.order.qty.0
+            };
+            let mut fill = remaining.min(shown);
             if let (Some(d), None, Side::Buy) = (&def, limit, taker.side) {
                 let quote = d.assets().1 .0;
                 fill = payable(
@@ -352,13 +393,26 @@ impl NaiveMatcher {
             if fill == maker.order.qty.0 {
                 self.resting.remove(i);
             } else {
-                self.resting[i].order.qty.0 -= fill;
+                let r = &mut self.resting[i];
+                r.order.qty.0 -= fill;
+                if r.display > 0 {
+                    r.peak -= fill;
+                    if r.peak == 0 {
+                        // A new peak at the back of the level.
+                        r.peak = r.display.min(r.order.qty.0);
+                        self.clock += 1;
+                        r.queue_time = self.clock;
+                    }
+                }
             }
         }
         (remaining, false, false)
     }
 
     fn fok_fillable(&self, taker: &NewOrder, limit: Option<Price>) -> bool {
+        if self.policies.contains_key(&taker.instrument.0) {
+            return self.fok_fillable_pro_rata(taker, limit);
+        }
         if let (Some(d), None, Side::Buy) = (self.defs.get(&taker.instrument.0), limit, taker.side)
         {
             // A market buy counts what it can pay for, maker by maker.
@@ -401,11 +455,59 @@ impl NaiveMatcher {
         avail >= taker.qty.0 as u128
     }
 
+    /// FOK on a pro-rata book: level by level, self-trade prevention per level.
+    fn fok_fillable_pro_rata(&self, taker: &NewOrder, limit: Option<Price>) -> bool {
+        let def = self.defs.get(&taker.instrument.0);
+        let mut available = def.map_or(0, |d| self.available(taker.account, d.assets().1 .0));
+        let mut need = taker.qty.0 as u128;
+        let mut levels: BTreeMap<i128, (u128, bool)> = BTreeMap::new();
+        for i in self.queue(taker.instrument, taker.side, limit) {
+            let m = &self.resting[i].order;
+            let key = match taker.side {
+                Side::Buy => m.price.0 as i128,
+                Side::Sell => -(m.price.0 as i128),
+            };
+            let e = levels.entry(key).or_default();
+            if m.account == taker.account && taker.stp != SelfTradePrevention::Allow {
+                e.1 = true;
+            } else {
+                e.0 += m.qty.0 as u128;
+            }
+        }
+        for (key, (qty, own)) in levels {
+            if own && taker.stp != SelfTradePrevention::CancelMaker {
+                return false;
+            }
+            let want = need.min(qty) as u64;
+            let mut got = want;
+            if let (Some(d), None, Side::Buy) = (def, limit, taker.side) {
+                let price = Price(key as i64);
+                got = payable(d, price, want, available);
+                available -= taker_cost(d, price, got);
+                if got < want {
+                    return need == got as u128;
+                }
+            }
+            need -= got as u128;
+            if need == 0 {
+                return true;
+            }
+        }
+        false
+    }
+
     fn find(&self, id: OrderId) -> Option<usize> {
         self.resting.iter().position(|r| r.order.order_id == id)
     }
 
-    fn new_order(&mut self, seq: Sequence, cmd: &Command, o: &NewOrder, out: &mut Vec<Event>) {
+    fn new_order(
+        &mut self,
+        seq: Sequence,
+        cmd: &Command,
+        o: &NewOrder,
+        terms: OrderTerms,
+        out: &mut Vec<Event>,
+    ) {
         let Some(&halted) = self.halted.get(&o.instrument.0) else {
             return Self::reject(
                 seq,
@@ -417,8 +519,25 @@ impl NaiveMatcher {
             );
         };
         let limit = (o.order_type == OrderType::Limit).then_some(o.price);
+        let pro_rata = self.policies.contains_key(&o.instrument.0);
+        let terms_code = match terms.stop {
+            Some(_) if o.post_only || terms.display.0 > 0 => Some(RejectCode::InvalidStop),
+            Some(t) if t.0 <= 0 => Some(RejectCode::BadPrice),
+            Some(_) => None,
+            None if terms.display.0 == 0 => None,
+            None => {
+                let iceberg_ok = limit.is_some()
+                    && matches!(o.tif, TimeInForce::Gtc | TimeInForce::Gtd)
+                    && terms.display <= o.qty
+                    && !pro_rata;
+                (!iceberg_ok).then_some(RejectCode::InvalidDisplay)
+            }
+        };
+        let last = self.last.get(&o.instrument.0).copied();
         let code = if o.qty.0 == 0 {
             Some(RejectCode::ZeroQty)
+        } else if terms_code.is_some() {
+            terms_code
         } else if self.used_ids.contains(&o.order_id.0) {
             Some(RejectCode::DuplicateOrderId)
         } else if halted {
@@ -442,7 +561,17 @@ impl NaiveMatcher {
             && (limit.is_none() || self.would_cross(o.instrument, o.side, o.price))
         {
             Some(RejectCode::PostOnlyWouldTake)
-        } else if let Some(d) = self.defs.get(&o.instrument.0) {
+        } else if let (Some(t), Some(p)) = (terms.stop, last) {
+            let reached = match o.side {
+                Side::Buy => t.0 <= p.0,
+                Side::Sell => t.0 >= p.0,
+            };
+            reached.then_some(RejectCode::StopWouldTrigger)
+        } else {
+            None
+        };
+        let code = code.or_else(|| {
+            let d = self.defs.get(&o.instrument.0)?;
             let (asset, h) = hold(d, o, o.qty.0);
             if d.max_qty().is_some_and(|m| o.qty > m) {
                 Some(RejectCode::MaxQty)
@@ -455,9 +584,7 @@ impl NaiveMatcher {
             } else {
                 None
             }
-        } else {
-            None
-        };
+        });
         if let Some(code) = code {
             return Self::reject(
                 seq,
@@ -468,9 +595,36 @@ impl NaiveMatcher {
                 out,
             );
         }
+        if terms.display.0 > 0 || terms.stop.is_some() {
+            out.push(ev(
+                seq,
+                EventKind::OrderTerms {
+                    instrument: o.instrument,
+                    terms,
+                },
+            ));
+        }
         out.push(ev(seq, EventKind::accepted(o)));
         self.used_ids.insert(o.order_id.0);
         self.accept_seq += 1;
+        if let Some(stop) = terms.stop {
+            let mut order = *o;
+            if order.order_type == OrderType::Market {
+                order.price = Price(0);
+            }
+            let mut r = Resting::plain(order, 0, self.accept_seq);
+            r.stop = Some(stop);
+            self.resting.push(r);
+            return;
+        }
+        let from = out.len();
+        self.arrive(seq, o, self.accept_seq, terms.display.0, out);
+        self.run_stops(seq, o.instrument, from, out);
+    }
+
+    /// An accepted order (or an elected stop) trades, then rests or is cancelled.
+    fn arrive(&mut self, seq: Sequence, o: &NewOrder, accept_seq: u64, display: u64, out: &mut Vec<Event>) {
+        let limit = (o.order_type == OrderType::Limit).then_some(o.price);
         if o.tif == TimeInForce::Fok && !self.fok_fillable(o, limit) {
             out.push(Self::cancel_event(seq, o, o.qty.0, CancelReason::Fok));
             return;
@@ -497,11 +651,234 @@ impl NaiveMatcher {
             self.clock += 1;
             let mut order = *o;
             order.qty = Qty(remaining);
-            self.resting.push(Resting {
-                order,
-                queue_time: self.clock,
-                accept_seq: self.accept_seq,
+            let mut r = Resting::plain(order, self.clock, accept_seq);
+            if display > 0 {
+                r.display = display;
+                r.peak = display.min(remaining);
+            }
+            self.resting.push(r);
+            self.maybe_top(o.order_id);
+        }
+    }
+
+    /// An order that came to rest becomes its side's TOP (`pro_rata_top`) when its price is
+    /// strictly better than every other order of its side in the book, or the side has none.
+    fn maybe_top(&mut self, id: OrderId) {
+        let Some(i) = self.find(id) else { return };
+        let o = self.resting[i].order;
+        if self.policies.get(&o.instrument.0).map(|p| p.0) != Some(MatchPolicy::ProRataTop) {
+            return;
+        }
+        let better = self
+            .resting
+            .iter()
+            .filter(|r| r.in_book() && r.order.instrument == o.instrument)
+            .filter(|r| r.order.side == o.side && r.order.order_id != id)
+            .all(|r| match o.side {
+                Side::Buy => o.price > r.order.price,
+                Side::Sell => o.price < r.order.price,
             });
+        if better {
+            self.tops.insert((o.instrument.0, o.side as u8), id.0);
+        }
+    }
+
+    /// The TOP order of a side, if it still rests in the book.
+    fn top_of(&self, instrument: InstrumentId, side: Side) -> Option<u64> {
+        let id = *self.tops.get(&(instrument.0, side as u8))?;
+        self.resting
+            .iter()
+            .any(|r| r.order.order_id.0 == id && r.in_book())
+            .then_some(id)
+    }
+
+    /// Pro-rata matching, level by level (docs/formats.md, "Pro-rata levels").
+    fn match_pro_rata(
+        &mut self,
+        seq: Sequence,
+        taker: &NewOrder,
+        limit: Option<Price>,
+        mut remaining: u64,
+        out: &mut Vec<Event>,
+    ) -> (u64, bool, bool) {
+        let def = self.defs.get(&taker.instrument.0).copied();
+        let (policy, min_alloc) = self.policies[&taker.instrument.0];
+        while remaining > 0 {
+            let q = self.queue(taker.instrument, taker.side, limit);
+            let Some(&first) = q.first() else { break };
+            let price = self.resting[first].order.price;
+            // The level, in time priority.
+            let level: Vec<OrderId> = q
+                .iter()
+                .map(|&i| self.resting[i].order)
+                .filter(|o| o.price == price)
+                .map(|o| o.order_id)
+                .collect();
+            let own: Vec<OrderId> = level
+                .iter()
+                .copied()
+                .filter(|id| self.resting[self.find(*id).unwrap_or(0)].order.account == taker.account)
+                .collect();
+            if !own.is_empty() && taker.stp != SelfTradePrevention::Allow {
+                if matches!(
+                    taker.stp,
+                    SelfTradePrevention::CancelMaker | SelfTradePrevention::CancelBoth
+                ) {
+                    for id in &own {
+                        if let Some(i) = self.find(*id) {
+                            let r = self.resting.remove(i);
+                            let qty = r.order.qty.0;
+                            out.push(Self::cancel_event(seq, &r.order, qty, CancelReason::SelfTrade));
+                        }
+                    }
+                }
+                if taker.stp != SelfTradePrevention::CancelMaker {
+                    out.push(Self::cancel_event(seq, taker, remaining, CancelReason::SelfTrade));
+                    return (remaining, true, false);
+                }
+                continue;
+            }
+            let qtys: Vec<(OrderId, u64)> = level
+                .iter()
+                .filter_map(|id| self.find(*id).map(|i| (*id, self.resting[i].order.qty.0)))
+                .collect();
+            let total: u128 = qtys.iter().map(|x| x.1 as u128).sum();
+            let mut take = remaining;
+            let mut capped = false;
+            if let (Some(d), None, Side::Buy) = (&def, limit, taker.side) {
+                let quote = d.assets().1 .0;
+                let q = payable(d, price, remaining, self.available(taker.account, quote));
+                if q == 0 {
+                    return (remaining, false, true);
+                }
+                capped = q < remaining;
+                take = q;
+            }
+            let top = match policy {
+                MatchPolicy::ProRataTop => self
+                    .top_of(taker.instrument, taker.side.opposite())
+                    .filter(|t| level.iter().any(|id| id.0 == *t)),
+                _ => None,
+            };
+            // (maker, share) in fill order: the TOP order first, then time priority.
+            let mut shares: Vec<(OrderId, u64)> = Vec::new();
+            if let Some(t) = top {
+                let tq = qtys.iter().find(|x| x.0 .0 == t).map_or(0, |x| x.1);
+                shares.push((OrderId(t), if take as u128 >= total { tq } else { take.min(tq) }));
+            }
+            let others: Vec<(OrderId, u64)> =
+                qtys.iter().copied().filter(|x| Some(x.0 .0) != top).collect();
+            if take as u128 >= total {
+                shares.extend(others.iter().copied());
+            } else {
+                let r = take - shares.first().map_or(0, |x| x.1);
+                let t: u128 = others.iter().map(|x| x.1 as u128).sum();
+                let alloc: Vec<u64> = others
+                    .iter()
+                    .map(|x| {
+                        let a = if t == 0 { 0 } else { (r as u128 * x.1 as u128 / t) as u64 };
+                        if a < min_alloc { 0 } else { a }
+                    })
+                    .collect();
+                let mut left = r - alloc.iter().sum::<u64>();
+                for (k, x) in others.iter().enumerate() {
+                    let extra = left.min(x.1 - alloc[k]);
+                    left -= extra;
+                    shares.push((x.0, alloc[k] + extra));
+                }
+            }
+            for (id, share) in shares {
+                if share == 0 {
+                    continue;
+                }
+                let Some(i) = self.find(id) else { continue };
+                let maker = self.resting[i];
+                out.push(ev(
+                    seq,
+                    EventKind::Fill {
+                        instrument: taker.instrument,
+                        taker: taker.order_id,
+                        maker: id,
+                        maker_account: maker.order.account,
+                        price,
+                        qty: Qty(share),
+                        maker_left: Qty(maker.order.qty.0 - share),
+                        taker_side: taker.side,
+                    },
+                ));
+                self.last.insert(taker.instrument.0, price);
+                if let Some(d) = &def {
+                    self.settle(seq, d, taker, &maker.order, price, share, out);
+                }
+                remaining -= share;
+                if share == maker.order.qty.0 {
+                    self.resting.remove(i);
+                } else {
+                    self.resting[i].order.qty.0 -= share;
+                }
+            }
+            if capped {
+                return (remaining, false, true);
+            }
+        }
+        (remaining, false, false)
+    }
+
+    /// Elects the pending stops that the trades in `out[from..]` reached, in acceptance
+    /// order, and lets each arrive; their trades elect more, queued behind.
+    fn run_stops(&mut self, seq: Sequence, instrument: InstrumentId, from: usize, out: &mut Vec<Event>) {
+        let mut queue: Vec<u64> = Vec::new();
+        let mut scan = from;
+        loop {
+            let prices: Vec<Price> = out[scan..]
+                .iter()
+                .filter_map(|e| match e.kind {
+                    EventKind::Fill {
+                        instrument: i,
+                        price,
+                        ..
+                    } if i == instrument => Some(price),
+                    _ => None,
+                })
+                .collect();
+            if let (Some(lo), Some(hi)) = (prices.iter().min(), prices.iter().max()) {
+                let mut elected: Vec<(u64, u64)> = self
+                    .resting
+                    .iter()
+                    .filter(|r| r.order.instrument == instrument && !r.elected)
+                    .filter(|r| match (r.stop, r.order.side) {
+                        (Some(t), Side::Buy) => t <= *hi,
+                        (Some(t), Side::Sell) => t >= *lo,
+                        (None, _) => false,
+                    })
+                    .map(|r| (r.accept_seq, r.order.order_id.0))
+                    .collect();
+                elected.sort();
+                for &(_, id) in &elected {
+                    if let Some(i) = self.find(OrderId(id)) {
+                        self.resting[i].elected = true;
+                    }
+                    queue.push(id);
+                }
+            }
+            if queue.is_empty() {
+                break;
+            }
+            let id = queue.remove(0);
+            let Some(i) = self.find(OrderId(id)) else { continue };
+            let r = self.resting.remove(i);
+            out.push(ev(
+                seq,
+                EventKind::Triggered {
+                    instrument,
+                    order_id: r.order.order_id,
+                    account: r.order.account,
+                    side: r.order.side,
+                    stop: r.stop.unwrap_or_default(),
+                },
+            ));
+            scan = out.len();
+            self.arrive(seq, &r.order, r.accept_seq, 0, out);
         }
     }
 
@@ -568,7 +945,9 @@ impl NaiveMatcher {
             Err((inst, code)) => Self::reject(seq, inst, Some(order_id), account, code, out),
             Ok(i) => {
                 let r = self.resting[i];
-                let code = if self.halted[&instrument.0] {
+                let code = if r.stop.is_some() {
+                    Some(RejectCode::StopPending)
+                } else if self.halted[&instrument.0] {
                     Some(RejectCode::Halted)
                 } else if self.blocked.contains(&account.0) {
                     Some(RejectCode::Blocked)
@@ -616,19 +995,29 @@ impl NaiveMatcher {
                     },
                 ));
                 if kept_priority {
-                    self.resting[i].order.qty = qty;
+                    let r = &mut self.resting[i];
+                    r.order.qty = qty;
+                    r.peak = r.peak.min(qty.0);
                 } else {
+                    let key = (instrument.0, self.resting[i].order.side as u8);
+                    if self.tops.get(&key) == Some(&order_id.0) {
+                        self.tops.remove(&key);
+                    }
                     let mut r = self.resting.remove(i);
                     r.order.price = price;
                     r.order.qty = qty;
+                    let from = out.len();
                     let (remaining, stp, _) =
                         self.match_taker(seq, &r.order, Some(price), qty.0, out);
                     if !stp && remaining > 0 {
                         self.clock += 1;
                         r.order.qty = Qty(remaining);
                         r.queue_time = self.clock;
+                        r.peak = r.display.min(remaining);
                         self.resting.push(r);
+                        self.maybe_top(order_id);
                     }
+                    self.run_stops(seq, instrument, from, out);
                 }
             }
         }
@@ -757,8 +1146,42 @@ impl MatchingEngine for NaiveMatcher {
         self.now = self.now.max(cmd.ts.0);
         let cmd = &Command::new(crate::types::Timestamp(self.now), cmd.kind);
         self.expire_due(seq, cmd.ts, out);
+        let terms = self.terms.take();
         match cmd.kind {
-            CommandKind::NewOrder(ref o) => self.new_order(seq, cmd, o, out),
+            CommandKind::NewOrder(ref o) => {
+                let t = terms.filter(|t| t.order_id == o.order_id).unwrap_or_default();
+                self.new_order(seq, cmd, o, t, out)
+            }
+            CommandKind::OrderTerms(t) => self.terms = Some(t),
+            CommandKind::SetMatchPolicy {
+                instrument,
+                policy,
+                min_alloc,
+            } => {
+                let busy = self.resting.iter().any(|r| r.order.instrument == instrument);
+                if !self.halted.contains_key(&instrument.0) {
+                    let code = RejectCode::UnknownInstrument;
+                    Self::reject(seq, None, None, AccountId(0), code, out);
+                } else if busy || min_alloc.0 == 0 || (policy == MatchPolicy::Fifo && min_alloc.0 != 1) {
+                    let code = RejectCode::InvalidInstrument;
+                    Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
+                } else {
+                    if policy == MatchPolicy::Fifo {
+                        self.policies.remove(&instrument.0);
+                    } else {
+                        self.policies.insert(instrument.0, (policy, min_alloc.0));
+                    }
+                    self.tops.retain(|k, _| k.0 != instrument.0);
+                    out.push(ev(
+                        seq,
+                        EventKind::MatchPolicySet {
+                            instrument,
+                            policy,
+                            min_alloc,
+                        },
+                    ));
+                }
+            }
             CommandKind::Cancel {
                 instrument,
                 account,
@@ -859,7 +1282,7 @@ impl MatchingEngine for NaiveMatcher {
         let mut v: Vec<&Resting> = self
             .resting
             .iter()
-            .filter(|r| r.order.instrument == instrument)
+            .filter(|r| r.order.instrument == instrument && r.in_book())
             .collect();
         v.sort_by_key(|r| {
             let p = r.order.price.0 as i128;

@@ -6,11 +6,12 @@
 
 use crate::book::books::{IdState, OrderBooks, RestingOrder};
 use crate::book::order::OrderNode;
-use crate::command::NewOrder;
+use crate::book::ext::{Ext, STOP_MARKET};
+use crate::command::{NewOrder, OrderTerms};
 use crate::event::{Event, EventKind};
 use crate::funds::{Funding, Ledger};
 use crate::state::{EngineState, RestingState};
-use crate::types::{AccountId, InstrumentId, OrderId, OrderType, Price, Qty, Side};
+use crate::types::{AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, Side};
 use std::collections::BTreeSet;
 
 /// An L3 book of every instrument, maintained from events.
@@ -29,6 +30,11 @@ pub struct BookReplica {
     pending_fees: Option<(AccountId, AccountId, crate::funds::AssetId)>,
     /// The engine clock as last told ([`BookReplica::set_clock`]): events carry no time.
     clock: u64,
+    /// The terms announced for the next accepted order.
+    pending_terms: Option<OrderTerms>,
+    /// The order arriving in this command (new, elected or moved by a modify) and its
+    /// display size: once its matching is over, its peak and TOP status are settled.
+    arriving: Option<(OrderId, u64)>,
 }
 
 impl BookReplica {
@@ -57,23 +63,73 @@ impl BookReplica {
         if e.is_admin() {
             self.admin_events += 1;
         }
+        if matches!(
+            e.kind,
+            EventKind::Accepted { .. } | EventKind::Triggered { .. } | EventKind::Modified { .. }
+        ) {
+            self.settle_arrival();
+        }
         match e.kind {
             EventKind::Accepted { .. } => {
                 let Some(o) = e.kind.accepted_order() else {
                     return;
                 };
+                let terms = self
+                    .pending_terms
+                    .take()
+                    .filter(|t| t.order_id == o.order_id)
+                    .unwrap_or_default();
                 self.accept_seq += 1;
                 if let Some(f) = self.funding(o.instrument) {
                     let hold = f.hold(o.side, o.order_type, o.price, o.qty.0);
                     self.ledger.add_held(o.account, f.hold_asset(o.side), hold);
                 }
-                if o.order_type == OrderType::Limit && o.tif.may_rest() {
+                if let Some(stop) = terms.stop {
+                    let mut node = OrderNode::from_new(&o, o.qty, self.accept_seq);
+                    let market = o.order_type == OrderType::Market;
+                    if market {
+                        node.price = Price(0);
+                    }
+                    self.books.insert_pending(node, Ext::stop(stop.0, market));
+                    self.transient = None;
+                } else if o.order_type == OrderType::Limit && o.tif.may_rest() {
                     self.books
                         .insert(OrderNode::from_new(&o, o.qty, self.accept_seq));
+                    self.arriving = Some((o.order_id, terms.display.0));
                     self.transient = None;
                 } else {
                     self.books.mark_dead(o.order_id);
                     self.transient = Some((o, o.qty.0));
+                }
+            }
+            EventKind::OrderTerms { terms, .. } => self.pending_terms = Some(terms),
+            EventKind::MatchPolicySet {
+                instrument,
+                policy,
+                min_alloc,
+            } => {
+                if let Some(b) = self.books.book_mut(instrument) {
+                    b.policy = policy;
+                    b.min_alloc = min_alloc.0.max(1);
+                    b.top = [0, 0];
+                }
+            }
+            EventKind::Triggered { order_id, .. } => {
+                if let IdState::Live(i) = self.books.id_state(order_id) {
+                    let market = self.books.ext(i).kind == STOP_MARKET;
+                    let n = self.books.node(i);
+                    let mut o = n.as_new_order();
+                    if market {
+                        o.order_type = OrderType::Market;
+                    }
+                    if !market && o.tif.may_rest() {
+                        self.books.activate(i, n.qty);
+                        self.arriving = Some((order_id, 0));
+                        self.transient = None;
+                    } else {
+                        self.books.remove(i);
+                        self.transient = Some((o, o.qty.0));
+                    }
                 }
             }
             EventKind::Fill {
@@ -92,7 +148,7 @@ impl BookReplica {
                 if let Some(f) = self.funding(instrument) {
                     self.settle(&f, taker, maker, price, qty, taker_side);
                 }
-                self.reduce(maker, qty);
+                self.reduce_maker(maker, qty);
                 match &mut self.transient {
                     Some((o, open)) if o.order_id == taker => *open -= qty.0.min(*open),
                     _ => self.reduce(taker, qty),
@@ -137,10 +193,22 @@ impl BookReplica {
                         self.ledger
                             .add_held(n.account, f.hold_asset(n.side), new - old);
                     }
+                    let e = self.books.ext(i);
                     if kept_priority {
                         self.books.set_qty(i, qty);
+                        if e.is_iceberg() {
+                            self.books.set_peak(i, e.peak.min(qty.0));
+                        }
                     } else {
+                        let slot = self.books.hot(i).book() as usize;
+                        if let Some(b) = self.books.books.get_mut(slot) {
+                            let top = &mut b.top[n.side as usize];
+                            if *top == i + 1 {
+                                *top = 0;
+                            }
+                        }
                         self.books.move_to_back(i, price, qty);
+                        self.arriving = Some((order_id, 0));
                     }
                 }
             }
@@ -175,7 +243,63 @@ impl BookReplica {
             EventKind::Rejected { .. } | EventKind::SnapshotRequested { .. } => {}
         }
         if e.is_last_of_command() {
+            self.settle_arrival();
             self.transient = None;
+        }
+    }
+
+    /// The arriving order's matching is over: if it rests, its peak is `min(display, open)`
+    /// and it becomes its side's TOP when it betters every other order of its side
+    /// (`pro_rata_top`).
+    fn settle_arrival(&mut self) {
+        let Some((id, display)) = self.arriving.take() else {
+            return;
+        };
+        let IdState::Live(i) = self.books.id_state(id) else {
+            return;
+        };
+        let (open, slot, side) = {
+            let h = self.books.hot(i);
+            (h.qty.0, h.book(), h.side())
+        };
+        let e = self.books.ext(i);
+        if display != 0 {
+            self.books.set_ext(i, Ext::iceberg(display, open));
+        } else if e.is_iceberg() {
+            self.books.set_peak(i, e.display.min(open));
+        }
+        if self.books.books.get(slot as usize).map(|b| b.policy) == Some(MatchPolicy::ProRataTop) {
+            let price = self.books.cold(i).price;
+            let better = self
+                .books
+                .best_price_excluding(slot, side, i)
+                .is_none_or(|b| b != price && side.better_or_equal(price, b));
+            if better {
+                self.books.books[slot as usize].top[side as usize] = i + 1;
+            }
+        }
+    }
+
+    /// A maker's fill: an iceberg whose peak is used up shows a new one at the back.
+    fn reduce_maker(&mut self, id: OrderId, qty: Qty) {
+        if let IdState::Live(i) = self.books.id_state(id) {
+            let e = self.books.ext(i);
+            let open = self.books.hot(i).qty.0;
+            if open <= qty.0 {
+                self.books.remove(i);
+                return;
+            }
+            let left = open - qty.0;
+            self.books.set_qty(i, Qty(left));
+            if e.is_iceberg() {
+                let peak = e.peak.min(open).saturating_sub(qty.0);
+                if peak == 0 {
+                    self.books.set_peak(i, e.display.min(left));
+                    self.books.requeue(i);
+                } else {
+                    self.books.set_peak(i, peak);
+                }
+            }
         }
     }
 
@@ -316,7 +440,7 @@ impl BookReplica {
                 accept_seq: n.accept_seq,
             })
             .collect();
-        EngineState {
+        let mut state = EngineState {
             cmd_seq,
             event_seq,
             accept_seq: self.accept_seq,
@@ -337,7 +461,10 @@ impl BookReplica {
             assets: self.ledger.assets().collect(),
             balances: self.ledger.balances(),
             instruments,
-        }
+            ..EngineState::default()
+        };
+        self.books.extras_into(&mut state);
+        state
     }
 
     /// A replica holding `state`.
@@ -361,6 +488,8 @@ impl BookReplica {
             ledger: state.ledger(),
             pending_fees: None,
             clock: state.clock,
+            pending_terms: None,
+            arriving: None,
         };
         r.books.add_instruments_of(state);
         r.books.reserve_live_ids(state.orders.len());
@@ -373,6 +502,7 @@ impl BookReplica {
             r.books
                 .insert(OrderNode::from_new(&o.order, o.order.qty, o.accept_seq));
         }
+        r.books.load_extras(state);
         r.books.end_load();
         r
     }

@@ -16,15 +16,17 @@
 //! holds its funds before the book sees it, and each fill settles as it happens.
 
 mod money;
+mod policy;
 
 use crate::book::books::{IdState, OrderBooks, RestingOrder};
 use crate::book::order::{OrderNode, NIL};
-use crate::command::{Command, CommandKind, NewOrder};
+use crate::book::ext::Ext;
+use crate::command::{Command, CommandKind, NewOrder, OrderTerms};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Balance, Funding, InstrumentDef, Ledger};
 use crate::types::{
-    AccountId, InstrumentId, OrderId, OrderType, Price, Qty, SelfTradePrevention, Sequence, Side,
-    TimeInForce, Timestamp,
+    AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, SelfTradePrevention,
+    Sequence, Side, TimeInForce, Timestamp,
 };
 use rustc_hash::FxHashSet;
 use std::cmp::Reverse;
@@ -116,6 +118,12 @@ pub struct Matcher {
     clock: u64,
     /// Resting orders an account may have (`u32::MAX`: no limit).
     max_open_orders: u32,
+    /// The terms of the next command's order ([`CommandKind::OrderTerms`]).
+    pending_terms: Option<OrderTerms>,
+    /// Elected stops of the command: (acceptance number, pool index, stop-market).
+    stop_queue: Vec<(u64, u32, bool)>,
+    /// Stops one trade reached, before they are sorted into the queue.
+    stop_batch: Vec<(u64, u32)>,
 }
 
 impl Default for Matcher {
@@ -138,6 +146,9 @@ impl Matcher {
             holds: Vec::with_capacity(cap.orders),
             clock: 0,
             max_open_orders: u32::MAX,
+            pending_terms: None,
+            stop_queue: Vec::new(),
+            stop_batch: Vec::new(),
         }
     }
 
@@ -177,6 +188,17 @@ impl Matcher {
                     .push(Reverse((o.expiry.0, r.accept_seq, o.order_id.0)));
             }
         }
+        let stops = m.books.load_extras(state);
+        for (st, &i) in state.stops.iter().zip(&stops) {
+            let o = &st.order;
+            if let Some(f) = m.books.book(o.instrument).and_then(|b| b.funding) {
+                m.set_hold(i, f.hold(o.side, o.order_type, o.price, o.qty.0));
+            }
+            if o.tif == TimeInForce::Gtd {
+                m.expiries
+                    .push(Reverse((o.expiry.0, st.accept_seq, o.order_id.0)));
+            }
+        }
         m.books.end_load();
         m.blocked = state.blocked.iter().map(|a| a.0).collect();
         m.accept_seq = state.accept_seq;
@@ -196,8 +218,18 @@ impl Matcher {
                 self.expire(seq, now, out);
             }
         }
+        let terms = self.pending_terms.take();
         match cmd.kind {
-            CommandKind::NewOrder(ref o) => self.new_order(seq, now, o, out),
+            CommandKind::NewOrder(ref o) => {
+                let t = terms.filter(|t| t.order_id == o.order_id);
+                self.new_order(seq, now, o, t.unwrap_or_default(), out)
+            }
+            CommandKind::OrderTerms(t) => self.pending_terms = Some(t),
+            CommandKind::SetMatchPolicy {
+                instrument,
+                policy,
+                min_alloc,
+            } => self.set_policy(seq, instrument, policy, min_alloc, out),
             CommandKind::Cancel {
                 instrument,
                 account,
@@ -384,7 +416,14 @@ impl Matcher {
         }
     }
 
-    fn new_order(&mut self, seq: Sequence, ts: Timestamp, o: &NewOrder, out: &mut Vec<Event>) {
+    fn new_order(
+        &mut self,
+        seq: Sequence,
+        ts: Timestamp,
+        o: &NewOrder,
+        terms: OrderTerms,
+        out: &mut Vec<Event>,
+    ) {
         let Some(slot) = self.books.slot(o.instrument) else {
             return reject(
                 seq,
@@ -396,13 +435,15 @@ impl Matcher {
             );
         };
         let book = &self.books.books[slot as usize];
-        let (halted, last_price) = (book.halted, book.last_price);
+        let (halted, last_price, policy) = (book.halted, book.last_price, book.policy);
         // The rules are copied only for a funded book: `perf annotate` put 35% of
         // `new_order`'s samples on LOBSTER on copying a whole `Option<Funding>` (its tag a
         // byte inside it) for every order.
         let funding = funding_of(book);
         let code = if o.qty.0 == 0 {
             Some(RejectCode::ZeroQty)
+        } else if !terms.is_plain() && terms_problem(o, &terms, policy).is_some() {
+            terms_problem(o, &terms, policy)
         } else if self.books.id_state(o.order_id) != IdState::Unknown {
             Some(RejectCode::DuplicateOrderId)
         } else if halted {
@@ -421,6 +462,13 @@ impl Matcher {
             && (o.order_type == OrderType::Market || self.best_crosses(slot, o.side, o.price))
         {
             Some(RejectCode::PostOnlyWouldTake)
+        } else if terms.stop.is_some_and(|t| {
+            last_price.is_some_and(|p| match o.side {
+                Side::Buy => t <= p,
+                Side::Sell => t >= p,
+            })
+        }) {
+            Some(RejectCode::StopWouldTrigger)
         } else {
             match &funding {
                 Some(f) => self.funds_check_new(f, o, last_price),
@@ -437,8 +485,43 @@ impl Matcher {
                 out,
             );
         }
+        if !terms.is_plain() {
+            out.push(Event::new(
+                seq,
+                EventKind::OrderTerms {
+                    instrument: o.instrument,
+                    terms,
+                },
+            ));
+        }
         out.push(Event::new(seq, EventKind::accepted(o)));
         self.accept_seq += 1;
+        if let Some(stop) = terms.stop {
+            return self.add_pending_stop(slot, o, stop);
+        }
+        let from = out.len();
+        self.arrive(seq, slot, o, terms.display.0, self.accept_seq, NIL, out);
+        if self.has_stops(slot) {
+            self.run_stops(seq, slot, from, out);
+        }
+    }
+
+    /// An accepted order arrives: it trades, then rests or leaves. `pending` is the pool
+    /// node of an elected stop (NIL for a new order), which keeps its place in the pool and
+    /// its acceptance number.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn arrive(
+        &mut self,
+        seq: Sequence,
+        slot: u32,
+        o: &NewOrder,
+        display: u64,
+        accept_seq: u64,
+        pending: u32,
+        out: &mut Vec<Event>,
+    ) {
+        let funding = funding_of(&self.books.books[slot as usize]);
         let taker = Taker {
             instrument: o.instrument,
             book: slot,
@@ -450,7 +533,7 @@ impl Matcher {
             funding,
         };
         if o.tif == TimeInForce::Fok && !self.fok_fillable(&taker, o.qty.0) {
-            self.books.mark_dead(o.order_id);
+            self.taker_gone(o.order_id, pending);
             self.release_taker(&taker, o.qty.0);
             return cancelled(
                 seq,
@@ -465,7 +548,7 @@ impl Matcher {
         }
         let end = self.match_taker(seq, &taker, o.qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
-            self.books.mark_dead(o.order_id);
+            self.taker_gone(o.order_id, pending);
             self.release_taker(&taker, end.remaining);
             return;
         }
@@ -477,7 +560,7 @@ impl Matcher {
             _ => None,
         };
         if let Some(reason) = reason {
-            self.books.mark_dead(o.order_id);
+            self.taker_gone(o.order_id, pending);
             self.release_taker(&taker, end.remaining);
             return cancelled(
                 seq,
@@ -490,17 +573,79 @@ impl Matcher {
                 out,
             );
         }
-        let mut node = OrderNode::from_new(o, Qty(end.remaining), self.accept_seq);
-        node.book = slot;
-        let i = self.books.insert(node);
+        let policy = self.books.books[slot as usize].policy;
+        let top = policy == MatchPolicy::ProRataTop
+            && self
+                .books
+                .best_price_excluding(slot, o.side, NIL)
+                .is_none_or(|b| o.side.better_or_equal(o.price, b) && b != o.price);
+        let i = if pending == NIL {
+            let mut node = OrderNode::from_new(o, Qty(end.remaining), accept_seq);
+            node.book = slot;
+            self.books.insert(node)
+        } else {
+            self.books.activate(pending, Qty(end.remaining));
+            pending
+        };
+        if display != 0 {
+            self.books.set_ext(i, Ext::iceberg(display, end.remaining));
+        }
+        if top {
+            self.books.books[slot as usize].top[o.side as usize] = i + 1;
+        }
         if let Some(f) = &funding {
             self.set_hold(i, f.hold(o.side, o.order_type, o.price, end.remaining));
         }
-        if o.tif == TimeInForce::Gtd {
+        if o.tif == TimeInForce::Gtd && pending == NIL {
             self.expiries
-                .push(Reverse((o.expiry.0, self.accept_seq, o.order_id.0)));
+                .push(Reverse((o.expiry.0, accept_seq, o.order_id.0)));
             self.compact_expiries();
         }
+    }
+
+    /// The incoming order is done without resting: a new order's id is recorded as used,
+    /// an elected stop leaves the pool (its hold went with the taker's).
+    #[inline(always)]
+    fn taker_gone(&mut self, id: OrderId, pending: u32) {
+        if pending == NIL {
+            self.books.mark_dead(id);
+        } else {
+            self.books.remove(pending);
+        }
+    }
+
+    fn set_policy(
+        &mut self,
+        seq: Sequence,
+        instrument: InstrumentId,
+        policy: MatchPolicy,
+        min_alloc: Qty,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(slot) = self.books.slot(instrument) else {
+            let code = RejectCode::UnknownInstrument;
+            return reject(seq, None, None, AccountId(0), code, out);
+        };
+        let b = &self.books.books[slot as usize];
+        let empty = b.bids.entries.iter().chain(b.asks.entries.iter()).all(|&(_, l)| {
+            self.books.levels[l as usize].count == 0
+        }) && !self.has_stops(slot);
+        if !empty || min_alloc.0 == 0 || (policy == MatchPolicy::Fifo && min_alloc.0 != 1) {
+            let code = RejectCode::InvalidInstrument;
+            return reject(seq, Some(instrument), None, AccountId(0), code, out);
+        }
+        let b = &mut self.books.books[slot as usize];
+        b.policy = policy;
+        b.min_alloc = min_alloc.0;
+        b.top = [0, 0];
+        out.push(Event::new(
+            seq,
+            EventKind::MatchPolicySet {
+                instrument,
+                policy,
+                min_alloc,
+            },
+        ));
     }
 
     /// Entries of GTD orders that left the book early (cancelled, filled) stay in the
@@ -527,6 +672,14 @@ impl Matcher {
     /// Whether a FOK order can fill completely now, walking the book as matching would
     /// (self-trade prevention included).
     fn fok_fillable(&self, taker: &Taker, qty: u64) -> bool {
+        if self
+            .books
+            .books
+            .get(taker.book as usize)
+            .is_some_and(|b| b.policy.is_pro_rata())
+        {
+            return self.fok_fillable_pro_rata(taker, qty);
+        }
         if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
             return self.fok_payable(f, taker, qty);
         }
@@ -577,6 +730,11 @@ impl Matcher {
         mut remaining: u64,
         out: &mut Vec<Event>,
     ) -> MatchEnd {
+        if let Some(b) = self.books.books.get(taker.book as usize) {
+            if b.icebergs != 0 || b.policy != MatchPolicy::Fifo {
+                return self.match_general(seq, taker, remaining, out);
+            }
+        }
         let opp = taker.side.opposite();
         let mut last_price = None;
         let mut end = MatchEnd {
@@ -753,7 +911,9 @@ impl Matcher {
             (c.price, h.qty, h.side(), c.post_only, c.stp);
         let b = &self.books.books[slot as usize];
         let (halted, funded) = (b.halted, b.funding.is_some());
-        let code = if halted {
+        let code = if self.books.ext(i).kind != 0 && self.is_pending_stop(i) {
+            Some(RejectCode::StopPending)
+        } else if halted {
             Some(RejectCode::Halted)
         } else if self.is_blocked(account) {
             Some(RejectCode::Blocked)
@@ -785,11 +945,27 @@ impl Matcher {
                 old_qty,
             },
         ));
+        let ext = self.books.ext(i);
         if kept_priority {
             self.books.set_qty(i, qty);
+            if ext.is_iceberg() {
+                self.books.set_peak(i, ext.peak.min(qty.0));
+            }
             return;
         }
-        if !self.books.move_to_back(i, price, qty) {
+        let policy = self.books.books[slot as usize].policy;
+        if policy == MatchPolicy::ProRataTop {
+            let top = &mut self.books.books[slot as usize].top[side as usize];
+            if *top == i + 1 {
+                *top = 0;
+            }
+        }
+        if ext.is_iceberg() {
+            self.books.set_peak(i, ext.display.min(qty.0));
+        }
+        let crosses = self.books.move_to_back(i, price, qty);
+        if !crosses {
+            self.become_top_if_better(slot, side, i, price, policy);
             return;
         }
         let funding = funding_of(&self.books.books[slot as usize]);
@@ -803,15 +979,41 @@ impl Matcher {
             stp,
             funding,
         };
+        let from = out.len();
         let end = self.match_taker(seq, &taker, qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
             self.release_taker(&taker, end.remaining);
             self.books.remove(i);
-        } else if end.remaining != qty.0 {
-            self.books.set_qty(i, Qty(end.remaining));
-            if let Some(f) = &funding {
-                self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
+        } else {
+            if end.remaining != qty.0 {
+                self.books.set_qty(i, Qty(end.remaining));
+                if ext.is_iceberg() {
+                    self.books.set_peak(i, ext.display.min(end.remaining));
+                }
+                if let Some(f) = &funding {
+                    self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
+                }
             }
+            self.become_top_if_better(slot, side, i, price, policy);
+        }
+        if self.has_stops(slot) {
+            self.run_stops(seq, slot, from, out);
+        }
+    }
+
+    /// A modified order that rests now becomes its side's TOP when its price is strictly
+    /// better than every other resting order of its side (`pro_rata_top`).
+    #[inline]
+    fn become_top_if_better(&mut self, slot: u32, side: Side, i: u32, price: Price, p: MatchPolicy) {
+        if p != MatchPolicy::ProRataTop {
+            return;
+        }
+        let better = self
+            .books
+            .best_price_excluding(slot, side, i)
+            .is_none_or(|b| b != price && side.better_or_equal(price, b));
+        if better {
+            self.books.books[slot as usize].top[side as usize] = i + 1;
         }
     }
 
@@ -936,6 +1138,24 @@ fn reject_ref(
 #[inline(always)]
 fn funding_of(book: &crate::book::books::InstrumentBook) -> Option<Funding> {
     book.funding.as_ref().copied()
+}
+
+/// Why an order's terms (display size, stop trigger) cannot be used, if they cannot.
+fn terms_problem(o: &NewOrder, t: &OrderTerms, policy: MatchPolicy) -> Option<RejectCode> {
+    if let Some(stop) = t.stop {
+        if o.post_only || t.display.0 != 0 {
+            return Some(RejectCode::InvalidStop);
+        }
+        if stop.0 <= 0 {
+            return Some(RejectCode::BadPrice);
+        }
+        return None;
+    }
+    let ok = o.order_type == OrderType::Limit
+        && o.tif.may_rest()
+        && t.display.0 <= o.qty.0
+        && !policy.is_pro_rata();
+    (!ok).then_some(RejectCode::InvalidDisplay)
 }
 
 /// The price an order's events report: its limit, or 0 for a market order.

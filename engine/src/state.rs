@@ -221,8 +221,8 @@ impl EngineState {
             };
             put_order(&mut w, &st.order);
             w.u64(st.accept_seq);
-            w.u64(st.stop.0 as u64);
             v.extend_from_slice(&block);
+            v.extend_from_slice(&st.stop.0.to_le_bytes());
         }
     }
 
@@ -275,7 +275,9 @@ impl EngineState {
             let mut r = R { b: &b, at: 0 };
             let order = get_order(&mut r).ok_or(StateFormatError("bad stop order"))?;
             let accept_seq = r.u64();
-            let stop = Price(r.u64() as i64);
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&take(8)?);
+            let stop = Price(i64::from_le_bytes(a));
             self.stops.push(PendingStop {
                 order,
                 accept_seq,

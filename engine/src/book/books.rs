@@ -981,10 +981,19 @@ impl OrderBooks {
             })
     }
 
-    /// The number of resting orders.
+    /// The number of live orders (resting, and pending stops).
     #[inline]
     pub fn live_count(&self) -> usize {
         self.ids.live()
+    }
+
+    /// Pending stop orders in every book.
+    pub fn pending_count(&self) -> usize {
+        self.books
+            .iter()
+            .filter_map(|b| b.stops.as_ref())
+            .map(|s| s.count as usize)
+            .sum()
     }
 }
 

@@ -507,9 +507,9 @@ impl BookReplica {
         r
     }
 
-    /// The number of resting orders.
+    /// The number of resting orders (pending stops are not in the book).
     pub fn resting_count(&self) -> usize {
-        self.books.live_count()
+        self.books.live_count() - self.books.pending_count()
     }
 
     /// The number of orders accepted so far.

@@ -359,9 +359,9 @@ impl Matcher {
         }
     }
 
-    /// The number of resting orders.
+    /// The number of resting orders (pending stops are not in the book).
     pub fn resting_count(&self) -> usize {
-        self.books.live_count()
+        self.books.live_count() - self.books.pending_count()
     }
 
     /// Every balance (read from the matcher's own thread, or after shutdown; other threads

@@ -34,7 +34,7 @@ fn stp(w: u16) -> SelfTradePrevention {
 /// sixteen stamped up to 3 before the one ahead of it), starting with the two
 /// instruments being added (unfunded).
 pub fn decode(raw: &[[u16; 8]]) -> Vec<Command> {
-    decode_with(raw, false)
+    decode_with(raw, false, None)
 }
 
 fn rate(s: &str) -> Rate {
@@ -85,10 +85,29 @@ pub fn funded_setup() -> Vec<CommandKind> {
 /// Like [`decode`], on funded instruments ([`funded_setup`]), with deposits and withdrawals
 /// (some of them bad) mixed in.
 pub fn decode_funded(raw: &[[u16; 8]]) -> Vec<Command> {
-    decode_with(raw, true)
+    decode_with(raw, true, None)
 }
 
-fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
+/// Like [`decode`] (funded or not), with instrument 0 under a pro-rata `policy` (`min_alloc`
+/// lots) and instrument 1 FIFO; new orders are now and then icebergs (on either: on the
+/// pro-rata one they are refused) or stops (stop-limit and stop-market, any time in force,
+/// some with bad terms), so that levels split with residues, TOP orders change, icebergs
+/// are refilled and hit again and stops cascade.
+#[allow(dead_code)]
+pub fn decode_policy(
+    raw: &[[u16; 8]],
+    funded: bool,
+    policy: MatchPolicy,
+    min_alloc: u64,
+) -> Vec<Command> {
+    decode_with(raw, funded, Some((policy, min_alloc)))
+}
+
+fn decode_with(
+    raw: &[[u16; 8]],
+    funded: bool,
+    policy: Option<(MatchPolicy, u64)>,
+) -> Vec<Command> {
     let mut ts = 0u64;
     let mut next_id = 0u64;
     let mut placed: std::collections::HashMap<u64, (AccountId, InstrumentId, Price, Qty)> =
@@ -110,6 +129,16 @@ fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
             ),
         ]
     };
+    if let Some((policy, min_alloc)) = policy {
+        out.push(Command::new(
+            Timestamp(0),
+            CommandKind::SetMatchPolicy {
+                instrument: INSTRUMENTS[0],
+                policy,
+                min_alloc: Qty(min_alloc),
+            },
+        ));
+    }
     for w in raw {
         ts += (w[7] % 4) as u64;
         // Mostly instrument 0, sometimes 1, rarely the unknown 2.
@@ -229,6 +258,31 @@ fn decode_with(raw: &[[u16; 8]], funded: bool) -> Vec<Command> {
         } else {
             ts
         };
+        if let (Some(_), CommandKind::NewOrder(o)) = (policy, &kind) {
+            let pick = w[7] >> 8;
+            let terms = match pick % 8 {
+                0 | 1 => Some(OrderTerms {
+                    instrument: o.instrument,
+                    order_id: o.order_id,
+                    display: Qty(1 + (pick >> 3) as u64 % 4),
+                    stop: None,
+                }),
+                2..=4 => Some(OrderTerms {
+                    instrument: o.instrument,
+                    order_id: o.order_id,
+                    display: Qty(if (pick >> 3) % 29 == 0 { 1 } else { 0 }),
+                    stop: Some(Price(if (pick >> 3) % 31 == 0 {
+                        0
+                    } else {
+                        95 + (w[3] >> 8) as i64 % 11
+                    })),
+                }),
+                _ => None,
+            };
+            if let Some(t) = terms {
+                out.push(Command::new(Timestamp(stamp), CommandKind::OrderTerms(t)));
+            }
+        }
         out.push(Command::new(Timestamp(stamp), kind));
     }
     out

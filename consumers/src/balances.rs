@@ -143,6 +143,9 @@ impl Consumer for BalancesPublisher {
             }
             EventKind::Modified {
                 order_id, account, ..
+            }
+            | EventKind::Triggered {
+                order_id, account, ..
             } => {
                 self.taker = Some((order_id, account));
                 self.dirty.insert(account);

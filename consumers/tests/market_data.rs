@@ -8,6 +8,12 @@ use ringex_engine::*;
 const DEPTH: usize = 5;
 
 fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
+    cmds_with(raw, false)
+}
+
+/// With `extras`, instrument 0 is pro-rata with a TOP order, and new orders are now and
+/// then icebergs (instrument 1) or stops.
+fn cmds_with(raw: &[(u8, u8, u8, u8, bool)], extras: bool) -> Vec<Command> {
     let mut v = vec![
         Command::new(
             Timestamp(0),
@@ -67,8 +73,37 @@ fn cmds(raw: &[(u8, u8, u8, u8, bool)]) -> Vec<Command> {
             8 => CommandKind::Halt { instrument: inst },
             _ => CommandKind::Resume { instrument: inst },
         };
+        if let (true, CommandKind::NewOrder(o)) = (extras, &kind) {
+            let terms = match (k >> 4) % 4 {
+                0 if o.instrument.0 == 1 => Some((Qty(1 + u64::from(qty >> 6)), None)),
+                1 => Some((Qty(0), Some(Price(90 + i64::from(qty % 20))))),
+                _ => None,
+            };
+            if let Some((display, stop)) = terms {
+                let t = OrderTerms {
+                    instrument: o.instrument,
+                    order_id: o.order_id,
+                    display,
+                    stop,
+                };
+                v.push(Command::new(Timestamp(i as u64), CommandKind::OrderTerms(t)));
+            }
+        }
         // Time moves on, so GTD orders expire.
         v.push(Command::new(Timestamp(i as u64), kind));
+    }
+    if extras {
+        v.insert(
+            2,
+            Command::new(
+                Timestamp(0),
+                CommandKind::SetMatchPolicy {
+                    instrument: InstrumentId(0),
+                    policy: MatchPolicy::ProRataTop,
+                    min_alloc: Qty(1),
+                },
+            ),
+        );
     }
     v
 }
@@ -85,7 +120,8 @@ proptest! {
 
     #[test]
     fn l2_and_bbo_equal_the_matchers_books_after_every_command(
-        raw in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>()), 1..300)
+        raw in prop::collection::vec((any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>()), 1..300),
+        extras in any::<bool>(),
     ) {
         let (mut md, hub) = MarketData::new(DEPTH);
         let sub = hub.subscribe(1 << 16);
@@ -93,7 +129,7 @@ proptest! {
         let mut m = Matcher::default();
         let mut out = Vec::new();
         let mut ev = 0u64;
-        for (i, c) in cmds(&raw).iter().enumerate() {
+        for (i, c) in cmds_with(&raw, extras).iter().enumerate() {
             out.clear();
             m.process(Sequence(i as u64 + 1), c, &mut out);
             let n = out.len();

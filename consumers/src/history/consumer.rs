@@ -56,6 +56,8 @@ pub struct History<S: HistoryStore> {
     /// The last fill on a funded instrument until its fees arrive: (buyer, seller,
     /// instrument, price, lots).
     pending_fill: Option<(u64, u64, u32, i64, u64)>,
+    /// The order whose terms made it a stop (its `accepted` comes next).
+    next_stop: Option<OrderId>,
     /// The first store error: the consumer fails (halt by default).
     pub error: Option<HistoryError>,
     /// Commits done.
@@ -95,6 +97,7 @@ impl<S: HistoryStore> History<S> {
             names: FxHashMap::default(),
             defs,
             pending_fill: None,
+            next_stop: None,
             error: None,
             commits: 0,
         })
@@ -269,6 +272,16 @@ impl<S: HistoryStore> History<S> {
             EventKind::Expired { order_id, .. } => {
                 self.closed(order_id, seq, OrderStatus::Expired, None)
             }
+            EventKind::OrderTerms { terms, .. } => {
+                self.next_stop = terms.stop.map(|_| terms.order_id);
+            }
+            EventKind::Triggered { order_id, .. } => {
+                if let Some(row) = self.touch(order_id.0, seq) {
+                    row.status = OrderStatus::Active;
+                    row.reason = Some(Cow::Borrowed("triggered"));
+                    row.priority_seq = seq;
+                }
+            }
             EventKind::Modified {
                 order_id,
                 price,
@@ -325,7 +338,11 @@ impl<S: HistoryStore> History<S> {
             orig_qty: o.qty.0,
             open_qty: o.qty.0,
             filled_qty: 0,
-            status: OrderStatus::Active,
+            status: if self.next_stop.take() == Some(o.order_id) {
+                OrderStatus::Pending
+            } else {
+                OrderStatus::Active
+            },
             reason: None,
             accept_seq: seq,
             priority_seq: seq,

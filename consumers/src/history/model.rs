@@ -31,6 +31,9 @@ pub enum OrderStatus {
     Expired,
     /// Refused: nothing happened.
     Rejected,
+    /// A stop order waiting for its trigger (not in the book; it holds its funds). When
+    /// triggered it becomes `active` with reason `triggered`.
+    Pending,
 }
 
 impl OrderStatus {
@@ -42,6 +45,7 @@ impl OrderStatus {
             OrderStatus::Cancelled => "cancelled",
             OrderStatus::Expired => "expired",
             OrderStatus::Rejected => "rejected",
+            OrderStatus::Pending => "pending",
         }
     }
 
@@ -53,6 +57,7 @@ impl OrderStatus {
             "cancelled" => OrderStatus::Cancelled,
             "expired" => OrderStatus::Expired,
             "rejected" => OrderStatus::Rejected,
+            "pending" => OrderStatus::Pending,
             _ => return None,
         })
     }

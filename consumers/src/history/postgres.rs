@@ -281,7 +281,7 @@ impl HistoryStore for PgStore {
         self.client
             .query(
                 &format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' ORDER BY priority_seq"
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('active', 'pending') ORDER BY priority_seq"
                 ),
                 &[],
             )?

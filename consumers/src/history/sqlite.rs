@@ -157,7 +157,7 @@ impl HistoryStore for SqliteStore {
 
     fn active_rows(&mut self) -> Result<Vec<OrderRow>, HistoryError> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'active' ORDER BY priority_seq"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('active', 'pending') ORDER BY priority_seq"
         ))?;
         all(&mut st, [], order_row)
     }

@@ -6,7 +6,10 @@
 //! without an order map: memory follows the price levels, not the orders.
 
 use ringex_engine::state::EngineState;
-use ringex_engine::{Event, EventKind, InstrumentId, OrderId, OrderType, Price, Qty, Side};
+use ringex_engine::{
+    Event, EventKind, InstrumentId, OrderId, OrderTerms, OrderType, Price, Qty, Side,
+};
+use std::collections::HashMap;
 
 use super::{ByInstrument, Level};
 use std::collections::BTreeMap;
@@ -390,6 +393,18 @@ struct Incoming {
     price: Price,
     open: u64,
     rests: bool,
+    /// An iceberg's display size (0: not one).
+    display: u64,
+    /// The peak an iceberg kept through a same-price, smaller modify.
+    kept_peak: Option<u64>,
+}
+
+/// A resting iceberg: what it shows and what it has.
+#[derive(Clone, Copy, Debug)]
+struct Berg {
+    display: u64,
+    peak: u64,
+    open: u64,
 }
 
 impl Incoming {
@@ -408,6 +423,8 @@ impl Incoming {
             price,
             open: qty.0,
             rests,
+            display: 0,
+            kept_peak: None,
         }
     }
 }
@@ -419,6 +436,12 @@ pub struct Levels {
     incoming: Option<Incoming>,
     /// Instruments with a changed side, in the order they first changed.
     changed: Vec<InstrumentId>,
+    /// Resting icebergs (levels count their peaks only).
+    bergs: HashMap<OrderId, Berg>,
+    /// Pending stops: not in the book until triggered.
+    stops: HashMap<OrderId, Incoming>,
+    /// The terms announced for the next accepted order.
+    terms: Option<OrderTerms>,
 }
 
 impl Default for Levels {
@@ -427,6 +450,9 @@ impl Default for Levels {
             books: ByInstrument::new(),
             incoming: None,
             changed: Vec::new(),
+            bergs: HashMap::new(),
+            stops: HashMap::new(),
+            terms: None,
         }
     }
 }
@@ -445,13 +471,58 @@ impl Levels {
                 b.halted = halted;
             }
         }
+        let bergs: HashMap<OrderId, (Qty, Qty)> = state
+            .icebergs
+            .iter()
+            .map(|&(id, d, p)| (id, (d, p)))
+            .collect();
         for r in &state.orders {
             let o = r.order;
+            let shown = match bergs.get(&o.order_id) {
+                Some(&(display, peak)) => {
+                    let berg = Berg {
+                        display: display.0,
+                        peak: peak.0.min(o.qty.0),
+                        open: o.qty.0,
+                    };
+                    l.bergs.insert(o.order_id, berg);
+                    berg.peak
+                }
+                None => o.qty.0,
+            };
             if let Some(b) = l.book(o.instrument) {
-                b.side(o.side).add(key(o.side, o.price), o.qty.0 as u128);
+                b.side(o.side).add(key(o.side, o.price), shown as u128);
             }
         }
+        for st in &state.stops {
+            let o = st.order;
+            let rests = o.order_type == OrderType::Limit && o.tif.may_rest();
+            let inc = Incoming::new(o.order_id, o.instrument, o.side, o.price, o.qty, rests);
+            l.stops.insert(o.order_id, inc);
+        }
         l
+    }
+
+    /// The arriving order's matching is over: what it has left joins its level (an
+    /// iceberg its peak).
+    fn flush(&mut self) {
+        if let Some(t) = self.incoming.take() {
+            if t.rests && t.open > 0 {
+                let shown = if t.display > 0 {
+                    let peak = t.kept_peak.unwrap_or(t.display).min(t.open);
+                    let berg = Berg {
+                        display: t.display,
+                        peak,
+                        open: t.open,
+                    };
+                    self.bergs.insert(t.id, berg);
+                    peak
+                } else {
+                    t.open
+                };
+                self.change(t.instrument, t.side, t.price, shown, true);
+            }
+        }
     }
 
     #[inline]
@@ -513,18 +584,47 @@ impl Levels {
                 qty,
                 ..
             } => {
+                self.flush();
                 let rests = order_type == OrderType::Limit && tif.may_rest();
-                self.incoming = Some(Incoming::new(order_id, instrument, side, price, qty, rests));
+                let mut inc = Incoming::new(order_id, instrument, side, price, qty, rests);
+                match self.terms.take().filter(|t| t.order_id == order_id) {
+                    Some(t) if t.stop.is_some() => {
+                        self.stops.insert(order_id, inc);
+                    }
+                    t => {
+                        inc.display = t.map_or(0, |t| t.display.0);
+                        self.incoming = Some(inc);
+                    }
+                }
+            }
+            EventKind::OrderTerms { terms, .. } => self.terms = Some(terms),
+            EventKind::Triggered { order_id, .. } => {
+                self.flush();
+                self.incoming = self.stops.remove(&order_id);
             }
             EventKind::Fill {
                 instrument,
                 taker,
+                maker,
                 price,
                 qty,
                 taker_side,
                 ..
             } => {
-                self.change(instrument, taker_side.opposite(), price, qty.0, false);
+                let side = taker_side.opposite();
+                self.change(instrument, side, price, qty.0, false);
+                if let Some(b) = self.bergs.get_mut(&maker) {
+                    b.open -= qty.0.min(b.open);
+                    b.peak -= qty.0.min(b.peak);
+                    if b.open == 0 {
+                        self.bergs.remove(&maker);
+                    } else if b.peak == 0 {
+                        // A new peak at the back of the level.
+                        b.peak = b.display.min(b.open);
+                        let peak = b.peak;
+                        self.change(instrument, side, price, peak, true);
+                    }
+                }
                 if let Some(t) = &mut self.incoming {
                     if t.id == taker {
                         t.open -= qty.0.min(t.open);
@@ -549,7 +649,15 @@ impl Levels {
             } => match &mut self.incoming {
                 // The incoming order's rest never joined its level.
                 Some(t) if t.id == order_id => t.open = 0,
-                _ => self.change(instrument, side, price, qty.0, false),
+                _ => {
+                    if self.stops.remove(&order_id).is_none() {
+                        let shown = match self.bergs.remove(&order_id) {
+                            Some(b) => b.peak,
+                            None => qty.0,
+                        };
+                        self.change(instrument, side, price, shown, false);
+                    }
+                }
             },
             EventKind::Modified {
                 order_id,
@@ -559,10 +667,19 @@ impl Levels {
                 qty,
                 old_price,
                 old_qty,
+                kept_priority,
                 ..
             } => {
-                self.change(instrument, side, old_price, old_qty.0, false);
-                self.incoming = Some(Incoming::new(order_id, instrument, side, price, qty, true));
+                self.flush();
+                let berg = self.bergs.remove(&order_id);
+                let shown = berg.map_or(old_qty.0, |b| b.peak);
+                self.change(instrument, side, old_price, shown, false);
+                let mut inc = Incoming::new(order_id, instrument, side, price, qty, true);
+                if let Some(b) = berg {
+                    inc.display = b.display;
+                    inc.kept_peak = kept_priority.then_some(b.peak);
+                }
+                self.incoming = Some(inc);
             }
             EventKind::InstrumentStatus { instrument, halted } => {
                 if let Some(b) = self.book(instrument) {
@@ -575,11 +692,7 @@ impl Levels {
             _ => {}
         }
         if e.is_last_of_command() {
-            if let Some(t) = self.incoming.take() {
-                if t.rests && t.open > 0 {
-                    self.change(t.instrument, t.side, t.price, t.open, true);
-                }
-            }
+            self.flush();
         }
     }
 

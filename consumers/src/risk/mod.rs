@@ -317,6 +317,11 @@ pub struct RiskUpdater {
     /// The events carry every order's owner, side, price and quantities, so the consumer
     /// keeps no order map: only the current command's taker.
     taker: Option<Taker>,
+    /// Pending stop orders (their exposure counts from acceptance); a triggered one
+    /// becomes the taker.
+    stops: FxHashMap<OrderId, Taker>,
+    /// The order whose terms made it a stop (its `accepted` comes next).
+    next_stop: Option<OrderId>,
     /// Position and open-order exposure per (account, instrument): one flat map (one lookup
     /// per change), no per-account tree on the hot path.
     /// Exposure per (account, instrument), and the pair's dense index: its own table, so
@@ -375,6 +380,8 @@ impl RiskUpdater {
             RiskUpdater {
                 instruments,
                 taker: None,
+                stops: FxHashMap::default(),
+                next_stop: None,
                 positions: PairTable::new(),
                 pairs: Vec::new(),
                 published_pairs: 0,
@@ -427,6 +434,21 @@ impl RiskUpdater {
             if o.order_type == ringex_engine::OrderType::Limit {
                 r.expose(o.account, o.instrument, o.price.0 as i128 * o.qty.0 as i128);
             }
+        }
+        for st in &state.stops {
+            let o = &st.order;
+            let exposure = match o.order_type {
+                ringex_engine::OrderType::Limit => o.qty.0,
+                ringex_engine::OrderType::Market => 0,
+            };
+            r.expose(o.account, o.instrument, o.price.0 as i128 * exposure as i128);
+            let t = Taker {
+                id: o.order_id,
+                account: o.account,
+                price: o.price,
+                exposure,
+            };
+            r.stops.insert(o.order_id, t);
         }
         r.publish();
         (r, view)
@@ -662,12 +684,16 @@ impl Consumer for RiskUpdater {
                     ringex_engine::OrderType::Limit => qty.0,
                     ringex_engine::OrderType::Market => 0,
                 };
-                self.taker = Some(Taker {
+                let t = Taker {
                     id: order_id,
                     account,
                     price,
                     exposure,
-                });
+                };
+                if self.next_stop.take() == Some(order_id) {
+                    self.stops.insert(order_id, t);
+                }
+                self.taker = Some(t);
                 self.expose(account, instrument, price.0 as i128 * exposure as i128);
                 self.check_limits(account);
             }
@@ -729,11 +755,20 @@ impl Consumer for RiskUpdater {
                 let scale = self.asset_scale.get(&quote).copied().unwrap_or(0);
                 self.quote_scale.insert(def.id, scale);
             }
+            EventKind::OrderTerms { terms, .. } => {
+                self.next_stop = terms.stop.map(|_| terms.order_id);
+            }
+            EventKind::Triggered { order_id, .. } => {
+                if let Some(t) = self.stops.remove(&order_id) {
+                    self.taker = Some(t);
+                }
+            }
             EventKind::Cancelled {
                 account,
                 instrument,
                 price,
                 qty,
+                order_id,
                 ..
             }
             | EventKind::Expired {
@@ -741,8 +776,12 @@ impl Consumer for RiskUpdater {
                 instrument,
                 price,
                 qty,
+                order_id,
                 ..
             } => {
+                if !self.stops.is_empty() {
+                    self.stops.remove(&order_id);
+                }
                 // A market order's price is 0: it never counted.
                 self.expose(account, instrument, -(price.0 as i128 * qty.0 as i128));
             }

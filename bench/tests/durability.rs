@@ -19,7 +19,8 @@ fn script(seed: u64, n: usize) -> String {
     let mut s = String::from(
         "asset,USD,2\nasset,ABCC,0\n\
          instrument,ABC,0.01,1,base=ABCC,quote=USD,maker_fee=-0.0001,taker_fee=0.002,max_qty=8,band=0.02\n\
-         instrument,XYZ,0.5,10\n",
+         instrument,XYZ,0.5,10\n\
+         instrument,PRT,1,1,match=pro_rata_top,min_alloc=2\n",
     );
     let mut ts = 1u64;
     for acct in 1..=5 {
@@ -29,11 +30,21 @@ fn script(seed: u64, n: usize) -> String {
     }
     for i in 11..=n as u64 {
         ts += r.below(3);
-        let sym = if r.below(4) == 0 { "XYZ" } else { "ABC" };
-        let (px, lot) = if sym == "ABC" {
-            (format!("{}.{:02}", 97 + r.below(7), r.below(100)), 1)
-        } else {
-            (format!("{}.{}", 20 + r.below(2), 5 * r.below(2)), 10)
+        let sym = ["XYZ", "ABC", "ABC", "ABC", "ABC", "PRT"][r.below(6) as usize];
+        let (px, lot) = match sym {
+            "ABC" => (format!("{}.{:02}", 97 + r.below(7), r.below(100)), 1),
+            "PRT" => (format!("{}", 97 + r.below(7)), 1),
+            _ => (format!("{}.{}", 20 + r.below(2), 5 * r.below(2)), 10),
+        };
+        // Icebergs (XYZ is FIFO; on PRT they are refused) and stops now and then.
+        let extra = match r.below(10) {
+            0 if sym != "ABC" => format!(",display={}", lot * (1 + r.below(3))),
+            1 => match sym {
+                "ABC" => format!(",stop={}.{:02}", 97 + r.below(7), r.below(100)),
+                "PRT" => format!(",stop={}", 97 + r.below(7)),
+                _ => format!(",stop={}.{}", 20 + r.below(2), 5 * r.below(2)),
+            },
+            _ => String::new(),
         };
         let acct = 1 + r.below(5);
         let line = match r.below(100) {
@@ -46,7 +57,7 @@ fn script(seed: u64, n: usize) -> String {
                     tif.to_string()
                 };
                 format!(
-                    "new,{ts},{sym},{acct},{i},{side},limit,{tif},{px},{}",
+                    "new,{ts},{sym},{acct},{i},{side},limit,{tif},{px},{}{extra}",
                     lot * (1 + r.below(9))
                 )
             }
@@ -247,7 +258,7 @@ fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
     let tmp = tempfile::tempdir().expect("tmp");
     let j = tmp.path().join("journal");
     let (s1, s2) = (script(1, 3000), script(2, 2000));
-    let s2_body: String = s2.lines().skip(4).map(|l| format!("{l}\n")).collect();
+    let s2_body: String = s2.lines().skip(5).map(|l| format!("{l}\n")).collect();
     let jarg = j.to_str().expect("utf8");
     let (e1, b1) = run(
         tmp.path(),
@@ -274,6 +285,9 @@ fn round_trip_and_continuation_equal_one_uninterrupted_engine() {
         "max_qty",
         "withdrawn",
         "deposited",
+        "triggered",
+        "invalid_display",
+        "stop_would_trigger",
     ] {
         assert!(eall.contains(code), "no {code} in the run");
     }

@@ -11,8 +11,7 @@ use ringex_engine::instrument::parse_decimal;
 use ringex_engine::{
     AccountId, AllocGroupId, Amount, AssetId, Command, CommandKind, EdgeError, InstrumentDef,
     InstrumentId, InstrumentSpec, MatchPolicy, NewOrder, OrderId, OrderTerms, OrderType, Price,
-    Qty, Rate, RejectCode,
-    SelfTradePrevention, Side, TimeInForce, Timestamp,
+    Qty, Rate, RejectCode, SelfTradePrevention, Side, TimeInForce, Timestamp,
 };
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -405,18 +404,16 @@ impl Script {
         self.symbols.insert(spec.symbol.clone(), id);
         self.specs.push(spec);
         let ts = Timestamp(self.last_ts);
-        let set_policy = policy
-            .filter(|p| *p != MatchPolicy::Fifo)
-            .map(|policy| {
-                Command::new(
-                    ts,
-                    CommandKind::SetMatchPolicy {
-                        instrument: id,
-                        policy,
-                        min_alloc,
-                    },
-                )
-            });
+        let set_policy = policy.filter(|p| *p != MatchPolicy::Fifo).map(|policy| {
+            Command::new(
+                ts,
+                CommandKind::SetMatchPolicy {
+                    instrument: id,
+                    policy,
+                    min_alloc,
+                },
+            )
+        });
         Ok(ScriptItem::Instrument(
             Command::new(ts, CommandKind::AddInstrument(def)),
             set_policy,
@@ -711,7 +708,9 @@ impl Script {
             None => Ok(None),
             Some(p) => edge(line, spec.map(|s| s.parse_price(p)), p, "stop")?.map(Some),
         };
-        let alloc = alloc.and_then(|a| display.map(|_| a)).and_then(|a| stop.map(|_| a));
+        let alloc = alloc
+            .and_then(|a| display.map(|_| a))
+            .and_then(|a| stop.map(|_| a));
         let kind = match (sym, price, qty, alloc) {
             (None, ..) => CommandKind::Invalid {
                 instrument: None,

@@ -696,3 +696,119 @@ fn extreme_values_over_the_wire_never_halt_the_server() {
     c.close();
     server.stop().unwrap();
 }
+
+/// Icebergs and stops over the wire: `display` and `stop` on `new`, a `triggered` report
+/// to the stop's session (then its fills as taker), the policy in `/v1/symbols`, and bad
+/// terms refused with their codes.
+#[test]
+fn icebergs_stops_and_policies_over_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = dir.path().join("setup.csv");
+    std::fs::write(
+        &setup,
+        "instrument,FIFO,1,1\ninstrument,PRO,1,1,match=pro_rata_top,min_alloc=2\n",
+    )
+    .unwrap();
+    let server = demo_server_in(dir.path(), |o| {
+        o.setup = Some(setup.clone());
+        o.demo = false;
+        o.keys = vec!["alice:11".into(), "bob:12".into(), "carol:13".into()];
+    });
+    let addr = server.addr;
+    let symbols = get_json(addr, "/v1/symbols", None);
+    assert_eq!(symbols[0]["match"], "fifo");
+    assert_eq!(
+        (
+            symbols[1]["match"].as_str(),
+            symbols[1]["min_alloc"].as_str()
+        ),
+        (Some("pro_rata_top"), Some("2"))
+    );
+    let mut alice = Client::authed(addr, "alice", false);
+    let mut bob = Client::authed(addr, "bob", false);
+    let mut carol = Client::authed(addr, "carol", false);
+    // An iceberg of 10 showing 3: the book shows the peak only.
+    alice.send(
+        json!({"type": "new", "cl_ord_id": "ice", "symbol": "FIFO", "side": "sell",
+                      "price": "50", "qty": "10", "display": 3}),
+    );
+    let ice = alice.recv()["order_id"].as_u64().unwrap();
+    eventually("the book shows the peak", || {
+        let b = get_json(addr, "/v1/book/FIFO", None);
+        b["asks"][0] == json!(["50", "3"]) || b["asks"][0] == json!({"price": "50", "qty": "3"})
+    });
+    // Carol's buy stop at 51 waits outside the book.
+    carol.send(
+        json!({"type": "new", "cl_ord_id": "stop", "symbol": "FIFO", "side": "buy",
+                      "order_type": "market", "qty": "2", "stop": "51", "tif": "ioc"}),
+    );
+    let stop = carol.recv();
+    assert_eq!(stop["type"], "accepted");
+    let stop = stop["order_id"].as_u64().unwrap();
+    bob.send(json!({"type": "new", "symbol": "FIFO", "side": "sell", "price": "51", "qty": "5"}));
+    bob.recv();
+    // Bob buys 4 at 50: the peak of 3, then the refilled peak for 1.
+    bob.send(json!({"type": "new", "symbol": "FIFO", "side": "buy", "price": "50", "qty": "4"}));
+    let r = bob.recv_n(3);
+    assert_eq!(
+        (r[1]["qty"].as_str(), r[2]["qty"].as_str()),
+        (Some("3"), Some("1"))
+    );
+    let f = alice.recv_n(2);
+    assert_eq!(
+        (f[0]["order_id"].as_u64(), f[1]["leaves_qty"].as_str()),
+        (Some(ice), Some("6"))
+    );
+    // A trade at 51 triggers Carol's stop: she hears `triggered`, then her fill as taker.
+    alice.send(json!({"type": "cancel", "order_id": ice}));
+    assert_eq!(alice.recv()["type"], "cancelled");
+    alice.send(
+        json!({"type": "new", "symbol": "FIFO", "side": "buy", "price": "51", "qty": "1",
+                      "tif": "ioc"}),
+    );
+    let t = carol.recv_n(2);
+    assert_eq!(
+        t[0],
+        json!({"type": "triggered", "seq": t[0]["seq"], "order_id": stop, "cl_ord_id": "stop",
+               "symbol": "FIFO"})
+    );
+    assert_eq!(
+        (
+            t[1]["type"].as_str(),
+            t[1]["liquidity"].as_str(),
+            t[1]["qty"].as_str()
+        ),
+        (Some("fill"), Some("taker"), Some("2"))
+    );
+    // Bad terms: each its code.
+    for (msg, code) in [
+        (
+            json!({"type": "new", "symbol": "PRO", "side": "buy", "price": "5", "qty": "4",
+                "display": "2"}),
+            "invalid_display",
+        ),
+        (
+            json!({"type": "new", "symbol": "FIFO", "side": "buy", "price": "5", "qty": "4",
+                "display": "0.5"}),
+            "invalid_display",
+        ),
+        (
+            json!({"type": "new", "symbol": "FIFO", "side": "buy", "price": "5", "qty": "4",
+                "stop": "50"}),
+            "stop_would_trigger",
+        ),
+        (
+            json!({"type": "new", "symbol": "FIFO", "side": "sell", "price": "5", "qty": "4",
+                "stop": "40", "post_only": true}),
+            "invalid_stop",
+        ),
+    ] {
+        alice.send(msg);
+        let r = alice.recv_until(|v| v["type"] == "rejected");
+        assert_eq!(r.last().unwrap()["code"], code);
+    }
+    alice.close();
+    bob.close();
+    carol.close();
+    server.stop().unwrap();
+}

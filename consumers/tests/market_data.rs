@@ -86,7 +86,10 @@ fn cmds_with(raw: &[(u8, u8, u8, u8, bool)], extras: bool) -> Vec<Command> {
                     display,
                     stop,
                 };
-                v.push(Command::new(Timestamp(i as u64), CommandKind::OrderTerms(t)));
+                v.push(Command::new(
+                    Timestamp(i as u64),
+                    CommandKind::OrderTerms(t),
+                ));
             }
         }
         // Time moves on, so GTD orders expire.

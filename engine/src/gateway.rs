@@ -159,6 +159,53 @@ impl Gateway {
         }
     }
 
+    /// Submits an order with its terms (an iceberg's display size or a stop's trigger:
+    /// [`crate::command::OrderTerms`]) as two adjacent commands, the terms first, stamped
+    /// now; or returns [`SubmitError::Busy`] at once. Returns the order's input sequence.
+    /// Plain terms submit the order alone.
+    pub fn try_submit_order(
+        &mut self,
+        terms: crate::command::OrderTerms,
+        order: crate::command::NewOrder,
+    ) -> Result<Sequence, SubmitError> {
+        let now = self.now();
+        self.try_submit_order_at(
+            Command::new(now, CommandKind::OrderTerms(terms)),
+            Command::new(now, CommandKind::NewOrder(order)),
+        )
+    }
+
+    /// Submits two commands in two adjacent slots (no other producer's command between
+    /// them: an order's [`CommandKind::OrderTerms`] and the order), or returns
+    /// [`SubmitError::Busy`] at once. Returns the second one's input sequence.
+    pub fn try_submit_order_at(
+        &mut self,
+        terms: Command,
+        order: Command,
+    ) -> Result<Sequence, SubmitError> {
+        if matches!(terms.kind, CommandKind::OrderTerms(t) if t.is_plain()) {
+            return self.try_submit_at(order);
+        }
+        self.busy.store(1, Ordering::SeqCst);
+        let r = if self.shared.halted.load(Ordering::Acquire) {
+            Err(SubmitError::Halted)
+        } else if self.shared.closed.load(Ordering::SeqCst) {
+            Err(SubmitError::Closed)
+        } else {
+            let pair = [terms, order];
+            match self.producer.try_batch_publish(2, |slots| {
+                for (slot, c) in slots.zip(pair) {
+                    *slot = c;
+                }
+            }) {
+                Ok(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
+                Err(_) => Err(SubmitError::Busy),
+            }
+        };
+        self.busy.store(0, Ordering::Release);
+        r
+    }
+
     /// Submits a command with the time it carries, or returns [`SubmitError::Busy`] at once.
     #[inline]
     pub fn try_submit_at(&mut self, cmd: Command) -> Result<Sequence, SubmitError> {

@@ -237,8 +237,7 @@ impl EngineState {
             Ok::<u64, StateFormatError>(u64::from_le_bytes(a))
         };
         let counts = [word(take)?, word(take)?, word(take)?, word(take)?];
-        let block = |take: &mut dyn FnMut(usize) -> Result<Vec<u8>, StateFormatError>,
-                         n: usize| {
+        let block = |take: &mut dyn FnMut(usize) -> Result<Vec<u8>, StateFormatError>, n: usize| {
             let mut b = [0u8; EVENT_BYTES];
             b[..n].copy_from_slice(&take(n)?);
             Ok::<[u8; EVENT_BYTES], StateFormatError>(b)

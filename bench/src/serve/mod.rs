@@ -297,6 +297,8 @@ pub struct App {
     pub limits: Limits,
     /// Levels per side in the book answers.
     pub depth: usize,
+    /// Instruments with a pro-rata policy: (policy, min_alloc in lots).
+    pub policies: HashMap<InstrumentId, (ringex_engine::MatchPolicy, ringex_engine::Qty)>,
     gateway: Mutex<Gateway>,
     pipeline: Arc<Pipeline>,
     halted: watch::Receiver<Option<String>>,
@@ -497,6 +499,19 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         sessions_by_key: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(session::Bucket::new(opts.max_snapshots_per_sec)),
         depth: opts.depth,
+        policies: state
+            .policies
+            .iter()
+            .map(|&(i, p, m)| (i, (p, m)))
+            .chain(setup_cmds.iter().filter_map(|c| match c.kind {
+                ringex_engine::CommandKind::SetMatchPolicy {
+                    instrument,
+                    policy,
+                    min_alloc,
+                } => Some((instrument, (policy, min_alloc))),
+                _ => None,
+            }))
+            .collect(),
         gateway: Mutex::new(gateway),
         pipeline: Arc::clone(&pipeline),
         halted: halt_rx,
@@ -832,8 +847,14 @@ async fn symbols(State(app): State<Arc<App>>) -> Response {
         .specs
         .all()
         .map(|s| {
+            let (policy, min_alloc) = app
+                .policies
+                .get(&s.id)
+                .copied()
+                .unwrap_or((ringex_engine::MatchPolicy::Fifo, ringex_engine::Qty(1)));
             json!({"symbol": s.symbol, "tick_size": s.tick_size.to_string(),
-                "lot_size": s.lot_size.to_string()})
+                "lot_size": s.lot_size.to_string(), "match": policy.as_str(),
+                "min_alloc": s.qty_text(min_alloc.0 as u128)})
         })
         .collect();
     Json(v).into_response()

@@ -112,6 +112,12 @@ pub struct NewMsg {
     /// Reject instead of taking liquidity.
     #[serde(default)]
     pub post_only: bool,
+    /// An iceberg's display size (a whole number of lots, at most `qty`).
+    #[serde(default)]
+    pub display: Option<Dec>,
+    /// A stop order's trigger price (stop-limit with a price, stop-market without).
+    #[serde(default)]
+    pub stop: Option<Dec>,
     /// Self-trade prevention.
     #[serde(default)]
     pub stp: StpIn,
@@ -296,7 +302,7 @@ fn quote_decimals(text: &str) -> std::borrow::Cow<'_, str> {
                     i += 1;
                 }
                 let name = key.map(|(k0, k1)| &text[k0..k1]);
-                if depth == 1 && matches!(name, Some("price" | "qty")) {
+                if depth == 1 && matches!(name, Some("price" | "qty" | "display" | "stop")) {
                     let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 4));
                     o.push_str(&text[copied..start]);
                     o.push('"');
@@ -428,7 +434,7 @@ pub enum Out<'a> {
         symbol: &'a str,
         /// The open quantity cancelled.
         qty: String,
-        /// `user`, `mass_cancel`, `ioc`, `fok`, `market`, `self_trade`, `insufficient_funds`.
+        /// `user`, `mass_cancel`, `ioc`, `fok`, `market`, `stp`, `insufficient_funds`.
         reason: &'static str,
         /// The request's id, when the cancel came from this session's request.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -454,6 +460,18 @@ pub enum Out<'a> {
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
         req_id: Option<u64>,
+    },
+    /// A pending stop order was triggered: it arrives now as a new order.
+    Triggered {
+        /// Output sequence.
+        seq: u64,
+        /// The order.
+        order_id: u64,
+        /// The client's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cl_ord_id: Option<&'a str>,
+        /// Symbol.
+        symbol: &'a str,
     },
     /// A GTD order expired.
     Expired {

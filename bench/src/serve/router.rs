@@ -128,7 +128,9 @@ fn accounts(
     maker: AccountId,
 ) -> (Option<AccountId>, Option<AccountId>) {
     match e.kind {
-        EventKind::Accepted { account, .. } => (Some(account), None),
+        EventKind::Accepted { account, .. } | EventKind::Triggered { account, .. } => {
+            (Some(account), None)
+        }
         EventKind::Rejected { account, .. }
         | EventKind::Cancelled { account, .. }
         | EventKind::Modified { account, .. }
@@ -156,6 +158,7 @@ impl Consumer for ReportRouter {
         match e.kind {
             EventKind::Accepted { account, .. } => self.taker_account = account,
             EventKind::Modified { account, .. } => self.taker_account = account,
+            EventKind::Triggered { account, .. } => self.taker_account = account,
             EventKind::Fill { maker_account, .. } => self.fill_maker = maker_account,
             _ => {}
         }

@@ -406,6 +406,24 @@ impl Session {
             (OrderType::Limit, Some(p)) => convert(Some(spec), p, true, n.req_id).map_err(Ok)?,
         };
         let qty = convert(Some(spec), &n.qty, false, n.req_id).map_err(Ok)?;
+        // An iceberg's display size that is not a whole number of lots above 0 is
+        // `invalid_display`; a trigger converts like a price.
+        let display = match &n.display {
+            None => Ok(0),
+            Some(d) => match convert(Some(spec), d, false, n.req_id).map_err(Ok)? {
+                Ok(q) if q > 0 => Ok(q),
+                _ => Err(RejectCode::InvalidDisplay),
+            },
+        };
+        let stop = match &n.stop {
+            None => Ok(None),
+            Some(p) => convert(Some(spec), p, true, n.req_id)
+                .map_err(Ok)?
+                .map(|p| Some(ringex_engine::Price(p as i64))),
+        };
+        let price = price
+            .and_then(|p| display.map(|_| p))
+            .and_then(|p| stop.map(|_| p));
         let side = match n.side {
             SideIn::Buy => Side::Buy,
             SideIn::Sell => Side::Sell,
@@ -442,7 +460,19 @@ impl Session {
                 leaves: qty.unwrap_or(0),
             },
         );
-        if let Err(e) = self.submit(kind, "new", n.req_id) {
+        let terms = ringex_engine::OrderTerms {
+            instrument,
+            order_id: OrderId(id),
+            display: Qty(display.unwrap_or(0)),
+            stop: stop.unwrap_or(None),
+        };
+        let r = match kind {
+            CommandKind::NewOrder(o) if !terms.is_plain() => {
+                self.submit_with(|g| g.try_submit_order(terms, o), 2, true, "new", n.req_id)
+            }
+            _ => self.submit(kind, "new", n.req_id),
+        };
+        if let Err(e) = r {
             self.orders.remove(&id);
             return Err(Ok(e));
         }
@@ -455,8 +485,24 @@ impl Session {
         request: &'static str,
         req_id: Option<u64>,
     ) -> Result<(), ProtocolError> {
+        // A mass cancel that finds nothing makes no event: only its rejection is awaited.
+        let awaited = request != "mass_cancel" || matches!(kind, CommandKind::Invalid { .. });
+        self.submit_with(|g| g.try_submit(kind), 1, awaited, request, req_id)
+    }
+
+    /// Submits through `f` (`commands` ring slots; the last one's sequence is awaited).
+    fn submit_with(
+        &mut self,
+        f: impl FnOnce(
+            &mut ringex_engine::pipeline::Gateway,
+        ) -> Result<ringex_engine::Sequence, SubmitError>,
+        commands: u64,
+        awaited: bool,
+        request: &'static str,
+        req_id: Option<u64>,
+    ) -> Result<(), ProtocolError> {
         // Never spin or block an async worker on a full ring: the client hears `busy`.
-        let seq = match self.gateway.try_submit(kind) {
+        let seq = match f(&mut self.gateway) {
             Ok(s) => s,
             Err(SubmitError::Busy) => {
                 return Err(ProtocolError::new(
@@ -469,10 +515,9 @@ impl Session {
         };
         self.app
             .submitted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(commands, std::sync::atomic::Ordering::Relaxed);
         metrics::command(request);
-        // A mass cancel that finds nothing makes no event: only its rejection is awaited.
-        if request != "mass_cancel" || matches!(kind, CommandKind::Invalid { .. }) {
+        if awaited {
             self.pending.push_back((
                 seq.0,
                 Pending {
@@ -567,10 +612,24 @@ impl Session {
                 qty,
                 ..
             } => {
-                if request.is_some() {
-                    self.fill(seq, instrument, taker.0, price.0, qty.0, "taker", out);
-                }
+                // The taker is this session's order (its own request, or one of its stops
+                // triggered by another command): `fill` reports only own orders.
+                self.fill(seq, instrument, taker.0, price.0, qty.0, "taker", out);
                 self.fill(seq, instrument, maker.0, price.0, qty.0, "maker", out);
+            }
+            EventKind::Triggered {
+                instrument,
+                order_id,
+                ..
+            } => {
+                if let Some(own) = self.orders.get(&order_id.0) {
+                    out.push(to_json(&Out::Triggered {
+                        seq,
+                        order_id: order_id.0,
+                        cl_ord_id: own.cl_ord_id.as_deref(),
+                        symbol: self.symbol(instrument),
+                    }));
+                }
             }
             EventKind::Cancelled {
                 instrument,

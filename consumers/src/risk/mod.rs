@@ -441,7 +441,11 @@ impl RiskUpdater {
                 ringex_engine::OrderType::Limit => o.qty.0,
                 ringex_engine::OrderType::Market => 0,
             };
-            r.expose(o.account, o.instrument, o.price.0 as i128 * exposure as i128);
+            r.expose(
+                o.account,
+                o.instrument,
+                o.price.0 as i128 * exposure as i128,
+            );
             let t = Taker {
                 id: o.order_id,
                 account: o.account,

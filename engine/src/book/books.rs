@@ -8,12 +8,12 @@
 //!
 //! Once the vectors and the map have grown to the working size, nothing here allocates.
 
+use super::ext::{Ext, StopBook};
 use super::ladder::{key, search_from_top, Ladder};
 use super::level::{alloc_level, link_at, Level};
 use super::order::{Cold, Hot, OrderNode, NIL};
 use crate::funds::{Funding, InstrumentDef};
 pub use crate::matching::RestingOrder;
-use super::ext::{Ext, StopBook};
 use crate::types::{AccountId, InstrumentId, MatchPolicy, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
 use std::hint::select_unpredictable;
@@ -286,7 +286,9 @@ impl OrderBooks {
             if let IdState::Live(i) = self.id_state(o.order.order_id) {
                 let e = self.ext(i);
                 if e.is_iceberg() {
-                    state.icebergs.push((o.order.order_id, Qty(e.display), Qty(e.peak)));
+                    state
+                        .icebergs
+                        .push((o.order.order_id, Qty(e.display), Qty(e.peak)));
                 }
             }
         }
@@ -834,7 +836,8 @@ impl OrderBooks {
         while i != NIL {
             let e = self.ext(i);
             if e.is_iceberg() {
-                total -= (self.hot[i as usize].qty.0 - e.peak.min(self.hot[i as usize].qty.0)) as u128;
+                total -=
+                    (self.hot[i as usize].qty.0 - e.peak.min(self.hot[i as usize].qty.0)) as u128;
             }
             i = self.hot[i as usize].next;
         }
@@ -976,7 +979,11 @@ impl OrderBooks {
             .filter(|&&(_, l)| self.levels[l as usize].count != 0)
             .map(move |&(_, l)| {
                 let lv = &self.levels[l as usize];
-                let q = if icebergs { self.visible_qty(l) } else { lv.qty() };
+                let q = if icebergs {
+                    self.visible_qty(l)
+                } else {
+                    lv.qty()
+                };
                 (lv.price, q, lv.count)
             })
     }

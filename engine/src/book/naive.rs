@@ -623,7 +623,14 @@ impl NaiveMatcher {
     }
 
     /// An accepted order (or an elected stop) trades, then rests or is cancelled.
-    fn arrive(&mut self, seq: Sequence, o: &NewOrder, accept_seq: u64, display: u64, out: &mut Vec<Event>) {
+    fn arrive(
+        &mut self,
+        seq: Sequence,
+        o: &NewOrder,
+        accept_seq: u64,
+        display: u64,
+        out: &mut Vec<Event>,
+    ) {
         let limit = (o.order_type == OrderType::Limit).then_some(o.price);
         if o.tif == TimeInForce::Fok && !self.fok_fillable(o, limit) {
             out.push(Self::cancel_event(seq, o, o.qty.0, CancelReason::Fok));
@@ -717,7 +724,9 @@ impl NaiveMatcher {
             let own: Vec<OrderId> = level
                 .iter()
                 .copied()
-                .filter(|id| self.resting[self.find(*id).unwrap_or(0)].order.account == taker.account)
+                .filter(|id| {
+                    self.resting[self.find(*id).unwrap_or(0)].order.account == taker.account
+                })
                 .collect();
             if !own.is_empty() && taker.stp != SelfTradePrevention::Allow {
                 if matches!(
@@ -728,12 +737,22 @@ impl NaiveMatcher {
                         if let Some(i) = self.find(*id) {
                             let r = self.resting.remove(i);
                             let qty = r.order.qty.0;
-                            out.push(Self::cancel_event(seq, &r.order, qty, CancelReason::SelfTrade));
+                            out.push(Self::cancel_event(
+                                seq,
+                                &r.order,
+                                qty,
+                                CancelReason::SelfTrade,
+                            ));
                         }
                     }
                 }
                 if taker.stp != SelfTradePrevention::CancelMaker {
-                    out.push(Self::cancel_event(seq, taker, remaining, CancelReason::SelfTrade));
+                    out.push(Self::cancel_event(
+                        seq,
+                        taker,
+                        remaining,
+                        CancelReason::SelfTrade,
+                    ));
                     return (remaining, true, false);
                 }
                 continue;
@@ -764,10 +783,20 @@ impl NaiveMatcher {
             let mut shares: Vec<(OrderId, u64)> = Vec::new();
             if let Some(t) = top {
                 let tq = qtys.iter().find(|x| x.0 .0 == t).map_or(0, |x| x.1);
-                shares.push((OrderId(t), if take as u128 >= total { tq } else { take.min(tq) }));
+                shares.push((
+                    OrderId(t),
+                    if take as u128 >= total {
+                        tq
+                    } else {
+                        take.min(tq)
+                    },
+                ));
             }
-            let others: Vec<(OrderId, u64)> =
-                qtys.iter().copied().filter(|x| Some(x.0 .0) != top).collect();
+            let others: Vec<(OrderId, u64)> = qtys
+                .iter()
+                .copied()
+                .filter(|x| Some(x.0 .0) != top)
+                .collect();
             if take as u128 >= total {
                 shares.extend(others.iter().copied());
             } else {
@@ -776,8 +805,16 @@ impl NaiveMatcher {
                 let alloc: Vec<u64> = others
                     .iter()
                     .map(|x| {
-                        let a = if t == 0 { 0 } else { (r as u128 * x.1 as u128 / t) as u64 };
-                        if a < min_alloc { 0 } else { a }
+                        let a = if t == 0 {
+                            0
+                        } else {
+                            (r as u128 * x.1 as u128 / t) as u64
+                        };
+                        if a < min_alloc {
+                            0
+                        } else {
+                            a
+                        }
                     })
                     .collect();
                 let mut left = r - alloc.iter().sum::<u64>();
@@ -826,7 +863,13 @@ impl NaiveMatcher {
 
     /// Elects the pending stops that the trades in `out[from..]` reached, in acceptance
     /// order, and lets each arrive; their trades elect more, queued behind.
-    fn run_stops(&mut self, seq: Sequence, instrument: InstrumentId, from: usize, out: &mut Vec<Event>) {
+    fn run_stops(
+        &mut self,
+        seq: Sequence,
+        instrument: InstrumentId,
+        from: usize,
+        out: &mut Vec<Event>,
+    ) {
         let mut queue: Vec<u64> = Vec::new();
         let mut scan = from;
         loop {
@@ -865,7 +908,9 @@ impl NaiveMatcher {
                 break;
             }
             let id = queue.remove(0);
-            let Some(i) = self.find(OrderId(id)) else { continue };
+            let Some(i) = self.find(OrderId(id)) else {
+                continue;
+            };
             let r = self.resting.remove(i);
             out.push(ev(
                 seq,
@@ -1149,7 +1194,9 @@ impl MatchingEngine for NaiveMatcher {
         let terms = self.terms.take();
         match cmd.kind {
             CommandKind::NewOrder(ref o) => {
-                let t = terms.filter(|t| t.order_id == o.order_id).unwrap_or_default();
+                let t = terms
+                    .filter(|t| t.order_id == o.order_id)
+                    .unwrap_or_default();
                 self.new_order(seq, cmd, o, t, out)
             }
             CommandKind::OrderTerms(t) => self.terms = Some(t),
@@ -1158,11 +1205,17 @@ impl MatchingEngine for NaiveMatcher {
                 policy,
                 min_alloc,
             } => {
-                let busy = self.resting.iter().any(|r| r.order.instrument == instrument);
+                let busy = self
+                    .resting
+                    .iter()
+                    .any(|r| r.order.instrument == instrument);
                 if !self.halted.contains_key(&instrument.0) {
                     let code = RejectCode::UnknownInstrument;
                     Self::reject(seq, None, None, AccountId(0), code, out);
-                } else if busy || min_alloc.0 == 0 || (policy == MatchPolicy::Fifo && min_alloc.0 != 1) {
+                } else if busy
+                    || min_alloc.0 == 0
+                    || (policy == MatchPolicy::Fifo && min_alloc.0 != 1)
+                {
                     let code = RejectCode::InvalidInstrument;
                     Self::reject(seq, Some(instrument), None, AccountId(0), code, out);
                 } else {

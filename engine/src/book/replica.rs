@@ -5,8 +5,8 @@
 //! events holds exactly the matcher's books.
 
 use crate::book::books::{IdState, OrderBooks, RestingOrder};
-use crate::book::order::OrderNode;
 use crate::book::ext::{Ext, STOP_MARKET};
+use crate::book::order::OrderNode;
 use crate::command::{NewOrder, OrderTerms};
 use crate::event::{Event, EventKind};
 use crate::funds::{Funding, Ledger};

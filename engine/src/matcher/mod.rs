@@ -19,8 +19,8 @@ mod money;
 mod policy;
 
 use crate::book::books::{IdState, OrderBooks, RestingOrder};
-use crate::book::order::{OrderNode, NIL};
 use crate::book::ext::Ext;
+use crate::book::order::{OrderNode, NIL};
 use crate::command::{Command, CommandKind, NewOrder, OrderTerms};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Balance, Funding, InstrumentDef, Ledger};
@@ -627,9 +627,13 @@ impl Matcher {
             return reject(seq, None, None, AccountId(0), code, out);
         };
         let b = &self.books.books[slot as usize];
-        let empty = b.bids.entries.iter().chain(b.asks.entries.iter()).all(|&(_, l)| {
-            self.books.levels[l as usize].count == 0
-        }) && !self.has_stops(slot);
+        let empty = b
+            .bids
+            .entries
+            .iter()
+            .chain(b.asks.entries.iter())
+            .all(|&(_, l)| self.books.levels[l as usize].count == 0)
+            && !self.has_stops(slot);
         if !empty || min_alloc.0 == 0 || (policy == MatchPolicy::Fifo && min_alloc.0 != 1) {
             let code = RejectCode::InvalidInstrument;
             return reject(seq, Some(instrument), None, AccountId(0), code, out);
@@ -1004,7 +1008,14 @@ impl Matcher {
     /// A modified order that rests now becomes its side's TOP when its price is strictly
     /// better than every other resting order of its side (`pro_rata_top`).
     #[inline]
-    fn become_top_if_better(&mut self, slot: u32, side: Side, i: u32, price: Price, p: MatchPolicy) {
+    fn become_top_if_better(
+        &mut self,
+        slot: u32,
+        side: Side,
+        i: u32,
+        price: Price,
+        p: MatchPolicy,
+    ) {
         if p != MatchPolicy::ProRataTop {
             return;
         }

@@ -8,8 +8,8 @@
 //! recomputed, not stored), and the stop queue reuses its buffers.
 
 use super::{cancelled, funding_of, MatchEnd, Matcher, Taker, NIL};
-use crate::book::ext::{Ext, STOP_MARKET};
 use crate::book::books::IdState;
+use crate::book::ext::{Ext, STOP_MARKET};
 use crate::command::NewOrder;
 use crate::event::{CancelReason, Event, EventKind};
 use crate::types::{
@@ -406,7 +406,13 @@ impl Matcher {
     /// After a command traded in book `slot` (its events from `from` on), elects the
     /// pending stops its trades reached, in acceptance order, and lets each arrive; their
     /// trades elect more, queued behind.
-    pub(super) fn run_stops(&mut self, seq: Sequence, slot: u32, from: usize, out: &mut Vec<Event>) {
+    pub(super) fn run_stops(
+        &mut self,
+        seq: Sequence,
+        slot: u32,
+        from: usize,
+        out: &mut Vec<Event>,
+    ) {
         let mut queue = std::mem::take(&mut self.stop_queue);
         let mut batch = std::mem::take(&mut self.stop_batch);
         queue.clear();
@@ -465,9 +471,7 @@ impl Matcher {
             node.price = Price(0);
         }
         let market = o.order_type == OrderType::Market;
-        let i = self
-            .books
-            .insert_pending(node, Ext::stop(stop.0, market));
+        let i = self.books.insert_pending(node, Ext::stop(stop.0, market));
         if let Some(f) = funding_of(&self.books.books[slot as usize]) {
             self.set_hold(i, f.hold(o.side, o.order_type, o.price, o.qty.0));
         }

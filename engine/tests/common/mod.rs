@@ -103,11 +103,7 @@ pub fn decode_policy(
     decode_with(raw, funded, Some((policy, min_alloc)))
 }
 
-fn decode_with(
-    raw: &[[u16; 8]],
-    funded: bool,
-    policy: Option<(MatchPolicy, u64)>,
-) -> Vec<Command> {
+fn decode_with(raw: &[[u16; 8]], funded: bool, policy: Option<(MatchPolicy, u64)>) -> Vec<Command> {
     let mut ts = 0u64;
     let mut next_id = 0u64;
     let mut placed: std::collections::HashMap<u64, (AccountId, InstrumentId, Price, Qty)> =

@@ -2,7 +2,8 @@
 //! with real ids (every sample in `RINGEX_LOBSTER_DIR` or `../shared/lobster`: the three
 //! message CSVs and the three zips; the replay's setup runs untimed), the deep-book flow
 //! (`DeepBookWorkload`, 200,000 new orders, each of the five price scenarios) and the
-//! multi-symbol flow (`MultiSymbolWorkload`, 1000 instruments, Zipf).
+//! multi-symbol flow (`MultiSymbolWorkload`, 1000 instruments, Zipf), and the policy flow
+//! (`PolicyWorkload`: pro-rata levels with and without TOP, icebergs, stops).
 //!
 //! `cargo bench -p ringex-engine --bench matcher_workloads`
 
@@ -50,6 +51,8 @@ fn bench(c: &mut Criterion) {
     }
     let w = MultiSymbolWorkload::default().generate(500_000);
     run(c, "multi_symbol_500k_commands", &w);
+    let w = ringex_engine::policy_workload::PolicyWorkload::default().generate(500_000);
+    run(c, "policies_500k_steps", &w);
 }
 
 criterion_group!(benches, bench);

@@ -37,7 +37,8 @@
 //! # Features
 //!
 //! - `testkit` (off by default): test and benchmark support — the naive reference matcher
-//!   (`book::naive`, `NaiveMatcher`), seeded workload generators (`workload`), the LOBSTER
+//!   (`book::naive`, `NaiveMatcher`), seeded workload generators (`workload`, and
+//!   `policy_workload` for pro-rata levels, icebergs and stops), the LOBSTER
 //!   reader and checked replay (`lobster`, which brings `zip` and `flate2`), and a counting
 //!   allocator (`testing`). An embedder needs none of it.
 //!
@@ -70,6 +71,8 @@ pub mod lobster;
 pub mod matcher;
 pub mod matching;
 pub mod pipeline;
+#[cfg(feature = "testkit")]
+pub mod policy_workload;
 pub mod reject;
 pub mod state;
 #[cfg(feature = "testkit")]

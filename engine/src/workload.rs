@@ -123,6 +123,10 @@ pub struct WorkloadStats {
     pub resting_at_end: usize,
     /// Orders and moves rejected for funds (funded workloads).
     pub funds_rejected: u64,
+    /// Icebergs placed (each two ring commands: its terms and the order).
+    pub icebergs: u64,
+    /// Stop orders placed (each two ring commands).
+    pub stops: u64,
 }
 
 /// What each account of the funded exchange-core workload deposits: (base units, quote

@@ -66,3 +66,41 @@ fn funded_matcher_makes_no_allocation_per_command_once_warm() {
         "allocations in warm funded commands"
     );
 }
+
+/// The policy flow (pro-rata levels with and without TOP, icebergs refilled, stops elected
+/// and cascading): no allocation once warm either.
+#[test]
+fn policy_flow_makes_no_allocation_per_command_once_warm() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 200_000;
+    let w = ringex_engine::policy_workload::PolicyWorkload::default().generate(2 * N);
+    let mut m = Matcher::with_capacity(MatcherCapacity {
+        orders: 1 << 16,
+        ids: 1 << 16,
+        gtd: 16,
+    });
+    let mut out = Vec::with_capacity(4096);
+    let mut seq = 0u64;
+    let half = w.commands.len() / 2;
+    for c in w.setup.iter().chain(&w.commands[..half]) {
+        seq += 1;
+        out.clear();
+        m.process(Sequence(seq), c, &mut out);
+    }
+    eprintln!("at the half: resting {}, {} stops pending", m.resting_count(), m.pending_stop_count());
+    let (mut fills, mut triggered) = (0usize, 0usize);
+    let allocs = count_allocations(|| {
+        for c in &w.commands[half..] {
+            seq += 1;
+            out.clear();
+            m.process(Sequence(seq), c, &mut out);
+            for e in &out {
+                fills += matches!(e.kind, EventKind::Fill { .. }) as usize;
+                triggered += matches!(e.kind, EventKind::Triggered { .. }) as usize;
+            }
+        }
+    });
+    eprintln!("resting {} at the end, {} stops pending; {:?}", m.resting_count(), m.pending_stop_count(), w.stats);
+    assert!(fills > 10_000 && triggered > 1_000, "{fills} fills, {triggered} stops triggered");
+    assert_eq!(allocs, 0, "allocations in warm commands");
+}

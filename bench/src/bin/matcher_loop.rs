@@ -11,6 +11,7 @@
 //! matcher_loop [N] --multi             # the multi-symbol flow (1000 instruments)
 //! matcher_loop [N] --deep [SCENARIO]   # the deep-book flow, N new orders (default calm)
 //! matcher_loop --lobster FILE          # a LOBSTER replay with real ids (N is ignored)
+//! matcher_loop [N] --policies          # pro-rata levels, icebergs and stops (N steps)
 //! ```
 
 use ringex_engine::workload::{
@@ -31,8 +32,11 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    let usage = "usage: matcher_loop [N] [--funded | --multi | --deep [SCENARIO] | --lobster FILE]";
-    ringex_bench::harness::args::check(usage, &["--funded", "--multi", "--deep", "--lobster"]);
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE]";
+    ringex_bench::harness::args::check(
+        usage,
+        &["--funded", "--multi", "--policies", "--deep", "--lobster"],
+    );
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let has = |f: &str| args.iter().any(|a| a == f);
@@ -57,6 +61,9 @@ fn main() {
                 w,
                 MatcherCapacity::default(),
             )
+        } else if has("--policies") {
+            let w = ringex_engine::policy_workload::PolicyWorkload::default().generate(n);
+            ("policies".into(), w, MatcherCapacity::default())
         } else if has("--multi") {
             let w = MultiSymbolWorkload::default().generate(n);
             ("multi-symbol".into(), w, MatcherCapacity::default())

@@ -272,6 +272,7 @@ fn workload(a: &BenchArgs) -> Result<Box<dyn Workload>, String> {
         }),
         _ if a.funded => return Err("--funded goes with --workload exchange-core".into()),
         "multi-symbol" => Box::new(MultiSymbolWorkload::default()),
+        "policies" => Box::new(ringex_engine::policy_workload::PolicyWorkload::default()),
         w if w.starts_with("deep") => {
             // deep, or deep:<scenario> (calm, trend-up, trend-down, volatile, jumps).
             let sc = w.strip_prefix("deep").unwrap_or("").trim_start_matches(':');
@@ -299,7 +300,7 @@ fn workload(a: &BenchArgs) -> Result<Box<dyn Workload>, String> {
         }
         w => {
             return Err(format!(
-                "unknown workload {w:?}: exchange-core, multi-symbol, deep[:scenario] or lobster"
+                "unknown workload {w:?}: exchange-core, multi-symbol, policies, deep[:scenario] or lobster"
             ))
         }
     })

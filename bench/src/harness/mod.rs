@@ -84,6 +84,16 @@ pub struct Recorded {
     pub data: GeneratedWorkload,
 }
 
+impl Workload for ringex_engine::policy_workload::PolicyWorkload {
+    fn name(&self) -> String {
+        "policies (pro-rata with TOP, pro-rata, FIFO with icebergs; stops)".into()
+    }
+
+    fn generate(&self, n: usize) -> GeneratedWorkload {
+        ringex_engine::policy_workload::PolicyWorkload::generate(self, n)
+    }
+}
+
 impl Workload for Recorded {
     fn name(&self) -> String {
         self.name.clone()

@@ -723,6 +723,10 @@ impl OrderBooks {
             if e.is_plain() {
                 return;
             }
+            // Room for the whole pool at once: growing with each new pool slot would
+            // allocate on the hot path.
+            let want = self.hot.capacity().max(i + 1);
+            self.ext.reserve(want.saturating_sub(self.ext.len()));
             self.ext.resize(self.hot.len().max(i + 1), Ext::default());
         }
         let old = self.ext[i];
@@ -759,7 +763,7 @@ impl OrderBooks {
         let book = self.hot[idx as usize].book() as usize;
         if let Some(b) = self.books.get_mut(book) {
             b.stops
-                .get_or_insert_with(Default::default)
+                .get_or_insert_with(|| Box::new(StopBook::new()))
                 .push(side, e.stop, accept_seq, idx);
         }
         self.set_ext(idx, e);

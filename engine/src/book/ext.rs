@@ -71,7 +71,7 @@ impl Ext {
 /// entry (trigger, acceptance number, pool index). Entries of stops that left (cancelled,
 /// expired, elected) stay until they come up or the queue is compacted; an entry is valid
 /// while its pool index holds a pending stop with that acceptance number.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct StopBook {
     buys: BinaryHeap<Reverse<(i64, u64, u32)>>,
     sells: BinaryHeap<(i64, Reverse<u64>, u32)>,
@@ -80,6 +80,16 @@ pub(crate) struct StopBook {
 }
 
 impl StopBook {
+    /// A book's stop queues, with room for a few hundred stops before they grow (the
+    /// first stop of an instrument allocates, the next ones do not).
+    pub fn new() -> Self {
+        StopBook {
+            buys: BinaryHeap::with_capacity(256),
+            sells: BinaryHeap::with_capacity(256),
+            count: 0,
+        }
+    }
+
     pub fn push(&mut self, side: Side, trigger: i64, accept_seq: u64, idx: u32) {
         match side {
             Side::Buy => self.buys.push(Reverse((trigger, accept_seq, idx))),

@@ -147,8 +147,8 @@ impl Matcher {
             clock: 0,
             max_open_orders: u32::MAX,
             pending_terms: None,
-            stop_queue: Vec::new(),
-            stop_batch: Vec::new(),
+            stop_queue: Vec::with_capacity(256),
+            stop_batch: Vec::with_capacity(256),
         }
     }
 
@@ -357,6 +357,11 @@ impl Matcher {
             IdState::Live(i) => Some(self.books.node(i).as_new_order()),
             _ => None,
         }
+    }
+
+    /// The number of pending stop orders (accepted, waiting for their trigger).
+    pub fn pending_stop_count(&self) -> usize {
+        self.books.pending_count()
     }
 
     /// The number of resting orders (pending stops are not in the book).

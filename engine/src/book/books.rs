@@ -34,8 +34,12 @@ pub(crate) struct InstrumentBook {
     pub policy: MatchPolicy,
     /// The smallest pro-rata share in lots (1 unless set).
     pub min_alloc: u64,
-    /// The TOP order of each side (`pro_rata_top`), as pool index + 1 (0: none).
+    /// The TOP order of each side (`pro_rata_top`), as pool index + 1 (0: none), valid while
+    /// that pool slot holds the order accepted as `top_seq` in the book
+    /// ([`OrderBooks::top`]): an order leaving the book stops being TOP with nothing to do.
     pub top: [u32; 2],
+    /// The acceptance numbers of the TOP orders.
+    pub top_seq: [u64; 2],
     /// Icebergs resting in the book (0: the plain FIFO loop is enough).
     pub icebergs: u32,
     /// Pending stop orders, ordered by trigger (allocated with the first stop).
@@ -240,7 +244,7 @@ impl OrderBooks {
         }
         for &(inst, side, id) in &state.tops {
             if let (IdState::Live(i), Some(slot)) = (self.id_state(id), self.slot(inst)) {
-                self.books[slot as usize].top[side as usize] = i + 1;
+                self.set_top(slot, side, i);
             }
         }
         let mut v = Vec::with_capacity(state.stops.len());
@@ -263,8 +267,10 @@ impl OrderBooks {
             if b.policy != MatchPolicy::Fifo {
                 state.policies.push((i, b.policy, Qty(b.min_alloc)));
             }
+            let slot = self.slot(i).unwrap_or(NIL);
             for side in [Side::Buy, Side::Sell] {
-                if let Some(t) = b.top[side as usize].checked_sub(1) {
+                let t = self.top(slot, side);
+                if t != NIL {
                     state.tops.push((i, side, self.cold[t as usize].id));
                 }
             }
@@ -676,10 +682,6 @@ impl OrderBooks {
         if h.level != NIL {
             self.unlink(idx);
         }
-        if let Some(b) = self.books.get_mut(h.book() as usize) {
-            let top = &mut b.top[h.side() as usize];
-            *top = select_unpredictable(*top == idx + 1, 0, *top);
-        }
         if (idx as usize) < self.ext.len() {
             self.drop_ext(idx);
         }
@@ -708,6 +710,44 @@ impl OrderBooks {
         let id = c.id;
         self.ids.set_dead(id.0);
         self.free_orders.push(idx);
+    }
+
+    /// Makes pool order `i` its side's TOP order.
+    pub fn set_top(&mut self, slot: u32, side: Side, i: u32) {
+        let seq = self.cold[i as usize].accept_seq;
+        if let Some(b) = self.books.get_mut(slot as usize) {
+            b.top[side as usize] = i + 1;
+            b.top_seq[side as usize] = seq;
+        }
+    }
+
+    /// The side has no TOP order.
+    pub fn clear_top(&mut self, slot: u32, side: Side) {
+        if let Some(b) = self.books.get_mut(slot as usize) {
+            b.top[side as usize] = 0;
+        }
+    }
+
+    /// The pool index of a side's TOP order while it rests in the book (NIL: none).
+    #[inline]
+    pub fn top(&self, slot: u32, side: Side) -> u32 {
+        let Some(b) = self.books.get(slot as usize) else {
+            return NIL;
+        };
+        let t = b.top[side as usize];
+        if t == 0 {
+            return NIL;
+        }
+        let i = (t - 1) as usize;
+        let valid = self.cold.get(i).is_some_and(|c| {
+            c.live && c.accept_seq == b.top_seq[side as usize]
+        }) && self.hot[i].level != NIL
+            && self.hot[i].side() == side;
+        if valid {
+            i as u32
+        } else {
+            NIL
+        }
     }
 
     /// An iceberg's or a pending stop's terms (plain: all zero).

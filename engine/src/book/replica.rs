@@ -200,12 +200,9 @@ impl BookReplica {
                             self.books.set_peak(i, e.peak.min(qty.0));
                         }
                     } else {
-                        let slot = self.books.hot(i).book() as usize;
-                        if let Some(b) = self.books.books.get_mut(slot) {
-                            let top = &mut b.top[n.side as usize];
-                            if *top == i + 1 {
-                                *top = 0;
-                            }
+                        let slot = self.books.hot(i).book();
+                        if self.books.top(slot, n.side) == i {
+                            self.books.clear_top(slot, n.side);
                         }
                         self.books.move_to_back(i, price, qty);
                         self.arriving = Some((order_id, 0));
@@ -275,7 +272,7 @@ impl BookReplica {
                 .best_price_excluding(slot, side, i)
                 .is_none_or(|b| b != price && side.better_or_equal(price, b));
             if better {
-                self.books.books[slot as usize].top[side as usize] = i + 1;
+                self.books.set_top(slot, side, i);
             }
         }
     }

@@ -230,9 +230,8 @@ impl Matcher {
         }
         let book = &self.books.books[taker.book as usize];
         let (policy, min_alloc) = (book.policy, book.min_alloc);
-        let top_idx = match book.top[taker.side.opposite() as usize] {
-            0 => NIL,
-            t if policy == MatchPolicy::ProRataTop && self.books.hot(t - 1).level == l => t - 1,
+        let top_idx = match self.books.top(taker.book, taker.side.opposite()) {
+            t if t != NIL && policy == MatchPolicy::ProRataTop && self.books.hot(t).level == l => t,
             _ => NIL,
         };
         let total = self.books.levels[l as usize].qty();
@@ -457,7 +456,8 @@ impl Matcher {
                 o.order_type = OrderType::Market;
                 o.price = Price(0);
             }
-            self.arrive(seq, slot, &o, 0, accept_seq, i, out);
+            let policy = self.books.books[slot as usize].policy;
+            self.arrive(seq, slot, &o, 0, accept_seq, i, policy, out);
         }
         self.stop_queue = queue;
         self.stop_batch = batch;
@@ -523,11 +523,9 @@ impl Matcher {
 
     /// The TOP order of one side of a `pro_rata_top` instrument.
     pub fn top_order(&self, instrument: InstrumentId, side: Side) -> Option<crate::types::OrderId> {
-        let b = self.books.book(instrument)?;
-        match b.top[side as usize] {
-            0 => None,
-            t => Some(self.books.cold(t - 1).id),
-        }
+        let slot = self.books.slot(instrument)?;
+        let t = self.books.top(slot, side);
+        (t != NIL).then(|| self.books.cold(t).id)
     }
 }
 

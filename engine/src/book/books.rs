@@ -44,9 +44,17 @@ pub(crate) struct InstrumentBook {
     pub icebergs: u32,
     /// Pending stop orders, ordered by trigger (allocated with the first stop).
     pub stops: Option<Box<StopBook>>,
+    /// A policy, icebergs or stops: the general paths (one byte for the plain paths to
+    /// test; [`InstrumentBook::refresh_general`] keeps it).
+    pub general: bool,
 }
 
 impl InstrumentBook {
+    /// Recomputes [`InstrumentBook::general`] after a change of policy, icebergs or stops.
+    pub fn refresh_general(&mut self) {
+        self.general = self.policy != MatchPolicy::Fifo || self.icebergs != 0 || self.stops.is_some();
+    }
+
     #[inline]
     pub fn side(&self, side: Side) -> &Ladder {
         match side {
@@ -227,6 +235,7 @@ impl OrderBooks {
             if let Some(b) = self.book_mut(i) {
                 b.policy = policy;
                 b.min_alloc = min_alloc.0.max(1);
+                b.refresh_general();
             }
         }
     }
@@ -776,6 +785,7 @@ impl OrderBooks {
             if let Some(st) = b.stops.as_mut() {
                 st.count = st.count - old.is_stop() as u32 + e.is_stop() as u32;
             }
+            b.refresh_general();
         }
         self.ext[i] = e;
     }
@@ -805,6 +815,7 @@ impl OrderBooks {
             b.stops
                 .get_or_insert_with(|| Box::new(StopBook::new()))
                 .push(side, e.stop, accept_seq, idx);
+            b.refresh_general();
         }
         self.set_ext(idx, e);
         idx

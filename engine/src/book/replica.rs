@@ -112,6 +112,7 @@ impl BookReplica {
                     b.policy = policy;
                     b.min_alloc = min_alloc.0.max(1);
                     b.top = [0, 0];
+                    b.refresh_general();
                 }
             }
             EventKind::Triggered { order_id, .. } => {

@@ -226,19 +226,14 @@ impl Matcher {
                 self.expire(seq, now, out);
             }
         }
-        // An order's terms apply to the very next command only.
-        let terms = match self.pending_terms.is_some() {
-            true => self.pending_terms.take(),
-            false => None,
-        };
         match cmd.kind {
-            CommandKind::NewOrder(ref o) => match terms {
-                None => self.new_order::<false>(seq, now, o, &NO_TERMS, out),
-                Some(t) if t.order_id != o.order_id => {
+            CommandKind::NewOrder(ref o) => {
+                if self.pending_terms.is_none() {
                     self.new_order::<false>(seq, now, o, &NO_TERMS, out)
+                } else {
+                    self.new_order_with_terms(seq, now, o, out)
                 }
-                Some(t) => self.new_order::<true>(seq, now, o, &t, out),
-            },
+            }
             CommandKind::OrderTerms(t) => self.pending_terms = Some(t),
             CommandKind::SetMatchPolicy {
                 instrument,
@@ -311,10 +306,29 @@ impl Matcher {
                 code,
             } => reject(seq, instrument, order_id, account, code, out),
         }
+        // An order's terms apply to the very next command only.
+        if self.pending_terms.is_some() && !matches!(cmd.kind, CommandKind::OrderTerms(_)) {
+            self.pending_terms = None;
+        }
         if out.len() > start {
             if let Some(last) = out.last_mut() {
                 last.set_last_of_command(true);
             }
+        }
+    }
+
+    /// A new order after [`CommandKind::OrderTerms`]: with them when they name it.
+    #[inline(never)]
+    fn new_order_with_terms(
+        &mut self,
+        seq: Sequence,
+        now: Timestamp,
+        o: &NewOrder,
+        out: &mut Vec<Event>,
+    ) {
+        match self.pending_terms.take() {
+            Some(t) if t.order_id == o.order_id => self.new_order::<true>(seq, now, o, &t, out),
+            _ => self.new_order::<false>(seq, now, o, &NO_TERMS, out),
         }
     }
 
@@ -457,7 +471,7 @@ impl Matcher {
         };
         let book = &self.books.books[slot as usize];
         let (halted, last_price, policy) = (book.halted, book.last_price, book.policy);
-        let stops = book.stops.is_some();
+        let general = book.general;
         // The rules are copied only for a funded book: `perf annotate` put 35% of
         // `new_order`'s samples on LOBSTER on copying a whole `Option<Funding>` (its tag a
         // byte inside it) for every order.
@@ -524,7 +538,7 @@ impl Matcher {
         let from = out.len();
         let display = if EXT { terms.display.0 } else { 0 };
         self.arrive(seq, slot, o, display, self.accept_seq, NIL, policy, out);
-        if stops && self.has_stops(slot) {
+        if general && self.has_stops(slot) {
             self.run_stops(seq, slot, from, out);
         }
     }
@@ -665,6 +679,7 @@ impl Matcher {
         b.policy = policy;
         b.min_alloc = min_alloc.0;
         b.top = [0, 0];
+        b.refresh_general();
         out.push(Event::new(
             seq,
             EventKind::MatchPolicySet {
@@ -758,7 +773,7 @@ impl Matcher {
         out: &mut Vec<Event>,
     ) -> MatchEnd {
         if let Some(b) = self.books.books.get(taker.book as usize) {
-            if b.icebergs != 0 || b.policy != MatchPolicy::Fifo {
+            if b.general && (b.icebergs != 0 || b.policy != MatchPolicy::Fifo) {
                 return self.match_general(seq, taker, remaining, out);
             }
         }
@@ -939,7 +954,7 @@ impl Matcher {
         let b = &self.books.books[slot as usize];
         let (halted, funded) = (b.halted, b.funding.is_some());
         // A book with a policy, icebergs or stops takes the general path below.
-        let special = b.policy != MatchPolicy::Fifo || b.icebergs != 0 || b.stops.is_some();
+        let special = b.general;
         let code = if special && self.is_pending_stop(i) {
             Some(RejectCode::StopPending)
         } else if halted {

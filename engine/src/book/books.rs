@@ -52,7 +52,8 @@ pub(crate) struct InstrumentBook {
 impl InstrumentBook {
     /// Recomputes [`InstrumentBook::general`] after a change of policy, icebergs or stops.
     pub fn refresh_general(&mut self) {
-        self.general = self.policy != MatchPolicy::Fifo || self.icebergs != 0 || self.stops.is_some();
+        self.general =
+            self.policy != MatchPolicy::Fifo || self.icebergs != 0 || self.stops.is_some();
     }
 
     #[inline]
@@ -748,9 +749,11 @@ impl OrderBooks {
             return NIL;
         }
         let i = (t - 1) as usize;
-        let valid = self.cold.get(i).is_some_and(|c| {
-            c.live && c.accept_seq == b.top_seq[side as usize]
-        }) && self.hot[i].level != NIL
+        let valid = self
+            .cold
+            .get(i)
+            .is_some_and(|c| c.live && c.accept_seq == b.top_seq[side as usize])
+            && self.hot[i].level != NIL
             && self.hot[i].side() == side;
         if valid {
             i as u32

@@ -117,6 +117,13 @@ impl StopBook {
         }
     }
 
+    /// True when a trade at prices `lo..=hi` reaches an entry (valid or not).
+    #[inline]
+    pub fn reaches(&self, lo: i64, hi: i64) -> bool {
+        self.buys.peek().is_some_and(|Reverse((t, _, _))| *t <= hi)
+            || self.sells.peek().is_some_and(|(t, _, _)| *t >= lo)
+    }
+
     /// Every entry as (acceptance number, pool index), valid or not.
     pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.buys

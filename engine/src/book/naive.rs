@@ -805,11 +805,7 @@ impl NaiveMatcher {
                 let alloc: Vec<u64> = others
                     .iter()
                     .map(|x| {
-                        let a = if t == 0 {
-                            0
-                        } else {
-                            (r as u128 * x.1 as u128 / t) as u64
-                        };
+                        let a = (r as u128 * x.1 as u128).checked_div(t).unwrap_or(0) as u64;
                         if a < min_alloc {
                             0
                         } else {

@@ -498,12 +498,14 @@ impl Matcher {
             && (o.order_type == OrderType::Market || self.best_crosses(slot, o.side, o.price))
         {
             Some(RejectCode::PostOnlyWouldTake)
-        } else if EXT && terms.stop.is_some_and(|t| {
-            last_price.is_some_and(|p| match o.side {
-                Side::Buy => t <= p,
-                Side::Sell => t >= p,
+        } else if EXT
+            && terms.stop.is_some_and(|t| {
+                last_price.is_some_and(|p| match o.side {
+                    Side::Buy => t <= p,
+                    Side::Sell => t >= p,
+                })
             })
-        }) {
+        {
             Some(RejectCode::StopWouldTrigger)
         } else {
             match &funding {

@@ -412,12 +412,22 @@ impl Matcher {
         from: usize,
         out: &mut Vec<Event>,
     ) {
+        let instrument = self.books.books[slot as usize].def.id;
+        // Most trades reach no stop: two peeks, and nothing else.
+        let reached = trade_range(&out[from..], instrument).is_some_and(|(lo, hi)| {
+            self.books.books[slot as usize]
+                .stops
+                .as_ref()
+                .is_some_and(|st| st.reaches(lo.0, hi.0))
+        });
+        if !reached {
+            return;
+        }
         let mut queue = std::mem::take(&mut self.stop_queue);
         let mut batch = std::mem::take(&mut self.stop_batch);
         queue.clear();
         let mut head = 0;
         let mut scan = from;
-        let instrument = self.books.books[slot as usize].def.id;
         loop {
             if let Some((lo, hi)) = trade_range(&out[scan..], instrument) {
                 batch.clear();
@@ -485,14 +495,18 @@ impl Matcher {
 
     /// Drops stale entries of a book's stop queues when they outnumber the pending stops.
     fn compact_stops(&mut self, slot: u32) {
-        let Some(mut st) = self.books.books[slot as usize].stops.take() else {
+        let due = self.books.books[slot as usize]
+            .stops
+            .as_ref()
+            .is_some_and(|st| st.len() > 2 * st.count as usize + 64);
+        if !due {
             return;
-        };
-        if st.len() > 2 * st.count as usize + 64 {
+        }
+        if let Some(mut st) = self.books.books[slot as usize].stops.take() {
             let books = &self.books;
             st.retain(|s, i| books.is_pending(i, s));
+            self.books.books[slot as usize].stops = Some(st);
         }
-        self.books.books[slot as usize].stops = Some(st);
     }
 
     /// True when a pending stop of a book rests (the book has stops to elect).

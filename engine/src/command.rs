@@ -67,7 +67,7 @@ impl NewOrder {
 
 /// What a new order carries beyond [`NewOrder`]: an iceberg's display size or a stop's
 /// trigger. A command slot has no room for them, so such an order is two commands, sent
-/// together ([`crate::Gateway::submit_order_at`]): [`CommandKind::OrderTerms`] and, right
+/// together ([`crate::pipeline::Gateway::try_submit_order`]): [`CommandKind::OrderTerms`] and, right
 /// after it, the [`CommandKind::NewOrder`] with the same id. Terms that no such order
 /// follows are ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -30,6 +30,11 @@ pub struct PolicyWorkload {
     pub accounts: u64,
     /// Resting orders per side per instrument in the starting book.
     pub starting_orders: usize,
+    /// Only what another order book can run with the same rules: one FIFO instrument,
+    /// icebergs (post-only, so that none trades on arrival, and never modified), GTC and
+    /// IOC limit orders, cancels and modifies of plain orders; no pro-rata, no stops, no
+    /// market orders (`peers --icebergs`).
+    pub fifo_icebergs_only: bool,
 }
 
 impl Default for PolicyWorkload {
@@ -38,6 +43,7 @@ impl Default for PolicyWorkload {
             seed: 11,
             accounts: 1000,
             starting_orders: 200,
+            fifo_icebergs_only: false,
         }
     }
 }
@@ -60,6 +66,8 @@ struct PGen {
     cmds: Vec<Command>,
     icebergs: u64,
     stops: u64,
+    /// [`PolicyWorkload::fifo_icebergs_only`].
+    peer: bool,
 }
 
 impl PGen {
@@ -126,16 +134,21 @@ impl PGen {
             Side::Sell => self.mid[inst] + off,
         };
         let qty = 20 + self.rng.below(180);
-        let o = self.new_order(inst, side, price, qty);
-        let display = if inst == 2 && self.rng.below(3) == 0 {
+        let mut o = self.new_order(inst, side, price, qty);
+        let fifo = if self.peer { 0 } else { 2 };
+        let display = if inst == fifo && self.rng.below(3) == 0 {
             5 + self.rng.below(16)
         } else {
             0
         };
+        o.post_only = self.peer && display > 0;
         self.order(o, display, None);
     }
 
     fn step(&mut self) {
+        if self.peer {
+            return self.peer_step();
+        }
         let inst = self.rng.below(3) as usize;
         if self.rng.below(64) == 0 {
             self.mid[inst] += self.rng.below(3) as i64 - 1;
@@ -216,6 +229,53 @@ impl PGen {
         }
     }
 
+    /// A step of the peer-safe flow (one FIFO instrument): 40% passive (a third icebergs),
+    /// 25% aggressive IOC, 25% cancels, 10% modifies of plain orders.
+    fn peer_step(&mut self) {
+        if self.rng.below(64) == 0 {
+            self.mid[0] += self.rng.below(3) as i64 - 1;
+        }
+        self.mid[0] = self.mid[0].clamp(MID - 15, MID + 15);
+        match self.rng.below(100) {
+            0..=39 => self.passive(0),
+            40..=64 => {
+                let side = self.side();
+                let through = self.rng.below(4) as i64;
+                let price = match side {
+                    Side::Buy => self.mid[0] + through,
+                    Side::Sell => self.mid[0] - through,
+                };
+                let qty = 1 + self.rng.below(300);
+                let mut o = self.new_order(0, side, price, qty);
+                o.tif = TimeInForce::Ioc;
+                self.order(o, 0, None);
+            }
+            65..=89 => match self.pick_live() {
+                Some((i, id, account)) => self.push(CommandKind::Cancel {
+                    instrument: i,
+                    account,
+                    order_id: id,
+                }),
+                None => self.passive(0),
+            },
+            _ => match self.pick_live() {
+                Some((_, id, _)) if self.matcher.iceberg_of(id).is_none() => {
+                    if let Some(o) = self.matcher.order(id) {
+                        let step = self.rng.below(3) as i64 - 1;
+                        self.push(CommandKind::Modify {
+                            instrument: o.instrument,
+                            account: o.account,
+                            order_id: id,
+                            price: Price(o.price.0 + step),
+                            qty: Qty(o.qty.0 + 10),
+                        });
+                    }
+                }
+                _ => self.passive(0),
+            },
+        }
+    }
+
     /// A random live order (resting or a pending stop), dropping ids that are gone.
     fn pick_live(&mut self) -> Option<(InstrumentId, OrderId, AccountId)> {
         while !self.live.is_empty() {
@@ -248,10 +308,13 @@ impl PolicyWorkload {
             cmds: Vec::new(),
             icebergs: 0,
             stops: 0,
+            peer: self.fifo_icebergs_only,
         };
-        for (k, i) in POLICY_INSTRUMENTS.iter().enumerate() {
+        let n_inst = if g.peer { 1 } else { 3 };
+        for (k, i) in POLICY_INSTRUMENTS.iter().take(n_inst).enumerate() {
             g.push(CommandKind::AddInstrument((*i).into()));
             let (policy, min_alloc) = match k {
+                _ if g.peer => continue,
                 0 => (MatchPolicy::ProRataTop, 2),
                 1 => (MatchPolicy::ProRata, 1),
                 _ => continue,
@@ -263,7 +326,7 @@ impl PolicyWorkload {
             });
         }
         for _ in 0..self.starting_orders * 2 {
-            for k in 0..3 {
+            for k in 0..n_inst {
                 g.passive(k);
             }
         }

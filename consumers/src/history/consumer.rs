@@ -58,6 +58,8 @@ pub struct History<S: HistoryStore> {
     pending_fill: Option<(u64, u64, u32, i64, u64)>,
     /// The order whose terms made it a stop (its `accepted` comes next).
     next_stop: Option<OrderId>,
+    /// The order whose terms made it an iceberg, and its display size.
+    next_display: Option<(OrderId, u64)>,
     /// The first store error: the consumer fails (halt by default).
     pub error: Option<HistoryError>,
     /// Commits done.
@@ -98,6 +100,7 @@ impl<S: HistoryStore> History<S> {
             defs,
             pending_fill: None,
             next_stop: None,
+            next_display: None,
             error: None,
             commits: 0,
         })
@@ -186,6 +189,21 @@ impl<S: HistoryStore> History<S> {
                 let mut accounts = [0u64, maker_account.0];
                 for (k, id) in [taker, maker].into_iter().enumerate() {
                     if let Some(row) = self.touch(id.0, seq) {
+                        if k == 1 && row.display != 0 {
+                            // A resting iceberg: a used-up peak with lots left shows a new
+                            // one at the back of the level (a new time priority).
+                            let open = row.open_qty;
+                            let peak = match row.peak {
+                                0 => row.display.min(open),
+                                p => p,
+                            };
+                            let (peak, left) =
+                                (peak.saturating_sub(qty.0), open.saturating_sub(qty.0));
+                            if left > 0 && peak == 0 {
+                                row.priority_seq = seq;
+                            }
+                            row.peak = peak;
+                        }
                         row.open_qty = row.open_qty.saturating_sub(qty.0);
                         row.filled_qty += qty.0;
                         accounts[k] = row.account;
@@ -274,6 +292,8 @@ impl<S: HistoryStore> History<S> {
             }
             EventKind::OrderTerms { terms, .. } => {
                 self.next_stop = terms.stop.map(|_| terms.order_id);
+                self.next_display =
+                    (terms.display.0 != 0).then_some((terms.order_id, terms.display.0));
             }
             EventKind::Triggered { order_id, .. } => {
                 if let Some(row) = self.touch(order_id.0, seq) {
@@ -294,6 +314,9 @@ impl<S: HistoryStore> History<S> {
                     row.open_qty = qty.0;
                     if !kept_priority {
                         row.priority_seq = seq;
+                        row.peak = 0;
+                    } else if row.peak != 0 {
+                        row.peak = row.peak.min(qty.0);
                     }
                 }
             }
@@ -349,6 +372,11 @@ impl<S: HistoryStore> History<S> {
             last_seq: seq,
             created_ts: self.clock,
             updated_ts: self.clock,
+            display: match self.next_display.take() {
+                Some((id, d)) if id == o.order_id => d,
+                _ => 0,
+            },
+            peak: 0,
         };
         self.live.insert(row.order_id, row);
         self.dirty.insert(o.order_id.0);
@@ -398,6 +426,8 @@ impl<S: HistoryStore> History<S> {
             last_seq: seq,
             created_ts: self.clock,
             updated_ts: self.clock,
+            display: 0,
+            peak: 0,
         });
     }
 

@@ -156,6 +156,10 @@ pub struct OrderRow {
     pub created_ts: u64,
     /// Engine time of the command that last touched it.
     pub updated_ts: u64,
+    /// An iceberg's display size (0: not an iceberg).
+    pub display: u64,
+    /// An iceberg's shown peak once it has been met as a maker (0: `min(display, open)`).
+    pub peak: u64,
 }
 
 /// One trade as stored.

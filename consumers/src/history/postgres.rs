@@ -15,7 +15,7 @@ use ::postgres::{Client, NoTls, Row};
 const STAGE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS orders_stage (LIKE orders) ON COMMIT DELETE ROWS";
 
-const ORDER_TYPES: [Type; 18] = [
+const ORDER_TYPES: [Type; 20] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -29,6 +29,8 @@ const ORDER_TYPES: [Type; 18] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
+    Type::INT8,
+    Type::INT8,
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -68,7 +70,7 @@ ON CONFLICT (order_id) DO UPDATE SET instrument = excluded.instrument,
     filled_qty = excluded.filled_qty, status = excluded.status, reason = excluded.reason,
     accept_seq = excluded.accept_seq, priority_seq = excluded.priority_seq,
     last_seq = excluded.last_seq, created_ts = excluded.created_ts,
-    updated_ts = excluded.updated_ts";
+    updated_ts = excluded.updated_ts, display = excluded.display, peak = excluded.peak";
 
 fn i(x: u64) -> i64 {
     x as i64
@@ -114,6 +116,12 @@ impl PgStore {
         // replays them (exactly once all the same).
         client.batch_execute("SET synchronous_commit TO off")?;
         client.batch_execute(&rows::pg_schema())?;
+        for (col, def) in rows::ADDED_ORDER_COLUMNS {
+            client.batch_execute(&format!(
+                "ALTER TABLE orders ADD COLUMN IF NOT EXISTS {col} {}",
+                def.replace("INTEGER", "BIGINT")
+            ))?;
+        }
         client.batch_execute(STAGE)?;
         Ok(PgStore { client })
     }
@@ -444,7 +452,8 @@ fn upsert_orders(
             i(o.created_ts),
             i(o.updated_ts),
         );
-        let row: [&(dyn ToSql + Sync); 18] = [
+        let (display, peak) = (i(o.display), i(o.peak));
+        let row: [&(dyn ToSql + Sync); 20] = [
             &id,
             &inst,
             &acct,
@@ -463,6 +472,8 @@ fn upsert_orders(
             &last,
             &c,
             &u,
+            &display,
+            &peak,
         ];
         w.write(&row)?;
     }

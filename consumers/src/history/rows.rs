@@ -75,6 +75,8 @@ pub(crate) fn order(r: &impl Cols) -> Result<OrderRow, HistoryError> {
         last_seq: r.uint(15)?,
         created_ts: r.uint(16)?,
         updated_ts: r.uint(17)?,
+        display: r.uint(18)?,
+        peak: r.uint(19)?,
     })
 }
 
@@ -148,7 +150,7 @@ pub(crate) fn change_kind(s: &str) -> Option<&'static str> {
 /// The order columns, in the order [`order`] reads them.
 pub(crate) const ORDER_COLUMNS: &str = "order_id, instrument, account, side, order_type, tif, \
     expiry, price, orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, \
-    last_seq, created_ts, updated_ts";
+    last_seq, created_ts, updated_ts, display, peak";
 
 /// The trade columns, in the order [`trade`] reads them.
 pub(crate) const TRADE_COLUMNS: &str = "seq, instrument, taker_order, maker_order, \
@@ -177,7 +179,9 @@ CREATE TABLE IF NOT EXISTS orders (
     priority_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     created_ts INTEGER NOT NULL,
-    updated_ts INTEGER NOT NULL
+    updated_ts INTEGER NOT NULL,
+    display INTEGER NOT NULL DEFAULT 0,
+    peak INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_open_by_account
     ON orders (account, instrument, priority_seq) WHERE status = 'active';
@@ -226,6 +230,13 @@ CREATE TABLE IF NOT EXISTS funded_instruments (
     quote_per_tick_lot INTEGER NOT NULL
 );
 ";
+
+/// Columns added since the first schema, for stores created before them: (column,
+/// definition).
+pub(crate) const ADDED_ORDER_COLUMNS: [(&str, &str); 2] = [
+    ("display", "INTEGER NOT NULL DEFAULT 0"),
+    ("peak", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// The schema for PostgreSQL: the same tables, columns and indexes, 64-bit integers.
 #[cfg(feature = "postgres")]

@@ -11,8 +11,9 @@ use std::path::Path;
 const UPSERT_ORDER: &str = "
 INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
     orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
-    created_ts, updated_ts)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+    created_ts, updated_ts, display, peak)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    ?19, ?20)
 ON CONFLICT (order_id) DO UPDATE SET instrument = excluded.instrument,
     account = excluded.account, side = excluded.side, order_type = excluded.order_type,
     tif = excluded.tif, expiry = excluded.expiry, price = excluded.price,
@@ -20,13 +21,14 @@ ON CONFLICT (order_id) DO UPDATE SET instrument = excluded.instrument,
     filled_qty = excluded.filled_qty, status = excluded.status, reason = excluded.reason,
     accept_seq = excluded.accept_seq, priority_seq = excluded.priority_seq,
     last_seq = excluded.last_seq, created_ts = excluded.created_ts,
-    updated_ts = excluded.updated_ts";
+    updated_ts = excluded.updated_ts, display = excluded.display, peak = excluded.peak";
 
 const INSERT_REJECTED: &str = "
 INSERT INTO orders (order_id, instrument, account, side, order_type, tif, expiry, price,
     orig_qty, open_qty, filled_qty, status, reason, accept_seq, priority_seq, last_seq,
-    created_ts, updated_ts)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+    created_ts, updated_ts, display, peak)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    ?19, ?20)
 ON CONFLICT (order_id) DO NOTHING";
 
 /// SQLite stores integers as i64: ids and quantities above 2^63 are stored wrapped and read
@@ -74,6 +76,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -65536)?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before the iceberg columns get them (with their defaults).
+        for (col, def) in rows::ADDED_ORDER_COLUMNS {
+            let has: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = ?1")?
+                .exists([col])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE orders ADD COLUMN {col} {def}"))?;
+            }
+        }
         conn.set_prepared_statement_cache_capacity(32);
         Ok(SqliteStore { conn })
     }
@@ -136,6 +147,8 @@ fn put_order(st: &mut rusqlite::CachedStatement<'_>, o: &OrderRow) -> rusqlite::
         i(o.last_seq),
         i(o.created_ts),
         i(o.updated_ts),
+        i(o.display),
+        i(o.peak),
     ])
 }
 

@@ -161,21 +161,22 @@ impl Matcher {
         taker_open: u64,
         out: &mut Vec<Event>,
     ) {
-        let n = self.books.node(i);
+        let h = *self.books.hot(i);
         out.push(Event::new(
             seq,
             EventKind::Fill {
                 instrument: taker.instrument,
                 taker: taker.id,
-                maker: n.id,
-                maker_account: n.account,
+                maker: self.books.cold(i).id,
+                maker_account: h.account,
                 price,
                 qty: Qty(q),
-                maker_left: Qty(n.qty.0 - q),
+                maker_left: Qty(h.qty.0 - q),
                 taker_side: taker.side,
             },
         ));
         if let Some(f) = &taker.funding {
+            let n = self.books.node(i);
             self.settle(seq, f, taker, taker_open, &n, i, price, q, out);
         }
     }

@@ -186,20 +186,34 @@ impl Gateway {
         if matches!(terms.kind, CommandKind::OrderTerms(t) if t.is_plain()) {
             return self.try_submit_at(order);
         }
+        self.open_then(|p| {
+            let pair = [terms, order];
+            p.try_batch_publish(2, |slots| {
+                for (slot, c) in slots.zip(pair) {
+                    *slot = c;
+                }
+            })
+            .ok()
+        })
+    }
+
+    /// Runs `publish` unless the pipeline is halted or closed (the Dekker-style handshake
+    /// with `close_and_quiesce`: set busy, then check closed); `None` from it: the ring is
+    /// full.
+    #[inline(always)]
+    fn open_then(
+        &mut self,
+        publish: impl FnOnce(&mut MultiProducer<Command, SingleConsumerBarrier>) -> Option<i64>,
+    ) -> Result<Sequence, SubmitError> {
         self.busy.store(1, Ordering::SeqCst);
         let r = if self.shared.halted.load(Ordering::Acquire) {
             Err(SubmitError::Halted)
         } else if self.shared.closed.load(Ordering::SeqCst) {
             Err(SubmitError::Closed)
         } else {
-            let pair = [terms, order];
-            match self.producer.try_batch_publish(2, |slots| {
-                for (slot, c) in slots.zip(pair) {
-                    *slot = c;
-                }
-            }) {
-                Ok(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
-                Err(_) => Err(SubmitError::Busy),
+            match publish(&mut self.producer) {
+                Some(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
+                None => Err(SubmitError::Busy),
             }
         };
         self.busy.store(0, Ordering::Release);
@@ -209,19 +223,6 @@ impl Gateway {
     /// Submits a command with the time it carries, or returns [`SubmitError::Busy`] at once.
     #[inline]
     pub fn try_submit_at(&mut self, cmd: Command) -> Result<Sequence, SubmitError> {
-        // Dekker-style handshake with `close_and_quiesce`: set busy, then check closed.
-        self.busy.store(1, Ordering::SeqCst);
-        let r = if self.shared.halted.load(Ordering::Acquire) {
-            Err(SubmitError::Halted)
-        } else if self.shared.closed.load(Ordering::SeqCst) {
-            Err(SubmitError::Closed)
-        } else {
-            match self.producer.try_publish(|slot| *slot = cmd) {
-                Ok(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
-                Err(_) => Err(SubmitError::Busy),
-            }
-        };
-        self.busy.store(0, Ordering::Release);
-        r
+        self.open_then(|p| p.try_publish(|slot| *slot = cmd).ok())
     }
 }

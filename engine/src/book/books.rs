@@ -731,6 +731,21 @@ impl OrderBooks {
         }
     }
 
+    /// Pool order `i`, resting at `price`, comes to rest: it becomes its side's TOP order
+    /// (`pro_rata_top`) when its price is strictly better than every other order of its
+    /// side, or it is alone there.
+    pub fn rest_top(&mut self, slot: u32, side: Side, i: u32, price: Price) {
+        if self.books.get(slot as usize).map(|b| b.policy) != Some(MatchPolicy::ProRataTop) {
+            return;
+        }
+        let better = self
+            .best_price_excluding(slot, side, i)
+            .is_none_or(|b| b != price && side.better_or_equal(price, b));
+        if better {
+            self.set_top(slot, side, i);
+        }
+    }
+
     /// The side has no TOP order.
     pub fn clear_top(&mut self, slot: u32, side: Side) {
         if let Some(b) = self.books.get_mut(slot as usize) {

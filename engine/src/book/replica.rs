@@ -11,7 +11,7 @@ use crate::command::{NewOrder, OrderTerms};
 use crate::event::{Event, EventKind};
 use crate::funds::{Funding, Ledger};
 use crate::state::{EngineState, RestingState};
-use crate::types::{AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, Side};
+use crate::types::{AccountId, InstrumentId, OrderId, OrderType, Price, Qty, Side};
 use std::collections::BTreeSet;
 
 /// An L3 book of every instrument, maintained from events.
@@ -266,16 +266,8 @@ impl BookReplica {
         } else if e.is_iceberg() {
             self.books.set_peak(i, e.display.min(open));
         }
-        if self.books.books.get(slot as usize).map(|b| b.policy) == Some(MatchPolicy::ProRataTop) {
-            let price = self.books.cold(i).price;
-            let better = self
-                .books
-                .best_price_excluding(slot, side, i)
-                .is_none_or(|b| b != price && side.better_or_equal(price, b));
-            if better {
-                self.books.set_top(slot, side, i);
-            }
-        }
+        let price = self.books.cold(i).price;
+        self.books.rest_top(slot, side, i, price);
     }
 
     /// A maker's fill: an iceberg whose peak is used up shows a new one at the back.

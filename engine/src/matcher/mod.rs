@@ -1048,7 +1048,6 @@ impl Matcher {
             let n = self.books.node(i);
             (n.side, n.account, n.id, n.stp)
         };
-        let policy = self.books.books[slot as usize].policy;
         if self.books.top(slot, side) == i {
             self.books.clear_top(slot, side);
         }
@@ -1056,7 +1055,7 @@ impl Matcher {
             self.books.set_peak(i, ext.display.min(qty.0));
         }
         if !self.books.move_to_back(i, price, qty) {
-            return self.become_top_if_better(slot, side, i, price, policy);
+            return self.books.rest_top(slot, side, i, price);
         }
         let funding = funding_of(&self.books.books[slot as usize]);
         let taker = Taker {
@@ -1084,33 +1083,10 @@ impl Matcher {
                     self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
                 }
             }
-            self.become_top_if_better(slot, side, i, price, policy);
+            self.books.rest_top(slot, side, i, price);
         }
         if self.has_stops(slot) {
             self.run_stops(seq, slot, from, out);
-        }
-    }
-
-    /// A modified order that rests now becomes its side's TOP when its price is strictly
-    /// better than every other resting order of its side (`pro_rata_top`).
-    #[inline]
-    fn become_top_if_better(
-        &mut self,
-        slot: u32,
-        side: Side,
-        i: u32,
-        price: Price,
-        p: MatchPolicy,
-    ) {
-        if p != MatchPolicy::ProRataTop {
-            return;
-        }
-        let better = self
-            .books
-            .best_price_excluding(slot, side, i)
-            .is_none_or(|b| b != price && side.better_or_equal(price, b));
-        if better {
-            self.books.set_top(slot, side, i);
         }
     }
 

@@ -102,11 +102,7 @@ impl Matcher {
             let n = *self.books.hot(i);
             if n.account == taker.account && taker.stp != SelfTradePrevention::Allow {
                 if taker.stp != SelfTradePrevention::CancelTaker {
-                    let n = self.books.node(i);
-                    let what = (n.side, n.price);
-                    let r = CancelReason::SelfTrade;
-                    cancelled(seq, n.instrument, n.id, n.account, what, n.qty.0, r, out);
-                    self.remove_resting(i);
+                    self.cancel_own_maker(seq, i, out);
                 }
                 if taker.stp != SelfTradePrevention::CancelMaker {
                     self.cancel_taker_rest(seq, taker, *remaining, out);
@@ -181,6 +177,15 @@ impl Matcher {
         }
     }
 
+    /// Self-trade prevention cancels resting order `i` (reason `stp`).
+    fn cancel_own_maker(&mut self, seq: Sequence, i: u32, out: &mut Vec<Event>) {
+        let n = self.books.node(i);
+        let what = (n.side, n.price);
+        let r = CancelReason::SelfTrade;
+        cancelled(seq, n.instrument, n.id, n.account, what, n.qty.0, r, out);
+        self.remove_resting(i);
+    }
+
     fn cancel_taker_rest(&mut self, seq: Sequence, taker: &Taker, open: u64, out: &mut Vec<Event>) {
         cancelled(
             seq,
@@ -212,11 +217,7 @@ impl Matcher {
                 while i != NIL {
                     let next = self.books.hot(i).next;
                     if self.books.hot(i).account == taker.account {
-                        let n = self.books.node(i);
-                        let what = (n.side, n.price);
-                        let r = CancelReason::SelfTrade;
-                        cancelled(seq, n.instrument, n.id, n.account, what, n.qty.0, r, out);
-                        self.remove_resting(i);
+                        self.cancel_own_maker(seq, i, out);
                     }
                     i = next;
                 }

@@ -12,7 +12,7 @@ use ringex_engine::*;
 use std::collections::HashMap;
 use std::time::Instant;
 
-fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
+fn time<C: Consumer>(name: &str, c: C, events: &[Event]) {
     // `CT_ONLY=NAME[,NAME…]`: time only these consumers (for a profiler).
     if let Ok(only) = std::env::var("CT_ONLY") {
         if !only.split(',').any(|o| o == name) {
@@ -21,28 +21,7 @@ fn time<C: Consumer>(name: &str, mut c: C, events: &[Event]) {
     }
     // Batches of about 64 events, ending on command boundaries, delivered as a pipeline
     // stage delivers them (with the consumer's lookahead).
-    let lookahead = c.lookahead();
-    let ends: Vec<usize> = events
-        .iter()
-        .enumerate()
-        .filter(|&(i, e)| (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len())
-        .map(|(i, _)| i + 1)
-        .collect();
-    let t = Instant::now();
-    let mut start = 0;
-    for &end in &ends {
-        let batch = &events[start..end];
-        ringex_engine::consumer::deliver(
-            &mut c,
-            lookahead,
-            batch.iter(),
-            start as u64,
-            batch.len() as u64,
-        );
-        start = end;
-    }
-    c.on_shutdown();
-    let best = t.elapsed().as_secs_f64();
+    let best = ringex_bench::harness::floor::time_consumer(c, events);
     println!(
         "{name:<14} {:>8.2}M events/s ({} events, {:.3} s)",
         events.len() as f64 / best / 1e6,

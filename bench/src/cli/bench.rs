@@ -129,6 +129,22 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
     });
     let temp_journal = a.journal_dir.is_none();
     let _ = std::fs::remove_dir_all(&journal_dir);
+    // The floors the figures are read against, measured first in the same run: the disk's
+    // write+fdatasync (where the journal writes) and each stage's single-thread work.
+    let fsync_floor = if a.consumers.iter().any(|c| c == "journal") {
+        Some(
+            harness::floor::fsync_floor(&journal_dir, 200, 4096).map_err(|e| {
+                format!(
+                    "measuring write+fdatasync in {}: {e}",
+                    journal_dir.display()
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len()).max(1);
+    let cpu = harness::floor::cpu_bound(&data, &a.consumers, cores);
     let consumers = consumers(a, &journal_dir)?;
     let header = header(a, work.name(), rate, idle, layout, &journal_dir, || {
         format!(
@@ -168,6 +184,7 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
     }
     text.push('\n');
     text.push_str(&report::table(&r));
+    text.push_str(&floors(&r, fsync_floor.as_ref(), &cpu, rate.is_none()));
     let place = Placement {
         stage_core: a.matcher_core,
         consumer_cores: a.consumer_cores.clone(),
@@ -185,6 +202,57 @@ pub fn bench(a: &BenchArgs) -> Result<String, String> {
         .map_err(|e| format!("writing {}: {e}", a.out.display()))?;
     text.push_str(&format!("\noutputs: {}/{{percentiles.txt,percentiles.json,latency.hlog,latency.svg,<stage>.hgrm}}\n", a.out.display()));
     Ok(text)
+}
+
+/// The measured figures beside their floors: the journal's p50 against the disk's own
+/// write+fdatasync, the throughput against what the stages' work allows on these cores.
+fn floors(
+    r: &harness::BenchResult,
+    fsync: Option<&harness::floor::FsyncFloor>,
+    cpu: &harness::floor::CpuBound,
+    closed_loop: bool,
+) -> String {
+    let mut s = String::from("\n");
+    if let Some(f) = fsync {
+        let journal = r
+            .stages
+            .iter()
+            .find(|st| st.name == "journal")
+            .map(|st| st.hist.value_at_quantile(0.5) as f64 / 1e3);
+        s.push_str(&format!(
+            "fsync floor: write+fdatasync of {} B where the journal writes: p50 {:.1} µs, p99 {:.1} µs ({} writes, measured before the run)",
+            f.bytes, f.p50_us, f.p99_us, f.samples
+        ));
+        if let Some(j) = journal {
+            s.push_str(&format!(
+                "; journal p50 {j:.1} µs = {:.2}× the floor",
+                j / f.p50_us.max(1e-3)
+            ));
+        }
+        s.push('\n');
+    }
+    let parts: Vec<String> = cpu
+        .stages
+        .iter()
+        .map(|(n, ns)| format!("{n} {ns:.0}"))
+        .collect();
+    let bound = cpu.bound_per_sec();
+    s.push_str(&format!(
+        "cpu bound: {} = {:.0} ns of single-thread work per command; on {} core(s) at most {:.2}M commands/s",
+        parts.join(" + "),
+        cpu.total_ns(),
+        cpu.cores,
+        bound / 1e6,
+    ));
+    if closed_loop {
+        s.push_str(&format!(
+            "; measured {:.2}M = {:.0}% of it",
+            r.commands_per_sec / 1e6,
+            100.0 * r.commands_per_sec / bound.max(1.0)
+        ));
+    }
+    s.push('\n');
+    s
 }
 
 /// `--rate`: a number of commands per second, or `max` (closed loop: `None`).

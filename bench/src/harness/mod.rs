@@ -15,6 +15,7 @@
 //! - `slowest`: the latest of all of the above for each command.
 
 pub mod args;
+pub mod floor;
 pub mod report;
 pub mod topology;
 

@@ -1,0 +1,167 @@
+//! What a pipeline figure is read against on a small machine: the disk's own
+//! write+fdatasync latency (the journal cannot be durable faster), and the single-thread
+//! work per command of every stage (on `cores` cores the pipeline cannot run faster than
+//! `cores` divided by their sum, whatever the threads). `ringex bench` measures both in the
+//! same run and prints them beside its figures.
+
+use hdrhistogram::Histogram;
+use ringex_engine::consumer::deliver;
+use ringex_engine::workload::GeneratedWorkload;
+use ringex_engine::{Consumer, Event, Matcher, MatcherCapacity, Sequence};
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Instant;
+
+/// The disk's write+fdatasync latency, measured in the journal's directory.
+#[derive(Clone, Debug)]
+pub struct FsyncFloor {
+    /// Bytes per write.
+    pub bytes: usize,
+    /// Writes measured.
+    pub samples: usize,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+}
+
+/// Appends `bytes` and `fdatasync`s, `samples` times, in a scratch file in `dir` (removed
+/// after): what one journal record with its sync costs at least.
+pub fn fsync_floor(dir: &Path, samples: usize, bytes: usize) -> io::Result<FsyncFloor> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("fsync-floor-{}.probe", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
+    let buf = vec![0x5au8; bytes.max(1)];
+    let mut h = Histogram::<u64>::new(3).map_err(io::Error::other)?;
+    for _ in 0..samples.max(1) {
+        let t = Instant::now();
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        let _ = h.record(t.elapsed().as_nanos() as u64);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(FsyncFloor {
+        bytes,
+        samples: samples.max(1),
+        p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+        p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+    })
+}
+
+/// Single-thread work per command of each stage, on the run's own commands.
+#[derive(Clone, Debug)]
+pub struct CpuBound {
+    /// (stage, ns per command), the matcher first.
+    pub stages: Vec<(String, f64)>,
+    /// Cores the pipeline shares.
+    pub cores: usize,
+}
+
+impl CpuBound {
+    /// Work per command, all stages.
+    pub fn total_ns(&self) -> f64 {
+        self.stages.iter().map(|s| s.1).sum()
+    }
+
+    /// The most commands per second `cores` cores can do with that work.
+    pub fn bound_per_sec(&self) -> f64 {
+        self.cores as f64 * 1e9 / self.total_ns().max(1e-9)
+    }
+}
+
+/// Runs `c` alone over `events` in batches of about 64 events ending on command
+/// boundaries (as a pipeline stage gets them); returns the seconds it took.
+pub fn time_consumer<C: Consumer>(mut c: C, events: &[Event]) -> f64 {
+    let lookahead = c.lookahead();
+    let t = Instant::now();
+    let mut start = 0;
+    for (i, e) in events.iter().enumerate() {
+        if (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len() {
+            let batch = &events[start..=i];
+            deliver(
+                &mut c,
+                lookahead,
+                batch.iter(),
+                start as u64,
+                batch.len() as u64,
+            );
+            start = i + 1;
+        }
+    }
+    c.on_shutdown();
+    t.elapsed().as_secs_f64()
+}
+
+/// Times the matcher alone on `data`'s commands (after its setup), then each of the
+/// in-memory consumers the run has (`risk`, `md`, `alloc`) and the journal's encoding and
+/// checksums on the events it made: each stage's work per measured command.
+pub fn cpu_bound(data: &GeneratedWorkload, consumers: &[String], cores: usize) -> CpuBound {
+    // The events, recorded in a first pass (untimed)...
+    let run = |record: bool| -> (f64, Vec<Event>, usize) {
+        let mut m = Matcher::with_capacity(MatcherCapacity::default());
+        let mut out = Vec::with_capacity(256);
+        let mut events = Vec::new();
+        for (k, c) in data.setup.iter().enumerate() {
+            out.clear();
+            m.process(Sequence(k as u64 + 1), c, &mut out);
+        }
+        let base = data.setup.len() as u64;
+        let t = Instant::now();
+        for (k, c) in data.commands.iter().enumerate() {
+            out.clear();
+            m.process(Sequence(base + k as u64 + 1), c, &mut out);
+            if record {
+                events.extend_from_slice(&out);
+            }
+            std::hint::black_box(&out);
+        }
+        (t.elapsed().as_secs_f64(), events, 0)
+    };
+    let (_, events, from) = run(true);
+    // ... then the matcher timed alone on the same commands.
+    let (matcher_secs, _, _) = run(false);
+    let n = data.commands.len().max(1) as f64;
+    let per = |secs: f64| secs * 1e9 / n;
+    let mut stages = vec![("matcher".to_string(), per(matcher_secs))];
+    let measured = &events[from..];
+    for c in consumers {
+        let secs = match c.as_str() {
+            "risk" => time_consumer(
+                ringex_consumers::risk::RiskUpdater::new(Default::default()).0,
+                measured,
+            ),
+            "md" => time_consumer(
+                ringex_consumers::market_data::MarketData::new(10).0,
+                measured,
+            ),
+            "alloc" => time_consumer(
+                ringex_consumers::allocation::Allocator::new(
+                    Default::default(),
+                    |_: &ringex_consumers::allocation::Allocation| {},
+                ),
+                measured,
+            ),
+            "journal" => {
+                // Its CPU part: every event encoded and checksummed (the write and the
+                // sync are the disk's, read against the fsync floor).
+                let t = Instant::now();
+                let mut crc = crc32fast::Hasher::new();
+                let mut b = [0u8; ringex_engine::codec::EVENT_BYTES];
+                for e in measured {
+                    e.encode(&mut b);
+                    crc.update(&b);
+                }
+                std::hint::black_box(crc.finalize());
+                t.elapsed().as_secs_f64()
+            }
+            _ => continue,
+        };
+        stages.push((c.clone(), per(secs)));
+    }
+    CpuBound { stages, cores }
+}

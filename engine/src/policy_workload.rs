@@ -213,14 +213,7 @@ impl PGen {
                         } else {
                             o.qty.0 + 10
                         };
-                        let step = self.rng.below(3) as i64 - 1;
-                        self.push(CommandKind::Modify {
-                            instrument: o.instrument,
-                            account: o.account,
-                            order_id: id,
-                            price: Price(o.price.0 + step),
-                            qty: Qty(qty),
-                        });
+                        self.modify_near(o, qty);
                         return;
                     }
                 }
@@ -261,19 +254,24 @@ impl PGen {
             _ => match self.pick_live() {
                 Some((_, id, _)) if self.matcher.iceberg_of(id).is_none() => {
                     if let Some(o) = self.matcher.order(id) {
-                        let step = self.rng.below(3) as i64 - 1;
-                        self.push(CommandKind::Modify {
-                            instrument: o.instrument,
-                            account: o.account,
-                            order_id: id,
-                            price: Price(o.price.0 + step),
-                            qty: Qty(o.qty.0 + 10),
-                        });
+                        self.modify_near(o, o.qty.0 + 10);
                     }
                 }
                 _ => self.passive(0),
             },
         }
+    }
+
+    /// Modifies order `o` to `qty` lots, its price a tick either way or kept.
+    fn modify_near(&mut self, o: NewOrder, qty: u64) {
+        let step = self.rng.below(3) as i64 - 1;
+        self.push(CommandKind::Modify {
+            instrument: o.instrument,
+            account: o.account,
+            order_id: o.order_id,
+            price: Price(o.price.0 + step),
+            qty: Qty(qty),
+        });
     }
 
     /// A random live order (resting or a pending stop), dropping ids that are gone.

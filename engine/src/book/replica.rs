@@ -406,7 +406,8 @@ impl BookReplica {
         self.books.id_state(id) != IdState::Unknown
     }
 
-    /// A resting order with all its attributes (current price and open quantity).
+    /// A live order (resting, or a pending stop) with all its attributes (current price and
+    /// open quantity).
     pub fn order(&self, id: OrderId) -> Option<NewOrder> {
         match self.books.id_state(id) {
             IdState::Live(i) => Some(self.books.node(i).as_new_order()),

@@ -379,8 +379,8 @@ impl Matcher {
         self.books.used_id_entries()
     }
 
-    /// A resting order by id, with its current price and open quantity: O(1) (the id index),
-    /// `None` when it does not rest.
+    /// A live order by id — resting, or a pending stop (its type then reads limit) — with
+    /// its current price and open quantity: O(1) (the id index), `None` when it is neither.
     pub fn order(&self, id: OrderId) -> Option<NewOrder> {
         match self.books.id_state(id) {
             IdState::Live(i) => Some(self.books.node(i).as_new_order()),

@@ -87,11 +87,6 @@ fn policy_flow_makes_no_allocation_per_command_once_warm() {
         out.clear();
         m.process(Sequence(seq), c, &mut out);
     }
-    eprintln!(
-        "at the half: resting {}, {} stops pending",
-        m.resting_count(),
-        m.pending_stop_count()
-    );
     let (mut fills, mut triggered) = (0usize, 0usize);
     let allocs = count_allocations(|| {
         for c in &w.commands[half..] {
@@ -104,12 +99,6 @@ fn policy_flow_makes_no_allocation_per_command_once_warm() {
             }
         }
     });
-    eprintln!(
-        "resting {} at the end, {} stops pending; {:?}",
-        m.resting_count(),
-        m.pending_stop_count(),
-        w.stats
-    );
     assert!(
         fills > 10_000 && triggered > 1_000,
         "{fills} fills, {triggered} stops triggered"

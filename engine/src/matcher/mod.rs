@@ -613,11 +613,6 @@ impl Matcher {
                 out,
             );
         }
-        let top = policy == MatchPolicy::ProRataTop
-            && self
-                .books
-                .best_price_excluding(slot, o.side, NIL)
-                .is_none_or(|b| o.side.better_or_equal(o.price, b) && b != o.price);
         let i = if pending == NIL {
             let mut node = OrderNode::from_new(o, Qty(end.remaining), accept_seq);
             node.book = slot;
@@ -629,8 +624,8 @@ impl Matcher {
         if display != 0 {
             self.books.set_ext(i, Ext::iceberg(display, end.remaining));
         }
-        if top {
-            self.books.set_top(slot, o.side, i);
+        if policy == MatchPolicy::ProRataTop {
+            self.books.rest_top(slot, o.side, i, o.price);
         }
         if let Some(f) = &funding {
             self.set_hold(i, f.hold(o.side, o.order_type, o.price, end.remaining));

@@ -536,13 +536,6 @@ impl Matcher {
             _ => None,
         }
     }
-
-    /// The TOP order of one side of a `pro_rata_top` instrument.
-    pub fn top_order(&self, instrument: InstrumentId, side: Side) -> Option<crate::types::OrderId> {
-        let slot = self.books.slot(instrument)?;
-        let t = self.books.top(slot, side);
-        (t != NIL).then(|| self.books.cold(t).id)
-    }
 }
 
 /// The lowest and highest price of the fills of `instrument` among `events`.

@@ -38,7 +38,8 @@
 //!
 //! - `testkit` (off by default): test and benchmark support — the naive reference matcher
 //!   (`book::naive`, `NaiveMatcher`), seeded workload generators (`workload`, and
-//!   `policy_workload` for pro-rata levels, icebergs and stops), the LOBSTER
+//!   `policy_workload` for pro-rata levels, icebergs and stops, `id_order` for order ids in
+//!   any order of arrival), the LOBSTER
 //!   reader and checked replay (`lobster`, which brings `zip` and `flate2`), and a counting
 //!   allocator (`testing`). An embedder needs none of it.
 //!
@@ -64,6 +65,8 @@ pub mod context;
 pub mod event;
 pub mod funds;
 pub mod gateway;
+#[cfg(feature = "testkit")]
+pub mod id_order;
 pub mod idle;
 pub mod instrument;
 #[cfg(feature = "testkit")]

@@ -169,5 +169,23 @@ impl MatchPolicy {
     }
 }
 
+/// Which order ids a new order may not take: the rule is the matcher's
+/// ([`crate::Matcher::with_id_uniqueness`]), and the same rule must be set wherever the same
+/// commands are replayed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IdUniqueness {
+    /// Any id used before, live or not (docs/formats.md: an order id is unique in the whole
+    /// engine, for ever; scripts and every CLI run keep this rule). The used ids are
+    /// remembered compactly (`book/ids.rs`): nothing for a counter, a range per gap, at
+    /// most 2 bytes per id for ids in any order within 2^32 of each other, 16 bytes per
+    /// lone sparse id.
+    #[default]
+    Ever,
+    /// Only the ids of orders live now (resting, or stops pending): a used id is free again
+    /// once its order is gone — the rule exchange-core checks. Memory is bounded by the
+    /// live orders whatever the ids.
+    Live,
+}
+
 /// Instrument ids must be below this (books are indexed by id through a two-level index).
 pub const MAX_INSTRUMENTS: u32 = 1 << 20;

@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn restored_with_policies_and_order_types_continues_identically(raw in raw_stream(300), cut in 0usize..300, v in 0u8..4, funded in any::<bool>()) {
         let (p, m) = policy_of(v);
-        restored_continues_identically(&decode_policy(&raw, funded, p, m), cut)?;
+        restored_continues_identically(&decode_policy(&raw, funded, p, m), cut, IdUniqueness::Ever)?;
     }
 }
 
@@ -95,7 +95,7 @@ proptest! {
     /// its ordered map of out-of-order ids and its live table, with little reserved and with
     /// the defaults.
     #[test]
-    fn fast_and_naive_agree_on_interleaved_random_and_falling_ids(raw in raw_stream(300), shape in 1u8..4, small in any::<bool>()) {
+    fn fast_and_naive_agree_on_interleaved_random_and_falling_ids(raw in raw_stream(300), shape in 1u8..5, small in any::<bool>()) {
         let cmds = reshape_ids(&decode(&raw), shape);
         let m = if small {
             Matcher::with_capacity(MatcherCapacity { orders: 64, ids: 8, gtd: 8 })
@@ -103,6 +103,24 @@ proptest! {
             Matcher::default()
         };
         fast_vs_naive(&cmds, m)?;
+    }
+
+    /// Uniqueness among live orders only (`IdUniqueness::Live`): a dead id may come back,
+    /// a live one (resting or a pending stop) may not, whatever the ids' pattern.
+    #[test]
+    fn fast_and_naive_agree_when_only_live_ids_must_be_unique(raw in raw_stream(300), shape in 0u8..5, policies in any::<bool>(), v in 0u8..4) {
+        let cmds = if policies {
+            let (p, min) = policy_of(v);
+            decode_policy(&raw, false, p, min)
+        } else {
+            decode(&raw)
+        };
+        let cmds = reshape_ids(&cmds, shape);
+        fast_vs(
+            &cmds,
+            Matcher::default().with_id_uniqueness(IdUniqueness::Live),
+            NaiveMatcher::new().with_id_uniqueness(IdUniqueness::Live),
+        )?;
     }
 
     /// A limit on resting orders per account (`too_many_orders`), small enough to be hit
@@ -371,25 +389,35 @@ proptest! {
     /// as the original does.
     #[test]
     fn a_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
-        restored_continues_identically(&decode(&raw), cut)?;
+        restored_continues_identically(&decode(&raw), cut, IdUniqueness::Ever)?;
     }
 
     /// The same with interleaved, random and falling ids (the used-id ranges travel through
     /// the state's bytes and come back as runs).
     #[test]
-    fn restored_with_other_id_patterns_continues_identically(raw in raw_stream(300), cut in 0usize..300, shape in 1u8..4) {
-        restored_continues_identically(&reshape_ids(&decode(&raw), shape), cut)?;
+    fn restored_with_other_id_patterns_continues_identically(raw in raw_stream(300), cut in 0usize..300, shape in 1u8..5) {
+        restored_continues_identically(&reshape_ids(&decode(&raw), shape), cut, IdUniqueness::Ever)?;
+    }
+
+    /// Restored with uniqueness among live orders only (the state's used ids are dropped).
+    #[test]
+    fn restored_with_live_uniqueness_continues_identically(raw in raw_stream(300), cut in 0usize..300, shape in 0u8..5) {
+        restored_continues_identically(&reshape_ids(&decode(&raw), shape), cut, IdUniqueness::Live)?;
     }
 
     #[test]
     fn a_funded_matcher_restored_from_state_continues_identically(raw in raw_stream(300), cut in 0usize..300) {
-        restored_continues_identically(&decode_funded(&raw), cut)?;
+        restored_continues_identically(&decode_funded(&raw), cut, IdUniqueness::Ever)?;
     }
 }
 
 /// Cuts the stream at `cut`, restores a matcher and a replica from the replica's state
 /// (through its bytes), and runs the rest on both: the same events, books and balances.
-fn restored_continues_identically(cmds: &[Command], cut: usize) -> Result<(), TestCaseError> {
+fn restored_continues_identically(
+    cmds: &[Command],
+    cut: usize,
+    rule: IdUniqueness,
+) -> Result<(), TestCaseError> {
     {
         let mut cut = cut.min(cmds.len());
         // A state is taken after a command with events: never between an order's terms
@@ -397,7 +425,7 @@ fn restored_continues_identically(cmds: &[Command], cut: usize) -> Result<(), Te
         if cut > 0 && matches!(cmds[cut - 1].kind, CommandKind::OrderTerms(_)) {
             cut -= 1;
         }
-        let mut a = Matcher::default();
+        let mut a = Matcher::default().with_id_uniqueness(rule);
         let mut replica = BookReplica::new();
         let mut out = Vec::new();
         for (i, c) in cmds[..cut].iter().enumerate() {
@@ -410,7 +438,8 @@ fn restored_continues_identically(cmds: &[Command], cut: usize) -> Result<(), Te
         prop_assert_eq!(state.clock, a.clock().0);
         let bytes = state.to_bytes();
         let state = ringex_engine::state::EngineState::from_bytes(&bytes).expect("decodes");
-        let mut b = Matcher::from_state(&state, MatcherCapacity::default());
+        let mut b =
+            Matcher::from_state(&state, MatcherCapacity::default()).with_id_uniqueness(rule);
         let mut r2 = BookReplica::from_state(&state);
         let (mut ea, mut eb) = (Vec::new(), Vec::new());
         for (i, c) in cmds[cut..].iter().enumerate() {
@@ -528,6 +557,94 @@ fn cancelled_gtd_orders_do_not_accumulate() {
     );
 }
 
+/// The two id rules on the same commands: under `Ever` a cancelled order's id is refused
+/// for good; under `Live` it is taken again once its order is gone, never while it is live
+/// (resting, or a pending stop), and nothing is kept for dead ids.
+#[test]
+fn id_rules_refuse_what_they_promise() {
+    let new = |id: u64, side: Side, price: i64| {
+        CommandKind::NewOrder(NewOrder::limit(
+            InstrumentId(0),
+            AccountId(1),
+            OrderId(id),
+            side,
+            Price(price),
+            Qty(1),
+        ))
+    };
+    let cancel = |id: u64| CommandKind::Cancel {
+        instrument: InstrumentId(0),
+        account: AccountId(1),
+        order_id: OrderId(id),
+    };
+    let stop = CommandKind::OrderTerms(OrderTerms {
+        instrument: InstrumentId(0),
+        order_id: OrderId(2),
+        display: Qty(0),
+        stop: Some(Price(50)),
+    });
+    let script = [
+        CommandKind::AddInstrument(InstrumentId(0).into()),
+        new(1, Side::Buy, 10),
+        new(1, Side::Buy, 11), // 1 is live: refused under both rules
+        cancel(1),
+        new(1, Side::Buy, 12), // 1 is dead: refused under `Ever` only
+        stop,
+        new(2, Side::Buy, 60), // a pending buy stop at 50
+        new(2, Side::Buy, 13), // 2 is a pending stop: refused under both
+    ];
+    // Whether the dead id 1 is refused.
+    for (rule, dead) in [(IdUniqueness::Ever, true), (IdUniqueness::Live, false)] {
+        let mut m = Matcher::default().with_id_uniqueness(rule);
+        let mut naive = NaiveMatcher::new().with_id_uniqueness(rule);
+        let mut dup = Vec::new();
+        for (i, k) in script.iter().enumerate() {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let c = Command::new(Timestamp(i as u64), *k);
+            m.process(Sequence(i as u64 + 1), &c, &mut a);
+            naive.process(Sequence(i as u64 + 1), &c, &mut b);
+            assert_eq!(a, b, "{rule:?}, command {i}");
+            if matches!(k, CommandKind::NewOrder(_)) {
+                dup.push(a.iter().any(|e| {
+                    matches!(
+                        e.kind,
+                        EventKind::Rejected {
+                            code: RejectCode::DuplicateOrderId,
+                            ..
+                        }
+                    )
+                }));
+            }
+        }
+        assert_eq!(dup, [false, true, dead, false, true], "{rule:?}");
+        assert_eq!(m.pending_stop_count(), 1);
+    }
+    // Under `Live`, 100,000 orders with ids from any pattern leave nothing behind them.
+    let mut m = Matcher::default().with_id_uniqueness(IdUniqueness::Live);
+    let mut out = Vec::new();
+    m.process(
+        Sequence(1),
+        &Command::new(
+            Timestamp(0),
+            CommandKind::AddInstrument(InstrumentId(0).into()),
+        ),
+        &mut out,
+    );
+    for k in 0..100_000u64 {
+        let id = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (j, kind) in [new(id, Side::Buy, 10), cancel(id)].into_iter().enumerate() {
+            out.clear();
+            m.process(
+                Sequence(2 + 2 * k + j as u64),
+                &Command::new(Timestamp(1), kind),
+                &mut out,
+            );
+        }
+    }
+    assert_eq!(m.used_id_entries(), 0);
+    assert_eq!(m.resting_count(), 0);
+}
+
 /// A live set large enough that the live-id table doubles several times while commands
 /// come (8,192 slots at first; ~12,000 live orders at the peak), with sparse 64-bit ids,
 /// cancels and modifies of random live orders, crossing orders and cancels of dead and
@@ -607,7 +724,8 @@ fn fast_and_naive_agree_while_the_live_id_table_doubles() {
     }
     assert!(peak > 12_288, "peak live orders {peak}");
     fast_vs_naive(&cmds, Matcher::default()).expect("fast = naive");
-    restored_continues_identically(&cmds, 25_000).expect("restored = uninterrupted");
+    restored_continues_identically(&cmds, 25_000, IdUniqueness::Ever)
+        .expect("restored = uninterrupted");
 }
 
 /// The policy streams reach every new rule: pro-rata levels shared among several makers,

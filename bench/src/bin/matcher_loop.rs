@@ -12,7 +12,10 @@
 //! matcher_loop [N] --deep [SCENARIO]   # the deep-book flow, N new orders (default calm)
 //! matcher_loop --lobster FILE          # a LOBSTER replay with real ids (N is ignored)
 //! matcher_loop [N] --policies          # pro-rata levels, icebergs and stops (N steps)
+//! matcher_loop [N] --deep --ids ORDER  # ids relabelled: arrival|shuffled|gateways|random
 //! ```
+//!
+//! `--ids ORDER` relabels any workload's order ids (`ringex_engine::id_order`).
 
 use ringex_engine::workload::{
     DeepBookWorkload, ExchangeCoreWorkload, GeneratedWorkload, MultiSymbolWorkload, PriceScenario,
@@ -32,10 +35,17 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE]";
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random]";
     ringex_bench::harness::args::check(
         usage,
-        &["--funded", "--multi", "--policies", "--deep", "--lobster"],
+        &[
+            "--funded",
+            "--multi",
+            "--policies",
+            "--deep",
+            "--lobster",
+            "--ids",
+        ],
     );
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
@@ -86,6 +96,19 @@ fn main() {
             };
             (name.into(), w, cap)
         };
+    let (name, w) = match ringex_bench::harness::args::value("--ids") {
+        Some(s) => {
+            let Some(order) = ringex_engine::id_order::IdOrder::parse(&s) else {
+                eprintln!("{usage}");
+                std::process::exit(2)
+            };
+            (
+                format!("{name}, ids {}", order.name()),
+                ringex_engine::id_order::relabel(&w, order, 1),
+            )
+        }
+        None => (name, w),
+    };
     let mut m = Matcher::with_capacity(cap);
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();

@@ -10,7 +10,15 @@
 //! target/release/peers --exchange-core 1000000  # the exchange-core mix, STP off
 //! target/release/peers --multi 1000000          # 1000 instruments (Zipf), STP off
 //! target/release/peers --icebergs 1000000       # FIFO with icebergs (ringex, matchcore)
+//! target/release/peers --deep 1000000 --scenario calm --ids shuffled
+//!                                               # ids relabelled: arrival|shuffled|gateways|random
 //! ```
+//!
+//! With `--ids ORDER`, the generated flows' order ids are relabelled
+//! (`ringex_engine::id_order`: a shuffled permutation of 1..N, 16 gateways' interleaved
+//! counters, uniformly random 64-bit ids, or 1..N in arrival order); the trades and books
+//! are the same, so the difference is the ids' cost alone. `--scenario NAME` runs one
+//! price scenario of the deep flow instead of all five.
 //!
 //! With `--icebergs N`, N steps of the peer-safe policy flow
 //! (`PolicyWorkload { fifo_icebergs_only: true, .. }`): one FIFO instrument where a third of
@@ -395,7 +403,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    ringex_bench::harness::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N | --exchange-core N | --multi N | --icebergs N] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core", "--multi", "--icebergs"]);
+    ringex_bench::harness::args::check("usage: target/release/peers [--runs N] [--only ringex|matchcore|lobster] [--deep N [--scenario NAME] | --exchange-core N | --multi N | --icebergs N] [--ids arrival|shuffled|gateways|random] [FILE …]", &["--runs", "--only", "--deep", "--exchange-core", "--multi", "--icebergs", "--ids", "--scenario"]);
     let runs = number("--runs", 5).max(1) as usize;
     let deep = number("--deep", 0) as usize;
     let xcore = number("--exchange-core", 0) as usize;
@@ -404,12 +412,48 @@ fn main() {
     // `--only ENGINE`: time one engine only (for a profiler); the check still runs all three.
     let only_arg = ringex_bench::harness::args::value("--only");
     let only = only_arg.as_deref();
+    // `--ids a,b`: each flow once per id order.
+    let ids: Vec<Option<ringex_engine::id_order::IdOrder>> =
+        match ringex_bench::harness::args::value("--ids") {
+            None => vec![None],
+            Some(list) => list
+                .split(',')
+                .map(|s| {
+                    Some(
+                        ringex_engine::id_order::IdOrder::parse(s).unwrap_or_else(|| {
+                            eprintln!("--ids: a comma list of arrival, shuffled, gateways, random");
+                            std::process::exit(2)
+                        }),
+                    )
+                })
+                .collect(),
+        };
+    let scenario = ringex_bench::harness::args::value("--scenario").map(|s| {
+        ringex_engine::workload::PriceScenario::parse(&s).unwrap_or_else(|| {
+            eprintln!("--scenario: one of calm, trend-up, trend-down, volatile, jumps");
+            std::process::exit(2)
+        })
+    });
+    // The flow once per id order of `--ids` (relabelled), each named so.
+    let relabel = |name: String, w: ringex_engine::workload::GeneratedWorkload| {
+        ids.iter()
+            .map(|order| match order {
+                Some(order) => (
+                    format!("{name}, ids {}", order.name()),
+                    ringex_engine::id_order::relabel(&w, *order, 1),
+                ),
+                None => (name.clone(), w.clone()),
+            })
+            .collect::<Vec<_>>()
+    };
     let mut files: Vec<std::path::PathBuf> = std::env::args()
         .skip(1)
         .filter(|a| {
             !a.starts_with("--")
                 && a.parse::<u64>().is_err()
                 && !["ringex", "matchcore", "lobster"].contains(&a.as_str())
+                && ringex_engine::id_order::IdOrder::parse(a).is_none()
+                && ringex_engine::workload::PriceScenario::parse(a).is_none()
         })
         .map(Into::into)
         .collect();
@@ -438,48 +482,47 @@ fn main() {
             ..Default::default()
         }
         .generate(icebergs);
-        inputs.push((
-            format!(
-                "FIFO with icebergs ({icebergs} steps, {} icebergs, STP off)",
-                w.stats.icebergs
-            ),
-            allow(w.setup),
-            allow(w.commands),
-        ));
+        let name = format!(
+            "FIFO with icebergs ({icebergs} steps, {} icebergs, STP off)",
+            w.stats.icebergs
+        );
+        for (name, w) in relabel(name, w) {
+            inputs.push((name, allow(w.setup), allow(w.commands)));
+        }
         no_lobster = true;
         files.clear();
     } else if multi > 0 {
         // Many instruments (1000, Zipf activity, 20 resting orders each at the start; GTC and
         // IOC limits, cancels, moves): one book per instrument in each peer.
         let w = ringex_engine::workload::MultiSymbolWorkload::default().generate(multi);
-        inputs.push((
-            format!("multi-symbol, 1000 instruments ({multi} commands, STP off)"),
-            allow(w.setup),
-            allow(w.commands),
-        ));
+        let name = format!("multi-symbol, 1000 instruments ({multi} commands, STP off)");
+        for (name, w) in relabel(name, w) {
+            inputs.push((name, allow(w.setup), allow(w.commands)));
+        }
         files.clear();
     } else if xcore > 0 {
         // The exchange-core mix (one instrument, 1000 accounts, ~1000 resting orders, GTC and
         // IOC limits, cancels, moves).
         let w = ringex_engine::workload::ExchangeCoreWorkload::default().generate(xcore);
-        inputs.push((
-            format!("exchange-core mix ({xcore} commands, STP off)"),
-            allow(w.setup),
-            allow(w.commands),
-        ));
+        let name = format!("exchange-core mix ({xcore} commands, STP off)");
+        for (name, w) in relabel(name, w) {
+            inputs.push((name, allow(w.setup), allow(w.commands)));
+        }
         files.clear();
     } else if deep > 0 {
-        for sc in ringex_engine::workload::PriceScenario::ALL {
+        let scenarios = match scenario {
+            Some(sc) => vec![sc],
+            None => ringex_engine::workload::PriceScenario::ALL.to_vec(),
+        };
+        for sc in scenarios {
             let w = ringex_engine::workload::DeepBookWorkload {
                 scenario: sc,
                 ..Default::default()
             }
             .generate(deep);
-            inputs.push((
-                format!("deep {} ({deep} new orders)", sc.name()),
-                w.setup,
-                w.commands,
-            ));
+            for (name, w) in relabel(format!("deep {} ({deep} new orders)", sc.name()), w) {
+                inputs.push((name, w.setup, w.commands));
+            }
         }
         files.clear();
     } else {
@@ -502,8 +545,10 @@ fn main() {
     println!("# matcher alone, commands/s (median of {runs} interleaved rounds); agree = trades per command and price, and final books, equal");
     println!("| file | commands | ringex | matchcore | lobster | ringex / fastest peer | agree |");
     println!("|---|---:|---:|---:|---:|---:|---|");
-    let mut failed = false;
-    for (short, setup, cmds) in &inputs {
+    // The checks first, then the timed rounds: each round runs every input (so that inputs
+    // compared with each other, like one flow under two id orders, share the minutes).
+    let mut whys: Vec<Vec<&str>> = Vec::new();
+    for (_, setup, cmds) in &inputs {
         // The check run.
         let (_, rt, rl) = ringex_run(setup, cmds, true);
         let (_, mt, ml) = matchcore_run(setup, cmds, true);
@@ -538,10 +583,13 @@ fn main() {
         {
             why.push("lobster book");
         }
-        let (mut r, mut m, mut l) = (Vec::new(), Vec::new(), Vec::new());
-        // Each round rotates the order, so that no engine always runs right after the same
-        // other one (whose memory traffic and freed heap the next run starts with).
-        for round in 0..runs {
+        whys.push(why);
+    }
+    let mut speeds = vec![(Vec::new(), Vec::new(), Vec::new()); inputs.len()];
+    for round in 0..runs {
+        for ((_, setup, cmds), (r, m, l)) in inputs.iter().zip(&mut speeds) {
+            // Each round rotates the order, so that no engine always runs right after the
+            // same other one (whose memory traffic and freed heap the next run starts with).
             for k in 0..3 {
                 match (round + k) % 3 {
                     0 if only.is_none_or(|o| o == "ringex") => {
@@ -557,6 +605,9 @@ fn main() {
                 }
             }
         }
+    }
+    let mut failed = false;
+    for (((short, _, cmds), why), (r, m, l)) in inputs.iter().zip(&whys).zip(speeds) {
         let (r, m, l) = (median(r), median(m), median(l));
         println!(
             "| {short} | {} | {:.2}M | {:.2}M | {:.2}M | {:.2}× | {} |",

@@ -355,6 +355,11 @@ impl OrderBooks {
         self.ids = ids;
     }
 
+    /// Remembers dead ids from now on (after [`OrderBooks::forget_dead_ids`]).
+    pub fn track_dead_ids(&mut self) {
+        self.ids.track_used();
+    }
+
     /// Marks the ids of a state's used ranges (before any order is inserted); until
     /// [`OrderBooks::end_load`] the state's live orders go in as live only (their ids are in
     /// the ranges).

@@ -26,6 +26,7 @@
 //! history.
 
 use super::table::IdTable;
+use roaring::RoaringBitmap;
 use std::collections::BTreeMap;
 
 /// What an id is.
@@ -80,6 +81,14 @@ impl RangeSet {
         self.ranges.len()
     }
 
+    /// Whether any id of `[lo, hi]` is in the set.
+    pub fn intersects(&self, lo: u64, hi: u64) -> bool {
+        self.ranges
+            .range(..=hi)
+            .next_back()
+            .is_some_and(|(_, &h)| h >= lo)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -96,8 +105,10 @@ const CHUNK: usize = 1024;
 /// Runs kept apart before further new flows go to the ordered map.
 const MAX_RUNS: usize = 16;
 
-/// An id this far past the end of its run starts a run of its own (a counter never jumps
-/// 2^32 ids; separate flows, like ranges handed to gateways, do).
+/// An id this far past the end of its run, or below the first run, starts a run of its own
+/// (a counter never jumps 2^32 ids; separate flows, like a replay's synthetic ids beside a
+/// feed's, do). Nearer ones are out of order, or flows close together (gateways' ranges
+/// 2^28 apart): they go to the bitmaps.
 const FAR: u64 = 1 << 32;
 
 /// The used ids of one increasing flow: ascending, disjoint, non-adjacent ranges in chunks.
@@ -175,6 +186,122 @@ impl Run {
     }
 }
 
+/// A range this long (or crossing a block) is kept as a range, never in a bitmap.
+const LONG: u64 = 1 << 16;
+
+/// Out-of-order used ids, by 2^32-id block: a block that holds more than one of them keeps
+/// them in a compressed bitmap (`roaring`: an array of 16-bit halves while a 65,536-id
+/// chunk of it is sparse, 2 bytes per id; a plain bitmap once dense, a bit per id; a list
+/// of runs where full), so a flow whose ids come in any order — a shuffled permutation,
+/// gateways' interleaved counters — costs at most 2 bytes per id and a few probes per
+/// lookup. A lone id in its block (uniformly random 64-bit ids: every one is alone) and a
+/// long range from a state stay in an ordered map of ranges (16 bytes each), which a
+/// bitmap per block would multiply.
+#[derive(Clone, Debug)]
+struct Scattered {
+    /// Bitmaps by block (`id >> 32`), of the ids' low 32 bits.
+    dense: BTreeMap<u32, RoaringBitmap>,
+    /// Everything else.
+    sparse: RangeSet,
+    /// The lowest and highest id in `sparse` (a new id outside them skips its search: the
+    /// few out-of-order ids of a real feed lie far below the flow).
+    sparse_span: (u64, u64),
+    /// Ids in `dense`.
+    dense_len: usize,
+    /// The lowest and highest id in `dense` (empty: `(1, 0)`), for the same reason.
+    dense_span: (u64, u64),
+}
+
+impl Default for Scattered {
+    fn default() -> Self {
+        Scattered {
+            dense: BTreeMap::new(),
+            sparse: RangeSet::default(),
+            sparse_span: (0, 0),
+            dense_len: 0,
+            dense_span: (1, 0),
+        }
+    }
+}
+
+impl Scattered {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.dense.is_empty() && self.sparse.is_empty()
+    }
+
+    #[inline]
+    fn contains(&self, id: u64) -> bool {
+        if (self.dense_span.0..=self.dense_span.1).contains(&id) {
+            if let Some(b) = self.dense.get(&((id >> 32) as u32)) {
+                if b.contains(id as u32) {
+                    return true;
+                }
+            }
+        }
+        !self.sparse.is_empty()
+            && (self.sparse_span.0..=self.sparse_span.1).contains(&id)
+            && self.sparse.contains(id)
+    }
+
+    fn insert(&mut self, lo: u64, hi: u64) {
+        let block = (lo >> 32) as u32;
+        if hi >> 32 == lo >> 32 && hi - lo < LONG {
+            let (l, h) = (lo as u32, hi as u32);
+            let widen = |span: (u64, u64)| {
+                if span.0 > span.1 {
+                    (lo, hi)
+                } else {
+                    (span.0.min(lo), span.1.max(hi))
+                }
+            };
+            if let Some(b) = self.dense.get_mut(&block) {
+                self.dense_len += if l == h {
+                    b.insert(l) as usize
+                } else {
+                    b.insert_range(l..=h) as usize
+                };
+                self.dense_span = widen(self.dense_span);
+                return;
+            }
+            // A second scattered id in its block: the block gets a bitmap (what the map
+            // holds for it stays there; a lookup reads both).
+            let base = (block as u64) << 32;
+            if self.sparse.intersects(base, base | u32::MAX as u64) {
+                let mut b = RoaringBitmap::new();
+                self.dense_len += b.insert_range(l..=h) as usize;
+                self.dense.insert(block, b);
+                self.dense_span = widen(self.dense_span);
+                return;
+            }
+        }
+        self.sparse_span = if self.sparse.is_empty() {
+            (lo, hi)
+        } else {
+            (self.sparse_span.0.min(lo), self.sparse_span.1.max(hi))
+        };
+        self.sparse.insert(lo, hi);
+    }
+
+    /// Appends every id as ranges (unsorted between the two parts).
+    fn ranges_into(&self, all: &mut Vec<(u64, u64)>) {
+        all.extend(self.sparse.iter());
+        for (&block, b) in &self.dense {
+            let base = (block as u64) << 32;
+            let mut v: Vec<(u64, u64)> = Vec::new();
+            for low in b {
+                let id = base | low as u64;
+                push_range(&mut v, id, id);
+            }
+            all.extend(v);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sparse.len() + self.dense_len
+    }
+}
+
 /// Every used id. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct UsedIds {
@@ -182,10 +309,7 @@ pub(crate) struct UsedIds {
     runs: Vec<Run>,
     /// Ids that fell inside a run's span (out of order) or below every run once
     /// [`MAX_RUNS`] runs exist.
-    other: RangeSet,
-    /// The lowest and highest id in `other` (a new id outside them skips its search: the
-    /// few out-of-order ids of a real feed lie far below the flow).
-    other_span: (u64, u64),
+    other: Scattered,
     /// Empty chunks reserved up front ([`UsedIds::reserve`]), taken before allocating.
     spare: Vec<Vec<(u64, u64)>>,
     /// `run_of` of the last id added (0: none yet): most ids come from the flow the last
@@ -229,9 +353,7 @@ impl UsedIds {
                 return true;
             }
         }
-        !self.other.is_empty()
-            && (self.other_span.0..=self.other_span.1).contains(&id)
-            && self.other.contains(id)
+        self.other.contains(id)
     }
 
     /// Records `[lo, hi]` as used.
@@ -240,7 +362,9 @@ impl UsedIds {
         if k == 0 {
             // Below every run: a new flow (or the first id of all).
             match self.runs.first() {
-                Some(r) if hi >= r.first() => self.add_other(lo, hi),
+                // Near the first run's start, or overlapping it: an out-of-order id of that
+                // flow (a shuffled flow's ids would each start a run and fill the heads).
+                Some(r) if hi.saturating_add(FAR) >= r.first() => self.add_other(lo, hi),
                 _ if self.runs.len() < MAX_RUNS => {
                     let mut r = Run::new(lo, hi, &mut self.spare);
                     r.chunks.reserve(self.spare.len());
@@ -265,18 +389,14 @@ impl UsedIds {
             // Past the end of its flow, before the next flow: the common case.
             r.push(lo, hi, &mut self.spare);
             self.hint = k;
-        } else if lo != hi || !r.contains(lo) {
-            // Inside the run's span (out of order), or reaching into the next run.
+        } else {
+            // Inside the run's span (out of order), or reaching into the next run. (An id
+            // the run holds already would only be held twice: callers add new ids.)
             self.add_other(lo, hi);
         }
     }
 
     fn add_other(&mut self, lo: u64, hi: u64) {
-        self.other_span = if self.other.is_empty() {
-            (lo, hi)
-        } else {
-            (self.other_span.0.min(lo), self.other_span.1.max(hi))
-        };
         self.other.insert(lo, hi);
     }
 
@@ -284,7 +404,7 @@ impl UsedIds {
     pub fn ranges(&self) -> Vec<(u64, u64)> {
         let mut all: Vec<(u64, u64)> = self.runs.iter().flat_map(Run::ranges).collect();
         if !self.other.is_empty() {
-            all.extend(self.other.iter());
+            self.other.ranges_into(&mut all);
             all.sort_unstable();
         }
         let mut v: Vec<(u64, u64)> = Vec::with_capacity(all.len());
@@ -294,7 +414,7 @@ impl UsedIds {
         v
     }
 
-    /// Ranges held.
+    /// Ranges held, and ids in bitmaps.
     pub fn len(&self) -> usize {
         self.runs.iter().map(Run::len).sum::<usize>() + self.other.len()
     }
@@ -337,6 +457,17 @@ impl IdIndex {
             used: UsedIds::default(),
             track_used,
             loading: false,
+        }
+    }
+
+    /// Records dead ids from now on (live ids are recorded as used at once).
+    pub fn track_used(&mut self) {
+        if !self.track_used {
+            self.track_used = true;
+            let live: Vec<u64> = self.live.iter().map(|(id, _)| id).collect();
+            for id in live {
+                self.used.add_other(id, id);
+            }
         }
     }
 

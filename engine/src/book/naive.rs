@@ -13,8 +13,8 @@ use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Amount, AssetId, Balance, InstrumentDef, Rate};
 use crate::matching::MatchingEngine;
 use crate::types::{
-    AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, SelfTradePrevention,
-    Sequence, Side, TimeInForce,
+    AccountId, IdUniqueness, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty,
+    SelfTradePrevention, Sequence, Side, TimeInForce,
 };
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +81,8 @@ pub struct NaiveMatcher {
     tops: BTreeMap<(u32, u8), u64>,
     /// The terms announced for the next order.
     terms: Option<OrderTerms>,
+    /// Which ids a new order may not take.
+    id_rule: IdUniqueness,
 }
 
 /// `n × r` truncated toward zero.
@@ -149,6 +151,16 @@ impl NaiveMatcher {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same rule as [`crate::Matcher::with_id_uniqueness`].
+    pub fn with_id_uniqueness(mut self, rule: IdUniqueness) -> Self {
+        if rule == IdUniqueness::Ever && self.id_rule == IdUniqueness::Live {
+            // Only ids used from now on (and the live ones) are remembered.
+            self.used_ids = self.resting.iter().map(|r| r.order.order_id.0).collect();
+        }
+        self.id_rule = rule;
+        self
     }
 
     /// The same limit as [`crate::Matcher::with_max_open_orders`].
@@ -538,7 +550,10 @@ impl NaiveMatcher {
             Some(RejectCode::ZeroQty)
         } else if terms_code.is_some() {
             terms_code
-        } else if self.used_ids.contains(&o.order_id.0) {
+        } else if match self.id_rule {
+            IdUniqueness::Ever => self.used_ids.contains(&o.order_id.0),
+            IdUniqueness::Live => self.resting.iter().any(|r| r.order.order_id == o.order_id),
+        } {
             Some(RejectCode::DuplicateOrderId)
         } else if halted {
             Some(RejectCode::Halted)

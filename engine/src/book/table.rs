@@ -238,7 +238,6 @@ impl IdTable {
     }
 
     /// Every (key, value), in no particular order.
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.slots
             .iter()

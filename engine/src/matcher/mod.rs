@@ -25,8 +25,8 @@ use crate::command::{Command, CommandKind, NewOrder, OrderTerms};
 use crate::event::{CancelReason, Event, EventKind, RejectCode};
 use crate::funds::{Balance, Funding, InstrumentDef, Ledger};
 use crate::types::{
-    AccountId, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty, SelfTradePrevention,
-    Sequence, Side, TimeInForce, Timestamp,
+    AccountId, IdUniqueness, InstrumentId, MatchPolicy, OrderId, OrderType, Price, Qty,
+    SelfTradePrevention, Sequence, Side, TimeInForce, Timestamp,
 };
 use rustc_hash::FxHashSet;
 use std::cmp::Reverse;
@@ -169,6 +169,20 @@ impl Matcher {
         self.max_open_orders = n;
         if n != u32::MAX {
             self.books.count_accounts();
+        }
+        self
+    }
+
+    /// Sets which ids a new order may not take ([`IdUniqueness`]; `Ever` by default). With
+    /// `Live`, the dead ids known so far are forgotten at once, and from then on a
+    /// `duplicate_order_id` reject means an order with that id is live now. Set it the same
+    /// wherever the same commands are replayed (every node of a shard, recovery): switched
+    /// from `Live` back to `Ever`, only ids used from then on are remembered.
+    pub fn with_id_uniqueness(mut self, rule: IdUniqueness) -> Self {
+        if rule == IdUniqueness::Live {
+            self.books.forget_dead_ids();
+        } else {
+            self.books.track_dead_ids();
         }
         self
     }
@@ -410,12 +424,17 @@ impl Matcher {
     }
 
     fn expire(&mut self, seq: Sequence, now: Timestamp, out: &mut Vec<Event>) {
-        while let Some(&Reverse((exp, _, id))) = self.expiries.peek() {
+        while let Some(&Reverse((exp, accept_seq, id))) = self.expiries.peek() {
             if exp > now.0 {
                 break;
             }
             self.expiries.pop();
+            // The order the entry was made for (under `IdUniqueness::Live` its id may have
+            // come back on a later order).
             if let IdState::Live(i) = self.books.id_state(OrderId(id)) {
+                if self.books.cold(i).accept_seq != accept_seq {
+                    continue;
+                }
                 let n = self.books.node(i);
                 out.push(Event::new(
                     seq,

@@ -288,7 +288,9 @@ fn decode_with(raw: &[[u16; 8]], funded: bool, policy: Option<(MatchPolicy, u64)
 /// generator's counter, so that the id index meets other id patterns: 1 — three
 /// interleaved flows (a dense counter, sparse ids ~5,000 apart from 2^40, a far counter at
 /// 2^62, like LOBSTER's references and a replay's synthetic ids); 2 — random 64-bit ids
-/// (a bijective mix); 3 — falling ids. Anything else: unchanged.
+/// (a bijective mix); 3 — falling ids; 4 — ids scattered over 2^20 (a bijection of the
+/// counter: out of order, within one 2^32 block, so the used ids go to a bitmap). Anything
+/// else: unchanged.
 #[allow(dead_code)]
 pub fn reshape_ids(cmds: &[Command], shape: u8) -> Vec<Command> {
     let f = |id: OrderId| {
@@ -301,6 +303,7 @@ pub fn reshape_ids(cmds: &[Command], shape: u8) -> Vec<Command> {
             },
             2 => k.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17),
             3 => (u64::MAX / 2) - k * 7,
+            4 => (k.wrapping_mul(0x9E37_79B1) & 0xF_FFFF) + (k >> 20 << 20) + 1,
             _ => k,
         })
     };
@@ -315,6 +318,7 @@ pub fn reshape_ids(cmds: &[Command], shape: u8) -> Vec<Command> {
                 CommandKind::Invalid {
                     order_id: Some(id), ..
                 } => *id = f(*id),
+                CommandKind::OrderTerms(t) => t.order_id = f(t.order_id),
                 _ => {}
             }
             c

@@ -3,7 +3,9 @@
 //! message CSVs and the three zips; the replay's setup runs untimed), the deep-book flow
 //! (`DeepBookWorkload`, 200,000 new orders, each of the five price scenarios) and the
 //! multi-symbol flow (`MultiSymbolWorkload`, 1000 instruments, Zipf), and the policy flow
-//! (`PolicyWorkload`: pro-rata levels with and without TOP, icebergs, stops).
+//! (`PolicyWorkload`: pro-rata levels with and without TOP, icebergs, stops), and the deep
+//! calm flow with its ids relabelled (`id_order`: in arrival order, a shuffled
+//! permutation, 16 gateways' interleaved counters, random 64-bit ids; 200,000 new orders).
 //!
 //! `cargo bench -p ringex-engine --bench matcher_workloads`
 
@@ -53,6 +55,15 @@ fn bench(c: &mut Criterion) {
     run(c, "multi_symbol_500k_commands", &w);
     let w = ringex_engine::policy_workload::PolicyWorkload::default().generate(500_000);
     run(c, "policies_500k_steps", &w);
+    let deep = DeepBookWorkload::default().generate(200_000);
+    for order in ringex_engine::id_order::IdOrder::ALL {
+        let w = ringex_engine::id_order::relabel(&deep, order, 1);
+        run(
+            c,
+            &format!("deep_calm_200k_orders_ids_{}", order.name()),
+            &w,
+        );
+    }
 }
 
 criterion_group!(benches, bench);

@@ -7,7 +7,7 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// Forwards to the system allocator and counts `alloc` and `realloc` calls while
 /// [`count_allocations`] runs.
@@ -15,6 +15,8 @@ pub struct CountingAllocator;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not freed, always kept.
+static LIVE: AtomicI64 = AtomicI64::new(0);
 
 // SAFETY: every call is forwarded to the system allocator unchanged; the counter is an
 // atomic touched only on the side.
@@ -23,10 +25,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: the caller's layout contract is passed on as is.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -34,6 +38,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         // SAFETY: as for `alloc` and `dealloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -48,4 +53,11 @@ pub fn count_allocations(f: impl FnOnce()) -> u64 {
     f();
     COUNTING.store(false, Ordering::SeqCst);
     ALLOCS.load(Ordering::SeqCst)
+}
+
+/// Bytes allocated and not yet freed, by every thread, since the program started
+/// (requested sizes: the allocator's own rounding is not counted). Meaningful only in a
+/// binary whose global allocator is [`CountingAllocator`].
+pub fn live_bytes() -> i64 {
+    LIVE.load(Ordering::SeqCst)
 }

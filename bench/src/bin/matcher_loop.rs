@@ -16,12 +16,37 @@
 //! ```
 //!
 //! `--ids ORDER` relabels any workload's order ids (`ringex_engine::id_order`).
+//! `--id-memory` also prints what the record of used ids costs on the flow: the heap the
+//! matcher holds after the flow under `IdUniqueness::Ever`, less what it holds under
+//! `IdUniqueness::Live` (the same books, the same live-id table; nothing kept for dead ids),
+//! per distinct order id (a counting allocator, requested sizes; no room reserved for
+//! gaps up front, `MatcherCapacity::ids` 0).
 
 use ringex_engine::workload::{
     DeepBookWorkload, ExchangeCoreWorkload, GeneratedWorkload, MultiSymbolWorkload, PriceScenario,
 };
 use ringex_engine::{Command, Event, Matcher, MatcherCapacity, Sequence};
 use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: ringex_engine::testing::CountingAllocator =
+    ringex_engine::testing::CountingAllocator;
+
+/// Heap the matcher holds after the whole flow under `rule`.
+fn held_after(
+    w: &GeneratedWorkload,
+    cap: MatcherCapacity,
+    rule: ringex_engine::IdUniqueness,
+) -> i64 {
+    let mut out = Vec::with_capacity(4096);
+    let base = ringex_engine::testing::live_bytes();
+    let mut m = Matcher::with_capacity(cap).with_id_uniqueness(rule);
+    run_matcher(&mut m, &w.setup, 0, &mut out);
+    run_matcher(&mut m, &w.commands, w.setup.len() as u64, &mut out);
+    let held = ringex_engine::testing::live_bytes() - base;
+    drop(m);
+    held
+}
 
 #[inline(never)]
 fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event>) -> usize {
@@ -35,7 +60,7 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random]";
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random] [--id-memory]";
     ringex_bench::harness::args::check(
         usage,
         &[
@@ -45,6 +70,7 @@ fn main() {
             "--deep",
             "--lobster",
             "--ids",
+            "--id-memory",
         ],
     );
     let args: Vec<String> = std::env::args().collect();
@@ -123,4 +149,28 @@ fn main() {
         w.commands.len() as f64 / secs / 1e6,
         w.stats
     );
+    if has("--id-memory") {
+        drop(m);
+        // Nothing reserved for gaps up front: what the flow itself makes the record hold.
+        let cap = MatcherCapacity { ids: 0, ..cap };
+        let ever = held_after(&w, cap, ringex_engine::IdUniqueness::Ever);
+        let live = held_after(&w, cap, ringex_engine::IdUniqueness::Live);
+        let ids: std::collections::HashSet<u64> = w
+            .setup
+            .iter()
+            .chain(&w.commands)
+            .filter_map(|c| match c.kind {
+                ringex_engine::CommandKind::NewOrder(o) => Some(o.order_id.0),
+                _ => None,
+            })
+            .collect();
+        println!(
+            "used-id record: {} bytes for {} order ids = {:.3} bytes per id (matcher heap {} bytes under Ever, {} under Live)",
+            ever - live,
+            ids.len(),
+            (ever - live) as f64 / ids.len() as f64,
+            ever,
+            live
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// `ringex bench` options.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// exchange-core, multi-symbol, deep[:calm|trend-up|trend-down|volatile|jumps] (the deep-book flow), or lobster (with --lobster-file).
+    /// exchange-core, multi-symbol, policies, deep[:calm|trend-up|trend-down|volatile|jumps] (the deep-book flow), or lobster (with --lobster-file).
     #[arg(long, default_value = "exchange-core")]
     pub workload: String,
     /// With --workload exchange-core: trade a funded instrument, every account funded so
@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// A LOBSTER message file (CSV or the sample zip) for --workload lobster.
     #[arg(long)]
     pub lobster_file: Option<PathBuf>,
+    /// Relabel the workload's order ids: arrival (1, 2, 3, …), shuffled (a permutation of
+    /// 1..N), gateways (16 interleaved counters) or random (64-bit).
+    #[arg(long)]
+    pub ids: Option<String>,
     /// Measured commands.
     #[arg(long, default_value_t = 1_000_000)]
     pub commands: usize,
@@ -331,8 +335,22 @@ fn plan_layout(a: &BenchArgs) -> Result<(Vec<bool>, String), String> {
     Ok((group, layout))
 }
 
-/// `--workload` (and `--funded`, `--lobster-file`).
+/// `--workload` (and `--funded`, `--lobster-file`, `--ids`).
 fn workload(a: &BenchArgs) -> Result<Box<dyn Workload>, String> {
+    let w = flow(a)?;
+    Ok(match &a.ids {
+        None => w,
+        Some(s) => {
+            let order = ringex_engine::id_order::IdOrder::parse(s).ok_or(format!(
+                "unknown --ids {s:?}: arrival, shuffled, gateways or random"
+            ))?;
+            Box::new(crate::harness::Relabelled { inner: w, order })
+        }
+    })
+}
+
+/// `--workload` (and `--funded`, `--lobster-file`).
+fn flow(a: &BenchArgs) -> Result<Box<dyn Workload>, String> {
     Ok(match a.workload.as_str() {
         "exchange-core" => Box::new(ExchangeCoreWorkload {
             funded: a.funded,

@@ -95,6 +95,23 @@ impl Workload for ringex_engine::policy_workload::PolicyWorkload {
     }
 }
 
+/// Another workload with its order ids relabelled (`ringex bench --ids`).
+pub struct Relabelled {
+    /// The flow.
+    pub inner: Box<dyn Workload>,
+    /// Its ids' new order.
+    pub order: ringex_engine::id_order::IdOrder,
+}
+
+impl Workload for Relabelled {
+    fn name(&self) -> String {
+        format!("{}, ids {}", self.inner.name(), self.order.name())
+    }
+    fn generate(&self, n: usize) -> GeneratedWorkload {
+        ringex_engine::id_order::relabel(&self.inner.generate(n), self.order, 1)
+    }
+}
+
 impl Workload for Recorded {
     fn name(&self) -> String {
         self.name.clone()

@@ -32,20 +32,23 @@ use std::hint::black_box;
 static GLOBAL: ringex_engine::testing::CountingAllocator =
     ringex_engine::testing::CountingAllocator;
 
-/// Heap the matcher holds after the whole flow under `rule`.
+/// Heap the matcher holds after the whole flow under `rule`, and the allocations the
+/// measured commands made.
 fn held_after(
     w: &GeneratedWorkload,
     cap: MatcherCapacity,
     rule: ringex_engine::IdUniqueness,
-) -> i64 {
+) -> (i64, u64) {
     let mut out = Vec::with_capacity(4096);
     let base = ringex_engine::testing::live_bytes();
     let mut m = Matcher::with_capacity(cap).with_id_uniqueness(rule);
     run_matcher(&mut m, &w.setup, 0, &mut out);
-    run_matcher(&mut m, &w.commands, w.setup.len() as u64, &mut out);
+    let allocs = ringex_engine::testing::count_allocations(|| {
+        run_matcher(&mut m, &w.commands, w.setup.len() as u64, &mut out);
+    });
     let held = ringex_engine::testing::live_bytes() - base;
     drop(m);
-    held
+    (held, allocs)
 }
 
 #[inline(never)]
@@ -164,13 +167,16 @@ fn main() {
                 _ => None,
             })
             .collect();
+        let ((ever, allocs_ever), (live, allocs_live)) = (ever, live);
         println!(
-            "used-id record: {} bytes for {} order ids = {:.3} bytes per id (matcher heap {} bytes under Ever, {} under Live)",
+            "used-id record: {} bytes for {} order ids = {:.3} bytes per id (matcher heap {} bytes under Ever, {} under Live; allocations during the measured commands: {} under Ever, {} under Live)",
             ever - live,
             ids.len(),
             (ever - live) as f64 / ids.len() as f64,
             ever,
-            live
+            live,
+            allocs_ever,
+            allocs_live
         );
     }
 }

@@ -239,7 +239,12 @@ const LONG: u64 = 1 << 16;
 #[derive(Clone, Debug)]
 struct Scattered {
     /// Bitmaps by block (`id >> 32`), of the ids' low 32 bits.
-    dense: BTreeMap<u32, RoaringBitmap>,
+    dense: BTreeMap<u32, u32>,
+    /// The bitmaps, by the index `dense` gives (never moved but by the Vec's growth).
+    bitmaps: Vec<RoaringBitmap>,
+    /// The block and index of the bitmap last created or written: most ids out of order
+    /// fall in one block, found without the map.
+    last: (u32, u32),
     /// Everything else.
     sparse: RangeSet,
     /// The lowest and highest id in `sparse` (a new id outside them skips its search: the
@@ -258,6 +263,8 @@ impl Default for Scattered {
     fn default() -> Self {
         Scattered {
             dense: BTreeMap::new(),
+            bitmaps: Vec::new(),
+            last: (0, 0),
             sparse: RangeSet::default(),
             sparse_span: (0, 0),
             dense_len: 0,
@@ -277,8 +284,8 @@ impl Scattered {
     #[inline(never)]
     fn contains(&self, id: u64) -> bool {
         if (self.dense_span.0..=self.dense_span.1).contains(&id) {
-            if let Some(b) = self.dense.get(&((id >> 32) as u32)) {
-                if b.contains(id as u32) {
+            if let Some(i) = self.bitmap_of((id >> 32) as u32) {
+                if self.bitmaps[i].contains(id as u32) {
                     return true;
                 }
             }
@@ -286,6 +293,15 @@ impl Scattered {
         !self.sparse.is_empty()
             && (self.sparse_span.0..=self.sparse_span.1).contains(&id)
             && self.sparse.contains(id)
+    }
+
+    /// The index of `block`'s bitmap, if it has one.
+    #[inline]
+    fn bitmap_of(&self, block: u32) -> Option<usize> {
+        if self.last.0 == block && !self.bitmaps.is_empty() {
+            return Some(self.last.1 as usize);
+        }
+        self.dense.get(&block).map(|&i| i as usize)
     }
 
     /// Whether `id` may be held (inside the span of every id held).
@@ -310,7 +326,9 @@ impl Scattered {
                     (span.0.min(lo), span.1.max(hi))
                 }
             };
-            if let Some(b) = self.dense.get_mut(&block) {
+            if let Some(i) = self.bitmap_of(block) {
+                self.last = (block, i as u32);
+                let b = &mut self.bitmaps[i];
                 self.dense_len += if l == h {
                     b.insert(l) as usize
                 } else {
@@ -338,7 +356,10 @@ impl Scattered {
             if neighbour {
                 let mut b = RoaringBitmap::new();
                 self.dense_len += b.insert_range(l..=h) as usize;
-                self.dense.insert(block, b);
+                let i = self.bitmaps.len() as u32;
+                self.bitmaps.push(b);
+                self.dense.insert(block, i);
+                self.last = (block, i);
                 self.dense_span = widen(self.dense_span);
                 return;
             }
@@ -359,7 +380,8 @@ impl Scattered {
     /// Appends every id as ranges (unsorted between the two parts).
     fn ranges_into(&self, all: &mut Vec<(u64, u64)>) {
         all.extend(self.sparse.iter());
-        for (&block, b) in &self.dense {
+        for (&block, &i) in &self.dense {
+            let b = &self.bitmaps[i as usize];
             let base = (block as u64) << 32;
             let mut v: Vec<(u64, u64)> = Vec::new();
             for low in b {

@@ -16,6 +16,7 @@
 //! ```
 //!
 //! `--ids ORDER` relabels any workload's order ids (`ringex_engine::id_order`).
+//! `--live-ids` runs the matcher with `IdUniqueness::Live` (only live orders' ids refused).
 //! `--id-memory` also prints what the record of used ids costs on the flow: the heap the
 //! matcher holds after the flow under `IdUniqueness::Ever`, less what it holds under
 //! `IdUniqueness::Live` (the same books, the same live-id table; nothing kept for dead ids),
@@ -63,7 +64,7 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random] [--id-memory]";
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random] [--id-memory] [--live-ids]";
     ringex_bench::harness::args::check(
         usage,
         &[
@@ -74,6 +75,7 @@ fn main() {
             "--lobster",
             "--ids",
             "--id-memory",
+            "--live-ids",
         ],
     );
     let args: Vec<String> = std::env::args().collect();
@@ -139,6 +141,9 @@ fn main() {
         None => (name, w),
     };
     let mut m = Matcher::with_capacity(cap);
+    if has("--live-ids") {
+        m = m.with_id_uniqueness(ringex_engine::IdUniqueness::Live);
+    }
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();
     let events_setup = run_matcher(&mut m, &w.setup, 0, &mut out);

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod md;
 pub mod metrics;
 pub mod protocol;
+pub mod rest;
 pub mod router;
 pub mod session;
 
@@ -66,10 +67,11 @@ pub struct ServeOptions {
     /// deposits, resting orders. Ignored when the journal already holds commands.
     #[arg(long)]
     pub setup: Option<PathBuf>,
-    /// An API key and the account it acts for, `KEY:ACCOUNT` (repeat the flag).
+    /// An API key and the account it acts for, `KEY:ACCOUNT`, or an admin key, `KEY:admin`
+    /// (repeat the flag).
     #[arg(long = "key")]
     pub keys: Vec<String>,
-    /// A file of `KEY:ACCOUNT` lines (`#` comments).
+    /// A file of `KEY:ACCOUNT` and `KEY:admin` lines (`#` comments).
     #[arg(long)]
     pub keys_file: Option<PathBuf>,
     /// The demo: symbols DEMO-A and DEMO-B (tick 0.01, lot 1) when the journal is fresh,
@@ -197,7 +199,7 @@ pub enum ServeError {
     #[error(transparent)]
     Run(#[from] RunError),
     /// A key flag or file line is not `KEY:ACCOUNT`.
-    #[error("bad API key entry {0:?}: write KEY:ACCOUNT, e.g. mm:1")]
+    #[error("bad API key entry {0:?}: write KEY:ACCOUNT (e.g. mm:1) or KEY:admin")]
     Key(String),
     /// The keys file could not be read.
     #[error("cannot read keys file {0}: {1}")]
@@ -273,8 +275,14 @@ pub struct Limits {
 pub struct App {
     /// The instruments.
     pub specs: Arc<Specs>,
-    /// API key → account.
+    /// API key → account (trader keys).
     pub keys: HashMap<String, AccountId>,
+    /// Admin keys (`KEY:admin`): they place no orders.
+    pub admin_keys: std::collections::HashSet<String>,
+    /// REST calls' token buckets, per trader key.
+    pub(crate) rest_buckets: Mutex<HashMap<String, session::Bucket>>,
+    /// REST calls' idempotency keys.
+    pub idempotency: Mutex<rest::Idempotency>,
     /// The order ids the server assigns.
     pub ids: ids::OrderIds,
     /// Session sign-ups for the report router.
@@ -407,7 +415,17 @@ impl Server {
     }
 }
 
-fn parse_keys(opts: &ServeOptions) -> Result<HashMap<String, AccountId>, ServeError> {
+/// Trader keys (`KEY:ACCOUNT`) and admin keys (`KEY:admin`).
+#[allow(clippy::type_complexity)]
+fn parse_keys(
+    opts: &ServeOptions,
+) -> Result<
+    (
+        HashMap<String, AccountId>,
+        std::collections::HashSet<String>,
+    ),
+    ServeError,
+> {
     let mut lines: Vec<String> = opts.keys.clone();
     if let Some(p) = &opts.keys_file {
         let text = std::fs::read_to_string(p).map_err(|e| ServeError::KeysFile(p.clone(), e))?;
@@ -421,25 +439,36 @@ fn parse_keys(opts: &ServeOptions) -> Result<HashMap<String, AccountId>, ServeEr
         lines.extend(DEMO_KEYS.iter().map(|(k, a)| format!("{k}:{a}")));
     }
     let mut keys = HashMap::new();
+    let mut admin = std::collections::HashSet::new();
     for l in lines {
         let (k, a) = l
             .rsplit_once(':')
             .ok_or_else(|| ServeError::Key(l.clone()))?;
-        let a: u64 = a.trim().parse().map_err(|_| ServeError::Key(l.clone()))?;
-        if k.trim().is_empty() || a == 0 {
+        let k = k.trim();
+        if k.is_empty() {
             return Err(ServeError::Key(l));
         }
-        keys.insert(k.trim().to_string(), AccountId(a));
+        if a.trim() == "admin" {
+            keys.remove(k);
+            admin.insert(k.to_string());
+            continue;
+        }
+        let a: u64 = a.trim().parse().map_err(|_| ServeError::Key(l.clone()))?;
+        if a == 0 {
+            return Err(ServeError::Key(l));
+        }
+        admin.remove(k);
+        keys.insert(k.to_string(), AccountId(a));
     }
-    if keys.is_empty() {
+    if keys.is_empty() && admin.is_empty() {
         return Err(ServeError::NoKeys);
     }
-    Ok(keys)
+    Ok((keys, admin))
 }
 
 /// Starts the server on its own threads and returns once it listens.
 pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
-    let keys = parse_keys(&opts)?;
+    let (keys, admin_keys) = parse_keys(&opts)?;
     let (meta, state, setup_cmds) = prepare_journal(&opts)?;
     let specs = Arc::new(Specs::new(&meta.specs));
     let ids = ids::OrderIds::open(&opts.journal, &state, &setup_cmds).map_err(|source| {
@@ -478,6 +507,9 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let app = Arc::new(App {
         specs,
         keys,
+        admin_keys,
+        rest_buckets: Mutex::new(HashMap::new()),
+        idempotency: Mutex::new(rest::Idempotency::default()),
         ids,
         registry,
         progress,
@@ -800,9 +832,20 @@ fn routes(app: Arc<App>) -> Router {
         .route("/v1/book/{symbol}", get(book))
         .route("/v1/bbo/{symbol}", get(bbo))
         .route("/v1/status", get(status))
-        .route("/v1/orders/{id}", get(order_status))
+        .route(
+            "/v1/orders",
+            axum::routing::post(rest::post_order).delete(rest::mass_cancel),
+        )
+        .route(
+            "/v1/orders/{id}",
+            get(order_status)
+                .delete(rest::cancel_order)
+                .patch(rest::modify_order),
+        )
         .route("/v1/balances", get(balances))
         .route("/metrics", get(prometheus))
+        // A body past the WebSocket's frame limit is refused (413) before it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(app.limits.max_frame))
         .with_state(app)
 }
 
@@ -834,7 +877,7 @@ async fn market_data(
     }
 }
 
-fn error(code: StatusCode, what: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(code: StatusCode, what: &str, message: impl Into<String>) -> Response {
     (
         code,
         Json(json!({"error": what, "message": message.into()})),

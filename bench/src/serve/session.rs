@@ -103,6 +103,8 @@ struct Session {
     key: Option<String>,
     reports: Option<mpsc::Receiver<Report>>,
     overflowed: Arc<AtomicBool>,
+    /// The input sequence of the last command submitted.
+    last_submitted: Option<u64>,
 }
 
 fn side_str(s: Side) -> &'static str {
@@ -147,6 +149,7 @@ impl Session {
             key: None,
             reports: None,
             overflowed: Arc::new(AtomicBool::new(false)),
+            last_submitted: None,
         }
     }
 
@@ -195,6 +198,13 @@ impl Session {
                 return Err(Ok(ProtocolError::new(
                     "invalid_message",
                     "this session is already authenticated",
+                    None,
+                )));
+            }
+            if self.app.admin_keys.contains(key.as_str()) {
+                return Err(Ok(ProtocolError::new(
+                    "forbidden",
+                    "an admin key places no orders: use a trader key",
                     None,
                 )));
             }
@@ -516,6 +526,7 @@ impl Session {
         self.app
             .submitted
             .fetch_add(commands, std::sync::atomic::Ordering::Relaxed);
+        self.last_submitted = Some(seq.0);
         metrics::command(request);
         if awaited {
             self.pending.push_back((
@@ -656,10 +667,13 @@ impl Session {
                 price,
                 qty,
                 kept_priority,
+                side,
                 ..
             } => {
                 if let Some(own) = self.orders.get_mut(&order_id.0) {
                     own.leaves = qty.0;
+                    // (An order a REST call modifies is known by id only until now.)
+                    own.side = side;
                     let own = &self.orders[&order_id.0];
                     out.push(to_json(&Out::Modified {
                         seq,
@@ -790,6 +804,151 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A REST call's session: bound to one account, registered with the report router for the
+/// call only (no cancel-on-disconnect), and done when its command's reports are all in.
+pub(crate) struct RestSession {
+    s: Session,
+}
+
+/// Why a REST call got no complete answer.
+pub(crate) enum RestWait {
+    /// The engine halted or the server is stopping.
+    Unavailable,
+    /// The reports did not come within the time allowed.
+    Timeout,
+}
+
+impl RestSession {
+    /// A session for `account`, registered with the router before anything is submitted.
+    pub(crate) fn new(app: Arc<App>, account: AccountId) -> Self {
+        let mut s = Session::new(app);
+        s.account = Some(account);
+        let (tx, rx) = mpsc::channel(s.app.limits.report_queue);
+        s.reports = Some(rx);
+        let _ = s.app.registry.send(Registration::Join(
+            account,
+            SessionLink {
+                id: s.id,
+                tx,
+                overflowed: Arc::clone(&s.overflowed),
+            },
+        ));
+        RestSession { s }
+    }
+
+    /// Makes an order placed elsewhere (another session, an earlier call) known to this
+    /// one, so that its reports are written: its instrument, its side when known.
+    pub(crate) fn know(&mut self, order_id: u64, instrument: InstrumentId, side: Side) {
+        self.s.orders.insert(
+            order_id,
+            OwnOrder {
+                cl_ord_id: None,
+                instrument,
+                side,
+                leaves: 0,
+            },
+        );
+    }
+
+    /// Takes one request as the WebSocket session takes it (the same checks and commands):
+    /// immediate replies, or the error that stopped it (nothing sequenced).
+    pub(crate) fn request(&mut self, msg: ClientMsg) -> Result<Vec<String>, ProtocolError> {
+        match self.s.on_msg(msg) {
+            Ok(v) => Ok(v),
+            Err(Ok(e)) => Err(e),
+            Err(Err((_, why))) => Err(ProtocolError::new("invalid_message", why, None)),
+        }
+    }
+
+    /// An order of this account that the call's command cancels (a mass cancel, a
+    /// self-trade's maker) is reported too, although the call did not name it.
+    fn adopt(&mut self, r: &Report) {
+        // Only the call's own command (another call of the account may run beside it).
+        if Some(r.event.cmd_seq().0) != self.s.last_submitted {
+            return;
+        }
+        if let EventKind::Cancelled {
+            instrument,
+            order_id,
+            account,
+            side,
+            ..
+        } = r.event.kind
+        {
+            if Some(account) == self.s.account && !self.s.orders.contains_key(&order_id.0) {
+                self.know(order_id.0, instrument, side);
+            }
+        }
+    }
+
+    /// The order id the last `new` request was given.
+    pub(crate) fn placed(&self) -> Option<u64> {
+        self.s.orders.keys().copied().max()
+    }
+
+    /// Waits until every command submitted is routed (its reports are all in the queue),
+    /// and returns the reports written for them.
+    pub(crate) async fn reports(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Result<Vec<String>, RestWait> {
+        let mut out = Vec::new();
+        let last = self.s.last_submitted;
+        // A mass cancel that finds nothing makes no event: it is not awaited by report, only
+        // by the router's progress.
+        let awaited = !self.s.pending.is_empty();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut halted = self.s.app.halted_watch();
+        if halted.borrow().is_some() {
+            return Err(RestWait::Unavailable);
+        }
+        let Some(last) = last else {
+            return Ok(out);
+        };
+        let progress = Arc::clone(&self.s.app.progress);
+        loop {
+            // Everything routed through the last command is in the queue now.
+            let routed = progress
+                .routed_cmd_seq
+                .load(std::sync::atomic::Ordering::Acquire)
+                >= last;
+            while let Some(Ok(r)) = self.s.reports.as_mut().map(|rx| rx.try_recv()) {
+                self.adopt(&r);
+                self.s.on_report(r, &mut out);
+            }
+            if routed || (awaited && self.s.pending.is_empty()) {
+                self.s.complete_before(last + 1);
+                return Ok(out);
+            }
+            if self.s.overflowed.load(Ordering::Acquire) {
+                return Err(RestWait::Unavailable);
+            }
+            let rx = self.s.reports.as_mut();
+            tokio::select! {
+                r = async { match rx { Some(rx) => rx.recv().await, None => None } } => {
+                    if let Some(r) = r {
+                        self.adopt(&r);
+                        self.s.on_report(r, &mut out);
+                    }
+                }
+                // The router's progress is polled too: a command whose last event concerns
+                // another account sends nothing more here.
+                _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {}
+                _ = halted.changed() => return Err(RestWait::Unavailable),
+                _ = tokio::time::sleep_until(deadline) => return Err(RestWait::Timeout),
+            }
+        }
+    }
+}
+
+impl Drop for RestSession {
+    fn drop(&mut self) {
+        if let Some(a) = self.s.account {
+            let _ = self.s.app.registry.send(Registration::Leave(a, self.s.id));
         }
     }
 }

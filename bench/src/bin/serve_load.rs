@@ -9,7 +9,12 @@
 //! cargo build --release -p ringex-bench --features serve --bins
 //! target/release/serve_load --rates 10000,100000 --clients 50 --seconds 5 --idle 10000
 //! target/release/serve_load --fsync none …   # the network alone, without the fsync
+//! target/release/serve_load --rates 10000 --rest 1 --idle 0   # WebSocket, then REST
 //! ```
+//!
+//! With `--rest 1` each rate also runs over REST order entry (`POST /v1/orders`, `DELETE
+//! /v1/orders/{id}`), one kept-alive connection per client: latency from the call's
+//! scheduled send to its response, which carries the command's reports (after the fsync).
 //!
 //! It starts `ringex serve` (the `ringex` binary beside it) on a free loopback port with a
 //! fresh journal (fsync per batch), so the server's memory is read from its own process.
@@ -247,7 +252,111 @@ async fn client(
     (got, h, lateness)
 }
 
+/// Reads one HTTP/1.1 response (headers, then a `Content-Length` body) from a kept-alive
+/// connection: (status, body).
+async fn read_response(
+    r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Option<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    r.read_line(&mut line).await.ok()?;
+    let status: u16 = line.get(9..12)?.parse().ok()?;
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).await.ok()?;
+    Some((status, body))
+}
+
+/// One REST client on one kept-alive connection: the same flow as [`client`] (a new order,
+/// then a cancel of an accepted one, alternating), each call's latency from its scheduled
+/// send to its response, which carries the command's reports (after the journal's fsync).
+/// A call that starts late (the previous answer took longer than the interval) counts its
+/// latency from its schedule, so a slow answer is never hidden.
+async fn rest_client(
+    addr: String,
+    key: String,
+    interval: Duration,
+    n: u64,
+    offset: Duration,
+    seed: u64,
+) -> (u64, Histogram<u64>, Histogram<u64>) {
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = tokio::io::BufReader::new(rd);
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut lateness = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let start = tokio::time::Instant::now() + offset;
+    let mut rng = seed | 1;
+    let mut open: Vec<u64> = Vec::new();
+    let mut got = 0u64;
+    for k in 0..n {
+        let at = start + interval * (k as u32);
+        tokio::time::sleep_until(at).await;
+        let late = (tokio::time::Instant::now() - at).as_nanos() as u64;
+        let _ = lateness.record(late.max(1));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let req = match (k % 2 == 1).then(|| open.pop()).flatten() {
+            Some(id) => format!(
+                "DELETE /v1/orders/{id}?symbol=LOAD HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+            ),
+            None => {
+                let buy = rng & 1 == 0;
+                let px = 10_000 + (rng >> 8) % 11 - 5;
+                let body = json!({"symbol": "LOAD", "side": if buy { "buy" } else { "sell" },
+                    "price": format!("{}.{:02}", px / 100, px % 100), "qty": "1"})
+                .to_string();
+                format!(
+                    "POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+        };
+        if wr.write_all(req.as_bytes()).await.is_err() {
+            break;
+        }
+        let Some((status, body)) = read_response(&mut rd).await else {
+            break;
+        };
+        let _ = h.record(((tokio::time::Instant::now() - at).as_nanos() as u64).max(1));
+        if status == 200 {
+            got += 1;
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if v["reports"][0]["type"] == "accepted"
+                && v["reports"].as_array().map_or(0, |a| a.len()) == 1
+            {
+                open.push(v["order_id"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    (got, h, lateness)
+}
+
 fn run_rate(addr: &str, rate: u64, clients: u64, secs: f64) -> RunResult {
+    run_rate_over(addr, rate, clients, secs, false)
+}
+
+/// One rate over WebSocket sessions, or REST calls (`rest`).
+fn run_rate_over(addr: &str, rate: u64, clients: u64, secs: f64, rest: bool) -> RunResult {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -263,15 +372,27 @@ fn run_rate(addr: &str, rate: u64, clients: u64, secs: f64) -> RunResult {
         for c in 0..clients {
             // Clients start spread over one interval.
             let offset = Duration::from_millis(300) + interval.mul_f64(c as f64 / clients as f64);
-            tasks.push(tokio::spawn(client(
-                addr.to_string(),
-                format!("load{c}"),
-                interval,
-                n,
-                offset,
-                epoch,
-                0x9E37_79B9_7F4A_7C15 ^ (c + 1),
-            )));
+            let seed = 0x9E37_79B9_7F4A_7C15 ^ (c + 1);
+            if rest {
+                tasks.push(tokio::spawn(rest_client(
+                    addr.to_string(),
+                    format!("load{c}"),
+                    interval,
+                    n,
+                    offset,
+                    seed,
+                )));
+            } else {
+                tasks.push(tokio::spawn(client(
+                    addr.to_string(),
+                    format!("load{c}"),
+                    interval,
+                    n,
+                    offset,
+                    epoch,
+                    seed,
+                )));
+            }
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -440,7 +561,7 @@ fn soak(server: &ServerProc, orders: u64, rate: u64, clients: u64) {
 }
 
 fn main() {
-    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--funded 1] [--soak ORDERS] [--keep 1: print the server address and its /metrics]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep", "--funded", "--soak"]);
+    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--funded 1] [--soak ORDERS] [--keep 1: print the server address and its /metrics] [--rest 1: each rate over WebSocket, then over REST]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep", "--funded", "--soak", "--rest"]);
     let rates: Vec<u64> = value("--rates")
         .unwrap_or_else(|| "10000,100000".into())
         .split(',')
@@ -470,8 +591,14 @@ fn main() {
     println!("| target/s | achieved/s | answered | p50 | p90 | p99 | p99.9 | max | sends late p50 / p99 |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut sustained = None;
-    for &rate in &rates {
-        let r = run_rate(&server.addr, rate, clients, secs);
+    // `--rest 1`: each rate over WebSocket and then over REST, on the same server.
+    let over: &[bool] = if value("--rest").is_some() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for (&rate, &rest) in rates.iter().flat_map(|r| over.iter().map(move |o| (r, o))) {
+        let r = run_rate_over(&server.addr, rate, clients, secs, rest);
         let achieved = r.answered as f64 / r.secs.max(1e-9);
         if r.answered == r.sent
             && achieved >= 0.99 * rate as f64
@@ -481,8 +608,15 @@ fn main() {
         }
         let h = &r.hist;
         println!(
-            "| {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {}{} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {} / {} |",
             r.rate,
+            if rest {
+                " REST"
+            } else if over.len() > 1 {
+                " WebSocket"
+            } else {
+                ""
+            },
             achieved,
             r.answered,
             r.sent,

@@ -314,6 +314,11 @@ where
             }
         }
     }
+    let Some(slot) = slot else {
+        // No idempotency key: nothing to finish if the client goes away half-way.
+        return work.await.0.into_response(false);
+    };
+    let slot = Some(slot);
     let app2 = Arc::clone(&app);
     let task = tokio::spawn(async move {
         let (answer, sequenced) = work.await;

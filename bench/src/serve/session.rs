@@ -827,7 +827,8 @@ impl RestSession {
     pub(crate) fn new(app: Arc<App>, account: AccountId) -> Self {
         let mut s = Session::new(app);
         s.account = Some(account);
-        let (tx, rx) = mpsc::channel(s.app.limits.report_queue);
+        // One command's reports (a sweep of a deep book makes a few thousand).
+        let (tx, rx) = mpsc::channel(s.app.limits.report_queue.min(4096));
         s.reports = Some(rx);
         let _ = s.app.registry.send(Registration::Join(
             account,

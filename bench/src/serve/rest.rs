@@ -121,28 +121,28 @@ impl Idempotency {
 
 /// The trader key of a call and its account: `401` without a known key, `403` for an admin
 /// key (it places no orders), `429` past the key's rate.
-fn trader(app: &App, headers: &HeaderMap) -> Result<(String, AccountId), Response> {
+fn trader(app: &App, headers: &HeaderMap) -> Result<(String, AccountId), Answer> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|k| k.trim().to_string());
     let Some(key) = key else {
-        return Err(error(
+        return Err(Answer::error(
             StatusCode::UNAUTHORIZED,
             "not_authenticated",
             "send Authorization: Bearer <API key>",
         ));
     };
     if app.admin_keys.contains(&key) {
-        return Err(error(
+        return Err(Answer::error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "an admin key places no orders: use a trader key",
         ));
     }
     let Some(&account) = app.keys.get(&key) else {
-        return Err(error(
+        return Err(Answer::error(
             StatusCode::UNAUTHORIZED,
             "bad_key",
             "unknown API key",
@@ -156,7 +156,7 @@ fn trader(app: &App, headers: &HeaderMap) -> Result<(String, AccountId), Respons
     };
     if !allowed {
         crate::serve::metrics::dropped_message("rate_limited");
-        return Err(error(
+        return Err(Answer::error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
@@ -340,7 +340,7 @@ where
 pub async fn post_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let (key, account) = match trader(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let msg = match message(&body, &[("type", json!("new"))]) {
         Ok(m) => m,
@@ -360,13 +360,13 @@ async fn locate(
     account: AccountId,
     id: u64,
     symbol: Option<&str>,
-) -> Result<Option<(u64, InstrumentId, Side)>, Response> {
+) -> Result<Option<(u64, InstrumentId, Side)>, Answer> {
     if let Some(s) = symbol {
         // An unknown symbol is sequenced as `unknown_symbol` by the session.
         return Ok(app.specs.by_symbol(s).map(|spec| (id, spec.id, Side::Buy)));
     }
     let Some(db) = app.history.clone() else {
-        return Err(error(
+        return Err(Answer::error(
             StatusCode::BAD_REQUEST,
             "invalid_message",
             "give ?symbol= (or start the server with --history FILE to look orders up)",
@@ -382,17 +382,17 @@ async fn locate(
         Ok(Ok(Some(o))) if o.account == account.0 => {
             Ok(Some((id, InstrumentId(o.instrument), o.side)))
         }
-        Ok(Ok(_)) => Err(error(
+        Ok(Ok(_)) => Err(Answer::error(
             StatusCode::NOT_FOUND,
             "unknown_order",
             format!("no order {id} of account {}", account.0),
         )),
-        Ok(Err(e)) => Err(error(
+        Ok(Err(e)) => Err(Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "history",
             e.to_string(),
         )),
-        Err(e) => Err(error(
+        Err(e) => Err(Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "history",
             e.to_string(),
@@ -409,12 +409,12 @@ pub async fn cancel_order(
 ) -> Response {
     let (key, account) = match trader(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let symbol = q.get("symbol").cloned();
     let known = match locate(&app, account, id, symbol.as_deref()).await {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let msg = ClientMsg::Cancel {
         order_id: id,
@@ -441,7 +441,7 @@ pub async fn modify_order(
 ) -> Response {
     let (key, account) = match trader(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let msg = match message(&body, &[("type", json!("modify")), ("order_id", json!(id))]) {
         Ok(m) => m,
@@ -460,7 +460,7 @@ pub async fn modify_order(
     };
     let known = match locate(&app, account, id, symbol.as_deref()).await {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let msg = ClientMsg::Modify {
         order_id: id,
@@ -487,7 +487,7 @@ pub async fn mass_cancel(
 ) -> Response {
     let (key, account) = match trader(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(a) => return a.into_response(false),
     };
     let symbol = q.get("symbol").cloned();
     let msg = ClientMsg::MassCancel {

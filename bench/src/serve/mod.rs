@@ -14,6 +14,7 @@
 //! Every consumer that talks to clients is gated after the journal: an execution report,
 //! a trade on the feed or a row in the history is never out before its event is durable.
 
+pub mod admin;
 pub mod ids;
 pub mod md;
 pub mod metrics;
@@ -843,6 +844,17 @@ fn routes(app: Arc<App>) -> Router {
                 .patch(rest::modify_order),
         )
         .route("/v1/balances", get(balances))
+        .route("/v1/admin/halt", axum::routing::post(admin::halt))
+        .route("/v1/admin/resume", axum::routing::post(admin::resume))
+        .route("/v1/admin/block", axum::routing::post(admin::block))
+        .route("/v1/admin/unblock", axum::routing::post(admin::unblock))
+        .route("/v1/admin/deposit", axum::routing::post(admin::deposit))
+        .route("/v1/admin/withdraw", axum::routing::post(admin::withdraw))
+        .route(
+            "/v1/admin/mass_cancel",
+            axum::routing::post(admin::mass_cancel),
+        )
+        .route("/v1/admin/balances", get(admin::balances))
         .route("/metrics", get(prometheus))
         // A body past the WebSocket's frame limit is refused (413) before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(app.limits.max_frame))
@@ -1034,6 +1046,11 @@ async fn balances(headers: HeaderMap, State(app): State<Arc<App>>) -> Response {
             "send Authorization: Bearer <API key>",
         );
     };
+    balances_json(&app, account)
+}
+
+/// An account's balances as the REST answer.
+pub(crate) fn balances_json(app: &App, account: AccountId) -> Response {
     let v: Vec<_> = app
         .balances
         .account(account)

@@ -40,6 +40,10 @@ pub enum Registration {
     Join(AccountId, SessionLink),
     /// The session with this id left.
     Leave(AccountId, u64),
+    /// A watcher of every event, whatever account (an admin call, while it runs).
+    Watch(SessionLink),
+    /// The watcher with this id left.
+    Unwatch(u64),
 }
 
 /// What the router has done, readable from any thread.
@@ -56,6 +60,8 @@ pub struct RouterProgress {
 pub struct ReportRouter {
     joins: Receiver<Registration>,
     by_account: FxHashMap<AccountId, Vec<SessionLink>>,
+    /// Watchers of every event.
+    watchers: Vec<SessionLink>,
     /// The account of the current command's incoming order (its fills name only the maker's).
     taker_account: AccountId,
     /// The maker of the last fill (its `FillFees` goes where the fill went).
@@ -73,6 +79,7 @@ impl ReportRouter {
             ReportRouter {
                 joins: rx,
                 by_account: FxHashMap::default(),
+                watchers: Vec::new(),
                 taker_account: AccountId(0),
                 fill_maker: AccountId(0),
                 in_batch: false,
@@ -87,6 +94,8 @@ impl ReportRouter {
         while let Ok(r) = self.joins.try_recv() {
             match r {
                 Registration::Join(a, link) => self.by_account.entry(a).or_default().push(link),
+                Registration::Watch(link) => self.watchers.push(link),
+                Registration::Unwatch(id) => self.watchers.retain(|l| l.id != id),
                 Registration::Leave(a, id) => {
                     if let Some(v) = self.by_account.get_mut(&a) {
                         v.retain(|l| l.id != id);
@@ -174,6 +183,14 @@ impl Consumer for ReportRouter {
             if let Some(b) = b {
                 self.send(b, r);
             }
+        }
+        if !self.watchers.is_empty() {
+            let r = Report {
+                seq: seq.0,
+                event: *e,
+            };
+            // A watcher that does not keep up (or left) is dropped.
+            self.watchers.retain(|l| l.tx.try_send(r).is_ok());
         }
         if e.is_last_of_command() {
             self.progress

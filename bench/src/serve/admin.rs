@@ -23,11 +23,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A call refused before anything was sequenced: status, error code, message.
+struct Refusal(StatusCode, &'static str, String);
+
+fn refuse(code: StatusCode, what: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal(code, what, message.into())
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
 /// How long a call waits for its command to be routed.
 const ROUTED_WITHIN: Duration = Duration::from_secs(10);
 
 /// `Ok` for an admin key; `401` without a known key, `403` for a trader key.
-fn admin(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+fn admin(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -35,17 +48,17 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         .map(str::trim);
     match key {
         Some(k) if app.admin_keys.contains(k) => Ok(()),
-        Some(k) if app.keys.contains_key(k) => Err(error(
+        Some(k) if app.keys.contains_key(k) => Err(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             "a trader key cannot reach the admin API",
         )),
-        Some(_) => Err(error(
+        Some(_) => Err(refuse(
             StatusCode::UNAUTHORIZED,
             "bad_key",
             "unknown API key",
         )),
-        None => Err(error(
+        None => Err(refuse(
             StatusCode::UNAUTHORIZED,
             "not_authenticated",
             "send Authorization: Bearer <admin key>",
@@ -53,16 +66,16 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-fn bad(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_message", message)
+fn bad(message: impl Into<String>) -> Refusal {
+    refuse(StatusCode::BAD_REQUEST, "invalid_message", message)
 }
 
 /// The body as a JSON object.
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Response> {
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Refusal> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(bad("the body is a JSON object")),
-        Err(e) => Err(error(
+        Err(e) => Err(refuse(
             StatusCode::BAD_REQUEST,
             "bad_json",
             format!("not JSON: {e}"),
@@ -70,19 +83,19 @@ fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, Response> {
     }
 }
 
-fn account_of(o: &serde_json::Map<String, Value>) -> Result<AccountId, Response> {
+fn account_of(o: &serde_json::Map<String, Value>) -> Result<AccountId, Refusal> {
     match o.get("account").and_then(Value::as_u64) {
         Some(a) if a > 0 => Ok(AccountId(a)),
         _ => Err(bad("\"account\": a positive integer")),
     }
 }
 
-fn symbol_of(app: &App, o: &serde_json::Map<String, Value>) -> Result<InstrumentId, Response> {
+fn symbol_of(app: &App, o: &serde_json::Map<String, Value>) -> Result<InstrumentId, Refusal> {
     let Some(s) = o.get("symbol").and_then(Value::as_str) else {
         return Err(bad("\"symbol\": a string"));
     };
     app.specs.by_symbol(s).map(|s| s.id).ok_or_else(|| {
-        error(
+        refuse(
             StatusCode::NOT_FOUND,
             "unknown_symbol",
             format!("no symbol {s:?}"),
@@ -219,11 +232,11 @@ pub async fn resume(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
 
 async fn status_change(app: Arc<App>, headers: HeaderMap, body: Bytes, halt: bool) -> Response {
     if let Err(r) = admin(&app, &headers) {
-        return r;
+        return r.into_response();
     }
     let instrument = match object(&body).and_then(|o| symbol_of(&app, &o)) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let kind = if halt {
         CommandKind::Halt { instrument }
@@ -245,11 +258,11 @@ pub async fn unblock(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
 
 async fn account_change(app: Arc<App>, headers: HeaderMap, body: Bytes, block: bool) -> Response {
     if let Err(r) = admin(&app, &headers) {
-        return r;
+        return r.into_response();
     }
     let account = match object(&body).and_then(|o| account_of(&o)) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let kind = if block {
         CommandKind::Block { account }
@@ -271,18 +284,18 @@ pub async fn withdraw(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
 
 async fn money(app: Arc<App>, headers: HeaderMap, body: Bytes, deposit: bool) -> Response {
     if let Err(r) = admin(&app, &headers) {
-        return r;
+        return r.into_response();
     }
     let o = match object(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let account = match account_of(&o) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(name) = o.get("asset").and_then(Value::as_str) else {
-        return bad("\"asset\": a string");
+        return bad("\"asset\": a string").into_response();
     };
     let Some(pos) = app.assets.iter().position(|a| a.name == name) else {
         return error(
@@ -303,7 +316,8 @@ async fn money(app: Arc<App>, headers: HeaderMap, body: Bytes, deposit: bool) ->
         return bad(format!(
             "\"amount\": a positive decimal with at most {} places",
             app.assets[pos].scale
-        ));
+        ))
+        .into_response();
     };
     let asset = ringex_engine::AssetId(pos as u16);
     let kind = if deposit {
@@ -325,20 +339,20 @@ async fn money(app: Arc<App>, headers: HeaderMap, body: Bytes, deposit: bool) ->
 /// `POST /v1/admin/mass_cancel` `{"account", "symbol"?}`: every open order of the account.
 pub async fn mass_cancel(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = admin(&app, &headers) {
-        return r;
+        return r.into_response();
     }
     let o = match object(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let account = match account_of(&o) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let instrument = if o.contains_key("symbol") {
         match symbol_of(&app, &o) {
             Ok(i) => Some(i),
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         }
     } else {
         None
@@ -360,14 +374,14 @@ pub async fn balances(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = admin(&app, &headers) {
-        return r;
+        return r.into_response();
     }
     let Some(account) = q
         .get("account")
         .and_then(|a| a.parse::<u64>().ok())
         .map(AccountId)
     else {
-        return bad("?account=: a positive integer");
+        return bad("?account=: a positive integer").into_response();
     };
     crate::serve::balances_json(&app, account)
 }

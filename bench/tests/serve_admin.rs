@@ -120,11 +120,11 @@ fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
     );
     assert_eq!(events(&w), ["rejected"]);
     assert_eq!(w.json()["events"][0]["code"], "insufficient_funds");
-    let b = get_json_admin(addr, "/v1/admin/balances?account=11");
-    assert_eq!(
-        b["balances"],
-        json!([{"asset": "USD", "total": "1000", "held": "0", "available": "1000"}])
-    );
+    // (The balances publisher runs beside the router: wait for it.)
+    ws::eventually("the balances", || {
+        get_json_admin(addr, "/v1/admin/balances?account=11")["balances"]
+            == json!([{"asset": "USD", "total": "1000", "held": "0", "available": "1000"}])
+    });
 
     // Halt: orders refused `halted`; resume: taken again.
     assert_eq!(
@@ -266,8 +266,9 @@ fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
         )),
         "halted"
     );
-    let b = get_json(addr, "/v1/balances", Some("alice"));
-    assert_eq!(b["balances"][0]["total"], "1000");
+    ws::eventually("the balances recovered", || {
+        get_json(addr, "/v1/balances", Some("alice"))["balances"][0]["total"] == "1000"
+    });
     server.stop().unwrap();
 }
 

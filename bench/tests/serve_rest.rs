@@ -226,8 +226,9 @@ fn rest_orders_are_placed_traded_modified_and_cancelled() {
         .unwrap()
         .iter()
         .all(|r| r["reason"] == "mass_cancel"));
-    let book = get_json(addr, "/v1/book/DEMO-A", None);
-    assert_eq!(book["bids"], json!([]), "{book}");
+    eventually("the book empty", || {
+        get_json(addr, "/v1/book/DEMO-A", None)["bids"] == json!([])
+    });
     let mc = http(addr, "DELETE", "/v1/orders", Some("alice"), &[], b"").json();
     assert_eq!(types(&mc), ["cancelled"], "the DEMO-B order");
     server.stop().unwrap();
@@ -259,7 +260,10 @@ fn idempotency_keys_answer_a_retry_with_the_same_order() {
         first.json(),
         "the same answer, the same order"
     );
-    // One order rests, not two.
+    // One order rests, not two (the feed runs beside the router: wait for it).
+    eventually("the book shows the order", || {
+        get_json(addr, "/v1/book/DEMO-A", None)["bids"] != json!([])
+    });
     let book = get_json(addr, "/v1/book/DEMO-A", None);
     assert_eq!(book["bids"], json!([["10", "3"]]), "{book}");
     // The same key with another body is refused, and places nothing.
@@ -425,5 +429,133 @@ fn rest_refuses_bad_keys_roles_bodies_and_floods() {
     assert!(codes.contains(&429), "{codes:?}");
     assert!(codes.contains(&200));
     assert!(codes.iter().all(|c| *c == 200 || *c == 429), "{codes:?}");
+    server.stop().unwrap();
+}
+
+#[test]
+fn open_orders_and_trades_come_from_the_history_store_paged_and_own_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let server = demo_server_in(dir.path(), |o| o.history = Some(db.clone()));
+    let addr = server.addr;
+    // Alice rests three bids; bob sells into two of them, one fill each.
+    let mut ids = Vec::new();
+    for p in ["100", "99", "98"] {
+        ids.push(
+            post(
+                addr,
+                "/v1/orders",
+                Some("alice"),
+                &order("DEMO-A", "buy", p, "2"),
+            )
+            .json()["order_id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    post(
+        addr,
+        "/v1/orders",
+        Some("alice"),
+        &order("DEMO-B", "buy", "5", "1"),
+    );
+    let b = post(
+        addr,
+        "/v1/orders",
+        Some("bob"),
+        &order("DEMO-A", "sell", "99", "4"),
+    )
+    .json();
+    assert_eq!(types(&b), ["accepted", "fill", "fill"]);
+    let bob_id = b["order_id"].as_u64().unwrap();
+    let get = |path: &str, key: &str| http(addr, "GET", path, Some(key), &[], b"");
+    eventually("the store caught up", || {
+        let r = get("/v1/trades?since=0", "alice");
+        r.status == 200 && r.json()["trades"].as_array().map_or(0, |t| t.len()) == 2
+    });
+    // Open orders: alice's, in time priority; one symbol, or all.
+    let o = get("/v1/orders?status=open&symbol=DEMO-A", "alice").json();
+    let open: Vec<_> = o["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["order_id"].as_u64().unwrap(),
+                x["open_qty"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(open, [(ids[2], "2".to_string())], "{o}");
+    assert_eq!(
+        get("/v1/orders?status=open", "alice").json()["orders"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        get("/v1/orders?status=open", "bob").json()["orders"],
+        json!([])
+    );
+    // Trades: alice's as maker, in sequence; bob's as taker; paged.
+    let t = get("/v1/trades?since=0", "alice").json();
+    let got: Vec<_> = t["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["order_id"].as_u64().unwrap(),
+                x["price"].as_str().unwrap().to_string(),
+                x["liquidity"].as_str().unwrap().to_string(),
+                x["side"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ids[0], "100".into(), "maker".into(), "buy".into()),
+            (ids[1], "99".into(), "maker".into(), "buy".into())
+        ]
+    );
+    assert_eq!(t["next"], json!(null));
+    let p1 = get("/v1/trades?since=0&limit=1", "bob").json();
+    assert_eq!(p1["trades"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            p1["trades"][0]["order_id"].as_u64(),
+            p1["trades"][0]["liquidity"].as_str()
+        ),
+        (Some(bob_id), Some("taker"))
+    );
+    let next = p1["next"].as_u64().expect("another page");
+    let p2 = get(&format!("/v1/trades?since={next}&limit=1"), "bob").json();
+    assert_eq!(
+        (p2["trades"][0]["price"].as_str(), &p2["next"]),
+        (Some("99"), &json!(null))
+    );
+    // Past the end: empty, no next page.
+    let end = get("/v1/trades?since=1000000", "bob").json();
+    assert_eq!(
+        (end["trades"].clone(), end["next"].clone()),
+        (json!([]), json!(null))
+    );
+    // Refusals.
+    assert_eq!(get("/v1/trades?since=x", "bob").status, 400);
+    assert_eq!(get("/v1/trades?limit=0", "bob").status, 400);
+    assert_eq!(get("/v1/trades?limit=100000", "bob").status, 400);
+    assert_eq!(get("/v1/orders?status=closed", "bob").status, 400);
+    assert_eq!(get("/v1/orders?status=open&symbol=NOPE", "bob").status, 404);
+    assert_eq!(http(addr, "GET", "/v1/trades", None, &[], b"").status, 401);
+    server.stop().unwrap();
+    // Without a history store: 404 `no_history`.
+    let (server, _d) = demo_server(|_| {});
+    let r = http(server.addr, "GET", "/v1/trades", Some("alice"), &[], b"");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("no_history"))
+    );
     server.stop().unwrap();
 }

@@ -15,6 +15,7 @@
 //! a trade on the feed or a row in the history is never out before its event is durable.
 
 pub mod admin;
+pub mod history;
 pub mod ids;
 pub mod md;
 pub mod metrics;
@@ -835,8 +836,11 @@ fn routes(app: Arc<App>) -> Router {
         .route("/v1/status", get(status))
         .route(
             "/v1/orders",
-            axum::routing::post(rest::post_order).delete(rest::mass_cancel),
+            get(history::open_orders)
+                .post(rest::post_order)
+                .delete(rest::mass_cancel),
         )
+        .route("/v1/trades", get(history::trades))
         .route(
             "/v1/orders/{id}",
             get(order_status)
@@ -1006,27 +1010,7 @@ async fn order_status(
     })
     .await;
     match r {
-        Ok(Ok(Some(o))) if o.account == account.0 => {
-            let spec = app2.specs.by_id(InstrumentId(o.instrument));
-            let px = |p: i64| spec.map_or(p.to_string(), |s| s.price_text(ringex_engine::Price(p)));
-            let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty_text(x as u128));
-            Json(json!({
-                "order_id": o.order_id,
-                "symbol": spec.map(|s| s.symbol.clone()),
-                "account": o.account,
-                "side": ringex_consumers::history::side_str(o.side),
-                "order_type": ringex_consumers::history::type_str(o.order_type),
-                "tif": ringex_consumers::history::tif_str(o.tif),
-                "price": px(o.price),
-                "orig_qty": q(o.orig_qty),
-                "open_qty": q(o.open_qty),
-                "filled_qty": q(o.filled_qty),
-                "status": o.status.as_str(),
-                "reason": o.reason.as_deref(),
-                "last_seq": o.last_seq,
-            }))
-            .into_response()
-        }
+        Ok(Ok(Some(o))) if o.account == account.0 => Json(order_json(&app2, &o)).into_response(),
         // Another account's order looks like no order at all.
         Ok(Ok(_)) => error(
             StatusCode::NOT_FOUND,
@@ -1036,6 +1020,28 @@ async fn order_status(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
     }
+}
+
+/// An order of the history store as the REST answer.
+pub(crate) fn order_json(app: &App, o: &ringex_consumers::history::OrderRow) -> serde_json::Value {
+    let spec = app.specs.by_id(InstrumentId(o.instrument));
+    let px = |p: i64| spec.map_or(p.to_string(), |s| s.price_text(ringex_engine::Price(p)));
+    let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty_text(x as u128));
+    json!({
+        "order_id": o.order_id,
+        "symbol": spec.map(|s| s.symbol.clone()),
+        "account": o.account,
+        "side": ringex_consumers::history::side_str(o.side),
+        "order_type": ringex_consumers::history::type_str(o.order_type),
+        "tif": ringex_consumers::history::tif_str(o.tif),
+        "price": px(o.price),
+        "orig_qty": q(o.orig_qty),
+        "open_qty": q(o.open_qty),
+        "filled_qty": q(o.filled_qty),
+        "status": o.status.as_str(),
+        "reason": o.reason.as_deref(),
+        "last_seq": o.last_seq,
+    })
 }
 
 async fn balances(headers: HeaderMap, State(app): State<Arc<App>>) -> Response {

@@ -381,6 +381,30 @@ impl HistoryQuery for PgStore {
         rows.iter().map(order_row).collect()
     }
 
+    fn trades_page(
+        &mut self,
+        account: u64,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<TradeRow>, HistoryError> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = $1 AND seq > $2 \
+                     UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = $1 \
+                     AND seq > $2 ORDER BY seq LIMIT $3"
+                ),
+                &[
+                    &i(account),
+                    &i(since),
+                    &(limit.min(i64::MAX as usize) as i64),
+                ],
+            )?
+            .iter()
+            .map(trade_row)
+            .collect()
+    }
+
     fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
         self.client
             .query(

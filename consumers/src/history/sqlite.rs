@@ -306,6 +306,24 @@ impl HistoryQuery for SqliteStore {
         all(&mut st, params![i(account), i(since)], trade_row)
     }
 
+    fn trades_page(
+        &mut self,
+        account: u64,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<TradeRow>, HistoryError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = ?1 AND seq > ?2 \
+             UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3"
+        ))?;
+        all(
+            &mut st,
+            params![i(account), i(since), limit.min(i64::MAX as usize) as i64],
+            trade_row,
+        )
+    }
+
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {
         let mut out = Vec::new();
         for (side, order) in [("buy", "price DESC"), ("sell", "price ASC")] {

@@ -28,6 +28,14 @@ pub trait HistoryQuery {
     ) -> Result<Vec<OrderRow>, HistoryError>;
     /// An account's trades (as taker or maker) after event sequence `since`, in order.
     fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError>;
+    /// At most `limit` of an account's trades after event sequence `since`, in order (one
+    /// page: the next starts after the last one's `seq`).
+    fn trades_page(
+        &mut self,
+        account: u64,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<TradeRow>, HistoryError>;
     /// The active orders of an instrument: bids best first, then asks best first, each
     /// price in time priority (the book's order).
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError>;

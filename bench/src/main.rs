@@ -52,8 +52,12 @@ enum Cmd {
     /// quantities in lots.
     Query {
         /// The store (SQLite file).
-        #[arg(long)]
-        db: PathBuf,
+        #[arg(long, required_unless_present = "pg")]
+        db: Option<PathBuf>,
+        /// A PostgreSQL store instead (a URL or `host=… dbname=…`; built with `--features
+        /// postgres`).
+        #[arg(long, conflicts_with = "db")]
+        pg: Option<String>,
         #[command(subcommand)]
         what: ringex_bench::cli::query::Query,
     },
@@ -73,9 +77,36 @@ enum Cmd {
         #[arg(long)]
         journal: PathBuf,
         /// The store (SQLite file).
-        #[arg(long)]
-        db: PathBuf,
+        #[arg(long, required_unless_present = "pg")]
+        db: Option<PathBuf>,
+        /// A PostgreSQL store instead (built with `--features postgres`).
+        #[arg(long, conflicts_with = "db")]
+        pg: Option<String>,
     },
+}
+
+/// The answer from the SQLite store (`--db`) or the PostgreSQL one (`--pg`).
+fn store_answer<T>(
+    db: Option<PathBuf>,
+    pg: Option<String>,
+    sqlite: impl FnOnce(&std::path::Path) -> Result<T, ringex_bench::startup::RunError>,
+    postgres: impl FnOnce(&str) -> Result<T, ringex_bench::startup::RunError>,
+) -> Result<T, ringex_bench::startup::RunError> {
+    match (db, pg) {
+        (_, Some(url)) => postgres(&url),
+        (Some(db), None) => sqlite(&db),
+        (None, None) => Err(ringex_bench::startup::RunError::History(
+            ringex_consumers::history::HistoryError::Format("give --db FILE or --pg URL".into()),
+        )),
+    }
+}
+
+/// `--pg` in a build without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+fn no_pg() -> ringex_bench::startup::RunError {
+    ringex_bench::startup::RunError::History(ringex_consumers::history::HistoryError::Format(
+        "--pg needs a build with --features postgres".into(),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -128,7 +159,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Query { db, what } => match ringex_bench::cli::query::query(&db, &what) {
+        Cmd::Query { db, pg, what } => match store_answer(
+            db,
+            pg,
+            |db| ringex_bench::cli::query::query(db, &what),
+            |_url| {
+                #[cfg(feature = "postgres")]
+                return ringex_bench::cli::query::query_pg(_url, &what);
+                #[cfg(not(feature = "postgres"))]
+                return Err(no_pg());
+            },
+        ) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -180,8 +221,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Reconcile { journal, db } => {
-            match ringex_bench::cli::query::reconcile_cmd(&journal, &db) {
+        Cmd::Reconcile { journal, db, pg } => {
+            let r = store_answer(
+                db,
+                pg,
+                |db| ringex_bench::cli::query::reconcile_cmd(&journal, db),
+                |_url| {
+                    #[cfg(feature = "postgres")]
+                    return ringex_bench::cli::query::reconcile_pg(&journal, _url);
+                    #[cfg(not(feature = "postgres"))]
+                    return Err(no_pg());
+                },
+            );
+            match r {
                 Ok(diffs) if diffs.is_empty() => {
                     println!("the store and the journal's books agree");
                     ExitCode::SUCCESS

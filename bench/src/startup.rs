@@ -164,7 +164,10 @@ pub fn open_history(
 /// the journal from the segment the store needs on. A store ahead of the journal (it was
 /// kept for another journal directory) is refused: applying this journal to it would mix
 /// two histories.
-pub fn catch_up(h: &mut History<SqliteStore>, dir: &Path) -> Result<u64, RunError> {
+pub fn catch_up<S: ringex_consumers::history::HistoryStore>(
+    h: &mut History<S>,
+    dir: &Path,
+) -> Result<u64, RunError> {
     // Recovery first: a torn tail is cut, so only durable events are applied.
     let (_, state, _) = recover_dir(dir)?;
     let after = h.applied();

@@ -45,7 +45,7 @@ pub enum Query {
     },
 }
 
-fn order_line(q: &mut SqliteStore, r: &OrderRow) -> String {
+fn order_line<Q: HistoryQuery>(q: &mut Q, r: &OrderRow) -> String {
     format!(
         "order,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         r.order_id,
@@ -70,7 +70,7 @@ fn order_line(q: &mut SqliteStore, r: &OrderRow) -> String {
     )
 }
 
-fn trade_line(q: &mut SqliteStore, t: &TradeRow) -> String {
+fn trade_line<Q: HistoryQuery>(q: &mut Q, t: &TradeRow) -> String {
     let fees = t
         .fees
         .map_or("-,-".to_string(), |(b, s)| format!("{b},{s}"));
@@ -90,14 +90,11 @@ fn trade_line(q: &mut SqliteStore, t: &TradeRow) -> String {
     )
 }
 
-fn symbol_of(q: &mut SqliteStore, instrument: u32) -> String {
-    q.connection()
-        .query_row(
-            "SELECT name FROM symbols WHERE instrument = ?1",
-            [instrument as i64],
-            |r| r.get::<_, String>(0),
-        )
-        .unwrap_or_else(|_| format!("#{instrument}"))
+fn symbol_of<Q: HistoryQuery>(q: &mut Q, instrument: u32) -> String {
+    q.symbol_name(instrument)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| format!("#{instrument}"))
 }
 
 /// Header lines of the query output.
@@ -114,8 +111,20 @@ pub fn query(db: &Path, what: &Query) -> Result<String, RunError> {
         ))));
     }
     let mut q = SqliteStore::open(db)?;
+    query_store(&mut q, what)
+}
+
+/// `ringex query --pg URL …`: the same answer from a PostgreSQL store.
+#[cfg(feature = "postgres")]
+pub fn query_pg(url: &str, what: &Query) -> Result<String, RunError> {
+    let mut q = ringex_consumers::history::postgres::PgStore::connect(url)?;
+    query_store(&mut q, what)
+}
+
+/// The answer from any store.
+pub fn query_store<Q: HistoryQuery>(q: &mut Q, what: &Query) -> Result<String, RunError> {
     let mut out = String::new();
-    let instrument = |q: &mut SqliteStore, s: &str| -> Result<u32, RunError> {
+    let instrument = |q: &mut Q, s: &str| -> Result<u32, RunError> {
         q.instrument_id(s)?
             .ok_or_else(|| RunError::History(HistoryError::Format(format!("unknown symbol {s:?}"))))
     };
@@ -124,7 +133,7 @@ pub fn query(db: &Path, what: &Query) -> Result<String, RunError> {
             let _ = writeln!(out, "{ORDER_HEADER}");
             match q.order(*id)? {
                 Some(r) => {
-                    let line = order_line(&mut q, &r);
+                    let line = order_line(q, &r);
                     let _ = writeln!(out, "{line}");
                 }
                 None => {
@@ -133,28 +142,25 @@ pub fn query(db: &Path, what: &Query) -> Result<String, RunError> {
             }
         }
         Query::OpenOrders { account, symbol } => {
-            let inst = symbol
-                .as_deref()
-                .map(|s| instrument(&mut q, s))
-                .transpose()?;
+            let inst = symbol.as_deref().map(|s| instrument(q, s)).transpose()?;
             let _ = writeln!(out, "{ORDER_HEADER}");
             for r in q.open_orders(*account, inst)? {
-                let line = order_line(&mut q, &r);
+                let line = order_line(q, &r);
                 let _ = writeln!(out, "{line}");
             }
         }
         Query::Trades { account, since } => {
             let _ = writeln!(out, "{TRADE_HEADER}");
             for t in q.trades(*account, *since)? {
-                let line = trade_line(&mut q, &t);
+                let line = trade_line(q, &t);
                 let _ = writeln!(out, "{line}");
             }
         }
         Query::Active { symbol } => {
-            let inst = instrument(&mut q, symbol)?;
+            let inst = instrument(q, symbol)?;
             let _ = writeln!(out, "{ORDER_HEADER}");
             for r in q.active_orders(inst)? {
-                let line = order_line(&mut q, &r);
+                let line = order_line(q, &r);
                 let _ = writeln!(out, "{line}");
             }
         }
@@ -168,10 +174,28 @@ pub fn reconcile_cmd(journal: &Path, db: &Path) -> Result<Vec<String>, RunError>
     if !journal.is_dir() {
         return Err(RunError::NoJournal(journal.to_path_buf()));
     }
+    let mut q = SqliteStore::open(db)?;
+    reconcile_store(journal, &mut q)
+}
+
+/// `ringex reconcile --journal DIR --pg URL`: the same against a PostgreSQL store.
+#[cfg(feature = "postgres")]
+pub fn reconcile_pg(journal: &Path, url: &str) -> Result<Vec<String>, RunError> {
+    if !journal.is_dir() {
+        return Err(RunError::NoJournal(journal.to_path_buf()));
+    }
+    let mut q = ringex_consumers::history::postgres::PgStore::connect(url)?;
+    reconcile_store(journal, &mut q)
+}
+
+/// The differences between any store and the journal's books.
+pub fn reconcile_store<Q: HistoryQuery + ringex_consumers::history::HistoryStore>(
+    journal: &Path,
+    q: &mut Q,
+) -> Result<Vec<String>, RunError> {
     let (_, state, _) = recover_dir(journal)?;
     let books = BookReplica::from_state(&state);
-    let mut q = SqliteStore::open(db)?;
-    let applied = ringex_consumers::history::HistoryStore::last_seq(&mut q)?;
+    let applied = ringex_consumers::history::HistoryStore::last_seq(q)?;
     let mut diffs = Vec::new();
     if applied != state.event_seq {
         diffs.push(format!(
@@ -180,6 +204,6 @@ pub fn reconcile_cmd(journal: &Path, db: &Path) -> Result<Vec<String>, RunError>
             state.event_seq
         ));
     }
-    diffs.extend(reconcile(&mut q, &books)?);
+    diffs.extend(reconcile(q, &books)?);
     Ok(diffs)
 }

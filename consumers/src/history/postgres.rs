@@ -437,6 +437,17 @@ impl HistoryQuery for PgStore {
         Ok(out)
     }
 
+    fn symbol_name(&mut self, instrument: u32) -> Result<Option<String>, HistoryError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT name FROM symbols WHERE instrument = $1",
+                &[&(instrument as i64)],
+            )?
+            .map(|r| r.try_get::<_, String>(0))
+            .transpose()?)
+    }
+
     fn instrument_id(&mut self, symbol: &str) -> Result<Option<u32>, HistoryError> {
         Ok(self
             .client

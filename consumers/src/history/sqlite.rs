@@ -348,6 +348,17 @@ impl HistoryQuery for SqliteStore {
         Ok(v)
     }
 
+    fn symbol_name(&mut self, instrument: u32) -> Result<Option<String>, HistoryError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name FROM symbols WHERE instrument = ?1",
+                params![instrument as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
     fn instrument_id(&mut self, symbol: &str) -> Result<Option<u32>, HistoryError> {
         let v: Option<i64> = self
             .conn

@@ -41,6 +41,8 @@ pub trait HistoryQuery {
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError>;
     /// The instrument id of a symbol the store knows.
     fn instrument_id(&mut self, symbol: &str) -> Result<Option<u32>, HistoryError>;
+    /// The symbol of an instrument, when the store knows it.
+    fn symbol_name(&mut self, instrument: u32) -> Result<Option<String>, HistoryError>;
     /// Every instrument the store has seen an order on, or a name for, ascending.
     fn instruments(&mut self) -> Result<Vec<u32>, HistoryError>;
 }

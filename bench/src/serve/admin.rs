@@ -220,150 +220,138 @@ async fn act(app: Arc<App>, kind: CommandKind) -> Response {
     (answer.0, axum::Json(answer.1)).into_response()
 }
 
+/// An admin call whose JSON body makes one command (`make`), answered by [`act`].
+async fn call(
+    app: Arc<App>,
+    headers: HeaderMap,
+    body: Bytes,
+    make: impl FnOnce(&App, &serde_json::Map<String, Value>) -> Result<CommandKind, Refusal>,
+) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    match object(&body).and_then(|o| make(&app, &o)) {
+        Ok(kind) => act(app, kind).await,
+        Err(r) => r.into_response(),
+    }
+}
+
 /// `POST /v1/admin/halt` `{"symbol"}`.
 pub async fn halt(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    status_change(app, headers, body, true).await
+    call(app, headers, body, |app, o| {
+        Ok(CommandKind::Halt {
+            instrument: symbol_of(app, o)?,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/admin/resume` `{"symbol"}`.
 pub async fn resume(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    status_change(app, headers, body, false).await
-}
-
-async fn status_change(app: Arc<App>, headers: HeaderMap, body: Bytes, halt: bool) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let instrument = match object(&body).and_then(|o| symbol_of(&app, &o)) {
-        Ok(i) => i,
-        Err(r) => return r.into_response(),
-    };
-    let kind = if halt {
-        CommandKind::Halt { instrument }
-    } else {
-        CommandKind::Resume { instrument }
-    };
-    act(app, kind).await
+    call(app, headers, body, |app, o| {
+        Ok(CommandKind::Resume {
+            instrument: symbol_of(app, o)?,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/admin/block` `{"account"}`.
 pub async fn block(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    account_change(app, headers, body, true).await
+    call(app, headers, body, |_, o| {
+        Ok(CommandKind::Block {
+            account: account_of(o)?,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/admin/unblock` `{"account"}`.
 pub async fn unblock(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    account_change(app, headers, body, false).await
-}
-
-async fn account_change(app: Arc<App>, headers: HeaderMap, body: Bytes, block: bool) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let account = match object(&body).and_then(|o| account_of(&o)) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let kind = if block {
-        CommandKind::Block { account }
-    } else {
-        CommandKind::Unblock { account }
-    };
-    act(app, kind).await
+    call(app, headers, body, |_, o| {
+        Ok(CommandKind::Unblock {
+            account: account_of(o)?,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/admin/deposit` `{"account", "asset", "amount"}`.
 pub async fn deposit(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    money(app, headers, body, true).await
+    call(app, headers, body, |app, o| {
+        let (account, asset, amount) = money(app, o)?;
+        Ok(CommandKind::Deposit {
+            account,
+            asset,
+            amount,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/admin/withdraw` `{"account", "asset", "amount"}`.
 pub async fn withdraw(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    money(app, headers, body, false).await
+    call(app, headers, body, |app, o| {
+        let (account, asset, amount) = money(app, o)?;
+        Ok(CommandKind::Withdraw {
+            account,
+            asset,
+            amount,
+        })
+    })
+    .await
 }
 
-async fn money(app: Arc<App>, headers: HeaderMap, body: Bytes, deposit: bool) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let o = match object(&body) {
-        Ok(o) => o,
-        Err(r) => return r.into_response(),
-    };
-    let account = match account_of(&o) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
+/// The account, asset and amount (in the asset's units) of a deposit or withdrawal.
+fn money(
+    app: &App,
+    o: &serde_json::Map<String, Value>,
+) -> Result<(AccountId, ringex_engine::AssetId, Amount), Refusal> {
+    let account = account_of(o)?;
     let Some(name) = o.get("asset").and_then(Value::as_str) else {
-        return bad("\"asset\": a string").into_response();
+        return Err(bad("\"asset\": a string"));
     };
     let Some(pos) = app.assets.iter().position(|a| a.name == name) else {
-        return error(
+        return Err(refuse(
             StatusCode::NOT_FOUND,
             "unknown_asset",
             format!("no asset {name:?}"),
-        );
+        ));
     };
     let amount = match o.get("amount") {
         Some(Value::String(s)) => Decimal::from_str(s).ok(),
         Some(Value::Number(n)) => Decimal::from_str(&n.to_string()).ok(),
         _ => None,
     };
+    let scale = app.assets[pos].scale;
     let units = amount
-        .and_then(|d| units_of(d, app.assets[pos].scale))
-        .filter(|u| *u > 0);
-    let Some(units) = units else {
-        return bad(format!(
-            "\"amount\": a positive decimal with at most {} places",
-            app.assets[pos].scale
-        ))
-        .into_response();
-    };
-    let asset = ringex_engine::AssetId(pos as u16);
-    let kind = if deposit {
-        CommandKind::Deposit {
-            account,
-            asset,
-            amount: Amount::new(units),
-        }
-    } else {
-        CommandKind::Withdraw {
-            account,
-            asset,
-            amount: Amount::new(units),
-        }
-    };
-    act(app, kind).await
+        .and_then(|d| units_of(d, scale))
+        .filter(|u| *u > 0)
+        .ok_or_else(|| {
+            bad(format!(
+                "\"amount\": a positive decimal with at most {scale} places"
+            ))
+        })?;
+    Ok((
+        account,
+        ringex_engine::AssetId(pos as u16),
+        Amount::new(units),
+    ))
 }
 
 /// `POST /v1/admin/mass_cancel` `{"account", "symbol"?}`: every open order of the account.
 pub async fn mass_cancel(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let o = match object(&body) {
-        Ok(o) => o,
-        Err(r) => return r.into_response(),
-    };
-    let account = match account_of(&o) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let instrument = if o.contains_key("symbol") {
-        match symbol_of(&app, &o) {
-            Ok(i) => Some(i),
-            Err(r) => return r.into_response(),
-        }
-    } else {
-        None
-    };
-    act(
-        app,
-        CommandKind::MassCancel {
-            account,
+    call(app, headers, body, |app, o| {
+        let instrument = if o.contains_key("symbol") {
+            Some(symbol_of(app, o)?)
+        } else {
+            None
+        };
+        Ok(CommandKind::MassCancel {
+            account: account_of(o)?,
             instrument,
-        },
-    )
+        })
+    })
     .await
 }
 

@@ -336,6 +336,23 @@ where
     }
 }
 
+/// Runs `msg` for `account` as one call (with its idempotency handling).
+async fn submit(
+    app: Arc<App>,
+    key: String,
+    headers: &HeaderMap,
+    fingerprint: (&str, &str, &[u8]),
+    account: AccountId,
+    msg: ClientMsg,
+    known: Option<(u64, InstrumentId, Side)>,
+) -> Response {
+    let app2 = Arc::clone(&app);
+    call(app, key, headers, fingerprint, async move {
+        run(&app2, account, msg, known).await
+    })
+    .await
+}
+
 /// `POST /v1/orders`: a new order, the WebSocket `new` message's fields as a JSON body.
 pub async fn post_order(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let (key, account) = match trader(&app, &headers) {
@@ -346,11 +363,7 @@ pub async fn post_order(State(app): State<Arc<App>>, headers: HeaderMap, body: B
         Ok(m) => m,
         Err(a) => return a.into_response(false),
     };
-    let app2 = Arc::clone(&app);
-    call(app, key, &headers, ("POST", "", &body), async move {
-        run(&app2, account, msg, None).await
-    })
-    .await
+    submit(app, key, &headers, ("POST", "", &body), account, msg, None).await
 }
 
 /// The instrument and side of an order of `account` this call did not place: from the
@@ -423,11 +436,16 @@ pub async fn cancel_order(
         account: None,
         req_id: None,
     };
-    let app2 = Arc::clone(&app);
     let path = format!("/v1/orders/{id}");
-    call(app, key, &headers, ("DELETE", &path, &[]), async move {
-        run(&app2, account, msg, known).await
-    })
+    submit(
+        app,
+        key,
+        &headers,
+        ("DELETE", &path, &[]),
+        account,
+        msg,
+        known,
+    )
     .await
 }
 
@@ -470,11 +488,16 @@ pub async fn modify_order(
         account: a,
         req_id,
     };
-    let app2 = Arc::clone(&app);
     let path = format!("/v1/orders/{id}");
-    call(app, key, &headers, ("PATCH", &path, &body), async move {
-        run(&app2, account, msg, known).await
-    })
+    submit(
+        app,
+        key,
+        &headers,
+        ("PATCH", &path, &body),
+        account,
+        msg,
+        known,
+    )
     .await
 }
 
@@ -495,10 +518,15 @@ pub async fn mass_cancel(
         account: None,
         req_id: None,
     };
-    let app2 = Arc::clone(&app);
     let path = format!("/v1/orders?symbol={}", symbol.unwrap_or_default());
-    call(app, key, &headers, ("DELETE", &path, &[]), async move {
-        run(&app2, account, msg, None).await
-    })
+    submit(
+        app,
+        key,
+        &headers,
+        ("DELETE", &path, &[]),
+        account,
+        msg,
+        None,
+    )
     .await
 }

@@ -153,6 +153,22 @@ impl Session {
         }
     }
 
+    /// Binds the session to `account` and registers it with the report router, with a
+    /// queue of `queue` reports.
+    fn join(&mut self, account: AccountId, queue: usize) {
+        self.account = Some(account);
+        let (tx, rx) = mpsc::channel(queue);
+        self.reports = Some(rx);
+        let _ = self.app.registry.send(Registration::Join(
+            account,
+            SessionLink {
+                id: self.id,
+                tx,
+                overflowed: Arc::clone(&self.overflowed),
+            },
+        ));
+    }
+
     fn on_text(&mut self, text: &str) -> Step {
         if !self.bucket.take() {
             metrics::dropped_message("rate_limited");
@@ -226,18 +242,8 @@ impl Session {
                 )));
             }
             self.key = Some(key.clone());
-            self.account = Some(account);
             self.cancel_on_disconnect = *cancel_on_disconnect;
-            let (tx, rx) = mpsc::channel(self.app.limits.report_queue);
-            self.reports = Some(rx);
-            let _ = self.app.registry.send(Registration::Join(
-                account,
-                SessionLink {
-                    id: self.id,
-                    tx,
-                    overflowed: Arc::clone(&self.overflowed),
-                },
-            ));
+            self.join(account, self.app.limits.report_queue);
             return Ok(vec![to_json(&Out::Authenticated {
                 account: account.0,
                 session: self.id,
@@ -826,18 +832,9 @@ impl RestSession {
     /// A session for `account`, registered with the router before anything is submitted.
     pub(crate) fn new(app: Arc<App>, account: AccountId) -> Self {
         let mut s = Session::new(app);
-        s.account = Some(account);
         // One command's reports (a sweep of a deep book makes a few thousand).
-        let (tx, rx) = mpsc::channel(s.app.limits.report_queue.min(4096));
-        s.reports = Some(rx);
-        let _ = s.app.registry.send(Registration::Join(
-            account,
-            SessionLink {
-                id: s.id,
-                tx,
-                overflowed: Arc::clone(&s.overflowed),
-            },
-        ));
+        let queue = s.app.limits.report_queue.min(4096);
+        s.join(account, queue);
         RestSession { s }
     }
 

@@ -40,10 +40,12 @@ fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
         "asset,USD,2\nasset,BTC,8\ninstrument,BTC-USD,1,0.01,base=BTC,quote=USD\ninstrument,PLAIN,0.01,1\n",
     )
     .unwrap();
+    let db = dir.path().join("history.db");
     let tune = |o: &mut ringex_bench::serve::ServeOptions| {
         o.setup = Some(setup.clone());
         o.demo = false;
         o.keys = vec!["alice:11".into(), "bob:12".into(), "root:admin".into()];
+        o.history = Some(db.clone());
     };
     let server = demo_server_in(dir.path(), tune);
     let addr = server.addr;
@@ -190,6 +192,42 @@ fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
         "/v1/orders",
         Some("bob"),
         &order("BTC-USD", "sell", "200", "0.5"),
+    );
+    // The admin reads bob's open orders from the history store (once it has them).
+    ws::eventually("bob's three orders in the store", || {
+        let r = http(
+            addr,
+            "GET",
+            "/v1/admin/orders?account=12&status=open",
+            Some("root"),
+            &[],
+            b"",
+        );
+        r.status == 200 && r.json()["orders"].as_array().map_or(0, |o| o.len()) == 3
+    });
+    assert_eq!(
+        http(
+            addr,
+            "GET",
+            "/v1/admin/orders?account=12&status=open",
+            Some("bob"),
+            &[],
+            b""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        http(
+            addr,
+            "GET",
+            "/v1/admin/orders?status=open",
+            Some("root"),
+            &[],
+            b""
+        )
+        .status,
+        400
     );
     let mc = admin("mass_cancel", json!({"account": 12, "symbol": "PLAIN"}));
     assert_eq!(events(&mc), ["cancelled", "cancelled"]);

@@ -373,3 +373,30 @@ pub async fn balances(
     };
     crate::serve::balances_json(&app, account)
 }
+
+/// `GET /v1/admin/orders?account=A&status=open[&symbol=S]`: any account's open orders, from
+/// the history store (`--history`).
+pub async fn orders(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let Some(account) = q
+        .get("account")
+        .and_then(|a| a.parse::<u64>().ok())
+        .map(AccountId)
+    else {
+        return bad("?account=: a positive integer").into_response();
+    };
+    let Some(db) = app.history.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "this needs the history store: start the server with --history FILE",
+        );
+    };
+    crate::serve::history::open_orders_of(app, account, db, q).await
+}

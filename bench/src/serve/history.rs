@@ -80,6 +80,17 @@ pub async fn open_orders(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    open_orders_of(app, account, db, q).await
+}
+
+/// An account's open orders from the store at `db` (`?status=open[&symbol=S]`), for its
+/// trader or an admin.
+pub(crate) async fn open_orders_of(
+    app: Arc<App>,
+    account: AccountId,
+    db: std::path::PathBuf,
+    q: HashMap<String, String>,
+) -> Response {
     match q.get("status").map(String::as_str) {
         Some("open") => {}
         _ => {

@@ -859,6 +859,7 @@ fn routes(app: Arc<App>) -> Router {
             axum::routing::post(admin::mass_cancel),
         )
         .route("/v1/admin/balances", get(admin::balances))
+        .route("/v1/admin/orders", get(admin::orders))
         .route("/metrics", get(prometheus))
         // A body past the WebSocket's frame limit is refused (413) before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(app.limits.max_frame))

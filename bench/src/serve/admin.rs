@@ -213,7 +213,7 @@ async fn act(app: Arc<App>, kind: CommandKind) -> Response {
                 }
             }
             // A command whose events go to nobody is known done by the router's progress.
-            _ = tokio::time::sleep(Duration::from_micros(500)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
         }
     };
     let _ = app.registry.send(Registration::Unwatch(id));

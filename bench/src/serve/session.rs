@@ -935,7 +935,7 @@ impl RestSession {
                 }
                 // The router's progress is polled too: a command whose last event concerns
                 // another account sends nothing more here.
-                _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
                 _ = halted.changed() => return Err(RestWait::Unavailable),
                 _ = tokio::time::sleep_until(deadline) => return Err(RestWait::Timeout),
             }

@@ -15,6 +15,7 @@
 //! a trade on the feed or a row in the history is never out before its event is durable.
 
 pub mod admin;
+pub mod dropcopy;
 pub mod history;
 pub mod ids;
 pub mod md;
@@ -299,6 +300,8 @@ pub struct App {
     pub assets: Vec<AssetSpec>,
     /// The history store, when kept.
     pub history: Option<PathBuf>,
+    /// The journal directory (drop copy replays from it).
+    pub journal: PathBuf,
     /// Commands submitted so far (setup included).
     pub submitted: AtomicU64,
     /// The next session id.
@@ -519,6 +522,7 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         balances,
         assets: meta.assets.clone(),
         history: opts.history.clone(),
+        journal: opts.journal.clone(),
         submitted: AtomicU64::new(state.cmd_seq + (setup_cmds.len() + gone.len()) as u64),
         next_session: AtomicU64::new(1),
         limits: Limits {
@@ -830,6 +834,7 @@ fn routes(app: Arc<App>) -> Router {
         .route("/", get(|| async { Html(WEB_PAGE) }))
         .route("/v1/orders/ws", get(order_entry))
         .route("/v1/md", get(market_data))
+        .route("/v1/dropcopy", get(drop_copy))
         .route("/v1/symbols", get(symbols))
         .route("/v1/book/{symbol}", get(book))
         .route("/v1/bbo/{symbol}", get(bbo))
@@ -878,6 +883,13 @@ async fn order_entry(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Respo
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .on_upgrade(move |socket| session::run(socket, app))
+}
+
+async fn drop_copy(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
+    ws.max_message_size(4096)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| dropcopy::run(socket, app))
 }
 
 async fn market_data(

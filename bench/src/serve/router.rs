@@ -131,7 +131,7 @@ impl ReportRouter {
 /// The accounts an event concerns (taker, maker): the owner of the order it names; for a
 /// fill, and the fees that follow it on a funded instrument, both sides (`maker`: the last
 /// fill's).
-fn accounts(
+pub(crate) fn accounts(
     e: &Event,
     taker: AccountId,
     maker: AccountId,

@@ -105,6 +105,8 @@ struct Session {
     overflowed: Arc<AtomicBool>,
     /// The input sequence of the last command submitted.
     last_submitted: Option<u64>,
+    /// Drop copy: every order of the account is reported, whoever placed it.
+    all: bool,
 }
 
 fn side_str(s: Side) -> &'static str {
@@ -150,6 +152,7 @@ impl Session {
             reports: None,
             overflowed: Arc::new(AtomicBool::new(false)),
             last_submitted: None,
+            all: false,
         }
     }
 
@@ -577,7 +580,7 @@ impl Session {
         };
         let seq = r.seq;
         match e.kind {
-            EventKind::Accepted { order_id, .. } if request.is_some() => {
+            EventKind::Accepted { order_id, .. } if request.is_some() || self.all => {
                 if let (Some(own), Some(o)) =
                     (self.orders.get(&order_id.0), e.kind.accepted_order())
                 {
@@ -604,7 +607,7 @@ impl Session {
                 code,
                 ..
             } => {
-                if let Some(request) = request {
+                if let Some(request) = request.or(self.all.then_some("order")) {
                     let own = if request == "new" {
                         order_id.and_then(|id| self.orders.remove(&id.0))
                     } else {
@@ -944,6 +947,142 @@ impl RestSession {
 }
 
 impl Drop for RestSession {
+    fn drop(&mut self) {
+        if let Some(a) = self.s.account {
+            let _ = self.s.app.registry.send(Registration::Leave(a, self.s.id));
+        }
+    }
+}
+
+/// A drop-copy session: every execution report of one account, whichever session or call
+/// caused it, as the order session writes them (without the placing client's `cl_ord_id`).
+pub(crate) struct DropCopySession {
+    s: Session,
+    /// The account of the current command's incoming order (its fills name only the maker).
+    taker_account: AccountId,
+}
+
+impl DropCopySession {
+    /// A drop copy of `account`'s reports, registered with the router now.
+    pub(crate) fn new(app: Arc<App>, account: AccountId) -> Self {
+        let mut s = Session::new(app);
+        s.all = true;
+        let queue = s.app.limits.report_queue;
+        s.join(account, queue);
+        DropCopySession {
+            s,
+            taker_account: AccountId(0),
+        }
+    }
+
+    /// The live reports' queue.
+    pub(crate) fn live(&mut self) -> Option<&mut mpsc::Receiver<Report>> {
+        self.s.reports.as_mut()
+    }
+
+    /// Whether the router dropped the session (its queue overflowed).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.s.overflowed.load(Ordering::Acquire)
+    }
+
+    /// The reports of one event (from the router, or replayed from the journal: then every
+    /// account's events come, and those of others are skipped).
+    pub(crate) fn on_event(&mut self, r: Report, out: &mut Vec<String>) {
+        let Some(me) = self.s.account else {
+            return;
+        };
+        let e = r.event;
+        match e.kind {
+            EventKind::Accepted { account, .. }
+            | EventKind::Modified { account, .. }
+            | EventKind::Triggered { account, .. } => self.taker_account = account,
+            _ => {}
+        }
+        let (a, b) = crate::serve::router::accounts(&e, self.taker_account, AccountId(0));
+        if a != Some(me) && b != Some(me) {
+            return;
+        }
+        // Every order of the account is its own here: learn it from the event.
+        match e.kind {
+            EventKind::Accepted {
+                account, order_id, ..
+            } if account == me => {
+                if let Some(o) = e.kind.accepted_order() {
+                    self.s.orders.insert(
+                        order_id.0,
+                        OwnOrder {
+                            cl_ord_id: None,
+                            instrument: o.instrument,
+                            side: o.side,
+                            leaves: o.qty.0,
+                        },
+                    );
+                }
+            }
+            EventKind::Fill {
+                instrument,
+                maker,
+                maker_account,
+                qty,
+                maker_left,
+                taker_side,
+                ..
+            } if maker_account == me && !self.s.orders.contains_key(&maker.0) => {
+                self.s.orders.insert(
+                    maker.0,
+                    OwnOrder {
+                        cl_ord_id: None,
+                        instrument,
+                        side: taker_side.opposite(),
+                        leaves: maker_left.0 + qty.0,
+                    },
+                );
+            }
+            EventKind::Cancelled {
+                instrument,
+                order_id,
+                account,
+                side,
+                ..
+            }
+            | EventKind::Expired {
+                instrument,
+                order_id,
+                account,
+                side,
+                ..
+            }
+            | EventKind::Triggered {
+                instrument,
+                order_id,
+                account,
+                side,
+                ..
+            }
+            | EventKind::Modified {
+                instrument,
+                order_id,
+                account,
+                side,
+                ..
+            } if account == me && !self.s.orders.contains_key(&order_id.0) => {
+                self.s.orders.insert(
+                    order_id.0,
+                    OwnOrder {
+                        cl_ord_id: None,
+                        instrument,
+                        side,
+                        leaves: 0,
+                    },
+                );
+            }
+            _ => {}
+        }
+        self.s.on_report(r, out);
+    }
+}
+
+impl Drop for DropCopySession {
     fn drop(&mut self) {
         if let Some(a) = self.s.account {
             let _ = self.s.app.registry.send(Registration::Leave(a, self.s.id));

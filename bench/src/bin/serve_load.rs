@@ -10,7 +10,12 @@
 //! target/release/serve_load --rates 10000,100000 --clients 50 --seconds 5 --idle 10000
 //! target/release/serve_load --fsync none …   # the network alone, without the fsync
 //! target/release/serve_load --rates 10000 --rest 1 --idle 0   # WebSocket, then REST
+//! target/release/serve_load --rates 10000,75000 --dropcopy 1 --idle 0   # and drop copies
 //! ```
+//!
+//! With `--dropcopy 1`, a drop copy of every client account runs beside the load; every
+//! 100 ms the newest report any of them holds is compared with the events published (how
+//! many events behind they are), and after the load, how long they take to catch up.
 //!
 //! With `--rest 1` each rate also runs over REST order entry (`POST /v1/orders`, `DELETE
 //! /v1/orders/{id}`), one kept-alive connection per client: latency from the call's
@@ -498,6 +503,80 @@ fn metrics(addr: &str) -> String {
     body
 }
 
+/// Drop copies of every client account (`--dropcopy 1`), each resumed live, on their own
+/// runtime: the highest event sequence any of them has received, and how many reports.
+struct DropCopies {
+    max_seq: Arc<std::sync::atomic::AtomicU64>,
+    reports: Arc<std::sync::atomic::AtomicU64>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn drop_copies(addr: &str, clients: u64) -> DropCopies {
+    use std::sync::atomic::Ordering;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let max_seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reports = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for c in 0..clients {
+        let (addr, max_seq, reports) =
+            (addr.to_string(), Arc::clone(&max_seq), Arc::clone(&reports));
+        let ready = std::sync::mpsc::channel::<()>();
+        rt.spawn(async move {
+            let (ws, _) = connect_async(format!("ws://{addr}/v1/dropcopy"))
+                .await
+                .expect("drop copy");
+            let (mut tx, mut rx) = ws.split();
+            for m in [
+                json!({"type": "auth", "key": format!("load{c}")}),
+                json!({"type": "resume"}),
+            ] {
+                tx.send(Message::Text(m.to_string().into()))
+                    .await
+                    .expect("send");
+                let _ = rx.next().await;
+            }
+            let _ = ready.0.send(());
+            while let Some(Ok(m)) = rx.next().await {
+                if let Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    if let Some(seq) = v["seq"].as_u64() {
+                        max_seq.fetch_max(seq, Ordering::Relaxed);
+                        reports.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        let _ = ready.1.recv_timeout(Duration::from_secs(10));
+    }
+    DropCopies {
+        max_seq,
+        reports,
+        _rt: rt,
+    }
+}
+
+/// The server's events published (`/v1/status`).
+fn events_published(addr: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = write!(
+        c,
+        "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    let json = body.split_once("\r\n\r\n").map_or("", |x| x.1);
+    serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|v| v["events_published"].as_u64())
+        .unwrap_or(0)
+}
+
 /// A metric's value (`None` if absent).
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -561,7 +640,7 @@ fn soak(server: &ServerProc, orders: u64, rate: u64, clients: u64) {
 }
 
 fn main() {
-    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--funded 1] [--soak ORDERS] [--keep 1: print the server address and its /metrics] [--rest 1: each rate over WebSocket, then over REST]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep", "--funded", "--soak", "--rest"]);
+    ringex_bench::harness::args::check("usage: serve_load [--rates R1,R2,…] [--clients N] [--seconds S] [--idle N] [--fsync batch|none|interval:<ms>] [--layout auto|threads|grouped] [--funded 1] [--soak ORDERS] [--keep 1: print the server address and its /metrics] [--rest 1: each rate over WebSocket, then over REST] [--dropcopy 1: a drop copy of every client account, and its lag]", &["--rates", "--clients", "--seconds", "--idle", "--fsync", "--layout", "--keep", "--funded", "--soak", "--rest", "--dropcopy"]);
     let rates: Vec<u64> = value("--rates")
         .unwrap_or_else(|| "10000,100000".into())
         .split(',')
@@ -590,6 +669,27 @@ fn main() {
     println!("# latency: the client's send -> its first execution report for that command (µs); sends late: how far behind schedule the sends went (open loop, µs)");
     println!("| target/s | achieved/s | answered | p50 | p90 | p99 | p99.9 | max | sends late p50 / p99 |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // `--dropcopy 1`: a drop copy of every client account beside the load, and every 100 ms
+    // how far the newest report any of them holds is behind the events published.
+    let copies = value("--dropcopy").map(|_| drop_copies(&server.addr, clients));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = copies.as_ref().map(|d| {
+        let (addr, max_seq, on) = (
+            server.addr.clone(),
+            Arc::clone(&d.max_seq),
+            Arc::clone(&sampling),
+        );
+        std::thread::spawn(move || {
+            let mut lags = Vec::new();
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                let published = events_published(&addr);
+                let seen = max_seq.load(std::sync::atomic::Ordering::Relaxed);
+                lags.push(published.saturating_sub(seen));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            lags
+        })
+    });
     let mut sustained = None;
     // `--rest 1`: each rate over WebSocket and then over REST, on the same server.
     let over: &[bool] = if value("--rest").is_some() {
@@ -627,6 +727,32 @@ fn main() {
             us(h.max()),
             us(r.late.value_at_quantile(0.5)),
             us(r.late.value_at_quantile(0.99)),
+        );
+    }
+    if let (Some(d), Some(h)) = (&copies, sampler) {
+        // Drained: the copies' newest report reaches the last event published.
+        let t = Instant::now();
+        let last = events_published(&server.addr);
+        while d.max_seq.load(std::sync::atomic::Ordering::Relaxed) < last
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let drain = t.elapsed();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let lags = h.join().expect("sampler");
+        let half = lags.len() / 2;
+        let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+        let mut sorted = lags.clone();
+        sorted.sort_unstable();
+        println!(
+            "# drop copies ({clients}, one per client account): {} reports; events behind the published ones, sampled every 100 ms: p50 {}, max {} (first half of the run max {}, second half max {}); caught up {:.1} ms after the load ended",
+            d.reports.load(std::sync::atomic::Ordering::Relaxed),
+            sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+            max(&lags),
+            max(&lags[..half]),
+            max(&lags[half..]),
+            drain.as_secs_f64() * 1e3
         );
     }
     match sustained {

@@ -406,18 +406,7 @@ impl HistoryQuery for PgStore {
     }
 
     fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
-        self.client
-            .query(
-                &format!(
-                    "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = $1 AND seq > $2 \
-                     UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = $1 \
-                     AND seq > $2 ORDER BY seq"
-                ),
-                &[&i(account), &i(since)],
-            )?
-            .iter()
-            .map(trade_row)
-            .collect()
+        self.trades_page(account, since, usize::MAX)
     }
 
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {

@@ -298,12 +298,7 @@ impl HistoryQuery for SqliteStore {
     }
 
     fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {TRADE_COLUMNS} FROM trades WHERE taker_account = ?1 AND seq > ?2 \
-             UNION SELECT {TRADE_COLUMNS} FROM trades WHERE maker_account = ?1 AND seq > ?2 \
-             ORDER BY seq"
-        ))?;
-        all(&mut st, params![i(account), i(since)], trade_row)
+        self.trades_page(account, since, usize::MAX)
     }
 
     fn trades_page(

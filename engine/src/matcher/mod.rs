@@ -1015,26 +1015,41 @@ impl Matcher {
         if !self.books.move_to_back(i, price, qty) {
             return;
         }
-        let funding = funding_of(&self.books.books[slot as usize]);
-        let taker = Taker {
-            instrument,
-            book: slot,
-            id: order_id,
-            account,
-            side,
-            limit: Some(price),
-            stp,
-            funding,
-        };
+        let taker = self.repriced(slot, order_id, account, side, price, stp);
         let end = self.match_taker(seq, &taker, qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
             self.release_taker(&taker, end.remaining);
             self.books.remove(i);
         } else if end.remaining != qty.0 {
             self.books.set_qty(i, Qty(end.remaining));
-            if let Some(f) = &funding {
+            if let Some(f) = &taker.funding {
                 self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
             }
+        }
+    }
+
+    /// A modified order as the taker at its new price (a modify that loses its place trades
+    /// like a new order).
+    #[inline]
+    fn repriced(
+        &self,
+        slot: u32,
+        id: OrderId,
+        account: AccountId,
+        side: Side,
+        price: Price,
+        stp: SelfTradePrevention,
+    ) -> Taker {
+        let book = &self.books.books[slot as usize];
+        Taker {
+            instrument: book.def.id,
+            book: slot,
+            id,
+            account,
+            side,
+            limit: Some(price),
+            stp,
+            funding: funding_of(book),
         }
     }
 
@@ -1071,17 +1086,7 @@ impl Matcher {
         if !self.books.move_to_back(i, price, qty) {
             return self.books.rest_top(slot, side, i, price);
         }
-        let funding = funding_of(&self.books.books[slot as usize]);
-        let taker = Taker {
-            instrument: self.books.books[slot as usize].def.id,
-            book: slot,
-            id: order_id,
-            account,
-            side,
-            limit: Some(price),
-            stp,
-            funding,
-        };
+        let taker = self.repriced(slot, order_id, account, side, price, stp);
         let from = out.len();
         let end = self.match_taker(seq, &taker, qty.0, out);
         if end.taker_cancelled || end.remaining == 0 {
@@ -1093,7 +1098,7 @@ impl Matcher {
                 if ext.is_iceberg() {
                     self.books.set_peak(i, ext.display.min(end.remaining));
                 }
-                if let Some(f) = &funding {
+                if let Some(f) = &taker.funding {
                     self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
                 }
             }

@@ -123,7 +123,12 @@ fn drop_copy_sees_every_report_of_the_account_live_and_replayed() {
             (Some("cancelled"), Some(rest_id), Some("user"))
         );
     }
-    // Nothing else arrives (no duplicate of the replayed part): a ping is answered next.
+    // Nothing else was queued (no duplicate of the replayed part): the next message is the
+    // answer to one sent now.
+    for d in [&mut live, &mut from0, &mut from_mid] {
+        d.send(json!({"type": "ping"}));
+        assert_eq!(d.recv()["code"], "unknown_type");
+    }
     live.close();
     from0.close();
     from_mid.close();

@@ -70,6 +70,23 @@ async fn query<T: Send + 'static>(
     }
 }
 
+/// One order of `account` from the store at `db`: another account's order looks like no
+/// order at all (`404 unknown_order`).
+pub(crate) async fn order_of(
+    db: std::path::PathBuf,
+    account: AccountId,
+    id: u64,
+) -> Result<ringex_consumers::history::OrderRow, Box<Response>> {
+    match query(db, move |s| s.order(id)).await?.0 {
+        Some(o) if o.account == account.0 => Ok(o),
+        _ => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "unknown_order",
+            format!("no order {id} of account {}", account.0),
+        ))),
+    }
+}
+
 /// `GET /v1/orders?status=open[&symbol=S]`: the account's open orders, in time priority.
 pub async fn open_orders(
     State(app): State<Arc<App>>,

@@ -1015,23 +1015,9 @@ async fn order_status(
             "order status needs the history store: start the server with --history FILE",
         );
     };
-    let app2 = Arc::clone(&app);
-    let r = tokio::task::spawn_blocking(move || {
-        use ringex_consumers::history::HistoryQuery;
-        let mut q = ringex_consumers::history::sqlite::SqliteStore::open(&db)?;
-        q.order(id)
-    })
-    .await;
-    match r {
-        Ok(Ok(Some(o))) if o.account == account.0 => Json(order_json(&app2, &o)).into_response(),
-        // Another account's order looks like no order at all.
-        Ok(Ok(_)) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_order",
-            format!("no order {id} of account {}", account.0),
-        ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "history", e.to_string()),
+    match history::order_of(db, account, id).await {
+        Ok(o) => Json(order_json(&app, &o)).into_response(),
+        Err(r) => *r,
     }
 }
 

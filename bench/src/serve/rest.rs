@@ -373,44 +373,20 @@ async fn locate(
     account: AccountId,
     id: u64,
     symbol: Option<&str>,
-) -> Result<Option<(u64, InstrumentId, Side)>, Answer> {
+) -> Result<Option<(u64, InstrumentId, Side)>, Box<Response>> {
     if let Some(s) = symbol {
         // An unknown symbol is sequenced as `unknown_symbol` by the session.
         return Ok(app.specs.by_symbol(s).map(|spec| (id, spec.id, Side::Buy)));
     }
     let Some(db) = app.history.clone() else {
-        return Err(Answer::error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_message",
             "give ?symbol= (or start the server with --history FILE to look orders up)",
-        ));
+        )));
     };
-    let r = tokio::task::spawn_blocking(move || {
-        use ringex_consumers::history::HistoryQuery;
-        let mut q = ringex_consumers::history::sqlite::SqliteStore::open(&db)?;
-        q.order(id)
-    })
-    .await;
-    match r {
-        Ok(Ok(Some(o))) if o.account == account.0 => {
-            Ok(Some((id, InstrumentId(o.instrument), o.side)))
-        }
-        Ok(Ok(_)) => Err(Answer::error(
-            StatusCode::NOT_FOUND,
-            "unknown_order",
-            format!("no order {id} of account {}", account.0),
-        )),
-        Ok(Err(e)) => Err(Answer::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "history",
-            e.to_string(),
-        )),
-        Err(e) => Err(Answer::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "history",
-            e.to_string(),
-        )),
-    }
+    let o = crate::serve::history::order_of(db, account, id).await?;
+    Ok(Some((id, InstrumentId(o.instrument), o.side)))
 }
 
 /// `DELETE /v1/orders/{id}[?symbol=S]`: cancels an order of the key's account.
@@ -427,7 +403,7 @@ pub async fn cancel_order(
     let symbol = q.get("symbol").cloned();
     let known = match locate(&app, account, id, symbol.as_deref()).await {
         Ok(k) => k,
-        Err(a) => return a.into_response(false),
+        Err(r) => return *r,
     };
     let msg = ClientMsg::Cancel {
         order_id: id,
@@ -478,7 +454,7 @@ pub async fn modify_order(
     };
     let known = match locate(&app, account, id, symbol.as_deref()).await {
         Ok(k) => k,
-        Err(a) => return a.into_response(false),
+        Err(r) => return *r,
     };
     let msg = ClientMsg::Modify {
         order_id: id,

@@ -141,6 +141,12 @@ pub fn recover_dir(
     // Instruments whose definition never became durable are forgotten.
     meta.specs
         .retain(|s| rec.state.instruments.iter().any(|(i, _)| *i == s.id));
+    // Assets are numbered in declaration order: those from the first one the engine does
+    // not have on never became durable.
+    let known = (0..meta.assets.len())
+        .take_while(|&n| rec.state.assets.iter().any(|(a, _)| a.0 as usize == n))
+        .count();
+    meta.assets.truncate(known);
     Ok((meta, rec.state, Some(rec.report)))
 }
 

@@ -92,6 +92,8 @@ impl BalancesPublisher {
         p.scales = p.replica.ledger().assets().collect();
         p.dirty
             .extend(p.replica.ledger().balances().iter().map(|(a, _, _)| *a));
+        // A replica restored from a state is readable before the first event arrives.
+        p.publish(true);
         (p, view)
     }
 

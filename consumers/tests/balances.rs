@@ -86,6 +86,42 @@ fn the_view_shows_holds_and_settlements_as_the_matcher_does() {
 }
 
 #[test]
+fn a_publisher_restored_from_a_state_shows_its_balances_before_any_event() {
+    let mut m = Matcher::default();
+    let mut out = Vec::new();
+    for (i, k) in [
+        CommandKind::AddAsset {
+            asset: AssetId(0),
+            scale: 2,
+        },
+        CommandKind::Deposit {
+            account: AccountId(7),
+            asset: AssetId(0),
+            amount: Amount::new(12_345),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        m.process(
+            Sequence(i as u64 + 1),
+            &Command::new(Timestamp(0), k),
+            &mut out,
+        );
+    }
+    let mut r = BookReplica::new();
+    for e in &out {
+        r.apply(e);
+    }
+    let state = r.state(2, out.len() as u64);
+    let (_publisher, view) = BalancesPublisher::new(BookReplica::from_state(&state));
+    assert_eq!(
+        view.balance_decimal(AccountId(7), AssetId(0)),
+        Some(("123.45".parse().unwrap(), "0".parse().unwrap()))
+    );
+}
+
+#[test]
 fn readers_never_block_the_pipeline_and_end_equal_to_the_matcher() {
     let w = ExchangeCoreWorkload {
         funded: true,

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A call refused before anything was sequenced: status, error code, message.
-struct Refusal(StatusCode, &'static str, String);
+pub(crate) struct Refusal(StatusCode, &'static str, String);
 
-fn refuse(code: StatusCode, what: &'static str, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(code: StatusCode, what: &'static str, message: impl Into<String>) -> Refusal {
     Refusal(code, what, message.into())
 }
 
@@ -40,7 +40,7 @@ impl IntoResponse for Refusal {
 const ROUTED_WITHIN: Duration = Duration::from_secs(10);
 
 /// `Ok` for an admin key; `401` without a known key, `403` for a trader key.
-fn admin(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn admin(app: &App, headers: &HeaderMap) -> Result<(), Refusal> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -104,12 +104,12 @@ fn symbol_of(app: &App, o: &serde_json::Map<String, Value>) -> Result<Instrument
 }
 
 /// An event of the admin's command as JSON (`None`: nothing to say).
-fn event_json(app: &App, e: &ringex_engine::Event) -> Option<Value> {
+pub(crate) fn event_json(app: &App, e: &ringex_engine::Event) -> Option<Value> {
     let symbol = |i: InstrumentId| app.specs.by_id(i).map(|s| s.symbol.clone());
     let asset = |a: ringex_engine::AssetId| {
-        app.assets
-            .get(a.0 as usize)
-            .map_or((format!("#{}", a.0), 0), |s| (s.name.clone(), s.scale))
+        app.specs
+            .asset(a)
+            .map_or((format!("#{}", a.0), 0), |s| (s.name, s.scale))
     };
     Some(match e.kind {
         EventKind::InstrumentStatus { instrument, halted } => {
@@ -147,6 +147,31 @@ fn event_json(app: &App, e: &ringex_engine::Event) -> Option<Value> {
             json!({"type": "cancelled", "order_id": order_id.0, "account": account.0,
                 "symbol": symbol(instrument), "reason": reason.as_str()})
         }
+        EventKind::InstrumentAdded(def) => {
+            let spec = app.specs.by_id(def.id);
+            let mut v = json!({"type": "instrument_added", "symbol": symbol(def.id),
+                "tick_size": spec.as_ref().map(|s| s.tick_size.to_string()),
+                "lot_size": spec.as_ref().map(|s| s.lot_size.to_string())});
+            if def.is_funded() {
+                let (b, q) = def.assets();
+                v["base"] = json!(asset(b).0);
+                v["quote"] = json!(asset(q).0);
+            }
+            v
+        }
+        EventKind::MatchPolicySet {
+            instrument,
+            policy,
+            min_alloc,
+        } => {
+            let spec = app.specs.by_id(instrument);
+            json!({"type": "match_policy_set", "symbol": symbol(instrument),
+                "match": policy.as_str(),
+                "min_alloc": spec.map_or(min_alloc.0.to_string(), |s| s.qty_text(min_alloc.0 as u128))})
+        }
+        EventKind::AssetAdded { asset: a, scale } => {
+            json!({"type": "asset_added", "asset": asset(a).0, "scale": scale})
+        }
         EventKind::Rejected { account, code, .. } => {
             json!({"type": "rejected", "account": account.0, "code": code.as_str()})
         }
@@ -156,6 +181,23 @@ fn event_json(app: &App, e: &ringex_engine::Event) -> Option<Value> {
 
 /// Submits an admin command and answers with its events once it is routed (durable).
 async fn act(app: Arc<App>, kind: CommandKind) -> Response {
+    match sequence(&app, &[kind]).await {
+        Ok((seq, events)) => {
+            let events: Vec<Value> = events.iter().filter_map(|e| event_json(&app, e)).collect();
+            axum::Json(json!({"seq": seq, "events": events})).into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+/// Submits commands, one after the other in the input ring, and waits until the report
+/// router has routed the last (the journal holds them all). Returns the last command's
+/// sequence and every event of the commands; an error answer when the ring refused a
+/// command (those before it are in) or nothing was routed in time.
+pub(crate) async fn sequence(
+    app: &App,
+    kinds: &[CommandKind],
+) -> Result<(u64, Vec<ringex_engine::Event>), Box<Response>> {
     let id = app
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -166,50 +208,57 @@ async fn act(app: Arc<App>, kind: CommandKind) -> Response {
         tx,
         overflowed: Arc::new(AtomicBool::new(false)),
     }));
-    let seq = match app.gateway().try_submit(kind) {
-        Ok(s) => s.0,
-        Err(e) => {
-            let _ = app.registry.send(Registration::Unwatch(id));
-            return match e {
-                SubmitError::Busy => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    "the engine's input ring is full: retry later",
-                ),
-                e => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    e.to_string(),
-                ),
-            };
+    let mut seqs = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        match app.gateway().try_submit(*kind) {
+            Ok(s) => seqs.push(s.0),
+            Err(e) => {
+                let _ = app.registry.send(Registration::Unwatch(id));
+                return Err(Box::new(match e {
+                    SubmitError::Busy => error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "the engine's input ring is full: retry later",
+                    ),
+                    e => error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        e.to_string(),
+                    ),
+                }));
+            }
         }
-    };
-    app.submitted.fetch_add(1, Ordering::Relaxed);
-    crate::serve::metrics::command("admin");
+        app.submitted.fetch_add(1, Ordering::Relaxed);
+        crate::serve::metrics::command("admin");
+    }
+    let last = seqs.last().copied().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + ROUTED_WITHIN;
     let mut events = Vec::new();
+    let mine = |r: &Report| seqs.contains(&r.event.cmd_seq().0);
     let answer = loop {
-        let routed = app.progress.routed_cmd_seq.load(Ordering::Acquire) >= seq;
+        let routed = app.progress.routed_cmd_seq.load(Ordering::Acquire) >= last;
         while let Ok(r) = rx.try_recv() {
-            if r.event.cmd_seq().0 == seq {
-                events.extend(event_json(&app, &r.event));
+            if mine(&r) {
+                events.push(r.event);
             }
         }
         if routed {
-            break (StatusCode::OK, json!({"seq": seq, "events": events}));
+            break Ok((last, events));
         }
         if tokio::time::Instant::now() >= deadline {
-            break (
-                StatusCode::GATEWAY_TIMEOUT,
-                json!({"error": "timeout", "message": "the command was not routed within 10 s"}),
-            );
+            break Err(Box::new(
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    axum::Json(json!({"error": "timeout",
+                        "message": "the command was not routed within 10 s"})),
+                )
+                    .into_response(),
+            ));
         }
         tokio::select! {
             r = rx.recv() => {
-                if let Some(r) = r {
-                    if r.event.cmd_seq().0 == seq {
-                        events.extend(event_json(&app, &r.event));
-                    }
+                if let Some(r) = r.filter(|r| mine(r)) {
+                    events.push(r.event);
                 }
             }
             // A command whose events go to nobody is known done by the router's progress.
@@ -217,7 +266,7 @@ async fn act(app: Arc<App>, kind: CommandKind) -> Response {
         }
     };
     let _ = app.registry.send(Registration::Unwatch(id));
-    (answer.0, axum::Json(answer.1)).into_response()
+    answer
 }
 
 /// An admin call whose JSON body makes one command (`make`), answered by [`act`].
@@ -311,7 +360,7 @@ fn money(
     let Some(name) = o.get("asset").and_then(Value::as_str) else {
         return Err(bad("\"asset\": a string"));
     };
-    let Some(pos) = app.assets.iter().position(|a| a.name == name) else {
+    let Some((asset, scale)) = app.specs.asset_by_name(name) else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             "unknown_asset",
@@ -323,7 +372,6 @@ fn money(
         Some(Value::Number(n)) => Decimal::from_str(&n.to_string()).ok(),
         _ => None,
     };
-    let scale = app.assets[pos].scale;
     let units = amount
         .and_then(|d| units_of(d, scale))
         .filter(|u| *u > 0)
@@ -332,11 +380,7 @@ fn money(
                 "\"amount\": a positive decimal with at most {scale} places"
             ))
         })?;
-    Ok((
-        account,
-        ringex_engine::AssetId(pos as u16),
-        Amount::new(units),
-    ))
+    Ok((account, asset, Amount::new(units)))
 }
 
 /// `POST /v1/admin/mass_cancel` `{"account", "symbol"?}`: every open order of the account.

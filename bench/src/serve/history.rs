@@ -200,11 +200,11 @@ pub async fn trades(
             });
             json!({
                 "seq": t.seq,
-                "symbol": spec.map(|s| s.symbol.clone()),
+                "symbol": spec.as_ref().map(|s| s.symbol.clone()),
                 "order_id": order,
                 "side": if side == Side::Buy { "buy" } else { "sell" },
                 "liquidity": liquidity,
-                "price": spec.map_or(t.price.to_string(), |s| s.price_text(ringex_engine::Price(t.price))),
+                "price": spec.as_ref().map_or(t.price.to_string(), |s| s.price_text(ringex_engine::Price(t.price))),
                 "qty": spec.map_or(t.qty.to_string(), |s| s.qty_text(t.qty as u128)),
                 "fee_units": fee,
                 "ts": t.ts,

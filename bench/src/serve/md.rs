@@ -211,6 +211,14 @@ impl MdFeed {
         Some(self.books.lock().ok()?.book(i))
     }
 
+    /// Whether the instrument is halted (as the feed last said).
+    pub fn halted(&self, i: InstrumentId) -> bool {
+        self.books
+            .lock()
+            .map(|b| b.halted.get(&i).copied().unwrap_or(false))
+            .unwrap_or(false)
+    }
+
     /// The L2 answer of `GET /v1/book/{symbol}` (depth levels per side).
     pub fn book_json(&self, i: InstrumentId, depth: usize) -> serde_json::Value {
         let b = self.book(i).unwrap_or_default();
@@ -278,7 +286,7 @@ impl MdFeed {
 /// Parses `symbols=A,B` (empty: every symbol).
 pub fn symbol_set(specs: &Specs, list: Option<&str>) -> Result<HashSet<InstrumentId>, String> {
     match list.filter(|l| !l.is_empty()) {
-        None => Ok(specs.all().map(|s| s.id).collect()),
+        None => Ok(specs.all().iter().map(|s| s.id).collect()),
         Some(l) => l
             .split(',')
             .map(|s| {

@@ -18,15 +18,19 @@ pub mod admin;
 pub mod dropcopy;
 pub mod history;
 pub mod ids;
+pub mod listing;
 pub mod md;
 pub mod metrics;
 pub mod protocol;
 pub mod rest;
 pub mod router;
 pub mod session;
+pub mod specs;
+
+pub use specs::Specs;
 
 use crate::meta::EdgeMeta;
-use crate::script::{AssetSpec, Script};
+use crate::script::Script;
 use crate::startup::{read_script, recover_dir, snapshotter, RunError};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -42,8 +46,7 @@ use ringex_engine::pipeline::ShutdownReport;
 use ringex_engine::state::EngineState;
 use ringex_engine::Command;
 use ringex_engine::{
-    AccountId, BookReplica, Gateway, InstrumentId, InstrumentSpec, Matcher, MatcherCapacity,
-    Pipeline,
+    AccountId, BookReplica, Gateway, InstrumentId, Matcher, MatcherCapacity, Pipeline,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -221,40 +224,6 @@ pub enum ServeError {
     NoKeys,
 }
 
-/// The instruments, by symbol and by id (fixed while the server runs).
-#[derive(Default)]
-pub struct Specs {
-    by_symbol: HashMap<String, InstrumentSpec>,
-    by_id: HashMap<InstrumentId, InstrumentSpec>,
-}
-
-impl Specs {
-    /// From a list.
-    pub fn new(specs: &[InstrumentSpec]) -> Self {
-        Specs {
-            by_symbol: specs
-                .iter()
-                .map(|s| (s.symbol.clone(), s.clone()))
-                .collect(),
-            by_id: specs.iter().map(|s| (s.id, s.clone())).collect(),
-        }
-    }
-    /// By symbol.
-    pub fn by_symbol(&self, s: &str) -> Option<&InstrumentSpec> {
-        self.by_symbol.get(s)
-    }
-    /// By id.
-    pub fn by_id(&self, i: InstrumentId) -> Option<&InstrumentSpec> {
-        self.by_id.get(&i)
-    }
-    /// Every instrument, by id.
-    pub fn all(&self) -> impl Iterator<Item = &InstrumentSpec> {
-        let mut v: Vec<_> = self.by_id.values().collect();
-        v.sort_by_key(|s| s.id);
-        v.into_iter()
-    }
-}
-
 /// Limits on what one client may do.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -296,10 +265,10 @@ pub struct App {
     pub md: Arc<md::MdFeed>,
     /// Balances.
     pub balances: BalancesView,
-    /// Asset names.
-    pub assets: Vec<AssetSpec>,
     /// The history store, when kept.
     pub history: Option<PathBuf>,
+    /// The edge state (`edge.meta`), rewritten by a listing; held while one runs.
+    pub(crate) edge: tokio::sync::Mutex<EdgeMeta>,
     /// The journal directory (drop copy replays from it).
     pub journal: PathBuf,
     /// Commands submitted so far (setup included).
@@ -310,8 +279,6 @@ pub struct App {
     pub limits: Limits,
     /// Levels per side in the book answers.
     pub depth: usize,
-    /// Instruments with a pro-rata policy: (policy, min_alloc in lots).
-    pub policies: HashMap<InstrumentId, (ringex_engine::MatchPolicy, ringex_engine::Qty)>,
     gateway: Mutex<Gateway>,
     pipeline: Arc<Pipeline>,
     halted: watch::Receiver<Option<String>>,
@@ -475,7 +442,20 @@ fn parse_keys(
 pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
     let (keys, admin_keys) = parse_keys(&opts)?;
     let (meta, state, setup_cmds) = prepare_journal(&opts)?;
-    let specs = Arc::new(Specs::new(&meta.specs));
+    let policies =
+        state
+            .policies
+            .iter()
+            .map(|&(i, p, m)| (i, (p, m)))
+            .chain(setup_cmds.iter().filter_map(|c| match c.kind {
+                ringex_engine::CommandKind::SetMatchPolicy {
+                    instrument,
+                    policy,
+                    min_alloc,
+                } => Some((instrument, (policy, min_alloc))),
+                _ => None,
+            }));
+    let specs = Arc::new(Specs::new(&meta.specs, &meta.assets, policies));
     let ids = ids::OrderIds::open(&opts.journal, &state, &setup_cmds).map_err(|source| {
         RunError::Output {
             path: opts.journal.join("order-ids"),
@@ -520,9 +500,9 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         progress,
         md: feed,
         balances,
-        assets: meta.assets.clone(),
         history: opts.history.clone(),
         journal: opts.journal.clone(),
+        edge: tokio::sync::Mutex::new(meta),
         submitted: AtomicU64::new(state.cmd_seq + (setup_cmds.len() + gone.len()) as u64),
         next_session: AtomicU64::new(1),
         limits: Limits {
@@ -537,19 +517,6 @@ pub fn start(opts: ServeOptions) -> Result<Server, ServeError> {
         sessions_by_key: Mutex::new(HashMap::new()),
         snapshots: Mutex::new(session::Bucket::new(opts.max_snapshots_per_sec)),
         depth: opts.depth,
-        policies: state
-            .policies
-            .iter()
-            .map(|&(i, p, m)| (i, (p, m)))
-            .chain(setup_cmds.iter().filter_map(|c| match c.kind {
-                ringex_engine::CommandKind::SetMatchPolicy {
-                    instrument,
-                    policy,
-                    min_alloc,
-                } => Some((instrument, (policy, min_alloc))),
-                _ => None,
-            }))
-            .collect(),
         gateway: Mutex::new(gateway),
         pipeline: Arc::clone(&pipeline),
         halted: halt_rx,
@@ -726,7 +693,9 @@ fn start_pipeline(
     let (balances, view) = BalancesPublisher::new(BookReplica::from_state(state));
     builder.add_consumer(balances, after());
     if let Some(p) = &opts.history {
-        let h = crate::startup::open_history(p, Some(&opts.journal), &meta.specs)?;
+        let names = Arc::clone(specs);
+        let h = crate::startup::open_history(p, Some(&opts.journal), &meta.specs)?
+            .with_symbol_source(Arc::new(move |i| names.name(i)));
         builder.add_consumer(h, ConsumerOptions::default().after(jid));
     }
     let pipeline = builder.start().map_err(RunError::from)?;
@@ -832,6 +801,7 @@ async fn monitor(app: Arc<App>, halted: watch::Sender<Option<String>>) {
 fn routes(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(WEB_PAGE) }))
+        .route("/admin", get(|| async { Html(ADMIN_PAGE) }))
         .route("/v1/orders/ws", get(order_entry))
         .route("/v1/md", get(market_data))
         .route("/v1/dropcopy", get(drop_copy))
@@ -854,6 +824,14 @@ fn routes(app: Arc<App>) -> Router {
         )
         .route("/v1/balances", get(balances))
         .route("/v1/admin/halt", axum::routing::post(admin::halt))
+        .route(
+            "/v1/admin/assets",
+            get(listing::assets).post(listing::add_asset),
+        )
+        .route(
+            "/v1/admin/instruments",
+            axum::routing::post(listing::add_instrument),
+        )
         .route("/v1/admin/resume", axum::routing::post(admin::resume))
         .route("/v1/admin/block", axum::routing::post(admin::block))
         .route("/v1/admin/unblock", axum::routing::post(admin::unblock))
@@ -873,6 +851,10 @@ fn routes(app: Arc<App>) -> Router {
 
 /// The live web page.
 pub const WEB_PAGE: &str = include_str!("web/index.html");
+
+/// The admin view: halt and resume symbols, block and unblock accounts, deposit, read an
+/// account's balances (every call with the admin key typed into the page).
+pub const ADMIN_PAGE: &str = include_str!("web/admin.html");
 
 async fn order_entry(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
     let max = app.limits.max_frame;
@@ -918,15 +900,12 @@ async fn symbols(State(app): State<Arc<App>>) -> Response {
     let v: Vec<_> = app
         .specs
         .all()
+        .into_iter()
         .map(|s| {
-            let (policy, min_alloc) = app
-                .policies
-                .get(&s.id)
-                .copied()
-                .unwrap_or((ringex_engine::MatchPolicy::Fifo, ringex_engine::Qty(1)));
+            let (policy, min_alloc) = app.specs.policy(s.id);
             json!({"symbol": s.symbol, "tick_size": s.tick_size.to_string(),
                 "lot_size": s.lot_size.to_string(), "match": policy.as_str(),
-                "min_alloc": s.qty_text(min_alloc.0 as u128)})
+                "min_alloc": s.qty_text(min_alloc.0 as u128), "halted": app.md.halted(s.id)})
         })
         .collect();
     Json(v).into_response()
@@ -1024,6 +1003,7 @@ async fn order_status(
 /// An order of the history store as the REST answer.
 pub(crate) fn order_json(app: &App, o: &ringex_consumers::history::OrderRow) -> serde_json::Value {
     let spec = app.specs.by_id(InstrumentId(o.instrument));
+    let spec = spec.as_deref();
     let px = |p: i64| spec.map_or(p.to_string(), |s| s.price_text(ringex_engine::Price(p)));
     let q = |x: u64| spec.map_or(x.to_string(), |s| s.qty_text(x as u128));
     json!({
@@ -1061,10 +1041,7 @@ pub(crate) fn balances_json(app: &App, account: AccountId) -> Response {
         .account(account)
         .into_iter()
         .map(|(asset, _)| {
-            let name = app
-                .assets
-                .get(asset.0 as usize)
-                .map_or_else(|| format!("#{}", asset.0), |a| a.name.clone());
+            let name = app.specs.asset_name(asset);
             let (total, held) = app
                 .balances
                 .balance_decimal(account, asset)

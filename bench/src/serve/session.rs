@@ -307,8 +307,8 @@ impl Session {
                     Ok(instrument) => {
                         let spec = self.app.specs.by_id(instrument);
                         match (
-                            convert(spec, &price, true, req_id).map_err(Ok)?,
-                            convert(spec, &qty, false, req_id).map_err(Ok)?,
+                            convert(spec.as_deref(), &price, true, req_id).map_err(Ok)?,
+                            convert(spec.as_deref(), &qty, false, req_id).map_err(Ok)?,
                         ) {
                             (Ok(p), Ok(q)) => CommandKind::Modify {
                                 instrument,
@@ -422,21 +422,21 @@ impl Session {
         let price = match (order_type, &n.price) {
             (OrderType::Market, _) => Ok(0),
             (OrderType::Limit, None) => Err(RejectCode::MissingPrice),
-            (OrderType::Limit, Some(p)) => convert(Some(spec), p, true, n.req_id).map_err(Ok)?,
+            (OrderType::Limit, Some(p)) => convert(Some(&spec), p, true, n.req_id).map_err(Ok)?,
         };
-        let qty = convert(Some(spec), &n.qty, false, n.req_id).map_err(Ok)?;
+        let qty = convert(Some(&spec), &n.qty, false, n.req_id).map_err(Ok)?;
         // An iceberg's display size that is not a whole number of lots above 0 is
         // `invalid_display`; a trigger converts like a price.
         let display = match &n.display {
             None => Ok(0),
-            Some(d) => match convert(Some(spec), d, false, n.req_id).map_err(Ok)? {
+            Some(d) => match convert(Some(&spec), d, false, n.req_id).map_err(Ok)? {
                 Ok(q) if q > 0 => Ok(q),
                 _ => Err(RejectCode::InvalidDisplay),
             },
         };
         let stop = match &n.stop {
             None => Ok(None),
-            Some(p) => convert(Some(spec), p, true, n.req_id)
+            Some(p) => convert(Some(&spec), p, true, n.req_id)
                 .map_err(Ok)?
                 .map(|p| Some(ringex_engine::Price(p as i64))),
         };
@@ -551,8 +551,8 @@ impl Session {
         Ok(())
     }
 
-    fn symbol(&self, i: InstrumentId) -> &str {
-        self.app.specs.by_id(i).map_or("?", |s| s.symbol.as_str())
+    fn symbol(&self, i: InstrumentId) -> String {
+        self.app.specs.symbol(i)
     }
 
     fn px(&self, i: InstrumentId, p: i64) -> String {
@@ -588,7 +588,7 @@ impl Session {
                         seq,
                         order_id: o.order_id.0,
                         cl_ord_id: own.cl_ord_id.as_deref(),
-                        symbol: self.symbol(o.instrument),
+                        symbol: &self.symbol(o.instrument),
                         side: side_str(o.side),
                         order_type: match o.order_type {
                             OrderType::Limit => "limit",
@@ -619,7 +619,7 @@ impl Session {
                         code: code.as_str(),
                         order_id: order_id.map(|o| o.0),
                         cl_ord_id: own.as_ref().and_then(|o| o.cl_ord_id.as_deref()),
-                        symbol: instrument.map(|i| self.symbol(i)),
+                        symbol: instrument.map(|i| self.symbol(i)).as_deref(),
                         req_id,
                     }));
                 }
@@ -647,7 +647,7 @@ impl Session {
                         seq,
                         order_id: order_id.0,
                         cl_ord_id: own.cl_ord_id.as_deref(),
-                        symbol: self.symbol(instrument),
+                        symbol: &self.symbol(instrument),
                     }));
                 }
             }
@@ -663,7 +663,7 @@ impl Session {
                         seq,
                         order_id: order_id.0,
                         cl_ord_id: own.cl_ord_id.as_deref(),
-                        symbol: self.symbol(instrument),
+                        symbol: &self.symbol(instrument),
                         qty: self.qty(instrument, qty.0),
                         reason: reason.as_str(),
                         req_id: req_id.filter(|_| request == Some("cancel")),
@@ -688,7 +688,7 @@ impl Session {
                         seq,
                         order_id: order_id.0,
                         cl_ord_id: own.cl_ord_id.as_deref(),
-                        symbol: self.symbol(instrument),
+                        symbol: &self.symbol(instrument),
                         price: self.px(instrument, price.0),
                         qty: self.qty(instrument, qty.0),
                         kept_priority,
@@ -707,7 +707,7 @@ impl Session {
                         seq,
                         order_id: order_id.0,
                         cl_ord_id: own.cl_ord_id.as_deref(),
-                        symbol: self.symbol(instrument),
+                        symbol: &self.symbol(instrument),
                         qty: self.qty(instrument, qty.0),
                     }));
                 }
@@ -751,7 +751,7 @@ impl Session {
             seq,
             order_id: id,
             cl_ord_id: self.orders[&id].cl_ord_id.as_deref(),
-            symbol: self.symbol(instrument),
+            symbol: &self.symbol(instrument),
             side: side_str(side),
             liquidity,
             price: self.px(instrument, price),

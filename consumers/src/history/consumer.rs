@@ -30,6 +30,10 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Where the names of instruments listed while the consumer runs come from (read only when
+/// an `InstrumentAdded` event names an instrument without a name yet).
+pub type SymbolSource = std::sync::Arc<dyn Fn(InstrumentId) -> Option<String> + Send + Sync>;
+
 /// The history consumer. See the module docs.
 pub struct History<S: HistoryStore> {
     store: S,
@@ -51,6 +55,7 @@ pub struct History<S: HistoryStore> {
     /// The time of the last command (when no clock is published: 0).
     clock: u64,
     names: FxHashMap<u32, String>,
+    symbol_source: Option<SymbolSource>,
     /// Funded instruments' settlement terms (learnt from the stream, kept in the store).
     defs: FxHashMap<u32, FundedRow>,
     /// The last fill on a funded instrument until its fees arrive: (buyer, seller,
@@ -97,6 +102,7 @@ impl<S: HistoryStore> History<S> {
             clocks: None,
             clock: 0,
             names: FxHashMap::default(),
+            symbol_source: None,
             defs,
             pending_fill: None,
             next_stop: None,
@@ -112,6 +118,13 @@ impl<S: HistoryStore> History<S> {
             self.names.insert(i.0, n.clone());
             self.batch.symbols.push((i.0, n));
         }
+        self
+    }
+
+    /// Names instruments listed later: an `InstrumentAdded` event for an instrument without
+    /// a name asks `source` for it (written with the next commit).
+    pub fn with_symbol_source(mut self, source: SymbolSource) -> Self {
+        self.symbol_source = Some(source);
         self
     }
 
@@ -271,19 +284,7 @@ impl<S: HistoryStore> History<S> {
                     }
                 }
             }
-            EventKind::InstrumentAdded(def) if def.is_funded() => {
-                let (base, quote) = def.assets();
-                let (base_per_lot, quote_per_tick_lot) = def.units();
-                let f = FundedRow {
-                    instrument: def.id.0,
-                    base: base.0,
-                    quote: quote.0,
-                    base_per_lot,
-                    quote_per_tick_lot,
-                };
-                self.defs.insert(f.instrument, f);
-                self.batch.funded.push(f);
-            }
+            EventKind::InstrumentAdded(def) => self.instrument_added(def),
             EventKind::Cancelled {
                 order_id, reason, ..
             } => self.closed(order_id, seq, OrderStatus::Cancelled, Some(reason)),
@@ -518,6 +519,30 @@ impl<S: HistoryStore> History<S> {
         }
         touched.clear();
         self.touched = touched;
+    }
+
+    /// A listed instrument: its name (from the symbol source, when the consumer has none)
+    /// and, when funded, its settlement terms.
+    fn instrument_added(&mut self, def: ringex_engine::InstrumentDef) {
+        if !self.names.contains_key(&def.id.0) {
+            if let Some(n) = self.symbol_source.as_ref().and_then(|f| f(def.id)) {
+                self.names.insert(def.id.0, n.clone());
+                self.batch.symbols.push((def.id.0, n));
+            }
+        }
+        if def.is_funded() {
+            let (base, quote) = def.assets();
+            let (base_per_lot, quote_per_tick_lot) = def.units();
+            let f = FundedRow {
+                instrument: def.id.0,
+                base: base.0,
+                quote: quote.0,
+                base_per_lot,
+                quote_per_tick_lot,
+            };
+            self.defs.insert(f.instrument, f);
+            self.batch.funded.push(f);
+        }
     }
 
     /// Writes everything pending in one transaction, up to the last complete command (a

@@ -33,7 +33,7 @@ mod store;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-pub use consumer::{History, HistoryConfig};
+pub use consumer::{History, HistoryConfig, SymbolSource};
 pub use model::*;
 pub use store::*;
 

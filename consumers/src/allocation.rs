@@ -96,26 +96,112 @@ struct BlockOrder {
 /// Apportions `total` lots by `weights` given the previous running totals `prev`
 /// (see the module docs). Returns the new running totals.
 pub fn apportion(weights: &[Decimal], prev: &[u128], total: u128) -> Vec<u128> {
-    let (mut shares, mut next) = (Vec::new(), Vec::new());
-    apportion_into(weights, prev, total, &mut shares, &mut next);
-    next
+    let next = &mut Vec::new();
+    match Weights::of(weights) {
+        Some(w) if w.apportion_into(prev, total, &mut Vec::new(), next) => {}
+        _ => apportion_decimal(weights, prev, total, &mut Vec::new(), next),
+    }
+    next.clone()
 }
 
-/// [`apportion`] into `next`, with `shares` as scratch (both reused: no allocation once
-/// they have the group's size).
-fn apportion_into(
+/// A group's weights as integers over one denominator (each weight × 10^scale, the scale
+/// of the most precise one), so that shares are compared exactly in integers.
+#[derive(Clone, Debug)]
+struct Weights {
+    w: Vec<u128>,
+    sum: u128,
+}
+
+impl Weights {
+    /// `None` when a weight is not positive or the integers would not fit.
+    fn of(weights: &[Decimal]) -> Option<Weights> {
+        let scale = weights.iter().map(|w| w.scale()).max().unwrap_or(0);
+        let w: Option<Vec<u128>> = weights
+            .iter()
+            .map(|d| {
+                let m = u128::try_from(d.mantissa()).ok().filter(|m| *m > 0)?;
+                m.checked_mul(10u128.checked_pow(scale - d.scale())?)
+            })
+            .collect();
+        let w = w?;
+        let sum = w.iter().try_fold(0u128, |a, x| a.checked_add(*x))?;
+        Some(Weights { w, sum })
+    }
+
+    /// [`apportion`] in integers: the share of weight w in `total` is `total·w / W`, kept
+    /// as its floor and remainder (all over the same `W`). False when `total·w` would not
+    /// fit in 128 bits (the caller apportions in decimals then).
+    fn apportion_into(
+        &self,
+        prev: &[u128],
+        total: u128,
+        shares: &mut Vec<(u128, u128)>,
+        next: &mut Vec<u128>,
+    ) -> bool {
+        shares.clear();
+        for &w in &self.w {
+            let Some(p) = total.checked_mul(w) else {
+                return false;
+            };
+            shares.push((p / self.sum, p % self.sum));
+        }
+        next.clear();
+        next.extend(prev.iter().zip(shares.iter()).map(|(&a, &(f, _))| a.max(f)));
+        let mut sum: u128 = next.iter().sum();
+        while sum < total {
+            // Below the ceiling of its share, the largest room (share − current, × W).
+            let mut best: Option<(usize, u128)> = None;
+            for (i, &(f, r)) in shares.iter().enumerate() {
+                if next[i] < f + u128::from(r != 0) {
+                    // next ≤ f here, so the room is not negative.
+                    let Some(room) = (f - next[i])
+                        .checked_mul(self.sum)
+                        .and_then(|x| x.checked_add(r))
+                    else {
+                        return false;
+                    };
+                    if best.is_none_or(|(_, b)| room > b) {
+                        best = Some((i, room));
+                    }
+                }
+            }
+            match best {
+                Some((i, _)) => {
+                    next[i] += 1;
+                    sum += 1;
+                }
+                None => {
+                    next[0] += total - sum;
+                    sum = total;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// [`apportion`] in decimals (weights too large for [`Weights`]), into `next`, with
+/// `shares` as scratch.
+fn apportion_decimal(
     weights: &[Decimal],
     prev: &[u128],
     total: u128,
     shares: &mut Vec<(u128, Decimal)>,
     next: &mut Vec<u128>,
 ) {
-    let wsum: Decimal = weights.iter().copied().sum();
-    let t = Decimal::from_i128_with_scale(total as i128, 0);
-    // Exact shares as (floor, remainder) with the remainder compared exactly.
+    // Checked arithmetic throughout (weights near Decimal's limits): a share that cannot
+    // be computed counts as 0, and the loop below still makes the split sum to the total.
+    let wsum = weights
+        .iter()
+        .fold(Decimal::ZERO, |a, w| a.saturating_add(*w));
+    let t = Decimal::try_from_i128_with_scale(total as i128, 0).unwrap_or(Decimal::MAX);
     shares.clear();
     shares.extend(weights.iter().map(|w| {
-        let s = t * *w / wsum;
+        let s = t
+            .checked_mul(*w)
+            .and_then(|x| x.checked_div(wsum))
+            .or_else(|| w.checked_div(wsum).and_then(|x| x.checked_mul(t)))
+            .unwrap_or(Decimal::ZERO);
         let f = s.floor();
         (f.mantissa() as u128 / 10u128.pow(f.scale()), s - f)
     }));
@@ -128,8 +214,10 @@ fn apportion_into(
         for (i, &(f, r)) in shares.iter().enumerate() {
             let ceil = f + u128::from(!r.is_zero());
             if next[i] < ceil {
-                let room = Decimal::from_i128_with_scale(f as i128, 0) + r
-                    - Decimal::from_i128_with_scale(next[i] as i128, 0);
+                let int = |x: u128| {
+                    Decimal::try_from_i128_with_scale(x as i128, 0).unwrap_or(Decimal::MAX)
+                };
+                let room = int(f).saturating_add(r).saturating_sub(int(next[i]));
                 if best.is_none_or(|(_, b)| room > b) {
                     best = Some((i, room));
                 }
@@ -153,17 +241,22 @@ fn apportion_into(
 /// The allocation consumer. `F` receives every allocation (an in-process subscriber).
 pub struct Allocator<F: FnMut(&Allocation) + Send + 'static> {
     groups: HashMap<AllocGroupId, Group>,
-    /// Each group's weights, in member order.
-    weights: HashMap<AllocGroupId, Vec<Decimal>>,
+    /// Each group's weights, in member order, and as integers when they fit.
+    weights: HashMap<AllocGroupId, (Vec<Decimal>, Option<Weights>)>,
     /// Block orders that can still trade.
     orders: rustc_hash::FxHashMap<OrderId, BlockOrder>,
     /// Per-account vectors of block orders that are done, for reuse.
     free: Vec<Vec<AccountAllocation>>,
-    /// Scratch for apportioning: shares, previous and next running totals.
-    shares: Vec<(u128, Decimal)>,
+    /// Scratch for apportioning: shares (integer and decimal), previous and next running
+    /// totals.
+    shares: Vec<(u128, u128)>,
+    dec_shares: Vec<(u128, Decimal)>,
     prev: Vec<u128>,
     next: Vec<u128>,
     sink: F,
+    /// The current command's order when it is a block order (the accepted or modified one:
+    /// fills name it as their taker), so a fill looks up its taker only then.
+    taker_block: Option<OrderId>,
     /// Allocations made.
     pub allocations: u64,
 }
@@ -173,7 +266,11 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
     pub fn new(groups: HashMap<AllocGroupId, Group>, sink: F) -> Self {
         let weights = groups
             .iter()
-            .map(|(&id, g)| (id, g.members.iter().map(|m| m.1).collect()))
+            .map(|(&id, g)| {
+                let w: Vec<Decimal> = g.members.iter().map(|m| m.1).collect();
+                let int = Weights::of(&w);
+                (id, (w, int))
+            })
             .collect();
         Allocator {
             groups,
@@ -181,9 +278,11 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
             orders: Default::default(),
             free: Vec::new(),
             shares: Vec::new(),
+            dec_shares: Vec::new(),
             prev: Vec::new(),
             next: Vec::new(),
             sink,
+            taker_block: None,
             allocations: 0,
         }
     }
@@ -209,27 +308,36 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
         )
     }
 
-    fn allocate(&mut self, fill_seq: Sequence, id: OrderId, price: Price, qty: Qty) {
+    /// Splits a fill of block order `id` (when it is one); true when the order has no open
+    /// quantity left.
+    fn allocate(&mut self, fill_seq: Sequence, id: OrderId, price: Price, qty: Qty) -> bool {
         let Allocator {
             groups,
             weights,
             orders,
             shares,
+            dec_shares,
             prev,
             next,
             ..
         } = self;
         let Some(o) = orders.get_mut(&id) else {
-            return;
+            return false;
         };
         let (Some(g), Some(weights)) = (groups.get(&o.group), weights.get(&o.group)) else {
-            return;
+            return o.open == 0;
         };
         prev.clear();
         prev.extend(o.accounts.iter().map(|a| a.lots));
         o.filled += qty.0 as u128;
         o.open = o.open.saturating_sub(qty.0);
-        apportion_into(weights, prev, o.filled, shares, next);
+        let exact = weights
+            .1
+            .as_ref()
+            .is_some_and(|w| w.apportion_into(prev, o.filled, shares, next));
+        if !exact {
+            apportion_decimal(&weights.0, prev, o.filled, dec_shares, next);
+        }
         for (i, (&n, &p)) in next.iter().zip(prev.iter()).enumerate() {
             if n > p {
                 let lots = n - p;
@@ -247,6 +355,7 @@ impl<F: FnMut(&Allocation) + Send + 'static> Allocator<F> {
                 });
             }
         }
+        o.open == 0
     }
 }
 
@@ -264,7 +373,9 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
                 alloc_group,
                 ..
             } if alloc_group != AllocGroupId::NONE => {
+                self.taker_block = None;
                 if let Some(g) = self.groups.get(&alloc_group) {
+                    self.taker_block = Some(order_id);
                     let mut accounts = self.free.pop().unwrap_or_default();
                     accounts.clear();
                     accounts.resize(g.members.len(), AccountAllocation::default());
@@ -280,6 +391,7 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
                     );
                 }
             }
+            EventKind::Accepted { .. } => self.taker_block = None,
             EventKind::Fill {
                 taker,
                 maker,
@@ -287,17 +399,23 @@ impl<F: FnMut(&Allocation) + Send + 'static> Consumer for Allocator<F> {
                 qty,
                 ..
             } => {
-                for id in [taker, maker] {
-                    self.allocate(seq, id, price, qty);
-                    if self.orders.get(&id).is_some_and(|o| o.open == 0) {
+                let taker = (self.taker_block == Some(taker)).then_some(taker);
+                for id in taker.into_iter().chain([maker]) {
+                    if self.allocate(seq, id, price, qty) {
                         self.done(id);
                     }
                 }
             }
             EventKind::Modified { order_id, qty, .. } => {
+                self.taker_block = None;
                 if let Some(o) = self.orders.get_mut(&order_id) {
                     o.open = qty.0;
+                    self.taker_block = Some(order_id);
                 }
+            }
+            EventKind::Triggered { order_id, .. } => {
+                // An elected stop trades now as the taker.
+                self.taker_block = self.orders.contains_key(&order_id).then_some(order_id);
             }
             EventKind::Cancelled { order_id, .. } | EventKind::Expired { order_id, .. } => {
                 self.done(order_id);
@@ -414,6 +532,24 @@ mod tests {
         assert_eq!((per_order(1), per_order(3), per_order(6)), (5, 4, 2));
     }
 
+    /// Fractional weights are scaled to one denominator; a share the decimals could only
+    /// round (1/3 of a lot each) is compared exactly, ties to the account listed first.
+    #[test]
+    fn fractional_and_huge_weights() {
+        let w = ["0.5", "0.25", "0.25"].map(|x| x.parse::<Decimal>().unwrap());
+        // Shares 1.5, 0.75, 0.75: floors 1, 0, 0; the two lots left go to the larger
+        // remainders (0.75, 0.75), not to the first account's 0.5.
+        assert_eq!(apportion(&w, &[0, 0, 0], 3), vec![1, 1, 1]);
+        let w = ["1.1", "2.2", "3.3"].map(|x| x.parse::<Decimal>().unwrap());
+        assert_eq!(apportion(&w, &[0, 0, 0], 6), vec![1, 2, 3]);
+        assert_eq!(apportion(&[d(1), d(1), d(1)], &[0, 0, 0], 1), vec![1, 0, 0]);
+        // Weights whose integers do not fit: decimals, still summing to the total.
+        let big = Decimal::MAX;
+        let small = "0.0000000000000000000000000001".parse::<Decimal>().unwrap();
+        assert!(Weights::of(&[big, small]).is_none());
+        assert_eq!(apportion(&[big, small], &[0, 0], 5).iter().sum::<u128>(), 5);
+    }
+
     #[test]
     fn equal_weights_on_ten_lots() {
         assert_eq!(
@@ -456,6 +592,26 @@ mod tests {
                     prop_assert!((next[i] as f64 - exact).abs() < 1.0 + 1e-9, "within one lot: {} vs {}", next[i], exact);
                 }
                 prop_assert_eq!(apportion(&w, &prev, total), next.clone(), "deterministic");
+                // Largest remainder, exactly: with share_i = total·w_i / W as floor f_i and
+                // remainder r_i, each account has max(prev_i, f_i) and the lots left go one
+                // each to the accounts still below their ceiling with the largest r_i, ties
+                // to the one listed first.
+                let ws = wsum as u128;
+                let shares: Vec<(u128, u128)> = weights
+                    .iter()
+                    .map(|&x| (total * x as u128 / ws, total * x as u128 % ws))
+                    .collect();
+                let base: Vec<u128> = (0..w.len()).map(|i| prev[i].max(shares[i].0)).collect();
+                let mut eligible: Vec<usize> = (0..w.len())
+                    .filter(|&i| shares[i].1 > 0 && base[i] == shares[i].0)
+                    .collect();
+                eligible.sort_by_key(|&i| (std::cmp::Reverse(shares[i].1), i));
+                let extra = (total - base.iter().sum::<u128>()) as usize;
+                let mut expect = base.clone();
+                for &i in eligible.iter().take(extra) {
+                    expect[i] += 1;
+                }
+                prop_assert_eq!(&expect, &next, "largest remainder, exactly");
                 prev = next;
             }
         }

@@ -12,7 +12,16 @@ use ringex_engine::*;
 use std::collections::HashMap;
 use std::time::Instant;
 
-fn time<C: Consumer>(name: &str, c: C, events: &[Event]) {
+/// Times a fresh consumer from `make` `CT_RUNS` times (3 by default) and prints the best.
+fn time<C: Consumer>(name: &str, make: impl FnMut() -> C, events: &[Event]) {
+    let runs: usize = std::env::var("CT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    time_runs(name, runs, make, events)
+}
+
+fn time_runs<C: Consumer>(name: &str, runs: usize, mut make: impl FnMut() -> C, events: &[Event]) {
     // `CT_ONLY=NAME[,NAME…]`: time only these consumers (for a profiler).
     if let Ok(only) = std::env::var("CT_ONLY") {
         if !only.split(',').any(|o| o == name) {
@@ -21,13 +30,26 @@ fn time<C: Consumer>(name: &str, c: C, events: &[Event]) {
     }
     // Batches of about 64 events, ending on command boundaries, delivered as a pipeline
     // stage delivers them (with the consumer's lookahead).
-    let best = ringex_bench::harness::floor::time_consumer(c, events);
+    let warm = warm_events(events.len());
+    let best = (0..runs.max(1))
+        .map(|_| ringex_bench::harness::floor::time_consumer_warm(make(), events, warm))
+        .fold(f64::MAX, f64::min);
+    let timed = events.len() - warm.min(events.len());
     println!(
         "{name:<14} {:>8.2}M events/s ({} events, {:.3} s)",
-        events.len() as f64 / best / 1e6,
-        events.len(),
+        timed as f64 / best / 1e6,
+        timed,
         best
     );
+}
+
+/// `CT_WARM=F` (a fraction, 0 by default): the first F of the stream runs untimed.
+fn warm_events(n: usize) -> usize {
+    let f: f64 = std::env::var("CT_WARM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    (n as f64 * f.clamp(0.0, 0.99)) as usize
 }
 
 fn main() {
@@ -79,8 +101,7 @@ fn main() {
         *kinds.entry(k).or_default() += 1;
     }
     println!("  event mix: {kinds:?}");
-    let (risk, _) = RiskUpdater::new(HashMap::new());
-    time("risk", risk, &events);
+    time("risk", || RiskUpdater::new(HashMap::new()).0, &events);
     // The query path: a reader thread polling an account's state as fast as it can while
     // the consumer runs. The consumer publishes with try_lock, so the reader never blocks it.
     let (risk, view) = RiskUpdater::new(HashMap::new());
@@ -95,7 +116,8 @@ fn main() {
         }
         (reads, found, t.elapsed().as_secs_f64())
     });
-    time("risk+reader", risk, &events);
+    let mut risk = Some(risk);
+    time_runs("risk+reader", 1, || risk.take().expect("one run"), &events);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Ok((reads, found, secs)) = reader.join() {
         println!(
@@ -103,7 +125,7 @@ fn main() {
             reads as f64 / secs / 1e6
         );
     }
-    time("market-data", MarketData::new(10).0, &events);
+    time("market-data", || MarketData::new(10).0, &events);
     let groups = HashMap::from([(
         AllocGroupId(1),
         Group::weighted(&[(AccountId(1), 50), (AccountId(2), 30), (AccountId(3), 20)]),
@@ -112,9 +134,13 @@ fn main() {
     let a = allocs.clone();
     time(
         "allocation",
-        Allocator::new(groups, move |_: &Allocation| {
-            a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }),
+        || {
+            let a = a.clone();
+            a.store(0, std::sync::atomic::Ordering::Relaxed);
+            Allocator::new(groups.clone(), move |_: &Allocation| {
+                a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+        },
         &events,
     );
     println!(
@@ -124,17 +150,29 @@ fn main() {
     // The order history in SQLite (a temp file; the default commit policy).
     let dir = std::env::temp_dir().join(format!("ringex-ct-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
-    let db = dir.join("history.db");
-    let store = ringex_consumers::history::sqlite::SqliteStore::open(&db).expect("store");
-    let h = ringex_consumers::history::History::new(store, Default::default()).expect("history");
-    time("history", h, &events);
+    let mut run = 0;
+    time(
+        "history",
+        || {
+            run += 1;
+            let db = dir.join(format!("history-{run}.db"));
+            let store = ringex_consumers::history::sqlite::SqliteStore::open(&db).expect("store");
+            ringex_consumers::history::History::new(store, Default::default()).expect("history")
+        },
+        &events,
+    );
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("RINGEX_PG_URL") {
-        let mut store = ringex_consumers::history::postgres::PgStore::connect(&url).expect("pg");
-        store.reset().expect("reset");
-        let h =
-            ringex_consumers::history::History::new(store, Default::default()).expect("history");
-        time("history-pg", h, &events);
+        time(
+            "history-pg",
+            || {
+                let mut store =
+                    ringex_consumers::history::postgres::PgStore::connect(&url).expect("pg");
+                store.reset().expect("reset");
+                ringex_consumers::history::History::new(store, Default::default()).expect("history")
+            },
+            &events,
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -76,12 +76,24 @@ impl CpuBound {
 
 /// Runs `c` alone over `events` in batches of about 64 events ending on command
 /// boundaries (as a pipeline stage gets them); returns the seconds it took.
-pub fn time_consumer<C: Consumer>(mut c: C, events: &[Event]) -> f64 {
+pub fn time_consumer<C: Consumer>(c: C, events: &[Event]) -> f64 {
+    time_consumer_warm(c, events, 0)
+}
+
+/// [`time_consumer`] that times only the events from `warm` on: those before it run
+/// first, untimed, so that the consumer's state holds the accounts, instruments and pairs
+/// the stream has introduced by then (its steady state, not its first touch of each).
+/// `warm` is moved to the next command boundary.
+pub fn time_consumer_warm<C: Consumer>(mut c: C, events: &[Event], warm: usize) -> f64 {
     let lookahead = c.lookahead();
-    let t = Instant::now();
+    let mut warm = warm.min(events.len());
+    while warm > 0 && warm < events.len() && !events[warm - 1].is_last_of_command() {
+        warm += 1;
+    }
+    let mut t = Instant::now();
     let mut start = 0;
     for (i, e) in events.iter().enumerate() {
-        if (e.is_last_of_command() && i % 64 >= 63) || i + 1 == events.len() {
+        if (e.is_last_of_command() && (i % 64 >= 63 || i + 1 == warm)) || i + 1 == events.len() {
             let batch = &events[start..=i];
             deliver(
                 &mut c,
@@ -91,6 +103,9 @@ pub fn time_consumer<C: Consumer>(mut c: C, events: &[Event]) -> f64 {
                 batch.len() as u64,
             );
             start = i + 1;
+            if start == warm {
+                t = Instant::now();
+            }
         }
     }
     c.on_shutdown();

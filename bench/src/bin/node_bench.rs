@@ -22,7 +22,9 @@
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use ringex_bench::harness::args::{number, value};
-use ringex_bench::node::{last_published, targets, Names, NodeStatus, Router, Targets};
+use ringex_bench::node::{
+    last_published, targets, Names, NodeStatus, Router, Targets, DEFAULT_BATCH,
+};
 use ringex_engine::workload::MultiSymbolWorkload;
 use ringex_engine::*;
 use std::path::{Path, PathBuf};
@@ -113,7 +115,14 @@ fn match_alone(cmds: &[Command]) -> (u64, f64) {
     (events, t.elapsed().as_secs_f64())
 }
 
-fn throughput(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, shards: u32, cmds: &[Command]) {
+fn throughput(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    dir: &Path,
+    shards: u32,
+    batch: usize,
+    cmds: &[Command],
+) {
     let cluster = unique(&format!("t{shards}"));
     let names = Names::new(&cluster);
     let nodes: Vec<NodeProc> = (0..shards)
@@ -124,7 +133,8 @@ fn throughput(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, shards: u32, 
     }
     let router = rt
         .block_on(Router::connect(url, &cluster, shards))
-        .expect("router");
+        .expect("router")
+        .with_batch(batch);
     // Each shard's commands, for its expected last event and its matching time.
     let mut per: Vec<Vec<Command>> = vec![Vec::new(); shards as usize];
     for c in cmds {
@@ -149,7 +159,7 @@ fn throughput(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, shards: u32, 
     let secs = t.elapsed().as_secs_f64();
     let matching: f64 = expect.iter().map(|e| e.1).fold(0.0, f64::max);
     println!(
-        "| {shards} | {} | {:.0} | {:.2} s | {:.2} s | {:.1}% |",
+        "| {shards} | {batch} | {} | {:.0} | {:.2} s | {:.2} s | {:.1}% |",
         cmds.len(),
         cmds.len() as f64 / secs,
         published,
@@ -290,8 +300,8 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 
 fn main() {
     ringex_bench::harness::args::check(
-        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--latency N]",
-        &["--nats", "--commands", "--trials", "--shards", "--latency"],
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N]",
+        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency"],
     );
     let url = value("--nats")
         .or_else(|| std::env::var("RINGEX_NATS_URL").ok())
@@ -306,11 +316,14 @@ fn main() {
         "# ringex node on NATS JetStream at {url}: {} commands (multi-symbol, 64 instruments)",
         cmds.len()
     );
-    println!("| shards | commands | commands/s end to end | all published by the router after | last event in the streams after | matching alone, slowest shard, share of the time |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| shards | commands a message | commands | commands/s end to end | all published by the router after | last event in the streams after | matching alone, slowest shard, share of the time |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let shard_list = value("--shards").unwrap_or_else(|| "1,2,4".into());
-    for s in shard_list.split(',').filter_map(|s| s.trim().parse().ok()) {
-        throughput(&rt, &url, &dir, s, &cmds);
+    let batches = value("--batch").unwrap_or_else(|| DEFAULT_BATCH.to_string());
+    for b in batches.split(',').filter_map(|b| b.trim().parse().ok()) {
+        for s in shard_list.split(',').filter_map(|s| s.trim().parse().ok()) {
+            throughput(&rt, &url, &dir, s, b, &cmds);
+        }
     }
     latency(&rt, &url, &dir, &cmds, number("--latency", 5000) as usize);
     if trials > 0 {

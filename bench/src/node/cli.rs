@@ -26,11 +26,15 @@ pub enum NodeCmd {
         target: ClusterArgs,
         /// The command script (docs/formats.md).
         script: PathBuf,
-        /// The submission's id: its commands' message ids are `<id>.<index>.<shard>`, so the
-        /// same submission made again publishes nothing twice (within the command streams'
-        /// two-minute duplicate window). Default: a digest of the script's bytes.
+        /// The submission's id: its messages' ids are `<id>.<index>.<shard>` (the index of
+        /// the message's first command), so the same submission made again with the same
+        /// `--batch` publishes nothing twice (within the command streams' two-minute
+        /// duplicate window). Default: a digest of the script's bytes.
         #[arg(long)]
         id: Option<String>,
+        /// Commands packed into one message per shard (1 to 8192).
+        #[arg(long, default_value_t = DEFAULT_BATCH)]
+        batch: usize,
     },
     /// Print every shard's events, merged (per instrument in order), as they come: the event
     /// lines of the script format, as `ringex run --events-out` writes them (one shard's
@@ -75,7 +79,12 @@ pub struct ClusterArgs {
 pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
     match cmd {
         NodeCmd::Run(o) => run_node(o).map(|_| String::new()),
-        NodeCmd::Submit { target, script, id } => {
+        NodeCmd::Submit {
+            target,
+            script,
+            id,
+            batch,
+        } => {
             let mut sc = crate::script::Script::new();
             let mut meta = crate::meta::EdgeMeta::default();
             let (cmds, malformed) = crate::startup::read_script(&script, &mut sc, 0, &mut meta)?;
@@ -91,7 +100,8 @@ pub fn node_cmd(cmd: NodeCmd) -> Result<String, NodeError> {
                     &target.cluster,
                     target.shards,
                 )
-                .await?;
+                .await?
+                .with_batch(batch);
                 r.submit_as(&id, &cmds, 1024).await
             })?;
             Ok(format!(

@@ -2,12 +2,15 @@
 //!
 //! Instruments are sharded across engines; **the sequence comes from JetStream**, never from
 //! ringex: each shard's commands are one stream (`RINGEX_CMD_<shard>`, subject
-//! `ringex.cmd.<shard>`; `ringex` is the default `--cluster` name, [`Names`]), one 64-byte encoded [`Command`] per message, and the stream's
-//! sequence *is* the engine's input sequence. Every node of a shard (a primary and any number
+//! `ringex.cmd.<shard>`; `ringex` is the default `--cluster` name, [`Names`]), packed
+//! several 64-byte encoded [`Command`]s to a message by the [`Router`]; the engine's input
+//! sequence follows from the stream's (the commands of a message come after those of the
+//! messages before it), the same on every node, which takes the stream up after a restart
+//! from its [`Anchor`]. Every node of a shard (a primary and any number
 //! of standbys) consumes that stream in order and runs the full pipeline with its own local
 //! journal; being deterministic, they hold the same books. Only the **lease holder** publishes
-//! the shard's events (`RINGEX_EVT_<shard>`, subject `ringex.evt.<shard>`): one message per
-//! command with its events (64 bytes each), the message id `<shard>.<first event sequence>`,
+//! the shard's events (`RINGEX_EVT_<shard>`, subject `ringex.evt.<shard>`): the events of
+//! several whole commands to a message (64 bytes each), the message id `<shard>.<first event sequence>`,
 //! so JetStream's deduplication drops a re-publication after a failover. The lease is a
 //! message on `ringex.lease.<shard>` in the stream `RINGEX_LEASES`, which keeps one message
 //! per subject and expires it after `--lease-ms` (how JetStream's key-value buckets work): the primary renews it every fifth of that with a compare-and-set on
@@ -21,6 +24,7 @@
 //! shard, so funded trading across shards is not supported (each shard would count a
 //! deposit once); shard unfunded instruments.
 
+mod anchor;
 mod auth;
 mod cli;
 mod lease;
@@ -31,6 +35,7 @@ mod routing;
 mod shard;
 mod streams;
 
+pub use anchor::*;
 pub use auth::*;
 pub use cli::*;
 pub use lease::*;

@@ -106,10 +106,12 @@ pub async fn read_commands(
     let (total, mut msgs) =
         ordered(js, &names.cmd_stream(shard), names.cmd_subject(shard), 1).await?;
     let mut out = Vec::with_capacity(total as usize);
-    while (out.len() as u64) < total {
+    let mut read = 0u64;
+    while read < total {
         let Some(m) = msgs.next().await else { break };
         let m = m.map_err(nats("command message"))?;
-        out.push(command_of(&m.payload));
+        out.extend(commands_of(&m.payload));
+        read += 1;
     }
     Ok(out)
 }

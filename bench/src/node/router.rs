@@ -1,12 +1,20 @@
-//! [`Router`]: publishes commands to their shards' streams, each message with a stable id.
+//! [`Router`]: publishes commands to their shards' streams, packed several to a message,
+//! each message with a stable id.
+//!
+//! **Batches.** The commands of one submission bound for one shard go out in messages of up
+//! to [`Router::with_batch`] commands (64 bytes each, in order; 1024 by default): JetStream
+//! stores and acknowledges a message, not a command, so that is what bounds a shard's rate.
+//! Nothing waits for a batch to fill: a submission of one command is one message at once.
+//! The cut points depend only on the commands and the batch size.
 //!
 //! **Exactly once on the stream.** Every command message carries the message id
-//! `<submission>.<index>.<shard>` (`Nats-Msg-Id`): the submission's id, the command's
-//! position in it and the shard. A publish whose acknowledgement is lost is retried with
-//! the same id, and so is every command of a submission that is submitted again with the
-//! same id (`ringex node submit` uses a digest of the script's bytes unless `--id` says
-//! otherwise): JetStream drops a message whose id it has seen within the command stream's
-//! duplicate window (two minutes), so nothing is sequenced twice.
+//! `<submission>.<index>.<shard>` (`Nats-Msg-Id`): the submission's id, the position of
+//! the message's first command in it and the shard. A publish whose acknowledgement is lost
+//! is retried with the same id, and so is every message of a submission that is submitted
+//! again with the same id and batch size (`ringex node submit` uses a digest of the
+//! script's bytes unless `--id` says otherwise): JetStream drops a message whose id it has
+//! seen within the command stream's duplicate window (two minutes), so nothing is
+//! sequenced twice.
 //!
 //! **A command for every shard** (block, unblock, a mass cancel of every symbol, a tick,
 //! money commands) is one message per shard, each acknowledged on its own. If the router
@@ -23,6 +31,8 @@ pub struct Router {
     js: jetstream::Context,
     names: Names,
     shards: u32,
+    /// Most commands in one message.
+    batch: usize,
     /// Test knob: every n-th acknowledgement is treated as lost (the message was stored),
     /// so the publish is retried with the same id.
     lose_every: u64,
@@ -40,6 +50,9 @@ pub struct Submitted {
     pub retries: u64,
 }
 
+/// Commands in one message unless [`Router::with_batch`] says otherwise.
+pub const DEFAULT_BATCH: usize = 1024;
+
 /// How often a publish is tried before the submission fails.
 const ATTEMPTS: u32 = 5;
 
@@ -56,6 +69,10 @@ fn fresh_id() -> String {
         SUBMISSIONS.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Most commands in one message: 8,192 × 64 bytes = 512 KiB, half of NATS's default
+/// largest payload.
+pub const MAX_BATCH: usize = 8_192;
 
 /// One message in flight.
 struct Inflight {
@@ -86,6 +103,7 @@ impl Router {
             js,
             names,
             shards: shards.max(1),
+            batch: DEFAULT_BATCH,
             lose_every: 0,
             acks_seen: AtomicU64::new(0),
         })
@@ -98,20 +116,34 @@ impl Router {
         self
     }
 
+    /// Packs up to `n` commands into one message (1: a message per command, as streams
+    /// written before batches hold them). Resubmitting a submission completes it only with
+    /// the batch size it was first submitted with (the message ids follow the cut points).
+    pub fn with_batch(mut self, n: usize) -> Self {
+        self.set_batch(n);
+        self
+    }
+
+    /// [`Router::with_batch`] on a router in use.
+    pub fn set_batch(&mut self, n: usize) {
+        self.batch = n.clamp(1, MAX_BATCH);
+    }
+
     /// The JetStream context.
     pub fn context(&self) -> &jetstream::Context {
         &self.js
     }
 
     /// Publishes `cmds` in order as a new submission (a fresh id); returns the messages
-    /// published.
+    /// published (one per batch and shard).
     pub async fn submit(&self, cmds: &[Command], window: usize) -> Result<u64, NodeError> {
         Ok(self.submit_as(&fresh_id(), cmds, window).await?.messages)
     }
 
-    /// Publishes `cmds` in order (each to its shard or shards) as submission `id`, with up to
-    /// `window` acknowledgements in flight. Submitting the same `id` again publishes nothing
-    /// twice (within the streams' duplicate window).
+    /// Publishes `cmds` in order (each to its shard or shards) as submission `id`, packed
+    /// into messages of up to the batch size per shard, with up to `window` messages'
+    /// acknowledgements in flight. Submitting the same `id` again (with the same batch size)
+    /// publishes nothing twice (within the streams' duplicate window).
     pub async fn submit_as(
         &self,
         id: &str,
@@ -120,33 +152,76 @@ impl Router {
     ) -> Result<Submitted, NodeError> {
         let mut inflight: VecDeque<Inflight> = VecDeque::new();
         let mut done = Submitted::default();
+        // Per shard: the message being filled and the index of its first command.
+        let mut open: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0); self.shards as usize];
+        let batch_bytes = self.batch * COMMAND_BYTES;
         for (index, c) in cmds.iter().enumerate() {
             let mut b = [0u8; COMMAND_BYTES];
             c.encode(&mut b);
-            let payload = Bytes::copy_from_slice(&b);
-            let shards: Vec<u32> = match targets(c, self.shards) {
-                Targets::One(s) => vec![s],
-                Targets::All => (0..self.shards).collect(),
+            let shards = match targets(c, self.shards) {
+                Targets::One(s) => s..s + 1,
+                Targets::All => 0..self.shards,
             };
             for shard in shards {
-                let ack = self.send(id, index, shard, payload.clone()).await?;
-                inflight.push_back(Inflight {
-                    ack,
-                    shard,
-                    index,
-                    payload: payload.clone(),
-                });
-                if inflight.len() >= window.max(1) {
-                    if let Some(f) = inflight.pop_front() {
-                        self.settle(id, f, &mut done).await?;
-                    }
+                let (buf, first) = &mut open[shard as usize];
+                if buf.is_empty() {
+                    *first = index;
                 }
+                buf.extend_from_slice(&b);
+                if buf.len() >= batch_bytes {
+                    let payload = Bytes::from(std::mem::take(buf));
+                    let f = self.start(id, *first, shard, payload).await?;
+                    self.push(id, f, &mut inflight, window, &mut done).await?;
+                }
+            }
+        }
+        for (shard, (buf, first)) in open.into_iter().enumerate() {
+            if !buf.is_empty() {
+                let f = self
+                    .start(id, first, shard as u32, Bytes::from(buf))
+                    .await?;
+                self.push(id, f, &mut inflight, window, &mut done).await?;
             }
         }
         while let Some(f) = inflight.pop_front() {
             self.settle(id, f, &mut done).await?;
         }
         Ok(done)
+    }
+
+    /// Publishes one message (its acknowledgement in flight).
+    async fn start(
+        &self,
+        id: &str,
+        index: usize,
+        shard: u32,
+        payload: Bytes,
+    ) -> Result<Inflight, NodeError> {
+        let ack = self.send(id, index, shard, payload.clone()).await?;
+        Ok(Inflight {
+            ack,
+            shard,
+            index,
+            payload,
+        })
+    }
+
+    /// Queues a message in flight, settling the oldest once `window` are.
+    async fn push(
+        &self,
+        id: &str,
+        f: Inflight,
+        inflight: &mut VecDeque<Inflight>,
+        window: usize,
+        done: &mut Submitted,
+    ) -> Result<(), NodeError> {
+        inflight.push_back(f);
+        if inflight.len() >= window.max(1) {
+            if let Some(f) = inflight.pop_front() {
+                self.settle(id, f, done).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn send(
@@ -181,8 +256,8 @@ impl Router {
                 }
                 Err(e) if attempt == ATTEMPTS => {
                     return Err(NodeError::Nats(format!(
-                        "command ack: command {} of submission {id} for shard {}: {e} (submit \
-                         it again with the same id to complete it)",
+                        "command ack: the message from command {} of submission {id} for shard \
+                         {}: {e} (submit it again with the same id to complete it)",
                         f.index, f.shard
                     )))
                 }

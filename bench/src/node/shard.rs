@@ -100,6 +100,10 @@ pub struct NodeOptions {
     /// shard must say the same. None by default.
     #[arg(long)]
     pub max_open_orders: Option<u32>,
+    /// Events packed into one event message, whole commands only (a command with more
+    /// events is a message of its own; 1: a message per command).
+    #[arg(long, default_value_t = DEFAULT_MESSAGE_EVENTS)]
+    pub message_events: usize,
 }
 
 /// Where a node stands, written to `<journal>/node.status` five times a lease.
@@ -216,8 +220,10 @@ pub(crate) async fn node_main(
         js.clone(),
         names.clone(),
         o.shard,
-        cmd_seq + 1,
+        Anchor::read(&o.journal, cmd_seq),
+        cmd_seq,
         gateway,
+        (o.journal.clone(), durable.clone()),
     ));
     let mut failed: Option<NodeError> = None;
     let mut last_setup = Instant::now();
@@ -304,7 +310,17 @@ pub(crate) async fn node_main(
             _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
         }
         if role.is_some() && !pending.is_empty() {
-            match publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end).await {
+            match publish(
+                &js,
+                &names,
+                o.shard,
+                &o.node_id,
+                &mut pending,
+                &mut end,
+                o.message_events,
+            )
+            .await
+            {
                 Ok(()) => published = end.last,
                 Err(e) => {
                     // Another publisher moved the stream's end (a primary that lost its
@@ -330,9 +346,17 @@ pub(crate) async fn node_main(
         if failed.is_none() {
             take_ready(&mut rx, &mut pending, published);
             while !pending.is_empty() {
-                if publish(&js, &names, o.shard, &o.node_id, &mut pending, &mut end)
-                    .await
-                    .is_err()
+                if publish(
+                    &js,
+                    &names,
+                    o.shard,
+                    &o.node_id,
+                    &mut pending,
+                    &mut end,
+                    o.message_events,
+                )
+                .await
+                .is_err()
                 {
                     break;
                 }
@@ -345,6 +369,13 @@ pub(crate) async fn node_main(
         None => Ok(()),
     }
 }
+
+/// Events in one event message unless `--message-events` says otherwise: 4,096 (256 KiB,
+/// a quarter of NATS's default largest payload).
+pub const DEFAULT_MESSAGE_EVENTS: usize = 4096;
+
+/// The most `--message-events` can be (512 KiB of events).
+pub const MAX_MESSAGE_EVENTS: usize = 8192;
 
 /// Forgets the pending batches the stream already holds.
 fn drop_published(pending: &mut VecDeque<Batch>, published: u64) {
@@ -386,9 +417,12 @@ fn write_status(
     }
 }
 
-/// Publishes the next pending batches in order (one chunk of at most 512, acknowledgements
-/// in flight; the caller comes back for the rest, so a long backlog never keeps the lease
-/// from being renewed) and moves `end` along. The first message must follow the stream's
+/// Publishes the next pending batches in order, several commands' events to a message (up
+/// to `message_events` events; the cut points need not match another node's: a new primary
+/// publishes after the stream's last event, which always ends a command), one chunk of at
+/// most 512 messages with their acknowledgements in flight (the caller comes back for the
+/// rest, so a long backlog never keeps the lease from being renewed), and moves `end`
+/// along. The first message must follow the stream's
 /// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
 /// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication (a
 /// stale primary's) and never holds a gap; a message the nodes did not write moves the end
@@ -401,12 +435,32 @@ pub(crate) async fn publish(
     node: &str,
     pending: &mut VecDeque<Batch>,
     end: &mut StreamEnd,
+    message_events: usize,
 ) -> Result<(), NodeError> {
     let subject = names.evt_subject(shard);
-    let n = pending.len().min(512);
-    let mut acks = Vec::with_capacity(n);
+    let message_bytes = message_events.clamp(1, MAX_MESSAGE_EVENTS) * EVENT_BYTES;
+    // The messages: (batches merged, first event, last event, bytes).
+    let mut messages: Vec<(usize, u64, u64, Vec<u8>)> = Vec::new();
+    for b in pending.iter() {
+        let full = messages.len() == 512;
+        match messages.last_mut() {
+            Some(m) if m.3.len() + b.bytes.len() <= message_bytes => {
+                m.0 += 1;
+                m.2 = b.last;
+                m.3.extend_from_slice(&b.bytes);
+            }
+            _ if full => break,
+            _ => messages.push((1, b.first, b.last, b.bytes.clone())),
+        }
+    }
+    let mut acks = Vec::with_capacity(messages.len());
     let mut prev_first = 0;
-    for (k, b) in pending.iter().take(n).enumerate() {
+    for (k, (_, first, last, bytes)) in messages.iter_mut().enumerate() {
+        let b = Batch {
+            first: *first,
+            last: *last,
+            bytes: std::mem::take(bytes),
+        };
         let mut h = async_nats::HeaderMap::new();
         h.insert("Ringex-First", b.first.to_string().as_str());
         h.insert("Ringex-Last", b.last.to_string().as_str());
@@ -425,7 +479,7 @@ pub(crate) async fn publish(
         }
         prev_first = b.first;
         let p = Publish::build()
-            .payload(Bytes::copy_from_slice(&b.bytes))
+            .payload(Bytes::from(b.bytes))
             .headers(h)
             .message_id(format!("{shard}.{}", b.first));
         acks.push(
@@ -434,33 +488,44 @@ pub(crate) async fn publish(
                 .map_err(nats("publish"))?,
         );
     }
-    for a in acks {
+    for (a, (merged, first, last, _)) in acks.into_iter().zip(messages) {
         let ack = a.await.map_err(nats("publish ack"))?;
-        if let Some(b) = pending.pop_front() {
-            *end = StreamEnd {
-                last: b.last,
-                last_first: b.first,
-                seq: ack.sequence,
-            };
+        for _ in 0..merged {
+            pending.pop_front();
         }
+        *end = StreamEnd {
+            last,
+            last_first: first,
+            seq: ack.sequence,
+        };
     }
     Ok(())
 }
 
-/// Feeds the shard's command stream into the pipeline in order, from stream sequence
-/// `start`. A lost subscription (a NATS server restart, a network cut) is taken up again
-/// from the next sequence needed, as often as it takes within `GIVE_UP`; a gap in the
-/// sequence (messages deleted from the stream) or a stream that stays unreachable ends it
-/// with an error, which the node treats as fatal.
+/// Feeds the shard's command stream into the pipeline in order, from the message at
+/// `from` on; the first `applied` commands (the local journal's) are counted, not
+/// submitted again. Every second or so the position of a message whose commands before it
+/// are durable is written as the journal's [`Anchor`]. A lost subscription (a NATS server
+/// restart, a network cut) is taken up again from the next message needed, as often as it
+/// takes within `GIVE_UP`; a gap in the sequence (messages deleted from the stream) or a
+/// stream that stays unreachable ends it with an error, which the node treats as fatal.
 pub(crate) async fn consume(
     js: jetstream::Context,
     names: Names,
     shard: u32,
-    start: u64,
+    from: Anchor,
+    applied: u64,
     mut gateway: Gateway,
+    (journal, durable): (PathBuf, ringex_consumers::journal::DurableSeq),
 ) -> Result<(), NodeError> {
     const GIVE_UP: Duration = Duration::from_secs(60);
-    let mut expect = start;
+    const ANCHOR_EVERY: Duration = Duration::from_secs(1);
+    let mut expect = from.seq;
+    // Commands in the messages before `expect`.
+    let mut counted = from.before;
+    // Positions not yet known durable (message, commands before it), oldest first.
+    let mut positions: VecDeque<Anchor> = VecDeque::new();
+    let mut anchored = Instant::now();
     let mut failing_since: Option<Instant> = None;
     loop {
         let r = async {
@@ -484,16 +549,38 @@ pub(crate) async fn consume(
                         got: seq,
                     });
                 }
-                let cmd = command_of(&m.payload);
-                loop {
-                    match gateway.try_submit_at(cmd) {
-                        Ok(_) => break,
-                        Err(SubmitError::Busy) => tokio::task::yield_now().await,
-                        Err(_) => return Ok(true),
+                for cmd in commands_of(&m.payload) {
+                    counted += 1;
+                    if counted <= applied {
+                        continue; // In the local journal already.
+                    }
+                    loop {
+                        match gateway.try_submit_at(cmd) {
+                            Ok(_) => break,
+                            Err(SubmitError::Busy) => tokio::task::yield_now().await,
+                            Err(_) => return Ok(true),
+                        }
                     }
                 }
                 expect += 1;
                 failing_since = None;
+                positions.push_back(Anchor {
+                    seq: expect,
+                    before: counted,
+                });
+                if anchored.elapsed() >= ANCHOR_EVERY {
+                    anchored = Instant::now();
+                    let durable = durable.cmd_seq();
+                    let mut last = None;
+                    while positions.front().is_some_and(|p| p.before <= durable) {
+                        last = positions.pop_front();
+                    }
+                    if let Some(a) = last {
+                        let dir = journal.clone();
+                        // A lost anchor only means reading a little more of the stream.
+                        let _ = tokio::task::spawn_blocking(move || a.write(&dir)).await;
+                    }
+                }
             }
             Ok(false)
         }

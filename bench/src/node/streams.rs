@@ -105,14 +105,25 @@ pub(crate) fn header_u64(h: &async_nats::HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.as_str().parse().ok()
 }
 
-/// A command message's payload. Bytes that are not a command still take their sequence
-/// (every node reads the same bytes, so all of them do the same): a tick that changes
-/// nothing.
-pub(crate) fn command_of(payload: &[u8]) -> Command {
-    <&[u8; COMMAND_BYTES]>::try_from(payload)
-        .ok()
-        .and_then(Command::decode)
-        .unwrap_or(Command::new(Timestamp(0), CommandKind::Tick))
+/// The commands of a command message: its payload is one or more 64-byte encoded commands
+/// (the router packs several into one message). Bytes that are not a command still take
+/// their place (every node reads the same bytes, so all of them do the same): a tick that
+/// changes nothing; a payload that is not a whole number of commands is one such tick.
+pub(crate) fn commands_of(payload: &[u8]) -> impl Iterator<Item = Command> + '_ {
+    let whole = !payload.is_empty() && payload.len().is_multiple_of(COMMAND_BYTES);
+    let tick = Command::new(Timestamp(0), CommandKind::Tick);
+    let (chunks, bad) = match whole {
+        true => (payload.chunks(COMMAND_BYTES), None),
+        false => (payload[..0].chunks(COMMAND_BYTES), Some(tick)),
+    };
+    chunks
+        .map(move |c| {
+            <&[u8; COMMAND_BYTES]>::try_from(c)
+                .ok()
+                .and_then(Command::decode)
+                .unwrap_or(tick)
+        })
+        .chain(bad)
 }
 
 /// The events of an event message (`first`: the sequence of its first event).

@@ -98,3 +98,34 @@ fn journal_makes_no_allocation_once_warm() {
     cfg.fsync = FsyncPolicy::None;
     assert_eq!(allocations_once_warm(Journal::new(cfg), &ev), 0);
 }
+
+/// On the 1000-instrument stream (1000 instruments × 1000 accounts) the state keeps growing
+/// all along: pairs of account and instrument, price levels and live block orders appear
+/// for the first time in the second half too. What the in-memory consumers allocate there is
+/// the amortized growth of their tables for that new state (risk: an account's list of
+/// instruments, the pair vectors; market data: a ladder's levels; allocation: a block
+/// order's vector while the live ones grow in number) — at most one allocation per 50
+/// events here, where the exchange-core stream's state stops growing and makes none.
+#[test]
+fn on_many_instruments_allocations_follow_new_state_only() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ev = ringex_engine::workload::MultiSymbolWorkload::default()
+        .generate(COMMANDS)
+        .recorded_events(Some(AllocGroupId(1)));
+    let half = (ev.len() - ev.len() / 2) as u64;
+    let (risk, _view) = RiskUpdater::new(HashMap::new());
+    let risk = allocations_once_warm(risk, &ev);
+    let (md, _hub) = MarketData::new(10);
+    let md = allocations_once_warm(md, &ev);
+    let groups = HashMap::from([(
+        AllocGroupId(1),
+        Group::weighted(&[(AccountId(1), 50), (AccountId(2), 30), (AccountId(3), 20)]),
+    )]);
+    let alloc = allocations_once_warm(Allocator::new(groups, |_: &Allocation| {}), &ev);
+    eprintln!(
+        "allocations over {half} warm events: risk {risk}, market data {md}, allocation {alloc}"
+    );
+    for (name, n) in [("risk", risk), ("market data", md), ("allocation", alloc)] {
+        assert!(n * 50 < half, "{name}: {n} allocations over {half} events");
+    }
+}

@@ -2,7 +2,10 @@
 //! stream: the exchange-core workload run through the matcher once, its events kept, then
 //! fed to each consumer. `consumer_throughput [COMMANDS] [multi]` (default 1000000;
 //! `CT_ONLY=risk,market-data` times only those; `CT_DROP=fill,modified` leaves those event
-//! kinds out of the stream, to see what each kind costs). Prints the stream's event mix.
+//! kinds out of the stream, to see what each kind costs; `CT_RUNS=N` the best of N runs, 3
+//! by default; `CT_WARM=F` times the stream after its first fraction F only;
+//! `CT_HISTORY_EVENTS`/`CT_HISTORY_MS` the history consumer's commit policy). Prints the
+//! stream's event mix.
 
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
 use ringex_consumers::market_data::MarketData;
@@ -41,6 +44,20 @@ fn time_runs<C: Consumer>(name: &str, runs: usize, mut make: impl FnMut() -> C, 
         timed,
         best
     );
+}
+
+/// The history consumer's commit policy: the default, or `CT_HISTORY_EVENTS=N` and
+/// `CT_HISTORY_MS=M` (commit once N events are pending or M ms have passed).
+fn history_config() -> ringex_consumers::history::HistoryConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut cfg = ringex_consumers::history::HistoryConfig::default();
+    if let Some(n) = env("CT_HISTORY_EVENTS") {
+        cfg.min_events = n;
+    }
+    if let Some(ms) = env("CT_HISTORY_MS") {
+        cfg.max_delay = std::time::Duration::from_millis(ms);
+    }
+    cfg
 }
 
 /// `CT_WARM=F` (a fraction, 0 by default): the first F of the stream runs untimed.
@@ -157,7 +174,7 @@ fn main() {
             run += 1;
             let db = dir.join(format!("history-{run}.db"));
             let store = ringex_consumers::history::sqlite::SqliteStore::open(&db).expect("store");
-            ringex_consumers::history::History::new(store, Default::default()).expect("history")
+            ringex_consumers::history::History::new(store, history_config()).expect("history")
         },
         &events,
     );
@@ -169,7 +186,7 @@ fn main() {
                 let mut store =
                     ringex_consumers::history::postgres::PgStore::connect(&url).expect("pg");
                 store.reset().expect("reset");
-                ringex_consumers::history::History::new(store, Default::default()).expect("history")
+                ringex_consumers::history::History::new(store, history_config()).expect("history")
             },
             &events,
         );

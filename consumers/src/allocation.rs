@@ -104,6 +104,40 @@ pub fn apportion(weights: &[Decimal], prev: &[u128], total: u128) -> Vec<u128> {
     next.clone()
 }
 
+/// Gives the lots `next` lacks to reach `total`, one at a time, each to the account with
+/// the largest room (`room(i, next[i])`: `None` at its ceiling), ties to the one listed
+/// first; `Err` when a room cannot be computed.
+fn give_out<R: PartialOrd>(
+    next: &mut [u128],
+    total: u128,
+    mut room: impl FnMut(usize, u128) -> Result<Option<R>, ()>,
+) -> Result<(), ()> {
+    let mut sum: u128 = next.iter().sum();
+    while sum < total && !next.is_empty() {
+        let mut best: Option<(usize, R)> = None;
+        for (i, &n) in next.iter().enumerate() {
+            if let Some(r) = room(i, n)? {
+                if best.as_ref().is_none_or(|(_, b)| r > *b) {
+                    best = Some((i, r));
+                }
+            }
+        }
+        match best {
+            Some((i, _)) => {
+                next[i] += 1;
+                sum += 1;
+            }
+            None => {
+                // Cannot happen for positive weights (the ceilings sum to at least the
+                // total); stay exact anyway.
+                next[0] += total - sum;
+                sum = total;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A group's weights as integers over one denominator (each weight × 10^scale, the scale
 /// of the most precise one), so that shares are compared exactly in integers.
 #[derive(Clone, Debug)]
@@ -147,36 +181,20 @@ impl Weights {
         }
         next.clear();
         next.extend(prev.iter().zip(shares.iter()).map(|(&a, &(f, _))| a.max(f)));
-        let mut sum: u128 = next.iter().sum();
-        while sum < total {
-            // Below the ceiling of its share, the largest room (share − current, × W).
-            let mut best: Option<(usize, u128)> = None;
-            for (i, &(f, r)) in shares.iter().enumerate() {
-                if next[i] < f + u128::from(r != 0) {
-                    // next ≤ f here, so the room is not negative.
-                    let Some(room) = (f - next[i])
-                        .checked_mul(self.sum)
-                        .and_then(|x| x.checked_add(r))
-                    else {
-                        return false;
-                    };
-                    if best.is_none_or(|(_, b)| room > b) {
-                        best = Some((i, room));
-                    }
-                }
+        // Below the ceiling of its share, the room is (share − current) × W; next ≤ f there,
+        // so it is not negative.
+        give_out(next, total, |i, n| {
+            let (f, r) = shares[i];
+            if n >= f + u128::from(r != 0) {
+                return Ok(None);
             }
-            match best {
-                Some((i, _)) => {
-                    next[i] += 1;
-                    sum += 1;
-                }
-                None => {
-                    next[0] += total - sum;
-                    sum = total;
-                }
-            }
-        }
-        true
+            (f - n)
+                .checked_mul(self.sum)
+                .and_then(|x| x.checked_add(r))
+                .map(Some)
+                .ok_or(())
+        })
+        .is_ok()
     }
 }
 
@@ -207,35 +225,13 @@ fn apportion_decimal(
     }));
     next.clear();
     next.extend(prev.iter().zip(shares.iter()).map(|(&a, &(f, _))| a.max(f)));
-    let mut sum: u128 = next.iter().sum();
-    while sum < total {
-        // Accounts below the ceiling of their share, largest remainder of share - current.
-        let mut best: Option<(usize, Decimal)> = None;
-        for (i, &(f, r)) in shares.iter().enumerate() {
-            let ceil = f + u128::from(!r.is_zero());
-            if next[i] < ceil {
-                let int = |x: u128| {
-                    Decimal::try_from_i128_with_scale(x as i128, 0).unwrap_or(Decimal::MAX)
-                };
-                let room = int(f).saturating_add(r).saturating_sub(int(next[i]));
-                if best.is_none_or(|(_, b)| room > b) {
-                    best = Some((i, room));
-                }
-            }
-        }
-        match best {
-            Some((i, _)) => {
-                next[i] += 1;
-                sum += 1;
-            }
-            None => {
-                // Cannot happen for positive weights (the ceilings sum to at least the
-                // total); stay exact anyway.
-                next[0] += total - sum;
-                sum = total;
-            }
-        }
-    }
+    let int = |x: u128| Decimal::try_from_i128_with_scale(x as i128, 0).unwrap_or(Decimal::MAX);
+    // Accounts below the ceiling of their share: room = share − current.
+    let _ = give_out(next, total, |i, n| {
+        let (f, r) = shares[i];
+        Ok((n < f + u128::from(!r.is_zero()))
+            .then(|| int(f).saturating_add(r).saturating_sub(int(n))))
+    });
 }
 
 /// The allocation consumer. `F` receives every allocation (an in-process subscriber).
@@ -548,6 +544,8 @@ mod tests {
         let small = "0.0000000000000000000000000001".parse::<Decimal>().unwrap();
         assert!(Weights::of(&[big, small]).is_none());
         assert_eq!(apportion(&[big, small], &[0, 0], 5).iter().sum::<u128>(), 5);
+        // A group without members splits nothing (and does not panic).
+        assert_eq!(apportion(&[], &[], 5), Vec::<u128>::new());
     }
 
     #[test]

@@ -206,6 +206,13 @@ pub(crate) async fn node_main(
     let names = Names::new(&o.cluster);
     setup(&js, &names, [o.shard], lease).await?;
     let leases = Lease::new(js.clone(), &names, o.shard);
+    let out = EventPublisher {
+        js: &js,
+        names: &names,
+        shard: o.shard,
+        node: &o.node_id,
+        message_events: o.message_events,
+    };
     let mut end = last_published(&js, &names, o.shard).await?;
     let mut published = end.last;
     // Events this node journaled before a restart that the stream still lacks (it was the
@@ -310,17 +317,7 @@ pub(crate) async fn node_main(
             _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
         }
         if role.is_some() && !pending.is_empty() {
-            match publish(
-                &js,
-                &names,
-                o.shard,
-                &o.node_id,
-                &mut pending,
-                &mut end,
-                o.message_events,
-            )
-            .await
-            {
+            match out.publish(&mut pending, &mut end).await {
                 Ok(()) => published = end.last,
                 Err(e) => {
                     // Another publisher moved the stream's end (a primary that lost its
@@ -346,18 +343,7 @@ pub(crate) async fn node_main(
         if failed.is_none() {
             take_ready(&mut rx, &mut pending, published);
             while !pending.is_empty() {
-                if publish(
-                    &js,
-                    &names,
-                    o.shard,
-                    &o.node_id,
-                    &mut pending,
-                    &mut end,
-                    o.message_events,
-                )
-                .await
-                .is_err()
-                {
+                if out.publish(&mut pending, &mut end).await.is_err() {
                     break;
                 }
             }
@@ -417,89 +403,104 @@ fn write_status(
     }
 }
 
-/// Publishes the next pending batches in order, several commands' events to a message (up
-/// to `message_events` events; the cut points need not match another node's: a new primary
-/// publishes after the stream's last event, which always ends a command), one chunk of at
-/// most 512 messages with their acknowledgements in flight (the caller comes back for the
-/// rest, so a long backlog never keeps the lease from being renewed), and moves `end`
-/// along. The first message must follow the stream's
-/// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
-/// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication (a
-/// stale primary's) and never holds a gap; a message the nodes did not write moves the end
-/// and is stepped over at the next chunk; a re-publication of a message the stream has is
-/// deduplicated by its id `<shard>.<first event>`.
-pub(crate) async fn publish(
-    js: &jetstream::Context,
-    names: &Names,
-    shard: u32,
-    node: &str,
-    pending: &mut VecDeque<Batch>,
-    end: &mut StreamEnd,
-    message_events: usize,
-) -> Result<(), NodeError> {
-    let subject = names.evt_subject(shard);
-    let message_bytes = message_events.clamp(1, MAX_MESSAGE_EVENTS) * EVENT_BYTES;
-    // The messages: (batches merged, first event, last event, bytes).
-    let mut messages: Vec<(usize, u64, u64, Vec<u8>)> = Vec::new();
-    for b in pending.iter() {
-        let full = messages.len() == 512;
-        match messages.last_mut() {
-            Some(m) if m.3.len() + b.bytes.len() <= message_bytes => {
-                m.0 += 1;
-                m.2 = b.last;
-                m.3.extend_from_slice(&b.bytes);
+/// Where and as whom a primary publishes its shard's events.
+pub(crate) struct EventPublisher<'a> {
+    pub(crate) js: &'a jetstream::Context,
+    pub(crate) names: &'a Names,
+    pub(crate) shard: u32,
+    pub(crate) node: &'a str,
+    /// Most events in one message.
+    pub(crate) message_events: usize,
+}
+
+impl EventPublisher<'_> {
+    /// Publishes the next pending batches in order, several commands' events to a message (up
+    /// to `message_events` events; the cut points need not match another node's: a new primary
+    /// publishes after the stream's last event, which always ends a command), one chunk of at
+    /// most 512 messages with their acknowledgements in flight (the caller comes back for the
+    /// rest, so a long backlog never keeps the lease from being renewed), and moves `end`
+    /// along. The first message must follow the stream's
+    /// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
+    /// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication (a
+    /// stale primary's) and never holds a gap; a message the nodes did not write moves the end
+    /// and is stepped over at the next chunk; a re-publication of a message the stream has is
+    /// deduplicated by its id `<shard>.<first event>`.
+    pub(crate) async fn publish(
+        &self,
+        pending: &mut VecDeque<Batch>,
+        end: &mut StreamEnd,
+    ) -> Result<(), NodeError> {
+        let EventPublisher {
+            js,
+            names,
+            shard,
+            node,
+            message_events,
+        } = *self;
+        let subject = names.evt_subject(shard);
+        let message_bytes = message_events.clamp(1, MAX_MESSAGE_EVENTS) * EVENT_BYTES;
+        // The messages: (batches merged, first event, last event, bytes).
+        let mut messages: Vec<(usize, u64, u64, Vec<u8>)> = Vec::new();
+        for b in pending.iter() {
+            let full = messages.len() == 512;
+            match messages.last_mut() {
+                Some(m) if m.3.len() + b.bytes.len() <= message_bytes => {
+                    m.0 += 1;
+                    m.2 = b.last;
+                    m.3.extend_from_slice(&b.bytes);
+                }
+                _ if full => break,
+                _ => messages.push((1, b.first, b.last, b.bytes.clone())),
             }
-            _ if full => break,
-            _ => messages.push((1, b.first, b.last, b.bytes.clone())),
         }
-    }
-    let mut acks = Vec::with_capacity(messages.len());
-    let mut prev_first = 0;
-    for (k, (_, first, last, bytes)) in messages.iter_mut().enumerate() {
-        let b = Batch {
-            first: *first,
-            last: *last,
-            bytes: std::mem::take(bytes),
-        };
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Ringex-First", b.first.to_string().as_str());
-        h.insert("Ringex-Last", b.last.to_string().as_str());
-        h.insert("Ringex-Node", node);
-        // The chunk's first message follows the stream's last, whoever wrote it; each next
-        // one follows its predecessor by id, so if one is refused every later one of the
-        // chunk is too (a sequence number alone could let a later one in after a foreign
-        // message took the refused one's place: a gap).
-        if k == 0 {
-            h.insert("Nats-Expected-Last-Sequence", end.seq.to_string().as_str());
-        } else {
-            h.insert(
-                "Nats-Expected-Last-Msg-Id",
-                format!("{shard}.{prev_first}").as_str(),
+        let mut acks = Vec::with_capacity(messages.len());
+        let mut prev_first = 0;
+        for (k, (_, first, last, bytes)) in messages.iter_mut().enumerate() {
+            let b = Batch {
+                first: *first,
+                last: *last,
+                bytes: std::mem::take(bytes),
+            };
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Ringex-First", b.first.to_string().as_str());
+            h.insert("Ringex-Last", b.last.to_string().as_str());
+            h.insert("Ringex-Node", node);
+            // The chunk's first message follows the stream's last, whoever wrote it; each next
+            // one follows its predecessor by id, so if one is refused every later one of the
+            // chunk is too (a sequence number alone could let a later one in after a foreign
+            // message took the refused one's place: a gap).
+            if k == 0 {
+                h.insert("Nats-Expected-Last-Sequence", end.seq.to_string().as_str());
+            } else {
+                h.insert(
+                    "Nats-Expected-Last-Msg-Id",
+                    format!("{shard}.{prev_first}").as_str(),
+                );
+            }
+            prev_first = b.first;
+            let p = Publish::build()
+                .payload(Bytes::from(b.bytes))
+                .headers(h)
+                .message_id(format!("{shard}.{}", b.first));
+            acks.push(
+                js.send_publish(subject.clone(), p)
+                    .await
+                    .map_err(nats("publish"))?,
             );
         }
-        prev_first = b.first;
-        let p = Publish::build()
-            .payload(Bytes::from(b.bytes))
-            .headers(h)
-            .message_id(format!("{shard}.{}", b.first));
-        acks.push(
-            js.send_publish(subject.clone(), p)
-                .await
-                .map_err(nats("publish"))?,
-        );
-    }
-    for (a, (merged, first, last, _)) in acks.into_iter().zip(messages) {
-        let ack = a.await.map_err(nats("publish ack"))?;
-        for _ in 0..merged {
-            pending.pop_front();
+        for (a, (merged, first, last, _)) in acks.into_iter().zip(messages) {
+            let ack = a.await.map_err(nats("publish ack"))?;
+            for _ in 0..merged {
+                pending.pop_front();
+            }
+            *end = StreamEnd {
+                last,
+                last_first: first,
+                seq: ack.sequence,
+            };
         }
-        *end = StreamEnd {
-            last,
-            last_first: first,
-            seq: ack.sequence,
-        };
+        Ok(())
     }
-    Ok(())
 }
 
 /// Feeds the shard's command stream into the pipeline in order, from the message at

@@ -405,3 +405,17 @@ fn the_consumer_in_the_pipeline() {
         .iter()
         .all(|r| r.created_ts >= 1 && r.created_ts <= r.updated_ts && r.updated_ts <= last_ts));
 }
+
+/// The window between commits: `max_delay` while commits are quick, four times the last
+/// commit's duration once the store is behind, never past `max_window`.
+#[test]
+fn the_commit_window_follows_the_load() {
+    use std::time::Duration;
+    let c = HistoryConfig::default();
+    let ms = Duration::from_millis;
+    assert_eq!(c.window(Duration::ZERO), c.max_delay);
+    assert_eq!(c.window(ms(1)), ms(10));
+    assert_eq!(c.window(ms(5)), ms(20));
+    assert_eq!(c.window(ms(20)), ms(80));
+    assert_eq!(c.window(ms(500)), c.max_window);
+}

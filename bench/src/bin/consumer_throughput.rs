@@ -4,7 +4,8 @@
 //! `CT_ONLY=risk,market-data` times only those; `CT_DROP=fill,modified` leaves those event
 //! kinds out of the stream, to see what each kind costs; `CT_RUNS=N` the best of N runs, 3
 //! by default; `CT_WARM=F` times the stream after its first fraction F only;
-//! `CT_HISTORY_EVENTS`/`CT_HISTORY_MS` the history consumer's commit policy). Prints the
+//! `CT_HISTORY_EVENTS`/`CT_HISTORY_MS`/`CT_HISTORY_WINDOW_MS` the history consumer's commit
+//! policy). Prints the
 //! stream's event mix.
 
 use ringex_consumers::allocation::{Allocation, Allocator, Group};
@@ -47,7 +48,8 @@ fn time_runs<C: Consumer>(name: &str, runs: usize, mut make: impl FnMut() -> C, 
 }
 
 /// The history consumer's commit policy: the default, or `CT_HISTORY_EVENTS=N` and
-/// `CT_HISTORY_MS=M` (commit once N events are pending or M ms have passed).
+/// `CT_HISTORY_MS=M` (commit once N events are pending or M ms have passed),
+/// `CT_HISTORY_WINDOW_MS=W` (the longest window when the store is behind).
 fn history_config() -> ringex_consumers::history::HistoryConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let mut cfg = ringex_consumers::history::HistoryConfig::default();
@@ -56,6 +58,9 @@ fn history_config() -> ringex_consumers::history::HistoryConfig {
     }
     if let Some(ms) = env("CT_HISTORY_MS") {
         cfg.max_delay = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = env("CT_HISTORY_WINDOW_MS") {
+        cfg.max_window = std::time::Duration::from_millis(ms);
     }
     cfg
 }

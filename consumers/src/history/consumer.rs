@@ -13,20 +13,37 @@ enum Touched {
 }
 
 /// When the history consumer commits.
+///
+/// A commit writes each changed order once, however often it changed since the last one,
+/// and each B-tree page once, however many rows it took: the more a commit holds, the less
+/// each event costs. So the window between commits follows the load: `max_delay` while the
+/// store keeps up, and, once a commit takes longer than a quarter of that (the store is
+/// behind, and the rows are waiting anyway), four times the last commit's duration, up to
+/// `max_window`.
 #[derive(Clone, Debug)]
 pub struct HistoryConfig {
     /// Commit at the end of a ring batch once this many events are pending.
     pub min_events: u64,
-    /// ... or once this long has passed since the last commit.
+    /// ... or once this long has passed since the last commit (when the store keeps up).
     pub max_delay: Duration,
+    /// The longest window between commits when the store is behind.
+    pub max_window: Duration,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
-            min_events: 65536,
+            min_events: 262_144,
             max_delay: Duration::from_millis(10),
+            max_window: Duration::from_millis(100),
         }
+    }
+}
+
+impl HistoryConfig {
+    /// The time to wait after a commit that took `took`.
+    pub fn window(&self, took: Duration) -> Duration {
+        (took * 4).clamp(self.max_delay, self.max_window.max(self.max_delay))
     }
 }
 
@@ -51,6 +68,8 @@ pub struct History<S: HistoryStore> {
     applied: u64,
     pending: u64,
     last_commit: Instant,
+    /// How long the last commit took.
+    last_commit_took: Duration,
     clocks: Option<ClockReader>,
     /// The time of the last command (when no clock is published: 0).
     clock: u64,
@@ -99,6 +118,7 @@ impl<S: HistoryStore> History<S> {
             applied,
             pending: 0,
             last_commit: Instant::now(),
+            last_commit_took: Duration::ZERO,
             clocks: None,
             clock: 0,
             names: FxHashMap::default(),
@@ -560,7 +580,9 @@ impl<S: HistoryStore> History<S> {
                 self.batch.orders.push(r.clone());
             }
         }
+        let started = Instant::now();
         self.store.write(&self.batch)?;
+        self.last_commit_took = started.elapsed();
         self.applied = self.batch.last_seq;
         self.batch.orders.clear();
         self.batch.rejected.clear();
@@ -611,7 +633,8 @@ impl<S: HistoryStore> Consumer for History<S> {
         self.stamp();
         // Commits end on a command boundary: the store never holds half a command.
         if self.pending >= self.cfg.min_events
-            || (end_of_batch && self.last_commit.elapsed() >= self.cfg.max_delay)
+            || (end_of_batch
+                && self.last_commit.elapsed() >= self.cfg.window(self.last_commit_took))
         {
             self.try_commit();
         }

@@ -356,6 +356,9 @@ pub(crate) async fn node_main(
     }
 }
 
+/// Most event bytes one chunk of publications holds (8 MiB).
+const CHUNK_BYTES: usize = 8 << 20;
+
 /// Events in one event message unless `--message-events` says otherwise: 4,096 (256 KiB,
 /// a quarter of NATS's default largest payload).
 pub const DEFAULT_MESSAGE_EVENTS: usize = 4096;
@@ -417,7 +420,7 @@ impl EventPublisher<'_> {
     /// Publishes the next pending batches in order, several commands' events to a message (up
     /// to `message_events` events; the cut points need not match another node's: a new primary
     /// publishes after the stream's last event, which always ends a command), one chunk of at
-    /// most 512 messages with their acknowledgements in flight (the caller comes back for the
+    /// most 512 messages and 8 MiB with their acknowledgements in flight (the caller comes back for the
     /// rest, so a long backlog never keeps the lease from being renewed), and moves `end`
     /// along. The first message must follow the stream's
     /// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
@@ -441,8 +444,12 @@ impl EventPublisher<'_> {
         let message_bytes = message_events.clamp(1, MAX_MESSAGE_EVENTS) * EVENT_BYTES;
         // The messages: (batches merged, first event, last event, bytes).
         let mut messages: Vec<(usize, u64, u64, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
         for b in pending.iter() {
-            let full = messages.len() == 512;
+            // A chunk ends at 512 messages or 8 MiB, so that it goes out well within a
+            // lease (the lease is renewed between chunks).
+            let full = messages.len() == 512 || bytes >= CHUNK_BYTES;
+            bytes += b.bytes.len();
             match messages.last_mut() {
                 Some(m) if m.3.len() + b.bytes.len() <= message_bytes => {
                     m.0 += 1;

@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 
 struct NodeProc(Child, PathBuf);
 
+/// Flags every node gets (`--idle X` of this benchmark).
+static NODE_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -57,6 +60,7 @@ fn start_node(url: &str, cluster: &str, shard: u32, id: &str, dir: &Path) -> Nod
             "500",
         ])
         .args(["--shard", &shard.to_string(), "--node-id", id])
+        .args(NODE_ARGS.get().map_or(&[][..], |v| v.as_slice()))
         .arg("--journal")
         .arg(&journal)
         .stdout(Stdio::null())
@@ -300,9 +304,12 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 
 fn main() {
     ringex_bench::harness::args::check(
-        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N]",
-        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency"],
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--idle backoff|yield|spin]",
+        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency", "--idle"],
     );
+    if let Some(idle) = value("--idle") {
+        let _ = NODE_ARGS.set(vec!["--idle".into(), idle]);
+    }
     let url = value("--nats")
         .or_else(|| std::env::var("RINGEX_NATS_URL").ok())
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());

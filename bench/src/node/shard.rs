@@ -104,6 +104,11 @@ pub struct NodeOptions {
     /// events is a message of its own; 1: a message per command).
     #[arg(long, default_value_t = DEFAULT_MESSAGE_EVENTS)]
     pub message_events: usize,
+    /// What the pipeline's stages do when idle: backoff (the default: spin, yield, then
+    /// sleep 50 µs), yield (lower latency for a lone command, more CPU), spin (a core each)
+    /// or sleep:<µs>.
+    #[arg(long, value_parser = crate::cli::bench::parse_idle)]
+    pub idle: Option<ringex_engine::pipeline::IdleStrategy>,
 }
 
 /// Where a node stands, written to `<journal>/node.status` five times a lease.
@@ -148,8 +153,12 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
     let state = rec.state;
     let matcher = Matcher::from_state(&state, MatcherCapacity::default())
         .with_max_open_orders(o.max_open_orders.unwrap_or(u32::MAX));
+    let idle = o
+        .idle
+        .unwrap_or(ringex_engine::pipeline::IdleStrategy::SHARED);
     let mut b = Pipeline::builder()
         .matcher(matcher)
+        .matcher_idle(idle)
         .resume_after(state.cmd_seq, state.event_seq);
     let mut cfg = JournalConfig::new(&o.journal);
     cfg.fsync = o.fsync.unwrap_or(FsyncPolicy::Batch);
@@ -158,13 +167,16 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
         cmd_seq: state.cmd_seq,
     });
     let durable = journal.durable();
-    let jid = b.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    let jid = b.add_consumer(
+        journal,
+        ConsumerOptions::default().max_batch(4096).idle(idle),
+    );
     // The snapshot consumer shares a thread with the events' tap (both in memory; the
     // snapshot's writing has a thread of its own).
     if o.snapshot_every > 0 {
         b.add_consumer(
             crate::startup::snapshotter(&o.journal, o.snapshot_every, &state, durable.clone()),
-            ConsumerOptions::default().after(jid).in_group(1),
+            ConsumerOptions::default().after(jid).in_group(1).idle(idle),
         );
     }
     let (tx, rx) = mpsc::unbounded_channel();
@@ -174,7 +186,7 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
             cur: Vec::new(),
             first: 0,
         },
-        ConsumerOptions::default().after(jid).in_group(1),
+        ConsumerOptions::default().after(jid).in_group(1).idle(idle),
     );
     let pipeline = b.start().map_err(RunError::from)?;
     let gateway = pipeline.gateway();

@@ -940,7 +940,8 @@ fn a_restart_takes_up_batched_commands_from_its_anchor() {
         "anchor {anchor:?} with {at_kill} commands journaled"
     );
     rt.block_on(router.submit(b, 64)).unwrap();
-    let node = Node::start(&cluster, 0, "p", &journal);
+    // (Restarted with the stages yielding when idle: the same results.)
+    let node = Node::start_on(&url, &cluster, 0, "p", &journal, &["--idle", "yield"]);
     node.wait_for("caught up", |s| s.cmd_seq == total && s.role == "primary");
     let (engine, expected) = reference(&cmds);
     let last = expected.last().unwrap().0;

@@ -78,6 +78,10 @@ fn instruments_and_assets_listed_while_running_trade_at_once_and_survive_a_resta
         assert_eq!(r.status, 401);
     }
 
+    // A market-data client of every symbol, connected before the listing.
+    let mut feed = ws::Client::connect(addr, "/v1/md");
+    assert_eq!(feed.recv()["symbol"], "PLAIN");
+
     // An instrument on an asset not listed yet is refused by the script's rules.
     let r = admin("instruments", eth_usd.clone());
     assert_eq!(
@@ -212,6 +216,23 @@ fn instruments_and_assets_listed_while_running_trade_at_once_and_survive_a_resta
         "{}",
         sell.body
     );
+    // The every-symbol client got the new symbol's (empty) snapshot, named, then its
+    // first level.
+    let got = feed.recv_until(|v| v["type"] == "level" && v["symbol"] == "ETH-USD");
+    let snap = got
+        .iter()
+        .find(|v| v["type"] == "snapshot")
+        .expect("a snapshot of the new symbol");
+    assert_eq!(
+        (&snap["symbol"], &snap["asks"]),
+        (&json!("ETH-USD"), &json!([]))
+    );
+    let level = got.last().unwrap();
+    assert_eq!(
+        (&level["side"], &level["price"], &level["qty"]),
+        (&json!("ask"), &json!("2000"), &json!("0.5"))
+    );
+    feed.close();
     let buy = post(
         addr,
         "/v1/orders",

@@ -101,9 +101,9 @@ impl MdFeed {
     }
 
     fn sym(&self, i: InstrumentId) -> String {
-        self.specs
-            .by_id(i)
-            .map_or_else(|| format!("#{}", i.0), |s| s.symbol.clone())
+        // An instrument being listed is named too: its first snapshot may go out before
+        // the listing call ends.
+        self.specs.name(i).unwrap_or_else(|| format!("#{}", i.0))
     }
 
     fn level_json(&self, i: InstrumentId, l: Option<Level>) -> serde_json::Value {
@@ -283,10 +283,14 @@ impl MdFeed {
     }
 }
 
-/// Parses `symbols=A,B` (empty: every symbol).
-pub fn symbol_set(specs: &Specs, list: Option<&str>) -> Result<HashSet<InstrumentId>, String> {
+/// Parses `symbols=A,B`; `None` (no list, or an empty one): every symbol, those listed
+/// later included.
+pub fn symbol_set(
+    specs: &Specs,
+    list: Option<&str>,
+) -> Result<Option<HashSet<InstrumentId>>, String> {
     match list.filter(|l| !l.is_empty()) {
-        None => Ok(specs.all().iter().map(|s| s.id).collect()),
+        None => Ok(None),
         Some(l) => l
             .split(',')
             .map(|s| {
@@ -295,17 +299,26 @@ pub fn symbol_set(specs: &Specs, list: Option<&str>) -> Result<HashSet<Instrumen
                     .map(|x| x.id)
                     .ok_or_else(|| format!("unknown symbol {s:?}"))
             })
-            .collect(),
+            .collect::<Result<_, _>>()
+            .map(Some),
+    }
+}
+
+/// The instruments of a subscription now (`None`: every one known).
+fn instruments_of(specs: &Specs, symbols: &Option<HashSet<InstrumentId>>) -> HashSet<InstrumentId> {
+    match symbols {
+        Some(s) => s.clone(),
+        None => specs.all().iter().map(|s| s.id).collect(),
     }
 }
 
 async fn send_snapshots(
     socket: &mut WebSocket,
     feed: &MdFeed,
-    symbols: &HashSet<InstrumentId>,
+    symbols: &Option<HashSet<InstrumentId>>,
     last: &mut BTreeMap<InstrumentId, u64>,
 ) -> Option<broadcast::Receiver<MdMsg>> {
-    let (snaps, rx) = feed.subscribe(symbols);
+    let (snaps, rx) = feed.subscribe(&instruments_of(&feed.specs, symbols));
     for (i, seq, j) in snaps {
         if seq > 0 || !last.contains_key(&i) {
             last.insert(i, seq);
@@ -333,8 +346,9 @@ async fn timed(socket: &mut WebSocket, m: Message, limit: std::time::Duration) -
     }
 }
 
-/// Runs one market-data connection to its end.
-pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<InstrumentId>) {
+/// Runs one market-data connection to its end. `symbols`: `None` for every symbol, those
+/// listed while it runs included (their first snapshot comes on the feed).
+pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: Option<HashSet<InstrumentId>>) {
     metrics::sessions("market_data", 1.0);
     let feed = Arc::clone(&app.md);
     let mut last: BTreeMap<InstrumentId, u64> = BTreeMap::new();
@@ -382,7 +396,7 @@ pub async fn run(mut socket: WebSocket, app: Arc<App>, mut symbols: HashSet<Inst
             }
             m = rx.recv() => match m {
                 Ok(m) => {
-                    if !symbols.contains(&m.instrument) {
+                    if symbols.as_ref().is_some_and(|s| !s.contains(&m.instrument)) {
                         continue;
                     }
                     // Covered by the snapshot this client got.

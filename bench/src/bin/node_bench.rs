@@ -231,6 +231,125 @@ fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command]
     );
 }
 
+/// Open loop: commands published one message each at `rate` a second on a fixed schedule
+/// (none waits for another's acknowledgement), every command's latency from its send to
+/// the arrival of its events on the event subject (an event message may carry several
+/// commands' events).
+fn open_loop(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    dir: &Path,
+    cmds: &[Command],
+    rate: u64,
+    n: usize,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let cluster = unique("ol");
+    let names = Names::new(&cluster);
+    let node = start_node(url, &cluster, 0, "o0", dir);
+    wait_role(&node, "primary");
+    let router = rt
+        .block_on(Router::connect(url, &cluster, 1))
+        .expect("router");
+    let setup = cmds
+        .iter()
+        .take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_)))
+        .count();
+    let body: Vec<Command> = cmds[setup..].iter().take(n).copied().collect();
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let late = rt.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let mut sub = client
+            .subscribe(names.evt_subject(0))
+            .await
+            .expect("subscribe");
+        router.submit(&cmds[..setup], 64).await.expect("setup");
+        // The setup's events first.
+        let setup_seq = setup as u64;
+        'setup: while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_secs(10), sub.next()).await
+        {
+            for c in m.payload.chunks(ringex_engine::codec::EVENT_BYTES) {
+                let e = <&[u8; 64]>::try_from(c).ok().and_then(Event::decode);
+                if e.is_some_and(|e| e.cmd_seq().0 >= setup_seq) {
+                    break 'setup;
+                }
+            }
+        }
+        // Scheduled send times (ns after `start`), by command.
+        let sent: Arc<Vec<AtomicU64>> =
+            Arc::new((0..body.len()).map(|_| AtomicU64::new(0)).collect());
+        let start = Instant::now();
+        let js = router.context().clone();
+        let subject = names.cmd_subject(0);
+        let sender = {
+            let sent = Arc::clone(&sent);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let every = Duration::from_secs_f64(1.0 / rate as f64);
+                for (k, c) in body.iter().enumerate() {
+                    let due = start + every * k as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                    // The actual send (tokio's timer wakes in millisecond steps, so sends
+                    // come in bursts around their schedule).
+                    sent[k].store(start.elapsed().as_nanos() as u64, Ordering::Release);
+                    let mut b = [0u8; ringex_engine::codec::COMMAND_BYTES];
+                    c.encode(&mut b);
+                    match js
+                        .publish(subject.clone(), bytes::Bytes::copy_from_slice(&b))
+                        .await
+                    {
+                        Ok(ack) => {
+                            tokio::spawn(async move {
+                                let _ = ack.await;
+                            });
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        let mut seen = vec![false; body.len()];
+        let mut got = 0;
+        let mut behind = 0u64;
+        while got < body.len() {
+            let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), sub.next()).await
+            else {
+                break;
+            };
+            let now = start.elapsed().as_nanos() as u64;
+            for c in m.payload.chunks(ringex_engine::codec::EVENT_BYTES) {
+                let Some(e) = <&[u8; 64]>::try_from(c).ok().and_then(Event::decode) else {
+                    continue;
+                };
+                let k = e.cmd_seq().0.saturating_sub(setup_seq + 1) as usize;
+                if e.cmd_seq().0 > setup_seq && k < body.len() && !seen[k] {
+                    seen[k] = true;
+                    got += 1;
+                    let at = sent[k].load(Ordering::Acquire);
+                    behind += u64::from(now < at);
+                    let _ = h.record(now.saturating_sub(at).max(1));
+                }
+            }
+        }
+        sender.abort();
+        behind
+    });
+    drop(node);
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "latency, open loop at {rate} commands/s, send → its events on the event subject, {} commands: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs{}",
+        h.len(),
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0,
+        if late > 0 { format!(" ({late} before their send time: clock skew)") } else { String::new() }
+    );
+}
+
 fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], trials: u64) {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     for trial in 0..trials {
@@ -304,8 +423,8 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 
 fn main() {
     ringex_bench::harness::args::check(
-        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--idle backoff|yield|spin]",
-        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency", "--idle"],
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--rate R] [--idle backoff|yield|spin]",
+        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency", "--rate", "--idle"],
     );
     if let Some(idle) = value("--idle") {
         let _ = NODE_ARGS.set(vec!["--idle".into(), idle]);
@@ -333,6 +452,17 @@ fn main() {
         }
     }
     latency(&rt, &url, &dir, &cmds, number("--latency", 5000) as usize);
+    if let Some(rate) = value("--rate").and_then(|r| r.parse().ok()) {
+        // Five seconds of commands at that rate (at most the workload's).
+        open_loop(
+            &rt,
+            &url,
+            &dir,
+            &cmds,
+            rate,
+            (rate as usize * 5).min(cmds.len()),
+        );
+    }
     if trials > 0 {
         failover(&rt, &url, &dir, &cmds, trials);
     }

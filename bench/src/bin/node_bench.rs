@@ -172,14 +172,24 @@ fn throughput(
     );
 }
 
-fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], n: usize) {
-    let cluster = unique("lat");
-    let names = Names::new(&cluster);
-    let node = start_node(url, &cluster, 0, "l0", dir);
+/// A fresh deployment of one shard with one node (the primary), and its router.
+fn one_node(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    dir: &Path,
+    tag: &str,
+) -> (NodeProc, Names, Router) {
+    let cluster = unique(tag);
+    let node = start_node(url, &cluster, 0, &format!("{tag}0"), dir);
     wait_role(&node, "primary");
     let router = rt
         .block_on(Router::connect(url, &cluster, 1))
         .expect("router");
+    (node, Names::new(&cluster), router)
+}
+
+fn latency(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], n: usize) {
+    let (node, names, router) = one_node(rt, url, dir, "lat");
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     rt.block_on(async {
         let client = async_nats::connect(url).await.expect("connect");
@@ -245,13 +255,7 @@ fn open_loop(
 ) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-    let cluster = unique("ol");
-    let names = Names::new(&cluster);
-    let node = start_node(url, &cluster, 0, "o0", dir);
-    wait_role(&node, "primary");
-    let router = rt
-        .block_on(Router::connect(url, &cluster, 1))
-        .expect("router");
+    let (node, names, router) = one_node(rt, url, dir, "ol");
     let setup = cmds
         .iter()
         .take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_)))

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 struct NodeProc(Child, PathBuf);
 
-/// Flags every node gets (`--idle X` of this benchmark).
+/// Flags every node gets (`--idle X` and `--message-events N` of this benchmark).
 static NODE_ARGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 impl Drop for NodeProc {
@@ -427,12 +427,26 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 
 fn main() {
     ringex_bench::harness::args::check(
-        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--rate R] [--idle backoff|yield|spin]",
-        &["--nats", "--commands", "--trials", "--shards", "--batch", "--latency", "--rate", "--idle"],
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--rate R] [--idle backoff|yield|spin] [--message-events N]",
+        &[
+            "--nats",
+            "--commands",
+            "--trials",
+            "--shards",
+            "--batch",
+            "--latency",
+            "--rate",
+            "--idle",
+            "--message-events",
+        ],
     );
-    if let Some(idle) = value("--idle") {
-        let _ = NODE_ARGS.set(vec!["--idle".into(), idle]);
+    let mut node_args = Vec::new();
+    for flag in ["--idle", "--message-events"] {
+        if let Some(v) = value(flag) {
+            node_args.extend([flag.to_string(), v]);
+        }
     }
+    let _ = NODE_ARGS.set(node_args);
     let url = value("--nats")
         .or_else(|| std::env::var("RINGEX_NATS_URL").ok())
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());

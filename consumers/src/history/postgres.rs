@@ -405,10 +405,6 @@ impl HistoryQuery for PgStore {
             .collect()
     }
 
-    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
-        self.trades_page(account, since, usize::MAX)
-    }
-
     fn active_orders(&mut self, instrument: u32) -> Result<Vec<OrderRow>, HistoryError> {
         let mut out = Vec::new();
         for (side, order) in [("buy", "price DESC"), ("sell", "price ASC")] {

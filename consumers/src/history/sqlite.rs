@@ -297,10 +297,6 @@ impl HistoryQuery for SqliteStore {
         Ok(rows)
     }
 
-    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
-        self.trades_page(account, since, usize::MAX)
-    }
-
     fn trades_page(
         &mut self,
         account: u64,

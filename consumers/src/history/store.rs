@@ -27,7 +27,9 @@ pub trait HistoryQuery {
         instrument: Option<u32>,
     ) -> Result<Vec<OrderRow>, HistoryError>;
     /// An account's trades (as taker or maker) after event sequence `since`, in order.
-    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError>;
+    fn trades(&mut self, account: u64, since: u64) -> Result<Vec<TradeRow>, HistoryError> {
+        self.trades_page(account, since, usize::MAX)
+    }
     /// At most `limit` of an account's trades after event sequence `since`, in order (one
     /// page: the next starts after the last one's `seq`).
     fn trades_page(

@@ -244,8 +244,11 @@ pub struct FundedRow {
 /// What one commit writes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Changed orders, each once, with its latest state.
+    /// Changed orders, each once, with its latest state, by id (a store inserts them in
+    /// key order). Those accepted at or before `prev_seq` have a row in the store already.
     pub orders: Vec<OrderRow>,
+    /// The last event sequence of the commit before (what the store held).
+    pub prev_seq: u64,
     /// Rejected commands naming an order id: inserted only when the id has no row.
     pub rejected: Vec<OrderRow>,
     /// New trades.

@@ -31,6 +31,17 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
     ?19, ?20)
 ON CONFLICT (order_id) DO NOTHING";
 
+/// A row the store holds already: only what an order's life changes.
+const UPDATE_ORDER: &str = "
+UPDATE orders SET price = ?2, open_qty = ?3, filled_qty = ?4, status = ?5, reason = ?6,
+    priority_seq = ?7, last_seq = ?8, updated_ts = ?9, peak = ?10
+WHERE order_id = ?1";
+
+const INSERT_TRADE: &str = "
+INSERT INTO trades (seq, instrument, taker_order, maker_order, taker_account, maker_account,
+    taker_side, price, qty, buyer_fee, seller_fee, ts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
 /// SQLite stores integers as i64: ids and quantities above 2^63 are stored wrapped and read
 /// back the same.
 fn i(x: u64) -> i64 {
@@ -72,6 +83,10 @@ impl SqliteStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         let conn = Connection::open(path)?;
+        // 16 KiB pages for a new store (an existing one keeps its own): fewer levels and
+        // page splits per insert; 4 KiB takes a fifth longer per event on the
+        // 1000-instrument stream.
+        conn.pragma_update(None, "page_size", 16384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -65536)?;
@@ -127,29 +142,77 @@ impl SqliteStore {
     }
 }
 
-fn put_order(st: &mut rusqlite::CachedStatement<'_>, o: &OrderRow) -> rusqlite::Result<usize> {
-    st.execute(params![
-        i(o.order_id),
-        o.instrument as i64,
-        i(o.account),
-        side_str(o.side),
-        type_str(o.order_type),
-        tif_str(o.tif),
-        i(o.expiry),
-        o.price,
-        i(o.orig_qty),
-        i(o.open_qty),
-        i(o.filled_qty),
-        o.status.as_str(),
-        o.reason.as_deref(),
-        i(o.accept_seq),
-        i(o.priority_seq),
-        i(o.last_seq),
-        i(o.created_ts),
-        i(o.updated_ts),
-        i(o.display),
-        i(o.peak),
-    ])
+/// Binds an order row's 20 columns.
+fn bind_order(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, i(o.order_id))?;
+    st.raw_bind_parameter(2, o.instrument as i64)?;
+    st.raw_bind_parameter(3, i(o.account))?;
+    st.raw_bind_parameter(4, side_str(o.side))?;
+    st.raw_bind_parameter(5, type_str(o.order_type))?;
+    st.raw_bind_parameter(6, tif_str(o.tif))?;
+    st.raw_bind_parameter(7, i(o.expiry))?;
+    st.raw_bind_parameter(8, o.price)?;
+    st.raw_bind_parameter(9, i(o.orig_qty))?;
+    st.raw_bind_parameter(10, i(o.open_qty))?;
+    st.raw_bind_parameter(11, i(o.filled_qty))?;
+    st.raw_bind_parameter(12, o.status.as_str())?;
+    st.raw_bind_parameter(13, o.reason.as_deref())?;
+    st.raw_bind_parameter(14, i(o.accept_seq))?;
+    st.raw_bind_parameter(15, i(o.priority_seq))?;
+    st.raw_bind_parameter(16, i(o.last_seq))?;
+    st.raw_bind_parameter(17, i(o.created_ts))?;
+    st.raw_bind_parameter(18, i(o.updated_ts))?;
+    st.raw_bind_parameter(19, i(o.display))?;
+    st.raw_bind_parameter(20, i(o.peak))
+}
+
+fn bind_trade(st: &mut Statement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, i(t.seq))?;
+    st.raw_bind_parameter(2, t.instrument as i64)?;
+    st.raw_bind_parameter(3, i(t.taker_order))?;
+    st.raw_bind_parameter(4, i(t.maker_order))?;
+    st.raw_bind_parameter(5, i(t.taker_account))?;
+    st.raw_bind_parameter(6, i(t.maker_account))?;
+    st.raw_bind_parameter(7, side_str(t.taker_side))?;
+    st.raw_bind_parameter(8, t.price)?;
+    st.raw_bind_parameter(9, i(t.qty))?;
+    st.raw_bind_parameter(10, t.fees.map(|f| f.0.to_string()))?;
+    st.raw_bind_parameter(11, t.fees.map(|f| f.1.to_string()))?;
+    st.raw_bind_parameter(12, i(t.ts))
+}
+
+/// Binds what [`UPDATE_ORDER`] changes.
+fn bind_update(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(1, i(o.order_id))?;
+    st.raw_bind_parameter(2, o.price)?;
+    st.raw_bind_parameter(3, i(o.open_qty))?;
+    st.raw_bind_parameter(4, i(o.filled_qty))?;
+    st.raw_bind_parameter(5, o.status.as_str())?;
+    st.raw_bind_parameter(6, o.reason.as_deref())?;
+    st.raw_bind_parameter(7, i(o.priority_seq))?;
+    st.raw_bind_parameter(8, i(o.last_seq))?;
+    st.raw_bind_parameter(9, i(o.updated_ts))?;
+    st.raw_bind_parameter(10, i(o.peak))
+}
+
+/// Runs the statement `sql` once per row, binding each with `bind` (parameters bound one
+/// by one, without building a parameter list per row).
+fn each<'a, T: 'a>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    rows: impl IntoIterator<Item = &'a T>,
+    bind: fn(&mut Statement<'_>, &T) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(sql)?;
+    for r in rows {
+        bind(&mut st, r)?;
+        st.raw_execute()?;
+    }
+    Ok(())
 }
 
 impl HistoryStore for SqliteStore {
@@ -178,35 +241,19 @@ impl HistoryStore for SqliteStore {
     fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(UPSERT_ORDER)?;
-            for o in &b.orders {
-                put_order(&mut st, o)?;
-            }
-            let mut st = tx.prepare_cached(INSERT_REJECTED)?;
-            for o in &b.rejected {
-                put_order(&mut st, o)?;
-            }
-            let mut st = tx.prepare_cached(
-                "INSERT INTO trades (seq, instrument, taker_order, maker_order, taker_account, \
-                 maker_account, taker_side, price, qty, buyer_fee, seller_fee, ts) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            // Rows the store holds (accepted at or before its sequence) are updated in
+            // place; the others inserted (upserted: a rejected command may have left a row
+            // under the same id).
+            let held = |o: &&OrderRow| o.accept_seq <= b.prev_seq;
+            each(&tx, UPDATE_ORDER, b.orders.iter().filter(held), bind_update)?;
+            each(
+                &tx,
+                UPSERT_ORDER,
+                b.orders.iter().filter(|o| !held(o)),
+                bind_order,
             )?;
-            for t in &b.trades {
-                st.execute(params![
-                    i(t.seq),
-                    t.instrument as i64,
-                    i(t.taker_order),
-                    i(t.maker_order),
-                    i(t.taker_account),
-                    i(t.maker_account),
-                    side_str(t.taker_side),
-                    t.price,
-                    i(t.qty),
-                    t.fees.map(|f| f.0.to_string()),
-                    t.fees.map(|f| f.1.to_string()),
-                    i(t.ts),
-                ])?;
-            }
+            each(&tx, INSERT_REJECTED, &b.rejected, bind_order)?;
+            each(&tx, INSERT_TRADE, &b.trades, bind_trade)?;
             let mut st = tx.prepare_cached(
                 "INSERT INTO transfers (seq, account, asset, amount, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;

@@ -581,8 +581,10 @@ impl<S: HistoryStore> History<S> {
             }
         }
         // In key order: each insert lands next to the one before in the B-tree (a fifth
-        // faster than the order orders changed in, on SQLite).
-        self.batch.orders.sort_unstable_by_key(|r| r.order_id);
+        // faster than the order orders changed in, on SQLite). Stable: an id used again
+        // (live-only uniqueness) keeps its rows in the order they happened, the last one
+        // written last.
+        self.batch.orders.sort_by_key(|r| r.order_id);
         self.batch.prev_seq = self.applied;
         let started = Instant::now();
         self.store.write(&self.batch)?;

@@ -1,7 +1,8 @@
 //! The history store on PostgreSQL (cargo feature `postgres`): the same tables, columns,
 //! indexes and queries as SQLite, written in bulk — each commit is one transaction: a binary
-//! `COPY` of the changed orders into a session staging table and one upsert from it, a
-//! binary `COPY` of the trades, and multi-row `INSERT … SELECT * FROM unnest(…)` for the
+//! `COPY` of the changed orders into a session staging table and one upsert from it (orders
+//! with ids above every id the store holds, the usual case, are COPYed straight into the
+//! table: none can conflict), a binary `COPY` of the trades, and multi-row `INSERT … SELECT * FROM unnest(…)` for the
 //! rest, so a commit of thousands of rows is a handful of round trips.
 //! Sessions run with `synchronous_commit = off` (see [`PgStore::connect`]).
 
@@ -104,6 +105,23 @@ fn copy_in<'a>(
 /// A history store in a PostgreSQL database.
 pub struct PgStore {
     client: Client,
+    /// The largest order id with a row (as an unsigned id; `None` while there is none).
+    max_id: Option<u64>,
+}
+
+/// The largest order id the store holds: ids above 2^63 are stored wrapped (negative), so
+/// the largest negative value, when there is one, is the largest id.
+fn max_order_id(client: &mut Client) -> Result<Option<u64>, HistoryError> {
+    for filter in ["order_id < 0", "order_id >= 0"] {
+        let r = client.query_one(
+            &format!("SELECT max(order_id) FROM orders WHERE {filter}"),
+            &[],
+        )?;
+        if let Some(v) = r.try_get::<_, Option<i64>>(0)? {
+            return Ok(Some(u(v)));
+        }
+    }
+    Ok(None)
 }
 
 impl PgStore {
@@ -123,7 +141,8 @@ impl PgStore {
             ))?;
         }
         client.batch_execute(STAGE)?;
-        Ok(PgStore { client })
+        let max_id = max_order_id(&mut client)?;
+        Ok(PgStore { client, max_id })
     }
 
     /// Drops every table (tests start clean).
@@ -134,6 +153,7 @@ impl PgStore {
         )?;
         self.client.batch_execute(&rows::pg_schema())?;
         self.client.batch_execute(STAGE)?;
+        self.max_id = None;
         Ok(())
     }
 
@@ -300,8 +320,21 @@ impl HistoryStore for PgStore {
 
     fn write(&mut self, b: &Batch) -> Result<(), HistoryError> {
         let mut tx = self.client.transaction()?;
-        if !b.orders.is_empty() {
-            upsert_orders(&mut tx, &b.orders)?;
+        // Orders in strictly increasing id order above every id the store holds cannot
+        // conflict: they are COPYed straight into the table; the rest go through the
+        // staging table's upsert.
+        let sorted = b.orders.windows(2).all(|w| w[0].order_id < w[1].order_id);
+        let fresh = if sorted {
+            b.orders
+                .partition_point(|o| self.max_id.is_some_and(|m| o.order_id <= m))
+        } else {
+            b.orders.len()
+        };
+        if fresh > 0 {
+            upsert_orders(&mut tx, &b.orders[..fresh])?;
+        }
+        if fresh < b.orders.len() {
+            copy_orders(&mut tx, "orders", &b.orders[fresh..])?;
         }
         if !b.rejected.is_empty() {
             OrderArrays::of(&b.rejected).execute(&mut tx, "ON CONFLICT (order_id) DO NOTHING")?;
@@ -341,6 +374,8 @@ impl HistoryStore for PgStore {
             &[&i(b.last_seq)],
         )?;
         tx.commit()?;
+        let written = b.orders.iter().chain(&b.rejected).map(|o| o.order_id).max();
+        self.max_id = self.max_id.max(written);
         Ok(())
     }
 }
@@ -460,7 +495,23 @@ fn upsert_orders(
     tx: &mut ::postgres::Transaction<'_>,
     orders: &[OrderRow],
 ) -> Result<(), HistoryError> {
-    let mut w = copy_in(tx, "orders_stage", ORDER_COLUMNS, &ORDER_TYPES)?;
+    copy_orders(tx, "orders_stage", orders)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM orders_stage {ORDERS_UPSERT}"
+        ),
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Order rows by binary COPY into `table`.
+fn copy_orders(
+    tx: &mut ::postgres::Transaction<'_>,
+    table: &str,
+    orders: &[OrderRow],
+) -> Result<(), HistoryError> {
+    let mut w = copy_in(tx, table, ORDER_COLUMNS, &ORDER_TYPES)?;
     for o in orders {
         let (id, inst, acct) = (i(o.order_id), o.instrument as i64, i(o.account));
         let (exp, orig, open, filled) =
@@ -498,12 +549,6 @@ fn upsert_orders(
         w.write(&row)?;
     }
     w.finish()?;
-    tx.execute(
-            &format!(
-                "INSERT INTO orders ({ORDER_COLUMNS}) SELECT {ORDER_COLUMNS} FROM orders_stage {ORDERS_UPSERT}"
-            ),
-            &[],
-        )?;
     Ok(())
 }
 

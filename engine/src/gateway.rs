@@ -1,7 +1,7 @@
 //! [`Gateway`]: the producer handle of the input ring. One clone per producer thread.
 
 use crate::command::{Command, CommandKind};
-use crate::idle::{IdleStrategy, Idler};
+use crate::idle::{IdleStrategy, Idler, Wakeups};
 use crate::types::{Sequence, Timestamp};
 use crossbeam_utils::CachePadded;
 use disruptor::{MultiProducer, Producer, SingleConsumerBarrier};
@@ -39,6 +39,8 @@ pub(crate) struct GatewayShared {
     pub last_stamp: CachePadded<AtomicU64>,
     /// Input sequence of the ring's slot 0, minus one (after a recovery).
     pub base: u64,
+    /// The pipeline's parked stages, woken after each publication.
+    pub wakeups: Arc<Wakeups>,
 }
 
 impl GatewayShared {
@@ -53,6 +55,7 @@ impl GatewayShared {
                 .map_or(0, |d| d.as_nanos() as u64),
             last_stamp: CachePadded::new(AtomicU64::new(0)),
             base,
+            wakeups: Arc::new(Wakeups::default()),
         })
     }
 
@@ -212,7 +215,10 @@ impl Gateway {
             Err(SubmitError::Closed)
         } else {
             match publish(&mut self.producer) {
-                Some(s) => Ok(Sequence(self.shared.base + s as u64 + 1)),
+                Some(s) => {
+                    self.shared.wakeups.progress();
+                    Ok(Sequence(self.shared.base + s as u64 + 1))
+                }
                 None => Err(SubmitError::Busy),
             }
         };

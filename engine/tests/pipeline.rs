@@ -120,22 +120,42 @@ fn stream(seed: u64, n: usize, id_base: u64) -> Vec<Command> {
 
 #[test]
 fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thread_would() {
-    const PER_THREAD: usize = 250_000;
-    let mut b = Pipeline::builder().input_ring(1 << 12).output_ring(1 << 14);
-    let collect = b.add_consumer(Collect::new("collect"), ConsumerOptions::default());
+    four_producers(250_000, None, 1 << 14);
+}
+
+/// The same with every stage parked when idle and woken by progress: small rings keep the
+/// matcher waiting for room and the consumers for events, bursts and pauses between them
+/// put every stage to sleep again and again; nothing is lost, nothing stalls.
+#[test]
+fn parked_stages_are_woken_by_progress_and_lose_nothing() {
+    four_producers(60_000, Some(IdleStrategy::PARK), 256);
+}
+
+fn four_producers(per_thread: usize, idle: Option<IdleStrategy>, output_ring: usize) {
+    let mut b = Pipeline::builder()
+        .input_ring(1 << 12)
+        .output_ring(output_ring);
+    let opts = || match idle {
+        Some(i) => ConsumerOptions::default().idle(i),
+        None => ConsumerOptions::default(),
+    };
+    if let Some(i) = idle {
+        b = b.matcher_idle(i);
+    }
+    let collect = b.add_consumer(Collect::new("collect"), opts());
     let d1 = b.add_consumer(
         Digest {
             name: "digest-1".into(),
             ..Default::default()
         },
-        ConsumerOptions::default(),
+        opts(),
     );
     let d2 = b.add_consumer(
         Digest {
             name: "digest-2".into(),
             ..Default::default()
         },
-        ConsumerOptions::default().after(collect),
+        opts().after(collect),
     );
     let p = b.start().expect("start");
     add_instruments(&mut p.gateway());
@@ -143,9 +163,16 @@ fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thre
         .map(|t| {
             let mut g = p.gateway();
             std::thread::spawn(move || {
-                stream(100 + t, PER_THREAD, t * 1_000_000)
+                stream(100 + t, per_thread, t * 1_000_000)
                     .into_iter()
-                    .map(|c| (g.submit_at(c).expect("accepted"), c))
+                    .enumerate()
+                    .map(|(k, c)| {
+                        // Parked runs: a pause now and then, so the stages fall asleep.
+                        if idle.is_some() && k % 5_000 == 4_999 {
+                            std::thread::sleep(std::time::Duration::from_millis(3));
+                        }
+                        (g.submit_at(c).expect("accepted"), c)
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -155,7 +182,7 @@ fn four_producers_every_consumer_sees_every_event_once_in_order_as_a_single_thre
         .flat_map(|h| h.join().expect("producer"))
         .collect();
     let mut report = p.shutdown();
-    assert_eq!(report.commands_processed, 2 + 4 * PER_THREAD as u64);
+    assert_eq!(report.commands_processed, 2 + 4 * per_thread as u64);
 
     // Replay the same order on one thread.
     sent.sort_by_key(|(s, _)| *s);

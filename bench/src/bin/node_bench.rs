@@ -10,6 +10,11 @@
 //!   the hops.
 //! - **latency**: one shard, closed loop: publish one command, wait for its events on the
 //!   event subject; HDR percentiles, to set beside the in-process pipeline's.
+//! - **open loop** (`--rate R`): commands sent one message each on a fixed schedule, each
+//!   timed from its send to its events; with `--floor`, the same schedule also against
+//!   the transport floor ([`ringex_bench::node::echo`]: the node's NATS work and nothing
+//!   else), and against this machine's `write` + `fdatasync` of one event, so that the
+//!   node's latency can be read against what nats-server and the disk take.
 //! - **failover**: a primary and a standby; commands flow at ~2,000/s; the primary is killed
 //!   with SIGKILL; the time until the first event message published by the standby. Over
 //!   `--trials` runs.
@@ -252,10 +257,37 @@ fn open_loop(
     cmds: &[Command],
     rate: u64,
     n: usize,
-) {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    floor: bool,
+) -> f64 {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    let (node, names, router) = one_node(rt, url, dir, "ol");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (node, echo, names, router) = if floor {
+        // The echo in a thread of its own with its own runtime, as a node is a process.
+        let cluster = unique("fl");
+        let names = Names::new(&cluster);
+        let (u, nm, st) = (url.to_string(), names.clone(), Arc::clone(&stop));
+        let echo = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(ringex_bench::node::echo(&u, &nm, 0, st))
+        });
+        let router = rt.block_on(async {
+            // The echo creates the streams; the router needs them.
+            let t = Instant::now();
+            loop {
+                match Router::connect(url, &cluster, 1).await {
+                    Ok(r) => break r,
+                    Err(e) if t.elapsed() > Duration::from_secs(10) => panic!("router: {e}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+        (None, Some(echo), names, router)
+    } else {
+        let (node, names, router) = one_node(rt, url, dir, "ol");
+        (Some(node), None, names, router)
+    };
     let setup = cmds
         .iter()
         .take_while(|c| matches!(c.kind, CommandKind::AddInstrument(_)))
@@ -341,9 +373,14 @@ fn open_loop(
         behind
     });
     drop(node);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(e) = echo {
+        e.join().expect("echo thread").expect("echo");
+    }
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "latency, open loop at {rate} commands/s, send → its events on the event subject, {} commands: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs{}",
+        "{}latency, open loop at {rate} commands/s, send → its events on the event subject, {} commands: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs{}",
+        if floor { "transport floor (echo, no engine) " } else { "node " },
         h.len(),
         us(0.5),
         us(0.9),
@@ -352,6 +389,37 @@ fn open_loop(
         h.max() as f64 / 1000.0,
         if late > 0 { format!(" ({late} before their send time: clock skew)") } else { String::new() }
     );
+    us(0.5)
+}
+
+/// This machine's `write` + `fdatasync` of one 64-byte event at the end of a file, in the
+/// benchmark's temp dir, at `rate` a second for `n` writes: p50 in µs (printed with p99).
+fn fsync_floor(dir: &Path, rate: u64, n: usize) -> f64 {
+    use std::io::Write;
+    let path = dir.join("fsync-floor");
+    let mut f = std::fs::File::create(&path).expect("floor file");
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let every = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    for k in 0..n {
+        let due = start + every * k as u32;
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let t = Instant::now();
+        f.write_all(&[7u8; 64]).expect("write");
+        f.sync_data().expect("fdatasync");
+        let _ = h.record(t.elapsed().as_nanos() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "write + fdatasync of one event at {rate}/s, {n} writes: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs",
+        us(0.5),
+        us(0.9),
+        us(0.99)
+    );
+    us(0.5)
 }
 
 fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], trials: u64) {
@@ -427,7 +495,7 @@ fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command
 
 fn main() {
     ringex_bench::harness::args::check(
-        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--rate R] [--idle backoff|yield|spin] [--message-events N]",
+        "usage: node_bench [--nats URL] [--commands N] [--trials N] [--shards 1,2,4] [--batch 1,256] [--latency N] [--rate R [--floor]] [--idle backoff|park|yield|spin] [--message-events N]",
         &[
             "--nats",
             "--commands",
@@ -438,6 +506,7 @@ fn main() {
             "--rate",
             "--idle",
             "--message-events",
+            "--floor",
         ],
     );
     let mut node_args = Vec::new();
@@ -472,14 +541,27 @@ fn main() {
     latency(&rt, &url, &dir, &cmds, number("--latency", 5000) as usize);
     if let Some(rate) = value("--rate").and_then(|r| r.parse().ok()) {
         // Five seconds of commands at that rate (at most the workload's).
-        open_loop(
-            &rt,
-            &url,
-            &dir,
-            &cmds,
-            rate,
-            (rate as usize * 5).min(cmds.len()),
-        );
+        let n = (rate as usize * 5).min(cmds.len());
+        if std::env::args().any(|a| a == "--floor") {
+            // The node, the transport floor and the disk's floor, interleaved twice.
+            let mut ratios = Vec::new();
+            for _ in 0..2 {
+                let node = open_loop(&rt, &url, &dir, &cmds, rate, n, false);
+                let echo = open_loop(&rt, &url, &dir, &cmds, rate, n, true);
+                let disk = fsync_floor(&dir, rate, 5000);
+                ratios.push(format!(
+                    "node p50 {node:.0} µs = {:.2}× the floor (echo + fdatasync, {:.0} µs); the node adds {:.0} µs to the echo",
+                    node / (echo + disk),
+                    echo + disk,
+                    node - echo
+                ));
+            }
+            for r in ratios {
+                println!("{r}");
+            }
+        } else {
+            open_loop(&rt, &url, &dir, &cmds, rate, n, false);
+        }
     }
     if trials > 0 {
         failover(&rt, &url, &dir, &cmds, trials);

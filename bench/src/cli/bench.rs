@@ -47,7 +47,7 @@ pub struct BenchArgs {
     /// Pin the consumers (the ring probe first, then --consumers in order) to these cores.
     #[arg(long, value_delimiter = ',')]
     pub consumer_cores: Vec<usize>,
-    /// Idle strategy of every stage: spin, backoff, yield, or sleep:<µs>. Default: spin
+    /// Idle strategy of every stage: spin, backoff, yield, park, or sleep:<µs>. Default: spin
     /// when pinned, else backoff.
     #[arg(long)]
     pub idle: Option<String>,
@@ -92,11 +92,14 @@ pub fn parse_idle(s: &str) -> Result<IdleStrategy, String> {
         "spin" => Ok(IdleStrategy::BusySpin),
         "backoff" => Ok(IdleStrategy::SHARED),
         "yield" => Ok(IdleStrategy::Yield),
+        "park" => Ok(IdleStrategy::PARK),
         _ => s
             .strip_prefix("sleep:")
             .and_then(|u| u.parse::<u64>().ok())
             .map(|u| IdleStrategy::Sleep(Duration::from_micros(u)))
-            .ok_or_else(|| format!("idle strategy {s:?}: use spin, backoff, yield or sleep:<µs>")),
+            .ok_or_else(|| {
+                format!("idle strategy {s:?}: use spin, backoff, yield, park or sleep:<µs>")
+            }),
     }
 }
 

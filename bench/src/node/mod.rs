@@ -27,6 +27,7 @@
 mod anchor;
 mod auth;
 mod cli;
+mod floor;
 mod lease;
 mod names;
 mod reader;
@@ -38,6 +39,7 @@ mod streams;
 pub use anchor::*;
 pub use auth::*;
 pub use cli::*;
+pub use floor::*;
 pub use lease::*;
 pub use names::*;
 pub use reader::*;

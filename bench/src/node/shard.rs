@@ -105,8 +105,9 @@ pub struct NodeOptions {
     #[arg(long, default_value_t = DEFAULT_MESSAGE_EVENTS)]
     pub message_events: usize,
     /// What the pipeline's stages do when idle: backoff (the default: spin, yield, then
-    /// sleep 50 µs), yield (lower latency for a lone command, more CPU), spin (a core each)
-    /// or sleep:<µs>.
+    /// sleep 50 µs), park (spin, yield, then sleep until a command or an event arrives:
+    /// lower latency for a lone command, little CPU), yield (polling without sleeping),
+    /// spin (a core each) or sleep:<µs>.
     #[arg(long, value_parser = crate::cli::bench::parse_idle)]
     pub idle: Option<ringex_engine::pipeline::IdleStrategy>,
 }

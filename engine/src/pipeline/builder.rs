@@ -218,7 +218,7 @@ impl PipelineBuilder {
                 };
                 (pending, run, core)
             });
-        let consumer_threads = spawn_consumers(runs)?;
+        let consumer_threads = spawn_consumers(runs, &gateway_shared.wakeups)?;
         let consumer_count = cells.len();
 
         // 5. The matcher thread.
@@ -324,6 +324,7 @@ fn status_cells(consumers: &[PendingConsumer], resume: u64) -> Vec<Arc<ConsumerC
 /// ids of the consumers it runs.
 fn spawn_consumers(
     runs: impl Iterator<Item = (PendingConsumer, ConsumerRun, Option<core_affinity::CoreId>)>,
+    wakeups: &Arc<crate::idle::Wakeups>,
 ) -> Result<Vec<(ConsumerThread, Vec<usize>)>, PipelineError> {
     let mut threads: Vec<(String, Option<core_affinity::CoreId>, IdleStrategy)> = Vec::new();
     let mut thread_members: Vec<Vec<(usize, Box<dyn Member>)>> = Vec::new();
@@ -359,9 +360,10 @@ fn spawn_consumers(
         let ids: Vec<usize> = members.iter().map(|(id, _)| *id).collect();
         let stages: Vec<Box<dyn Member>> = members.into_iter().map(|(_, m)| m).collect();
         let tname = name.clone();
+        let w = Arc::clone(wakeups);
         let h = std::thread::Builder::new()
             .name(name.clone())
-            .spawn(move || run_group(stages, core, idle, &tname))
+            .spawn(move || run_group(stages, core, idle, &tname, w))
             .map_err(|source| PipelineError::Spawn { name, source })?;
         consumer_threads.push((h, ids));
     }

@@ -300,12 +300,13 @@ pub(crate) fn run_group(
     core: Option<core_affinity::CoreId>,
     idle: IdleStrategy,
     name: &str,
+    wakeups: Arc<crate::idle::Wakeups>,
 ) -> Vec<Box<dyn Any + Send>> {
     pin(core, name);
     for m in &mut members {
         m.start();
     }
-    let mut idler = idle.idler();
+    let mut idler = idle.idler_in(&wakeups);
     let mut done = vec![false; members.len()];
     loop {
         let (mut worked, mut running) = (false, false);
@@ -323,6 +324,7 @@ pub(crate) fn run_group(
                     // Finished at once, so the consumers gated after it can stop too.
                     m.finish();
                     *d = true;
+                    wakeups.wake();
                 }
             }
         }
@@ -331,6 +333,8 @@ pub(crate) fn run_group(
         }
         if worked {
             idler.reset();
+            // Ring room for the matcher, a gate moved for the consumers after this one.
+            wakeups.progress();
         } else {
             idler.idle();
         }

@@ -34,6 +34,7 @@ pub(crate) fn publish(
             idler.idle();
         }
         idler.reset();
+        shared.gateway.wakeups.progress();
     }
     true
 }
@@ -72,6 +73,7 @@ pub(crate) fn matcher_loop(
     }
     // Dropping the output producer tells the consumers to finish after the last event.
     drop(output);
+    shared.gateway.wakeups.wake();
     Some(matcher)
 }
 
@@ -86,8 +88,8 @@ pub(crate) fn run_matcher(
     let chunk = shared.output_capacity.min(4096);
     let flush_at = FLUSH_AT.min(chunk / 2).max(1);
     let mut events: Vec<Event> = Vec::with_capacity(4096);
-    let mut idler = idle.idler();
-    let mut publish_idler = idle.idler();
+    let mut idler = idle.idler_in(&shared.gateway.wakeups);
+    let mut publish_idler = idle.idler_in(&shared.gateway.wakeups);
     let mut cmd_seq = shared.commands.load(Ordering::Relaxed);
     let mut published = shared.published.load(Ordering::Relaxed);
     let mut draining = false;

@@ -30,7 +30,7 @@ pub(crate) use crate::context::EventClocks;
 pub use crate::context::{ClockReader, ConsumerContext};
 pub(crate) use crate::gateway::GatewayShared;
 pub use crate::gateway::{Gateway, SubmitError};
-pub use crate::idle::{IdleStrategy, Idler};
+pub use crate::idle::{IdleStrategy, Idler, Wakeups};
 use builder::*;
 pub use builder::{validate_core, PipelineBuilder};
 use consumer_stage::*;
@@ -120,6 +120,7 @@ impl Shared {
             r.get_or_insert(reason);
         }
         self.gateway.halted.store(true, Ordering::Release);
+        self.gateway.wakeups.wake();
     }
 
     #[inline]
@@ -168,6 +169,7 @@ impl Pipeline {
         // Stop intake; after this every accepted command is in the input ring.
         self.gateway_shared.close_and_quiesce();
         self.shared.drain.store(true, Ordering::SeqCst);
+        self.gateway_shared.wakeups.wake();
         let matcher = self.matcher_thread.take().and_then(|t| match t.join() {
             Ok(m) => m,
             Err(_) => {

@@ -104,10 +104,10 @@ pub struct NodeOptions {
     /// events is a message of its own; 1: a message per command).
     #[arg(long, default_value_t = DEFAULT_MESSAGE_EVENTS)]
     pub message_events: usize,
-    /// What the pipeline's stages do when idle: backoff (the default: spin, yield, then
-    /// sleep 50 µs), park (spin, yield, then sleep until a command or an event arrives:
-    /// lower latency for a lone command, little CPU), yield (polling without sleeping),
-    /// spin (a core each) or sleep:<µs>.
+    /// What the pipeline's stages do when idle: park (the default: spin, yield, then sleep
+    /// until a command or an event arrives, so a lone command waits for nobody's sleep),
+    /// backoff (spin, yield, then sleep 50 µs at a time), yield (polling without
+    /// sleeping), spin (a core each) or sleep:<µs>.
     #[arg(long, value_parser = crate::cli::bench::parse_idle)]
     pub idle: Option<ringex_engine::pipeline::IdleStrategy>,
 }
@@ -156,7 +156,7 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
         .with_max_open_orders(o.max_open_orders.unwrap_or(u32::MAX));
     let idle = o
         .idle
-        .unwrap_or(ringex_engine::pipeline::IdleStrategy::SHARED);
+        .unwrap_or(ringex_engine::pipeline::IdleStrategy::PARK);
     let mut b = Pipeline::builder()
         .matcher(matcher)
         .matcher_idle(idle)
@@ -168,18 +168,15 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
         cmd_seq: state.cmd_seq,
     });
     let durable = journal.durable();
+    // The events' tap shares the journal's thread and runs right after it: a batch made
+    // durable goes to the publisher without waking another thread.
     let jid = b.add_consumer(
         journal,
-        ConsumerOptions::default().max_batch(4096).idle(idle),
+        ConsumerOptions::default()
+            .max_batch(4096)
+            .in_group(0)
+            .idle(idle),
     );
-    // The snapshot consumer shares a thread with the events' tap (both in memory; the
-    // snapshot's writing has a thread of its own).
-    if o.snapshot_every > 0 {
-        b.add_consumer(
-            crate::startup::snapshotter(&o.journal, o.snapshot_every, &state, durable.clone()),
-            ConsumerOptions::default().after(jid).in_group(1).idle(idle),
-        );
-    }
     let (tx, rx) = mpsc::unbounded_channel();
     b.add_consumer(
         BatchTap {
@@ -187,8 +184,15 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
             cur: Vec::new(),
             first: 0,
         },
-        ConsumerOptions::default().after(jid).in_group(1).idle(idle),
+        ConsumerOptions::default().after(jid).in_group(0).idle(idle),
     );
+    // The snapshot consumer has a thread of its own (its writing another).
+    if o.snapshot_every > 0 {
+        b.add_consumer(
+            crate::startup::snapshotter(&o.journal, o.snapshot_every, &state, durable.clone()),
+            ConsumerOptions::default().after(jid).idle(idle),
+        );
+    }
     let pipeline = b.start().map_err(RunError::from)?;
     let gateway = pipeline.gateway();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -236,10 +236,13 @@ pub(crate) async fn node_main(
     // primary and died before publishing them): they go out if it becomes the primary. The
     // journal is read from where the stream ends, not from its first segment.
     let journaled = ringex_consumers::recovery::journal_events_after(&o.journal, published)?;
-    let mut pending: VecDeque<Batch> = batches(&journaled)
-        .into_iter()
-        .filter(|b| b.last > published)
-        .collect();
+    let mut ob = Outbox {
+        pending: batches(&journaled)
+            .into_iter()
+            .filter(|b| b.last > published)
+            .collect(),
+        ..Outbox::default()
+    };
     let mut consumer = tokio::spawn(consume(
         js.clone(),
         names.clone(),
@@ -260,12 +263,14 @@ pub(crate) async fn node_main(
     let mut stopping = false;
     loop {
         // In order: the lease's tick first (renewal must never wait behind a backlog), and
-        // publishing pending batches last (it is always ready while there are some).
+        // sending pending batches last (it is always ready while there are some to send;
+        // their acknowledgements are settled as they come, while later batches go out).
         tokio::select! {
             biased;
             _ = tick.tick() => {
                 match role {
                     None => {
+                        ob.recall();
                         end = last_published(&js, &names, o.shard).await.unwrap_or(end);
                         published = end.last;
                         if !stopping {
@@ -298,23 +303,45 @@ pub(crate) async fn node_main(
                         Err(e) => {
                             eprintln!("ringex node {}: lost the lease of shard {}: {e}", o.node_id, o.shard);
                             role = None;
+                            ob.recall();
                         }
                     },
                 }
-                drop_published(&mut pending, published);
+                if !ob.in_flight() {
+                    drop_published(&mut ob.pending, published);
+                }
                 write_status(&status_path, role.is_some(), &durable, published);
-                if stopping && pending.is_empty() {
+                if stopping && ob.is_empty() {
                     break;
                 }
             }
             b = rx.recv(), if !stopping => match b {
                 Some(b) => {
                     if b.last > published {
-                        pending.push_back(b);
+                        ob.pending.push_back(b);
                     }
-                    take_ready(&mut rx, &mut pending, published);
+                    take_ready(&mut rx, &mut ob.pending, published);
                 }
                 None => stopping = true,
+            },
+            // The oldest message in flight is stored (or refused).
+            r = ob.next_ack(), if role.is_some() && ob.in_flight() => match r {
+                Ok(ack) => {
+                    ob.acked(ack, &mut end);
+                    published = end.last;
+                }
+                Err(e) => {
+                    // Another publisher moved the stream's end (a primary that lost its
+                    // lease and did not know yet): every later message is refused too;
+                    // find the end again and go on after it.
+                    eprintln!("ringex node {}: publish: {e}", o.node_id);
+                    ob.recall();
+                    if let Ok(e2) = last_published(&js, &names, o.shard).await {
+                        end = e2;
+                        published = end.last;
+                        drop_published(&mut ob.pending, published);
+                    }
+                }
             },
             // The command stream cannot be followed any more: this node can no longer
             // keep up, so it must not hold the lease. Fatal: step down and exit non-zero.
@@ -331,24 +358,20 @@ pub(crate) async fn node_main(
             _ = term.recv() => { stopping = true; consumer.abort(); }
             _ = tokio::signal::ctrl_c() => { stopping = true; consumer.abort(); }
             // Pending batches go out at once, a chunk per turn (the tick comes first).
-            _ = std::future::ready(()), if role.is_some() && !pending.is_empty() => {}
+            _ = std::future::ready(()), if role.is_some() && ob.can_send() => {}
         }
-        if role.is_some() && !pending.is_empty() {
-            match out.publish(&mut pending, &mut end).await {
-                Ok(()) => published = end.last,
-                Err(e) => {
-                    // Another publisher moved the stream's end (a primary that lost its
-                    // lease and did not know yet): find the end again and go on after it.
-                    eprintln!("ringex node {}: publish: {e}", o.node_id);
-                    if let Ok(e2) = last_published(&js, &names, o.shard).await {
-                        end = e2;
-                        published = end.last;
-                        drop_published(&mut pending, published);
-                    }
+        if role.is_some() && ob.can_send() {
+            if let Err(e) = ob.send(&out, &end).await {
+                eprintln!("ringex node {}: publish: {e}", o.node_id);
+                ob.recall();
+                if let Ok(e2) = last_published(&js, &names, o.shard).await {
+                    end = e2;
+                    published = end.last;
+                    drop_published(&mut ob.pending, published);
                 }
             }
         }
-        if stopping && (role.is_none() || pending.is_empty()) {
+        if stopping && (role.is_none() || ob.is_empty()) {
             break;
         }
     }
@@ -358,11 +381,9 @@ pub(crate) async fn node_main(
     let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
     if let Some(rev) = role {
         if failed.is_none() {
-            take_ready(&mut rx, &mut pending, published);
-            while !pending.is_empty() {
-                if out.publish(&mut pending, &mut end).await.is_err() {
-                    break;
-                }
+            take_ready(&mut rx, &mut ob.pending, published);
+            if let Err(e) = ob.flush(&out, &mut end).await {
+                eprintln!("ringex node {}: publish: {e}", o.node_id);
             }
         }
         let _ = leases.release(rev).await;
@@ -434,22 +455,27 @@ pub(crate) struct EventPublisher<'a> {
 }
 
 impl EventPublisher<'_> {
-    /// Publishes the next pending batches in order, several commands' events to a message (up
-    /// to `message_events` events; the cut points need not match another node's: a new primary
-    /// publishes after the stream's last event, which always ends a command), one chunk of at
-    /// most 512 messages and 8 MiB with their acknowledgements in flight (the caller comes back for the
-    /// rest, so a long backlog never keeps the lease from being renewed), and moves `end`
-    /// along. The first message must follow the stream's
-    /// last (`Nats-Expected-Last-Sequence`) and each next one its predecessor
-    /// (`Nats-Expected-Last-Msg-Id`), so the stream refuses an out-of-order publication (a
-    /// stale primary's) and never holds a gap; a message the nodes did not write moves the end
-    /// and is stepped over at the next chunk; a re-publication of a message the stream has is
-    /// deduplicated by its id `<shard>.<first event>`.
-    pub(crate) async fn publish(
+    /// Sends the pending batches from `sent` on, in order, several commands' events to a
+    /// message (up to `message_events` events; the cut points need not match another
+    /// node's: a new primary publishes after the stream's last event, which always ends a
+    /// command), one chunk of at most 512 messages and 8 MiB, and returns them in flight:
+    /// nothing here waits for an acknowledgement, so the next batches go out while earlier
+    /// ones are being stored (the caller settles the acknowledgements in order, and comes
+    /// back for the rest, so a long backlog never keeps the lease from being renewed). The
+    /// first message with nothing in flight must follow the stream's last
+    /// (`Nats-Expected-Last-Sequence`), every other one its predecessor
+    /// (`Nats-Expected-Last-Msg-Id`, `chain`: the first event of the last message in
+    /// flight), so the stream refuses an out-of-order publication (a stale primary's) and
+    /// never holds a gap: once one is refused, every later one is too. A message the nodes
+    /// did not write moves the end and is stepped over at the next try; a re-publication of
+    /// a message the stream has is deduplicated by its id `<shard>.<first event>`.
+    pub(crate) async fn send(
         &self,
-        pending: &mut VecDeque<Batch>,
-        end: &mut StreamEnd,
-    ) -> Result<(), NodeError> {
+        pending: &VecDeque<Batch>,
+        sent: usize,
+        chain: Option<u64>,
+        end: &StreamEnd,
+    ) -> Result<Vec<InFlight>, NodeError> {
         let EventPublisher {
             js,
             names,
@@ -462,7 +488,7 @@ impl EventPublisher<'_> {
         // The messages: (batches merged, first event, last event, bytes).
         let mut messages: Vec<(usize, u64, u64, Vec<u8>)> = Vec::new();
         let mut bytes = 0;
-        for b in pending.iter() {
+        for b in pending.iter().skip(sent) {
             // A chunk ends at 512 messages or 8 MiB, so that it goes out well within a
             // lease (the lease is renewed between chunks).
             let full = messages.len() == 512 || bytes >= CHUNK_BYTES;
@@ -477,51 +503,145 @@ impl EventPublisher<'_> {
                 _ => messages.push((1, b.first, b.last, b.bytes.clone())),
             }
         }
-        let mut acks = Vec::with_capacity(messages.len());
-        let mut prev_first = 0;
-        for (k, (_, first, last, bytes)) in messages.iter_mut().enumerate() {
-            let b = Batch {
-                first: *first,
-                last: *last,
-                bytes: std::mem::take(bytes),
-            };
+        let mut flying = Vec::with_capacity(messages.len());
+        let mut prev_first = chain;
+        for (merged, first, last, bytes) in messages {
             let mut h = async_nats::HeaderMap::new();
-            h.insert("Ringex-First", b.first.to_string().as_str());
-            h.insert("Ringex-Last", b.last.to_string().as_str());
+            h.insert("Ringex-First", first.to_string().as_str());
+            h.insert("Ringex-Last", last.to_string().as_str());
             h.insert("Ringex-Node", node);
-            // The chunk's first message follows the stream's last, whoever wrote it; each next
-            // one follows its predecessor by id, so if one is refused every later one of the
-            // chunk is too (a sequence number alone could let a later one in after a foreign
-            // message took the refused one's place: a gap).
-            if k == 0 {
-                h.insert("Nats-Expected-Last-Sequence", end.seq.to_string().as_str());
-            } else {
-                h.insert(
-                    "Nats-Expected-Last-Msg-Id",
-                    format!("{shard}.{prev_first}").as_str(),
-                );
+            // The first message follows the stream's last, whoever wrote it; each next one
+            // follows its predecessor by id, so if one is refused every later one is too (a
+            // sequence number alone could let a later one in after a foreign message took
+            // the refused one's place: a gap).
+            match prev_first {
+                None => h.insert("Nats-Expected-Last-Sequence", end.seq.to_string().as_str()),
+                Some(p) => h.insert("Nats-Expected-Last-Msg-Id", format!("{shard}.{p}").as_str()),
             }
-            prev_first = b.first;
+            prev_first = Some(first);
             let p = Publish::build()
-                .payload(Bytes::from(b.bytes))
+                .payload(Bytes::from(bytes))
                 .headers(h)
-                .message_id(format!("{shard}.{}", b.first));
-            acks.push(
-                js.send_publish(subject.clone(), p)
-                    .await
-                    .map_err(nats("publish"))?,
-            );
-        }
-        for (a, (merged, first, last, _)) in acks.into_iter().zip(messages) {
-            let ack = a.await.map_err(nats("publish ack"))?;
-            for _ in 0..merged {
-                pending.pop_front();
-            }
-            *end = StreamEnd {
+                .message_id(format!("{shard}.{first}"));
+            let ack = js
+                .send_publish(subject.clone(), p)
+                .await
+                .map_err(nats("publish"))?;
+            flying.push(InFlight {
+                merged,
+                first,
                 last,
-                last_first: first,
+                ack: Box::pin(std::future::IntoFuture::into_future(ack)),
+            });
+        }
+        Ok(flying)
+    }
+}
+
+/// An event message sent and not yet acknowledged.
+pub(crate) struct InFlight {
+    /// Pending batches it carries (the first ones not acknowledged).
+    merged: usize,
+    /// Its first and last events.
+    first: u64,
+    last: u64,
+    ack: std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        jetstream::publish::PublishAck,
+                        jetstream::context::PublishError,
+                    >,
+                > + Send,
+        >,
+    >,
+}
+
+/// Events on their way to the stream: batches not yet acknowledged (the first `sent` of
+/// them in flight, as the messages of `flying`, oldest first).
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub(crate) pending: VecDeque<Batch>,
+    sent: usize,
+    flying: VecDeque<InFlight>,
+}
+
+/// Event messages in flight at most (each one's batches stay pending until acknowledged).
+const MAX_IN_FLIGHT: usize = 1024;
+
+impl Outbox {
+    /// Batches wait to be sent, and there is room in flight.
+    pub(crate) fn can_send(&self) -> bool {
+        self.sent < self.pending.len() && self.flying.len() < MAX_IN_FLIGHT
+    }
+
+    /// Nothing pending, nothing in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Some message awaits its acknowledgement.
+    pub(crate) fn in_flight(&self) -> bool {
+        !self.flying.is_empty()
+    }
+
+    /// Sends the next chunk.
+    pub(crate) async fn send(
+        &mut self,
+        out: &EventPublisher<'_>,
+        end: &StreamEnd,
+    ) -> Result<(), NodeError> {
+        let chain = self.flying.back().map(|f| f.first);
+        let new = out.send(&self.pending, self.sent, chain, end).await?;
+        self.sent += new.iter().map(|f| f.merged).sum::<usize>();
+        self.flying.extend(new);
+        Ok(())
+    }
+
+    /// The oldest message's acknowledgement (pending forever while none is in flight).
+    pub(crate) async fn next_ack(
+        &mut self,
+    ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        match self.flying.front_mut() {
+            Some(f) => f.ack.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The oldest message is stored: its batches leave, `end` moves past it.
+    pub(crate) fn acked(&mut self, ack: jetstream::publish::PublishAck, end: &mut StreamEnd) {
+        if let Some(f) = self.flying.pop_front() {
+            for _ in 0..f.merged {
+                self.pending.pop_front();
+            }
+            self.sent -= f.merged;
+            *end = StreamEnd {
+                last: f.last,
+                last_first: f.first,
                 seq: ack.sequence,
             };
+        }
+    }
+
+    /// Forgets what is in flight (refused, or no longer this node's to publish): it is
+    /// all pending again, to be sent after the stream's end once it is read again.
+    pub(crate) fn recall(&mut self) {
+        self.flying.clear();
+        self.sent = 0;
+    }
+
+    /// Sends everything and waits for every acknowledgement (a clean stop).
+    pub(crate) async fn flush(
+        &mut self,
+        out: &EventPublisher<'_>,
+        end: &mut StreamEnd,
+    ) -> Result<(), NodeError> {
+        while !self.is_empty() {
+            if self.can_send() {
+                self.send(out, end).await?;
+            }
+            let ack = self.next_ack().await.map_err(nats("publish ack"))?;
+            self.acked(ack, end);
         }
         Ok(())
     }

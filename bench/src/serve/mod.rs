@@ -134,6 +134,11 @@ pub struct ServeOptions {
     /// A write to a client that takes longer than this closes the connection.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
+    /// What the engine's stages do when idle: park (spin, yield, then sleep until a
+    /// command or an event arrives), backoff (spin, yield, then sleep 50 µs at a time),
+    /// yield, spin or sleep:<µs>.
+    #[arg(long, default_value = "park", value_parser = crate::cli::bench::parse_idle)]
+    pub idle: ringex_engine::pipeline::IdleStrategy,
 }
 
 /// `30s`, `500ms`, `2m`, or a number of seconds.
@@ -183,6 +188,7 @@ impl ServeOptions {
             idle_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
+            idle: ringex_engine::pipeline::IdleStrategy::PARK,
         }
     }
 }
@@ -656,6 +662,7 @@ fn start_pipeline(
         Matcher::from_state(state, MatcherCapacity::default()).with_max_open_orders(limit);
     let mut builder = Pipeline::builder()
         .matcher(matcher)
+        .matcher_idle(opts.idle)
         .resume_after(state.cmd_seq, state.event_seq);
     let mut cfg = JournalConfig::new(&opts.journal);
     cfg.fsync = opts.fsync.unwrap_or(FsyncPolicy::Batch);
@@ -664,12 +671,16 @@ fn start_pipeline(
         cmd_seq: state.cmd_seq,
     });
     let durable = journal.durable();
-    let jid = builder.add_consumer(journal, ConsumerOptions::default().max_batch(4096));
+    let idle = opts.idle;
+    let jid = builder.add_consumer(
+        journal,
+        ConsumerOptions::default().max_batch(4096).idle(idle),
+    );
     // The in-memory consumers share one thread when grouped; the journal and the history
     // store (they wait on I/O) keep their own. (The snapshot consumer only copies the state:
     // a writer thread of its own encodes and writes it.)
     let after = || {
-        let o = ConsumerOptions::default().after(jid);
+        let o = ConsumerOptions::default().after(jid).idle(idle);
         if grouped {
             o.in_group(1)
         } else {
@@ -696,7 +707,7 @@ fn start_pipeline(
         let names = Arc::clone(specs);
         let h = crate::startup::open_history(p, Some(&opts.journal), &meta.specs)?
             .with_symbol_source(Arc::new(move |i| names.name(i)));
-        builder.add_consumer(h, ConsumerOptions::default().after(jid));
+        builder.add_consumer(h, ConsumerOptions::default().after(jid).idle(idle));
     }
     let pipeline = builder.start().map_err(RunError::from)?;
     Ok(Stages {

@@ -319,25 +319,33 @@ fn open_loop(
         let start = Instant::now();
         let js = router.context().clone();
         let subject = names.cmd_subject(0);
+        // The sender is a thread of its own that sleeps until each command's due time, so
+        // the commands arrive evenly spaced (tokio's timer wakes in millisecond steps: at
+        // 10,000/s it would send bursts of ten). Each send is stamped when it is made.
+        let stop_sending = Arc::new(AtomicBool::new(false));
         let sender = {
             let sent = Arc::clone(&sent);
             let body = body.clone();
-            tokio::spawn(async move {
+            let handle = tokio::runtime::Handle::current();
+            let stop = Arc::clone(&stop_sending);
+            std::thread::spawn(move || {
                 let every = Duration::from_secs_f64(1.0 / rate as f64);
                 for (k, c) in body.iter().enumerate() {
                     let due = start + every * k as u32;
-                    tokio::time::sleep_until(due.into()).await;
-                    // The actual send (tokio's timer wakes in millisecond steps, so sends
-                    // come in bursts around their schedule).
+                    if let Some(d) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     sent[k].store(start.elapsed().as_nanos() as u64, Ordering::Release);
                     let mut b = [0u8; ringex_engine::codec::COMMAND_BYTES];
                     c.encode(&mut b);
-                    match js
-                        .publish(subject.clone(), bytes::Bytes::copy_from_slice(&b))
-                        .await
-                    {
+                    let published = handle
+                        .block_on(js.publish(subject.clone(), bytes::Bytes::copy_from_slice(&b)));
+                    match published {
                         Ok(ack) => {
-                            tokio::spawn(async move {
+                            handle.spawn(async move {
                                 let _ = ack.await;
                             });
                         }
@@ -369,7 +377,8 @@ fn open_loop(
                 }
             }
         }
-        sender.abort();
+        stop_sending.store(true, Ordering::Relaxed);
+        let _ = sender.join();
         behind
     });
     drop(node);

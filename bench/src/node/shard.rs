@@ -104,10 +104,11 @@ pub struct NodeOptions {
     /// events is a message of its own; 1: a message per command).
     #[arg(long, default_value_t = DEFAULT_MESSAGE_EVENTS)]
     pub message_events: usize,
-    /// What the pipeline's stages do when idle: park (the default: spin, yield, then sleep
-    /// until a command or an event arrives, so a lone command waits for nobody's sleep),
-    /// backoff (spin, yield, then sleep 50 µs at a time), yield (polling without
-    /// sleeping), spin (a core each) or sleep:<µs>.
+    /// What the pipeline's stages do when idle: backoff (the default: spin, yield, then
+    /// sleep 50 µs at a time), park (spin, yield, then sleep until a command or an event
+    /// arrives: a lone command waits for nobody's sleep, but each command in a steady
+    /// trickle pays the wake-ups), yield (polling without sleeping), spin (a core each) or
+    /// sleep:<µs>.
     #[arg(long, value_parser = crate::cli::bench::parse_idle)]
     pub idle: Option<ringex_engine::pipeline::IdleStrategy>,
 }
@@ -156,7 +157,7 @@ pub fn run_node(o: NodeOptions) -> Result<(), NodeError> {
         .with_max_open_orders(o.max_open_orders.unwrap_or(u32::MAX));
     let idle = o
         .idle
-        .unwrap_or(ringex_engine::pipeline::IdleStrategy::PARK);
+        .unwrap_or(ringex_engine::pipeline::IdleStrategy::SHARED);
     let mut b = Pipeline::builder()
         .matcher(matcher)
         .matcher_idle(idle)

@@ -134,10 +134,10 @@ pub struct ServeOptions {
     /// A write to a client that takes longer than this closes the connection.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
-    /// What the engine's stages do when idle: park (spin, yield, then sleep until a
-    /// command or an event arrives), backoff (spin, yield, then sleep 50 µs at a time),
-    /// yield, spin or sleep:<µs>.
-    #[arg(long, default_value = "park", value_parser = crate::cli::bench::parse_idle)]
+    /// What the engine's stages do when idle: backoff (spin, yield, then sleep 50 µs at a
+    /// time), park (spin, yield, then sleep until a command or an event arrives), yield,
+    /// spin or sleep:<µs>.
+    #[arg(long, default_value = "backoff", value_parser = crate::cli::bench::parse_idle)]
     pub idle: ringex_engine::pipeline::IdleStrategy,
 }
 
@@ -188,7 +188,7 @@ impl ServeOptions {
             idle_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
-            idle: ringex_engine::pipeline::IdleStrategy::PARK,
+            idle: ringex_engine::pipeline::IdleStrategy::SHARED,
         }
     }
 }

@@ -336,12 +336,7 @@ pub(crate) async fn node_main(
                     // lease and did not know yet): every later message is refused too;
                     // find the end again and go on after it.
                     eprintln!("ringex node {}: publish: {e}", o.node_id);
-                    ob.recall();
-                    if let Ok(e2) = last_published(&js, &names, o.shard).await {
-                        end = e2;
-                        published = end.last;
-                        drop_published(&mut ob.pending, published);
-                    }
+                    published = ob.resync(&js, &names, o.shard, &mut end).await;
                 }
             },
             // The command stream cannot be followed any more: this node can no longer
@@ -364,12 +359,7 @@ pub(crate) async fn node_main(
         if role.is_some() && ob.can_send() {
             if let Err(e) = ob.send(&out, &end).await {
                 eprintln!("ringex node {}: publish: {e}", o.node_id);
-                ob.recall();
-                if let Ok(e2) = last_published(&js, &names, o.shard).await {
-                    end = e2;
-                    published = end.last;
-                    drop_published(&mut ob.pending, published);
-                }
+                published = ob.resync(&js, &names, o.shard, &mut end).await;
             }
         }
         if stopping && (role.is_none() || ob.is_empty()) {
@@ -629,6 +619,24 @@ impl Outbox {
     pub(crate) fn recall(&mut self) {
         self.flying.clear();
         self.sent = 0;
+    }
+
+    /// After a refusal or a failed send: takes everything in flight back, reads where the
+    /// stream ends (kept as it was if that cannot be read) and forgets what it holds
+    /// already. Returns the last event the stream holds.
+    pub(crate) async fn resync(
+        &mut self,
+        js: &jetstream::Context,
+        names: &Names,
+        shard: u32,
+        end: &mut StreamEnd,
+    ) -> u64 {
+        self.recall();
+        if let Ok(e) = last_published(js, names, shard).await {
+            *end = e;
+        }
+        drop_published(&mut self.pending, end.last);
+        end.last
     }
 
     /// Sends everything and waits for every acknowledgement (a clean stop).

@@ -142,57 +142,40 @@ impl SqliteStore {
     }
 }
 
+/// Binds the values to parameters 1, 2, … in order, one by one (no parameter list built).
+macro_rules! bind {
+    ($st:expr; $($v:expr),+ $(,)?) => {{
+        let mut k = 0;
+        $(
+            k += 1;
+            $st.raw_bind_parameter(k, $v)?;
+        )+
+        Ok(())
+    }};
+}
+
 /// Binds an order row's 20 columns.
 fn bind_order(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, i(o.order_id))?;
-    st.raw_bind_parameter(2, o.instrument as i64)?;
-    st.raw_bind_parameter(3, i(o.account))?;
-    st.raw_bind_parameter(4, side_str(o.side))?;
-    st.raw_bind_parameter(5, type_str(o.order_type))?;
-    st.raw_bind_parameter(6, tif_str(o.tif))?;
-    st.raw_bind_parameter(7, i(o.expiry))?;
-    st.raw_bind_parameter(8, o.price)?;
-    st.raw_bind_parameter(9, i(o.orig_qty))?;
-    st.raw_bind_parameter(10, i(o.open_qty))?;
-    st.raw_bind_parameter(11, i(o.filled_qty))?;
-    st.raw_bind_parameter(12, o.status.as_str())?;
-    st.raw_bind_parameter(13, o.reason.as_deref())?;
-    st.raw_bind_parameter(14, i(o.accept_seq))?;
-    st.raw_bind_parameter(15, i(o.priority_seq))?;
-    st.raw_bind_parameter(16, i(o.last_seq))?;
-    st.raw_bind_parameter(17, i(o.created_ts))?;
-    st.raw_bind_parameter(18, i(o.updated_ts))?;
-    st.raw_bind_parameter(19, i(o.display))?;
-    st.raw_bind_parameter(20, i(o.peak))
+    bind!(st;
+        i(o.order_id), o.instrument as i64, i(o.account), side_str(o.side),
+        type_str(o.order_type), tif_str(o.tif), i(o.expiry), o.price, i(o.orig_qty),
+        i(o.open_qty), i(o.filled_qty), o.status.as_str(), o.reason.as_deref(),
+        i(o.accept_seq), i(o.priority_seq), i(o.last_seq), i(o.created_ts), i(o.updated_ts),
+        i(o.display), i(o.peak))
 }
 
 fn bind_trade(st: &mut Statement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, i(t.seq))?;
-    st.raw_bind_parameter(2, t.instrument as i64)?;
-    st.raw_bind_parameter(3, i(t.taker_order))?;
-    st.raw_bind_parameter(4, i(t.maker_order))?;
-    st.raw_bind_parameter(5, i(t.taker_account))?;
-    st.raw_bind_parameter(6, i(t.maker_account))?;
-    st.raw_bind_parameter(7, side_str(t.taker_side))?;
-    st.raw_bind_parameter(8, t.price)?;
-    st.raw_bind_parameter(9, i(t.qty))?;
-    st.raw_bind_parameter(10, t.fees.map(|f| f.0.to_string()))?;
-    st.raw_bind_parameter(11, t.fees.map(|f| f.1.to_string()))?;
-    st.raw_bind_parameter(12, i(t.ts))
+    bind!(st;
+        i(t.seq), t.instrument as i64, i(t.taker_order), i(t.maker_order),
+        i(t.taker_account), i(t.maker_account), side_str(t.taker_side), t.price, i(t.qty),
+        t.fees.map(|f| f.0.to_string()), t.fees.map(|f| f.1.to_string()), i(t.ts))
 }
 
 /// Binds what [`UPDATE_ORDER`] changes.
 fn bind_update(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
-    st.raw_bind_parameter(1, i(o.order_id))?;
-    st.raw_bind_parameter(2, o.price)?;
-    st.raw_bind_parameter(3, i(o.open_qty))?;
-    st.raw_bind_parameter(4, i(o.filled_qty))?;
-    st.raw_bind_parameter(5, o.status.as_str())?;
-    st.raw_bind_parameter(6, o.reason.as_deref())?;
-    st.raw_bind_parameter(7, i(o.priority_seq))?;
-    st.raw_bind_parameter(8, i(o.last_seq))?;
-    st.raw_bind_parameter(9, i(o.updated_ts))?;
-    st.raw_bind_parameter(10, i(o.peak))
+    bind!(st;
+        i(o.order_id), o.price, i(o.open_qty), i(o.filled_qty), o.status.as_str(),
+        o.reason.as_deref(), i(o.priority_seq), i(o.last_seq), i(o.updated_ts), i(o.peak))
 }
 
 /// Runs the statement `sql` once per row, binding each with `bind` (parameters bound one

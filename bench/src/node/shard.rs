@@ -789,3 +789,85 @@ pub(crate) async fn ordered(
     let msgs = c.messages().await.map_err(nats("ordered messages"))?;
     Ok((total, msgs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::publish::PublishAck;
+
+    fn batch(first: u64, last: u64) -> Batch {
+        Batch {
+            first,
+            last,
+            bytes: vec![0; (last - first + 1) as usize * EVENT_BYTES],
+        }
+    }
+
+    fn flying(merged: usize, first: u64, last: u64, seq: u64) -> InFlight {
+        InFlight {
+            merged,
+            first,
+            last,
+            ack: Box::pin(async move {
+                Ok(PublishAck {
+                    stream: "s".into(),
+                    sequence: seq,
+                    domain: String::new(),
+                    duplicate: false,
+                })
+            }),
+        }
+    }
+
+    /// The outbox's bookkeeping: a batch leaves only when the message carrying it is
+    /// acknowledged, the end moves to that message, a recall makes everything in flight
+    /// pending again (sent from the first batch), and the number in flight is bounded.
+    #[tokio::test]
+    async fn batches_leave_on_acknowledgement_and_a_recall_sends_them_again() {
+        let mut ob = Outbox::default();
+        for k in 0..5u64 {
+            ob.pending.push_back(batch(10 * k + 1, 10 * k + 10));
+        }
+        // Two messages in flight: batches 1–2 merged, then batch 3.
+        ob.flying.push_back(flying(2, 1, 20, 7));
+        ob.flying.push_back(flying(1, 21, 30, 8));
+        ob.sent = 3;
+        assert!(ob.can_send() && ob.in_flight());
+        let mut end = StreamEnd::default();
+        let ack = ob.next_ack().await.expect("ack");
+        ob.acked(ack, &mut end);
+        assert_eq!(
+            end,
+            StreamEnd {
+                last: 20,
+                last_first: 1,
+                seq: 7
+            }
+        );
+        assert_eq!(ob.pending.len(), 3);
+        assert_eq!(ob.pending.front().map(|b| b.first), Some(21));
+        assert_eq!(ob.sent, 1);
+        // The rest is refused: recalled, all three batches pending from the first again.
+        ob.recall();
+        assert!(!ob.in_flight());
+        assert_eq!(ob.sent, 0);
+        assert_eq!(ob.pending.len(), 3);
+        assert!(ob.can_send());
+        // Nothing pending: nothing to send, nothing awaited.
+        let mut empty = Outbox::default();
+        assert!(!empty.can_send() && empty.is_empty());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), empty.next_ack())
+                .await
+                .is_err(),
+            "no message in flight: no acknowledgement ever comes"
+        );
+        // At most MAX_IN_FLIGHT messages in flight.
+        let mut full = Outbox::default();
+        full.pending.push_back(batch(1, 1));
+        for k in 0..MAX_IN_FLIGHT as u64 {
+            full.flying.push_back(flying(0, k, k, k));
+        }
+        assert!(!full.can_send());
+    }
+}

@@ -265,7 +265,22 @@ fn serve_takes_snapshots_and_a_restart_recovers_from_them() {
         c.send(json!({"type": "new", "symbol": "DEMO-A", "side": side, "price": px.to_string(), "qty": "1"}));
         last = c.recv()["order_id"].as_u64().unwrap();
     }
-    let before = get_json(server.addr, "/v1/book/DEMO-A?depth=20", None);
+    // The book is market data's: it may lag the last report by a batch. Wait until it
+    // holds all 300 lots (none trade: bids at 90–96, asks at 110–114).
+    let lots = |side: &serde_json::Value| -> u64 {
+        side.as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|x| x[1].as_str()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let mut before = serde_json::Value::Null;
+    eventually("the book to show every order", || {
+        before = get_json(server.addr, "/v1/book/DEMO-A?depth=20", None);
+        (lots(&before["bids"]), lots(&before["asks"])) == (150, 150)
+    });
     c.close();
     server.stop().unwrap();
     let snaps = ringex_consumers::snapshot::list_snapshots(&journal).unwrap();

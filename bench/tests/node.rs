@@ -364,6 +364,16 @@ fn cluster_name(tag: &str) -> String {
     )
 }
 
+/// A fresh cluster of one shard on `url`: its name, names, a runtime and a router (which
+/// creates the streams).
+fn one_shard(url: &str, tag: &str) -> (String, Names, tokio::runtime::Runtime, Router) {
+    let cluster = cluster_name(tag);
+    let names = Names::new(&cluster);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let router = rt.block_on(Router::connect(url, &cluster, 1)).unwrap();
+    (cluster, names, rt, router)
+}
+
 /// `ringex node read` prints a shard's stream as `ringex run --events-out` writes the same
 /// script's events (byte for byte), and JSON lines with `--format json`.
 #[test]
@@ -614,10 +624,7 @@ fn a_nats_server_restart_loses_and_repeats_nothing() {
     let port = free_port();
     let mut server = OwnNats::start(dir.path(), port);
     let url = server.url();
-    let cluster = cluster_name("n");
-    let names = Names::new(&cluster);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let (cluster, names, rt, router) = one_shard(&url, "n");
     let cmds = flow(11, 4, 20, 4_000, 0);
     let start = |id: &str, j: &str| Node::start_on(&url, &cluster, 0, id, &dir.path().join(j), &[]);
     let primary = start("p", "p");
@@ -665,10 +672,7 @@ fn a_nats_server_restart_loses_and_repeats_nothing() {
 fn a_foreign_message_on_the_event_subject_does_not_wedge_the_primary() {
     let url = nats_url();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster_name("f");
-    let names = Names::new(&cluster);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let (cluster, names, rt, router) = one_shard(&url, "f");
     let node = Node::start(&cluster, 0, "p", &dir.path().join("p"));
     node.wait_for("primary", |s| s.role == "primary");
     let cmds = flow(3, 2, 5, 300, 0);
@@ -700,11 +704,8 @@ fn a_foreign_message_on_the_event_subject_does_not_wedge_the_primary() {
 fn releasing_a_lost_lease_leaves_the_new_holder_alone() {
     use ringex_bench::node::Lease;
     let url = nats_url();
-    let cluster = cluster_name("l");
-    let names = Names::new(&cluster);
-    let rt = tokio::runtime::Runtime::new().unwrap();
     // (Connecting creates the streams; the lease lives 500 ms.)
-    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let (_, names, rt, router) = one_shard(&url, "l");
     let lease = Lease::new(router.context().clone(), &names, 0);
     let a = rt.block_on(lease.acquire("a")).unwrap();
     std::thread::sleep(Duration::from_millis(900));
@@ -812,10 +813,7 @@ fn a_long_backlog_does_not_starve_lease_renewal() {
     use ringex_bench::node::Lease;
     let url = nats_url();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster_name("b");
-    let names = Names::new(&cluster);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let router = rt.block_on(Router::connect(&url, &cluster, 1)).unwrap();
+    let (cluster, names, rt, router) = one_shard(&url, "b");
     // Someone else holds the lease: the node follows the commands as a standby and
     // publishes nothing, so its backlog grows.
     let lease = Lease::new(router.context().clone(), &names, 0);
@@ -902,13 +900,8 @@ fn a_restart_takes_up_batched_commands_from_its_anchor() {
     use ringex_bench::node::Anchor;
     let url = nats_url();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster_name("a");
-    let names = Names::new(&cluster);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let router = rt
-        .block_on(Router::connect(&url, &cluster, 1))
-        .unwrap()
-        .with_batch(333);
+    let (cluster, names, rt, router) = one_shard(&url, "a");
+    let router = router.with_batch(333);
     let journal = dir.path().join("p");
     let mut node = Node::start(&cluster, 0, "p", &journal);
     node.wait_for("primary", |s| s.role == "primary");

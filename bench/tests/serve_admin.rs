@@ -7,7 +7,7 @@
 mod ws;
 
 use serde_json::{json, Value};
-use ws::{demo_server_in, get_json, http, post};
+use ws::{admin_post, admin_tune, demo_server_in, get_json, http, post};
 
 fn order(symbol: &str, side: &str, price: &str, qty: &str) -> Value {
     json!({"symbol": symbol, "side": side, "price": price, "qty": qty})
@@ -34,23 +34,13 @@ fn code_of(r: &ws::HttpResponse) -> String {
 #[test]
 fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = dir.path().join("setup.csv");
-    std::fs::write(
-        &setup,
+    let (tune, _) = admin_tune(
+        dir.path(),
         "asset,USD,2\nasset,BTC,8\ninstrument,BTC-USD,1,0.01,base=BTC,quote=USD\ninstrument,PLAIN,0.01,1\n",
-    )
-    .unwrap();
-    let db = dir.path().join("history.db");
-    let tune = |o: &mut ringex_bench::serve::ServeOptions| {
-        o.setup = Some(setup.clone());
-        o.demo = false;
-        o.keys = vec!["alice:11".into(), "bob:12".into(), "root:admin".into()];
-        o.history = Some(db.clone());
-    };
-    let server = demo_server_in(dir.path(), tune);
+    );
+    let server = demo_server_in(dir.path(), &tune);
     let addr = server.addr;
-    let admin =
-        |path: &str, body: Value| post(addr, &format!("/v1/admin/{path}"), Some("root"), &body);
+    let admin = |path: &str, body: Value| admin_post(addr, path, body);
 
     // Roles: a trader key never reaches the admin API; no key or an unknown one is 401.
     for path in [
@@ -293,7 +283,7 @@ fn admin_actions_are_sequenced_journaled_and_for_admins_only() {
     // The halt is journaled: a restarted server has PLAIN halted and the balances back.
     admin("halt", json!({"symbol": "PLAIN"}));
     server.stop().unwrap();
-    let server = demo_server_in(dir.path(), tune);
+    let server = demo_server_in(dir.path(), &tune);
     let addr = server.addr;
     assert_eq!(
         code_of(&post(

@@ -10,7 +10,7 @@ mod ws;
 
 use ringex_consumers::history::HistoryQuery;
 use serde_json::{json, Value};
-use ws::{demo_server_in, eventually, get_json, http, post, HttpResponse};
+use ws::{admin_post, admin_tune, demo_server_in, eventually, get_json, http, post, HttpResponse};
 
 fn order(symbol: &str, side: &str, price: &str, qty: &str) -> Value {
     json!({"symbol": symbol, "side": side, "price": price, "qty": qty})
@@ -48,19 +48,10 @@ fn balances(addr: std::net::SocketAddr, key: &str) -> Value {
 #[test]
 fn instruments_and_assets_listed_while_running_trade_at_once_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = dir.path().join("setup.csv");
-    std::fs::write(&setup, "asset,USD,2\ninstrument,PLAIN,0.01,1\n").unwrap();
-    let db = dir.path().join("history.db");
-    let tune = |o: &mut ringex_bench::serve::ServeOptions| {
-        o.setup = Some(setup.clone());
-        o.demo = false;
-        o.keys = vec!["alice:11".into(), "bob:12".into(), "root:admin".into()];
-        o.history = Some(db.clone());
-    };
-    let server = demo_server_in(dir.path(), tune);
+    let (tune, db) = admin_tune(dir.path(), "asset,USD,2\ninstrument,PLAIN,0.01,1\n");
+    let server = demo_server_in(dir.path(), &tune);
     let addr = server.addr;
-    let admin =
-        |path: &str, body: Value| post(addr, &format!("/v1/admin/{path}"), Some("root"), &body);
+    let admin = |path: &str, body: Value| admin_post(addr, path, body);
     let eth_usd = json!({"symbol": "ETH-USD", "tick_size": "1", "lot_size": "0.01",
         "base": "ETH", "quote": "USD", "taker_fee": "0.001", "match": "pro_rata",
         "min_alloc": "0.02"});
@@ -291,10 +282,9 @@ fn instruments_and_assets_listed_while_running_trade_at_once_and_survive_a_resta
     std::fs::write(&meta, text).unwrap();
 
     // Restarted: the listing is back, with its policy, book and balances.
-    let server = demo_server_in(dir.path(), tune);
+    let server = demo_server_in(dir.path(), &tune);
     let addr = server.addr;
-    let admin =
-        |path: &str, body: Value| post(addr, &format!("/v1/admin/{path}"), Some("root"), &body);
+    let admin = |path: &str, body: Value| admin_post(addr, path, body);
     let row = symbol_row(addr, "ETH-USD").expect("ETH-USD after the restart");
     assert_eq!(row["match"], "pro_rata");
     assert!(symbol_row(addr, "GHOST").is_none());

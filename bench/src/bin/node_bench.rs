@@ -402,33 +402,17 @@ fn open_loop(
 }
 
 /// This machine's `write` + `fdatasync` of one 64-byte event at the end of a file, in the
-/// benchmark's temp dir, at `rate` a second for `n` writes: p50 in µs (printed with p99).
+/// benchmark's temp dir, at `rate` a second for `n` writes
+/// ([`ringex_bench::harness::floor::fsync_floor_paced`]): p50 in µs (printed with p90, p99).
 fn fsync_floor(dir: &Path, rate: u64, n: usize) -> f64 {
-    use std::io::Write;
-    let path = dir.join("fsync-floor");
-    let mut f = std::fs::File::create(&path).expect("floor file");
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     let every = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    for k in 0..n {
-        let due = start + every * k as u32;
-        if let Some(d) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(d);
-        }
-        let t = Instant::now();
-        f.write_all(&[7u8; 64]).expect("write");
-        f.sync_data().expect("fdatasync");
-        let _ = h.record(t.elapsed().as_nanos() as u64);
-    }
-    let _ = std::fs::remove_file(&path);
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let f = ringex_bench::harness::floor::fsync_floor_paced(dir, n, 64, every)
+        .expect("write + fdatasync in the temp dir");
     println!(
         "write + fdatasync of one event at {rate}/s, {n} writes: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs",
-        us(0.5),
-        us(0.9),
-        us(0.99)
+        f.p50_us, f.p90_us, f.p99_us
     );
-    us(0.5)
+    f.p50_us
 }
 
 fn failover(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, cmds: &[Command], trials: u64) {

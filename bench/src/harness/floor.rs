@@ -10,7 +10,7 @@ use ringex_engine::workload::GeneratedWorkload;
 use ringex_engine::{Consumer, Event, Matcher, MatcherCapacity, Sequence};
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The disk's write+fdatasync latency, measured in the journal's directory.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct FsyncFloor {
     pub samples: usize,
     /// Median, µs.
     pub p50_us: f64,
+    /// 90th percentile, µs.
+    pub p90_us: f64,
     /// 99th percentile, µs.
     pub p99_us: f64,
 }
@@ -28,6 +30,17 @@ pub struct FsyncFloor {
 /// Appends `bytes` and `fdatasync`s, `samples` times, in a scratch file in `dir` (removed
 /// after): what one journal record with its sync costs at least.
 pub fn fsync_floor(dir: &Path, samples: usize, bytes: usize) -> io::Result<FsyncFloor> {
+    fsync_floor_paced(dir, samples, bytes, Duration::ZERO)
+}
+
+/// [`fsync_floor`] with the writes on a schedule, one every `every` (at a benchmark's rate;
+/// a write that comes due while the one before is still syncing starts at once).
+pub fn fsync_floor_paced(
+    dir: &Path,
+    samples: usize,
+    bytes: usize,
+    every: Duration,
+) -> io::Result<FsyncFloor> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("fsync-floor-{}.probe", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
@@ -37,7 +50,12 @@ pub fn fsync_floor(dir: &Path, samples: usize, bytes: usize) -> io::Result<Fsync
         .open(&path)?;
     let buf = vec![0x5au8; bytes.max(1)];
     let mut h = Histogram::<u64>::new(3).map_err(io::Error::other)?;
-    for _ in 0..samples.max(1) {
+    let start = Instant::now();
+    for k in 0..samples.max(1) {
+        let due = start + every * k as u32;
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
         let t = Instant::now();
         f.write_all(&buf)?;
         f.sync_data()?;
@@ -49,6 +67,7 @@ pub fn fsync_floor(dir: &Path, samples: usize, bytes: usize) -> io::Result<Fsync
         bytes,
         samples: samples.max(1),
         p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+        p90_us: h.value_at_quantile(0.9) as f64 / 1e3,
         p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
     })
 }

@@ -25,6 +25,32 @@ pub fn demo_server_in(dir: &std::path::Path, tune: impl FnOnce(&mut ServeOptions
     serve::start(o).unwrap()
 }
 
+/// The options of a server with the instruments and assets of `setup` (a command
+/// script's setup lines, written to `dir`), traders alice (11) and bob (12), an admin key
+/// `root` and a history store in `dir` (its path returned beside): pass them to
+/// [`demo_server_in`] as `&tune`, again for each restart.
+pub fn admin_tune(
+    dir: &std::path::Path,
+    setup: &str,
+) -> (impl Fn(&mut ServeOptions), std::path::PathBuf) {
+    let script = dir.join("setup.csv");
+    std::fs::write(&script, setup).unwrap();
+    let db = dir.join("history.db");
+    let history = db.clone();
+    let tune = move |o: &mut ServeOptions| {
+        o.setup = Some(script.clone());
+        o.demo = false;
+        o.keys = vec!["alice:11".into(), "bob:12".into(), "root:admin".into()];
+        o.history = Some(history.clone());
+    };
+    (tune, db)
+}
+
+/// A call of the admin API with the admin key `root` (see [`admin_tune`]).
+pub fn admin_post(addr: SocketAddr, path: &str, body: Value) -> HttpResponse {
+    post(addr, &format!("/v1/admin/{path}"), Some("root"), &body)
+}
+
 /// One WebSocket connection.
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream<TcpStream>>,

@@ -26,6 +26,7 @@
 
 mod consumer;
 mod model;
+mod raw;
 mod rows;
 pub mod sqlite;
 mod store;

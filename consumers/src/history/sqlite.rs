@@ -3,6 +3,7 @@
 //! loss may take the last commits back, and the journal replays them: the sequence is in
 //! the same transaction), prepared statements, one transaction per commit.
 
+use super::raw::RawStatement;
 use super::rows::{self, ORDER_COLUMNS, SCHEMA, TRADE_COLUMNS};
 use super::*;
 use rusqlite::{params, Connection, OptionalExtension, Params, Row, Statement};
@@ -148,14 +149,14 @@ macro_rules! bind {
         let mut k = 0;
         $(
             k += 1;
-            $st.raw_bind_parameter(k, $v)?;
+            $st.bind(k, $v)?;
         )+
         Ok(())
     }};
 }
 
 /// Binds an order row's 20 columns.
-fn bind_order(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+fn bind_order(st: &mut RawStatement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
     bind!(st;
         i(o.order_id), o.instrument as i64, i(o.account), side_str(o.side),
         type_str(o.order_type), tif_str(o.tif), i(o.expiry), o.price, i(o.orig_qty),
@@ -164,7 +165,7 @@ fn bind_order(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
         i(o.display), i(o.peak))
 }
 
-fn bind_trade(st: &mut Statement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
+fn bind_trade(st: &mut RawStatement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
     bind!(st;
         i(t.seq), t.instrument as i64, i(t.taker_order), i(t.maker_order),
         i(t.taker_account), i(t.maker_account), side_str(t.taker_side), t.price, i(t.qty),
@@ -172,28 +173,28 @@ fn bind_trade(st: &mut Statement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
 }
 
 /// Binds what [`UPDATE_ORDER`] changes.
-fn bind_update(st: &mut Statement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+fn bind_update(st: &mut RawStatement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
     bind!(st;
         i(o.order_id), o.price, i(o.open_qty), i(o.filled_qty), o.status.as_str(),
         o.reason.as_deref(), i(o.priority_seq), i(o.last_seq), i(o.updated_ts), i(o.peak))
 }
 
-/// Runs the statement `sql` once per row, binding each with `bind` (parameters bound one
-/// by one, without building a parameter list per row).
+/// Runs the statement `sql` once per row, binding each with `bind` (through SQLite's C
+/// API: [`RawStatement`]).
 fn each<'a, T: 'a>(
-    tx: &rusqlite::Transaction<'_>,
+    conn: &Connection,
     sql: &str,
     rows: impl IntoIterator<Item = &'a T>,
-    bind: fn(&mut Statement<'_>, &T) -> rusqlite::Result<()>,
+    bind: fn(&mut RawStatement<'_>, &T) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut rows = rows.into_iter().peekable();
     if rows.peek().is_none() {
         return Ok(());
     }
-    let mut st = tx.prepare_cached(sql)?;
+    let mut st = RawStatement::prepare(conn, sql)?;
     for r in rows {
         bind(&mut st, r)?;
-        st.raw_execute()?;
+        st.run()?;
     }
     Ok(())
 }

@@ -4,30 +4,34 @@
 //! rusqlite checks each binding through the connection (a `RefCell` borrow and a result
 //! decoded per parameter) and copies every text: on the 1000-instrument stream that was
 //! 3,200 instructions to bind one order row's 20 parameters, 11% of the history
-//! consumer's instructions (callgrind). Here a binding is one call into SQLite, texts that
-//! live for the program are bound without a copy, and a statement borrows its connection,
-//! so it cannot outlive it.
+//! consumer's instructions (callgrind). Here a binding is one call into SQLite, and texts
+//! that live for the program are bound without a copy. A statement is prepared once and
+//! kept across commits: its owner drops it before the connection ([`RawStatement::prepare`]).
 
 use rusqlite::{ffi, Connection};
 use std::ffi::{c_int, CStr};
-use std::marker::PhantomData;
 use std::ptr;
 
 /// A prepared statement that is bound, run (to `SQLITE_DONE`) and reset, row after row.
-pub(crate) struct RawStatement<'c> {
+pub(crate) struct RawStatement {
     stmt: *mut ffi::sqlite3_stmt,
     db: *mut ffi::sqlite3,
-    _conn: PhantomData<&'c Connection>,
 }
+
+// SAFETY: SQLite runs in multi-thread mode (rusqlite opens connections with
+// `SQLITE_OPEN_NO_MUTEX`): a connection and its statements may move to another thread as
+// long as one thread uses them at a time, which `&mut` access ensures. The statement moves
+// with the store that owns it and its connection.
+unsafe impl Send for RawStatement {}
 
 /// A value bound to a parameter.
 pub(crate) trait RawValue {
-    fn bind(self, st: &mut RawStatement<'_>, k: c_int) -> rusqlite::Result<()>;
+    fn bind(self, st: &mut RawStatement, k: c_int) -> rusqlite::Result<()>;
 }
 
 impl RawValue for i64 {
     #[inline]
-    fn bind(self, st: &mut RawStatement<'_>, k: c_int) -> rusqlite::Result<()> {
+    fn bind(self, st: &mut RawStatement, k: c_int) -> rusqlite::Result<()> {
         // SAFETY: `st.stmt` is a live statement of this connection (finalized only on drop).
         st.check(unsafe { ffi::sqlite3_bind_int64(st.stmt, k, self) })
     }
@@ -35,7 +39,7 @@ impl RawValue for i64 {
 
 impl RawValue for &'static str {
     #[inline]
-    fn bind(self, st: &mut RawStatement<'_>, k: c_int) -> rusqlite::Result<()> {
+    fn bind(self, st: &mut RawStatement, k: c_int) -> rusqlite::Result<()> {
         // SAFETY: a live statement; the text lives for the program, so SQLite may keep the
         // pointer without copying it (`SQLITE_STATIC`). Texts here are a few bytes.
         st.check(unsafe {
@@ -52,7 +56,7 @@ impl RawValue for &'static str {
 
 impl RawValue for Option<&str> {
     #[inline]
-    fn bind(self, st: &mut RawStatement<'_>, k: c_int) -> rusqlite::Result<()> {
+    fn bind(self, st: &mut RawStatement, k: c_int) -> rusqlite::Result<()> {
         let Some(s) = self else {
             // SAFETY: a live statement.
             return st.check(unsafe { ffi::sqlite3_bind_null(st.stmt, k) });
@@ -72,21 +76,26 @@ impl RawValue for Option<&str> {
 
 impl RawValue for Option<String> {
     #[inline]
-    fn bind(self, st: &mut RawStatement<'_>, k: c_int) -> rusqlite::Result<()> {
+    fn bind(self, st: &mut RawStatement, k: c_int) -> rusqlite::Result<()> {
         self.as_deref().bind(st, k)
     }
 }
 
-impl<'c> RawStatement<'c> {
+impl RawStatement {
     /// Prepares `sql` (one statement) on `conn`.
-    pub fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
+    ///
+    /// # Safety
+    ///
+    /// The statement must be dropped before `conn` is closed, and used only on the thread
+    /// that uses `conn`.
+    pub unsafe fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<Self> {
         let Ok(len) = c_int::try_from(sql.len()) else {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 "statement longer than 2 GiB".into(),
             ));
         };
-        // SAFETY: the handle is the open connection's, used only while `conn` is borrowed
-        // (the statement holds the borrow), on this thread.
+        // SAFETY: the handle is the open connection's; the caller keeps the connection open
+        // while the statement lives.
         let db = unsafe { conn.handle() };
         let mut stmt = ptr::null_mut();
         // SAFETY: `sql` is valid for `len` bytes; SQLite writes the statement (or null) to
@@ -94,11 +103,7 @@ impl<'c> RawStatement<'c> {
         let rc = unsafe {
             ffi::sqlite3_prepare_v2(db, sql.as_ptr().cast(), len, &mut stmt, ptr::null_mut())
         };
-        let st = RawStatement {
-            stmt,
-            db,
-            _conn: PhantomData,
-        };
+        let st = RawStatement { stmt, db };
         if rc != ffi::SQLITE_OK || stmt.is_null() {
             return Err(st.error(rc));
         }
@@ -150,10 +155,10 @@ impl<'c> RawStatement<'c> {
     }
 }
 
-impl Drop for RawStatement<'_> {
+impl Drop for RawStatement {
     fn drop(&mut self) {
-        // SAFETY: the statement is this value's alone and finalized once, while the
-        // connection it borrows is still open. (Finalizing null is a no-op.)
+        // SAFETY: the statement is this value's alone and finalized once, while its
+        // connection is still open (the contract of `prepare`). Finalizing null is a no-op.
         unsafe { ffi::sqlite3_finalize(self.stmt) };
     }
 }
@@ -168,7 +173,10 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT NOT NULL, r TEXT)")
             .unwrap();
         {
-            let mut st = RawStatement::prepare(&conn, "INSERT INTO t VALUES (?1, ?2, ?3)").unwrap();
+            // SAFETY: dropped at the end of this block, before `conn`.
+            let mut st =
+                unsafe { RawStatement::prepare(&conn, "INSERT INTO t VALUES (?1, ?2, ?3)") }
+                    .unwrap();
             let owned = String::from("owned text");
             for (id, r) in [
                 (1i64, Some(owned.as_str())),
@@ -197,7 +205,10 @@ mod tests {
                 st.bind(4, 0i64).unwrap_err().sqlite_error_code(),
                 Some(rusqlite::ErrorCode::ParameterOutOfRange)
             );
-            assert!(RawStatement::prepare(&conn, "INSERT INTO nowhere VALUES (1)").is_err());
+            // SAFETY: as above (an error: nothing to drop).
+            assert!(
+                unsafe { RawStatement::prepare(&conn, "INSERT INTO nowhere VALUES (1)") }.is_err()
+            );
         }
         let rows: Vec<(i64, String, Option<String>)> = conn
             .prepare("SELECT id, s, r FROM t ORDER BY id")

@@ -77,6 +77,9 @@ fn trade_row(r: &Row<'_>) -> Result<TradeRow, HistoryError> {
 
 /// A history store in one SQLite file.
 pub struct SqliteStore {
+    /// The bulk writes' statements, by their SQL, prepared once. Declared before the
+    /// connection: fields drop in order, so they are finalized before it closes.
+    writes: Vec<(&'static str, RawStatement)>,
     conn: Connection,
 }
 
@@ -102,7 +105,10 @@ impl SqliteStore {
             }
         }
         conn.set_prepared_statement_cache_capacity(32);
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            writes: Vec::new(),
+            conn,
+        })
     }
 
     /// The connection, for ad-hoc SQL.
@@ -156,7 +162,7 @@ macro_rules! bind {
 }
 
 /// Binds an order row's 20 columns.
-fn bind_order(st: &mut RawStatement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+fn bind_order(st: &mut RawStatement, o: &OrderRow) -> rusqlite::Result<()> {
     bind!(st;
         i(o.order_id), o.instrument as i64, i(o.account), side_str(o.side),
         type_str(o.order_type), tif_str(o.tif), i(o.expiry), o.price, i(o.orig_qty),
@@ -165,7 +171,7 @@ fn bind_order(st: &mut RawStatement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
         i(o.display), i(o.peak))
 }
 
-fn bind_trade(st: &mut RawStatement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
+fn bind_trade(st: &mut RawStatement, t: &TradeRow) -> rusqlite::Result<()> {
     bind!(st;
         i(t.seq), t.instrument as i64, i(t.taker_order), i(t.maker_order),
         i(t.taker_account), i(t.maker_account), side_str(t.taker_side), t.price, i(t.qty),
@@ -173,27 +179,37 @@ fn bind_trade(st: &mut RawStatement<'_>, t: &TradeRow) -> rusqlite::Result<()> {
 }
 
 /// Binds what [`UPDATE_ORDER`] changes.
-fn bind_update(st: &mut RawStatement<'_>, o: &OrderRow) -> rusqlite::Result<()> {
+fn bind_update(st: &mut RawStatement, o: &OrderRow) -> rusqlite::Result<()> {
     bind!(st;
         i(o.order_id), o.price, i(o.open_qty), i(o.filled_qty), o.status.as_str(),
         o.reason.as_deref(), i(o.priority_seq), i(o.last_seq), i(o.updated_ts), i(o.peak))
 }
 
 /// Runs the statement `sql` once per row, binding each with `bind` (through SQLite's C
-/// API: [`RawStatement`]).
+/// API: [`RawStatement`], prepared on first use and kept in `writes`).
 fn each<'a, T: 'a>(
+    writes: &mut Vec<(&'static str, RawStatement)>,
     conn: &Connection,
-    sql: &str,
+    sql: &'static str,
     rows: impl IntoIterator<Item = &'a T>,
-    bind: fn(&mut RawStatement<'_>, &T) -> rusqlite::Result<()>,
+    bind: fn(&mut RawStatement, &T) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<()> {
     let mut rows = rows.into_iter().peekable();
     if rows.peek().is_none() {
         return Ok(());
     }
-    let mut st = RawStatement::prepare(conn, sql)?;
+    let k = match writes.iter().position(|(s, _)| *s == sql) {
+        Some(k) => k,
+        None => {
+            // SAFETY: kept in the store's `writes`, which drop before its connection; the
+            // store is used from one thread at a time (it is not `Sync`).
+            writes.push((sql, unsafe { RawStatement::prepare(conn, sql) }?));
+            writes.len() - 1
+        }
+    };
+    let st = &mut writes[k].1;
     for r in rows {
-        bind(&mut st, r)?;
+        bind(st, r)?;
         st.run()?;
     }
     Ok(())
@@ -229,15 +245,18 @@ impl HistoryStore for SqliteStore {
             // place; the others inserted (upserted: a rejected command may have left a row
             // under the same id).
             let held = |o: &&OrderRow| o.accept_seq <= b.prev_seq;
-            each(&tx, UPDATE_ORDER, b.orders.iter().filter(held), bind_update)?;
+            let w = &mut self.writes;
             each(
+                w,
                 &tx,
-                UPSERT_ORDER,
-                b.orders.iter().filter(|o| !held(o)),
-                bind_order,
+                UPDATE_ORDER,
+                b.orders.iter().filter(held),
+                bind_update,
             )?;
-            each(&tx, INSERT_REJECTED, &b.rejected, bind_order)?;
-            each(&tx, INSERT_TRADE, &b.trades, bind_trade)?;
+            let fresh = b.orders.iter().filter(|o| !held(o));
+            each(w, &tx, UPSERT_ORDER, fresh, bind_order)?;
+            each(w, &tx, INSERT_REJECTED, &b.rejected, bind_order)?;
+            each(w, &tx, INSERT_TRADE, &b.trades, bind_trade)?;
             let mut st = tx.prepare_cached(
                 "INSERT INTO transfers (seq, account, asset, amount, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;

@@ -206,6 +206,15 @@ impl Run {
         }
     }
 
+    /// Extends the last range to `hi` (the ids after the run's end, adjacent to it).
+    #[inline]
+    fn extend_last(&mut self, hi: u64) {
+        self.end = hi;
+        if let Some(last) = self.chunks.last_mut().and_then(|c| c.last_mut()) {
+            last.1 = hi;
+        }
+    }
+
     fn contains(&self, id: u64) -> bool {
         let c = self.chunks.partition_point(|ch| ch[0].0 <= id);
         if c == 0 {
@@ -452,7 +461,23 @@ impl UsedIds {
     }
 
     /// Records `[lo, hi]` as used.
+    #[inline]
     pub fn add(&mut self, lo: u64, hi: u64) {
+        // Most ids are the next one of the flow the last id came from: its run grows by
+        // its last range, and nothing else is looked at.
+        let h = self.hint;
+        if h > 0 && self.runs.get(h).is_none_or(|n| hi < n.first()) {
+            if let Some(r) = self.runs.get_mut(h - 1) {
+                if r.end.checked_add(1) == Some(lo) {
+                    r.extend_last(hi);
+                    return;
+                }
+            }
+        }
+        self.add_slow(lo, hi)
+    }
+
+    fn add_slow(&mut self, lo: u64, hi: u64) {
         let k = self.run_of(lo);
         if k == 0 {
             // Below every run: a new flow (or the first id of all).
@@ -656,6 +681,29 @@ mod tests {
         r.insert(u64::MAX, u64::MAX);
         assert!(r.contains(u64::MAX));
         assert_eq!(r.len(), 2);
+    }
+
+    /// The next id of the last flow grows its run, up to the first id of the flow above it
+    /// and up to the last id there is; the ids around stay unused.
+    #[test]
+    fn next_ids_grow_their_run_up_to_the_next_flow() {
+        let mut u = UsedIds::default();
+        let hi_flow = 10 + FAR * 2;
+        u.add(10, 10);
+        u.add(hi_flow, hi_flow);
+        // The upper flow is last; ids under it come from the lower flow.
+        u.add(11, 11);
+        u.add(12, 12);
+        assert_eq!(u.runs.len(), 2);
+        // Up to the id right under the upper flow, then that one is used already.
+        u.add(13, hi_flow - 2);
+        u.add(hi_flow - 1, hi_flow - 1);
+        assert_eq!(u.ranges(), vec![(10, hi_flow)]);
+        u.add(u64::MAX - 1, u64::MAX - 1);
+        u.add(u64::MAX, u64::MAX);
+        assert!(u.contains(u64::MAX) && u.contains(u64::MAX - 1));
+        assert!(!u.contains(u64::MAX - 2) && !u.contains(9) && !u.contains(hi_flow + 1));
+        assert_eq!(u.ranges(), vec![(10, hi_flow), (u64::MAX - 1, u64::MAX)]);
     }
 
     /// A counter with a gap every 1000 ids, 4 orders live at any time: after 1M ids the

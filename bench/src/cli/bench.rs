@@ -251,6 +251,13 @@ fn floors(
         cpu.cores,
         bound / 1e6,
     ));
+    if let Some((name, ns)) = cpu.slowest() {
+        if 1e9 / ns <= bound * 1.0001 {
+            s.push_str(&format!(
+                " (the slowest stage, {name}, alone on its thread)"
+            ));
+        }
+    }
     if closed_loop {
         s.push_str(&format!(
             "; measured {:.2}M = {:.0}% of it",

@@ -87,9 +87,17 @@ impl CpuBound {
         self.stages.iter().map(|s| s.1).sum()
     }
 
-    /// The most commands per second `cores` cores can do with that work.
+    /// The stage with the most work per command (each stage is one thread).
+    pub fn slowest(&self) -> Option<&(String, f64)> {
+        self.stages.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The most commands per second: what `cores` cores can do with all the work, and no
+    /// more than the slowest stage alone on its thread.
     pub fn bound_per_sec(&self) -> f64 {
-        self.cores as f64 * 1e9 / self.total_ns().max(1e-9)
+        let shared = self.cores as f64 * 1e9 / self.total_ns().max(1e-9);
+        let serial = 1e9 / self.slowest().map_or(0.0, |s| s.1).max(1e-9);
+        shared.min(serial)
     }
 }
 
@@ -132,8 +140,9 @@ pub fn time_consumer_warm<C: Consumer>(mut c: C, events: &[Event], warm: usize) 
 }
 
 /// Times the matcher alone on `data`'s commands (after its setup), then each of the
-/// in-memory consumers the run has (`risk`, `md`, `alloc`) and the journal's encoding and
-/// checksums on the events it made: each stage's work per measured command.
+/// in-memory consumers the run has (`risk`, `md`, `alloc`), the journal's encoding and
+/// checksums, and the history store (SQLite in a temp file, its writes included) on the
+/// events it made: each stage's work per measured command.
 pub fn cpu_bound(data: &GeneratedWorkload, consumers: &[String], cores: usize) -> CpuBound {
     // The events, recorded in a first pass (untimed)...
     let run = |record: bool| -> (f64, Vec<Event>, usize) {
@@ -193,9 +202,61 @@ pub fn cpu_bound(data: &GeneratedWorkload, consumers: &[String], cores: usize) -
                 std::hint::black_box(crc.finalize());
                 t.elapsed().as_secs_f64()
             }
+            "history" => {
+                let db = std::env::temp_dir()
+                    .join(format!("ringex-cpu-bound-{}.db", std::process::id()));
+                let store = ringex_consumers::history::sqlite::SqliteStore::open(&db);
+                let timed = store
+                    .and_then(|s| ringex_consumers::history::History::new(s, Default::default()))
+                    .map(|h| time_consumer(h, measured));
+                for ext in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+                }
+                match timed {
+                    Ok(secs) => secs,
+                    Err(e) => {
+                        tracing::warn!("the history store could not be timed alone: {e}");
+                        continue;
+                    }
+                }
+            }
             _ => continue,
         };
         stages.push((c.clone(), per(secs)));
     }
     CpuBound { stages, cores }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(stages: &[(&str, f64)], cores: usize) -> CpuBound {
+        CpuBound {
+            stages: stages.iter().map(|&(n, ns)| (n.to_string(), ns)).collect(),
+            cores,
+        }
+    }
+
+    #[test]
+    fn the_bound_is_the_shared_cores_or_the_slowest_stage_whichever_is_lower() {
+        // 100 ns in all on 2 cores: 20M; the slowest stage (40 ns) alone allows 25M.
+        let b = bound(&[("matcher", 40.0), ("risk", 30.0), ("md", 30.0)], 2);
+        assert_eq!(b.total_ns(), 100.0);
+        assert!((b.bound_per_sec() - 20e6).abs() < 1.0);
+        // A stage of 1,000 ns caps the pipeline at 1M whatever the cores.
+        let b = bound(&[("matcher", 40.0), ("history", 1000.0)], 16);
+        assert_eq!(b.slowest().map(|s| s.0.as_str()), Some("history"));
+        assert!((b.bound_per_sec() - 1e6).abs() < 1.0);
+    }
+
+    #[test]
+    fn the_history_store_is_timed_as_a_stage_of_its_own() {
+        let data = ringex_engine::workload::MultiSymbolWorkload::default().generate(2000);
+        let names = ["risk", "history"].map(String::from);
+        let b = cpu_bound(&data, &names, 2);
+        let stages: Vec<&str> = b.stages.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(stages, ["matcher", "risk", "history"]);
+        assert!(b.stages.iter().all(|s| s.1 > 0.0), "{:?}", b.stages);
+    }
 }

@@ -15,6 +15,9 @@
 //! matcher_loop [N] --deep --ids ORDER  # ids relabelled: arrival|shuffled|gateways|random
 //! ```
 //!
+//! `--runs R` times the measured commands R times, each on a fresh matcher after its setup,
+//! and prints the fastest run and every run's figure (on a machine shared with other work,
+//! the fastest run is the one the least disturbed).
 //! `--ids ORDER` relabels any workload's order ids (`ringex_engine::id_order`).
 //! `--live-ids` runs the matcher with `IdUniqueness::Live` (only live orders' ids refused).
 //! `--id-memory` also prints what the record of used ids costs on the flow: the heap the
@@ -64,7 +67,7 @@ fn run_matcher(m: &mut Matcher, cmds: &[Command], base: u64, out: &mut Vec<Event
 }
 
 fn main() {
-    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random] [--id-memory] [--live-ids]";
+    let usage = "usage: matcher_loop [N] [--funded | --multi | --policies | --deep [SCENARIO] | --lobster FILE] [--ids arrival|shuffled|gateways|random] [--id-memory] [--live-ids] [--runs R]";
     ringex_bench::harness::args::check(
         usage,
         &[
@@ -76,6 +79,7 @@ fn main() {
             "--ids",
             "--id-memory",
             "--live-ids",
+            "--runs",
         ],
     );
     let args: Vec<String> = std::env::args().collect();
@@ -140,25 +144,47 @@ fn main() {
         }
         None => (name, w),
     };
-    let mut m = Matcher::with_capacity(cap);
-    if has("--live-ids") {
-        m = m.with_id_uniqueness(ringex_engine::IdUniqueness::Live);
-    }
+    let runs: usize = match ringex_bench::harness::args::value("--runs") {
+        None => 1,
+        Some(r) => match r.parse() {
+            Ok(r) if r > 0 => r,
+            _ => {
+                eprintln!("{usage}");
+                std::process::exit(2)
+            }
+        },
+    };
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();
-    let events_setup = run_matcher(&mut m, &w.setup, 0, &mut out);
-    let t = std::time::Instant::now();
-    let events = run_matcher(&mut m, &w.commands, setup as u64, &mut out);
-    let secs = t.elapsed().as_secs_f64();
+    let mut timed = Vec::with_capacity(runs);
+    let (mut events_setup, mut events) = (0, 0);
+    for _ in 0..runs {
+        let mut m = Matcher::with_capacity(cap);
+        if has("--live-ids") {
+            m = m.with_id_uniqueness(ringex_engine::IdUniqueness::Live);
+        }
+        events_setup = run_matcher(&mut m, &w.setup, 0, &mut out);
+        let t = std::time::Instant::now();
+        events = run_matcher(&mut m, &w.commands, setup as u64, &mut out);
+        timed.push(t.elapsed().as_secs_f64());
+    }
+    let secs = timed.iter().copied().fold(f64::MAX, f64::min);
+    let rate = |secs: f64| w.commands.len() as f64 / secs / 1e6;
     println!(
         "{name}: setup commands {setup} (events {events_setup}), measured commands {} (events {events}) in {:.1} ms = {:.2} M commands/s, mix {:?}",
         w.commands.len(),
         secs * 1e3,
-        w.commands.len() as f64 / secs / 1e6,
+        rate(secs),
         w.stats
     );
+    if runs > 1 {
+        let all: Vec<String> = timed.iter().map(|&s| format!("{:.2}", rate(s))).collect();
+        println!(
+            "the fastest of {runs} runs; every run (M commands/s): {}",
+            all.join(" ")
+        );
+    }
     if has("--id-memory") {
-        drop(m);
         // Nothing reserved for gaps up front: what the flow itself makes the record hold.
         let cap = MatcherCapacity { ids: 0, ..cap };
         let ever = held_after(&w, cap, ringex_engine::IdUniqueness::Ever);

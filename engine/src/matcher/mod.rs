@@ -54,8 +54,9 @@ struct Taker {
     side: Side,
     limit: Option<Price>,
     stp: SelfTradePrevention,
-    /// The instrument's funding rules, when it is funded.
-    funding: Option<Funding>,
+    /// Its book is funded ([`Matcher::funding`] reads the rules where they are used: a
+    /// copy of them in every taker cost the unfunded flows a 90-byte move per order).
+    funded: bool,
 }
 
 impl Taker {
@@ -580,7 +581,6 @@ impl Matcher {
         policy: MatchPolicy,
         out: &mut Vec<Event>,
     ) {
-        let funding = funding_of(&self.books.books[slot as usize]);
         let taker = Taker {
             instrument: o.instrument,
             book: slot,
@@ -589,7 +589,7 @@ impl Matcher {
             side: o.side,
             limit: (o.order_type == OrderType::Limit).then_some(o.price),
             stp: o.stp,
-            funding,
+            funded: self.books.books[slot as usize].funding.is_some(),
         };
         if o.tif == TimeInForce::Fok && !self.fok_fillable(&taker, o.qty.0) {
             self.taker_gone(o.order_id, pending);
@@ -646,7 +646,7 @@ impl Matcher {
         if policy == MatchPolicy::ProRataTop {
             self.books.rest_top(slot, o.side, i, o.price);
         }
-        if let Some(f) = &funding {
+        if let Some(f) = &self.funding(&taker) {
             self.set_hold(i, f.hold(o.side, o.order_type, o.price, end.remaining));
         }
         if o.tif == TimeInForce::Gtd && pending == NIL {
@@ -738,7 +738,7 @@ impl Matcher {
         {
             return self.fok_fillable_pro_rata(taker, qty);
         }
-        if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+        if let (Some(f), None, Side::Buy) = (&self.funding(taker), taker.limit, taker.side) {
             return self.fok_payable(f, taker, qty);
         }
         let Some(book) = self.books.books.get(taker.book as usize) else {
@@ -848,7 +848,9 @@ impl Matcher {
                     }
                 } else {
                     let mut q = remaining.min(n.qty.0);
-                    if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+                    if let (Some(f), None, Side::Buy) =
+                        (&self.funding(taker), taker.limit, taker.side)
+                    {
                         // A market buy pays as it goes.
                         q = f.affordable(price, q, self.ledger.available(taker.account, f.quote));
                         if q == 0 {
@@ -869,7 +871,7 @@ impl Matcher {
                             taker_side: taker.side,
                         },
                     ));
-                    if let Some(f) = &taker.funding {
+                    if let Some(f) = &self.funding(taker) {
                         let n = self.books.node(i);
                         self.settle(seq, f, taker, remaining, &n, i, price, q, out);
                     }
@@ -1022,7 +1024,7 @@ impl Matcher {
             self.books.remove(i);
         } else if end.remaining != qty.0 {
             self.books.set_qty(i, Qty(end.remaining));
-            if let Some(f) = &taker.funding {
+            if let Some(f) = &self.funding(&taker) {
                 self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
             }
         }
@@ -1049,7 +1051,17 @@ impl Matcher {
             side,
             limit: Some(price),
             stp,
-            funding: funding_of(book),
+            funded: book.funding.is_some(),
+        }
+    }
+
+    /// The funding rules of a taker's book (a copy), when it is funded.
+    #[inline(always)]
+    fn funding(&self, taker: &Taker) -> Option<Funding> {
+        if taker.funded {
+            funding_of(&self.books.books[taker.book as usize])
+        } else {
+            None
         }
     }
 
@@ -1098,7 +1110,7 @@ impl Matcher {
                 if ext.is_iceberg() {
                     self.books.set_peak(i, ext.display.min(end.remaining));
                 }
-                if let Some(f) = &taker.funding {
+                if let Some(f) = &self.funding(&taker) {
                     self.set_hold(i, f.hold(side, OrderType::Limit, price, end.remaining));
                 }
             }

@@ -87,7 +87,7 @@ impl Matcher {
     /// or it stops matching).
     #[inline]
     pub(super) fn release_taker(&mut self, taker: &Taker, open: u64) {
-        if let Some(f) = &taker.funding {
+        if let Some(f) = &self.funding(taker) {
             let (ty, price) = taker_type(taker);
             let hold = f.hold(taker.side, ty, price, open);
             self.ledger

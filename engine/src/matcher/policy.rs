@@ -117,7 +117,7 @@ impl Matcher {
                 n.qty.0
             };
             let mut q = (*remaining).min(shown);
-            if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+            if let (Some(f), None, Side::Buy) = (&self.funding(taker), taker.limit, taker.side) {
                 q = f.affordable(price, q, self.ledger.available(taker.account, f.quote));
                 if q == 0 {
                     return LevelEnd::OutOfFunds;
@@ -171,7 +171,7 @@ impl Matcher {
                 taker_side: taker.side,
             },
         ));
-        if let Some(f) = &taker.funding {
+        if let Some(f) = &self.funding(taker) {
             let n = self.books.node(i);
             self.settle(seq, f, taker, taker_open, &n, i, price, q, out);
         }
@@ -239,7 +239,7 @@ impl Matcher {
         let total = self.books.levels[l as usize].qty();
         let mut q_take = *remaining;
         let mut capped = false;
-        if let (Some(f), None, Side::Buy) = (&taker.funding, taker.limit, taker.side) {
+        if let (Some(f), None, Side::Buy) = (&self.funding(taker), taker.limit, taker.side) {
             let q = f.affordable(price, q_take, self.ledger.available(taker.account, f.quote));
             if q == 0 {
                 return LevelEnd::OutOfFunds;
@@ -357,12 +357,11 @@ impl Matcher {
             return false;
         };
         let funded_market_buy = matches!(
-            (&taker.funding, taker.limit, taker.side),
+            (&self.funding(taker), taker.limit, taker.side),
             (Some(_), None, Side::Buy)
         );
-        let mut available = taker
-            .funding
-            .as_ref()
+        let mut available = self
+            .funding(taker)
             .map_or(0, |f| self.ledger.available(taker.account, f.quote));
         let mut need = qty as u128;
         for &(_, l) in book.side(taker.side.opposite()).entries.iter().rev() {
@@ -389,7 +388,7 @@ impl Matcher {
             }
             let want = need.min(level) as u64;
             let mut got = want;
-            if let (true, Some(f)) = (funded_market_buy, &taker.funding) {
+            if let (true, Some(f)) = (funded_market_buy, &self.funding(taker)) {
                 got = f.affordable(lv.price, want, available);
                 available = available.saturating_sub(f.taker_cost(lv.price, got));
                 if got < want {

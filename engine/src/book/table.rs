@@ -120,6 +120,7 @@ fn lookup(slots: &[Slot], shift: u32, key: u64) -> Option<u32> {
 }
 
 /// Removes `key` from a table (which may be empty); returns its value.
+#[inline]
 fn take(slots: &mut [Slot], shift: u32, key: u64) -> Option<u32> {
     if slots.is_empty() {
         return None;
@@ -171,7 +172,11 @@ impl IdTable {
             self.drain(DRAIN_STEP);
         }
         // A key still in the old table moves to the new one with its new value.
-        let moved = take(&mut self.old, self.old_shift, key);
+        let moved = if self.old.is_empty() {
+            None
+        } else {
+            take(&mut self.old, self.old_shift, key)
+        };
         match find(&self.slots, self.shift, key) {
             Ok(i) => Some(decode(std::mem::replace(
                 &mut self.slots[i],

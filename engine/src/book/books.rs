@@ -491,8 +491,16 @@ impl OrderBooks {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_account_head(&mut self, account: AccountId, head: u32) {
+        match self.acct_heads.get_mut(account.0 as usize) {
+            Some(h) if account.0 < DENSE_ACCOUNT_HEADS => *h = head,
+            _ => self.set_account_head_slow(account, head),
+        }
+    }
+
+    #[inline(never)]
+    fn set_account_head_slow(&mut self, account: AccountId, head: u32) {
         if account.0 < DENSE_ACCOUNT_HEADS {
             let i = account.0 as usize;
             if self.acct_heads.len() <= i {

@@ -461,7 +461,7 @@ impl UsedIds {
     }
 
     /// Records `[lo, hi]` as used.
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, lo: u64, hi: u64) {
         // Most ids are the next one of the flow the last id came from: its run grows by
         // its last range, and nothing else is looked at.

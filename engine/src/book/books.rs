@@ -342,6 +342,13 @@ impl OrderBooks {
         self.ids.set_dead(id.0);
     }
 
+    /// Records the id of an accepted order that never rested: it is not live (the caller
+    /// knows; [`OrderBooks::mark_dead`] also takes a live one out).
+    #[inline]
+    pub fn mark_used(&mut self, id: OrderId) {
+        self.ids.set_used(id.0);
+    }
+
     /// Forgets dead ids from now on (a replica that only needs the live books).
     pub fn forget_dead_ids(&mut self) {
         let mut ids = IdIndex::new(false);

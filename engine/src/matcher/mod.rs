@@ -661,7 +661,8 @@ impl Matcher {
     #[inline(always)]
     fn taker_gone(&mut self, id: OrderId, pending: u32) {
         if pending == NIL {
-            self.books.mark_dead(id);
+            // Accepted with its id unknown, and never rested: not in the live table.
+            self.books.mark_used(id);
         } else {
             self.books.remove(pending);
         }

@@ -146,7 +146,7 @@ impl Matcher {
 
     /// One fill of `q` lots against pool order `i` at `price`, settled when funded.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn fill(
         &mut self,
         seq: Sequence,

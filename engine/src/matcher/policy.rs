@@ -319,6 +319,7 @@ impl Matcher {
 
     /// Fills maker `i` with its share and takes it out when it is used up.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn fill_share(
         &mut self,
         seq: Sequence,

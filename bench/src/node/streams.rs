@@ -18,26 +18,56 @@ pub async fn setup(
         ..Default::default()
     };
     for s in shards {
-        js.get_or_create_stream(file_stream(names.cmd_stream(s), names.cmd_subject(s), 120))
-            .await
-            .map_err(nats("command stream"))?;
+        get_or_create(
+            js,
+            file_stream(names.cmd_stream(s), names.cmd_subject(s), 120),
+        )
+        .await
+        .map_err(nats("command stream"))?;
         // Re-publications after a failover come within seconds; ten minutes is ample.
-        js.get_or_create_stream(file_stream(names.evt_stream(s), names.evt_subject(s), 600))
-            .await
-            .map_err(nats("event stream"))?;
+        get_or_create(
+            js,
+            file_stream(names.evt_stream(s), names.evt_subject(s), 600),
+        )
+        .await
+        .map_err(nats("event stream"))?;
     }
-    js.get_or_create_stream(stream::Config {
-        name: names.lease_stream(),
-        subjects: vec![format!("{}.lease.>", names.cluster)],
-        storage: stream::StorageType::Memory,
-        max_messages_per_subject: 1,
-        max_age: lease,
-        duplicate_window: lease,
-        ..Default::default()
-    })
+    get_or_create(
+        js,
+        stream::Config {
+            name: names.lease_stream(),
+            subjects: vec![format!("{}.lease.>", names.cluster)],
+            storage: stream::StorageType::Memory,
+            max_messages_per_subject: 1,
+            max_age: lease,
+            duplicate_window: lease,
+            ..Default::default()
+        },
+    )
     .await
     .map_err(nats("lease stream"))?;
     Ok(())
+}
+
+/// Gets or creates a stream, asking again when the request times out: a busy server can
+/// take longer than a request's timeout to create a file stream, and asking again for the
+/// same configuration is harmless (seen on a loaded 2-core machine). Three tries.
+async fn get_or_create(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, jetstream::context::CreateStreamError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match js.get_or_create_stream(config.clone()).await {
+            Err(e)
+                if tries < 3 && e.kind() == jetstream::context::CreateStreamErrorKind::TimedOut =>
+            {
+                tracing::warn!("creating stream {}: {e}; asking again", config.name);
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Where a shard's event stream ends: its last event sequence and the first event of its

@@ -39,9 +39,7 @@ fn main() {
             std::env::temp_dir().join(format!("ringex-history-{}.db", std::process::id()))
         });
     let keep = std::env::args().any(|a| a == "--keep");
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
+    SqliteStore::remove_files(&db);
     let w = ExchangeCoreWorkload::default().generate(1_000_000);
     let span = (w.setup.len() + w.commands.len()) as u64 + 1;
     let mut h = History::new(
@@ -177,8 +175,6 @@ fn main() {
     let (v, rows) = time(&mut || q.active_orders(inst).expect("active").len(), 200);
     println!("active_orders(symbol): {}; {rows} rows", percentiles(v));
     if !keep {
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-        }
+        SqliteStore::remove_files(&db);
     }
 }

@@ -144,16 +144,7 @@ fn main() {
         }
         None => (name, w),
     };
-    let runs: usize = match ringex_bench::harness::args::value("--runs") {
-        None => 1,
-        Some(r) => match r.parse() {
-            Ok(r) if r > 0 => r,
-            _ => {
-                eprintln!("{usage}");
-                std::process::exit(2)
-            }
-        },
-    };
+    let runs = ringex_bench::harness::args::number("--runs", 1).max(1) as usize;
     let mut out = Vec::with_capacity(4096);
     let setup = w.setup.len();
     let mut timed = Vec::with_capacity(runs);

@@ -205,13 +205,11 @@ pub fn cpu_bound(data: &GeneratedWorkload, consumers: &[String], cores: usize) -
             "history" => {
                 let db = std::env::temp_dir()
                     .join(format!("ringex-cpu-bound-{}.db", std::process::id()));
-                let store = ringex_consumers::history::sqlite::SqliteStore::open(&db);
-                let timed = store
-                    .and_then(|s| ringex_consumers::history::History::new(s, Default::default()))
+                use ringex_consumers::history::{sqlite::SqliteStore, History};
+                let timed = SqliteStore::open(&db)
+                    .and_then(|s| History::new(s, Default::default()))
                     .map(|h| time_consumer(h, measured));
-                for ext in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-                }
+                SqliteStore::remove_files(&db);
                 match timed {
                     Ok(secs) => secs,
                     Err(e) => {

@@ -84,6 +84,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Deletes the store at `path` with its WAL and shared-memory files (those missing are
+    /// skipped).
+    pub fn remove_files(path: &Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         let conn = Connection::open(path)?;

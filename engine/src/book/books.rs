@@ -336,6 +336,13 @@ impl OrderBooks {
         self.ids.get(id.0)
     }
 
+    /// True when `id` is live or was used ([`IdState::Unknown`] otherwise), without
+    /// looking in the live table when the used ids say.
+    #[inline]
+    pub fn id_known(&self, id: OrderId) -> bool {
+        self.ids.known(id.0)
+    }
+
     /// Records an id that was used but never rested (or no longer rests).
     #[inline]
     pub fn mark_dead(&mut self, id: OrderId) {

@@ -619,6 +619,20 @@ impl IdIndex {
         }
     }
 
+    /// True when `id` is live or was used: a new order may not take it. Every live id is
+    /// also recorded as used, so while used ids are tracked the used-id record answers
+    /// alone, and a new id (the next of its flow) costs no lookup in the live table, a
+    /// cache line anywhere in it.
+    #[inline]
+    pub fn known(&self, id: u64) -> bool {
+        if self.track_used {
+            debug_assert!(self.used.contains(id) || self.live.get(id).is_none());
+            self.used.contains(id)
+        } else {
+            self.live.get(id).is_some()
+        }
+    }
+
     /// Records `id` as live at pool index `idx`.
     #[inline]
     pub fn set_live(&mut self, id: u64, idx: u32) {
@@ -945,6 +959,11 @@ mod tests {
                 let want_lv = match v { Some(i) => IdState::Live(i), None => IdState::Unknown };
                 prop_assert_eq!(lv.get(id), want_lv);
                 prop_assert_eq!(ix.get(id.wrapping_add(1)) == IdState::Unknown, !model.contains_key(&id.wrapping_add(1)));
+                // `known` (a new order's duplicate check) agrees with `get`, in both kinds.
+                for probe in [id, id.wrapping_add(1), id.wrapping_sub(1)] {
+                    prop_assert_eq!(ix.known(probe), ix.get(probe) != IdState::Unknown);
+                    prop_assert_eq!(lv.known(probe), lv.get(probe) != IdState::Unknown);
+                }
             }
             let mut ids: Vec<u64> = model.keys().copied().collect();
             ids.sort_unstable();

@@ -500,7 +500,7 @@ impl Matcher {
             Some(RejectCode::ZeroQty)
         } else if EXT && terms_problem(o, terms, policy).is_some() {
             terms_problem(o, terms, policy)
-        } else if self.books.id_state(o.order_id) != IdState::Unknown {
+        } else if self.books.id_known(o.order_id) {
             Some(RejectCode::DuplicateOrderId)
         } else if halted {
             Some(RejectCode::Halted)

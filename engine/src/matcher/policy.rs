@@ -416,7 +416,7 @@ impl Matcher {
     ) {
         let instrument = self.books.books[slot as usize].def.id;
         // Most trades reach no stop: two peeks, and nothing else.
-        let reached = trade_range(&out[from..], instrument).is_some_and(|(lo, hi)| {
+        let reached = self.traded(slot, &out[from..]).is_some_and(|(lo, hi)| {
             self.books.books[slot as usize]
                 .stops
                 .as_ref()
@@ -431,7 +431,7 @@ impl Matcher {
         let mut head = 0;
         let mut scan = from;
         loop {
-            if let Some((lo, hi)) = trade_range(&out[scan..], instrument) {
+            if let Some((lo, hi)) = self.traded(slot, &out[scan..]) {
                 batch.clear();
                 if let Some(st) = self.books.books[slot as usize].stops.as_mut() {
                     st.pop_reached(lo.0, hi.0, &mut batch);
@@ -473,6 +473,25 @@ impl Matcher {
         }
         self.stop_queue = queue;
         self.stop_batch = batch;
+    }
+
+    /// The lowest and highest price `events`, one incoming order's arrival in book `slot`,
+    /// traded at. Its fills walk the opposite side from the best level outwards, so their
+    /// prices are monotonic: the first fill's price and the last (the book's last price)
+    /// bound them, and the events need not be scanned past the first fill.
+    #[inline]
+    fn traded(&self, slot: u32, events: &[Event]) -> Option<(Price, Price)> {
+        let first = events.iter().find_map(|e| match e.kind {
+            EventKind::Fill { price, .. } => Some(price),
+            _ => None,
+        })?;
+        let last = self.books.books[slot as usize].last_price?;
+        let r = (first.min(last), first.max(last));
+        debug_assert_eq!(
+            Some(r),
+            trade_range(events, self.books.books[slot as usize].def.id)
+        );
+        Some(r)
     }
 
     /// Records a pending stop (its hold is taken): outside the book until elected.
@@ -538,7 +557,8 @@ impl Matcher {
     }
 }
 
-/// The lowest and highest price of the fills of `instrument` among `events`.
+/// The lowest and highest price of the fills of `instrument` among `events` (what
+/// [`Matcher::traded`] finds without scanning them all; checked against it in debug builds).
 fn trade_range(events: &[Event], instrument: InstrumentId) -> Option<(Price, Price)> {
     let mut r: Option<(Price, Price)> = None;
     for e in events {

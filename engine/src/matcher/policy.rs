@@ -407,6 +407,10 @@ impl Matcher {
     /// After a command traded in book `slot` (its events from `from` on), elects the
     /// pending stops its trades reached, in acceptance order, and lets each arrive; their
     /// trades elect more, queued behind.
+    ///
+    /// Most commands reach no stop: that test (two reads and two peeks) is made inline at
+    /// the caller, and only a command that reaches one calls the election loop.
+    #[inline(always)]
     pub(super) fn run_stops(
         &mut self,
         seq: Sequence,
@@ -414,17 +418,21 @@ impl Matcher {
         from: usize,
         out: &mut Vec<Event>,
     ) {
-        let instrument = self.books.books[slot as usize].def.id;
-        // Most trades reach no stop: two peeks, and nothing else.
         let reached = self.traded(slot, &out[from..]).is_some_and(|(lo, hi)| {
             self.books.books[slot as usize]
                 .stops
                 .as_ref()
                 .is_some_and(|st| st.reaches(lo.0, hi.0))
         });
-        if !reached {
-            return;
+        if reached {
+            self.elect_stops(seq, slot, from, out);
         }
+    }
+
+    /// [`Matcher::run_stops`] once a trade of the command reached a stop's trigger.
+    #[inline(never)]
+    fn elect_stops(&mut self, seq: Sequence, slot: u32, from: usize, out: &mut Vec<Event>) {
+        let instrument = self.books.books[slot as usize].def.id;
         let mut queue = std::mem::take(&mut self.stop_queue);
         let mut batch = std::mem::take(&mut self.stop_batch);
         queue.clear();

@@ -487,7 +487,7 @@ impl Matcher {
     /// traded at. Its fills walk the opposite side from the best level outwards, so their
     /// prices are monotonic: the first fill's price and the last (the book's last price)
     /// bound them, and the events need not be scanned past the first fill.
-    #[inline]
+    #[inline(always)]
     fn traded(&self, slot: u32, events: &[Event]) -> Option<(Price, Price)> {
         let first = events.iter().find_map(|e| match e.kind {
             EventKind::Fill { price, .. } => Some(price),

@@ -483,8 +483,8 @@ impl Matcher {
         self.stop_batch = batch;
     }
 
-    /// The lowest and highest price `events`, one incoming order's arrival in book `slot`,
-    /// traded at. Its fills walk the opposite side from the best level outwards, so their
+    /// The lowest and highest price at which `events` (one incoming order's arrival in book
+    /// `slot`) traded. Its fills walk the opposite side from the best level outwards, so their
     /// prices are monotonic: the first fill's price and the last (the book's last price)
     /// bound them, and the events need not be scanned past the first fill.
     #[inline(always)]

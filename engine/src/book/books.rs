@@ -811,6 +811,7 @@ impl OrderBooks {
     }
 
     /// Sets an order's terms, counting icebergs and stops in its book.
+    #[inline(always)]
     pub fn set_ext(&mut self, idx: u32, e: Ext) {
         let i = idx as usize;
         if self.ext.len() <= i {

@@ -338,7 +338,7 @@ impl OrderBooks {
 
     /// True when `id` is live or was used ([`IdState::Unknown`] otherwise), without
     /// looking in the live table when the used ids say.
-    #[inline]
+    #[inline(always)]
     pub fn id_known(&self, id: OrderId) -> bool {
         self.ids.known(id.0)
     }

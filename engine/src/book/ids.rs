@@ -623,7 +623,7 @@ impl IdIndex {
     /// also recorded as used, so while used ids are tracked the used-id record answers
     /// alone, and a new id (the next of its flow) costs no lookup in the live table, a
     /// cache line anywhere in it.
-    #[inline]
+    #[inline(always)]
     pub fn known(&self, id: u64) -> bool {
         if self.track_used {
             debug_assert!(self.used.contains(id) || self.live.get(id).is_none());

@@ -761,6 +761,7 @@ impl OrderBooks {
     /// Pool order `i`, resting at `price`, comes to rest: it becomes its side's TOP order
     /// (`pro_rata_top`) when its price is strictly better than every other order of its
     /// side, or it is alone there.
+    #[inline(always)]
     pub fn rest_top(&mut self, slot: u32, side: Side, i: u32, price: Price) {
         if self.books.get(slot as usize).map(|b| b.policy) != Some(MatchPolicy::ProRataTop) {
             return;

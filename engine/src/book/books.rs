@@ -889,6 +889,7 @@ impl OrderBooks {
     /// A pending stop (elected) stops being one: it is matched as an incoming order, still
     /// in the pool and outside every level ([`OrderBooks::activate`] or
     /// [`OrderBooks::remove`] come next).
+    #[inline(always)]
     pub fn elect(&mut self, idx: u32) {
         let e = self.ext(idx);
         self.set_ext(

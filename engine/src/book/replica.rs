@@ -403,7 +403,7 @@ impl BookReplica {
 
     /// True when the order id was ever used.
     pub fn id_used(&self, id: OrderId) -> bool {
-        self.books.id_state(id) != IdState::Unknown
+        self.books.id_known(id)
     }
 
     /// A live order (resting, or a pending stop) with all its attributes (current price and
